@@ -1,0 +1,1 @@
+"""fabricscope pipeline: the contracts (topology, records, store, bus), the sink, detectors and CLI."""

@@ -1,0 +1,66 @@
+"""IP addresses as numpy columns: every address is IPv6 (IPv4 v4-mapped) held as two uint64 words.
+
+`hi` holds bytes 0-7 and `lo` bytes 8-15 of the 16-byte address, both big-endian, so an IPv4 address
+a.b.c.d is hi=0, lo=0x0000ffff_aabbccdd. Comparisons and prefix matches are then plain integer ops.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import numpy as np
+
+V4_MAPPED_LO = np.uint64(0x0000FFFF00000000)
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def words_of(address: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> tuple[int, int]:
+    """(hi, lo) words of one address."""
+    ip = ipaddress.ip_address(address)
+    value = int(ipaddress.IPv6Address(f"::ffff:{ip}")) if ip.version == 4 else int(ip)
+    return value >> 64, value & 0xFFFF_FFFF_FFFF_FFFF
+
+
+def v4_words(v4: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(hi, lo) columns for IPv4 addresses given as host-order uint32."""
+    lo = v4.astype(np.uint64) | V4_MAPPED_LO
+    return np.zeros(len(v4), dtype=np.uint64), lo
+
+
+def v6_words(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(hi, lo) columns from an (n, 16) uint8 array of network-order IPv6 addresses."""
+    words = np.ascontiguousarray(raw, dtype=np.uint8).view(">u8").reshape(-1, 2)
+    return words[:, 0].astype(np.uint64), words[:, 1].astype(np.uint64)
+
+
+def network_mask(network: IPNetwork) -> tuple[int, int, int, int]:
+    """(hi, lo, mask_hi, mask_lo) of a prefix in the v4-mapped IPv6 space."""
+    if network.version == 4:
+        base = int(ipaddress.IPv6Address(f"::ffff:{network.network_address}"))
+        prefixlen = 96 + network.prefixlen
+    else:
+        base = int(network.network_address)
+        prefixlen = network.prefixlen
+    mask = ((1 << prefixlen) - 1) << (128 - prefixlen) if prefixlen else 0
+    full = 0xFFFF_FFFF_FFFF_FFFF
+    return base >> 64, base & full, mask >> 64, mask & full
+
+
+def in_network(hi: np.ndarray, lo: np.ndarray, network: IPNetwork) -> np.ndarray:
+    """Boolean column: which addresses fall inside `network`."""
+    net_hi, net_lo, mask_hi, mask_lo = network_mask(network)
+    return ((hi & np.uint64(mask_hi)) == np.uint64(net_hi)) & ((lo & np.uint64(mask_lo)) == np.uint64(net_lo))
+
+
+def to_strings(hi: np.ndarray, lo: np.ndarray) -> list[str]:
+    """Text form of each address (IPv4 shown as ::ffff:a.b.c.d, as ClickHouse's IPv6 type prints it)."""
+    return [str(ipaddress.IPv6Address((int(high) << 64) | int(low))) for high, low in zip(hi, lo, strict=True)]
+
+
+def to_bytes16(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """(n, 16) uint8 network-order addresses, the layout ClickHouse's IPv6 type stores."""
+    words = np.empty((len(hi), 2), dtype=">u8")
+    words[:, 0] = hi
+    words[:, 1] = lo
+    return words.view(np.uint8).reshape(-1, 16)

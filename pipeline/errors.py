@@ -1,0 +1,57 @@
+"""fabricscope's exception tree.
+
+    FabricscopeError
+    ├── InputError          bad user input (a file, packet or field); CLI exit code 2
+    │   ├── TopologyError   invalid topology file (file, line, reason)
+    │   └── ScenarioError   invalid scenario file (file, line, reason)
+    ├── StoreError          ClickHouse refused or is unreachable (`retriable` says if a retry can help)
+    │   └── StoreLockedError  the embedded data directory is held by another process
+    └── BusError            Kafka refused or is unreachable (`retriable` says if a retry can help)
+"""
+
+from __future__ import annotations
+
+
+class FabricscopeError(Exception):
+    """Base of every error fabricscope raises on purpose."""
+
+    retriable: bool = False
+
+
+class InputError(FabricscopeError):
+    """Bad input from the user; the message names the file, line or field."""
+
+    def __init__(self, source: str, reason: str, *, line: int | None = None) -> None:
+        self.source = source
+        self.reason = reason
+        self.line = line
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {reason}")
+
+
+class TopologyError(InputError):
+    """The topology file is invalid."""
+
+
+class ScenarioError(InputError):
+    """The scenario file is invalid."""
+
+
+class StoreError(FabricscopeError):
+    """ClickHouse failed; `retriable` is True when waiting and retrying can help."""
+
+    def __init__(self, message: str, *, retriable: bool = False) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the embedded ClickHouse data directory."""
+
+
+class BusError(FabricscopeError):
+    """Kafka failed; `retriable` is True when waiting and retrying can help."""
+
+    def __init__(self, message: str, *, retriable: bool = False) -> None:
+        super().__init__(message)
+        self.retriable = retriable

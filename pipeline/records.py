@@ -1,0 +1,163 @@
+"""The one declaration of every record column (DESIGN.md section 5, a contract).
+
+Kafka topics, Arrow schemas, ClickHouse DDL and the README's field list are all derived from the
+tables below; change a column here, together with a migration and its tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A record column: its ClickHouse type, its Arrow type and the numpy dtype collectors fill."""
+
+    name: str
+    clickhouse: str
+    arrow: pa.DataType
+    numpy: str
+    doc: str
+
+
+def _ts(name: str, doc: str) -> Column:
+    return Column(name, "DateTime64(6, 'UTC')", pa.timestamp("us", tz="UTC"), "datetime64[us]", doc)
+
+
+def _lc(name: str, doc: str) -> Column:
+    return Column(name, "LowCardinality(String)", pa.string(), "object", doc)
+
+
+def _str(name: str, doc: str) -> Column:
+    return Column(name, "String", pa.string(), "object", doc)
+
+
+def _ip(name: str, doc: str) -> Column:
+    return Column(name, "IPv6", pa.binary(16), "object", doc)
+
+
+def _u(bits: int, name: str, doc: str) -> Column:
+    return Column(name, f"UInt{bits}", getattr(pa, f"uint{bits}")(), f"uint{bits}", doc)
+
+
+def _f(name: str, doc: str, *, nullable: bool = False) -> Column:
+    return Column(name, "Nullable(Float64)" if nullable else "Float64", pa.float64(), "float64", doc)
+
+
+FLOWS: tuple[Column, ...] = (
+    _ts("ts_start", "first packet of the flow in this row"),
+    _ts("ts_end", "last packet of the flow in this row"),
+    _lc("exporter", "collector instance that produced the row"),
+    _lc("link", "leaf-spine link id, '' when the packet could not be attributed"),
+    _lc("direction", "up, down or unknown"),
+    _lc("leaf", "leaf of the link"),
+    _lc("spine", "spine of the link"),
+    _ip("src_ip", "source address (IPv4 as v4-mapped IPv6)"),
+    _ip("dst_ip", "destination address (IPv4 as v4-mapped IPv6)"),
+    _u(16, "src_port", "L4 source port"),
+    _u(16, "dst_port", "L4 destination port"),
+    _u(8, "proto", "IP protocol number"),
+    _u(16, "vlan", "802.1Q VLAN id of the monitored frame, 0 if untagged"),
+    _u(32, "vni", "VXLAN network identifier, 0 if none"),
+    _u(8, "dscp", "DSCP of the first packet"),
+    _u(32, "roce_qp", "BTH destination QP, 0 if not RoCE"),
+    _u(64, "packets", "packets (scaled by sampling_rate)"),
+    _u(64, "bytes", "original frame bytes on the monitored link (scaled by sampling_rate)"),
+    _u(64, "ecn_ect", "ECN-capable packets (ECT(0), ECT(1) or CE)"),
+    _u(64, "ecn_ce", "ECN congestion-experienced packets"),
+    _u(64, "cnp", "RoCEv2 congestion notification packets"),
+    _u(64, "roce_write", "RDMA WRITE packets"),
+    _u(64, "roce_read", "RDMA READ request/response packets"),
+    _u(64, "roce_send", "SEND packets"),
+    _u(64, "roce_ack", "ACK/NAK packets"),
+    _u(64, "psn_gaps", "PSN numbers skipped between consecutive packets"),
+    _u(64, "naks", "NAKs (AETH syndrome 011)"),
+    _lc("app", "DPI label (DESIGN.md section 6)"),
+    _str("app_detail", "DPI detail, e.g. TLS SNI"),
+    _lc("traffic_class", "DFI label (DESIGN.md section 6)"),
+    Column("confidence", "Float32", pa.float32(), "float32", "DPI confidence, 0..1"),
+    _lc("job", "collective group, '' if none"),
+    _u(32, "sampling_rate", "1 for full mirrors, N for 1-in-N sampling"),
+)
+
+COUNTERS: tuple[Column, ...] = (
+    _ts("ts", "time the switch took the sample"),
+    _lc("device", "switch name"),
+    _lc("ifname", "interface name"),
+    _lc("link", "leaf-spine link id, '' if the interface is not a fabric link"),
+    _u(8, "oper_up", "1 if operationally up"),
+    _u(64, "speed_bps", "interface speed"),
+    _u(64, "in_octets", "cumulative"),
+    _u(64, "out_octets", "cumulative"),
+    _u(64, "in_pkts", "cumulative"),
+    _u(64, "out_pkts", "cumulative"),
+    _u(64, "in_errors", "cumulative"),
+    _u(64, "out_errors", "cumulative"),
+    _u(64, "in_discards", "cumulative"),
+    _u(64, "out_discards", "cumulative"),
+    _u(64, "fcs_errors", "cumulative"),
+    _u(64, "pfc_rx_pause", "cumulative PFC pause frames received"),
+    _u(64, "pfc_tx_pause", "cumulative PFC pause frames sent"),
+    _u(64, "ecn_marked", "cumulative packets ECN-marked by this port"),
+    _lc("source", "sflow, snmp, gnmi or file"),
+)
+
+EVENTS: tuple[Column, ...] = (
+    _ts("ts", "start of the event (fast_recovery: the failure time)"),
+    _ts("ts_end", "end of the event"),
+    _lc("kind", "fast_recovery, link_down, link_up, link_flap, congestion, pfc_storm, ecmp_imbalance, errors, "
+        "collective_slowdown"),
+    _lc("severity", "info, warning or critical"),
+    _lc("link", "link the event is about, '' if none"),
+    _lc("direction", "up, down or unknown"),
+    _lc("device", "switch the event is about, '' if none"),
+    _lc("job", "collective job the event is about, '' if none"),
+    _str("summary", "one line for people"),
+    _f("convergence_ms", "fast_recovery: max of local and remote convergence", nullable=True),
+    _f("local_convergence_ms", "fast_recovery: affected up flows back on another uplink", nullable=True),
+    _f("remote_convergence_ms", "fast_recovery: affected down flows back on another downlink", nullable=True),
+    _u(32, "flows_affected", "fast_recovery: flows on the link just before the failure"),
+    _u(32, "flows_recovered", "fast_recovery: affected flows seen again elsewhere"),
+    _u(64, "packets_lost", "fast_recovery: PSN numbers the affected RoCE flows skipped"),
+    _f("value", "kind-specific figure (congestion: peak CE ratio)", nullable=True),
+    _str("details", "JSON text"),
+)
+
+TABLES: dict[str, tuple[Column, ...]] = {"flows": FLOWS, "counters": COUNTERS, "events": EVENTS}
+
+
+def topic(table: str) -> str:
+    """Kafka topic of a table: its name carries the schema version."""
+    return f"fabricscope.{table}.v{SCHEMA_VERSION}"
+
+
+def dlq_topic(table: str) -> str:
+    return f"{topic(table)}.dlq"
+
+
+def column_names(table: str) -> list[str]:
+    return [column.name for column in TABLES[table]]
+
+
+def arrow_schema(table: str) -> pa.Schema:
+    """Arrow schema of a table; nullable only where ClickHouse is."""
+    return pa.schema(
+        [pa.field(c.name, c.arrow, nullable=c.clickhouse.startswith("Nullable")) for c in TABLES[table]],
+        metadata={"fabricscope.table": table, "fabricscope.version": str(SCHEMA_VERSION)},
+    )
+
+
+def empty_columns(table: str, size: int) -> dict[str, np.ndarray]:
+    """Zeroed numpy columns of a table (object columns filled with '')."""
+    result: dict[str, np.ndarray] = {}
+    for column in TABLES[table]:
+        if column.numpy == "object":
+            result[column.name] = np.full(size, "", dtype=object)
+        else:
+            result[column.name] = np.zeros(size, dtype=column.numpy)
+    return result
