@@ -83,6 +83,9 @@ FLOWS: tuple[Column, ...] = (
     Column("confidence", "Float32", pa.float32(), "float32", "DPI confidence, 0..1"),
     _lc("job", "collective group, '' if none"),
     _u(32, "sampling_rate", "1 for full mirrors, N for 1-in-N sampling"),
+    _ts("ts_tail", "time of the flow's 3rd-to-last packet on this link so far (fast recovery: >=3 packets in 10 ms)"),
+    _u(32, "psn_first", "BTH PSN of the first RoCE packet in this row (packets lost across a failover)"),
+    _u(32, "psn_last", "BTH PSN of the last RoCE packet in this row"),
 )
 
 COUNTERS: tuple[Column, ...] = (
