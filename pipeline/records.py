@@ -1,5 +1,9 @@
 """The one declaration of every record column (DESIGN.md section 5, a contract).
 
+`link_bins` extends the contract: per link, direction and 10 ms epoch-aligned bin, the RoCE ECN, CNP and
+PFC counts the congestion detector and the live charts need at packet precision, which flow rows (cut at
+the ≤1 s active timeout) cannot give.
+
 Kafka topics, Arrow schemas, ClickHouse DDL and the README's field list are all derived from the
 tables below; change a column here, together with a migration and its tests.
 """
@@ -131,7 +135,36 @@ EVENTS: tuple[Column, ...] = (
     _str("details", "JSON text"),
 )
 
-TABLES: dict[str, tuple[Column, ...]] = {"flows": FLOWS, "counters": COUNTERS, "events": EVENTS}
+LINK_BIN_US = 10_000
+
+LINK_BINS: tuple[Column, ...] = (
+    _ts("ts", "start of the 10 ms bin, aligned to the epoch"),
+    _lc("exporter", "collector instance that produced the row"),
+    _lc("link", "leaf-spine link id"),
+    _lc("direction", "up, down or unknown"),
+    _lc("leaf", "leaf of the link"),
+    _lc("spine", "spine of the link"),
+    _ts("ts_first", "first packet in the bin"),
+    _ts("ts_last", "last packet in the bin"),
+    _u(64, "packets", "packets (scaled by sampling_rate)"),
+    _u(64, "bytes", "original frame bytes (scaled by sampling_rate)"),
+    _u(64, "roce_packets", "RoCEv2 packets"),
+    _u(64, "roce_ect", "ECN-capable RoCEv2 packets"),
+    _u(64, "roce_ce", "CE-marked RoCEv2 packets"),
+    _u(64, "cnp", "RoCEv2 congestion notification packets"),
+    _u(64, "pfc_pause", "PFC pause frames with a non-zero quanta"),
+    _u(64, "pfc_quanta", "sum of the pause quanta over all priorities"),
+    _ts("ts_first_ce", "first CE-marked packet in the bin (the epoch when none)"),
+    _ts("ts_last_ce", "last CE-marked packet in the bin (the epoch when none)"),
+    _u(32, "sampling_rate", "1 for full mirrors, N for 1-in-N sampling"),
+)
+
+TABLES: dict[str, tuple[Column, ...]] = {
+    "flows": FLOWS,
+    "link_bins": LINK_BINS,
+    "counters": COUNTERS,
+    "events": EVENTS,
+}
 
 
 def topic(table: str) -> str:
