@@ -2,7 +2,8 @@
 
 `link_bins` extends the contract: per link, direction and 10 ms epoch-aligned bin, the RoCE ECN, CNP and
 PFC counts the congestion detector and the live charts need at packet precision, which flow rows (cut at
-the ≤1 s active timeout) cannot give.
+the ≤1 s active timeout) cannot give. `iterations` extends it too: each all-reduce burst of a job found by
+DFI, timed from packet timestamps, for the collective-slowdown detector and the per-job charts.
 
 Kafka topics, Arrow schemas, ClickHouse DDL and the README's field list are all derived from the
 tables below; change a column here, together with a migration and its tests.
@@ -159,9 +160,24 @@ LINK_BINS: tuple[Column, ...] = (
     _u(32, "sampling_rate", "1 for full mirrors, N for 1-in-N sampling"),
 )
 
+ITERATIONS: tuple[Column, ...] = (
+    _ts("ts", "first packet of the iteration's all-reduce burst among the job's flows"),
+    _ts("ts_end", "last packet of the burst"),
+    _lc("exporter", "collector instance that produced the row"),
+    _lc("job", "collective group found by DFI"),
+    _u(64, "iteration", "sequence number of the iteration within the job, from 0"),
+    _f("allreduce_ms", "ts_end - ts in milliseconds"),
+    _f("period_ms", "time since the previous iteration's start, 0 for the first"),
+    _u(64, "packets", "packets of the burst on all links"),
+    _u(64, "bytes", "bytes of the burst on all links"),
+    _u(32, "flows", "flows of the job active in the burst"),
+    Column("links", "Array(LowCardinality(String))", pa.list_(pa.string()), "object", "links the burst crossed"),
+)
+
 TABLES: dict[str, tuple[Column, ...]] = {
     "flows": FLOWS,
     "link_bins": LINK_BINS,
+    "iterations": ITERATIONS,
     "counters": COUNTERS,
     "events": EVENTS,
 }
