@@ -1,0 +1,257 @@
+"""The variable-length part of decoding, compiled: one pass over a batch that finds where each header starts.
+
+VLAN stacks, IPv4 options, IPv6 extension chains, GRE/ERSPAN and VXLAN make header positions differ per
+packet, so a compiled walk locates them and validates lengths against caplen. Fixed-offset fields (addresses,
+ports, BTH, PFC quanta) are then read by numpy over the whole batch in collectors.decode.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from collectors import protocols as p
+
+# Malformed-packet reasons (`status`); 0 = ok.
+OK = 0
+SHORT_ETHERNET = 1
+BAD_IP_HEADER = 2
+SHORT_IP = 3
+BAD_IPV6_EXTENSION = 4
+SHORT_L4 = 5
+BAD_TCP_OFFSET = 6
+SHORT_TUNNEL = 7
+SHORT_BTH = 8
+SHORT_CONTROL = 9
+UNSUPPORTED_LINKTYPE = 10
+MALFORMED_REASONS = (
+    "ok", "short_ethernet", "bad_ip_header", "short_ip", "bad_ipv6_extension", "short_l4", "bad_tcp_offset",
+    "short_tunnel", "short_bth", "short_control", "unsupported_linktype",
+)
+
+_AETH = p.OPCODE_HAS_AETH
+
+
+@numba.njit(cache=True, inline="always")
+def _be16(buf: np.ndarray, at: int) -> int:
+    return (int(buf[at]) << 8) | int(buf[at + 1])
+
+
+@numba.njit(cache=True)
+def _frame(buf: np.ndarray, frame: int, end: int) -> tuple[int, int, int, int, int, int, int, int, int, int]:
+    """Ethernet + VLAN tags + IP + L4 start of one frame.
+
+    Returns (status, tags, first_vid, last_vid, ethertype, l3, ip_version, proto, l4, l4_end); l4 = -1 when
+    there is no L4 header to read (non-IP, non-first fragment); l4_end bounds L4 parsing (captured end, or
+    the IP datagram's end when the frame carries Ethernet padding).
+    """
+    if frame + p.ETH_HEADER > end:
+        return SHORT_ETHERNET, 0, 0, 0, 0, -1, 0, 0, -1, end
+    ethertype = _be16(buf, frame + 12)
+    at = frame + p.ETH_HEADER
+    tags = 0
+    first_vid = 0
+    last_vid = 0
+    while ethertype == p.ETH_VLAN or ethertype == p.ETH_QINQ or ethertype == p.ETH_QINQ_OLD:
+        if at + p.VLAN_TAG > end or tags == p.MAX_VLAN_TAGS:
+            return SHORT_ETHERNET, tags, first_vid, last_vid, ethertype, -1, 0, 0, -1, end
+        last_vid = _be16(buf, at) & 0x0FFF
+        if tags == 0:
+            first_vid = last_vid
+        ethertype = _be16(buf, at + 2)
+        at += p.VLAN_TAG
+        tags += 1
+    l3 = at
+    if ethertype == p.ETH_IPV4:
+        if l3 + 20 > end:
+            return SHORT_IP, tags, first_vid, last_vid, ethertype, l3, 4, 0, -1, end
+        ihl = (int(buf[l3]) & 0x0F) * 4
+        total = _be16(buf, l3 + 2)
+        if int(buf[l3]) >> 4 != 4 or ihl < 20 or total < ihl:
+            return BAD_IP_HEADER, tags, first_vid, last_vid, ethertype, l3, 4, 0, -1, end
+        if l3 + ihl > end:
+            return SHORT_IP, tags, first_vid, last_vid, ethertype, l3, 4, 0, -1, end
+        proto = int(buf[l3 + 9])
+        first_fragment = (_be16(buf, l3 + 6) & 0x1FFF) == 0
+        return (OK, tags, first_vid, last_vid, ethertype, l3, 4, proto, l3 + ihl if first_fragment else -1,
+                min(end, l3 + total))
+    if ethertype == p.ETH_IPV6:
+        if l3 + 40 > end:
+            return SHORT_IP, tags, first_vid, last_vid, ethertype, l3, 6, 0, -1, end
+        if int(buf[l3]) >> 4 != 6:
+            return BAD_IP_HEADER, tags, first_vid, last_vid, ethertype, l3, 6, 0, -1, end
+        datagram_end = min(end, l3 + 40 + _be16(buf, l3 + 4))
+        proto = int(buf[l3 + 6])
+        at = l3 + 40
+        for _ in range(p.MAX_IPV6_EXTENSIONS):
+            if proto == p.IPV6_FRAGMENT:
+                if at + 8 > end:
+                    return BAD_IPV6_EXTENSION, tags, first_vid, last_vid, ethertype, l3, 6, proto, -1, end
+                offset = _be16(buf, at + 2) >> 3
+                proto = int(buf[at])
+                at += 8
+                if offset != 0:
+                    return OK, tags, first_vid, last_vid, ethertype, l3, 6, proto, -1, datagram_end
+            elif proto == p.IPV6_HOP_BY_HOP or proto == p.IPV6_ROUTING or proto == p.IPV6_DEST_OPTIONS:
+                if at + 8 > end:
+                    return BAD_IPV6_EXTENSION, tags, first_vid, last_vid, ethertype, l3, 6, proto, -1, end
+                size = (int(buf[at + 1]) + 1) * 8
+                proto = int(buf[at])
+                at += size
+                if at > end:
+                    return BAD_IPV6_EXTENSION, tags, first_vid, last_vid, ethertype, l3, 6, proto, -1, end
+            else:
+                break
+        return OK, tags, first_vid, last_vid, ethertype, l3, 6, proto, at, datagram_end
+    short_arp = ethertype == p.ETH_ARP and (
+        l3 + 8 > end or (buf[l3 + 4] == 6 and buf[l3 + 5] == 4 and l3 + 28 > end)
+    )
+    short_pfc = ethertype == p.ETH_MAC_CONTROL and (
+        l3 + 2 > end or (_be16(buf, l3) == p.PFC_OPCODE and l3 + p.PFC_FRAME > end)
+    )
+    if short_arp or short_pfc:
+        return SHORT_CONTROL, tags, first_vid, last_vid, ethertype, l3, 0, 0, -1, end
+    return OK, tags, first_vid, last_vid, ethertype, l3, 0, 0, -1, end
+
+
+@numba.njit(cache=True)
+def _l4_header(buf: np.ndarray, proto: int, l4: int, end: int) -> tuple[int, int]:
+    """(status, payload start) of a TCP/UDP/ICMP header at `l4`; payload -1 for other protocols."""
+    if proto == p.IP_TCP:
+        if l4 + 20 > end:
+            return SHORT_L4, -1
+        size = (int(buf[l4 + 12]) >> 4) * 4
+        if size < 20:
+            return BAD_TCP_OFFSET, -1
+        if l4 + size > end:
+            return SHORT_L4, -1
+        return OK, l4 + size
+    if proto == p.IP_UDP or proto == p.IP_ICMP or proto == p.IP_ICMPV6:
+        if l4 + 8 > end:
+            return SHORT_L4, -1
+        return OK, l4 + 8
+    return OK, -1
+
+
+@numba.njit(cache=True)
+def _erspan(buf: np.ndarray, gre: int, end: int) -> tuple[int, int, int]:
+    """(status, session or -1, start of the mirrored frame or -1 when this GRE packet is not ERSPAN)."""
+    if gre + 4 > end:
+        return SHORT_TUNNEL, -1, -1
+    flags = _be16(buf, gre)
+    kind = _be16(buf, gre + 2)
+    if (flags & 0x7) != 0 or (kind != p.ETH_ERSPAN_II and kind != p.ETH_ERSPAN_III):
+        return OK, -1, -1
+    at = gre + 4
+    if flags & p.GRE_CHECKSUM:
+        at += 4
+    if flags & p.GRE_KEY:
+        at += 4
+    if flags & p.GRE_SEQUENCE:
+        at += 4
+    elif kind == p.ETH_ERSPAN_II:
+        return (OK, -1, at) if at <= end else (SHORT_TUNNEL, -1, -1)  # type I: no ERSPAN header
+    size = p.ERSPAN_II_HEADER if kind == p.ETH_ERSPAN_II else p.ERSPAN_III_HEADER
+    if at + size > end:
+        return SHORT_TUNNEL, -1, -1
+    session = _be16(buf, at + 2) & p.ERSPAN_SESSION_MASK
+    if kind == p.ETH_ERSPAN_III and (buf[at + 11] & 1):
+        size += p.ERSPAN_III_PLATFORM
+        if at + size > end:
+            return SHORT_TUNNEL, -1, -1
+    return OK, session, at + size
+
+
+@numba.njit(cache=True)
+def walk(
+    buf: np.ndarray,
+    offset: np.ndarray,
+    caplen: np.ndarray,
+    vlan_links: np.ndarray,
+    status: np.ndarray,
+    session: np.ndarray,
+    vlan_link: np.ndarray,
+    frame_start: np.ndarray,
+    vlan: np.ndarray,
+    ethertype: np.ndarray,
+    l3: np.ndarray,
+    ip_version: np.ndarray,
+    proto: np.ndarray,
+    l4: np.ndarray,
+    vni: np.ndarray,
+    app_l3: np.ndarray,
+    app_ip_version: np.ndarray,
+    app_proto: np.ndarray,
+    app_l4: np.ndarray,
+    payload: np.ndarray,
+    is_roce: np.ndarray,
+) -> None:
+    """Locate the monitored frame (after ERSPAN), its headers and the innermost (VXLAN) L4 flow of each packet.
+
+    `frame_start` is the monitored frame's first byte; a mirror VLAN tag mapped in `vlan_links` is reported in
+    `vlan_link` and left out of `vlan`. Outputs are left at their "absent" values for malformed packets.
+    """
+    for i in range(len(offset)):
+        start = offset[i]
+        end = start + caplen[i]
+        st, tags, first_vid, last_vid, etype, at3, ipver, prot, at4, l4_end = _frame(buf, start, end)
+        session[i] = -1
+        vlan_link[i] = -1
+        frame = start
+        if st == OK and prot == p.IP_GRE and at4 >= 0:
+            gst, sess, inner = _erspan(buf, at4, l4_end)
+            if gst != OK:
+                st = gst
+            elif inner >= 0:
+                session[i] = sess
+                frame = inner
+                st, tags, first_vid, last_vid, etype, at3, ipver, prot, at4, l4_end = _frame(buf, inner, end)
+        if frame == start and tags > 0 and vlan_links[first_vid] >= 0:
+            vlan_link[i] = vlan_links[first_vid]
+            tags -= 1
+            if tags == 0:
+                last_vid = 0
+        frame_start[i] = frame
+        vlan[i] = last_vid if tags > 0 else 0
+        ethertype[i] = etype
+        l3[i] = at3
+        ip_version[i] = ipver
+        proto[i] = prot
+        l4[i] = at4
+        vni[i] = 0
+        app_l3[i] = at3
+        app_ip_version[i] = ipver
+        app_proto[i] = prot
+        app_l4[i] = -1
+        payload[i] = -1
+        is_roce[i] = False
+        if st == OK and at4 >= 0:
+            st, body = _l4_header(buf, prot, at4, l4_end)
+            app_l4[i] = at4
+            payload[i] = body
+            if st == OK and prot == p.IP_UDP and _be16(buf, at4 + 2) == p.UDP_VXLAN:
+                if body + p.VXLAN_HEADER > l4_end:
+                    st = SHORT_TUNNEL
+                else:
+                    vni[i] = (_be16(buf, body + 4) << 8) | int(buf[body + 6])
+                    ist, _, _, _, _, i3, iver, iprot, i4, iend = _frame(buf, body + p.VXLAN_HEADER, l4_end)
+                    app_l3[i] = i3 if ist == OK else -1
+                    app_ip_version[i] = iver if ist == OK else 0
+                    app_proto[i] = iprot if ist == OK else 0
+                    app_l4[i] = -1
+                    payload[i] = -1
+                    if ist == OK and i4 >= 0:
+                        lst, ibody = _l4_header(buf, iprot, i4, iend)
+                        if lst == OK:
+                            app_l4[i] = i4
+                            payload[i] = ibody
+                            l4_end = iend
+        if st == OK and app_l4[i] >= 0 and app_proto[i] == p.IP_UDP and _be16(buf, app_l4[i] + 2) == p.UDP_ROCEV2:
+            bth = payload[i]
+            if bth + p.BTH_HEADER > l4_end or (
+                _AETH[buf[bth]] and bth + p.BTH_HEADER + p.AETH_HEADER > l4_end
+            ):
+                st = SHORT_BTH
+            else:
+                is_roce[i] = True
+        status[i] = st

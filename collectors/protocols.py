@@ -1,0 +1,86 @@
+"""Protocol numbers, ports and RoCEv2 opcode tables the decoder and flow table share, built once at import."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# EtherTypes
+ETH_IPV4 = 0x0800
+ETH_ARP = 0x0806
+ETH_VLAN = 0x8100
+ETH_QINQ = 0x88A8
+ETH_QINQ_OLD = 0x9100
+ETH_IPV6 = 0x86DD
+ETH_MAC_CONTROL = 0x8808  # PFC pause frames
+ETH_LLDP = 0x88CC
+ETH_ERSPAN_II = 0x88BE  # GRE protocol type; type I when the GRE sequence bit is clear
+ETH_ERSPAN_III = 0x22EB
+ETH_HEADER = 14
+VLAN_TAG = 4
+MAX_VLAN_TAGS = 4
+
+PFC_OPCODE = 0x0101  # MAC control: class-based flow control (802.1Qbb)
+PFC_FRAME = 20  # opcode, class-enable vector, 8 pause quanta
+
+# IP protocols
+IP_ICMP = 1
+IP_TCP = 6
+IP_UDP = 17
+IP_GRE = 47
+IP_ICMPV6 = 58
+IPV6_HOP_BY_HOP = 0
+IPV6_ROUTING = 43
+IPV6_FRAGMENT = 44
+IPV6_DEST_OPTIONS = 60
+MAX_IPV6_EXTENSIONS = 8
+
+# UDP ports
+UDP_VXLAN = 4789
+UDP_ROCEV2 = 4791
+
+# GRE flags (RFC 2784/2890) and ERSPAN (draft-foschiano-erspan)
+GRE_CHECKSUM = 0x8000
+GRE_KEY = 0x2000
+GRE_SEQUENCE = 0x1000
+ERSPAN_II_HEADER = 8
+ERSPAN_III_HEADER = 12
+ERSPAN_III_PLATFORM = 8  # optional subheader when the O bit is set
+ERSPAN_SESSION_MASK = 0x03FF
+
+VXLAN_HEADER = 8
+
+# RoCEv2 (IBTA annex A17): BTH, AETH and opcode families
+BTH_HEADER = 12
+AETH_HEADER = 4
+CNP_OPCODE = 0x81
+NAK_SYNDROME_MASK = 0xE0
+NAK_SYNDROME = 0x60  # AETH syndrome bits 7..5 = 011
+PSN_MASK = 0xFFFFFF
+
+FAMILY_NONE, FAMILY_SEND, FAMILY_WRITE, FAMILY_READ, FAMILY_ACK = 0, 1, 2, 3, 4
+
+_RC, _UC, _RD, _UD, _XRC = 0x00, 0x20, 0x40, 0x60, 0xA0
+_SEND = (0x00, 0x01, 0x02, 0x03, 0x04, 0x05)
+_WRITE = (0x06, 0x07, 0x08, 0x09, 0x0A, 0x0B)
+_READ = (0x0C, 0x0D, 0x0E, 0x0F, 0x10)
+_ACK = (0x11, 0x12)
+_SEND_INVALIDATE = (0x16, 0x17)
+_AETH = (0x0D, 0x0F, 0x10, 0x11, 0x12)  # read response first/last/only, ACK, atomic ACK
+
+
+def _opcode_tables() -> tuple[np.ndarray, np.ndarray]:
+    family = np.zeros(256, dtype=np.uint8)
+    aeth = np.zeros(256, dtype=np.bool_)
+    for transport in (_RC, _RD, _XRC):
+        for codes, kind in ((_SEND + _SEND_INVALIDATE, FAMILY_SEND), (_WRITE, FAMILY_WRITE),
+                            (_READ, FAMILY_READ), (_ACK, FAMILY_ACK)):
+            family[[transport | code for code in codes]] = kind
+    family[[_UC | code for code in _SEND]] = FAMILY_SEND
+    family[[_UC | code for code in _WRITE]] = FAMILY_WRITE
+    family[[_UD | 0x04, _UD | 0x05]] = FAMILY_SEND
+    for transport in (_RC, _XRC):  # RD puts an RDETH before the AETH; no RoCE NIC speaks RD
+        aeth[[transport | code for code in _AETH]] = True
+    return family, aeth
+
+
+OPCODE_FAMILY, OPCODE_HAS_AETH = _opcode_tables()
