@@ -6,7 +6,8 @@
     │   └── ScenarioError   invalid scenario file (file, line, reason)
     ├── StoreError          ClickHouse refused or is unreachable (`retriable` says if a retry can help)
     │   └── StoreLockedError  the embedded data directory is held by another process
-    └── BusError            Kafka refused or is unreachable (`retriable` says if a retry can help)
+    ├── BusError            Kafka refused or is unreachable (`retriable` says if a retry can help)
+    └── DecodeError         a Kafka message is not a valid record batch (it goes to the DLQ)
 """
 
 from __future__ import annotations
@@ -55,3 +56,11 @@ class BusError(FabricscopeError):
     def __init__(self, message: str, *, retriable: bool = False) -> None:
         super().__init__(message)
         self.retriable = retriable
+
+
+class DecodeError(FabricscopeError):
+    """A Kafka message cannot be decoded as a record batch; the message says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -1,0 +1,149 @@
+"""Kafka message bodies: a batch of records as Arrow IPC streams, ≤1 MiB each, keyed by link.
+
+One message is one self-describing Arrow IPC stream (schema + record batches) of a single table, so a
+consumer needs nothing but the bytes and records.py to check it. Rows are grouped by their key column
+(`link`, or `job` for tables without one) so that every row of a link lands in one Kafka partition, in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline import records
+from pipeline.errors import DecodeError
+
+MAX_MESSAGE_BYTES = 1 << 20
+KEY_COLUMNS = ("link", "job")
+_IP_BYTES = 16
+_SCHEMA_MARGIN = 1.25
+
+Batch = Mapping[str, np.ndarray] | pa.Table
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One Kafka message: `key` routes rows of one link to one partition, `value` is an Arrow IPC stream."""
+
+    key: bytes
+    value: bytes
+    rows: int
+
+
+def key_column(table: str) -> str | None:
+    """The column whose value is a message's key, None for a table without one."""
+    names = records.column_names(table)
+    return next((name for name in KEY_COLUMNS if name in names), None)
+
+
+def _ip_array(values: np.ndarray) -> pa.Array:
+    if values.ndim == 2 and values.shape[1] == _IP_BYTES and values.dtype == np.uint8:
+        data = pa.py_buffer(np.ascontiguousarray(values).tobytes())
+        return pa.FixedSizeBinaryArray.from_buffers(pa.binary(_IP_BYTES), len(values), [None, data])
+    return pa.array(values, type=pa.binary(_IP_BYTES))
+
+
+def to_arrow(table: str, batch: Batch) -> pa.Table:
+    """The batch as an Arrow table in records.py's schema; IPv6 columns may be (n, 16) uint8 arrays.
+
+    Raises ValueError naming the column when a column is missing or cannot take the declared type: a
+    malformed batch is a bug in the stage that built it, not bad user input.
+    """
+    schema = records.arrow_schema(table)
+    if isinstance(batch, pa.Table):
+        try:
+            return batch.select(schema.names).cast(schema)
+        except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise ValueError(f"{table}: {exc}") from exc
+    arrays = []
+    for field in schema:
+        if field.name not in batch:
+            raise ValueError(f"{table}.{field.name}: column missing from the batch")
+        values = np.asarray(batch[field.name])
+        try:
+            if field.type == pa.binary(_IP_BYTES):
+                arrays.append(_ip_array(values))
+            else:
+                arrays.append(pa.array(values, type=field.type, from_pandas=field.nullable))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+            raise ValueError(f"{table}.{field.name}: {exc}") from exc
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _ipc_bytes(rows: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, rows.schema) as writer:
+        writer.write_table(rows)
+    return sink.getvalue().to_pybytes()
+
+
+def _chunks(rows: pa.Table, key: bytes, max_bytes: int) -> list[Message]:
+    """Split rows into messages of at most max_bytes, halving a chunk whenever the estimate was short."""
+    per_row = max(1.0, rows.nbytes / max(1, rows.num_rows))
+    step = max(1, int(max_bytes / _SCHEMA_MARGIN / per_row))
+    messages: list[Message] = []
+    start = 0
+    while start < rows.num_rows:
+        chunk = rows.slice(start, step)
+        value = _ipc_bytes(chunk)
+        if len(value) > max_bytes:
+            if step == 1:
+                raise ValueError(f"one row encodes to {len(value)} bytes, more than the {max_bytes} allowed")
+            step = max(1, step // 2)
+            continue
+        messages.append(Message(key=key, value=value, rows=chunk.num_rows))
+        start += chunk.num_rows
+    return messages
+
+
+def encode(table: str, batch: Batch, *, max_bytes: int = MAX_MESSAGE_BYTES) -> list[Message]:
+    """Messages for a batch: rows grouped by key, each message one Arrow IPC stream ≤ max_bytes."""
+    rows = to_arrow(table, batch)
+    if rows.num_rows == 0:
+        return []
+    column = key_column(table)
+    if column is None:
+        return _chunks(rows, b"", max_bytes)
+    keys = pc.dictionary_encode(rows.column(column)).combine_chunks()
+    codes = keys.indices.to_numpy(zero_copy_only=False)
+    order = np.argsort(codes, kind="stable")
+    grouped = rows.take(pa.array(order)) if np.any(order != np.arange(len(order))) else rows
+    sorted_codes = codes[order]
+    bounds = np.flatnonzero(np.diff(sorted_codes)) + 1
+    starts = np.concatenate(([0], bounds))
+    ends = np.concatenate((bounds, [len(sorted_codes)]))
+    messages: list[Message] = []
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        key = str(keys.dictionary[sorted_codes[start]].as_py()).encode()
+        messages.extend(_chunks(grouped.slice(start, end - start), key, max_bytes))
+    return messages
+
+
+def decode(table: str, value: bytes) -> pa.Table:
+    """The rows of one message, checked against records.py; DecodeError says what is wrong."""
+    try:
+        reader = pa.ipc.open_stream(pa.py_buffer(value))
+        rows = reader.read_all()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        raise DecodeError(f"not an Arrow IPC stream: {exc}") from exc
+    metadata = rows.schema.metadata or {}
+    named = metadata.get(b"fabricscope.table", b"").decode(errors="replace")
+    if named != table:
+        raise DecodeError(f"message holds table {named!r}, expected {table!r}")
+    version = metadata.get(b"fabricscope.version", b"").decode(errors="replace")
+    if version != str(records.SCHEMA_VERSION):
+        raise DecodeError(f"schema version {version!r}, expected {records.SCHEMA_VERSION}")
+    expected = records.arrow_schema(table)
+    if rows.schema.names != expected.names:
+        raise DecodeError(f"columns {rows.schema.names} differ from {expected.names}")
+    for field in expected:
+        got = rows.schema.field(field.name).type
+        if got != field.type:
+            raise DecodeError(f"column {field.name}: type {got}, expected {field.type}")
+        if not field.nullable and rows.column(field.name).null_count:
+            raise DecodeError(f"column {field.name}: nulls in a non-nullable column")
+    return rows.replace_schema_metadata(expected.metadata)

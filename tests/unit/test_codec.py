@@ -1,0 +1,89 @@
+"""Arrow IPC message bodies: round trip, size bound, key per link, and reasons for undecodable messages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from pipeline_rows import random_flows
+
+from pipeline import codec, records
+from pipeline.errors import DecodeError
+
+
+def test_round_trip_keeps_every_row_and_value() -> None:
+    batch = random_flows(5000, seed=1)
+    messages = codec.encode("flows", batch)
+    tables = [codec.decode("flows", m.value) for m in messages]
+    assert sum(t.num_rows for t in tables) == 5000 == sum(m.rows for m in messages)
+    decoded = pa.concat_tables(tables)
+    assert decoded.schema.equals(records.arrow_schema("flows"))
+    assert int(np.asarray(decoded["packets"]).sum()) == int(batch["packets"].sum())
+    assert sorted(decoded["src_ip"].to_pylist()) == sorted(bytes(row) for row in batch["src_ip"])
+
+
+def test_messages_are_bounded_and_keyed_by_their_rows_link() -> None:
+    batch = random_flows(40_000, seed=2)
+    messages = codec.encode("flows", batch, max_bytes=256 << 10)
+    assert len(messages) > len(set(batch["link"]))
+    for message in messages:
+        assert len(message.value) <= 256 << 10
+        links = set(codec.decode("flows", message.value)["link"].to_pylist())
+        assert links == {message.key.decode()}
+
+
+def test_default_messages_fit_in_one_mebibyte() -> None:
+    messages = codec.encode("flows", random_flows(60_000, seed=3))
+    assert all(len(m.value) <= codec.MAX_MESSAGE_BYTES for m in messages)
+
+
+def test_a_table_without_link_is_keyed_by_job() -> None:
+    assert codec.key_column("iterations") == "job"
+    assert codec.key_column("counters") == "link"
+
+
+def test_an_arrow_table_is_accepted_as_a_batch() -> None:
+    table = codec.to_arrow("flows", random_flows(10, seed=4))
+    assert sum(m.rows for m in codec.encode("flows", table)) == 10
+
+
+def test_a_missing_column_names_it() -> None:
+    batch = random_flows(3)
+    del batch["ecn_ce"]
+    with pytest.raises(ValueError, match=r"flows\.ecn_ce"):
+        codec.encode("flows", batch)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"not arrow at all", "not an Arrow IPC stream"),
+        (b"", "not an Arrow IPC stream"),
+    ],
+)
+def test_garbage_is_refused_with_a_reason(value: bytes, reason: str) -> None:
+    with pytest.raises(DecodeError, match=reason):
+        codec.decode("flows", value)
+
+
+def test_a_message_of_another_table_is_refused() -> None:
+    message = codec.encode("flows", random_flows(3))[0]
+    with pytest.raises(DecodeError, match="holds table 'flows', expected 'counters'"):
+        codec.decode("counters", message.value)
+
+
+def test_a_changed_column_type_is_refused() -> None:
+    table = codec.to_arrow("flows", random_flows(3))
+    index = table.schema.get_field_index("packets")
+    changed = table.set_column(index, pa.field("packets", pa.int32()), table["packets"].cast(pa.int32()))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, changed.schema) as writer:
+        writer.write_table(changed)
+    with pytest.raises(DecodeError, match="column packets: type int32"):
+        codec.decode("flows", sink.getvalue().to_pybytes())
+
+
+def test_a_truncated_message_is_refused() -> None:
+    message = codec.encode("flows", random_flows(100))[0]
+    with pytest.raises(DecodeError):
+        codec.decode("flows", message.value[: len(message.value) // 2])
