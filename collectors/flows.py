@@ -1,0 +1,468 @@
+"""Flow table: decoded packets aggregated per flow key and export interval into `flows` rows (DESIGN.md §5).
+
+Each batch is grouped with one sort (by a 64-bit hash of the key, checked against the exact key) and reduced
+with `reduceat`; the groups are merged into a persistent table kept as numpy columns and found by binary
+search over the sorted hashes, so no Python object exists per packet or per flow.
+
+Rows: a flow's packets are cut into export intervals aligned to the epoch (`active_timeout_s` long); a row
+is exported once packet time has passed the end of its interval, so the result does not depend on batch
+boundaries. Packets arriving after their interval was exported make a further row for the same interval
+(rows add up). A flow idle for `idle_timeout_s` of packet time is forgotten (its PSN and label state too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from collectors import protocols
+from collectors.packets import DecodedPackets
+from pipeline.addresses import to_bytes16
+from pipeline.labels import APPS
+from pipeline.records import column_names
+from pipeline.topology import DIRECTIONS, Topology
+
+DEFAULT_ACTIVE_TIMEOUT_S = 1.0
+DEFAULT_IDLE_TIMEOUT_S = 15.0  # longer than the gaps between collective iterations, so jobs keep their flows
+IDLE_SWEEP_S = 1.0  # how often (packet time) idle flows are looked for
+
+KEY_FIELDS: tuple[tuple[str, str], ...] = (
+    ("link", "int16"), ("direction", "int8"), ("src_hi", "uint64"), ("src_lo", "uint64"),
+    ("dst_hi", "uint64"), ("dst_lo", "uint64"), ("src_port", "uint16"), ("dst_port", "uint16"),
+    ("proto", "uint8"), ("vlan", "uint16"), ("vni", "uint32"), ("roce_qp", "uint32"),
+)
+COUNTERS = (
+    "packets", "bytes", "ecn_ect", "ecn_ce", "cnp", "roce_write", "roce_read", "roce_send", "roce_ack",
+    "psn_gaps", "naks",
+)
+# The open row's fields besides COUNTERS: first/last packet time, the flow's 3rd-to-last packet time so far
+# (0 while it has fewer than 3 packets) and the first/last RoCE PSN in the row (-1 while none).
+ROW_FIELDS = ("row_first", "row_last", "row_tail", "row_psn_first", "row_psn_last")
+_FLOW_STATE: tuple[tuple[str, str, int], ...] = (  # per flow, kept across rows: (name, dtype, initial)
+    ("hash", "uint64", 0), ("dscp", "uint8", 0), ("app", "uint8", 0), ("confidence", "float32", 0),
+    ("last_psn", "int64", -1), ("ts_last", "int64", 0), ("ts_previous", "int64", 0), ("row_interval", "int64", -1),
+    ("row_first", "int64", 0), ("row_last", "int64", 0), ("row_tail", "int64", 0), ("row_psn_first", "int64", -1),
+    ("row_psn_last", "int64", -1),
+)
+_PSN_HALF = 1 << 23
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowTableConfig:
+    """Timeouts in seconds of packet time; `exporter` names this collector in every row."""
+
+    active_timeout_s: float = DEFAULT_ACTIVE_TIMEOUT_S
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
+    exporter: str = ""
+    sampling_rate: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 < self.active_timeout_s <= 1:
+            raise ValueError("active_timeout_s must be in (0, 1] so the dashboard stays live")
+        if self.idle_timeout_s < self.active_timeout_s:
+            raise ValueError("idle_timeout_s must be at least active_timeout_s")
+        if self.sampling_rate < 1:
+            raise ValueError("sampling_rate must be >= 1")
+
+
+def flow_hash(columns: dict[str, np.ndarray]) -> np.ndarray:
+    """64-bit hash of the key columns (splitmix-style mixing; equal keys give equal hashes)."""
+    h = np.zeros(len(columns["link"]), dtype=np.uint64)
+    for name, _ in KEY_FIELDS:
+        h ^= columns[name].astype(np.uint64)
+        h *= _MIX
+        h ^= h >> np.uint64(31)
+    return h
+
+
+def packet_keys(decoded: DecodedPackets, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Flow key columns of the packets `rows`: non-IP frames key on the EtherType as dst_port, and RoCE
+    packets on their BTH destination QP."""
+    ethertype = decoded.ethertype[rows]
+    non_ip = (ethertype != protocols.ETH_IPV4) & (ethertype != protocols.ETH_IPV6)
+    is_roce = decoded.is_roce[rows]
+    return {
+        "link": decoded.link[rows],
+        "direction": decoded.direction[rows],
+        "src_hi": decoded.src_hi[rows],
+        "src_lo": decoded.src_lo[rows],
+        "dst_hi": decoded.dst_hi[rows],
+        "dst_lo": decoded.dst_lo[rows],
+        "src_port": np.where(non_ip, 0, decoded.src_port[rows]).astype(np.uint16),
+        "dst_port": np.where(non_ip, ethertype, decoded.dst_port[rows]).astype(np.uint16),
+        "proto": decoded.proto[rows],
+        "vlan": decoded.vlan[rows],
+        "vni": decoded.vni[rows],
+        "roce_qp": np.where(is_roce, decoded.dqpn[rows], 0).astype(np.uint32),
+    }
+
+
+def packet_counters(decoded: DecodedPackets, rows: np.ndarray, sampling_rate: int) -> dict[str, np.ndarray]:
+    """Per-packet contributions to each counter but psn_gaps, which needs the flow's packet order."""
+    is_roce = decoded.is_roce[rows]
+    opcode = decoded.bth_opcode[rows]
+    family = np.where(is_roce, protocols.OPCODE_FAMILY[opcode], protocols.FAMILY_NONE)
+    ecn = decoded.ecn[rows]
+    syndrome = decoded.aeth_syndrome[rows]
+    scale = np.uint64(sampling_rate)
+    flags = {
+        "ecn_ect": ecn != 0,
+        "ecn_ce": ecn == 3,
+        "cnp": is_roce & (opcode == protocols.CNP_OPCODE),
+        "roce_write": family == protocols.FAMILY_WRITE,
+        "roce_read": family == protocols.FAMILY_READ,
+        "roce_send": family == protocols.FAMILY_SEND,
+        "roce_ack": family == protocols.FAMILY_ACK,
+        "naks": is_roce & (syndrome != 0xFF) & ((syndrome & protocols.NAK_SYNDROME_MASK) == protocols.NAK_SYNDROME),
+    }
+    counters = {name: flag.astype(np.uint64) * scale for name, flag in flags.items()}
+    counters["packets"] = np.full(len(rows), scale, dtype=np.uint64)
+    counters["bytes"] = decoded.wire_len[rows].astype(np.uint64) * scale
+    return counters
+
+
+class FlowTable:
+    """Per-flow state and the current row of every active flow; `update` and `flush` return exported rows as
+    numpy columns named as pipeline.records FLOWS.
+
+    DPI/DFI hook: `update(decoded, app=..., confidence=...)` takes per-packet app codes (indexes into
+    pipeline.labels.APPS) and confidences; each flow keeps the label with the highest confidence seen so far,
+    and every row carries it.
+    """
+
+    def __init__(self, topology: Topology | None = None, config: FlowTableConfig | None = None) -> None:
+        self.config = config or FlowTableConfig()
+        self._active_ns = round(self.config.active_timeout_s * 1e9)
+        self._idle_ns = round(self.config.idle_timeout_s * 1e9)
+        links = topology.links if topology else ()
+        self._link_names = np.array([link.id for link in links] + [""], dtype=object)
+        self._leaf_names = np.array([link.leaf for link in links] + [""], dtype=object)
+        self._spine_names = np.array([link.spine for link in links] + [""], dtype=object)
+        self._directions = np.array(DIRECTIONS, dtype=object)
+        self._app_names = np.array(APPS, dtype=object)
+        self._size = 0
+        self._columns: dict[str, np.ndarray] = {}
+        self._initial: dict[str, int] = {}
+        for name, dtype in KEY_FIELDS:
+            self._columns[name] = np.zeros(0, dtype=dtype)
+            self._initial[name] = 0
+        for name, dtype, initial in _FLOW_STATE:
+            self._columns[name] = np.zeros(0, dtype=dtype)
+            self._initial[name] = initial
+        for name in COUNTERS:
+            self._columns[name] = np.zeros(0, dtype=np.uint64)
+            self._initial[name] = 0
+        self._sorted_hash = np.zeros(0, dtype=np.uint64)
+        self._sorted_slot = np.zeros(0, dtype=np.int64)
+        self._now = np.iinfo(np.int64).min
+        self._last_sweep = np.iinfo(np.int64).min
+
+    def __len__(self) -> int:
+        """Flows currently held."""
+        return self._size
+
+    # -- public API -----------------------------------------------------------------------------------
+    def update(
+        self, decoded: DecodedPackets, app: np.ndarray | None = None, confidence: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """Add one decoded batch (malformed packets are ignored); return the rows this batch completed."""
+        rows = np.flatnonzero(decoded.ok)
+        exported: list[dict[str, np.ndarray]] = []
+        if len(rows):
+            self._aggregate(decoded, rows, app, confidence, exported)
+            self._now = max(self._now, int(decoded.ts_ns[rows].max()))
+            self._expire(exported)
+        return self._rows(exported)
+
+    def flush(self) -> dict[str, np.ndarray]:
+        """Export every open row and forget all flows (end of input)."""
+        exported: list[dict[str, np.ndarray]] = []
+        open_rows = np.flatnonzero(self._columns["row_interval"][: self._size] >= 0)
+        exported.append(self._take_rows(open_rows))
+        self._size = 0
+        self._sorted_hash = self._sorted_hash[:0]
+        self._sorted_slot = self._sorted_slot[:0]
+        return self._rows(exported)
+
+    # -- one batch ------------------------------------------------------------------------------------
+    def _aggregate(
+        self, decoded: DecodedPackets, rows: np.ndarray, app: np.ndarray | None, confidence: np.ndarray | None,
+        exported: list[dict[str, np.ndarray]],
+    ) -> None:
+        keys = packet_keys(decoded, rows)
+        hashes = flow_hash(keys)
+        ts = decoded.ts_ns[rows]
+        interval = ts // self._active_ns
+        order = self._group_order(keys, hashes, interval)
+        keys = {name: column[order] for name, column in keys.items()}
+        hashes, ts, interval = hashes[order], ts[order], interval[order]
+        rows = rows[order]
+
+        same_flow = np.ones(len(rows) - 1, dtype=np.bool_)
+        for column in keys.values():
+            same_flow &= column[1:] == column[:-1]
+        flow_start = np.concatenate(([True], ~same_flow))
+        flow_id = np.cumsum(flow_start) - 1
+        flow_first = np.flatnonzero(flow_start)
+        slots, new = self._slots({name: column[flow_first] for name, column in keys.items()}, hashes[flow_first])
+        self._columns["dscp"][slots[new]] = decoded.dscp[rows[flow_first[new]]]
+        if app is not None and confidence is not None:
+            self._label(slots, flow_id, flow_first, app[rows], confidence[rows])
+
+        counters = packet_counters(decoded, rows, self.config.sampling_rate)
+        counters["psn_gaps"] = self._psn_gaps(decoded, rows, slots, flow_id)
+
+        seg_start = flow_start.copy()
+        seg_start[1:] |= interval[1:] != interval[:-1]
+        starts = np.flatnonzero(seg_start)
+        segments = {name: np.add.reduceat(column, starts) for name, column in counters.items()}
+        segments["row_first"] = np.minimum.reduceat(ts, starts)
+        segments["row_last"] = np.maximum.reduceat(ts, starts)
+        segments["row_interval"] = interval[starts]
+        stops = np.append(starts[1:], len(rows)) - 1
+        segments["row_tail"] = self._tails(ts, flow_id, flow_first, slots, stops)
+        segments["row_psn_first"], segments["row_psn_last"] = _segment_psns(decoded, rows, starts)
+        seg_slot = slots[flow_id[starts]]
+        last_of_flow = np.ones(len(starts), dtype=np.bool_)
+        last_of_flow[:-1] = flow_start[starts[1:]]
+        self._merge(seg_slot, segments, last_of_flow, exported)
+
+    @staticmethod
+    def _group_order(keys: dict[str, np.ndarray], hashes: np.ndarray, interval: np.ndarray) -> np.ndarray:
+        """Sort order grouping packets by flow, then interval, then arrival; exact even on hash collisions."""
+        if interval.min() == interval.max():
+            order = np.argsort(hashes, kind="stable")
+        else:
+            order = np.lexsort((interval, hashes))
+        sorted_hash = hashes[order]
+        same = sorted_hash[1:] == sorted_hash[:-1]
+        collided = np.zeros(len(same), dtype=np.bool_)
+        for column in keys.values():
+            sorted_column = column[order]
+            collided |= same & (sorted_column[1:] != sorted_column[:-1])
+        if collided.any():
+            order = np.lexsort((interval, *(keys[name] for name, _ in reversed(KEY_FIELDS))))
+        return order
+
+    def _slots(self, keys: dict[str, np.ndarray], hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Table slot of each distinct flow key, and which of them were created now."""
+        left = np.searchsorted(self._sorted_hash, hashes, side="left")
+        right = np.searchsorted(self._sorted_hash, hashes, side="right")
+        slots = np.full(len(hashes), -1, dtype=np.int64)
+        single = np.flatnonzero(right - left == 1)
+        candidate = self._sorted_slot[left[single]]
+        equal = np.ones(len(single), dtype=np.bool_)
+        for name, _ in KEY_FIELDS:
+            equal &= self._columns[name][candidate] == keys[name][single]
+        slots[single[equal]] = candidate[equal]
+        for i in np.flatnonzero((right - left > 1) | ((right - left == 1) & (slots == -1))):
+            for slot in self._sorted_slot[left[i] : right[i]]:
+                if all(self._columns[name][slot] == keys[name][i] for name, _ in KEY_FIELDS):
+                    slots[i] = slot
+        new = slots == -1
+        missing = np.flatnonzero(new)
+        if len(missing):
+            slots[missing] = self._allocate(
+                {name: column[missing] for name, column in keys.items()}, hashes[missing]
+            )
+        return slots, new
+
+    def _allocate(self, keys: dict[str, np.ndarray], hashes: np.ndarray) -> np.ndarray:
+        count = len(hashes)
+        first = self._size
+        self._reserve(first + count)
+        new = np.arange(first, first + count)
+        for name, column in self._columns.items():
+            column[new] = keys[name] if name in keys else self._initial[name]
+        self._columns["hash"][new] = hashes
+        self._size += count
+        at = np.searchsorted(self._sorted_hash, hashes)
+        self._sorted_hash = np.insert(self._sorted_hash, at, hashes)
+        self._sorted_slot = np.insert(self._sorted_slot, at, new)
+        return new
+
+    def _reserve(self, size: int) -> None:
+        capacity = len(self._columns["hash"])
+        if size <= capacity:
+            return
+        capacity = max(size, 2 * capacity, 1024)
+        for name, column in self._columns.items():
+            grown = np.zeros(capacity, dtype=column.dtype)
+            grown[: self._size] = column[: self._size]
+            self._columns[name] = grown
+
+    def _label(
+        self, slots: np.ndarray, flow_id: np.ndarray, flow_first: np.ndarray, app: np.ndarray,
+        confidence: np.ndarray,
+    ) -> None:
+        """Keep, per flow, the app label with the highest confidence seen so far."""
+        confidence = confidence.astype(np.float32)
+        best = np.maximum.reduceat(confidence, flow_first)
+        at_best = np.flatnonzero(confidence == best[flow_id])
+        flows, first = np.unique(flow_id[at_best], return_index=True)
+        better = best[flows] > self._columns["confidence"][slots[flows]]
+        target = slots[flows[better]]
+        self._columns["confidence"][target] = best[flows[better]]
+        self._columns["app"][target] = app[at_best[first[better]]]
+
+    def _psn_gaps(
+        self, decoded: DecodedPackets, rows: np.ndarray, slots: np.ndarray, flow_id: np.ndarray
+    ) -> np.ndarray:
+        """PSN numbers skipped between consecutive data packets of each flow (24-bit wrap; a step back, as in a
+        go-back-N retransmission, counts 0). ACKs and CNPs are not a sequence and do not take part. Not scaled
+        by sampling_rate: under sampling the gaps measure the sampling, not loss."""
+        gaps = np.zeros(len(rows), dtype=np.uint64)
+        family = protocols.OPCODE_FAMILY[decoded.bth_opcode[rows]]
+        data = np.flatnonzero(decoded.is_roce[rows] & (family != protocols.FAMILY_NONE)
+                              & (family != protocols.FAMILY_ACK))
+        if not len(data):
+            return gaps
+        psn = decoded.psn[rows[data]].astype(np.int64)
+        flow = flow_id[data]
+        first = np.ones(len(data), dtype=np.bool_)
+        first[1:] = flow[1:] != flow[:-1]
+        previous = np.empty(len(data), dtype=np.int64)
+        previous[1:] = psn[:-1]
+        last_psn = self._columns["last_psn"]
+        previous[first] = last_psn[slots[flow[first]]]
+        delta = (psn - previous) & protocols.PSN_MASK
+        skipped = np.where((previous >= 0) & (delta > 0) & (delta < _PSN_HALF), delta - 1, 0)
+        gaps[data] = skipped
+        last = np.ones(len(data), dtype=np.bool_)
+        last[:-1] = first[1:]
+        last_psn[slots[flow[last]]] = psn[last]
+        return gaps
+
+    def _tails(
+        self, ts: np.ndarray, flow_id: np.ndarray, flow_first: np.ndarray, slots: np.ndarray, stops: np.ndarray
+    ) -> np.ndarray:
+        """Per segment, the time of the flow's 3rd-to-last packet up to the segment's last packet (0 while the
+        flow has had fewer than 3), then remember each flow's last two packet times for the next batch."""
+        flow = flow_id[stops]
+        seen = stops - flow_first[flow] + 1  # packets of the flow in this batch up to the segment's end
+        slot = slots[flow]
+        last, previous = self._columns["ts_last"], self._columns["ts_previous"]
+        tail = np.where(seen >= 3, ts[np.maximum(stops - 2, 0)], np.where(seen == 2, last[slot], previous[slot]))
+        flow_last = np.append(flow_first[1:], len(ts)) - 1
+        count = flow_last - flow_first + 1
+        previous[slots] = np.where(count >= 2, ts[np.maximum(flow_last - 1, 0)], last[slots])
+        last[slots] = ts[flow_last]
+        return tail
+
+    def _merge(
+        self, seg_slot: np.ndarray, segments: dict[str, np.ndarray], last_of_flow: np.ndarray,
+        exported: list[dict[str, np.ndarray]],
+    ) -> None:
+        """Fold batch segments into the flows' open rows: same interval adds up; a later interval closes the
+        open row and opens a new one; anything else (earlier or intermediate intervals) is a row of its own."""
+        columns = self._columns
+        current = columns["row_interval"][seg_slot]
+        merge = segments["row_interval"] == current
+        reopen = last_of_flow & (segments["row_interval"] > current)
+        alone = ~merge & ~reopen
+        target = seg_slot[merge]
+        for name in COUNTERS:
+            columns[name][target] += segments[name][merge]
+        columns["row_first"][target] = np.minimum(columns["row_first"][target], segments["row_first"][merge])
+        columns["row_last"][target] = np.maximum(columns["row_last"][target], segments["row_last"][merge])
+        columns["row_tail"][target] = segments["row_tail"][merge]
+        psn_first, psn_last = columns["row_psn_first"][target], segments["row_psn_last"][merge]
+        columns["row_psn_first"][target] = np.where(psn_first >= 0, psn_first, segments["row_psn_first"][merge])
+        columns["row_psn_last"][target] = np.where(psn_last >= 0, psn_last, columns["row_psn_last"][target])
+        target = seg_slot[reopen]
+        exported.append(self._take_rows(target[columns["row_interval"][target] >= 0]))
+        for name in (*COUNTERS, *ROW_FIELDS, "row_interval"):
+            columns[name][target] = segments[name][reopen]
+        if alone.any():
+            block = self._flow_values(seg_slot[alone])
+            for name in (*COUNTERS, *ROW_FIELDS):
+                block[name] = segments[name][alone]
+            exported.append(block)
+
+    # -- timeouts and export --------------------------------------------------------------------------
+    def _expire(self, exported: list[dict[str, np.ndarray]]) -> None:
+        """Export rows whose interval has ended; every IDLE_SWEEP_S drop flows idle for idle_timeout_s."""
+        size = self._size
+        interval = self._columns["row_interval"][:size]
+        done = np.flatnonzero((interval >= 0) & (interval < self._now // self._active_ns))
+        exported.append(self._take_rows(done))
+        if self._now - self._last_sweep < IDLE_SWEEP_S * 1e9:
+            return
+        self._last_sweep = self._now
+        keep = (self._columns["ts_last"][:size] > self._now - self._idle_ns) | (interval >= 0)
+        if keep.all():
+            return
+        kept = int(keep.sum())
+        for column in self._columns.values():
+            column[:kept] = column[:size][keep]
+        self._size = kept
+        order = np.argsort(self._columns["hash"][:kept], kind="stable")
+        self._sorted_hash = self._columns["hash"][:kept][order]
+        self._sorted_slot = order.astype(np.int64)
+
+    def _flow_values(self, slots: np.ndarray) -> dict[str, np.ndarray]:
+        names = [name for name, _ in KEY_FIELDS] + ["dscp", "app", "confidence"]
+        return {name: self._columns[name][slots] for name in names}
+
+    def _take_rows(self, slots: np.ndarray) -> dict[str, np.ndarray]:
+        """The open rows of `slots` as an export block; the rows are closed (counters reset)."""
+        block = self._flow_values(slots)
+        for name in (*COUNTERS, *ROW_FIELDS):
+            block[name] = self._columns[name][slots].copy()
+            self._columns[name][slots] = self._initial[name]
+        self._columns["row_interval"][slots] = -1
+        return block
+
+    def _rows(self, blocks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """Concatenate export blocks into FLOWS columns."""
+        blocks = [block for block in blocks if len(block["link"])]
+        names = [name for name, _ in KEY_FIELDS] + ["dscp", "app", "confidence", *COUNTERS, *ROW_FIELDS]
+        if blocks:
+            merged = {name: np.concatenate([block[name] for block in blocks]) for name in names}
+        else:
+            merged = {name: self._columns[name][:0] for name in names}
+        return self._flows_columns(merged)
+
+    def _flows_columns(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        count = len(rows["link"])
+        link = rows["link"].astype(np.int64)
+        result: dict[str, np.ndarray] = {
+            "ts_start": (rows["row_first"] // 1000).astype("datetime64[us]"),
+            "ts_end": (rows["row_last"] // 1000).astype("datetime64[us]"),
+            "exporter": np.full(count, self.config.exporter, dtype=object),
+            "link": self._link_names[link],
+            "direction": self._directions[rows["direction"].astype(np.int64)],
+            "leaf": self._leaf_names[link],
+            "spine": self._spine_names[link],
+            "src_ip": _ip_objects(rows["src_hi"], rows["src_lo"]),
+            "dst_ip": _ip_objects(rows["dst_hi"], rows["dst_lo"]),
+            "app": np.where(rows["confidence"] > 0, self._app_names[rows["app"].astype(np.int64)], ""),
+            "app_detail": np.full(count, "", dtype=object),
+            "traffic_class": np.full(count, "", dtype=object),
+            "confidence": rows["confidence"].astype(np.float32),
+            "job": np.full(count, "", dtype=object),
+            "sampling_rate": np.full(count, self.config.sampling_rate, dtype=np.uint32),
+            "ts_tail": (rows["row_tail"] // 1000).astype("datetime64[us]"),
+            "psn_first": np.maximum(rows["row_psn_first"], 0).astype(np.uint32),
+            "psn_last": np.maximum(rows["row_psn_last"], 0).astype(np.uint32),
+        }
+        for name in ("src_port", "dst_port", "proto", "vlan", "vni", "dscp", "roce_qp", *COUNTERS):
+            result[name] = rows[name]
+        return {name: result[name] for name in column_names("flows")}
+
+
+def _ip_objects(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """16-byte network-order addresses as Python bytes (the Arrow binary(16) / ClickHouse IPv6 layout)."""
+    return np.ascontiguousarray(to_bytes16(hi, lo)).view("V16").ravel().astype(object)
+
+
+def _segment_psns(decoded: DecodedPackets, rows: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """PSN of the first and last RoCE packet (CNPs excluded: their PSN means nothing) of each segment, -1 if none."""
+    roce = decoded.is_roce[rows] & (decoded.bth_opcode[rows] != protocols.CNP_OPCODE)
+    position = np.arange(len(rows))
+    first = np.minimum.reduceat(np.where(roce, position, len(rows)), starts)
+    last = np.maximum.reduceat(np.where(roce, position, -1), starts)
+    psn = np.append(decoded.psn[rows].astype(np.int64), -1)
+    return psn[first], psn[last]
