@@ -1,0 +1,120 @@
+"""Versioned ClickHouse migrations: plain SQL files NNN_name.sql applied in order, recorded in a table.
+
+Each file is a list of `;`-terminated statements that are themselves idempotent (IF NOT EXISTS), so a run
+interrupted half-way can simply run again. An applied file must not change: its checksum is recorded and a
+mismatch stops the migration. The raw tables' DDL (001) is rendered from records.py by `render_raw_tables`
+(`python -m pipeline.migrate > pipeline/migrations/001_raw_tables.sql`); the test suite checks the tables
+ClickHouse ends up with against records.py column by column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline import records
+from pipeline.errors import StoreError
+from pipeline.store import Store
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+MIGRATIONS_TABLE = "schema_migrations"
+DEDUP_WINDOW = 1000
+_FILE = re.compile(r"(\d{3})_([a-z0-9_]+)\.sql")
+
+
+@dataclass(frozen=True, slots=True)
+class RawLayout:
+    """How a raw table is laid out on disk: sort key, partitions and how long rows live."""
+
+    order_by: str
+    partition_by: str
+    ttl: str
+
+
+RAW_LAYOUTS: dict[str, RawLayout] = {
+    "flows": RawLayout("(link, direction, ts_start)", "toYYYYMMDD(ts_start)",
+                       "toDateTime(ts_start) + INTERVAL 14 DAY"),
+    "link_bins": RawLayout("(link, direction, ts)", "toYYYYMMDD(ts)", "toDateTime(ts) + INTERVAL 7 DAY"),
+    "iterations": RawLayout("(job, ts)", "toYYYYMM(ts)", "toDateTime(ts) + INTERVAL 365 DAY"),
+    "counters": RawLayout("(device, ifname, ts)", "toYYYYMMDD(ts)", "toDateTime(ts) + INTERVAL 90 DAY"),
+    "events": RawLayout("(kind, ts)", "toYYYYMM(ts)", "toDateTime(ts) + INTERVAL 365 DAY"),
+}
+
+
+def render_raw_tables() -> str:
+    """The CREATE TABLE statements of every records.py table, as migration 001 holds them."""
+    parts = ["-- Raw record tables, rendered from pipeline/records.py by `python -m pipeline.migrate`.\n"]
+    for table, columns in records.TABLES.items():
+        layout = RAW_LAYOUTS[table]
+        body = ",\n".join(f"    `{column.name}` {column.clickhouse}" for column in columns)
+        parts.append(
+            f"\nCREATE TABLE IF NOT EXISTS {table}\n(\n{body}\n)\nENGINE = MergeTree\n"
+            f"PARTITION BY {layout.partition_by}\nORDER BY {layout.order_by}\nTTL {layout.ttl}\n"
+            f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW};\n"
+        )
+    return "".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    def statements(self) -> list[str]:
+        """The file's statements: split at `;` ending a line, comment lines dropped."""
+        lines = [line for line in self.sql.splitlines() if not line.lstrip().startswith("--")]
+        chunks = re.split(r";\s*$", "\n".join(lines), flags=re.MULTILINE)
+        return [chunk.strip() for chunk in chunks if chunk.strip()]
+
+
+def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Every NNN_name.sql file in version order; a duplicate version is a packaging bug."""
+    found: dict[int, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        match = _FILE.fullmatch(path.name)
+        if match is None:
+            raise StoreError(f"{path}: migration files are named NNN_name.sql")
+        version = int(match.group(1))
+        if version in found:
+            raise StoreError(f"{path}: migration version {version} appears twice")
+        found[version] = Migration(version, match.group(2), path.read_text())
+    return [found[version] for version in sorted(found)]
+
+
+def applied_migrations(store: Store) -> dict[int, str]:
+    """Version → checksum of the migrations already applied to the store's database."""
+    store.command(
+        f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (version UInt32, name String, checksum String, "
+        "applied_at DateTime64(6, 'UTC') DEFAULT now64(6)) ENGINE = MergeTree ORDER BY version"
+    )
+    result = store.query(f"SELECT version, any(checksum) FROM {MIGRATIONS_TABLE} GROUP BY version")
+    return {int(version): str(checksum) for version, checksum in result.rows}
+
+
+def migrate(store: Store, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Apply the migrations not yet applied, in order; returns those applied now (none: a no-op)."""
+    done = applied_migrations(store)
+    applied: list[Migration] = []
+    for migration in load_migrations(directory):
+        if migration.version in done:
+            if done[migration.version] != migration.checksum:
+                raise StoreError(f"migration {migration.version:03d}_{migration.name} changed after it was applied; "
+                                 "add a new migration instead")
+            continue
+        for statement in migration.statements():
+            store.command(statement)
+        store.insert_rows(MIGRATIONS_TABLE, [(migration.version, migration.name, migration.checksum)],
+                          column_names=("version", "name", "checksum"))
+        applied.append(migration)
+    return applied
+
+
+if __name__ == "__main__":
+    print(render_raw_tables(), end="")

@@ -1,0 +1,108 @@
+"""The store against the real chdb engine: migrations, schema from records.py, dedup of raw tables and rollups."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+from pipeline_rows import expected_sums, random_flows, stored_sums
+
+from pipeline import codec, records
+from pipeline.errors import StoreError, StoreLockedError
+from pipeline.migrate import MIGRATIONS_TABLE, load_migrations, migrate, render_raw_tables
+from pipeline.store import Store, StoreConfig, embedded_dsn
+
+pytestmark = pytest.mark.integration
+
+ROLLUPS = ("link_stats_1s", "flows_1m", "flows_1h")
+DEDUP = {"deduplicate_blocks_in_dependent_materialized_views": 1}
+
+
+def test_migrations_applied_twice_are_a_no_op_and_recorded(store_factory: Callable[..., Store]) -> None:
+    store = store_factory(migrated=False)
+    versions = [m.version for m in load_migrations()]
+    assert [m.version for m in migrate(store)] == versions
+    assert migrate(store) == []
+    recorded = store.query(f"SELECT version, name FROM {MIGRATIONS_TABLE} ORDER BY version").rows
+    assert [v for v, _ in recorded] == versions
+    assert recorded[0][1] == "raw_tables"
+
+
+def test_raw_tables_match_records_column_by_column(store: Store) -> None:
+    for table, columns in records.TABLES.items():
+        described = store.query(
+            "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = {t:String} "
+            "ORDER BY position", parameters={"db": store.database, "t": table}).rows
+        assert described == [(c.name, c.clickhouse) for c in columns], table
+
+
+def test_first_migration_is_the_rendering_of_records() -> None:
+    assert load_migrations()[0].sql == render_raw_tables(), "regenerate: python -m pipeline.migrate"
+
+
+def test_every_merge_tree_has_a_dedup_window(store: Store) -> None:
+    engines = store.query(
+        "SELECT name, engine_full FROM system.tables WHERE database = {db:String} AND engine LIKE '%MergeTree'",
+        parameters={"db": store.database}).rows
+    bookkeeping = (MIGRATIONS_TABLE, "sink_intents")
+    missing = [name for name, engine in engines
+               if name not in bookkeeping and "non_replicated_deduplication_window" not in engine]
+    assert len(engines) >= len(records.TABLES) + len(ROLLUPS)
+    assert missing == []
+
+
+def test_rollups_equal_raw_sums_after_a_duplicate_insert(store: Store) -> None:
+    batch = random_flows(20_000, seed=7)
+    rows = codec.to_arrow("flows", batch)
+    for _ in range(2):
+        store.insert_arrow("flows", rows, settings={**DEDUP, "insert_deduplication_token": "same-range"})
+    store.insert_arrow("flows", rows.slice(0, 10), settings={**DEDUP, "insert_deduplication_token": "other"})
+    expected = expected_sums([random_flows(20_000, seed=7), {k: v[:10] for k, v in batch.items()}])
+    assert stored_sums(store) == expected
+    for rollup in ROLLUPS:
+        assert stored_sums(store, rollup) == expected, rollup
+
+
+def test_query_readonly_refuses_writes(store: Store) -> None:
+    with pytest.raises(StoreError, match="readonly"):
+        store.query_readonly("INSERT INTO events (kind) VALUES ('x')")
+    assert store.query_readonly("SELECT count() FROM events").rows == [(0,)]
+
+
+def test_parameters_are_bound_not_formatted(store: Store) -> None:
+    result = store.query_readonly("SELECT {text:String} AS text", parameters={"text": "x' OR 1=1 --"})
+    assert result.rows == [("x' OR 1=1 --",)] and result.columns == ["text"]
+
+
+def test_a_bad_query_is_a_store_error_that_does_not_retry(store: Store) -> None:
+    with pytest.raises(StoreError) as caught:
+        store.query("SELEC 1")
+    assert not caught.value.retriable
+
+
+def test_an_unreachable_server_is_retriable() -> None:
+    store = Store(StoreConfig(dsn="http://default:@127.0.0.1:9/default"))
+    with pytest.raises(StoreError) as caught:
+        store.open()
+    assert caught.value.retriable
+
+
+def test_a_directory_held_by_another_process_names_it(tmp_path) -> None:
+    directory = tmp_path / "data"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, clickhouse_connect; c = clickhouse_connect.get_client(dsn=sys.argv[1]);"
+         " c.command('SELECT 1'); print('ready', flush=True); sys.stdin.read()", embedded_dsn(directory)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        probe = subprocess.run(
+            [sys.executable, "-c", "import sys\nfrom pipeline.store import Store, StoreConfig\n"
+             "from pipeline.errors import StoreLockedError\n"
+             "try:\n    Store(StoreConfig(dsn=sys.argv[1])).open()\nexcept StoreLockedError as e:\n    print(e)",
+             embedded_dsn(directory)], capture_output=True, text=True, timeout=120)
+    finally:
+        holder.communicate("", timeout=60)
+    assert f"{(directory / 'clickhouse').resolve()} is in use by another process" in probe.stdout
+    assert StoreLockedError.__mro__[1] is StoreError
