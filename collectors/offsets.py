@@ -39,9 +39,10 @@ PCAPNG_DSB = 10
 
 @numba.njit(cache=True, inline="always")
 def _u32(buf: np.ndarray, p: int, big: bool) -> int:
+    b0, b1, b2, b3 = np.int64(buf[p]), np.int64(buf[p + 1]), np.int64(buf[p + 2]), np.int64(buf[p + 3])
     if big:
-        return (int(buf[p]) << 24) | (int(buf[p + 1]) << 16) | (int(buf[p + 2]) << 8) | int(buf[p + 3])
-    return (int(buf[p + 3]) << 24) | (int(buf[p + 2]) << 16) | (int(buf[p + 1]) << 8) | int(buf[p])
+        return (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
+    return (b3 << 24) | (b2 << 16) | (b1 << 8) | b0
 
 
 @numba.njit(cache=True)

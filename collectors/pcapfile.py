@@ -281,6 +281,8 @@ def open_capture(path: str | Path, *, batch_size: int = DEFAULT_BATCH_SIZE) -> C
             magic = handle.read(4)
     except OSError as exc:
         raise _input_error(name, exc) from None
+    if not magic:
+        raise InputError(name, "empty file, not a pcap or pcapng capture")
     if magic == _PCAPNG_SHB:
         return PcapngFile(name, batch_size=batch_size)
     if magic in _PCAP_MAGICS:
