@@ -1,0 +1,93 @@
+"""Event rows as every detector emits them: exactly the `events` columns of pipeline/records.py.
+
+Detectors keep time as int64 microseconds since the epoch (cheap to compare and subtract); this module
+converts at the edges: batch columns in, event rows out.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from pipeline.labels import EVENT_KINDS, SEVERITIES
+from pipeline.records import column_names
+
+Event = dict[str, Any]
+Batch = dict[str, np.ndarray]
+
+EVENT_COLUMNS: tuple[str, ...] = tuple(column_names("events"))
+US_PER_MS = 1000
+US_PER_S = 1_000_000
+
+
+def times_us(column: np.ndarray) -> np.ndarray:
+    """int64 microseconds since the epoch of a datetime64 column (any unit)."""
+    return np.asarray(column).astype("datetime64[us]").astype(np.int64)
+
+
+def ms_to_us(ms: float) -> int:
+    return round(ms * US_PER_MS)
+
+
+def iso(us: int) -> str:
+    """A microsecond timestamp as ISO 8601 text for `details`."""
+    return f"{np.datetime64(int(us), 'us')}Z"
+
+
+def make_event(
+    kind: str,
+    *,
+    ts: int,
+    ts_end: int,
+    severity: str,
+    summary: str,
+    link: str = "",
+    direction: str = "",
+    device: str = "",
+    job: str = "",
+    value: float | None = None,
+    details: dict[str, Any] | None = None,
+    convergence_ms: float | None = None,
+    local_convergence_ms: float | None = None,
+    remote_convergence_ms: float | None = None,
+    flows_affected: int = 0,
+    flows_recovered: int = 0,
+    packets_lost: int = 0,
+) -> Event:
+    """One event row; `ts`/`ts_end` in microseconds since the epoch, `details` serialised to JSON text."""
+    if kind not in EVENT_KINDS:
+        raise ValueError(f"unknown event kind {kind!r}")
+    if severity not in SEVERITIES:
+        raise ValueError(f"unknown severity {severity!r}")
+    row: Event = {
+        "ts": np.datetime64(int(ts), "us"),
+        "ts_end": np.datetime64(int(ts_end), "us"),
+        "kind": kind,
+        "severity": severity,
+        "link": link,
+        "direction": direction,
+        "device": device,
+        "job": job,
+        "summary": summary,
+        "convergence_ms": convergence_ms,
+        "local_convergence_ms": local_convergence_ms,
+        "remote_convergence_ms": remote_convergence_ms,
+        "flows_affected": int(flows_affected),
+        "flows_recovered": int(flows_recovered),
+        "packets_lost": int(packets_lost),
+        "value": None if value is None else float(value),
+        "details": json.dumps(details or {}, sort_keys=True, default=_json_default),
+    }
+    return row
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

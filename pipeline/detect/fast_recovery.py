@@ -1,0 +1,272 @@
+"""Fast recovery (DESIGN.md section 6): when a leaf-spine link fails, how long the data plane took to
+move its flows elsewhere, how many flows made it and how many RoCE packets (PSNs) were skipped.
+
+Link L = (leaf A, spine S) fails at `ts` = its last packet before it fell silent while its flows
+continued elsewhere, or its oper-down time from counters, whichever is first. Affected flows had >=3
+packets on L in the `window_ms` before `ts` (the flow table's `ts_tail` column: time of the flow's
+3rd-to-last packet on the link). An `up` flow recovers at its first packet on another uplink of A, a
+`down` flow at its first packet on another downlink into A; both times come from row `ts_start`,
+so precision is the packet timestamps', not the export interval's.
+
+"Falls silent" is decided on rows, robustly to how the flow table cuts them: no row of L ends after
+its last packet T while the watermark (latest row end seen minus `lateness_ms`) has passed T +
+`silence_ms`, and at least one affected flow has a row elsewhere starting after T. A link whose flows
+all moved only because another link failed (the far side of the same spine) is not a failure of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.detect.events import Batch, Event, make_event, ms_to_us, times_us
+from pipeline.detect.flowkey import describe, flow_keys, is_roce
+
+PSN_MODULO = 1 << 24
+DIRECTIONS = ("up", "down")
+_COLUMNS = ("link", "leaf", "spine", "direction", "key", "ts_start", "ts_end", "ts_tail", "psn_first",
+            "psn_last", "roce")
+_DETAIL_FLOWS = 100
+
+
+@dataclass(frozen=True, kw_only=True)
+class FastRecoveryConfig:
+    """Fast-recovery windows (defaults in pipeline/detect/README.md)."""
+
+    window_ms: float = 10.0
+    silence_ms: float = 50.0
+    timeout_ms: float = 2000.0
+    lateness_ms: float = 1000.0
+
+
+@dataclass
+class _Failure:
+    """A declared failure and its affected flows, waiting for them to recover or for the timeout."""
+
+    link: str
+    leaf: str
+    spine: str
+    ts: int
+    trigger: str
+    keys: np.ndarray
+    directions: np.ndarray
+    psn_last: np.ndarray
+    roce: np.ndarray
+    recovered_at: np.ndarray = field(init=False)
+    new_link: np.ndarray = field(init=False)
+    psn_first: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.recovered_at = np.full(len(self.keys), -1, dtype=np.int64)
+        self.new_link = np.full(len(self.keys), "", dtype=object)
+        self.psn_first = np.zeros(len(self.keys), dtype=np.int64)
+
+
+class FastRecoveryDetector:
+    """`fast_recovery` events from `flows` rows, with oper-down from `counters` rows when present.
+
+    Assumes rows of one link arrive in time order and, across links, no row arrives after rows ending
+    more than `lateness_ms` later than it (set it to the flow table's active timeout when one export's
+    rows may come in any order). Emits each failure once all its affected flows recovered, or once the
+    watermark passes `ts + timeout_ms`, or at `flush`.
+    """
+
+    def __init__(self, config: FastRecoveryConfig | None = None) -> None:
+        self.config = config or FastRecoveryConfig()
+        self._rows: dict[str, np.ndarray] | None = None
+        self._last_end: dict[str, int] = {}
+        self._judged: dict[str, int] = {}
+        self._down_since: dict[str, int] = {}
+        self._pending: list[_Failure] = []
+        self._recent: list[_Failure] = []
+        self._latest = np.iinfo(np.int64).min
+
+    def observe_counters(self, counters: Batch) -> None:
+        """Note when each link was first reported operationally down (cleared when it is up again)."""
+        ts = times_us(counters["ts"])
+        for row in np.argsort(ts, kind="stable"):
+            link = str(counters["link"][row])
+            if not link:
+                continue
+            if counters["oper_up"][row]:
+                self._down_since.pop(link, None)
+            else:
+                self._down_since.setdefault(link, int(ts[row]))
+
+    def update(self, flows: Batch) -> list[Event]:
+        direction = flows["direction"].astype(str)
+        keep = (flows["link"].astype(str) != "") & np.isin(direction, DIRECTIONS)
+        if keep.any():
+            chunk = {
+                "link": flows["link"][keep].astype(str), "leaf": flows["leaf"][keep].astype(str),
+                "spine": flows["spine"][keep].astype(str), "direction": direction[keep],
+                "key": flow_keys({name: column[keep] for name, column in flows.items()}),
+                "ts_start": times_us(flows["ts_start"][keep]), "ts_end": times_us(flows["ts_end"][keep]),
+                "ts_tail": times_us(flows["ts_tail"][keep]),
+                "psn_first": flows["psn_first"][keep].astype(np.int64),
+                "psn_last": flows["psn_last"][keep].astype(np.int64),
+                "roce": is_roce({name: column[keep] for name, column in flows.items()}),
+            }
+            self._rows = chunk if self._rows is None else {c: np.concatenate([self._rows[c], chunk[c]])
+                                                           for c in _COLUMNS}
+            links, inverse = np.unique(chunk["link"], return_inverse=True)
+            ends = np.full(len(links), np.iinfo(np.int64).min)
+            np.maximum.at(ends, inverse, chunk["ts_end"])
+            for link, end in zip(links.tolist(), ends.tolist(), strict=True):
+                self._last_end[link] = max(self._last_end.get(link, end), end)
+            self._latest = max(self._latest, int(chunk["ts_end"].max()))
+        watermark = self._latest - ms_to_us(self.config.lateness_ms)
+        self._declare(watermark, final=False)
+        events = self._emit(watermark, final=False)
+        self._prune(watermark)
+        return events
+
+    def flush(self) -> list[Event]:
+        """End of input: every row has arrived; declare what the data shows and emit every pending failure."""
+        self._declare(np.iinfo(np.int64).max, final=True)
+        events = self._emit(np.iinfo(np.int64).max, final=True)
+        self._rows = None
+        self._recent = []
+        return events
+
+    # -- failure detection ---------------------------------------------------------------------------
+    def _declare(self, watermark: int, *, final: bool) -> None:
+        config = self.config
+        silence, timeout = ms_to_us(config.silence_ms), ms_to_us(config.timeout_ms)
+        candidates: list[tuple[int, str, str, int]] = []
+        for link, last in self._last_end.items():
+            judged = self._judged.get(link, np.iinfo(np.int64).min)
+            down = self._down_since.get(link)
+            if down is not None and down > judged and watermark >= down:
+                candidates.append((min(last, down), link, "oper_down", max(last, down)))
+            elif last > judged and watermark >= last + silence:
+                candidates.append((last, link, "silence", last))
+        for ts, link, trigger, judged_to in sorted(candidates):
+            failure = self._affected(link, ts, trigger)
+            if failure is None:
+                self._judged[link] = judged_to
+                continue
+            self._recover(failure)
+            moved = bool((failure.recovered_at >= 0).any())
+            if trigger == "silence" and not moved:
+                if final or watermark >= ts + timeout:
+                    self._judged[link] = judged_to
+                continue
+            self._judged[link] = judged_to
+            if trigger == "silence" and self._knock_on(failure):
+                continue
+            self._pending.append(failure)
+            self._recent.append(failure)
+
+    def _affected(self, link: str, ts: int, trigger: str) -> _Failure | None:
+        """Flows of `link` whose last row starting by `ts` has its 3rd-to-last packet within the window."""
+        rows = self._rows
+        if rows is None:
+            return None
+        on_link = np.flatnonzero((rows["link"] == link) & (rows["ts_start"] <= ts))
+        if not len(on_link):
+            return None
+        order = on_link[np.lexsort((rows["ts_end"][on_link], rows["key"][on_link]))]
+        last_of_flow = order[np.r_[rows["key"][order][1:] != rows["key"][order][:-1], True]]
+        chosen = last_of_flow[rows["ts_tail"][last_of_flow] >= ts - ms_to_us(self.config.window_ms)]
+        if not len(chosen):
+            return None
+        first = chosen[0]
+        return _Failure(
+            link=link, leaf=str(rows["leaf"][first]), spine=str(rows["spine"][first]), ts=ts, trigger=trigger,
+            keys=rows["key"][chosen], directions=rows["direction"][chosen], psn_last=rows["psn_last"][chosen],
+            roce=rows["roce"][chosen],
+        )
+
+    def _recover(self, failure: _Failure) -> None:
+        """Each affected flow's first row after the failure on another link of the leaf, same direction."""
+        rows = self._rows
+        if rows is None:
+            return
+        elsewhere = np.flatnonzero((rows["leaf"] == failure.leaf) & (rows["link"] != failure.link)
+                                   & (rows["ts_start"] > failure.ts))
+        for direction in DIRECTIONS:
+            wanted = failure.directions == direction
+            found = elsewhere[(rows["direction"][elsewhere] == direction)
+                              & np.isin(rows["key"][elsewhere], failure.keys[wanted])]
+            if not len(found):
+                continue
+            found = found[np.lexsort((rows["ts_start"][found], rows["key"][found]))]
+            keys, first = np.unique(rows["key"][found], return_index=True)
+            hits = found[first]
+            index = {key.tobytes(): row for key, row in zip(keys, hits.tolist(), strict=True)}
+            for i in np.flatnonzero(wanted):
+                row = index.get(failure.keys[i].tobytes())
+                if row is not None:
+                    failure.recovered_at[i] = rows["ts_start"][row]
+                    failure.new_link[i] = rows["link"][row]
+                    failure.psn_first[i] = rows["psn_first"][row]
+
+    def _knock_on(self, failure: _Failure) -> bool:
+        """True when every affected flow was already affected by another failure through the same spine."""
+        window = ms_to_us(self.config.timeout_ms)
+        others = [f.keys for f in self._recent
+                  if f.link != failure.link and f.spine == failure.spine and abs(f.ts - failure.ts) <= window]
+        return bool(others) and bool(np.isin(failure.keys, np.concatenate(others)).all())
+
+    # -- emission ----------------------------------------------------------------------------------------
+    def _emit(self, watermark: int, *, final: bool) -> list[Event]:
+        timeout = ms_to_us(self.config.timeout_ms)
+        events: list[Event] = []
+        waiting: list[_Failure] = []
+        for failure in self._pending:
+            self._recover(failure)
+            if final or (failure.recovered_at >= 0).all() or watermark >= failure.ts + timeout:
+                events.append(self._event(failure))
+            else:
+                waiting.append(failure)
+        self._pending = waiting
+        return events
+
+    def _event(self, failure: _Failure) -> Event:
+        recovered = failure.recovered_at >= 0
+        delay_ms = (failure.recovered_at - failure.ts) / 1000
+        converged = {d: float(delay_ms[recovered & (failure.directions == d)].max())
+                     if (recovered & (failure.directions == d)).any() else None for d in DIRECTIONS}
+        present = [v for v in converged.values() if v is not None]
+        convergence = max(present) if present else None
+        lost = psn_skipped(failure.psn_last, failure.psn_first)
+        lost = np.where(recovered & failure.roce, lost, 0)
+        flows = [{"flow": describe(failure.keys[i]), "direction": str(failure.directions[i]),
+                  "new_link": str(failure.new_link[i]) or None,
+                  "convergence_ms": float(delay_ms[i]) if recovered[i] else None,
+                  "packets_lost": int(lost[i]) if recovered[i] and failure.roce[i] else None}
+                 for i in np.argsort(-np.where(recovered, delay_ms, np.inf))[:_DETAIL_FLOWS]]
+        affected, back = len(failure.keys), int(recovered.sum())
+        ts_end = int(failure.recovered_at[recovered].max()) if back else failure.ts
+        text = ", ".join(f"{name} {value:.3f} ms" for name, value in
+                         (("local", converged["up"]), ("remote", converged["down"])) if value is not None)
+        return make_event(
+            "fast_recovery", ts=failure.ts, ts_end=ts_end, severity="warning" if back == affected else "critical",
+            link=failure.link, device=failure.leaf, convergence_ms=convergence,
+            local_convergence_ms=converged["up"], remote_convergence_ms=converged["down"],
+            flows_affected=affected, flows_recovered=back, packets_lost=int(lost.sum()), value=convergence,
+            summary=f"{failure.link} failed ({failure.trigger.replace('_', '-')}): converged "
+                    f"{text or 'never'}, {back}/{affected} flows recovered, {int(lost.sum())} packets lost",
+            details={"leaf": failure.leaf, "spine": failure.spine, "trigger": failure.trigger, "flows": flows},
+        )
+
+    def _prune(self, watermark: int) -> None:
+        """Drop rows and remembered failures no longer needed by any open question."""
+        config = self.config
+        horizon = watermark - ms_to_us(config.timeout_ms + config.silence_ms + config.window_ms)
+        keep_from = min([horizon] + [f.ts for f in self._pending])
+        if self._rows is not None:
+            kept = self._rows["ts_end"] >= keep_from
+            self._rows = {c: self._rows[c][kept] for c in _COLUMNS}
+        self._recent = [f for f in self._recent if f.ts >= horizon]
+
+
+def psn_skipped(psn_last: np.ndarray, psn_first: np.ndarray) -> np.ndarray:
+    """PSN numbers skipped from `psn_last` on the old link to `psn_first` on the new one, 24-bit wrap.
+
+    A step back (the sender retransmitting from an earlier PSN: go-back-N after the loss) skips none.
+    """
+    forward = (psn_first.astype(np.int64) - psn_last.astype(np.int64) - 1) % PSN_MODULO
+    return np.where(forward < PSN_MODULO // 2, forward, 0)

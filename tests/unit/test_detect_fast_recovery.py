@@ -1,0 +1,214 @@
+"""Fast recovery on hand-built flow rows: exact convergence, flows and PSNs lost, and the edge cases."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from pipeline.detect.events import EVENT_COLUMNS
+from pipeline.detect.fast_recovery import FastRecoveryConfig, FastRecoveryDetector, psn_skipped
+from pipeline.records import empty_columns
+
+T0 = 1_700_000_000_000_000  # µs since the epoch
+MS = 1000
+
+
+def ip(text: str) -> bytes:
+    return ipaddress.IPv6Address(f"::ffff:{text}").packed
+
+
+@dataclass(frozen=True)
+class Flow:
+    src: str
+    dst: str
+    qp: int
+
+
+F1 = Flow("10.0.1.1", "10.0.3.1", 101)
+F2 = Flow("10.0.1.2", "10.0.4.1", 102)
+F3 = Flow("10.0.2.1", "10.0.1.3", 103)  # into leaf1 from leaf2
+F4 = Flow("10.0.1.4", "10.0.3.4", 104)
+F5 = Flow("10.0.3.5", "10.0.4.5", 105)
+
+
+def row(flow: Flow, link: str, direction: str, start: int, end: int, *, tail: int | None = None,
+        psn: tuple[int, int] = (0, 0)) -> dict[str, object]:
+    return {"flow": flow, "link": link, "direction": direction, "start": start, "end": end,
+            "tail": end - 300 if tail is None else tail, "psn": psn}
+
+
+def batch(rows: list[dict[str, object]]) -> dict[str, np.ndarray]:
+    columns = empty_columns("flows", len(rows))
+    for i, r in enumerate(rows):
+        flow = r["flow"]
+        assert isinstance(flow, Flow)
+        link = str(r["link"])
+        columns["link"][i], columns["direction"][i] = link, r["direction"]
+        columns["leaf"][i], columns["spine"][i] = link.split("-")
+        columns["src_ip"][i], columns["dst_ip"][i] = ip(flow.src), ip(flow.dst)
+        columns["src_port"][i], columns["dst_port"][i], columns["proto"][i] = 49152, 4791, 17
+        columns["roce_qp"][i] = flow.qp
+        columns["ts_start"][i] = np.datetime64(r["start"], "us")
+        columns["ts_end"][i] = np.datetime64(r["end"], "us")
+        columns["ts_tail"][i] = np.datetime64(r["tail"], "us")
+        columns["psn_first"][i], columns["psn_last"][i] = r["psn"]  # type: ignore[misc]
+        columns["packets"][i] = 1000
+    return columns
+
+
+def counters(link: str, ts: int, up: bool) -> dict[str, np.ndarray]:
+    columns = empty_columns("counters", 1)
+    columns["ts"][0] = np.datetime64(ts, "us")
+    columns["device"][0], columns["ifname"][0], columns["link"][0] = link.split("-")[0], "Ethernet49", link
+    columns["oper_up"][0] = int(up)
+    return columns
+
+
+FAIL = T0 + 500 * MS  # last packet on leaf1-spine1
+
+
+def before_failure() -> list[dict[str, object]]:
+    """Two export intervals on leaf1-spine1 (and F3 also crossing leaf2-spine1 upward)."""
+    return [
+        row(F1, "leaf1-spine1", "up", T0, T0 + 300 * MS, psn=(0, 500)),
+        row(F1, "leaf1-spine1", "up", T0 + 300 * MS + 1, FAIL, psn=(501, 1000)),
+        row(F2, "leaf1-spine1", "up", T0 + 300 * MS + 5, FAIL - 200, psn=(7000, 7300)),
+        row(F3, "leaf1-spine1", "down", T0 + 300 * MS + 9, FAIL - 100, psn=(16_777_000, 16_777_200)),
+        row(F3, "leaf2-spine1", "up", T0 + 300 * MS + 7, FAIL + 6 * MS, psn=(16_777_000, 16_777_210)),
+    ]
+
+
+def after_failure(until: int) -> list[dict[str, object]]:
+    """Local convergence 1.4 ms (F1: 10 PSNs skipped, F2: 27), remote 6.2 ms (F3: PSN wraps, 0 skipped)."""
+    return [
+        row(F1, "leaf1-spine2", "up", FAIL + 1400, until, psn=(1011, 5000)),
+        row(F2, "leaf1-spine2", "up", FAIL + 900, until, psn=(7328, 9000)),
+        row(F3, "leaf2-spine2", "up", FAIL + 6100, until, psn=(16_777_211, 300)),
+        row(F3, "leaf1-spine2", "down", FAIL + 6200, until, psn=(16_777_201, 300)),
+    ]
+
+
+def only(events: list[dict[str, object]]) -> dict[str, object]:
+    assert len(events) == 1, events
+    return events[0]
+
+
+def test_failure_measured_exactly_from_rows_split_across_batches() -> None:
+    detector = FastRecoveryDetector()
+    rows = before_failure() + after_failure(FAIL + 1500 * MS)
+    assert detector.update(batch(rows[:2])) == []
+    assert detector.update(batch(rows[2:6])) == []
+    event = only(detector.update(batch(rows[6:])))
+    assert tuple(event) == EVENT_COLUMNS
+    assert event["kind"] == "fast_recovery" and event["link"] == "leaf1-spine1" and event["device"] == "leaf1"
+    assert event["ts"] == np.datetime64(FAIL, "us")
+    assert event["ts_end"] == np.datetime64(FAIL + 6200, "us")
+    assert event["local_convergence_ms"] == pytest.approx(1.4)
+    assert event["remote_convergence_ms"] == pytest.approx(6.2)
+    assert event["convergence_ms"] == pytest.approx(6.2)
+    assert (event["flows_affected"], event["flows_recovered"], event["packets_lost"]) == (3, 3, 37)
+    assert event["severity"] == "warning"
+    details = json.loads(str(event["details"]))
+    assert details["trigger"] == "silence" and details["spine"] == "spine1"
+    assert {f["new_link"] for f in details["flows"]} == {"leaf1-spine2"}
+    assert detector.flush() == []
+
+
+def test_far_side_of_the_failed_spine_is_not_a_failure_of_its_own() -> None:
+    detector = FastRecoveryDetector()
+    events = detector.update(batch(before_failure() + after_failure(FAIL + 1500 * MS))) + detector.flush()
+    assert [e["link"] for e in events] == ["leaf1-spine1"]
+
+
+def test_flow_that_never_recovers_is_reported_after_the_timeout() -> None:
+    detector = FastRecoveryDetector()
+    stuck = row(F4, "leaf1-spine1", "up", T0 + 300 * MS, FAIL - 50, psn=(0, 99))
+    assert detector.update(batch([*before_failure(), stuck, *after_failure(FAIL + 1500 * MS)])) == []
+    keep_going = [row(F1, "leaf1-spine2", "up", FAIL + 1500 * MS + 1, FAIL + 3100 * MS)]
+    event = only(detector.update(batch(keep_going)))
+    assert (event["flows_affected"], event["flows_recovered"], event["packets_lost"]) == (4, 3, 37)
+    assert event["local_convergence_ms"] == pytest.approx(1.4)
+    assert event["severity"] == "critical"
+    unrecovered = [f for f in json.loads(str(event["details"]))["flows"] if f["new_link"] is None]
+    assert len(unrecovered) == 1 and unrecovered[0]["convergence_ms"] is None
+
+
+def test_failure_at_the_very_start_of_the_capture() -> None:
+    fail = T0 + 5 * MS
+    rows = [
+        row(F1, "leaf1-spine1", "up", T0, fail, tail=fail - 300, psn=(0, 40)),
+        row(F2, "leaf1-spine1", "up", T0 + 10, fail - 20, tail=fail - 250, psn=(0, 30)),
+        row(F1, "leaf1-spine2", "up", fail + 800, T0 + 1200 * MS, psn=(41, 900)),
+        row(F2, "leaf1-spine2", "up", fail + 2100, T0 + 1200 * MS, psn=(33, 900)),
+    ]
+    event = only(FastRecoveryDetector().update(batch(rows)))
+    assert event["ts"] == np.datetime64(fail, "us")
+    assert event["local_convergence_ms"] == pytest.approx(2.1)
+    assert event["remote_convergence_ms"] is None
+    assert (event["flows_affected"], event["flows_recovered"], event["packets_lost"]) == (2, 2, 2)
+
+
+def test_failure_at_the_very_end_of_the_capture_is_reported_at_flush() -> None:
+    detector = FastRecoveryDetector()
+    rows = before_failure()[:4] + [r for r in after_failure(FAIL + 8 * MS) if r["link"] == "leaf1-spine2"]
+    assert detector.update(batch(rows)) == []
+    event = only(detector.flush())
+    assert (event["flows_affected"], event["flows_recovered"], event["packets_lost"]) == (3, 3, 37)
+    assert event["convergence_ms"] == pytest.approx(6.2)
+
+
+def test_two_failures_at_once_on_different_links() -> None:
+    other = T0 + 500 * MS + 3
+    rows = [
+        *before_failure()[:4],
+        row(F5, "leaf3-spine2", "up", T0, other, psn=(0, 10)),
+        *after_failure(FAIL + 1500 * MS),
+        row(F5, "leaf3-spine1", "up", other + 2500, FAIL + 1500 * MS, psn=(14, 20)),
+    ]
+    detector = FastRecoveryDetector()
+    events = sorted(detector.update(batch(rows)) + detector.flush(), key=lambda e: str(e["link"]))
+    assert [e["link"] for e in events] == ["leaf1-spine1", "leaf3-spine2"]
+    assert events[0]["packets_lost"] == 37 and events[0]["convergence_ms"] == pytest.approx(6.2)
+    assert events[1]["ts"] == np.datetime64(other, "us")
+    assert events[1]["local_convergence_ms"] == pytest.approx(2.5)
+    assert (events[1]["flows_affected"], events[1]["packets_lost"]) == (1, 3)
+
+
+def test_oper_down_before_the_last_mirrored_packet_sets_the_failure_time() -> None:
+    detector = FastRecoveryDetector()
+    detector.observe_counters(counters("leaf1-spine1", FAIL - 500, up=False))
+    event = only(detector.update(batch(before_failure()[:4] + after_failure(FAIL + 1500 * MS))))
+    assert event["ts"] == np.datetime64(FAIL - 500, "us")
+    assert event["local_convergence_ms"] == pytest.approx(1.9)
+    assert json.loads(str(event["details"]))["trigger"] == "oper_down"
+
+
+def test_oper_down_with_traffic_gone_reports_no_flow_recovered() -> None:
+    detector = FastRecoveryDetector(FastRecoveryConfig(lateness_ms=100))
+    detector.observe_counters(counters("leaf1-spine1", FAIL + 2 * MS, up=False))
+    elsewhere = [row(F4, "leaf2-spine1", "up", T0, FAIL + 2200 * MS)]
+    event = only(detector.update(batch(before_failure()[:4] + elsewhere)))
+    assert event["ts"] == np.datetime64(FAIL, "us")
+    assert (event["flows_affected"], event["flows_recovered"], event["convergence_ms"]) == (3, 0, None)
+
+
+def test_traffic_that_just_stops_or_pauses_is_no_failure() -> None:
+    detector = FastRecoveryDetector()
+    pause_then_resume = [
+        row(F1, "leaf1-spine1", "up", T0, FAIL, psn=(0, 1000)),
+        row(F1, "leaf1-spine1", "up", FAIL + 300 * MS, FAIL + 600 * MS, psn=(1001, 2000)),
+        row(F2, "leaf1-spine1", "up", T0, FAIL),
+        row(F4, "leaf2-spine1", "up", T0, FAIL + 4000 * MS),
+    ]
+    assert detector.update(batch(pause_then_resume)) == []
+    assert detector.flush() == []
+
+
+def test_psn_skipped_wraps_at_24_bits_and_ignores_a_step_back() -> None:
+    last = np.array([100, 16_777_215, 16_777_210, 500])
+    first = np.array([111, 4, 2, 480])
+    assert psn_skipped(last, first).tolist() == [10, 4, 7, 0]
