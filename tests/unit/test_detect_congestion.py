@@ -1,0 +1,130 @@
+"""Congestion and PFC storms on hand-built 10 ms link bins (and flow rows naming jobs and top flows)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.detect.congestion import CongestionConfig, CongestionDetector
+from pipeline.records import LINK_BIN_US, empty_columns
+
+T0 = 1_700_000_000_000_000  # a multiple of 10 ms: bins are epoch-aligned
+LINK = "leaf3-spine2"
+
+
+def bins(rows: list[dict[str, int]], link: str = LINK, direction: str = "up") -> dict[str, np.ndarray]:
+    """One bin per dict: `k` is the bin number after T0, the rest are counts; CE packets at +1.2 .. +8.8 ms."""
+    columns = empty_columns("link_bins", len(rows))
+    for i, r in enumerate(rows):
+        start = T0 + r["k"] * LINK_BIN_US
+        columns["ts"][i] = np.datetime64(start, "us")
+        columns["link"][i], columns["direction"][i] = link, direction
+        columns["leaf"][i], columns["spine"][i] = link.split("-")
+        columns["ts_first"][i] = np.datetime64(start + 100, "us")
+        columns["ts_last"][i] = np.datetime64(start + 9_900, "us")
+        columns["packets"][i] = columns["roce_packets"][i] = r.get("ect", 0) + 5
+        columns["bytes"][i] = 4096 * int(columns["packets"][i])
+        for name in ("ect", "ce", "cnp", "pause"):
+            column = {"ect": "roce_ect", "ce": "roce_ce", "cnp": "cnp", "pause": "pfc_pause"}[name]
+            columns[column][i] = r.get(name, 0)
+        columns["pfc_quanta"][i] = 0xFFFF * r.get("pause", 0)
+        if r.get("ce", 0):
+            columns["ts_first_ce"][i] = np.datetime64(start + 1_200, "us")
+            columns["ts_last_ce"][i] = np.datetime64(start + 8_800, "us")
+    return columns
+
+
+def clean(first: int, last: int, link: str = LINK) -> list[dict[str, int]]:
+    return [{"k": k, "ect": 100} for k in range(first, last + 1)]
+
+
+def flows(rows: list[tuple[str, str, int, int]]) -> dict[str, np.ndarray]:
+    """Flow rows on LINK up over bins 0..40: (source host, job, bytes, CE marks)."""
+    columns = empty_columns("flows", len(rows))
+    for i, (src, job, size, marks) in enumerate(rows):
+        columns["link"][i], columns["direction"][i], columns["job"][i] = LINK, "up", job
+        columns["src_ip"][i] = ipaddress.IPv6Address(f"::ffff:{src}").packed
+        columns["dst_ip"][i] = ipaddress.IPv6Address("::ffff:10.0.1.9").packed
+        columns["dst_port"][i], columns["proto"][i], columns["roce_qp"][i] = 4791, 17, 7 + i
+        columns["ts_start"][i] = np.datetime64(T0, "us")
+        columns["ts_end"][i] = np.datetime64(T0 + 400_000, "us")
+        columns["bytes"][i], columns["ecn_ce"][i] = size, marks
+    return columns
+
+
+EPISODE = [{"k": k, "ect": 100, "ce": 10} for k in range(10, 15)] + [{"k": 18, "ect": 50, "ce": 10, "cnp": 3},
+                                                                       {"k": 19, "ect": 100, "ce": 5}]
+
+
+def test_adjacent_bins_merge_into_one_episode_timed_by_marked_packets() -> None:
+    detector = CongestionDetector()
+    rows = clean(0, 9) + EPISODE + clean(15, 17) + clean(20, 40)
+    rows.sort(key=lambda r: r["k"])
+    events = detector.update(bins(rows))
+    assert len(events) == 1
+    event = events[0]
+    assert (event["kind"], event["link"], event["direction"]) == ("congestion", LINK, "up")
+    assert event["ts"] == np.datetime64(T0 + 10 * LINK_BIN_US + 1_200, "us")
+    assert event["ts_end"] == np.datetime64(T0 + 19 * LINK_BIN_US + 8_800, "us")
+    assert event["value"] == pytest.approx(0.2)
+    details = json.loads(str(event["details"]))
+    assert (details["ce"], details["ect"], details["cnp"], details["pfc_pause"], details["bins"]) == (65, 650, 3, 0, 7)
+    assert detector.flush() == []
+
+
+def test_episode_split_across_batches_waits_for_the_quiet_gap() -> None:
+    detector = CongestionDetector()
+    assert detector.update(bins(clean(0, 9) + EPISODE[:3])) == []
+    assert detector.update(bins(EPISODE[3:5] + clean(15, 17))) == []
+    assert detector.update(bins(EPISODE[5:] + clean(20, 24))) == []  # quiet for less than the merge gap
+    events = detector.update(bins(clean(25, 26)))
+    assert len(events) == 1 and json.loads(str(events[0]["details"]))["ce"] == 65
+
+
+def test_gap_longer_than_merge_gap_makes_two_episodes() -> None:
+    rows = [{"k": 1, "ect": 100, "ce": 20}, *clean(2, 7), {"k": 8, "ect": 100, "ce": 20}, *clean(9, 20)]
+    detector = CongestionDetector(CongestionConfig(merge_gap_ms=50))
+    events = detector.update(bins(rows)) + detector.flush()
+    assert [e["ts"] for e in events] == [np.datetime64(T0 + k * LINK_BIN_US + 1_200, "us") for k in (1, 8)]
+
+
+def test_bins_with_few_ect_packets_do_not_count_and_clean_links_raise_nothing() -> None:
+    detector = CongestionDetector()
+    rows = [*clean(0, 5), {"k": 6, "ect": 5, "ce": 5}, *clean(7, 40)]
+    assert detector.update(bins(rows)) == []
+    assert detector.update(bins(clean(0, 40), direction="down")) == []
+    assert detector.flush() == []
+
+
+def test_cnp_only_episode_has_no_ce_ratio_and_spans_its_bins() -> None:
+    detector = CongestionDetector()
+    event = (detector.update(bins([{"k": 3, "cnp": 12}])) + detector.flush())[0]
+    assert event["value"] is None
+    assert event["ts"] == np.datetime64(T0 + 3 * LINK_BIN_US + 100, "us")
+    assert event["ts_end"] == np.datetime64(T0 + 3 * LINK_BIN_US + 9_900, "us")
+
+
+def test_persistent_pauses_are_a_pfc_storm_short_ones_are_not() -> None:
+    detector = CongestionDetector(CongestionConfig(storm_ms=100))
+    storm = [{"k": k, "pause": 4} for k in range(0, 15)]
+    short = [{"k": k, "pause": 4} for k in range(0, 3)]
+    events = detector.update(bins(storm)) + detector.update(bins(short, link="leaf1-spine1"))
+    events += detector.flush()
+    storms = [e for e in events if e["kind"] == "pfc_storm"]
+    assert len(storms) == 1 and storms[0]["link"] == LINK and storms[0]["value"] == 60
+    assert sorted(e["link"] for e in events if e["kind"] == "congestion") == ["leaf1-spine1", LINK]
+
+
+def test_details_name_the_jobs_and_top_flows_through_the_link() -> None:
+    detector = CongestionDetector(CongestionConfig(top_flows=2))
+    detector.observe_flows(flows([("10.0.3.1", "llama", 10**9, 40), ("10.0.3.2", "llama", 10**8, 90),
+                                  ("10.0.3.3", "bert", 10**7, 0), ("10.0.3.4", "", 5 * 10**9, 0)]))
+    events = detector.update(bins(EPISODE + clean(20, 30))) + detector.flush()
+    details = json.loads(str(events[0]["details"]))
+    assert details["jobs"] == ["llama", "bert"]
+    assert [f["flow"].split(":")[0] for f in details["top_flows"]] == ["10.0.3.2", "10.0.3.1"]
+    assert details["top_flows"][0]["ecn_ce"] == 90 and details["top_flows"][0]["job"] == "llama"
+    assert events[0]["job"] == ""
