@@ -1,0 +1,336 @@
+"""Decoder: every DecodedPackets field of scapy-built frames, per protocol, plus malformed frames counted."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pcap_builders import pcap_header, pcap_record, pcapng_epb, pcapng_idb, pcapng_shb, read_all
+from scapy.contrib.erspan import ERSPAN_II, ERSPAN_III, ERSPAN_PlatformSpecific
+from scapy.contrib.lldp import LLDPDUChassisID, LLDPDUEndOfLLDPDU, LLDPDUPortID, LLDPDUTimeToLive
+from scapy.contrib.mac_control import MACControlClassBasedFlowControl
+from scapy.contrib.roce import AETH, BTH, cnp
+from scapy.layers.inet import GRE, ICMP, IP, TCP, UDP, IPOption_RR
+from scapy.layers.inet6 import (
+    ICMPv6EchoRequest,
+    IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrFragment,
+    IPv6ExtHdrHopByHop,
+    IPv6ExtHdrRouting,
+)
+from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
+from scapy.layers.vxlan import VXLAN
+from scapy.packet import Packet, Raw
+
+from collectors.decode import Decoder
+from collectors.packets import DecodedPackets, PacketBatch
+from pipeline.addresses import words_of
+from pipeline.topology import DOWN, UNKNOWN, UP, Topology, load_topology
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+MAC = {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:02"}
+
+
+@pytest.fixture(scope="module")
+def topology(tmp_path_factory: pytest.TempPathFactory) -> Topology:
+    """The sample fabric plus a mirror VLAN (3011 -> leaf1-spine1) and a capture interface (tap-l2s1)."""
+    text = (SAMPLES / "topology.yaml").read_text().replace(
+        "mirrors:\n",
+        "mirrors:\n  - {vlan: 3011, link: leaf1-spine1}\n  - {interface: tap-l2s1, link: leaf2-spine1}\n",
+    )
+    path = tmp_path_factory.mktemp("topology") / "topology.yaml"
+    path.write_text(text)
+    return load_topology(path)
+
+
+def link_index(topology: Topology, link_id: str) -> int:
+    return topology.link(link_id).index
+
+
+def decode(tmp_path: Path, frames: list[Packet | bytes], topology: Topology | None = None,
+           wirelen: list[int] | None = None) -> tuple[PacketBatch, DecodedPackets, Decoder]:
+    raw = [bytes(frame) for frame in frames]
+    lengths = wirelen or [len(frame) for frame in raw]
+    path = tmp_path / "frames.pcap"
+    path.write_bytes(pcap_header(nano=True) + b"".join(
+        pcap_record(1_700_000_000_000_000_000 + i, frame, nano=True, wirelen=length)
+        for i, (frame, length) in enumerate(zip(raw, lengths, strict=True))
+    ))
+    batches, _ = read_all(path)
+    decoder = Decoder(topology)
+    return batches[0], decoder.decode(batches[0]), decoder
+
+
+def payload_start(packet: Packet, layer: type[Packet], nth: int = 1) -> int:
+    """Offset in the frame of the payload of the `nth` `layer` header."""
+    return len(bytes(packet)) - len(bytes(packet[layer:nth].payload))
+
+
+def check(
+    tmp_path: Path, packet: Packet, topology: Topology | None = None, *, wirelen: int | None = None,
+    captured: int | None = None, **expected: Any,
+) -> None:
+    """Decode one frame (optionally truncated to `captured` bytes) and compare every field with `expected`,
+    fields not named taking their 'absent' value."""
+    frame = bytes(packet)[:captured] if captured else bytes(packet)
+    batch, decoded, _ = decode(tmp_path, [frame], topology, [wirelen or len(bytes(packet))])
+    src = expected.pop("src", None)
+    dst = expected.pop("dst", None)
+    payload_at = expected.pop("payload_at", None)
+    want: dict[str, Any] = {
+        "ok": True, "link": -1, "direction": UNKNOWN, "erspan_session": -1, "wire_len": len(bytes(packet)),
+        "vlan": 0, "ethertype": 0, "src_hi": 0, "src_lo": 0, "dst_hi": 0, "dst_lo": 0, "proto": 0,
+        "src_port": 0, "dst_port": 0, "dscp": 0, "ecn": 0, "tcp_flags": 0, "vni": 0, "is_roce": False,
+        "bth_opcode": 0, "dqpn": 0, "psn": 0, "fecn": False, "becn": False, "aeth_syndrome": 0xFF,
+        "pfc_enable": 0, "pfc_quanta": [0] * 8, "app_proto": expected.get("proto", 0),
+        "app_src_port": expected.get("src_port", 0), "app_dst_port": expected.get("dst_port", 0),
+        "payload_offset": -1, "payload_caplen": 0, "ts_ns": 1_700_000_000_000_000_000,
+    }
+    if src is not None:
+        want["src_hi"], want["src_lo"] = words_of(src)
+        want["dst_hi"], want["dst_lo"] = words_of(dst)
+    if payload_at is not None:
+        want["payload_offset"] = int(batch.offset[0]) + payload_at
+        want["payload_caplen"] = len(frame) - payload_at
+    want.update(expected)
+    got = {field.name: getattr(decoded, field.name)[0] for field in dataclasses.fields(decoded)}
+    got["pfc_quanta"] = got["pfc_quanta"].tolist()
+    assert set(got) == set(want)
+    mismatches = {name: (got[name], want[name]) for name in want if got[name] != want[name]}
+    assert not mismatches
+
+
+def roce_frame(opcode: int, *, src: str = "10.0.1.5", dst: str = "10.0.2.7", tos: int = 0x6A, dqpn: int = 0x12345,
+               psn: int = 0xFFFFFE, syndrome: int | None = None, fecn: int = 0, becn: int = 0) -> Packet:
+    bth = BTH(opcode=opcode, dqpn=dqpn, psn=psn, fecn=fecn, becn=becn)
+    inner = IP(src=src, dst=dst, tos=tos) / UDP(sport=49152, dport=4791) / bth
+    if syndrome is not None:
+        inner = inner / AETH(syndrome=syndrome, msn=5)
+    return Ether(**MAC) / inner / Raw(b"\0" * 32)
+
+
+def test_ipv4_options_tcp(tmp_path: Path) -> None:
+    packet = Ether(**MAC) / IP(src="10.0.1.1", dst="10.0.3.1", tos=0xB9, options=[IPOption_RR(routers=["1.2.3.4"])]) \
+        / TCP(sport=40000, dport=22, flags="PA") / Raw(b"SSH-2.0-x\r\n")
+    check(tmp_path, packet, ethertype=0x0800, src="10.0.1.1", dst="10.0.3.1", proto=6, src_port=40000,
+          dst_port=22, dscp=0xB9 >> 2, ecn=1, tcp_flags=0x18, payload_at=payload_start(packet, TCP))
+
+
+def test_ipv6_extension_chain_udp(tmp_path: Path) -> None:
+    packet = Ether(**MAC) / IPv6(src="fd00:0:0:1::5", dst="fd00:0:0:4::9", tc=0x8B) / IPv6ExtHdrHopByHop() \
+        / IPv6ExtHdrRouting(addresses=["fd00::1"]) / IPv6ExtHdrDestOpt() / IPv6ExtHdrFragment(offset=0, m=1) \
+        / UDP(sport=5000, dport=53) / Raw(b"q" * 12)
+    check(tmp_path, packet, ethertype=0x86DD, src="fd00:0:0:1::5", dst="fd00:0:0:4::9", proto=17,
+          src_port=5000, dst_port=53, dscp=0x8B >> 2, ecn=3, payload_at=payload_start(packet, UDP))
+
+
+def test_ipv6_later_fragment_has_no_ports(tmp_path: Path) -> None:
+    packet = Ether(**MAC) / IPv6(src="fd00::1", dst="fd00::2") / IPv6ExtHdrFragment(offset=100, nh=17) \
+        / Raw(b"x" * 40)
+    check(tmp_path, packet, ethertype=0x86DD, src="fd00::1", dst="fd00::2", proto=17)
+
+
+def test_ipv4_later_fragment_has_no_ports(tmp_path: Path) -> None:
+    packet = Ether(**MAC) / IP(src="10.0.1.1", dst="10.0.1.2", frag=50, proto=17) / Raw(b"x" * 40)
+    check(tmp_path, packet, ethertype=0x0800, src="10.0.1.1", dst="10.0.1.2", proto=17)
+
+
+def test_qinq_reports_innermost_vid(tmp_path: Path) -> None:
+    packet = Ether(**MAC) / Dot1AD(vlan=10) / Dot1Q(vlan=20) / IP(src="10.0.1.1", dst="10.0.2.1") \
+        / UDP(sport=1, dport=2)
+    check(tmp_path, packet, vlan=20, ethertype=0x0800, src="10.0.1.1", dst="10.0.2.1", proto=17, src_port=1,
+          dst_port=2, payload_at=payload_start(packet, UDP))
+
+
+def test_mirror_vlan_attributes_and_is_not_counted(tmp_path: Path, topology: Topology) -> None:
+    packet = Ether(**MAC) / Dot1Q(vlan=3011) / Dot1Q(vlan=7) / IP(src="10.0.2.1", dst="10.0.1.1") \
+        / UDP(sport=1, dport=2)
+    check(tmp_path, packet, topology, link=link_index(topology, "leaf1-spine1"), direction=DOWN, vlan=7,
+          ethertype=0x0800, src="10.0.2.1", dst="10.0.1.1", proto=17, src_port=1, dst_port=2,
+          wire_len=len(bytes(packet)) - 4, payload_at=payload_start(packet, UDP))
+
+
+def test_erspan_ii_roce_write(tmp_path: Path, topology: Topology) -> None:
+    inner = roce_frame(0x0A, fecn=1)
+    packet = Ether(**MAC) / IP(src="192.0.2.1", dst="192.0.2.99") / GRE(seqnum_present=1, seqence_number=9) \
+        / ERSPAN_II(session_id=11, vlan=5) / inner
+    check(tmp_path, packet, topology, link=link_index(topology, "leaf1-spine1"), direction=UP,
+          erspan_session=11, wire_len=len(bytes(inner)), ethertype=0x0800, src="10.0.1.5", dst="10.0.2.7",
+          proto=17, src_port=49152, dst_port=4791, dscp=0x6A >> 2, ecn=2, is_roce=True, bth_opcode=0x0A,
+          dqpn=0x12345, psn=0xFFFFFE, fecn=True, payload_at=payload_start(packet, UDP, 1))
+
+
+def test_erspan_iii_platform_subheader_ipv6_nak(tmp_path: Path, topology: Topology) -> None:
+    bth = BTH(opcode=0x11, dqpn=77, psn=1000)
+    inner = Ether(**MAC) / IPv6(src="fd00:0:0:3::1", dst="fd00:0:0:2::1", tc=0x03) \
+        / UDP(sport=50000, dport=4791) / bth / AETH(syndrome=0x61, msn=9)
+    packet = Ether(**MAC) / IP(src="192.0.2.1", dst="192.0.2.99") / GRE() \
+        / ERSPAN_III(session_id=22, o=1) / ERSPAN_PlatformSpecific(platf_id=3) / inner
+    check(tmp_path, packet, topology, link=link_index(topology, "leaf2-spine2"), direction=DOWN,
+          erspan_session=22, wire_len=len(bytes(inner)), ethertype=0x86DD, src="fd00:0:0:3::1",
+          dst="fd00:0:0:2::1", proto=17, src_port=50000, dst_port=4791, ecn=3, is_roce=True, bth_opcode=0x11,
+          dqpn=77, psn=1000, aeth_syndrome=0x61, payload_at=payload_start(packet, UDP, 1))
+
+
+def test_erspan_iii_without_subheader(tmp_path: Path, topology: Topology) -> None:
+    inner = roce_frame(0x81, becn=1, psn=0, tos=0x02)
+    packet = Ether(**MAC) / IP(src="192.0.2.1", dst="192.0.2.99") / GRE() / ERSPAN_III(session_id=41) / inner
+    check(tmp_path, packet, topology, link=link_index(topology, "leaf4-spine1"), direction=UNKNOWN,
+          erspan_session=41, wire_len=len(bytes(inner)), ethertype=0x0800, src="10.0.1.5", dst="10.0.2.7",
+          proto=17, src_port=49152, dst_port=4791, ecn=2, is_roce=True, bth_opcode=0x81, dqpn=0x12345, becn=True,
+          payload_at=payload_start(packet, UDP, 1))
+
+
+def test_erspan_type_i(tmp_path: Path) -> None:
+    inner = Ether(**MAC) / IP(src="10.0.1.1", dst="10.0.1.2") / ICMP()
+    packet = Ether(**MAC) / IP(src="192.0.2.1", dst="192.0.2.99") / GRE(proto=0x88BE) / inner
+    check(tmp_path, packet, wire_len=len(bytes(inner)), ethertype=0x0800, src="10.0.1.1", dst="10.0.1.2",
+          proto=1, payload_at=payload_start(packet, ICMP))
+
+
+def test_plain_gre_is_the_monitored_frame(tmp_path: Path) -> None:
+    packet = Ether(**MAC) / IP(src="192.0.2.1", dst="192.0.2.99") / GRE(proto=0x0800) \
+        / IP(src="10.0.0.1", dst="10.0.0.2") / UDP()
+    check(tmp_path, packet, ethertype=0x0800, src="192.0.2.1", dst="192.0.2.99", proto=47)
+
+
+def test_vxlan_keys_outer_and_describes_inner(tmp_path: Path) -> None:
+    packet = Ether(**MAC) / IP(src="10.0.1.1", dst="10.0.4.4", tos=0x20) / UDP(sport=61000, dport=4789) \
+        / VXLAN(vni=0xABCDE) / Ether(**MAC) / IP(src="172.16.0.1", dst="172.16.0.2") \
+        / TCP(sport=443, dport=5555, flags="A") / Raw(b"hello")
+    check(tmp_path, packet, ethertype=0x0800, src="10.0.1.1", dst="10.0.4.4", proto=17, src_port=61000,
+          dst_port=4789, dscp=8, vni=0xABCDE, app_proto=6, app_src_port=443, app_dst_port=5555,
+          payload_at=payload_start(packet, TCP))
+
+
+def test_vxlan_inner_roce(tmp_path: Path) -> None:
+    inner = roce_frame(0x04, dqpn=5, psn=17)
+    packet = Ether(**MAC) / IP(src="10.0.1.1", dst="10.0.4.4") / UDP(sport=61000, dport=4789) / VXLAN(vni=7) \
+        / inner
+    check(tmp_path, packet, ethertype=0x0800, src="10.0.1.1", dst="10.0.4.4", proto=17, src_port=61000,
+          dst_port=4789, vni=7, app_proto=17, app_src_port=49152, app_dst_port=4791, is_roce=True, bth_opcode=4,
+          dqpn=5, psn=17, payload_at=payload_start(packet, UDP, 2))
+
+
+def test_cnp_helper_frame(tmp_path: Path) -> None:
+    packet = Ether(**MAC) / IP(src="10.0.2.7", dst="10.0.1.5", tos=0xC0) / UDP(sport=49152, dport=4791) / cnp(99)
+    check(tmp_path, packet, ethertype=0x0800, src="10.0.2.7", dst="10.0.1.5", proto=17, src_port=49152,
+          dst_port=4791, dscp=48, is_roce=True, bth_opcode=0x81, dqpn=99, becn=True,
+          payload_at=payload_start(packet, UDP))
+
+
+def test_pfc_pause(tmp_path: Path) -> None:
+    packet = Ether(src=MAC["src"], dst="01:80:c2:00:00:01") / MACControlClassBasedFlowControl(
+        c0_enabled=1, c0_pause_time=7, c3_enabled=1, c3_pause_time=0xFFFF)
+    check(tmp_path, packet, ethertype=0x8808, pfc_enable=0x09, pfc_quanta=[7, 0, 0, 0xFFFF, 0, 0, 0, 0])
+
+
+def test_lldp(tmp_path: Path) -> None:
+    packet = Ether(src=MAC["src"], dst="01:80:c2:00:00:0e") / LLDPDUChassisID(subtype=4, id="00:11:22:33:44:55") \
+        / LLDPDUPortID(subtype=5, id="Ethernet49") / LLDPDUTimeToLive(ttl=120) / LLDPDUEndOfLLDPDU()
+    check(tmp_path, packet, ethertype=0x88CC)
+
+
+def test_arp_addresses_are_sender_and_target(tmp_path: Path) -> None:
+    packet = Ether(**MAC) / ARP(psrc="10.0.1.1", pdst="10.0.1.2")
+    check(tmp_path, packet, ethertype=0x0806, src="10.0.1.1", dst="10.0.1.2")
+
+
+def test_icmpv6(tmp_path: Path) -> None:
+    packet = Ether(**MAC) / IPv6(src="fd00:0:0:1::1", dst="fd00:0:0:1::2") / ICMPv6EchoRequest(data=b"ping")
+    check(tmp_path, packet, ethertype=0x86DD, src="fd00:0:0:1::1", dst="fd00:0:0:1::2", proto=58,
+          payload_at=payload_start(packet, ICMPv6EchoRequest) - 4)
+
+
+def test_capture_truncation_takes_length_from_ip(tmp_path: Path) -> None:
+    packet = roce_frame(0x0A) / Raw(b"\0" * 1000)
+    check(tmp_path, packet, captured=70, wire_len=len(bytes(packet)), ethertype=0x0800, src="10.0.1.5",
+          dst="10.0.2.7", proto=17, src_port=49152, dst_port=4791, dscp=0x6A >> 2, ecn=2, is_roce=True,
+          bth_opcode=0x0A, dqpn=0x12345, psn=0xFFFFFE, payload_at=payload_start(packet, UDP))
+
+
+def test_mirror_truncation_takes_length_from_inner_ip(tmp_path: Path, topology: Topology) -> None:
+    inner = roce_frame(0x0A) / Raw(b"\0" * 1000)
+    cut = Ether(bytes(inner)[:100])
+    packet = Ether(**MAC) / IP(src="192.0.2.1", dst="192.0.2.99") / GRE(seqnum_present=1) \
+        / ERSPAN_II(session_id=12, t=1) / cut
+    check(tmp_path, packet, topology, link=link_index(topology, "leaf1-spine2"), direction=UP, erspan_session=12,
+          wire_len=len(bytes(inner)), ethertype=0x0800, src="10.0.1.5", dst="10.0.2.7", proto=17,
+          src_port=49152, dst_port=4791, dscp=0x6A >> 2, ecn=2, is_roce=True, bth_opcode=0x0A, dqpn=0x12345,
+          psn=0xFFFFFE, payload_at=payload_start(packet, UDP, 1))
+
+
+def test_truncated_non_ip_keeps_recorded_length_minus_encapsulation(tmp_path: Path) -> None:
+    inner = Ether(src=MAC["src"], dst="01:80:c2:00:00:0e", type=0x88CC) / Raw(b"\x02" * 300)
+    packet = Ether(**MAC) / IP(src="192.0.2.1", dst="192.0.2.99") / GRE(seqnum_present=1) \
+        / ERSPAN_II(session_id=1) / inner
+    check(tmp_path, packet, captured=120, erspan_session=1, wire_len=len(bytes(inner)), ethertype=0x88CC)
+
+
+def test_padding_is_part_of_the_frame(tmp_path: Path) -> None:
+    packet = Ether(**MAC) / IP(src="10.0.1.1", dst="10.0.1.2") / UDP(sport=1, dport=2) / Raw(b"\0" * 18)
+    check(tmp_path, packet, ethertype=0x0800, src="10.0.1.1", dst="10.0.1.2", proto=17, src_port=1, dst_port=2,
+          payload_at=payload_start(packet, UDP))
+
+
+def test_interface_name_attributes_pcapng(tmp_path: Path, topology: Topology) -> None:
+    frame = bytes(Ether(**MAC) / IP(src="10.0.2.1", dst="10.0.3.1") / UDP(sport=1, dport=2))
+    path = tmp_path / "a.pcapng"
+    path.write_bytes(pcapng_shb() + pcapng_idb("eth0") + pcapng_idb("tap-l2s1")
+                     + pcapng_epb(0, 1, frame) + pcapng_epb(1, 2, frame))
+    batches, _ = read_all(path)
+    decoded = Decoder(topology).decode(batches[0])
+    assert decoded.link.tolist() == [-1, link_index(topology, "leaf2-spine1")]
+    assert decoded.direction.tolist() == [UNKNOWN, UP]
+
+
+MALFORMED = {
+    "short_ethernet": b"\x00" * 10,
+    "bad_ip_header": bytes(Ether(**MAC) / IP(ihl=3) / UDP()),
+    "short_ip": bytes(Ether(**MAC) / IP() / UDP())[:25],
+    "bad_ipv6_extension": bytes(Ether(**MAC) / IPv6() / IPv6ExtHdrDestOpt(len=200) / UDP()),
+    "short_l4": bytes(Ether(**MAC) / IP() / TCP())[:40],
+    "bad_tcp_offset": bytes(Ether(**MAC) / IP() / TCP(dataofs=2)),
+    "short_tunnel": bytes(Ether(**MAC) / IP() / GRE(seqnum_present=1) / ERSPAN_II())[:45],
+    "short_bth": bytes(Ether(**MAC) / IP() / UDP(dport=4791) / Raw(b"\x11" * 14)),
+    "short_control": bytes(Ether(**MAC, type=0x8808) / Raw(b"\x01\x01\x00\xff")),
+}
+
+
+def test_malformed_frames_are_flagged_and_counted(tmp_path: Path) -> None:
+    good = bytes(Ether(**MAC) / IP(src="10.0.1.1", dst="10.0.1.2") / UDP(sport=1, dport=2))
+    frames = [good, *MALFORMED.values(), good]
+    _, decoded, decoder = decode(tmp_path, frames)
+    assert decoded.ok.tolist() == [True] + [False] * len(MALFORMED) + [True]
+    assert {reason: count for reason, count in decoder.stats.malformed.items() if count} == dict.fromkeys(
+        MALFORMED, 1)
+    assert decoder.stats.packets == len(frames)
+    bad = ~decoded.ok
+    assert (decoded.wire_len[bad] == 0).all() and (decoded.payload_offset[bad] == -1).all()
+    assert not decoded.is_roce[bad].any()
+
+
+def test_other_linktypes_are_not_decoded(tmp_path: Path) -> None:
+    path = tmp_path / "raw.pcap"
+    path.write_bytes(pcap_header(linktype=101) + pcap_record(1, bytes(IP() / UDP())))
+    batches, _ = read_all(path)
+    decoder = Decoder()
+    assert not Decoder().decode(batches[0]).ok.any()
+    decoder.decode(batches[0])
+    assert decoder.stats.malformed["unsupported_linktype"] == 1
+
+
+def test_batch_of_many_mixed_frames_matches_one_by_one(tmp_path: Path, topology: Topology) -> None:
+    frames = [
+        roce_frame(op, psn=i, dqpn=i * 3) for i, op in enumerate((0x0A, 0x06, 0x11, 0x81, 0x04, 0x0C, 0x10))
+    ] + [Ether(**MAC) / ARP(psrc="10.0.1.1", pdst="10.0.2.2"), Ether(**MAC) / IPv6() / UDP()]
+    _, together, _ = decode(tmp_path, frames, topology)
+    for i, frame in enumerate(frames):
+        _, alone, _ = decode(tmp_path, [frame], topology)
+        for field in dataclasses.fields(alone):
+            if field.name not in ("payload_offset", "ts_ns"):
+                assert np.array_equal(getattr(alone, field.name)[0], getattr(together, field.name)[i]), field.name
