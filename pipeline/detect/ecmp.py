@@ -1,0 +1,137 @@
+"""ECMP imbalance: how evenly a leaf spreads its upward bytes over its uplinks, per time window.
+
+Each epoch-aligned window gives every uplink of a leaf its share of the leaf's `up` bytes. An uplink
+that carried nothing in the window is left out (a dead link is link_down's and fast_recovery's news,
+not ECMP's), so n counts the uplinks in use. Consecutive imbalanced windows of a leaf form one event.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.detect.events import Batch, Event, make_event, ms_to_us, times_us
+from pipeline.topology import Topology
+
+
+@dataclass(frozen=True, kw_only=True)
+class EcmpConfig:
+    """ECMP-imbalance thresholds (defaults in pipeline/detect/README.md)."""
+
+    window_ms: float = 1000.0
+    threshold: float = 0.15
+    min_bytes: int = 1_000_000
+    lateness_ms: float = 1000.0
+
+
+@dataclass
+class _Episode:
+    first_window: int
+    last_window: int
+    peak: float
+    peak_shares: dict[str, float]
+    bytes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    windows: int = 0
+
+
+def window_shares(uplink_bytes: dict[str, int]) -> dict[str, float]:
+    """Each uplink's share of the bytes over the uplinks that carried any."""
+    used = {link: size for link, size in uplink_bytes.items() if size > 0}
+    total = sum(used.values())
+    return {link: size / total for link, size in sorted(used.items())} if total else {}
+
+
+def deviation(shares: dict[str, float]) -> float:
+    """max |share - 1/n| over the n uplinks in use."""
+    return max(abs(share - 1 / len(shares)) for share in shares.values()) if shares else 0.0
+
+
+class EcmpDetector:
+    """`ecmp_imbalance` events from `link_bins` rows (direction `up`), per leaf of `topology`.
+
+    Windows close once bins `lateness_ms` past their end have been seen (bins may arrive out of order
+    across links within that bound).
+    """
+
+    def __init__(self, topology: Topology, config: EcmpConfig | None = None) -> None:
+        self.config = config or EcmpConfig()
+        self._leaf_of = {link.id: link.leaf for link in topology.links}
+        self._uplinks: dict[str, list[str]] = defaultdict(list)
+        for link in topology.links:
+            self._uplinks[link.leaf].append(link.id)
+        self._pending: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self._episodes: dict[str, _Episode] = {}
+        self._latest = np.iinfo(np.int64).min
+        self._judged_through = np.iinfo(np.int64).min
+
+    def update(self, bins: Batch) -> list[Event]:
+        window_us = ms_to_us(self.config.window_ms)
+        ts = times_us(bins["ts"])
+        if not len(ts):
+            return []
+        self._latest = max(self._latest, int(ts.max()))
+        links = bins["link"].astype(str)
+        mask = ((bins["direction"].astype(str) == "up") & np.isin(links, list(self._leaf_of))
+                & (ts // window_us > self._judged_through))
+        windows = ts[mask] // window_us
+        names, link_index = np.unique(links[mask], return_inverse=True)
+        keys, inverse = np.unique(windows * max(len(names), 1) + link_index, return_inverse=True)
+        sums = np.zeros(len(keys), dtype=np.uint64)
+        np.add.at(sums, inverse, bins["bytes"][mask].astype(np.uint64))
+        for key, size in zip(keys.tolist(), sums.tolist(), strict=True):
+            window, index = divmod(key, len(names))
+            self._pending[window][str(names[index])] += size
+        closable = (self._latest - ms_to_us(self.config.lateness_ms)) // window_us - 1
+        return self._close_windows(closable)
+
+    def flush(self) -> list[Event]:
+        """End of input: judge every pending window, the last partial one included, and close episodes."""
+        events = self._close_windows(max(self._pending, default=0))
+        for leaf in list(self._episodes):
+            events.append(self._event(leaf, self._episodes.pop(leaf)))
+        return events
+
+    def _close_windows(self, last: int) -> list[Event]:
+        """Judge windows up to index `last`, oldest first; an episode ends at its first balanced window."""
+        events: list[Event] = []
+        self._judged_through = max(self._judged_through, last)
+        for window in sorted(w for w in self._pending if w <= last):
+            per_link = self._pending.pop(window)
+            for leaf, uplinks in self._uplinks.items():
+                episode = self._episodes.get(leaf)
+                if episode is not None and episode.last_window < window - 1:
+                    events.append(self._event(leaf, self._episodes.pop(leaf)))
+                    episode = None
+                uplink_bytes = {link: per_link.get(link, 0) for link in uplinks}
+                shares = window_shares(uplink_bytes)
+                worst = deviation(shares)
+                imbalanced = (len(shares) >= 2 and sum(uplink_bytes.values()) >= self.config.min_bytes
+                              and worst > self.config.threshold)
+                if not imbalanced:
+                    if episode is not None:
+                        events.append(self._event(leaf, self._episodes.pop(leaf)))
+                    continue
+                if episode is None:
+                    episode = self._episodes[leaf] = _Episode(window, window, worst, shares)
+                episode.last_window, episode.windows = window, episode.windows + 1
+                if worst > episode.peak:
+                    episode.peak, episode.peak_shares = worst, shares
+                for link, size in uplink_bytes.items():
+                    episode.bytes[link] += size
+        for leaf in [leaf for leaf, episode in self._episodes.items() if episode.last_window < last]:
+            events.append(self._event(leaf, self._episodes.pop(leaf)))
+        return events
+
+    def _event(self, leaf: str, episode: _Episode) -> Event:
+        window_us = ms_to_us(self.config.window_ms)
+        shares = window_shares(episode.bytes)
+        summary = ", ".join(f"{link} {share:.0%}" for link, share in shares.items())
+        return make_event(
+            "ecmp_imbalance", ts=episode.first_window * window_us, ts_end=(episode.last_window + 1) * window_us,
+            severity="warning", device=leaf, direction="up", value=episode.peak,
+            summary=f"{leaf} uplinks unevenly loaded: {summary}",
+            details={"shares": shares, "peak_shares": episode.peak_shares, "expected_share": 1 / len(shares),
+                     "peak_deviation": episode.peak, "windows": episode.windows, "bytes": dict(episode.bytes)},
+        )

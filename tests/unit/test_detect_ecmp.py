@@ -1,0 +1,71 @@
+"""ECMP imbalance on hand-built link bins: shares, merging of windows, thresholds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.detect.ecmp import EcmpConfig, EcmpDetector
+from pipeline.records import empty_columns
+from pipeline.topology import load_topology
+
+T0 = 1_700_000_000_000_000  # a whole second: windows are epoch-aligned
+S = 1_000_000
+TOPOLOGY = load_topology(Path(__file__).resolve().parents[2] / "samples" / "topology.yaml")
+
+
+def up_bins(per_window: dict[int, tuple[int, int]], leaf: str = "leaf1") -> dict[str, np.ndarray]:
+    """Two 10 ms bins per window and uplink of `leaf`: window -> (bytes on spine1, bytes on spine2)."""
+    rows = [(w, spine, size // 2, offset) for w, sizes in sorted(per_window.items())
+            for spine, size in zip(("spine1", "spine2"), sizes, strict=True) if size for offset in (0, 500_000)]
+    columns = empty_columns("link_bins", len(rows))
+    for i, (w, spine, size, offset) in enumerate(rows):
+        columns["ts"][i] = np.datetime64(T0 + w * S + offset, "us")
+        columns["link"][i], columns["leaf"][i], columns["spine"][i] = f"{leaf}-{spine}", leaf, spine
+        columns["direction"][i], columns["bytes"][i], columns["packets"][i] = "up", size, size // 4096
+    return columns
+
+
+def test_consecutive_imbalanced_windows_are_one_event_with_the_shares() -> None:
+    detector = EcmpDetector(TOPOLOGY)
+    windows = {0: (7_000_000, 3_000_000), 1: (8_000_000, 2_000_000), 2: (7_000_000, 3_000_000),
+               3: (5_000_000, 5_000_000), 4: (5_000_000, 5_000_000), 5: (5_000_000, 5_000_000)}
+    events = detector.update(up_bins(windows))
+    assert len(events) == 1
+    event = events[0]
+    assert (event["kind"], event["device"], event["direction"]) == ("ecmp_imbalance", "leaf1", "up")
+    assert event["ts"] == np.datetime64(T0, "us") and event["ts_end"] == np.datetime64(T0 + 3 * S, "us")
+    assert event["value"] == pytest.approx(0.3)
+    details = json.loads(str(event["details"]))
+    assert details["shares"] == pytest.approx({"leaf1-spine1": 22 / 30, "leaf1-spine2": 8 / 30})
+    assert details["peak_shares"] == pytest.approx({"leaf1-spine1": 0.8, "leaf1-spine2": 0.2})
+    assert (details["windows"], details["expected_share"]) == (3, 0.5)
+    assert detector.flush() == []
+
+
+def test_windows_arriving_in_pieces_and_late_across_links_are_judged_whole() -> None:
+    detector = EcmpDetector(TOPOLOGY)
+    assert detector.update(up_bins({0: (8_000_000, 0), 1: (5_000_000, 5_000_000)})) == []
+    assert detector.update(up_bins({0: (0, 2_000_000)})) == []
+    assert detector.update(up_bins({2: (5_000_000, 5_000_000)})) == []  # window 1 not yet past the lateness
+    events = detector.update(up_bins({3: (5_000_000, 5_000_000)}))
+    assert len(events) == 1 and events[0]["value"] == pytest.approx(0.3)
+
+
+def test_imbalance_below_threshold_low_traffic_or_one_live_uplink_raise_nothing() -> None:
+    detector = EcmpDetector(TOPOLOGY, EcmpConfig(threshold=0.15, min_bytes=1_000_000))
+    assert detector.update(up_bins({0: (6_000_000, 4_000_000), 1: (6_400_000, 3_600_000)})) == []
+    assert detector.update(up_bins({0: (450_000, 50_000)}, leaf="leaf2")) == []
+    assert detector.update(up_bins({0: (9_000_000, 0), 1: (9_000_000, 0)}, leaf="leaf3")) == []
+    assert detector.update(up_bins({5: (5_000_000, 5_000_000)})) == []
+    assert detector.flush() == []
+
+
+def test_imbalance_open_at_the_end_is_flushed() -> None:
+    detector = EcmpDetector(TOPOLOGY)
+    assert detector.update(up_bins({0: (9_000_000, 1_000_000)})) == []
+    events = detector.flush()
+    assert len(events) == 1 and events[0]["value"] == pytest.approx(0.4)
