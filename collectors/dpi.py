@@ -1,0 +1,157 @@
+"""DPI: label every packet of a batch with an app (DESIGN.md section 6), a confidence and an optional detail.
+
+Evidence is taken strongest first: decoded headers (EtherType, ICMP, a valid RoCEv2 BTH), then payload
+signatures over the first bytes of each payload, then well-known ports as a weaker fallback. The work is
+column arithmetic over the batch; Python runs per row only to extract a detail string (a TLS SNI, an SSH
+banner) on the few rows that carry one.
+
+A VXLAN packet is labelled twice: its innermost flow with the same rules (the decoder puts the inner ports
+and payload in the `app_*`/`payload_*` columns), and its outer flow as `vxlan` with the inner label in the
+detail ("inner=http"). Its confidence grows with the inner label's, so the flow table, which keeps the row
+of highest confidence per flow, keeps the packet that best names the inner app.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from collectors.dpi_payload import TCP, UDP, PayloadHead
+from collectors.dpi_signatures import (
+    BTH_OPCODES,
+    CERTAIN,
+    CNP_OPCODE,
+    ETHERTYPES,
+    ICMP_PROTOCOLS,
+    MAC_CONTROL,
+    PORT_ONLY,
+    PORT_TABLES,
+    SIGNATURES,
+)
+from collectors.packets import DecodedPackets
+from pipeline.labels import APP_CODE, APPS
+
+VXLAN_PORT = 4789
+VXLAN_BASE = np.float32(0.6)  # an outer VXLAN label with an inner flow; the inner confidence adds up to 0.4
+
+_SIGNATURE_APPS = np.array([APP_CODE[signature.app] for signature in SIGNATURES], dtype=np.uint8)
+_INNER_DETAILS = np.array([f"inner={name}" for name in APPS], dtype=object)
+
+
+@dataclass(frozen=True, slots=True)
+class PacketLabels:
+    """DPI result per packet, aligned with DecodedPackets.
+
+    To merge into flows, take per flow the row of highest `confidence` and its `app` and `detail`.
+    """
+
+    app: np.ndarray  # uint8, code into pipeline.labels.APPS
+    confidence: np.ndarray  # float32, 0 for unknown
+    detail: np.ndarray  # object array of str, '' when none (TLS SNI, SSH banner, VXLAN inner app)
+
+    def __len__(self) -> int:
+        return len(self.app)
+
+
+def classify(data: np.ndarray, decoded: DecodedPackets) -> PacketLabels:
+    """Label each packet of a decoded batch; `data` is the batch buffer `payload_offset` points into."""
+    n = len(decoded)
+    labels = PacketLabels(np.zeros(n, dtype=np.uint8), np.zeros(n, dtype=np.float32), np.full(n, "", dtype=object))
+    _label_headers(decoded, labels)
+    _label_payloads(data, decoded, labels)
+    _label_ports(decoded, labels)
+    _label_vxlan(decoded, labels)
+    labels.app[~decoded.ok] = 0
+    labels.confidence[~decoded.ok] = 0
+    labels.detail[~decoded.ok] = ""
+    return labels
+
+
+def _assign(labels: PacketLabels, rows: np.ndarray, app: str, confidence: np.float32) -> None:
+    labels.app[rows] = APP_CODE[app]
+    labels.confidence[rows] = confidence
+
+
+def _label_headers(decoded: DecodedPackets, labels: PacketLabels) -> None:
+    """Labels the decoder's header fields settle on their own."""
+    for ethertype, app in ETHERTYPES.items():
+        _assign(labels, decoded.ethertype == ethertype, app, CERTAIN)
+    mac_control = decoded.ethertype == MAC_CONTROL
+    _assign(labels, mac_control & (decoded.pfc_enable != 0), "pfc", CERTAIN)
+    _assign(labels, mac_control & (decoded.pfc_enable == 0), "pfc", PORT_ONLY)
+    _assign(labels, np.isin(decoded.app_proto, ICMP_PROTOCOLS), "icmp", CERTAIN)
+    roce = decoded.is_roce
+    _assign(labels, roce & BTH_OPCODES[decoded.bth_opcode], "rocev2", CERTAIN)
+    _assign(labels, roce & (decoded.bth_opcode == CNP_OPCODE), "rocev2-cnp", CERTAIN)
+
+
+def _label_payloads(data: np.ndarray, decoded: DecodedPackets, labels: PacketLabels) -> None:
+    """Run every signature over the payload heads of TCP/UDP rows the headers left unlabelled."""
+    rows = np.flatnonzero(
+        decoded.ok
+        & (labels.confidence == 0)
+        & ((decoded.app_proto == TCP) | (decoded.app_proto == UDP))
+        & (decoded.payload_offset >= 0)
+        & (decoded.payload_caplen > 0)
+    )
+    if not len(rows):
+        return
+    head = PayloadHead.gather(
+        data,
+        decoded.payload_offset[rows],
+        decoded.payload_caplen[rows],
+        decoded.app_proto[rows],
+        decoded.app_src_port[rows],
+        decoded.app_dst_port[rows],
+    )
+    best = np.full(len(rows), -1, dtype=np.int16)
+    best_confidence = np.zeros(len(rows), dtype=np.float32)
+    for index, signature in enumerate(SIGNATURES):
+        better = signature.test(head) & (signature.confidence > best_confidence)
+        best[better] = index
+        best_confidence[better] = signature.confidence
+    matched = best >= 0
+    labels.app[rows[matched]] = _SIGNATURE_APPS[best[matched]]
+    labels.confidence[rows[matched]] = best_confidence[matched]
+    offsets = decoded.payload_offset[rows]
+    for index, signature in enumerate(SIGNATURES):
+        if signature.detail is None:
+            continue
+        for position in np.flatnonzero(best == index):
+            start = int(offsets[position])
+            payload = data[start : start + int(head.caplen[position])].tobytes()
+            labels.detail[rows[position]] = signature.detail(payload)
+
+
+def _label_ports(decoded: DecodedPackets, labels: PacketLabels) -> None:
+    """Well-known ports, destination first (the server side of a request), for rows with no better evidence."""
+    weak = decoded.ok & (labels.confidence < PORT_ONLY)
+    for proto, table in PORT_TABLES.items():
+        rows = np.flatnonzero(weak & (decoded.app_proto == proto))
+        by_destination = table[decoded.app_dst_port[rows]]
+        code = np.where(by_destination != 0, by_destination, table[decoded.app_src_port[rows]])
+        known = code != 0
+        labels.app[rows[known]] = code[known]
+        labels.confidence[rows[known]] = PORT_ONLY
+
+
+def _label_vxlan(decoded: DecodedPackets, labels: PacketLabels) -> None:
+    """Relabel decapsulated VXLAN packets as `vxlan`, naming the inner label (and its detail) in the detail."""
+    outer = decoded.ok & (decoded.proto == UDP) & (decoded.dst_port == VXLAN_PORT)
+    inner_decoded = (
+        (decoded.app_proto != decoded.proto)
+        | (decoded.app_src_port != decoded.src_port)
+        | (decoded.app_dst_port != decoded.dst_port)
+    )
+    rows = np.flatnonzero(outer & inner_decoded)
+    if not len(rows):
+        return
+    inner_app = labels.app[rows]
+    inner_detail = labels.detail[rows]
+    detail = _INNER_DETAILS[inner_app]
+    for position in np.flatnonzero(inner_detail != ""):
+        detail[position] = f"{detail[position]} {inner_detail[position]}"
+    labels.detail[rows] = detail
+    labels.confidence[rows] = VXLAN_BASE + (1 - VXLAN_BASE) * labels.confidence[rows]
+    labels.app[rows] = APP_CODE["vxlan"]

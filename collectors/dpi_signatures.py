@@ -1,0 +1,385 @@
+"""Payload signatures and port fallbacks of the DPI labels (DESIGN.md section 6), one vectorised test each.
+
+Confidence says how much of the protocol a match checked: several consistent header fields (CERTAIN), a
+structure that needs the well-known port to be believable (LIKELY), one short record header (PLAUSIBLE);
+a port alone, with no payload evidence, is only PORT_ONLY. Signatures whose structure is weak (DNS, NTP,
+PTP, BFD, iSCSI, NFS replies, TCPStore queries) only count on their well-known ports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from collectors.dpi_details import server_name, ssh_software
+from collectors.dpi_payload import TCP, UDP, PayloadHead
+from pipeline.labels import APP_CODE
+
+CERTAIN = np.float32(1.0)
+LIKELY = np.float32(0.9)
+HANDSHAKE = np.float32(0.8)
+PLAUSIBLE = np.float32(0.7)
+PORT_ONLY = np.float32(0.5)
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """A payload test for one label; `detail` extracts app_detail from the captured payload of a matching row."""
+
+    app: str
+    confidence: np.float32
+    test: Callable[[PayloadHead], np.ndarray]
+    detail: Callable[[bytes], str] | None = None
+
+
+def _tls_record(p: PayloadHead, content_types: tuple[int, ...]) -> np.ndarray:
+    """TLS record header: content type, version 0x0301-0x0304, a length a record may have (RFC 8446 5.1)."""
+    length = p.u16(3)
+    return (
+        p.has(5)
+        & np.isin(p.u8(0), content_types)
+        & (p.u8(1) == 3)
+        & (p.u8(2) >= 1)
+        & (p.u8(2) <= 4)
+        & (length >= 1)
+        & (length <= 2**14 + 2048)
+    )
+
+
+def _tls_hello(p: PayloadHead, handshake_type: int) -> np.ndarray:
+    """A handshake record opening with a hello whose length fits the record and whose legacy_version is TLS."""
+    return (
+        _tls_record(p, (0x16,))
+        & p.has(11)
+        & (p.u8(5) == handshake_type)
+        & (p.u24(6) >= 38)
+        & (p.u24(6) + 4 <= p.u16(3))
+        & (p.u8(9) == 3)
+        & (p.u8(10) <= 4)
+    )
+
+
+def tls_client_hello(p: PayloadHead) -> np.ndarray:
+    return _tls_hello(p, 0x01)
+
+
+def tls_server_hello(p: PayloadHead) -> np.ndarray:
+    return _tls_hello(p, 0x02)
+
+
+def tls_other_record(p: PayloadHead) -> np.ndarray:
+    """ChangeCipherSpec, alert or a later (often encrypted) handshake record."""
+    return _tls_record(p, (0x14, 0x15, 0x16))
+
+
+def tls_application_data(p: PayloadHead) -> np.ndarray:
+    return _tls_record(p, (0x17,))
+
+
+def ssh_banner(p: PayloadHead) -> np.ndarray:
+    """RFC 4253 4.2 identification string: "SSH-protoversion-", protoversion 2.0 (or 1.99 for old servers)."""
+    return p.equals(0, b"SSH-2.0-") | p.equals(0, b"SSH-1.99-")
+
+
+def bgp_message(p: PayloadHead) -> np.ndarray:
+    """RFC 4271 4.1: 16-byte all-ones marker, length 19..4096 (65535 with RFC 8654), type OPEN..ROUTE-REFRESH."""
+    return p.equals(0, b"\xff" * 16) & p.has(19) & (p.u16(16) >= 19) & (p.u8(18) >= 1) & (p.u8(18) <= 5)
+
+
+HTTP_METHODS = (b"GET", b"POST", b"PUT", b"HEAD", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT")
+
+
+def http_request(p: PayloadHead) -> np.ndarray:
+    """Request line: a method, one space, then a target that starts like a path, '*' or an absolute URI/host."""
+    found = np.zeros(len(p), dtype=bool)
+    for method in HTTP_METHODS:
+        start = len(method) + 1
+        target = p.u8(start)
+        letter = ((target | 0x20) >= ord("a")) & ((target | 0x20) <= ord("z"))
+        target_ok = (target == ord("/")) | (target == ord("*")) | letter
+        found |= p.equals(0, method + b" ") & p.has(start + 1) & target_ok
+    return found
+
+
+def http_response(p: PayloadHead) -> np.ndarray:
+    """Status line "HTTP/1.x ddd"."""
+    digits = np.ones(len(p), dtype=bool)
+    for i in (9, 10, 11):
+        digits &= (p.u8(i) >= ord("0")) & (p.u8(i) <= ord("9"))
+    minor = p.u8(7)
+    return p.equals(0, b"HTTP/1.") & p.has(12) & ((minor == ord("0")) | (minor == ord("1"))) & (p.u8(8) == 32) & digits
+
+
+# NVMe/TCP 1.0 section 3.6.2: the fixed header length (HLEN) of each PDU type.
+NVME_TCP_HLEN = np.zeros(256, dtype=np.uint8)
+NVME_TCP_HLEN[[0x00, 0x01]] = 128  # ICReq, ICResp
+NVME_TCP_HLEN[[0x02, 0x03, 0x05, 0x06, 0x07, 0x09]] = 24  # H2CTermReq, C2HTermReq, CapsuleResp, H2CData, C2HData, R2T
+NVME_TCP_HLEN[0x04] = 72  # CapsuleCmd
+
+
+def nvme_tcp_pdu(p: PayloadHead) -> np.ndarray:
+    """PDU common header: known type, its HLEN, flags in the defined bits, PDO 0 or past the header, PLEN ≥ both."""
+    pdu_type, flags, hlen, pdo = p.u8(0), p.u8(1), p.u8(2), p.u8(3)
+    plen = p.u32le(4)
+    expected = NVME_TCP_HLEN[pdu_type]
+    initialize = pdu_type <= 0x01
+    return (
+        p.has(8)
+        & (expected != 0)
+        & (hlen == expected)
+        & ((flags & 0xF0) == 0)
+        & ((pdo == 0) | (pdo >= hlen))
+        & (plen >= hlen)
+        & (plen >= pdo)
+        & (plen <= 2**24)
+        & (~initialize | ((plen == 128) & (pdo == 0)))
+    )
+
+
+# RFC 7143 11.1: BHS opcodes an initiator (0x00-0x06, 0x10, 0x1C-0x1E) or a target (0x20-0x26, 0x31, 0x32,
+# 0x3C-0x3F) may send.
+ISCSI_OPCODES = (*range(0x00, 0x07), 0x10, 0x1C, 0x1D, 0x1E, *range(0x20, 0x27), 0x31, 0x32, 0x3C, 0x3D, 0x3E, 0x3F)
+ISCSI_BHS_LEN = 48
+
+
+def iscsi_bhs(p: PayloadHead) -> np.ndarray:
+    """A whole 48-byte BHS on port 3260 with a defined opcode, no immediate bit on target PDUs, and AHS only on
+    a SCSI Command (extended CDBs)."""
+    first = p.u8(0)
+    opcode = first & 0x3F
+    target_pdu = opcode >= 0x20
+    ahs_words = p.u8(4)
+    return (
+        p.on_port(TCP, 3260)
+        & p.has(ISCSI_BHS_LEN)
+        & ((first & 0x80) == 0)
+        & np.isin(opcode, ISCSI_OPCODES)
+        & (~target_pdu | ((first & 0x40) == 0))
+        & ((ahs_words == 0) | ((opcode == 0x01) & (ahs_words <= 64)))
+    )
+
+
+NFS_PROGRAM = 100003
+
+
+def _rpc_call(p: PayloadHead, base: int) -> np.ndarray:
+    """RFC 5531 9: xid, msg_type CALL, rpcvers 2, program NFS, version 2-4."""
+    version = p.u32(base + 16)
+    return (
+        p.has(base + 20)
+        & (p.u32(base + 4) == 0)
+        & (p.u32(base + 8) == 2)
+        & (p.u32(base + 12) == NFS_PROGRAM)
+        & (version >= 2)
+        & (version <= 4)
+    )
+
+
+def _rpc_reply(p: PayloadHead, base: int) -> np.ndarray:
+    """msg_type REPLY with reply_stat MSG_ACCEPTED or MSG_DENIED."""
+    return p.has(base + 12) & (p.u32(base + 4) == 1) & (p.u32(base + 8) <= 1)
+
+
+def _record_marker(p: PayloadHead) -> np.ndarray:
+    """RFC 5531 11: the TCP record marker's fragment length covers at least an RPC header."""
+    return p.has(4) & ((p.u32(0) & 0x7FFFFFFF) >= 12)
+
+
+def nfs_call(p: PayloadHead) -> np.ndarray:
+    over_tcp = (p.proto == TCP) & _record_marker(p) & _rpc_call(p, 4)
+    over_udp = (p.proto == UDP) & _rpc_call(p, 0)
+    return over_tcp | over_udp
+
+
+def nfs_reply(p: PayloadHead) -> np.ndarray:
+    over_tcp = p.on_port(TCP, 2049) & _record_marker(p) & _rpc_reply(p, 4)
+    over_udp = p.on_port(UDP, 2049) & _rpc_reply(p, 0)
+    return over_tcp | over_udp
+
+
+# torch/csrc/distributed/c10d TCPStore: a client opens with QueryType VALIDATE (0) and the uint32 magic
+# 0x3C85F7CE in host (little-endian) order; every later query is a QueryType byte followed by uint64 lengths.
+TCPSTORE_MAGIC = 0x3C85F7CE
+TCPSTORE_KEYED_QUERIES = (1, 2, 3, 4, 8, 9, 14, 15, 16)  # SET, COMPARE_SET, GET, ADD, DELETE_KEY, APPEND, QUEUE_*
+TCPSTORE_LISTED_QUERIES = (5, 6, 10, 11)  # CHECK, WAIT, MULTI_GET, MULTI_SET: a key count, then keys
+TCPSTORE_MAX_KEY = 4096
+
+
+def tcpstore_validate(p: PayloadHead) -> np.ndarray:
+    return (p.proto == TCP) & p.has(5) & (p.u8(0) == 0) & (p.u32le(1) == TCPSTORE_MAGIC)
+
+
+def tcpstore_query(p: PayloadHead) -> np.ndarray:
+    """On port 29500: a keyed query with a short printable key, or a key list whose first key is short."""
+    first_length = p.u64le_small(1)
+    short = (first_length >= 1) & (first_length <= TCPSTORE_MAX_KEY)
+    key_start = p.u8(9)
+    keyed = np.isin(p.u8(0), TCPSTORE_KEYED_QUERIES) & short & p.has(10) & (key_start >= 0x20) & (key_start < 0x7F)
+    second_length = p.u64le_small(9)
+    listed = (
+        np.isin(p.u8(0), TCPSTORE_LISTED_QUERIES)
+        & short
+        & p.has(17)
+        & (second_length >= 1)
+        & (second_length <= TCPSTORE_MAX_KEY)
+    )
+    return p.on_port(TCP, 29500) & (keyed | listed)
+
+
+DNS_OPCODES = (0, 1, 2, 4, 5)  # QUERY, IQUERY, STATUS, NOTIFY, UPDATE
+
+
+def _dns_header(p: PayloadHead, base: int) -> np.ndarray:
+    """RFC 1035 4.1.1: a defined opcode, Z clear, a defined RCODE and one question (every real message has one)."""
+    flags = p.u16(base + 2)
+    return (
+        p.has(base + 12)
+        & np.isin((flags >> 11) & 0xF, DNS_OPCODES)
+        & ((flags & 0x0040) == 0)
+        & ((flags & 0xF) <= 10)
+        & (p.u16(base + 4) == 1)
+    )
+
+
+def dns_message(p: PayloadHead) -> np.ndarray:
+    over_udp = p.on_port(UDP, 53) & _dns_header(p, 0)
+    over_tcp = p.on_port(TCP, 53) & p.has(2) & (p.u16(0) >= 12) & _dns_header(p, 2)
+    return over_udp | over_tcp
+
+
+def ntp_packet(p: PayloadHead) -> np.ndarray:
+    """RFC 5905 7.3: version 3 or 4, an association mode 1-5, stratum ≤ 16, poll ≤ 17, precision -32..0."""
+    first = p.u8(0)
+    version = (first >> 3) & 0x7
+    mode = first & 0x7
+    precision = p.u8(3).view(np.int8)
+    return (
+        p.on_port(UDP, 123)
+        & p.has(4)
+        & ((version == 3) | (version == 4))
+        & (mode >= 1)
+        & (mode <= 5)
+        & (p.u8(1) <= 16)
+        & (p.u8(2) <= 17)
+        & (precision >= -32)
+        & (precision <= 0)
+    )
+
+
+PTP_MESSAGE_TYPES = (0x0, 0x1, 0x2, 0x3, 0x8, 0x9, 0xA, 0xB, 0xC, 0xD)  # IEEE 1588-2019 table 36
+PTP_HEADER_LEN = 34
+
+
+def ptp_message(p: PayloadHead) -> np.ndarray:
+    """IEEE 1588 common header: a defined messageType, versionPTP 2, messageLength covering the header,
+    reserved flag bits clear."""
+    length = p.u16(2)
+    return (
+        p.on_port(UDP, 319, 320)
+        & p.has(8)
+        & np.isin(p.u8(0) & 0x0F, PTP_MESSAGE_TYPES)
+        & ((p.u8(1) & 0x0F) == 2)
+        & (length >= PTP_HEADER_LEN)
+        & (length <= 9000)
+        & ((p.u8(6) & 0x98) == 0)
+        & ((p.u8(7) & 0x80) == 0)
+    )
+
+
+BFD_CONTROL_LEN = 24
+
+
+def bfd_control(p: PayloadHead) -> np.ndarray:
+    """RFC 5880 4.1: version 1, a defined diagnostic, P and F not both set, M clear, detect multiplier ≥ 1,
+    length 24 (more only with auth), a discriminator of our own, and the peer's unless the session is down."""
+    first, flags, length = p.u8(0), p.u8(1), p.u8(3)
+    authenticated = (flags & 0x04) != 0
+    down = (flags >> 6) <= 1
+    return (
+        p.on_port(UDP, 3784, 4784)
+        & p.has(BFD_CONTROL_LEN)
+        & ((first >> 5) == 1)
+        & ((first & 0x1F) <= 8)
+        & ((flags & 0x30) != 0x30)
+        & ((flags & 0x01) == 0)
+        & (p.u8(2) >= 1)
+        & ((length == BFD_CONTROL_LEN) | (authenticated & (length > BFD_CONTROL_LEN)))
+        & (p.u32(4) != 0)
+        & (down | (p.u32(8) != 0))
+    )
+
+
+# Registry, strongest evidence first: a row takes the first label of highest confidence that matches.
+SIGNATURES: tuple[Signature, ...] = (
+    Signature("tls", CERTAIN, tls_client_hello, server_name),
+    Signature("tls", CERTAIN, tls_server_hello),
+    Signature("ssh", CERTAIN, ssh_banner, ssh_software),
+    Signature("bgp", CERTAIN, bgp_message),
+    Signature("nfs", CERTAIN, nfs_call),
+    Signature("torch-c10d", CERTAIN, tcpstore_validate),
+    Signature("http", CERTAIN, http_response),
+    Signature("bfd", CERTAIN, bfd_control),
+    Signature("nvme-tcp", LIKELY, nvme_tcp_pdu),
+    Signature("iscsi", LIKELY, iscsi_bhs),
+    Signature("nfs", LIKELY, nfs_reply),
+    Signature("torch-c10d", LIKELY, tcpstore_query),
+    Signature("http", LIKELY, http_request),
+    Signature("dns", LIKELY, dns_message),
+    Signature("ntp", LIKELY, ntp_packet),
+    Signature("ptp", LIKELY, ptp_message),
+    Signature("tls", HANDSHAKE, tls_other_record),
+    Signature("tls", PLAUSIBLE, tls_application_data),
+)
+
+# Well-known ports: the fallback when the payload is absent, truncated or mid-stream.
+PORTS: tuple[tuple[str, int, tuple[int, ...]], ...] = (
+    ("rocev2", UDP, (4791,)),
+    ("vxlan", UDP, (4789,)),
+    ("torch-c10d", TCP, (29500,)),
+    ("nvme-tcp", TCP, (4420, 8009)),
+    ("iscsi", TCP, (3260,)),
+    ("nfs", TCP, (2049,)),
+    ("nfs", UDP, (2049,)),
+    ("tls", TCP, (443,)),
+    ("http", TCP, (80,)),
+    ("ssh", TCP, (22,)),
+    ("bgp", TCP, (179,)),
+    ("bfd", UDP, (3784, 4784)),
+    ("dns", UDP, (53,)),
+    ("dns", TCP, (53,)),
+    ("ntp", UDP, (123,)),
+    ("ptp", UDP, (319, 320)),
+)
+
+
+def _port_tables() -> dict[int, np.ndarray]:
+    """Per L4 protocol, a 65536-entry app code table indexed by port."""
+    tables = {TCP: np.zeros(65536, dtype=np.uint8), UDP: np.zeros(65536, dtype=np.uint8)}
+    for app, proto, ports in PORTS:
+        tables[proto][list(ports)] = APP_CODE[app]
+    return tables
+
+
+PORT_TABLES = _port_tables()
+
+ETHERTYPES: dict[int, str] = {0x0806: "arp", 0x88CC: "lldp"}
+MAC_CONTROL = 0x8808
+ICMP_PROTOCOLS = (1, 58)
+CNP_OPCODE = 0x81
+
+
+def _bth_opcodes() -> np.ndarray:
+    """IBTA 9.2 BTH opcodes RoCEv2 carries: RC, UC, RD, UD and XRC operations (CNP is labelled separately)."""
+    valid = np.zeros(256, dtype=bool)
+    rc = [*range(0x00, 0x15), 0x16, 0x17, 0x1C, 0x1D]
+    valid[rc] = True
+    valid[0x20:0x2C] = True  # UC sends and writes
+    valid[0x40:0x56] = True  # RD
+    valid[[0x64, 0x65]] = True  # UD SEND_ONLY (with immediate)
+    valid[[0xA0 + op for op in rc]] = True  # XRC mirrors RC
+    return valid
+
+
+BTH_OPCODES = _bth_opcodes()
