@@ -291,6 +291,17 @@ class Admin:
         finally:
             client.close()
 
+    def topic_ids(self, names: Iterable[str]) -> dict[str, str]:
+        """Each topic's id, which changes when a topic is deleted and created again ('' if the broker has none)."""
+        client = self._client()
+        try:
+            described = client.describe_topics(list(names))
+        except KafkaError as exc:
+            raise _translate("describe topics", exc) from exc
+        finally:
+            client.close()
+        return {str(topic["name"]): str(topic.get("topic_id") or "") for topic in described}
+
     def delete_topics(self, names: Iterable[str]) -> None:
         """Delete topics (and free what tansu holds for them); missing topics are ignored."""
         client = self._client()

@@ -1,0 +1,343 @@
+"""The sink: record topics → ClickHouse, in batches, with nothing lost and nothing doubled.
+
+Per partition the sink buffers a range of offsets [first, end), then (1) records the range in
+`sink_intents`, (2) inserts its rows with an insert deduplication token made of topic, partition, range and
+a checksum of the messages, (3) commits `end`. A crash or rebalance after (2) leaves the range uncommitted:
+the next owner reads the intent, rebuilds exactly that range, and ClickHouse drops the repeated insert
+(materialized views too, with deduplicate_blocks_in_dependent_materialized_views). A ClickHouse outage
+pauses the partitions and retries with backoff while Kafka keeps the data; a message that cannot be
+decoded goes to `<topic>.dlq` with the reason in a header and the sink goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import crc32c
+import pyarrow as pa
+from kafka.structs import TopicPartition
+
+from pipeline import codec, records
+from pipeline.bus import Admin, BusConfig, Consumer, Producer, Record
+from pipeline.errors import DecodeError, FabricscopeError, StoreError
+from pipeline.store import Store
+
+log = logging.getLogger("fabricscope.sink")
+
+DEFAULT_GROUP = "fabricscope-sink"
+DEFAULT_BATCH_ROWS = 250_000
+DEFAULT_BATCH_WAIT_S = 0.5
+DEFAULT_POLL_TIMEOUT_MS = 200
+DEFAULT_RETRY_INITIAL_S = 0.2
+DEFAULT_RETRY_MAX_S = 10.0
+INTENTS_TABLE = "sink_intents"
+REASON_HEADER = "fabricscope.reason"
+SOURCE_HEADER = "fabricscope.source"
+INSERT_SETTINGS = {"deduplicate_blocks_in_dependent_materialized_views": 1}
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SinkConfig:
+    group: str = DEFAULT_GROUP
+    tables: tuple[str, ...] = tuple(records.TABLES)
+    batch_rows: int = DEFAULT_BATCH_ROWS
+    batch_wait_s: float = DEFAULT_BATCH_WAIT_S
+    poll_timeout_ms: int = DEFAULT_POLL_TIMEOUT_MS
+    retry_initial_s: float = DEFAULT_RETRY_INITIAL_S
+    retry_max_s: float = DEFAULT_RETRY_MAX_S
+
+
+@dataclass
+class SinkStats:
+    """What the sink has made durable: rows per table (a deduplicated repeat counts once), dead letters."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    messages: int = 0
+    dead_letters: int = 0
+    inserts: int = 0
+    retries: int = 0
+
+
+@dataclass
+class _Range:
+    """Buffered messages of one partition, offsets [first, end); `required_end` set when redoing an intent."""
+
+    tp: TopicPartition
+    first: int
+    end: int
+    required_end: int | None = None
+    tables: list[pa.Table] = field(default_factory=list)
+    rows: int = 0
+    checksum: int = 0
+    closed: bool = False
+
+    def token(self) -> str:
+        return f"{self.tp.topic}/{self.tp.partition}/{self.first}-{self.end}/{self.checksum:08x}"
+
+
+class Sink:
+    """Consumer-group member writing every record topic to the store; no I/O before start() or run()."""
+
+    def __init__(self, config: SinkConfig, *, bus: BusConfig, store: Store) -> None:
+        self.config = config
+        self.bus = bus
+        self.store = store
+        self._tables = {records.topic(table): table for table in config.tables}
+        self._ranges: dict[TopicPartition, list[_Range]] = {}
+        self._assigned: set[TopicPartition] = set()
+        self._new_partitions: set[TopicPartition] = set()
+        self._intents: dict[TopicPartition, tuple[int, int]] = {}
+        self._topic_ids: dict[str, str] = {}
+        self._stats = SinkStats(rows=dict.fromkeys(config.tables, 0))
+        self._progress = threading.Condition()
+        self._oldest = time.monotonic()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> Sink:
+        """Run the sink in a background thread until stop()."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run_thread, name="fabricscope-sink", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run_thread(self) -> None:
+        try:
+            self.run(self._stop)
+        except BaseException as exc:
+            self.error = exc
+            log.exception("sink stopped on an error")
+            with self._progress:
+                self._progress.notify_all()
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop the background thread after flushing what it holds; re-raise what made it fail."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+        if self.error is not None:
+            raise self.error
+
+    @property
+    def stats(self) -> SinkStats:
+        with self._progress:
+            return SinkStats(dict(self._stats.rows), self._stats.messages, self._stats.dead_letters,
+                             self._stats.inserts, self._stats.retries)
+
+    def assigned(self) -> set[TopicPartition]:
+        return set(self._assigned)
+
+    def wait_for_rows(self, table: str, rows: int, *, timeout_s: float) -> bool:
+        """Block until `rows` rows of `table` are in the store (True), the timeout passes or the sink fails."""
+        deadline = time.monotonic() + timeout_s
+        with self._progress:
+            while self._stats.rows.get(table, 0) < rows and self.error is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._progress.wait(remaining)
+            return self._stats.rows.get(table, 0) >= rows
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def run(self, stop: threading.Event, *, idle_exit_s: float | None = None) -> None:
+        """Consume until `stop` is set, or until nothing arrived for idle_exit_s once partitions were assigned."""
+        consumer = Consumer(self.bus, group=self.config.group, topics=list(self._tables),
+                            on_assigned=self._on_assigned, on_revoked=self._on_revoked).start()
+        producer = Producer(self.bus).start()
+        try:
+            last_record = time.monotonic()
+            while not stop.is_set():
+                polled = consumer.poll(self.config.poll_timeout_ms)
+                self._load_intents(consumer, stop)
+                for record in polled:
+                    self._add(record, producer)
+                now = time.monotonic()
+                if polled:
+                    last_record = now
+                if self._due(now):
+                    self._flush_all(consumer, producer, stop)
+                elif (idle_exit_s is not None and self._assigned and not self._ranges
+                      and now - last_record >= idle_exit_s):
+                    return
+            self._flush_all(consumer, producer, stop, final=True)
+        finally:
+            producer.stop()
+            consumer.stop()
+
+    def _on_assigned(self, partitions: set[TopicPartition]) -> None:
+        self._assigned |= partitions
+        self._new_partitions |= partitions
+
+    def _on_revoked(self, partitions: set[TopicPartition]) -> None:
+        """Forget what was buffered: it was not committed, the next owner (maybe us) reads it again."""
+        self._assigned -= partitions
+        for tp in partitions:
+            self._ranges.pop(tp, None)
+            self._intents.pop(tp, None)
+
+    def _load_intents(self, consumer: Consumer, stop: threading.Event) -> None:
+        """For newly assigned partitions, the range a previous owner was inserting when it stopped, if any."""
+        if not self._new_partitions:
+            return
+        partitions, self._new_partitions = self._new_partitions, set()
+        self._topic_ids = Admin(self.bus).topic_ids(self._tables)
+        try:
+            rows = self._with_retry(stop, lambda: self.store.query(
+                f"SELECT topic, partition, argMax(topic_id, written), argMax(first_offset, written), "
+                f"argMax(end_offset, written) FROM {INTENTS_TABLE} WHERE consumer_group = {{group:String}} "
+                "GROUP BY topic, partition", parameters={"group": self.config.group}).rows, consumer)
+        finally:
+            consumer.resume(consumer.assignment())
+        if rows is None:
+            self._new_partitions |= partitions
+            return
+        for topic, partition, topic_id, first, end in rows:
+            tp = TopicPartition(topic, int(partition))
+            if tp not in partitions or topic_id != self._topic_ids.get(topic):
+                continue
+            committed = consumer.committed(tp)
+            if committed == int(first) or (committed is None and topic_id):
+                self._intents[tp] = (int(first), int(end))
+
+    def _add(self, record: Record, producer: Producer) -> None:
+        tp = TopicPartition(record.topic, record.partition)
+        if tp not in self._assigned:
+            return
+        ranges = self._ranges.setdefault(tp, [])
+        current = ranges[-1] if ranges and not ranges[-1].closed else None
+        if current is None:
+            current = _Range(tp, record.offset, record.offset)
+            intent = self._intents.pop(tp, None)
+            if intent is not None and intent[0] <= record.offset < intent[1]:
+                current.first, current.required_end = intent
+            ranges.append(current)
+        current.end = record.offset + 1
+        current.checksum = crc32c.crc32c(record.value, crc32c.crc32c(str(record.offset).encode(), current.checksum))
+        table = self._tables[record.topic]
+        try:
+            rows = codec.decode(table, record.value)
+        except DecodeError as exc:
+            self._dead_letter(record, table, exc.reason, producer)
+        else:
+            current.tables.append(rows)
+            current.rows += rows.num_rows
+        with self._progress:
+            self._stats.messages += 1
+        if current.required_end is not None and current.end >= current.required_end:
+            current.closed = True
+
+    def _dead_letter(self, record: Record, table: str, reason: str, producer: Producer) -> None:
+        log.warning("%s/%d@%d to the DLQ: %s", record.topic, record.partition, record.offset, reason)
+        source = f"{record.topic}/{record.partition}/{record.offset}".encode()
+        producer.send(records.dlq_topic(table), record.value, key=record.key,
+                      headers=[(REASON_HEADER, reason.encode()), (SOURCE_HEADER, source)])
+        with self._progress:
+            self._stats.dead_letters += 1
+
+    def _buffered_rows(self) -> int:
+        return sum(r.rows for ranges in self._ranges.values() for r in ranges)
+
+    def _due(self, now: float) -> bool:
+        if not self._ranges:
+            self._oldest = now
+            return False
+        return (self._buffered_rows() >= self.config.batch_rows or now - self._oldest >= self.config.batch_wait_s
+                or any(r.closed for ranges in self._ranges.values() for r in ranges))
+
+    # -- flushing ----------------------------------------------------------------------------------
+    def _flush_all(self, consumer: Consumer, producer: Producer, stop: threading.Event, *,
+                   final: bool = False) -> None:
+        """Insert and commit every range that can be: one range per partition per round."""
+        for ranges in self._ranges.values():
+            for buffered in ranges:
+                if buffered.required_end is None:
+                    buffered.closed = True
+        while True:
+            batch = [ranges[0] for ranges in self._ranges.values() if ranges and ranges[0].closed]
+            if not batch or not self._flush(batch, consumer, producer, stop, final=final):
+                break
+        self._ranges = {tp: ranges for tp, ranges in self._ranges.items() if ranges}
+        self._oldest = time.monotonic()
+
+    def _flush(self, batch: list[_Range], consumer: Consumer, producer: Producer, stop: threading.Event, *,
+               final: bool) -> bool:
+        try:
+            done = self._with_retry(stop, lambda: self._insert(batch, producer), consumer,
+                                    attempts=1 if final else None)
+        finally:
+            consumer.resume(consumer.assignment())
+        live = [r for r in batch if r.tp in self._assigned and self._ranges.get(r.tp, [None])[0] is r]
+        if done is None or not live:
+            return False
+        try:
+            consumer.commit({r.tp: r.end for r in live})
+        except FabricscopeError as exc:
+            log.warning("commit failed, the partitions' next owner re-inserts (deduplicated): %s", exc)
+            return False
+        for r in live:
+            self._ranges[r.tp].pop(0)
+        with self._progress:
+            for r in live:
+                table = self._tables[r.tp.topic]
+                self._stats.rows[table] = self._stats.rows.get(table, 0) + r.rows
+            self._stats.inserts += len(live)
+            self._progress.notify_all()
+        log.info("inserted %s", ", ".join(f"{r.tp.topic}/{r.tp.partition}@{r.first}-{r.end} rows={r.rows}"
+                                          for r in live))
+        return True
+
+    def _insert(self, batch: Sequence[_Range], producer: Producer) -> bool:
+        """Intents, then rows, then the dead letters' acknowledgement: all before the commit."""
+        self.store.insert_rows(
+            INTENTS_TABLE,
+            [(self.config.group, r.tp.topic, self._topic_ids.get(r.tp.topic, ""), r.tp.partition, r.first, r.end)
+             for r in batch],
+            column_names=("consumer_group", "topic", "topic_id", "partition", "first_offset", "end_offset"),
+        )
+        for r in batch:
+            if r.rows:
+                self.store.insert_arrow(self._tables[r.tp.topic], pa.concat_tables(r.tables),
+                                        settings={**INSERT_SETTINGS, "insert_deduplication_token": r.token()})
+        producer.flush()
+        return True
+
+    def _with_retry(self, stop: threading.Event, action: Callable[[], T], consumer: Consumer, *,
+                    attempts: int | None = None) -> T | None:
+        """Run `action`, retrying retriable store errors with exponential backoff; None if stopped first."""
+        delay = self.config.retry_initial_s
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return action()
+            except StoreError as exc:
+                if not exc.retriable:
+                    raise
+                if attempts is not None and attempt >= attempts:
+                    log.warning("giving up on stop, Kafka keeps the data: %s", exc)
+                    return None
+                log.warning("ClickHouse unavailable, retrying in %.1f s: %s", delay, exc)
+                with self._progress:
+                    self._stats.retries += 1
+            if stop.wait(delay):
+                return None
+            self._keep_membership(consumer)
+            delay = min(delay * 2, self.config.retry_max_s)
+
+
+    def _keep_membership(self, consumer: Consumer) -> None:
+        """Poll with every partition paused so the group keeps us; rewind anything a rebalance let through."""
+        consumer.pause(consumer.assignment())
+        for record in consumer.poll(0):
+            tp = TopicPartition(record.topic, record.partition)
+            consumer.seek(tp, min(record.offset, consumer.position(tp)))
