@@ -1,0 +1,109 @@
+"""Detector thresholds and windows: dataclass defaults, overridable from the `detectors:` section of
+the config file (`--config FILE`). Bad values are rejected naming the file, line and reason.
+
+| section | key | default | meaning |
+|---|---|---|---|
+| link_health | flap_transitions | 3 | oper-status changes within `flap_window_ms` that make a `link_flap` |
+| link_health | flap_window_ms | 60000 | window for counting oper-status changes; a flap ends after this much calm |
+| link_health | error_rate_per_s | 1.0 | an error, discard or FCS counter rising at least this fast raises `errors` |
+| link_health | wrap_slack | 1.1 | a counter drop is a wrap only if the increase fits line rate × elapsed × this |
+| ecmp | window_ms | 1000 | epoch-aligned window over which uplink shares are measured |
+| ecmp | threshold | 0.15 | `ecmp_imbalance` when max \\|share − 1/n\\| exceeds this |
+| ecmp | min_bytes | 1000000 | a leaf's up bytes in a window below this are not judged |
+| ecmp | lateness_ms | 1000 | how late a bin may arrive behind later bins of other links |
+| congestion | ce_ratio | 0.05 | a bin is congested when CE/ECT-capable RoCE packets reaches this … |
+| congestion | min_ect | 10 | … counted only in bins with at least this many ECN-capable RoCE packets |
+| congestion | cnp_per_bin | 10 | … or when a 10 ms bin holds at least this many CNPs |
+| congestion | pfc_per_bin | 1 | … or at least this many PFC pause frames |
+| congestion | merge_gap_ms | 50 | congested bins this close form one episode, emitted after this much quiet |
+| congestion | storm_ms | 100 | paused bins lasting at least this long make a `pfc_storm` |
+| congestion | storm_gap_ms | 10 | largest gap between paused bins within one storm |
+| congestion | top_flows | 5 | flows named in a congestion event's details |
+| congestion | lateness_ms | 1000 | how late a bin may arrive behind later bins of other links |
+| congestion | flows_wait_ms | 1000 | when flow rows are fed, how much longer an episode waits for them |
+| collective | factor | 1.5 | an iteration is slow when its all-reduce takes more than baseline × this |
+| collective | baseline_iterations | 5 | normal iterations needed before a job's baseline exists |
+| collective | baseline_window | 20 | the baseline is the median of this many most recent normal iterations |
+| collective | blame_wait_ms | 1000 | a finished slowdown waits this long for congestion events to blame |
+| collective | congestion_memory_ms | 60000 | how long congestion events are kept for blaming |
+| fast_recovery | window_ms | 10 | affected flows had ≥3 packets on the link within this before the failure |
+| fast_recovery | silence_ms | 50 | how long a link stays silent after its last packet before it counts as failed |
+| fast_recovery | timeout_ms | 2000 | a failure is reported at most this long after it, recovered or not |
+| fast_recovery | lateness_ms | 1000 | how late a flow row may arrive behind rows of other links (the active timeout) |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.detect.collective import CollectiveConfig
+from pipeline.detect.congestion import CongestionConfig
+from pipeline.detect.ecmp import EcmpConfig
+from pipeline.detect.fast_recovery import FastRecoveryConfig
+from pipeline.detect.link_health import LinkHealthConfig
+from pipeline.errors import InputError
+from pipeline.yamlfile import LineDict, line_of, load_yaml
+
+_AT_MOST_ONE = {"threshold", "ce_ratio"}
+_AT_LEAST_ONE = {"factor", "wrap_slack"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectorConfig:
+    """Every detector's configuration; each section defaults to its dataclass defaults."""
+
+    link_health: LinkHealthConfig = field(default_factory=LinkHealthConfig)
+    ecmp: EcmpConfig = field(default_factory=EcmpConfig)
+    congestion: CongestionConfig = field(default_factory=CongestionConfig)
+    collective: CollectiveConfig = field(default_factory=CollectiveConfig)
+    fast_recovery: FastRecoveryConfig = field(default_factory=FastRecoveryConfig)
+
+
+def load_detector_config(path: str | Path) -> DetectorConfig:
+    """The `detectors:` section of a YAML config file (other sections are someone else's); defaults
+    for whatever it leaves out. Raises InputError naming the file and line of a bad section, key or value."""
+    source = str(path)
+    document = load_yaml(path)
+    section = document.get("detectors")
+    if section is None:
+        return DetectorConfig()
+    if not isinstance(section, LineDict):
+        raise InputError(source, "'detectors' must be a mapping of detector name to settings",
+                         line=line_of(document, "detectors"))
+    sections = {f.name: f for f in dataclasses.fields(DetectorConfig)}
+    chosen: dict[str, Any] = {}
+    for name, settings in section.items():
+        if name not in sections:
+            raise InputError(source, f"unknown detector '{name}' (known: {', '.join(sections)})",
+                             line=line_of(section, name))
+        if not isinstance(settings, LineDict):
+            raise InputError(source, f"detectors.{name} must be a mapping of setting to value",
+                             line=line_of(section, name))
+        default = sections[name].default_factory()  # type: ignore[misc]
+        chosen[name] = _section(source, name, settings, default)
+    return DetectorConfig(**chosen)
+
+
+def _section(source: str, name: str, settings: LineDict, default: Any) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(default)}
+    values: dict[str, Any] = {}
+    for key, value in settings.items():
+        where = f"detectors.{name}.{key}"
+        line = line_of(settings, key)
+        if key not in fields:
+            raise InputError(source, f"unknown setting '{where}' (known: {', '.join(fields)})", line=line)
+        wanted = type(getattr(default, key))
+        if isinstance(value, bool) or not isinstance(value, int | float) or (wanted is int and
+                                                                               not isinstance(value, int)):
+            raise InputError(source, f"'{where}' must be {'an integer' if wanted is int else 'a number'}", line=line)
+        if value <= 0:
+            raise InputError(source, f"'{where}' must be positive, not {value}", line=line)
+        if key in _AT_MOST_ONE and value > 1:
+            raise InputError(source, f"'{where}' is a fraction and must be at most 1, not {value}", line=line)
+        if key in _AT_LEAST_ONE and value < 1:
+            raise InputError(source, f"'{where}' is a multiplier and must be at least 1, not {value}", line=line)
+        values[key] = wanted(value)
+    return dataclasses.replace(default, **values)

@@ -1,0 +1,70 @@
+"""Detector configuration: YAML overrides, rejected values with file and line, documented defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+import pipeline.detect.config as config_module
+from pipeline.detect.config import DetectorConfig, load_detector_config
+from pipeline.errors import InputError
+
+README = Path(config_module.__file__).with_name("README.md")
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "fabricscope.yaml"
+    path.write_text(text)
+    return path
+
+
+def documented(text: str) -> dict[tuple[str, str], str]:
+    """(section, key) -> default from the rows of the defaults table."""
+    sections = {f.name for f in dataclasses.fields(DetectorConfig)}
+    rows = [[cell.strip() for cell in line.split("|")[1:4]] for line in text.splitlines() if line.startswith("| ")]
+    return {(section, key): default for section, key, default in rows if section in sections}
+
+
+def defaults() -> dict[tuple[str, str], str]:
+    config = DetectorConfig()
+    return {(section.name, f.name): f"{getattr(getattr(config, section.name), f.name):g}"
+            for section in dataclasses.fields(config) for f in dataclasses.fields(getattr(config, section.name))}
+
+
+def test_every_default_is_documented_in_the_docstring_and_readme() -> None:
+    expected = defaults()
+    for text in (config_module.__doc__ or "", README.read_text()):
+        assert {key: f"{float(value):g}" for key, value in documented(text).items()} == expected
+
+
+def test_overrides_from_the_detectors_section_others_ignored(tmp_path: Path) -> None:
+    path = write(tmp_path, "kafka: {bootstrap: x}\ndetectors:\n  congestion:\n    ce_ratio: 0.1\n    min_ect: 20\n"
+                           "  fast_recovery: {timeout_ms: 500}\n")
+    config = load_detector_config(path)
+    assert (config.congestion.ce_ratio, config.congestion.min_ect) == (0.1, 20)
+    assert config.fast_recovery.timeout_ms == 500.0 and isinstance(config.fast_recovery.timeout_ms, float)
+    assert config.fast_recovery.window_ms == 10.0
+    assert config.ecmp == DetectorConfig().ecmp
+    assert load_detector_config(write(tmp_path, "kafka: {}\n")) == DetectorConfig()
+
+
+@pytest.mark.parametrize(("text", "line", "reason"), [
+    ("detectors:\n  nosuch: {}\n", 2, "unknown detector 'nosuch'"),
+    ("detectors:\n  ecmp:\n    treshold: 0.2\n", 3, "unknown setting 'detectors.ecmp.treshold'"),
+    ("detectors:\n  ecmp:\n    threshold: 1.5\n", 3, "at most 1"),
+    ("detectors:\n  congestion:\n    min_ect: 2.5\n", 3, "must be an integer"),
+    ("detectors:\n  congestion:\n    merge_gap_ms: -5\n", 3, "must be positive"),
+    ("detectors:\n  collective:\n    factor: true\n", 3, "must be a number"),
+    ("detectors:\n  collective:\n    factor: 0.5\n", 3, "at least 1"),
+    ("detectors:\n  link_health: 3\n", 2, "must be a mapping"),
+    ("detectors: [1]\n", 1, "'detectors' must be a mapping"),
+])
+def test_bad_values_name_file_line_and_reason(tmp_path: Path, text: str, line: int, reason: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(InputError) as caught:
+        load_detector_config(path)
+    assert caught.value.source == str(path)
+    assert caught.value.line == line
+    assert reason in caught.value.reason
