@@ -163,6 +163,12 @@ class FlowTable:
         """Flows currently held."""
         return self._size
 
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the table's columns and index (allocated capacity, not just used slots)."""
+        columns = sum(column.nbytes for column in self._columns.values())
+        return columns + self._sorted_hash.nbytes + self._sorted_slot.nbytes
+
     # -- public API -----------------------------------------------------------------------------------
     def update(
         self, decoded: DecodedPackets, app: np.ndarray | None = None, confidence: np.ndarray | None = None
@@ -428,6 +434,7 @@ class FlowTable:
     def _flows_columns(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         count = len(rows["link"])
         link = rows["link"].astype(np.int64)
+        link[link >= len(self._link_names) - 1] = -1  # not a link of this topology: '' like unattributed
         result: dict[str, np.ndarray] = {
             "ts_start": (rows["row_first"] // 1000).astype("datetime64[us]"),
             "ts_end": (rows["row_last"] // 1000).astype("datetime64[us]"),

@@ -1,0 +1,231 @@
+"""Flow table on hand-built decoded batches: keys, counters, export intervals, idle expiry, PSN gaps, labels."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import collectors.flows as flows_module
+from collectors.flows import FlowTable, FlowTableConfig
+from collectors.packets import DecodedPackets
+from pipeline.addresses import words_of
+from pipeline.labels import APP_CODE
+from pipeline.records import column_names
+from pipeline.topology import DOWN, UP, Topology, load_topology
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+SECOND = 1_000_000_000
+T0 = 1_700_000_000 * SECOND  # aligned to the 1 s export intervals
+
+_DEFAULTS: dict[str, tuple[str, Any]] = {
+    "ok": ("bool", True), "ts_ns": ("int64", T0), "link": ("int16", 0), "direction": ("int8", UP),
+    "erspan_session": ("int16", 11), "wire_len": ("uint32", 1000), "vlan": ("uint16", 0),
+    "ethertype": ("uint16", 0x0800), "src_hi": ("uint64", 0), "src_lo": ("uint64", words_of("10.0.1.1")[1]),
+    "dst_hi": ("uint64", 0), "dst_lo": ("uint64", words_of("10.0.2.1")[1]), "proto": ("uint8", 17),
+    "src_port": ("uint16", 49152), "dst_port": ("uint16", 4791), "dscp": ("uint8", 26), "ecn": ("uint8", 2),
+    "tcp_flags": ("uint8", 0), "vni": ("uint32", 0), "is_roce": ("bool", True), "bth_opcode": ("uint8", 0x0A),
+    "dqpn": ("uint32", 7), "psn": ("uint32", 0), "fecn": ("bool", False), "becn": ("bool", False),
+    "aeth_syndrome": ("uint8", 0xFF), "pfc_enable": ("uint8", 0), "app_proto": ("uint8", 17),
+    "app_src_port": ("uint16", 49152), "app_dst_port": ("uint16", 4791), "payload_offset": ("int64", -1),
+    "payload_caplen": ("int32", 0),
+}
+
+
+def packets(n: int, **columns: Any) -> DecodedPackets:
+    """n decoded RoCE WRITE packets of one flow, with any column overridden by a scalar or a sequence."""
+    values: dict[str, np.ndarray] = {}
+    for name, (dtype, default) in _DEFAULTS.items():
+        values[name] = np.broadcast_to(np.asarray(columns.get(name, default), dtype=dtype), (n,)).copy()
+    values["pfc_quanta"] = np.zeros((n, 8), dtype=np.uint16)
+    return DecodedPackets(**values)
+
+
+def concat(*batches: DecodedPackets) -> DecodedPackets:
+    names = [field.name for field in dataclasses.fields(DecodedPackets)]
+    return DecodedPackets(**{name: np.concatenate([getattr(b, name) for b in batches]) for name in names})
+
+
+def rows_of(*results: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Exported rows as dicts, in a stable order."""
+    rows = [
+        {name: result[name][i] for name in result} for result in results for i in range(len(result["packets"]))
+    ]
+    return sorted(rows, key=lambda r: (r["src_port"], r["dst_port"], r["roce_qp"], r["ts_start"], r["packets"]))
+
+
+@pytest.fixture(scope="module")
+def topology() -> Topology:
+    return load_topology(SAMPLES / "topology.yaml")
+
+
+def test_rows_have_the_flows_columns_and_counters(topology: Topology) -> None:
+    table = FlowTable(topology, FlowTableConfig(exporter="c1"))
+    batch = packets(
+        6,
+        ts_ns=[T0 + 10, T0 + 20, T0 + 30, T0 + 40, T0 + 50, T0 + 60],
+        bth_opcode=[0x0A, 0x06, 0x81, 0x04, 0x11, 0x10],
+        ecn=[2, 3, 0, 3, 1, 2],
+        dscp=[26, 0, 0, 0, 0, 0],
+        aeth_syndrome=[0xFF, 0xFF, 0xFF, 0xFF, 0x61, 0x1F],
+        psn=[5, 6, 0, 7, 9, 8],
+        wire_len=[100, 200, 300, 400, 500, 600],
+    )
+    assert table.update(batch)["packets"].size == 0
+    result = table.flush()
+    assert list(result) == column_names("flows")
+    (row,) = rows_of(result)
+    assert row["exporter"] == "c1" and row["link"] == "leaf1-spine1" and row["direction"] == "up"
+    assert (row["leaf"], row["spine"]) == ("leaf1", "spine1")
+    assert row["src_ip"] == b"\0" * 10 + b"\xff\xff" + bytes([10, 0, 1, 1])
+    assert (row["src_port"], row["dst_port"], row["proto"], row["roce_qp"]) == (49152, 4791, 17, 7)
+    assert row["ts_start"] == np.datetime64(T0 // 1000, "us") and row["ts_end"] == np.datetime64(T0 // 1000, "us")
+    expected = {"packets": 6, "bytes": 2100, "ecn_ect": 5, "ecn_ce": 2, "cnp": 1, "roce_write": 2,
+                "roce_read": 1, "roce_send": 1, "roce_ack": 1, "naks": 1, "psn_gaps": 0, "dscp": 26,
+                "psn_first": 5, "psn_last": 8, "sampling_rate": 1}
+    assert {name: int(row[name]) for name in expected} == expected
+    assert row["ts_tail"] == np.datetime64((T0 + 40) // 1000, "us")
+    assert (row["app"], row["app_detail"], row["traffic_class"], row["job"], row["confidence"]) == ("", "", "", "", 0)
+
+
+def test_flow_key_fields_separate_flows() -> None:
+    table = FlowTable()
+    base = dict(n=1)
+    variants = [
+        {}, {"link": 1}, {"direction": DOWN}, {"src_lo": 1}, {"dst_hi": 1}, {"src_port": 1}, {"dst_port": 2},
+        {"proto": 6, "is_roce": False}, {"vlan": 5}, {"vni": 9}, {"dqpn": 8},
+    ]
+    table.update(concat(*(packets(base["n"], **v) for v in variants)))
+    assert len(table) == len(variants)
+    assert len(rows_of(table.flush())) == len(variants)
+
+
+def test_non_ip_frames_key_on_ethertype_and_arp_on_addresses() -> None:
+    table = FlowTable()
+    lldp = packets(2, ethertype=0x88CC, src_lo=0, dst_lo=0, proto=0, src_port=0, dst_port=0, is_roce=False)
+    arp = packets(1, ethertype=0x0806, proto=0, src_port=0, dst_port=0, is_roce=False)
+    table.update(concat(lldp, arp))
+    rows = rows_of(table.flush())
+    assert [(r["dst_port"], r["packets"], r["roce_qp"]) for r in rows] == [(0x0806, 1, 0), (0x88CC, 2, 0)]
+    assert rows[0]["src_ip"][-4:] == bytes([10, 0, 1, 1]) and rows[1]["src_ip"] == b"\0" * 16
+
+
+def test_malformed_packets_are_ignored() -> None:
+    table = FlowTable()
+    table.update(packets(3, ok=[True, False, True]))
+    (row,) = rows_of(table.flush())
+    assert row["packets"] == 2
+
+
+def test_active_timeout_cuts_epoch_aligned_rows_as_time_passes() -> None:
+    table = FlowTable(config=FlowTableConfig(active_timeout_s=0.5))
+    first = table.update(packets(3, ts_ns=[T0 + 1, T0 + SECOND // 4, T0 + SECOND * 6 // 10]))
+    assert [int(p) for p in first["packets"]] == [2]  # interval [0, 0.5) closed by the packet at 0.6 s
+    assert first["ts_end"][0] == np.datetime64((T0 + SECOND // 4) // 1000, "us")
+    assert table.update(packets(1, ts_ns=T0 + SECOND * 7 // 10))["packets"].size == 0
+    later = table.update(packets(1, ts_ns=T0 + 3 * SECOND, src_port=1))  # another flow moves time on
+    assert [int(p) for p in later["packets"]] == [2]
+    assert int(table.flush()["packets"].sum()) == 1
+
+
+def test_rows_do_not_depend_on_batch_boundaries() -> None:
+    rng = np.random.default_rng(7)
+    n = 4000
+    batch = packets(
+        n, ts_ns=np.sort(T0 + rng.integers(0, 5 * SECOND, n)), src_port=rng.integers(0, 30, n),
+        psn=rng.integers(0, 50, n), ecn=rng.integers(0, 4, n), wire_len=rng.integers(64, 9000, n),
+    )
+    whole = FlowTable()
+    together = rows_of(whole.update(batch), whole.flush())
+    split = FlowTable()
+    parts = [split.update(DecodedPackets(**{
+        field.name: getattr(batch, field.name)[start:start + 333] for field in dataclasses.fields(batch)
+    })) for start in range(0, n, 333)]
+    apart = rows_of(*parts, split.flush())
+    assert len(together) == len(apart)
+    for a, b in zip(together, apart, strict=True):
+        assert {k: (a[k] == b[k]) for k in a} == dict.fromkeys(a, True)
+    assert sum(int(r["packets"]) for r in together) == n
+
+
+def test_psn_gaps_across_batches_with_wrap() -> None:
+    table = FlowTable()
+    table.update(packets(3, psn=[0xFFFFFC, 0xFFFFFD, 0xFFFFFE], ts_ns=T0 + np.arange(3)))
+    table.update(packets(2, psn=[0x000001, 0x000002], ts_ns=T0 + 10 + np.arange(2)))  # skips FFFFFF and 0
+    table.update(packets(3, psn=[0x000005, 0x000003, 0x000003], ts_ns=T0 + 20 + np.arange(3)))  # 2 lost, go-back
+    table.update(packets(1, psn=0x000009, bth_opcode=0x11, ts_ns=T0 + 30))  # an ACK is not in the sequence
+    table.update(packets(1, psn=0x000004, ts_ns=T0 + 40))
+    (row,) = rows_of(table.flush())
+    assert row["psn_gaps"] == 4
+    assert (row["psn_first"], row["psn_last"]) == (0xFFFFFC, 4)
+
+
+def test_idle_flows_are_forgotten() -> None:
+    table = FlowTable(config=FlowTableConfig(idle_timeout_s=2))
+    results = [table.update(packets(1, psn=10, ts_ns=T0))]
+    results.append(table.update(packets(1, psn=0, src_port=1, ts_ns=T0 + 5 * SECOND)))
+    assert len(table) == 1
+    results.append(table.update(packets(1, psn=20, ts_ns=T0 + 6 * SECOND)))  # old PSN forgotten: no gap
+    rows = rows_of(*results, table.flush())
+    assert sum(int(r["psn_gaps"]) for r in rows) == 0 and len(rows) == 3
+
+
+def test_ts_tail_is_the_third_to_last_packet_so_far() -> None:
+    table = FlowTable()
+    table.update(packets(2, ts_ns=[T0 + 1000, T0 + 2000]))
+    first = rows_of(table.update(packets(1, ts_ns=T0 + SECOND + 5000)))
+    assert first[0]["ts_tail"] == np.datetime64(0, "us")  # only 2 packets when the row closed
+    table.update(packets(1, ts_ns=T0 + SECOND + 9000))
+    (row,) = rows_of(table.flush())
+    assert row["ts_tail"] == np.datetime64((T0 + 2000) // 1000, "us")
+
+
+def test_label_hook_keeps_the_most_confident_label() -> None:
+    table = FlowTable()
+    app = np.array([APP_CODE["unknown"], APP_CODE["rocev2"], APP_CODE["tls"]])
+    table.update(packets(3, ts_ns=T0 + np.arange(3)), app=app, confidence=np.array([0.0, 0.9, 0.5]))
+    table.update(packets(1, ts_ns=T0 + 5), app=np.array([APP_CODE["http"]]), confidence=np.array([0.6]))
+    (row,) = rows_of(table.flush())
+    assert (row["app"], row["confidence"]) == ("rocev2", np.float32(0.9))
+
+
+def test_sampling_rate_scales_counts() -> None:
+    table = FlowTable(config=FlowTableConfig(sampling_rate=100))
+    table.update(packets(2, ecn=3))
+    (row,) = rows_of(table.flush())
+    assert (row["packets"], row["bytes"], row["ecn_ce"], row["sampling_rate"]) == (200, 200_000, 200, 100)
+
+
+def test_hash_collisions_keep_flows_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    batch = packets(60, src_port=np.arange(60) % 7, psn=np.arange(60), ts_ns=T0 + np.arange(60))
+    normal = FlowTable()
+    normal.update(batch)
+    expected = rows_of(normal.flush())
+    monkeypatch.setattr(flows_module, "flow_hash", lambda keys: np.zeros(len(keys["link"]), dtype=np.uint64))
+    colliding = FlowTable()
+    colliding.update(DecodedPackets(**{f.name: getattr(batch, f.name)[:30] for f in dataclasses.fields(batch)}))
+    colliding.update(DecodedPackets(**{f.name: getattr(batch, f.name)[30:] for f in dataclasses.fields(batch)}))
+    got = rows_of(colliding.flush())
+    assert [(r["src_port"], r["packets"], r["psn_gaps"]) for r in got] == [
+        (r["src_port"], r["packets"], r["psn_gaps"]) for r in expected]
+
+
+def test_many_flows_stay_small() -> None:
+    table = FlowTable()
+    n = 200_000
+    for start in range(0, n, 50_000):
+        index = np.arange(start, start + 50_000)
+        table.update(packets(len(index), src_lo=index, dqpn=index, ts_ns=T0 + index))
+    assert len(table) == n
+    assert table.nbytes / n < 400  # 1M active flows stay well under 1 GB
+    assert int(table.flush()["packets"].sum()) == n
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(ValueError, match="active_timeout_s"):
+        FlowTableConfig(active_timeout_s=2)
+    with pytest.raises(ValueError, match="idle_timeout_s"):
+        FlowTableConfig(active_timeout_s=1, idle_timeout_s=0.5)
