@@ -134,7 +134,7 @@ class CollectiveDetector:
         cause = f"; likely cause: {', '.join(b['link'] + ' ' + b['direction'] for b in blamed)}" if blamed else ""
         return make_event(
             "collective_slowdown", ts=slow[0].ts, ts_end=slow[-1].ts_end, severity="warning", job=job,
-            link=blamed[0]["link"] if blamed else "", direction=blamed[0]["direction"] if blamed else "",
+            link=blamed[0]["link"] if blamed else "", direction=blamed[0]["direction"] if blamed else "unknown",
             value=worst / baseline_ms,
             summary=f"job {job} all-reduce up to {worst / baseline_ms:.1f}x its baseline "
                     f"({worst:.2f} ms vs {baseline_ms:.2f} ms) over {span}{cause}",

@@ -44,7 +44,7 @@ def make_event(
     severity: str,
     summary: str,
     link: str = "",
-    direction: str = "",
+    direction: str = "unknown",
     device: str = "",
     job: str = "",
     value: float | None = None,

@@ -105,6 +105,33 @@ def counter_rates(batch: Batch, topology: Topology, *, wrap_slack: float = 1.1) 
     return result
 
 
+def traffic_rates(bins: Batch, topology: Topology, *, window_ms: float = 1000.0) -> dict[str, np.ndarray]:
+    """Per link, direction and epoch-aligned window: bits/s and utilisation from `link_bins` bytes (already
+    scaled by the sampling rate) — the utilisation of links whose switches report no counters.
+
+    Returns columns ts (window start), link, direction, bps, utilisation, sorted by window, link, direction.
+    """
+    window_us = ms_to_us(window_ms)
+    known = np.isin(bins["link"].astype(str), topology.link_ids())
+    links = bins["link"][known].astype(str)
+    directions = bins["direction"][known].astype(str)
+    windows = times_us(bins["ts"][known]) // window_us
+    order = np.lexsort((directions, links, windows))
+    links, directions, windows = links[order], directions[order], windows[order]
+    starts = np.flatnonzero(np.r_[True, (windows[1:] != windows[:-1]) | (links[1:] != links[:-1])
+                                  | (directions[1:] != directions[:-1])]) if len(order) else np.array([], int)
+    sums = np.add.reduceat(bins["bytes"][known][order].astype(np.float64), starts) if len(order) else np.zeros(0)
+    bps = sums * 8 * US_PER_S / window_us
+    speed = np.array([topology.link(link).speed_gbps * 1e9 for link in links[starts]], dtype=np.float64)
+    return {
+        "ts": (windows[starts] * window_us).astype("datetime64[us]"),
+        "link": links[starts].astype(object),
+        "direction": directions[starts].astype(object),
+        "bps": bps,
+        "utilisation": bps / speed,
+    }
+
+
 @dataclass
 class _Episode:
     """An open flap or error episode on one interface."""

@@ -13,6 +13,7 @@ from pipeline.detect.link_health import (
     LinkHealthDetector,
     counter_deltas,
     counter_rates,
+    traffic_rates,
     wrap_limits,
 )
 from pipeline.records import empty_columns
@@ -127,3 +128,18 @@ def test_reboot_reset_and_clean_counters_raise_nothing() -> None:
     assert detector.flush() == []
     rates = counter_rates(samples(rows), TOPOLOGY)
     assert rates["bps"][rates["direction"] == "down"].tolist() == pytest.approx([8e8, 1600.0, (10**9 - 2000) * 0.8])
+
+
+def test_utilisation_from_link_bins_when_counters_are_absent() -> None:
+    columns = empty_columns("link_bins", 4)
+    for i, (offset, link, direction, size) in enumerate([
+        (0, "leaf1-spine1", "up", 10**9), (10_000, "leaf1-spine1", "up", 10**9),
+        (20_000, "leaf1-spine1", "down", 5 * 10**8), (S + 10_000, "leaf1-spine1", "up", 2 * 10**9),
+    ]):
+        columns["ts"][i] = np.datetime64(T0 + offset, "us")
+        columns["link"][i], columns["direction"][i], columns["bytes"][i] = link, direction, size
+    rates = traffic_rates(columns, TOPOLOGY)
+    assert rates["ts"].tolist() == [np.datetime64(T0, "us").item()] * 2 + [np.datetime64(T0 + S, "us").item()]
+    assert rates["direction"].tolist() == ["down", "up", "up"]
+    assert rates["bps"].tolist() == pytest.approx([4e9, 16e9, 16e9])
+    assert rates["utilisation"].tolist() == pytest.approx([0.01, 0.04, 0.04])
