@@ -139,7 +139,10 @@ class FastRecoveryDetector:
             judged = self._judged.get(link, np.iinfo(np.int64).min)
             down = self._down_since.get(link)
             if down is not None and down > judged and watermark >= down:
-                candidates.append((min(last, down), link, "oper_down", max(last, down)))
+                if min(last, down) > judged:
+                    candidates.append((min(last, down), link, "oper_down", max(last, down)))
+                else:  # the failure this oper-down reports was already found from the traffic
+                    self._judged[link] = down
             elif last > judged and watermark >= last + silence:
                 candidates.append((last, link, "silence", last))
         for ts, link, trigger, judged_to in sorted(candidates):

@@ -212,3 +212,13 @@ def test_psn_skipped_wraps_at_24_bits_and_ignores_a_step_back() -> None:
     last = np.array([100, 16_777_215, 16_777_210, 500])
     first = np.array([111, 4, 2, 480])
     assert psn_skipped(last, first).tolist() == [10, 4, 7, 0]
+
+
+def test_oper_down_reported_after_the_traffic_showed_the_failure_is_the_same_failure() -> None:
+    detector = FastRecoveryDetector()
+    first = only(detector.update(batch(before_failure()[:4] + after_failure(FAIL + 1500 * MS))))
+    detector.observe_counters(counters("leaf1-spine1", FAIL + 900 * MS, up=False))
+    later = [row(F1, "leaf1-spine2", "up", FAIL + 1500 * MS + 1, FAIL + 2500 * MS)]
+    assert detector.update(batch(later)) == []
+    assert detector.flush() == []
+    assert first["ts"] == np.datetime64(FAIL, "us")
