@@ -10,7 +10,6 @@ Flow rows, when given, name the jobs and top flows that crossed the link during 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,7 +54,6 @@ class _Run:
     peak_ratio: float | None = None
 
 
-_Close = Callable[[tuple[str, str], _Run], "Event | None"]
 _BIN_COLUMNS = ("ts_first", "ts_last", "ts_first_ce", "ts_last_ce")
 _COUNT_COLUMNS = ("roce_ect", "roce_ce", "cnp", "pfc_pause", "pfc_quanta")
 _FLOW_COLUMNS = ("link", "direction", "job", "ts_start", "ts_end", "key", "bytes", "ecn_ce")
@@ -72,6 +70,7 @@ class CongestionDetector:
     def __init__(self, config: CongestionConfig | None = None) -> None:
         self.config = config or CongestionConfig()
         self._episodes: dict[tuple[str, str], _Run] = {}
+        self._ended: list[tuple[tuple[str, str], _Run]] = []
         self._storms: dict[tuple[str, str], _Run] = {}
         self._link_time: dict[tuple[str, str], int] = {}
         self._latest = np.iinfo(np.int64).min
@@ -106,11 +105,14 @@ class CongestionDetector:
         order = np.argsort(ts, kind="stable")
         for row in order[congested[order]]:
             key = (links[row], directions[row])
-            events += self._extend(self._episodes, key, bins, int(row), int(ts[row]), config.merge_gap_ms,
-                                   ratio[row] if enough[row] else None, self._episode_event)
+            ended = self._extend(self._episodes, key, bins, int(row), int(ts[row]), config.merge_gap_ms,
+                                 ratio[row] if enough[row] else None)
+            if ended is not None:
+                self._ended.append((key, ended))
             if paused[row]:
-                events += self._extend(self._storms, key, bins, int(row), int(ts[row]), config.storm_gap_ms,
-                                       None, self._storm_event)
+                ended = self._extend(self._storms, key, bins, int(row), int(ts[row]), config.storm_gap_ms, None)
+                storm = None if ended is None else self._storm_event(key, ended)
+                events += [storm] if storm is not None else []
         for key, latest in _latest_per_key(links, directions, ts).items():
             self._link_time[key] = max(self._link_time.get(key, latest), latest)
         self._latest = max(self._latest, int(ts.max()))
@@ -118,21 +120,21 @@ class CongestionDetector:
 
     def flush(self) -> list[Event]:
         """End of input: emit every open episode and PFC storm."""
-        closed = [self._episode_event(key, run) for key, run in self._episodes.items()]
-        closed += [self._storm_event(key, run) for key, run in self._storms.items()]
+        events = [self._episode_event(key, run) for key, run in [*self._ended, *self._episodes.items()]]
+        storms = [self._storm_event(key, run) for key, run in self._storms.items()]
+        self._ended.clear()
         self._episodes.clear()
         self._storms.clear()
         self._flows.clear()
-        return [event for event in closed if event is not None]
+        return events + [storm for storm in storms if storm is not None]
 
     def _extend(self, runs: dict[tuple[str, str], _Run], key: tuple[str, str], bins: Batch, row: int,
-                ts: int, gap_ms: float, ratio: float | None, close: _Close) -> list[Event]:
-        """Add a marked bin to the link direction's open run, first closing that run if the gap is too long."""
-        events: list[Event] = []
+                ts: int, gap_ms: float, ratio: float | None) -> _Run | None:
+        """Add a marked bin to the link direction's open run; return the run it ended if the gap was too long."""
+        ended = None
         run = runs.get(key)
         if run is not None and ts - (run.last_bin + LINK_BIN_US) > ms_to_us(gap_ms):
-            closed = close(key, runs.pop(key))
-            events += [closed] if closed is not None else []
+            ended = runs.pop(key)
             run = None
         first, last, first_ce, last_ce = (int(times_us(bins[c][row : row + 1])[0]) for c in _BIN_COLUMNS)
         ect, ce, cnp, pause, quanta = (int(bins[c][row]) for c in _COUNT_COLUMNS)
@@ -146,22 +148,27 @@ class CongestionDetector:
             run.ect + ect, run.ce + ce, run.cnp + cnp, run.pause + pause, run.quanta + quanta)
         if ratio is not None:
             run.peak_ratio = max(run.peak_ratio or 0.0, float(ratio))
-        return events
+        return ended
 
     def _close_quiet(self) -> list[Event]:
+        """End runs whose link direction has been quiet for the gap; emit episodes once flow rows are in."""
         config = self.config
-        hold = ms_to_us(config.merge_gap_ms) + (ms_to_us(config.flows_wait_ms) if self._flows_seen else 0)
         global_time = self._latest - ms_to_us(config.lateness_ms)
+
+        def quiet(key: tuple[str, str], run: _Run, gap_ms: float) -> bool:
+            now = max(self._link_time.get(key, global_time), global_time)
+            return now > run.last_bin + LINK_BIN_US + ms_to_us(gap_ms)
+
         events: list[Event] = []
-        closers: tuple[tuple[dict[tuple[str, str], _Run], int, _Close], ...] = (
-            (self._episodes, hold, self._episode_event),
-            (self._storms, ms_to_us(config.storm_gap_ms), self._storm_event),
-        )
-        for runs, gap, close in closers:
-            for key in [k for k, run in runs.items()
-                        if max(self._link_time.get(k, global_time), global_time) > run.last_bin + LINK_BIN_US + gap]:
-                closed = close(key, runs.pop(key))
-                events += [closed] if closed is not None else []
+        for key in [k for k, run in self._storms.items() if quiet(k, run, config.storm_gap_ms)]:
+            storm = self._storm_event(key, self._storms.pop(key))
+            events += [storm] if storm is not None else []
+        self._ended += [(k, self._episodes.pop(k)) for k, run in list(self._episodes.items())
+                        if quiet(k, run, config.merge_gap_ms)]
+        wait_ms = config.merge_gap_ms + (config.flows_wait_ms if self._flows_seen else 0)
+        ready = [(k, run) for k, run in self._ended if quiet(k, run, wait_ms)]
+        self._ended = [(k, run) for k, run in self._ended if not quiet(k, run, wait_ms)]
+        events += [self._episode_event(key, run) for key, run in ready]
         self._prune_flows()
         return events
 
@@ -170,12 +177,13 @@ class CongestionDetector:
         if not self._flows:
             return
         keep_from = min([run.first_bin for run in self._episodes.values()]
+                        + [run.first_bin for _, run in self._ended]
                         + [self._latest - ms_to_us(self.config.lateness_ms + self.config.flows_wait_ms)
                            - ms_to_us(self.config.merge_gap_ms) - LINK_BIN_US])
         kept = [{c: part[c][part["ts_end"] >= keep_from] for c in _FLOW_COLUMNS} for part in self._flows]
         self._flows = [part for part in kept if len(part["ts_end"])]
 
-    def _episode_event(self, key: tuple[str, str], run: _Run) -> Event | None:
+    def _episode_event(self, key: tuple[str, str], run: _Run) -> Event:
         link, direction = key
         ts = run.ts_first_ce or run.ts_first
         ts_end = run.ts_last_ce or run.ts_last

@@ -128,3 +128,15 @@ def test_details_name_the_jobs_and_top_flows_through_the_link() -> None:
     assert [f["flow"].split(":")[0] for f in details["top_flows"]] == ["10.0.3.2", "10.0.3.1"]
     assert details["top_flows"][0]["ecn_ce"] == 90 and details["top_flows"][0]["job"] == "llama"
     assert events[0]["job"] == ""
+
+
+def test_an_episode_ended_by_the_next_one_still_waits_for_its_flow_rows() -> None:
+    detector = CongestionDetector(CongestionConfig(flows_wait_ms=200))
+    detector.observe_flows(flows([("10.0.3.1", "llama", 10**6, 1)]))
+    first, second = [{"k": 1, "ect": 100, "ce": 30}], [{"k": 12, "ect": 100, "ce": 30}]
+    assert detector.update(bins(first + clean(2, 11) + second + clean(13, 20))) == []
+    detector.observe_flows(flows([("10.0.3.2", "bert", 10**6, 5)]))  # exported late
+    events = detector.update(bins(clean(21, 28)))
+    assert [e["ts"] for e in events] == [np.datetime64(T0 + LINK_BIN_US + 1_200, "us")]
+    assert json.loads(str(events[0]["details"]))["jobs"] == ["llama", "bert"]
+    assert len(detector.flush()) == 1
