@@ -80,7 +80,7 @@ def _label_headers(decoded: DecodedPackets, labels: PacketLabels) -> None:
     mac_control = decoded.ethertype == MAC_CONTROL
     _assign(labels, mac_control & (decoded.pfc_enable != 0), "pfc", CERTAIN)
     _assign(labels, mac_control & (decoded.pfc_enable == 0), "pfc", PORT_ONLY)
-    _assign(labels, np.isin(decoded.app_proto, ICMP_PROTOCOLS), "icmp", CERTAIN)
+    _assign(labels, ICMP_PROTOCOLS[decoded.app_proto], "icmp", CERTAIN)
     roce = decoded.is_roce
     _assign(labels, roce & BTH_OPCODES[decoded.bth_opcode], "rocev2", CERTAIN)
     _assign(labels, roce & (decoded.bth_opcode == CNP_OPCODE), "rocev2-cnp", CERTAIN)

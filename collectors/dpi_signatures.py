@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from collectors.dpi_details import server_name, ssh_software
-from collectors.dpi_payload import TCP, UDP, PayloadHead
+from collectors.dpi_payload import TCP, UDP, PayloadHead, one_of
 from pipeline.labels import APP_CODE
 
 CERTAIN = np.float32(1.0)
@@ -34,12 +34,17 @@ class Signature:
     detail: Callable[[bytes], str] | None = None
 
 
-def _tls_record(p: PayloadHead, content_types: tuple[int, ...]) -> np.ndarray:
+TLS_HANDSHAKE = one_of(0x16)
+TLS_OTHER_RECORDS = one_of(0x14, 0x15, 0x16)  # change_cipher_spec, alert, handshake
+TLS_APPLICATION_DATA = one_of(0x17)
+
+
+def _tls_record(p: PayloadHead, content_types: np.ndarray) -> np.ndarray:
     """TLS record header: content type, version 0x0301-0x0304, a length a record may have (RFC 8446 5.1)."""
     length = p.u16(3)
     return (
         p.has(5)
-        & np.isin(p.u8(0), content_types)
+        & content_types[p.u8(0)]
         & (p.u8(1) == 3)
         & (p.u8(2) >= 1)
         & (p.u8(2) <= 4)
@@ -51,7 +56,7 @@ def _tls_record(p: PayloadHead, content_types: tuple[int, ...]) -> np.ndarray:
 def _tls_hello(p: PayloadHead, handshake_type: int) -> np.ndarray:
     """A handshake record opening with a hello whose length fits the record and whose legacy_version is TLS."""
     return (
-        _tls_record(p, (0x16,))
+        _tls_record(p, TLS_HANDSHAKE)
         & p.has(11)
         & (p.u8(5) == handshake_type)
         & (p.u24(6) >= 38)
@@ -71,11 +76,11 @@ def tls_server_hello(p: PayloadHead) -> np.ndarray:
 
 def tls_other_record(p: PayloadHead) -> np.ndarray:
     """ChangeCipherSpec, alert or a later (often encrypted) handshake record."""
-    return _tls_record(p, (0x14, 0x15, 0x16))
+    return _tls_record(p, TLS_OTHER_RECORDS)
 
 
 def tls_application_data(p: PayloadHead) -> np.ndarray:
-    return _tls_record(p, (0x17,))
+    return _tls_record(p, TLS_APPLICATION_DATA)
 
 
 def ssh_banner(p: PayloadHead) -> np.ndarray:
@@ -140,7 +145,7 @@ def nvme_tcp_pdu(p: PayloadHead) -> np.ndarray:
 
 # RFC 7143 11.1: BHS opcodes an initiator (0x00-0x06, 0x10, 0x1C-0x1E) or a target (0x20-0x26, 0x31, 0x32,
 # 0x3C-0x3F) may send.
-ISCSI_OPCODES = (*range(0x00, 0x07), 0x10, 0x1C, 0x1D, 0x1E, *range(0x20, 0x27), 0x31, 0x32, 0x3C, 0x3D, 0x3E, 0x3F)
+ISCSI_OPCODES = one_of(*range(0x00, 0x07), 0x10, 0x1C, 0x1D, 0x1E, *range(0x20, 0x27), 0x31, 0x32, *range(0x3C, 0x40))
 ISCSI_BHS_LEN = 48
 
 
@@ -155,7 +160,7 @@ def iscsi_bhs(p: PayloadHead) -> np.ndarray:
         p.on_port(TCP, 3260)
         & p.has(ISCSI_BHS_LEN)
         & ((first & 0x80) == 0)
-        & np.isin(opcode, ISCSI_OPCODES)
+        & ISCSI_OPCODES[opcode]
         & (~target_pdu | ((first & 0x40) == 0))
         & ((ahs_words == 0) | ((opcode == 0x01) & (ahs_words <= 64)))
     )
@@ -202,8 +207,8 @@ def nfs_reply(p: PayloadHead) -> np.ndarray:
 # torch/csrc/distributed/c10d TCPStore: a client opens with QueryType VALIDATE (0) and the uint32 magic
 # 0x3C85F7CE in host (little-endian) order; every later query is a QueryType byte followed by uint64 lengths.
 TCPSTORE_MAGIC = 0x3C85F7CE
-TCPSTORE_KEYED_QUERIES = (1, 2, 3, 4, 8, 9, 14, 15, 16)  # SET, COMPARE_SET, GET, ADD, DELETE_KEY, APPEND, QUEUE_*
-TCPSTORE_LISTED_QUERIES = (5, 6, 10, 11)  # CHECK, WAIT, MULTI_GET, MULTI_SET: a key count, then keys
+TCPSTORE_KEYED_QUERIES = one_of(1, 2, 3, 4, 8, 9, 14, 15, 16)  # SET, COMPARE_SET, GET, ADD, DELETE_KEY, APPEND, QUEUE_*
+TCPSTORE_LISTED_QUERIES = one_of(5, 6, 10, 11)  # CHECK, WAIT, MULTI_GET, MULTI_SET: a key count, then keys
 TCPSTORE_MAX_KEY = 4096
 
 
@@ -216,10 +221,10 @@ def tcpstore_query(p: PayloadHead) -> np.ndarray:
     first_length = p.u64le_small(1)
     short = (first_length >= 1) & (first_length <= TCPSTORE_MAX_KEY)
     key_start = p.u8(9)
-    keyed = np.isin(p.u8(0), TCPSTORE_KEYED_QUERIES) & short & p.has(10) & (key_start >= 0x20) & (key_start < 0x7F)
+    keyed = TCPSTORE_KEYED_QUERIES[p.u8(0)] & short & p.has(10) & (key_start >= 0x20) & (key_start < 0x7F)
     second_length = p.u64le_small(9)
     listed = (
-        np.isin(p.u8(0), TCPSTORE_LISTED_QUERIES)
+        TCPSTORE_LISTED_QUERIES[p.u8(0)]
         & short
         & p.has(17)
         & (second_length >= 1)
@@ -228,7 +233,7 @@ def tcpstore_query(p: PayloadHead) -> np.ndarray:
     return p.on_port(TCP, 29500) & (keyed | listed)
 
 
-DNS_OPCODES = (0, 1, 2, 4, 5)  # QUERY, IQUERY, STATUS, NOTIFY, UPDATE
+DNS_OPCODES = one_of(0, 1, 2, 4, 5)  # QUERY, IQUERY, STATUS, NOTIFY, UPDATE
 
 
 def _dns_header(p: PayloadHead, base: int) -> np.ndarray:
@@ -236,7 +241,7 @@ def _dns_header(p: PayloadHead, base: int) -> np.ndarray:
     flags = p.u16(base + 2)
     return (
         p.has(base + 12)
-        & np.isin((flags >> 11) & 0xF, DNS_OPCODES)
+        & DNS_OPCODES[(flags >> 11) & 0xF]
         & ((flags & 0x0040) == 0)
         & ((flags & 0xF) <= 10)
         & (p.u16(base + 4) == 1)
@@ -268,7 +273,7 @@ def ntp_packet(p: PayloadHead) -> np.ndarray:
     )
 
 
-PTP_MESSAGE_TYPES = (0x0, 0x1, 0x2, 0x3, 0x8, 0x9, 0xA, 0xB, 0xC, 0xD)  # IEEE 1588-2019 table 36
+PTP_MESSAGE_TYPES = one_of(0x0, 0x1, 0x2, 0x3, 0x8, 0x9, 0xA, 0xB, 0xC, 0xD)  # IEEE 1588-2019 table 36
 PTP_HEADER_LEN = 34
 
 
@@ -279,7 +284,7 @@ def ptp_message(p: PayloadHead) -> np.ndarray:
     return (
         p.on_port(UDP, 319, 320)
         & p.has(8)
-        & np.isin(p.u8(0) & 0x0F, PTP_MESSAGE_TYPES)
+        & PTP_MESSAGE_TYPES[p.u8(0) & 0x0F]
         & ((p.u8(1) & 0x0F) == 2)
         & (length >= PTP_HEADER_LEN)
         & (length <= 9000)
@@ -366,7 +371,7 @@ PORT_TABLES = _port_tables()
 
 ETHERTYPES: dict[int, str] = {0x0806: "arp", 0x88CC: "lldp"}
 MAC_CONTROL = 0x8808
-ICMP_PROTOCOLS = (1, 58)
+ICMP_PROTOCOLS = one_of(1, 58)
 CNP_OPCODE = 0x81
 
 

@@ -21,8 +21,8 @@ def head_of(data: bytes, offsets: list[int], caplens: list[int]) -> PayloadHead:
 
 def test_bytes_past_the_captured_length_read_as_zero_and_are_not_had() -> None:
     head = head_of(b"ABCDEFGH" + bytes(range(1, 41)), [0, 8], [3, 40])
-    assert head.head[0, :4].tobytes() == b"ABC\x00"
-    assert head.head[1, :WIDTH].tobytes() == bytes(range(1, WIDTH + 1))
+    assert head.byte[:4, 0].tobytes() == b"ABC\x00"
+    assert head.byte[:, 1].tobytes() == bytes(range(1, WIDTH + 1))
     assert list(head.has(3)) == [True, True]
     assert list(head.has(4)) == [False, True]
     assert list(head.equals(0, b"ABC")) == [True, False]
@@ -32,8 +32,8 @@ def test_bytes_past_the_captured_length_read_as_zero_and_are_not_had() -> None:
 def test_lengths_past_the_buffer_and_missing_payloads_are_clipped() -> None:
     head = head_of(b"xyz", [1, -1, 10], [50, 5, 5])
     assert list(head.caplen) == [2, 0, 0]
-    assert head.head[0, :3].tobytes() == b"yz\x00"
-    assert not head.head[1:].any()
+    assert head.byte[:3, 0].tobytes() == b"yz\x00"
+    assert not head.byte[:, 1:].any()
 
 
 def test_field_readers_use_network_order_except_the_little_endian_ones() -> None:
@@ -55,5 +55,5 @@ def test_port_match_needs_the_protocol() -> None:
 
 def test_empty_buffer() -> None:
     head = head_of(b"", [-1, -1], [0, 0])
-    assert head.head.shape == (2, WIDTH)
+    assert head.byte.shape == (WIDTH, 2)
     assert not head.has(1).any()
