@@ -66,10 +66,11 @@ class _Failure:
 class FastRecoveryDetector:
     """`fast_recovery` events from `flows` rows, with oper-down from `counters` rows when present.
 
-    Assumes rows of one link arrive in time order and, across links, no row arrives after rows ending
-    more than `lateness_ms` later than it (set it to the flow table's active timeout when one export's
-    rows may come in any order). Emits each failure once all its affected flows recovered, or once the
-    watermark passes `ts + timeout_ms`, or at `flush`.
+    Assumes rows come in export intervals at most `lateness_ms` long (collectors/flows.py: epoch-aligned,
+    its active timeout): the rows of one interval in any order, but all of them before any row of a
+    later interval. Then once a row ending at `e` is seen, every row starting before `e - lateness_ms`
+    is in, which is what the silence rule needs. Emits each failure once all its affected flows
+    recovered, or once the watermark passes `ts + timeout_ms`, or at `flush`.
     """
 
     def __init__(self, config: FastRecoveryConfig | None = None) -> None:

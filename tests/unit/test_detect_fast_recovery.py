@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -35,27 +35,35 @@ F4 = Flow("10.0.1.4", "10.0.3.4", 104)
 F5 = Flow("10.0.3.5", "10.0.4.5", 105)
 
 
+@dataclass(frozen=True)
+class Row:
+    flow: Flow
+    link: str
+    direction: str
+    start: int
+    end: int
+    tail: int
+    psn: tuple[int, int]
+
+
 def row(flow: Flow, link: str, direction: str, start: int, end: int, *, tail: int | None = None,
-        psn: tuple[int, int] = (0, 0)) -> dict[str, object]:
-    return {"flow": flow, "link": link, "direction": direction, "start": start, "end": end,
-            "tail": end - 300 if tail is None else tail, "psn": psn}
+        psn: tuple[int, int] = (0, 0)) -> Row:
+    """A flow row; by default its 3rd-to-last packet is 300 µs before its last."""
+    return Row(flow, link, direction, start, end, end - 300 if tail is None else tail, psn)
 
 
-def batch(rows: list[dict[str, object]]) -> dict[str, np.ndarray]:
+def batch(rows: list[Row]) -> dict[str, np.ndarray]:
     columns = empty_columns("flows", len(rows))
     for i, r in enumerate(rows):
-        flow = r["flow"]
-        assert isinstance(flow, Flow)
-        link = str(r["link"])
-        columns["link"][i], columns["direction"][i] = link, r["direction"]
-        columns["leaf"][i], columns["spine"][i] = link.split("-")
-        columns["src_ip"][i], columns["dst_ip"][i] = ip(flow.src), ip(flow.dst)
+        columns["link"][i], columns["direction"][i] = r.link, r.direction
+        columns["leaf"][i], columns["spine"][i] = r.link.split("-")
+        columns["src_ip"][i], columns["dst_ip"][i] = ip(r.flow.src), ip(r.flow.dst)
         columns["src_port"][i], columns["dst_port"][i], columns["proto"][i] = 49152, 4791, 17
-        columns["roce_qp"][i] = flow.qp
-        columns["ts_start"][i] = np.datetime64(r["start"], "us")
-        columns["ts_end"][i] = np.datetime64(r["end"], "us")
-        columns["ts_tail"][i] = np.datetime64(r["tail"], "us")
-        columns["psn_first"][i], columns["psn_last"][i] = r["psn"]  # type: ignore[misc]
+        columns["roce_qp"][i] = r.flow.qp
+        columns["ts_start"][i] = np.datetime64(r.start, "us")
+        columns["ts_end"][i] = np.datetime64(r.end, "us")
+        columns["ts_tail"][i] = np.datetime64(r.tail, "us")
+        columns["psn_first"][i], columns["psn_last"][i] = r.psn
         columns["packets"][i] = 1000
     return columns
 
@@ -71,7 +79,7 @@ def counters(link: str, ts: int, up: bool) -> dict[str, np.ndarray]:
 FAIL = T0 + 500 * MS  # last packet on leaf1-spine1
 
 
-def before_failure() -> list[dict[str, object]]:
+def before_failure() -> list[Row]:
     """Two export intervals on leaf1-spine1 (and F3 also crossing leaf2-spine1 upward)."""
     return [
         row(F1, "leaf1-spine1", "up", T0, T0 + 300 * MS, psn=(0, 500)),
@@ -82,7 +90,7 @@ def before_failure() -> list[dict[str, object]]:
     ]
 
 
-def after_failure(until: int) -> list[dict[str, object]]:
+def after_failure(until: int) -> list[Row]:
     """Local convergence 1.4 ms (F1: 10 PSNs skipped, F2: 27), remote 6.2 ms (F3: PSN wraps, 0 skipped)."""
     return [
         row(F1, "leaf1-spine2", "up", FAIL + 1400, until, psn=(1011, 5000)),
@@ -154,7 +162,7 @@ def test_failure_at_the_very_start_of_the_capture() -> None:
 
 def test_failure_at_the_very_end_of_the_capture_is_reported_at_flush() -> None:
     detector = FastRecoveryDetector()
-    rows = before_failure()[:4] + [r for r in after_failure(FAIL + 8 * MS) if r["link"] == "leaf1-spine2"]
+    rows = before_failure()[:4] + [r for r in after_failure(FAIL + 8 * MS) if r.link == "leaf1-spine2"]
     assert detector.update(batch(rows)) == []
     event = only(detector.flush())
     assert (event["flows_affected"], event["flows_recovered"], event["packets_lost"]) == (3, 3, 37)
@@ -222,3 +230,17 @@ def test_oper_down_reported_after_the_traffic_showed_the_failure_is_the_same_fai
     assert detector.update(batch(later)) == []
     assert detector.flush() == []
     assert first["ts"] == np.datetime64(FAIL, "us")
+
+
+def test_rows_of_one_export_interval_in_any_order() -> None:
+    """1 s epoch-aligned export intervals as collectors/flows.py cuts them; the new link's rows come first."""
+    second = T0 + 1000 * MS
+    moved = [replace(r, end=second - 1, tail=second - 301) for r in after_failure(second)]
+    interval_1 = [replace(r, start=second, end=second + 999 * MS, tail=second + 999 * MS - 300, psn=(0, 0))
+                  for r in after_failure(second)]
+    detector = FastRecoveryDetector()
+    assert detector.update(batch(moved)) == []
+    assert detector.update(batch(before_failure()[:4])) == []
+    event = only(detector.update(batch(interval_1)))
+    assert event["ts"] == np.datetime64(FAIL, "us")
+    assert (event["flows_affected"], event["flows_recovered"], event["packets_lost"]) == (3, 3, 37)
