@@ -176,7 +176,8 @@ def _dns(b: _Builder, size: int) -> Conversation:
 def _ntp(b: _Builder, size: int) -> Conversation:
     c2s, s2c = b.pair(client_port=123)
     up, down = b.add(c2s), b.add(s2c)
-    return Conversation(exchange=[b.udp(up, c2s, frames.ntp(3)), b.udp(down, s2c, frames.ntp(4), 40)])
+    start = b.ctx.scenario.start_ns / 1e9
+    return Conversation(exchange=[b.udp(up, c2s, frames.ntp(3, start)), b.udp(down, s2c, frames.ntp(4, start), 40)])
 
 
 def _ptp(b: _Builder, size: int) -> Conversation:

@@ -26,8 +26,10 @@ def iso(t_ns: int) -> str:
 def write_counters(path: Path, fabric: Fabric, start_ns: int, end_ns: int, records: Records, written: Written,
                    pfc: np.ndarray, marked: np.ndarray, downs: list[LinkDown], rng: np.random.Generator) -> int:
     """Write one line per interface per 100 ms; ports are 2*link (leaf end) and 2*link+1 (spine end).
-    A frame counts at a sample when its copy's time is at or before it. Returns the line count."""
-    samples = np.arange(start_ns, end_ns + 1, INTERVAL_NS, dtype=np.int64)
+    A frame counts at a sample when its copy's time is at or before it; samples run until every copy
+    is counted (the last hops of packets sent just before the end land a few µs later). Returns the line count."""
+    last = max(end_ns, int(records.t_ns.max()) if len(records) else end_ns)
+    samples = start_ns + INTERVAL_NS * np.arange(-(-(last - start_ns) // INTERVAL_NS) + 1, dtype=np.int64)
     n_ports = 2 * len(fabric.links)
     link = records.link.astype(np.int64)
     tx = 2 * link + np.where(records.from_leaf, 0, 1)

@@ -138,8 +138,12 @@ def dns_answer(name: str, ident: int, address: str) -> Packet:
     return DNS(id=ident, qr=1, aa=1, rd=1, ra=1, qd=DNSQR(qname=name), an=DNSRR(rrname=name, rdata=address, ttl=60))
 
 
-def ntp(mode: int) -> Packet:
-    return NTPHeader(mode=mode, stratum=0 if mode == 3 else 2, ref_id=b"GPS\x00" if mode == 4 else b"\x00" * 4)
+def ntp(mode: int, unix_seconds: float) -> Packet:
+    """NTP client (3) or server (4) header; timestamps given, since scapy would stamp the build time."""
+    stamp = unix_seconds + 2_208_988_800  # NTP era 0 starts in 1900
+    return NTPHeader(mode=mode, stratum=0 if mode == 3 else 2, ref_id=b"GPS\x00" if mode == 4 else b"\x00" * 4,
+                     ref=stamp if mode == 4 else 0, orig=stamp if mode == 4 else 0, recv=stamp if mode == 4 else 0,
+                     sent=stamp)
 
 
 def ptp(message_type: int, sequence: int) -> bytes:

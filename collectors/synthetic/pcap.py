@@ -73,7 +73,7 @@ class PcapWriter:
                 header = struct.pack(">HHIHH", 0x2000, link.session, 0, 0, 0x0002)  # Gra=01: 100 ns units
             outer = (Ether(src=Fabric.leaf_mac(link.leaf), dst=COLLECTOR_MAC)
                      / IP(src=Fabric.loopback(link.leaf), dst=capture.collector, ttl=64, flags="DF", id=0)
-                     / GRE(seqnum_present=1, proto=proto, seqence_number=0))
+                     / GRE(seqnum_present=1, proto=proto, sequence_number=0))
             rows.append(np.frombuffer(bytes(outer) + header, dtype=np.uint8))
         self.outer = np.stack(rows)
 
