@@ -22,6 +22,7 @@ DEFAULT_DATA_DIR = ".fabricscope"
 # (name, one-line help) in the order `--help` lists them.
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("simulate", "generate a synthetic fabric capture, its counters and ground truth from a scenario"),
+    ("dashboard", "serve the web dashboard (read-only) for the store"),
     ("ingest", "sink (and detectors) as Kafka consumer-group members: topics into ClickHouse"),
     ("events", "list detected events, oldest first"),
     ("query", "run one read-only SQL query against the store"),

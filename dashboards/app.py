@@ -1,0 +1,45 @@
+"""The Dash application: built from an open store and a topology, served by run_dashboard.
+
+The layout is a function, rebuilt per page load from the topology only; every number comes from the store
+through callbacks, so many users can share one process.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import dash
+
+from dashboards import callbacks
+from dashboards.auth import AuthConfig, install_auth
+from dashboards.layout import layout
+from dashboards.server import DEFAULT_HOST, DEFAULT_PORT, DashboardServer, check_exposure
+from pipeline.store import Store
+from pipeline.topology import Topology
+
+
+def create_app(store: Store, topology: Topology, *, auth: AuthConfig | None = None, live: bool = True) -> dash.Dash:
+    """The dashboard for `topology` reading `store` (already open); `live` follows the newest data by default,
+    `auth` requires a login on every request."""
+    app = dash.Dash(__name__, title=f"fabricscope · {topology.fabric}", update_title=None)
+    app.layout = partial(layout, topology, live)
+    callbacks.register(app, store, topology, live=live)
+    if auth is not None:
+        install_auth(app.server, auth)
+    return app
+
+
+def dashboard_server(store: Store, topology: Topology, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+                     auth: AuthConfig | None = None, live: bool = True) -> DashboardServer:
+    """A server for the dashboard, not yet bound; refuses a non-loopback host without auth."""
+    check_exposure(host, auth is not None)
+    return DashboardServer(create_app(store, topology, auth=auth, live=live).server, host=host, port=port)
+
+
+def run_dashboard(store: Store, topology: Topology, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+                  auth: AuthConfig | None = None, live: bool = True) -> None:
+    """Serve the dashboard until interrupted (the `dashboard` command; the demo uses dashboard_server)."""
+    server = dashboard_server(store, topology, host=host, port=port, auth=auth, live=live)
+    server.bind()
+    print(f"fabricscope dashboard on {server.url}", flush=True)
+    server.serve_forever()

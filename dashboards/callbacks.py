@@ -1,0 +1,299 @@
+"""Callbacks: they only plumb. Each is a plain function of (store, topology, inputs) so tests can call it;
+`register` binds them to the app in closures (no data in module globals).
+
+Flow: URL or a control changes → `sync_state` writes the canonical URL and state → `resolve_window` turns
+it into times (and on every live tick, follows the newest data) → each section reads its queries.
+A store failure shows in the section's status line; the rest of the page keeps working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import dash
+import pandas as pd
+from dash import Input, Output, State, no_update
+
+from dashboards import figures, queries
+from dashboards.health import leaves_frame, link_health, links_frame
+from dashboards.layout import CONGESTION_COLUMNS, FLOW_COLUMNS, RECOVERY_COLUMNS
+from dashboards.state import (
+    HEATMAP_METRICS,
+    ViewState,
+    build_state,
+    event_token,
+    from_query_string,
+    read_window,
+    to_query_string,
+    window,
+    window_payload,
+)
+from pipeline.errors import StoreError
+from pipeline.store import Store
+from pipeline.topology import Topology
+
+CONTROLS = ("live", "range", "from", "to", "link", "metric", "app", "traffic-class", "job", "host", "port")
+NO_WINDOW = "no valid window"
+
+
+def _iso(value: Any) -> str:
+    return "" if value is None or pd.isna(value) else pd.Timestamp(value).isoformat(timespec="microseconds")
+
+
+def _clicked(click: Any) -> str:
+    """The customdata of the first clicked point, '' when there is none (validated by build_state later)."""
+    try:
+        value = click["points"][0]["customdata"]
+    except (KeyError, IndexError, TypeError):
+        return ""
+    return value if isinstance(value, str) else ""
+
+
+def _control_values(state: ViewState) -> list[Any]:
+    return [
+        "live" if state.live else "history", state.range, _iso(state.start), _iso(state.end), state.link or None,
+        state.metric, state.app or None, state.traffic_class or None, state.job, state.host,
+        "" if state.port is None else str(state.port),
+    ]
+
+
+def sync_state(
+    trigger: str | None,
+    search: str | None,
+    controls: Sequence[Any],
+    map_click: Any,
+    timeline_click: Any,
+    selected_rows: Any,
+    recovery_rows: Any,
+    previous: str | None,
+    window_data: Any,
+    topology: Topology,
+    live_default: bool,
+) -> list[Any]:
+    """The canonical URL, the state and every control's value after one change, then whether to tick.
+
+    On page load (or back/forward) the URL wins; otherwise the controls and clicks do. Each value is
+    validated by dashboards.state, so garbage ends up as the default, never in a query.
+    """
+    link_ids = topology.link_ids()
+    if trigger in (None, "url"):
+        state = from_query_string(search, link_ids, live=live_default)
+    else:
+        current = from_query_string(previous, link_ids, live=live_default)
+        values: dict[str, object] = {
+            "live": controls[0] == "live", "range": controls[1], "from": controls[2], "to": controls[3],
+            "link": controls[4] or "", "metric": controls[5], "app": controls[6] or "",
+            "class": controls[7] or "", "job": controls[8], "host": controls[9], "port": controls[10],
+            "event": current.event,
+        }
+        if trigger == "fabric-map":
+            clicked = _clicked(map_click)
+            values["link"] = "" if clicked == current.link else clicked
+        elif trigger == "recovery-timeline":
+            values["event"] = _clicked(timeline_click)
+        elif trigger == "recovery-table":
+            values["event"] = _selected_token(selected_rows, recovery_rows)
+        elif trigger in ("live", "range"):
+            values["from"] = values["to"] = ""
+            resolved = read_window(window_data, link_ids)
+            if trigger == "live" and controls[0] == "history" and resolved is not None:
+                values["from"], values["to"] = _iso(resolved[1]), _iso(resolved[2])
+        state = build_state(values, link_ids, live=live_default)
+    canonical = to_query_string(state)
+    return [canonical, canonical, *_control_values(state), not state.live]
+
+
+def _selected_token(selected_rows: Any, rows: Any) -> str:
+    if not isinstance(selected_rows, list) or not selected_rows or not isinstance(rows, list):
+        return ""
+    index = selected_rows[0]
+    if not isinstance(index, int) or not 0 <= index < len(rows) or not isinstance(rows[index], dict):
+        return ""
+    token = rows[index].get("token", "")
+    return token if isinstance(token, str) else ""
+
+
+def resolve_window(store: Store, topology: Topology, search: str | None, previous: Any,
+                   live_default: bool, now: datetime | None = None) -> tuple[Any, str]:
+    """The window the sections show (ending at the newest data when live); unchanged → no refresh."""
+    state = from_query_string(search, topology.link_ids(), live=live_default)
+    try:
+        newest = queries.latest_time(queries.run(store, queries.latest()))
+    except StoreError as exc:
+        return no_update, f"store unavailable: {exc}"
+    start, end = window(state, newest, now or datetime.now(UTC))
+    payload = window_payload(state, start, end)
+    text = f"{start:%Y-%m-%d %H:%M:%S.%f} → {end:%H:%M:%S.%f} UTC" + (" · live" if state.live else "")
+    return (no_update if payload == previous else payload), text
+
+
+def fabric_view(store: Store, topology: Topology, data: Any, now: datetime | None = None) -> list[Any]:
+    """Map and heatmap: link traffic from the source the span calls for, counters, events, hosts."""
+    resolved = read_window(data, topology.link_ids())
+    if resolved is None:
+        return [no_update, no_update, NO_WINDOW, ""]
+    state, start, end = resolved
+    try:
+        tables = set(queries.run(store, queries.existing_tables())["name"])
+        source = queries.traffic_source(start, end, now or datetime.now(UTC), tables)
+        health = link_health(
+            links_frame(topology),
+            queries.run(store, queries.link_traffic(start, end, source)),
+            queries.run(store, queries.link_counters(start, end)),
+            queries.run(store, queries.link_events(start, end)),
+            (end - start).total_seconds(),
+        )
+        hosts = queries.run(store, queries.leaf_hosts(start, end))
+    except StoreError as exc:
+        return [no_update, no_update, str(exc), str(exc)]
+    label = f"{HEATMAP_METRICS[state.metric]} · {source.table}"
+    return [
+        figures.fabric_map(health, leaves_frame(topology), hosts, state.link),
+        figures.ecmp_heatmap(health, state.metric, label, state.link),
+        "", "",
+    ]
+
+
+def congestion_view(store: Store, topology: Topology, data: Any, now: datetime | None = None) -> list[Any]:
+    """Iteration times with slowdowns, CE/CNP/PFC per link direction, and the congestion events."""
+    resolved = read_window(data, topology.link_ids())
+    if resolved is None:
+        return [no_update, no_update, no_update, NO_WINDOW]
+    state, start, end = resolved
+    try:
+        tables = set(queries.run(store, queries.existing_tables())["name"])
+        source = queries.traffic_source(start, end, now or datetime.now(UTC), tables)
+        series_query = queries.congestion_series(start, end, state.link, source)
+        iterations = queries.run(store, queries.iterations(start, end, state.job, state.link))
+        slowdowns = queries.run(store, queries.slowdowns(start, end, state.job))
+        series = queries.run(store, series_query)
+        events = queries.run(store, queries.congestion_events(start, end, state.link, state.job))
+    except StoreError as exc:
+        return [no_update, no_update, no_update, str(exc)]
+    rows = [
+        {**{c: _cell(row.get(c)) for c in CONGESTION_COLUMNS}, "peak_ce": _percent(row.get("value")),
+         "details": figures.details_text(str(row.get("details", "")))}
+        for row in events.to_dict("records")
+    ]
+    step_s = series_query.parameters["step_ms"] / 1000
+    return [figures.iteration_times(iterations, slowdowns), figures.congestion_series(series, step_s, state.link), rows,
+            ""]
+
+
+def recovery_view(store: Store, topology: Topology, data: Any) -> list[Any]:
+    """The failures of the window and, for the selected one (else the newest), its flows moving links."""
+    link_ids = topology.link_ids()
+    resolved = read_window(data, link_ids)
+    if resolved is None:
+        return [no_update, no_update, no_update, no_update, NO_WINDOW]
+    state, start, end = resolved
+    try:
+        events = queries.run(store, queries.recovery_events(start, end, state.link))
+        events["token"] = [event_token(link, pd.Timestamp(ts).to_pydatetime())
+                           for link, ts in zip(events["link"], events["ts"], strict=True)]
+        key = state.event_key() or _newest(events)
+        flows_figure = figures.empty("Flows leaving the failed link", "no link failure selected")
+        if key is not None:
+            event = queries.run(store, queries.recovery_event(*key))
+            if len(event):
+                first = event.iloc[0]
+                rows = queries.run(store, queries.recovery_flows(key[0], key[1], _float(first["convergence_ms"])))
+                flows_figure = figures.recovery_flows(rows, key[1], key[0], _float(first["local_convergence_ms"]),
+                                                      _float(first["remote_convergence_ms"]))
+    except StoreError as exc:
+        return [no_update, no_update, no_update, no_update, str(exc)]
+    selected_token = event_token(*key) if key is not None else ""
+    rows = [{**{c: _cell(row.get(c)) for c in RECOVERY_COLUMNS}, "token": row["token"]}
+            for row in events.to_dict("records")]
+    highlight = [{"if": {"filter_query": f'{{token}} = "{selected_token}"'}, "backgroundColor": "#d6eaf8"}]
+    timeline = figures.recovery_timeline(events, start, end, selected_token)
+    return [timeline, rows, highlight if key else [], flows_figure, ""]
+
+
+def _newest(events: pd.DataFrame) -> tuple[str, datetime] | None:
+    if events.empty:
+        return None
+    first = events.iloc[0]
+    return str(first["link"]), pd.Timestamp(first["ts"]).tz_localize(UTC).to_pydatetime()
+
+
+def flows_view(store: Store, topology: Topology, data: Any) -> list[Any]:
+    """Top talkers, traffic mix, the flow table and the exact query (text and bound values) behind it."""
+    resolved = read_window(data, topology.link_ids())
+    if resolved is None:
+        return [no_update, no_update, no_update, no_update, NO_WINDOW]
+    state, start, end = resolved
+    flow_filter = queries.FlowFilter(link=state.link, app=state.app, traffic_class=state.traffic_class,
+                                     job=state.job, host=state.host,
+                                     port=queries.NO_PORT if state.port is None else state.port)
+    table_query = queries.flow_table(start, end, flow_filter)
+    try:
+        talkers = queries.run(store, queries.top_talkers(start, end, flow_filter))
+        mix = queries.run(store, queries.traffic_mix(start, end, flow_filter))
+        table = queries.run(store, table_query)
+    except StoreError as exc:
+        return [no_update, no_update, no_update, table_query.shown(), str(exc)]
+    rows = [{c: _cell(row.get(c)) for c in FLOW_COLUMNS} for row in table.to_dict("records")]
+    return [figures.top_talkers(talkers), figures.traffic_mix(mix), rows, table_query.shown(), ""]
+
+
+def _cell(value: Any) -> Any:
+    """A value the table can hold: times as ISO with µs, missing as ''."""
+    if value is None or (not isinstance(value, str | list) and pd.isna(value)):
+        return ""
+    if isinstance(value, datetime | pd.Timestamp):
+        return _iso(value)
+    return value.item() if hasattr(value, "item") else value
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def _percent(value: Any) -> str:
+    return "" if value is None or pd.isna(value) else f"{float(value) * 100:.2f}%"
+
+
+def register(app: dash.Dash, store: Store, topology: Topology, *, live: bool) -> None:
+    """Bind the functions above to the page's components."""
+    outputs = [Output("url", "search"), Output("state", "data"), *(Output(c, "value") for c in CONTROLS),
+               Output("tick", "disabled")]
+    inputs = [Input("url", "search"), *(Input(c, "value") for c in CONTROLS), Input("fabric-map", "clickData"),
+              Input("recovery-timeline", "clickData"), Input("recovery-table", "selected_rows")]
+
+    @app.callback(outputs, inputs, State("recovery-table", "data"), State("state", "data"),
+                  State("window", "data"))
+    def _sync(search: str, *args: Any) -> list[Any]:
+        controls, (map_click, timeline_click, selected_rows, recovery_rows, previous, window_data) = (
+            args[: len(CONTROLS)], args[len(CONTROLS):])
+        trigger = dash.ctx.triggered_id
+        return sync_state(str(trigger) if trigger else None, search, controls, map_click, timeline_click,
+                          selected_rows, recovery_rows, previous, window_data, topology, live)
+
+    @app.callback(Output("window", "data"), Output("window-text", "children"),
+                  Input("state", "data"), Input("tick", "n_intervals"), State("window", "data"))
+    def _window(search: str, _tick: int, previous: Any) -> tuple[Any, str]:
+        return resolve_window(store, topology, search, previous, live)
+
+    _bind(app, fabric_view, store, topology,
+          ["fabric-map.figure", "ecmp-heatmap.figure", "ecmp-status.children", "fabric-status.children"])
+    _bind(app, congestion_view, store, topology,
+          ["iterations.figure", "congestion-series.figure", "congestion-table.data", "congestion-status.children"])
+    _bind(app, recovery_view, store, topology,
+          ["recovery-timeline.figure", "recovery-table.data", "recovery-table.style_data_conditional",
+           "recovery-flows.figure", "recovery-status.children"])
+    _bind(app, flows_view, store, topology,
+          ["top-talkers.figure", "traffic-mix.figure", "flow-table.data", "flow-query.children",
+           "flows-status.children"])
+
+
+def _bind(app: dash.Dash, view: Callable[[Store, Topology, Any], list[Any]], store: Store, topology: Topology,
+          targets: list[str]) -> None:
+    outputs = [Output(*target.split(".")) for target in targets]
+
+    @app.callback(outputs, Input("window", "data"))
+    def _section(data: Any) -> list[Any]:
+        return view(store, topology, data)
+

@@ -1,0 +1,382 @@
+"""Every chart of the dashboard as a pure function: DataFrames and options in, a plotly Figure out.
+
+No store, no Dash, no globals: tests build a frame, call the function and read the figure's data back.
+Times arrive as naive UTC datetimes (what the store returns) and are shown as UTC.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from dashboards.health import ecmp_cells
+
+STATUS_COLOURS: dict[str, str] = {
+    "down": "#1f1f1f",
+    "errors": "#d62728",
+    "congested": "#ff7f0e",
+    "hot": "#e6c200",
+    "ok": "#2ca02c",
+    "idle": "#b0b0b0",
+}
+SELECTED_COLOUR = "rgba(31, 119, 180, 0.35)"
+FAILED_LINK_COLOUR = "#d62728"
+LINK_PALETTE = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
+MIN_WIDTH, MAX_WIDTH = 2.0, 14.0
+SPINE_Y, LEAF_Y, HOSTS_Y = 2.0, 1.0, 0.35
+LINK_POINTS = 21
+LABEL_AT = 0.2
+LABEL_STAGGER = 0.14
+MARGIN = {"l": 40, "r": 20, "t": 40, "b": 30}
+
+
+def empty(title: str, message: str) -> go.Figure:
+    """A titled blank chart that says why it is blank."""
+    figure = go.Figure()
+    figure.update_layout(title=title, margin=MARGIN, xaxis={"visible": False}, yaxis={"visible": False})
+    figure.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    return figure
+
+
+def _rate(bits_per_s: float) -> str:
+    for unit, scale in (("Tb/s", 1e12), ("Gb/s", 1e9), ("Mb/s", 1e6), ("kb/s", 1e3)):
+        if bits_per_s >= scale:
+            return f"{bits_per_s / scale:.2f} {unit}"
+    return f"{bits_per_s:.0f} b/s"
+
+
+def _positions(names: list[str], width: float) -> dict[str, float]:
+    """Spread names evenly across [0, width]."""
+    step = width / len(names)
+    return {name: step * (i + 0.5) for i, name in enumerate(names)}
+
+
+def fabric_map(health: pd.DataFrame, leaves: pd.DataFrame, hosts: pd.DataFrame, selected: str = "") -> go.Figure:
+    """Spines on top, leaves below, each leaf's hosts summarised under it; a link's colour is its status and
+    its width its utilisation. Every point of a link carries the link id as customdata so a click names it.
+
+    `health` comes from health.link_health; `leaves` has leaf, prefixes; `hosts` has leaf, hosts (active).
+    """
+    spines = list(dict.fromkeys(health["spine"]))
+    leaf_names = list(leaves["leaf"])
+    width = float(max(len(leaf_names), len(spines)))
+    spine_x, leaf_x = _positions(spines, width), _positions(leaf_names, width)
+    figure = go.Figure()
+    shown: set[str] = set()
+    for row in health.itertuples(index=False):
+        xs, ys = _link_path(leaf_x[row.leaf], spine_x[row.spine], row.parallel, np.linspace(0.0, 1.0, LINK_POINTS))
+        if row.link == selected:
+            figure.add_trace(go.Scatter(
+                x=xs, y=ys, mode="lines", line={"color": SELECTED_COLOUR, "width": _width(row.util) + 12},
+                hoverinfo="skip", showlegend=False, customdata=[row.link] * LINK_POINTS,
+            ))
+        figure.add_trace(go.Scatter(
+            x=xs, y=ys, mode="lines", name=row.status, legendgroup=row.status,
+            showlegend=row.status not in shown,
+            line={"color": STATUS_COLOURS[row.status], "width": _width(row.util),
+                  "dash": "dash" if row.status == "down" else "solid"},
+            customdata=[row.link] * LINK_POINTS, hovertext=[_link_hover(row)] * LINK_POINTS, hoverinfo="text",
+            meta={"link": row.link, "status": row.status},
+        ))
+        shown.add(row.status)
+    # Labels sit low on each link, higher for each further spine, so links leaving one leaf do not collide.
+    fractions = [LABEL_AT + LABEL_STAGGER * spines.index(spine) for spine in health["spine"]]
+    points = [_link_path(leaf_x[leaf], spine_x[spine], p, np.array([f]))
+              for leaf, spine, p, f in zip(health["leaf"], health["spine"], health["parallel"], fractions,
+                                           strict=True)]
+    labels = health.assign(x=[float(x[0]) for x, _ in points], y=[float(y[0]) for _, y in points])
+    figure.add_trace(go.Scatter(
+        x=labels["x"], y=labels["y"], mode="markers+text", name="links", showlegend=False,
+        marker={"size": 11, "color": "white", "line": {"width": 1, "color": "#555"}},
+        text=[_link_label(row) for row in labels.itertuples(index=False)], textposition="middle right",
+        textfont={"size": 10}, customdata=list(labels["link"]),
+        hovertext=[_link_hover(row) for row in labels.itertuples(index=False)], hoverinfo="text",
+    ))
+    figure.add_trace(go.Scatter(
+        x=[spine_x[s] for s in spines], y=[SPINE_Y] * len(spines), mode="markers+text", name="spines",
+        showlegend=False, text=spines, textposition="top center", hoverinfo="text",
+        marker={"symbol": "square", "size": 30, "color": "#34495e"},
+    ))
+    host_count = hosts.set_index("leaf")["hosts"] if len(hosts) else pd.Series(dtype="int64")
+    figure.add_trace(go.Scatter(
+        x=[leaf_x[leaf] for leaf in leaf_names], y=[LEAF_Y] * len(leaf_names), mode="markers+text",
+        name="leaves", showlegend=False, text=leaf_names, textposition="bottom center", hoverinfo="text",
+        marker={"symbol": "square", "size": 26, "color": "#5d6d7e"},
+    ))
+    figure.add_trace(go.Scatter(
+        x=[leaf_x[leaf] for leaf in leaf_names], y=[HOSTS_Y] * len(leaf_names), mode="markers+text",
+        name="hosts", showlegend=False, hoverinfo="text",
+        text=[f"{int(host_count.get(leaf, 0))} active hosts" for leaf in leaf_names],
+        hovertext=[f"{leaf}: {prefixes}" for leaf, prefixes in zip(leaves["leaf"], leaves["prefixes"], strict=True)],
+        textposition="bottom center", marker={"symbol": "circle", "size": 14, "color": "#aab7b8"},
+    ))
+    figure.update_layout(
+        title="Fabric (click a link to filter every view to it)", margin=MARGIN, height=420,
+        legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom",
+                "traceorder": "normal"},
+        xaxis={"visible": False, "range": [-0.2, width + 0.2], "fixedrange": True},
+        yaxis={"visible": False, "range": [HOSTS_Y - 0.45, SPINE_Y + 0.35], "fixedrange": True},
+        plot_bgcolor="white", clickmode="event", hovermode="closest",
+    )
+    return figure
+
+
+def _link_path(leaf_x: float, spine_x: float, parallel: int, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points at fractions t from leaf to spine; parallel links bow out to alternate sides."""
+    bend = 0.12 * parallel * (1 if parallel % 2 else -1)
+    return leaf_x + (spine_x - leaf_x) * t + bend * np.sin(np.pi * t), LEAF_Y + (SPINE_Y - LEAF_Y) * t
+
+
+def _width(util: float) -> float:
+    return MIN_WIDTH + (MAX_WIDTH - MIN_WIDTH) * min(max(float(util), 0.0), 1.0)
+
+
+def _link_label(row: Any) -> str:
+    return "DOWN" if row.status == "down" else f"{row.util * 100:.0f}%"
+
+
+def _link_hover(row: Any) -> str:
+    return (
+        f"<b>{row.link}</b> ({row.status})<br>"
+        f"up {_rate(row.up_bps)} · down {_rate(row.down_bps)} · {row.util * 100:.1f}% of "
+        f"{row.speed_gbps:.0f} Gb/s<br>"
+        f"ECN-CE ratio {row.ce_ratio * 100:.2f}% · CNP {row.cnp:.0f} · PFC pauses {row.pfc_pause:.0f}<br>"
+        f"errors+discards {row.errors:.0f} · congestion events {row.congestion_events}"
+    )
+
+
+def ecmp_heatmap(health: pd.DataFrame, metric: str, label: str, selected: str = "") -> go.Figure:
+    """Leaves as rows, spines as columns: an uneven row is ECMP imbalance at a glance. The selected link's
+    cell is outlined."""
+    cells = ecmp_cells(health, metric)
+    leaves = list(dict.fromkeys(health["leaf"]))
+    spines = list(dict.fromkeys(health["spine"]))
+    grid = cells.pivot(index="leaf", columns="spine", values="value").reindex(index=leaves, columns=spines)
+    text = grid.map(lambda v: f"{v:.0f}" if metric == "pfc" else f"{v:.1f}%")
+    figure = go.Figure(go.Heatmap(
+        z=grid.to_numpy(), x=spines, y=leaves, text=text.to_numpy(), texttemplate="%{text}",
+        colorscale="RdBu_r" if metric == "share" else "YlOrRd",
+        zmid=100.0 / len(spines) if metric == "share" else None,
+        zmin=0.0 if metric != "share" else None,
+        zmax=100.0 if metric == "util" else None,
+        hovertemplate="%{y} → %{x}: %{text}<extra></extra>", colorbar={"title": {"text": metric}},
+    ))
+    if selected:
+        match = health[health["link"] == selected]
+        if len(match):
+            row, col = leaves.index(match["leaf"].iloc[0]), spines.index(match["spine"].iloc[0])
+            figure.add_shape(type="rect", x0=col - 0.5, x1=col + 0.5, y0=row - 0.5, y1=row + 0.5,
+                             line={"color": "#1f77b4", "width": 4})
+    figure.update_layout(title=f"Leaf × spine: {label}", margin=MARGIN, height=360,
+                         yaxis={"autorange": "reversed"})
+    return figure
+
+
+def iteration_times(iterations: pd.DataFrame, slowdowns: pd.DataFrame) -> go.Figure:
+    """All-reduce time of each job's iterations over time; a job's slowdown windows are shaded and the
+    iterations inside them marked.
+
+    `iterations` has job, ts, iteration, allreduce_ms; `slowdowns` has job, ts, ts_end, summary.
+    """
+    if iterations.empty:
+        return empty("All-reduce time per iteration", "no collective iterations in this window")
+    figure = go.Figure()
+    for job, rows in iterations.groupby("job", sort=True):
+        figure.add_trace(go.Scatter(
+            x=rows["ts"], y=rows["allreduce_ms"], mode="lines+markers", name=str(job) or "(no job)",
+            marker={"size": 4}, customdata=rows["iteration"],
+            hovertemplate=f"{job} iteration %{{customdata}}<br>%{{x}}<br>%{{y:.3f}} ms<extra></extra>",
+        ))
+    jobs = set(iterations["job"])
+    marked = []
+    for slowdown in slowdowns.itertuples(index=False):
+        if slowdown.job not in jobs:
+            continue
+        figure.add_vrect(x0=slowdown.ts, x1=slowdown.ts_end, fillcolor="#d62728", opacity=0.12, line_width=0,
+                         annotation_text=f"slowdown {slowdown.job}", annotation_position="top left")
+        inside = iterations[(iterations["job"] == slowdown.job) & (iterations["ts"] >= slowdown.ts)
+                            & (iterations["ts"] <= slowdown.ts_end)]
+        marked.append(inside)
+    if marked:
+        slow = pd.concat(marked)
+        figure.add_trace(go.Scatter(
+            x=slow["ts"], y=slow["allreduce_ms"], mode="markers", name="slowdown",
+            marker={"symbol": "x", "size": 9, "color": "#d62728"}, customdata=slow["job"],
+            hovertemplate="%{customdata} slowed: %{y:.3f} ms<extra></extra>",
+        ))
+    figure.update_layout(title="All-reduce time per iteration", margin=MARGIN, height=340,
+                         yaxis={"title": {"text": "all-reduce ms"}, "rangemode": "tozero"},
+                         legend={"orientation": "h", "y": -0.2})
+    return figure
+
+
+def congestion_series(bins: pd.DataFrame, step_s: float, link: str = "") -> go.Figure:
+    """ECN-CE ratio, CNP rate and PFC pause rate over time, one line per link direction that saw any of them
+    (both directions of `link` always, when one is selected).
+
+    `bins` has t, link, direction, roce_ect, roce_ce, cnp, pfc_pause, summed over buckets of `step_s`.
+    """
+    title = "Congestion per link direction" + (f": {link}" if link else "")
+    signals = bins.groupby(["link", "direction"])[["roce_ce", "cnp", "pfc_pause"]].sum().sum(axis=1)
+    keep = {key for key, total in signals.items() if total > 0 or key[0] == link}
+    series = bins[[key in keep for key in zip(bins["link"], bins["direction"], strict=True)]]
+    if series.empty:
+        return empty(title, "no ECN-CE marks, CNPs or PFC pauses in this window")
+    figure = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                           subplot_titles=("ECN-CE ratio (%)", "CNP per second", "PFC pauses per second"))
+    series = series.assign(
+        ce_pct=(series["roce_ce"] / series["roce_ect"].where(series["roce_ect"] > 0) * 100),
+        cnp_rate=series["cnp"] / step_s,
+        pfc_rate=series["pfc_pause"] / step_s,
+    )
+    for index, ((link_id, direction), rows) in enumerate(series.groupby(["link", "direction"], sort=True)):
+        colour = LINK_PALETTE[index % len(LINK_PALETTE)]
+        name = f"{link_id} {direction}"
+        for row, column in enumerate(("ce_pct", "cnp_rate", "pfc_rate"), start=1):
+            figure.add_trace(go.Scatter(
+                x=rows["t"], y=rows[column], mode="lines", name=name, legendgroup=name, showlegend=row == 1,
+                line={"color": colour, "width": 1.5},
+            ), row=row, col=1)
+    figure.update_layout(title=title, margin=MARGIN, height=460, legend={"orientation": "h", "y": -0.12})
+    return figure
+
+
+def recovery_timeline(events: pd.DataFrame, start: datetime, end: datetime, selected: str = "") -> go.Figure:
+    """Each fast-recovery event at its failure time, height = convergence ms, with the local and remote
+    components beside it; customdata is the event's URL token so a click selects it.
+
+    `events` has ts, link, convergence_ms, local_convergence_ms, remote_convergence_ms, flows_affected,
+    flows_recovered, packets_lost, token; the x axis spans the window [start, end].
+    """
+    if events.empty:
+        return empty("Fast recovery", "no link failures in this window")
+    figure = go.Figure()
+    hover = [
+        f"<b>{row.link}</b> failed {row.ts}<br>convergence {_ms(row.convergence_ms)} "
+        f"(local {_ms(row.local_convergence_ms)}, remote {_ms(row.remote_convergence_ms)})<br>"
+        f"flows {row.flows_recovered}/{row.flows_affected} recovered · {row.packets_lost} packets lost"
+        for row in events.itertuples(index=False)
+    ]
+    for column, name, symbol in (("local_convergence_ms", "local", "triangle-up"),
+                                 ("remote_convergence_ms", "remote", "triangle-down"),
+                                 ("convergence_ms", "convergence", "circle-open")):
+        figure.add_trace(go.Scatter(
+            x=events["ts"], y=events[column], mode="markers+text" if name == "convergence" else "markers",
+            name=name, customdata=events["token"], hovertext=hover, hoverinfo="text",
+            text=[f"{row.link} {_ms(row.convergence_ms)}" for row in events.itertuples(index=False)]
+            if name == "convergence" else None,
+            textposition="top center",
+            marker={"symbol": symbol, "size": 16 if name == "convergence" else 9,
+                    "line": {"width": [3 if token == selected else 0 for token in events["token"]],
+                             "color": "#1f77b4"}},
+        ))
+    figure.update_layout(title="Fast recovery: convergence per link failure", margin=MARGIN, height=320,
+                         xaxis={"range": [_naive(start), _naive(end)]},
+                         yaxis={"title": {"text": "ms"}, "rangemode": "tozero"}, clickmode="event",
+                         legend={"orientation": "h", "y": -0.2})
+    return figure
+
+
+def _naive(value: datetime) -> datetime:
+    """UTC without a zone, as the store's times are, so both sit on one axis."""
+    timestamp = pd.Timestamp(value)
+    return (timestamp.tz_convert("UTC").tz_localize(None) if timestamp.tzinfo else timestamp).to_pydatetime()
+
+
+def _ms(value: object) -> str:
+    return "n/a" if value is None or pd.isna(value) else f"{float(value):.3f} ms"
+
+
+def recovery_flows(
+    rows: pd.DataFrame, failed_at: datetime, failed_link: str, local_ms: float | None, remote_ms: float | None
+) -> go.Figure:
+    """The flows that were on the failed link: each row is a segment from its first to its last packet on one
+    link, in ms from the failure, so the gap before a flow reappears on another link is the convergence.
+
+    `rows` has flow (label), link, direction, ts_start, ts_end, packets.
+    """
+    title = f"Flows leaving {failed_link}"
+    if rows.empty:
+        return empty(title, "no flow rows around this failure")
+    at = pd.Timestamp(_naive(failed_at))
+    start_ms = (pd.to_datetime(rows["ts_start"]) - at).dt.total_seconds() * 1000
+    end_ms = (pd.to_datetime(rows["ts_end"]) - at).dt.total_seconds() * 1000
+    segments = rows.assign(start_ms=start_ms, end_ms=end_ms)
+    figure = go.Figure()
+    links = sorted(set(segments["link"]), key=lambda link: (link != failed_link, link))
+    for index, link in enumerate(links):
+        part = segments[segments["link"] == link]
+        xs: list[float | None] = []
+        ys: list[str | None] = []
+        for segment in part.itertuples(index=False):
+            xs += [segment.start_ms, segment.end_ms, None]
+            ys += [segment.flow, segment.flow, None]
+        colour = FAILED_LINK_COLOUR if link == failed_link else LINK_PALETTE[index % len(LINK_PALETTE)]
+        figure.add_trace(go.Scatter(
+            x=xs, y=ys, mode="lines+markers", name=f"on {link}", line={"color": colour, "width": 5},
+            marker={"size": 6}, hovertemplate="%{y}<br>%{x:.3f} ms<extra>" + link + "</extra>",
+        ))
+    figure.add_vline(x=0, line={"color": FAILED_LINK_COLOUR, "dash": "dash"}, annotation_text="failure")
+    for value, name in ((local_ms, "local"), (remote_ms, "remote")):
+        if value is not None and not pd.isna(value):
+            figure.add_vline(x=float(value), line={"color": "#555", "dash": "dot"},
+                             annotation_text=f"{name} {float(value):.3f} ms", annotation_position="bottom right")
+    known = [float(v) for v in (local_ms, remote_ms) if v is not None and not pd.isna(v)]
+    reach = max([5.0, *known])
+    figure.update_layout(
+        title=title, margin={**MARGIN, "l": 260}, height=max(300, 26 * segments["flow"].nunique() + 120),
+        xaxis={"title": {"text": "ms from the failure"}, "range": [-reach, 2.5 * reach]},
+        legend={"orientation": "h", "y": 1.08},
+    )
+    return figure
+
+
+def top_talkers(talkers: pd.DataFrame) -> go.Figure:
+    """The heaviest source → destination pairs by bytes. `talkers` has src, dst, bytes, packets."""
+    if talkers.empty:
+        return empty("Top talkers", "no flows match")
+    ordered = talkers.sort_values("bytes")
+    figure = go.Figure(go.Bar(
+        x=ordered["bytes"], y=[f"{s} → {d}" for s, d in zip(ordered["src"], ordered["dst"], strict=True)],
+        orientation="h", customdata=ordered["packets"],
+        hovertemplate="%{y}<br>%{x:.4s}B · %{customdata} packets<extra></extra>",
+    ))
+    figure.update_layout(title="Top talkers (bytes)", margin={**MARGIN, "l": 220}, height=360,
+                         xaxis={"exponentformat": "SI", "ticksuffix": "B"})
+    return figure
+
+
+def traffic_mix(mix: pd.DataFrame) -> go.Figure:
+    """Bytes per DPI app, stacked by DFI traffic class. `mix` has app, traffic_class, bytes."""
+    if mix.empty:
+        return empty("Traffic mix", "no flows match")
+    figure = go.Figure()
+    order = list(mix.groupby("app")["bytes"].sum().sort_values().index)
+    for traffic_class, rows in mix.groupby("traffic_class", sort=True):
+        figure.add_trace(go.Bar(
+            x=rows["bytes"], y=rows["app"], orientation="h", name=str(traffic_class),
+            hovertemplate="%{y} · " + str(traffic_class) + ": %{x:.4s}B<extra></extra>",
+        ))
+    figure.update_layout(title="Traffic mix: app × traffic class (bytes)", barmode="stack", margin=MARGIN,
+                         height=360, yaxis={"categoryorder": "array", "categoryarray": order},
+                         xaxis={"exponentformat": "SI", "ticksuffix": "B"})
+    return figure
+
+
+def details_text(details: str) -> str:
+    """An event's JSON details as one readable line (the table shows it; broken JSON is shown as is)."""
+    try:
+        value = json.loads(details) if details else {}
+    except ValueError:
+        return details
+    if not isinstance(value, dict):
+        return details
+    return "; ".join(f"{key}: {json.dumps(item) if not isinstance(item, str) else item}"
+                     for key, item in value.items())
+

@@ -1,0 +1,127 @@
+"""The page: a control bar whose values live in the URL, then one section per question an engineer asks.
+
+Built per request from the topology only (no data): every figure and table is filled by callbacks.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from dash import dash_table, dcc, html
+
+from dashboards.state import HEATMAP_METRICS, RANGES
+from pipeline.labels import APPS, TRAFFIC_CLASSES
+from pipeline.topology import Topology
+
+LIVE_INTERVAL_MS = 1000
+GRAPH_CONFIG = {"displaylogo": False, "responsive": True}
+SECTION = {"border": "1px solid #ddd", "borderRadius": "6px", "padding": "8px 12px", "margin": "10px 0",
+           "background": "white"}
+ROW = {"display": "flex", "gap": "12px", "flexWrap": "wrap", "alignItems": "center"}
+HALF = {"flex": "1 1 560px", "minWidth": "420px"}
+TABLE_STYLE = {
+    "style_table": {"overflowX": "auto", "maxHeight": "360px", "overflowY": "auto"},
+    "style_cell": {"fontFamily": "monospace", "fontSize": "12px", "padding": "2px 6px", "textAlign": "left",
+                   "maxWidth": "420px", "whiteSpace": "normal"},
+    "style_header": {"fontWeight": "bold", "background": "#f3f5f7"},
+    "page_size": 25,
+}
+
+RECOVERY_COLUMNS = ("ts", "link", "convergence_ms", "local_convergence_ms", "remote_convergence_ms",
+                    "flows_affected", "flows_recovered", "packets_lost", "summary")
+CONGESTION_COLUMNS = ("ts", "ts_end", "kind", "severity", "link", "direction", "job", "peak_ce", "summary",
+                      "details")
+FLOW_COLUMNS = ("first", "last", "link", "direction", "src", "src_port", "dst", "dst_port", "proto", "roce_qp",
+                "app", "traffic_class", "job", "packets", "bytes", "ecn_ce", "cnp", "psn_gaps")
+
+
+def _table(table_id: str, columns: tuple[str, ...], **options: object) -> dash_table.DataTable:
+    # DataTable is deprecated in Dash 4 in favour of dash-ag-grid, which is not a dependency of fabricscope.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return dash_table.DataTable(
+            id=table_id, data=[], columns=[{"name": c, "id": c} for c in columns], **TABLE_STYLE, **options
+        )
+
+
+def _graph(graph_id: str) -> dcc.Graph:
+    return dcc.Graph(id=graph_id, config=GRAPH_CONFIG)
+
+
+def _section(title: str, section_id: str, *children: object) -> html.Section:
+    return html.Section(
+        [html.H3(title, style={"margin": "4px 0"}), html.Div(id=f"{section_id}-status", className="status",
+                                                             style={"color": "#b03a2e"}), *children],
+        id=section_id, style=SECTION,
+    )
+
+
+def controls(topology: Topology) -> html.Div:
+    """Live toggle, time range (preset or explicit UTC from/to), link filter and the window shown."""
+    return html.Div([
+        dcc.RadioItems(id="live", options=[{"label": " live", "value": "live"},
+                                           {"label": " history", "value": "history"}],
+                       value="live", inline=True, style={"display": "flex", "gap": "8px"}),
+        html.Label("last"),
+        dcc.Dropdown(id="range", options=list(RANGES), value="5m", clearable=False, style={"width": "90px"}),
+        html.Label("from"),
+        dcc.Input(id="from", type="text", placeholder="2026-01-01T00:00:00Z", debounce=True, style={"width": "210px"}),
+        html.Label("to"),
+        dcc.Input(id="to", type="text", placeholder="UTC, ISO-8601", debounce=True, style={"width": "210px"}),
+        html.Label("link"),
+        dcc.Dropdown(id="link", options=topology.link_ids(), value=None, placeholder="all links",
+                     style={"width": "190px"}),
+        html.Span(id="window-text", style={"color": "#555", "fontSize": "13px"}),
+    ], style={**ROW, **SECTION, "position": "sticky", "top": "0", "zIndex": 10})
+
+
+def layout(topology: Topology, live: bool) -> html.Div:
+    """The whole page; `live` sets whether a URL without `live=` follows the newest data."""
+    return html.Div([
+        dcc.Location(id="url", refresh=False),
+        dcc.Store(id="state"),
+        dcc.Store(id="window"),
+        dcc.Interval(id="tick", interval=LIVE_INTERVAL_MS, disabled=not live),
+        html.H2(f"fabricscope · {topology.fabric}", style={"margin": "6px 0"}),
+        controls(topology),
+        html.Div([
+            html.Div(_section("Fabric map", "fabric", _graph("fabric-map")), style=HALF),
+            html.Div(_section(
+                "ECMP balance", "ecmp",
+                dcc.RadioItems(id="metric", options=[{"label": f" {label}", "value": key}
+                                                     for key, label in HEATMAP_METRICS.items()],
+                               value="util", style={"fontSize": "13px"}),
+                _graph("ecmp-heatmap"),
+            ), style=HALF),
+        ], style=ROW),
+        _section(
+            "All-reduce congestion", "congestion",
+            html.Div([html.Div(_graph("iterations"), style=HALF), html.Div(_graph("congestion-series"), style=HALF)],
+                     style=ROW),
+            html.H4("Congestion events"),
+            _table("congestion-table", CONGESTION_COLUMNS),
+        ),
+        _section(
+            "Fast recovery", "recovery",
+            _graph("recovery-timeline"),
+            _table("recovery-table", RECOVERY_COLUMNS, row_selectable="single", selected_rows=[]),
+            _graph("recovery-flows"),
+        ),
+        _section(
+            "Flow explorer", "flows",
+            html.Div([
+                dcc.Dropdown(id="app", options=list(APPS), placeholder="app", style={"width": "160px"}),
+                dcc.Dropdown(id="traffic-class", options=list(TRAFFIC_CLASSES), placeholder="traffic class",
+                             style={"width": "160px"}),
+                dcc.Input(id="job", type="text", placeholder="job", debounce=True, style={"width": "160px"}),
+                dcc.Input(id="host", type="text", placeholder="host IP (src or dst)", debounce=True,
+                          style={"width": "220px"}),
+                dcc.Input(id="port", type="text", placeholder="port", debounce=True, style={"width": "80px"}),
+            ], style=ROW),
+            html.Div([html.Div(_graph("top-talkers"), style=HALF), html.Div(_graph("traffic-mix"), style=HALF)],
+                     style=ROW),
+            _table("flow-table", FLOW_COLUMNS, sort_action="native", filter_action="native"),
+            html.Details([html.Summary("query that filled this table"),
+                          html.Pre(id="flow-query", style={"fontSize": "11px", "whiteSpace": "pre-wrap"})]),
+        ),
+    ], style={"fontFamily": "system-ui, sans-serif", "background": "#f7f8fa", "padding": "0 16px"})

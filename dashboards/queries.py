@@ -1,0 +1,441 @@
+"""Every SQL statement the dashboard runs, and the one function that runs them.
+
+Each builder returns a `Query`: constant SQL text with `{name:Type}` placeholders and the values to bind.
+User input (already validated by dashboards.state) only ever travels in `parameters`; optional filters are
+written as `({x:String} = '' OR col = {x:String})` so the text is the same whatever the user chose, and the
+flow explorer can show exactly what ran. Every query runs with readonly=1 and a time limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from pipeline.store import READONLY_SETTINGS, Store
+
+SETTINGS: Mapping[str, Any] = {**READONLY_SETTINGS, "max_execution_time": 20}
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+EPOCH = datetime(1970, 1, 1)
+MAX_POINTS = 400
+STEPS_MS = (10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 30_000, 60_000, 300_000, 600_000,
+            1_800_000, 3_600_000, 21_600_000, 86_400_000)
+EVENT_LOOKBACK = timedelta(days=1)
+AFFECTED_LOOKBACK = timedelta(milliseconds=10)
+RECOVERY_ROWS_BEFORE = timedelta(milliseconds=1500)
+RECOVERY_ROWS_AFTER = timedelta(milliseconds=1500)
+RECOVERY_MAX_FLOWS = 40
+TABLE_ROWS = 200
+TOP_TALKERS = 10
+EVENT_ROWS = 200
+NO_PORT = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """SQL text that never holds user input, and the parameters bound to its placeholders."""
+
+    sql: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    def shown(self) -> str:
+        """The statement and its bound values as the page shows them."""
+        bound = "\n".join(f"--   {name} = {value!r}" for name, value in self.parameters.items())
+        return f"{self.sql.strip()}\n-- bound parameters:\n{bound}"
+
+
+def run(store: Store, query: Query) -> pd.DataFrame:
+    """Run a query read-only; the frame keeps the query's column names even when it has no rows (the embedded
+    engine returns none then, so they are asked of DESCRIBE, which only analyses the statement)."""
+    result = store.query(query.sql, parameters=query.parameters, settings=SETTINGS)
+    columns = result.columns
+    if not result.rows and not columns:
+        described = store.query(f"DESCRIBE TABLE ({query.sql})", parameters=query.parameters, settings=SETTINGS)
+        columns = [str(row[0]) for row in described.rows]
+    return pd.DataFrame(result.rows, columns=columns)
+
+
+def time_parameter(value: datetime) -> str:
+    """A time in the text form `{x:DateTime64(6, 'UTC')}` parses, in UTC."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.strftime(TIME_FORMAT)
+
+
+def _window(start: datetime, end: datetime) -> dict[str, Any]:
+    return {"start": time_parameter(start), "end": time_parameter(end)}
+
+
+def bucket_ms(start: datetime, end: datetime, points: int = MAX_POINTS) -> int:
+    """The smallest round step that draws the window in at most `points` buckets (never below a 10 ms bin)."""
+    wanted = (end - start).total_seconds() * 1000 / points
+    return next((step for step in STEPS_MS if step >= wanted), STEPS_MS[-1])
+
+
+_IP = "replaceRegexpOne(IPv6NumToString({column}), '^::ffff:', '')"
+SRC_IP, DST_IP = _IP.format(column="src_ip"), _IP.format(column="dst_ip")
+_START, _END = "{start:DateTime64(6, 'UTC')}", "{end:DateTime64(6, 'UTC')}"
+
+
+LATEST_SQL = """
+SELECT greatest((SELECT max(ts_start) FROM flows), (SELECT max(ts) FROM link_bins), (SELECT max(ts) FROM events))
+    AS latest
+"""
+
+
+def latest() -> Query:
+    """The newest record time: live views end there (max of a partition-key column is read from metadata)."""
+    return Query(LATEST_SQL)
+
+
+def latest_time(frame: pd.DataFrame) -> datetime | None:
+    """The value of `latest()`, None when the store holds no records yet."""
+    value = frame["latest"].iloc[0] if len(frame) else None
+    return None if value is None or pd.Timestamp(value).to_pydatetime() <= EPOCH else pd.Timestamp(value)
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficSource:
+    """A table per-link traffic can be read from, and how fine it is; chosen by span, never by the user.
+
+    `link_bins` holds every 10 ms with RoCE-only ECN counts and PFC; the flow rollups are coarser, count
+    ECN over all ECN-capable flows and hold no PFC, which therefore always comes from link_bins (only the
+    bins that saw a pause are read).
+    """
+
+    table: str
+    resolution_ms: int
+    max_span: timedelta
+    retention: timedelta
+    ect: str
+    ce: str
+    time: str
+    last_seen: str
+
+
+RAW_BINS = TrafficSource("link_bins", 10, timedelta(minutes=15), timedelta(days=7), "roce_ect", "roce_ce",
+                         "toDateTime64(ts, 3)", "ts_last")
+TRAFFIC_SOURCES: tuple[TrafficSource, ...] = (
+    RAW_BINS,
+    TrafficSource("link_stats_1s", 1_000, timedelta(hours=6), timedelta(days=2), "ecn_ect", "ecn_ce",
+                  "toDateTime64(ts, 3)", "toDateTime64(ts, 6) + toIntervalSecond(1)"),
+    TrafficSource("flows_1m", 60_000, timedelta(days=7), timedelta(days=90), "ecn_ect", "ecn_ce",
+                  "toDateTime64(ts, 3)", "toDateTime64(ts, 6) + toIntervalMinute(1)"),
+    TrafficSource("flows_1h", 3_600_000, timedelta(days=3650), timedelta(days=730), "ecn_ect", "ecn_ce",
+                  "toDateTime64(ts, 3)", "toDateTime64(ts, 6) + toIntervalHour(1)"),
+)
+
+TABLES_SQL = """
+SELECT name FROM system.tables WHERE database = currentDatabase() AND name IN {names:Array(String)}
+"""
+
+
+def existing_tables() -> Query:
+    """Which traffic sources this store has (a store migrated before the rollups has only the raw tables)."""
+    return Query(TABLES_SQL, {"names": [source.table for source in TRAFFIC_SOURCES]})
+
+
+def traffic_source(start: datetime, end: datetime, now: datetime, tables: set[str]) -> TrafficSource:
+    """The coarsest-needed source: raw bins for a live window, then the finest rollup that spans the window
+    and still holds its start; raw bins when no rollup qualifies."""
+    span, age = end - start, now - start
+    for source in TRAFFIC_SOURCES:
+        if source.table in tables and span <= source.max_span and age <= source.retention:
+            return source
+    return RAW_BINS
+
+
+_PFC_BINS = f"""
+    SELECT link, direction, sum(pfc_pause) AS pauses
+    FROM link_bins
+    WHERE ts >= {_START} AND ts < {_END} AND pfc_pause > 0
+    GROUP BY link, direction"""
+
+
+def _link_traffic_sql(source: TrafficSource) -> str:
+    pfc = ", sum(pfc_pause) AS pfc_pause" if source is RAW_BINS else ""
+    totals = f"""
+SELECT link, direction, sum(bytes) AS bytes, sum(packets) AS packets, sum({source.ect}) AS roce_ect,
+       sum({source.ce}) AS roce_ce, sum(cnp) AS cnp, min(toDateTime64(ts, 6)) AS first_seen,
+       max({source.last_seen}) AS last_seen{pfc}
+FROM {source.table}
+WHERE ts >= {_START} AND ts < {_END} AND link != ''
+GROUP BY link, direction"""
+    if source is RAW_BINS:
+        return totals
+    return (f"SELECT r.*, p.pauses AS pfc_pause FROM ({totals}\n) AS r\n"
+            f"LEFT JOIN ({_PFC_BINS}\n) AS p USING (link, direction)")
+
+
+LINK_TRAFFIC_SQL: dict[str, str] = {source.table: _link_traffic_sql(source) for source in TRAFFIC_SOURCES}
+
+
+def link_traffic(start: datetime, end: datetime, source: TrafficSource = RAW_BINS) -> Query:
+    """Per link and direction over the window: bytes, packets, ECN, CNP, PFC and when traffic was first and
+    last seen."""
+    return Query(LINK_TRAFFIC_SQL[source.table], _window(start, end))
+
+
+_ERRORS = "in_errors + out_errors + fcs_errors + in_discards + out_discards"
+LINK_COUNTERS_SQL = f"""
+SELECT link, sum(errors) AS errors, min(up) AS oper_up
+FROM (
+    SELECT link, device, ifname, max({_ERRORS}) - min({_ERRORS}) AS errors, argMax(oper_up, ts) AS up
+    FROM counters
+    WHERE ts >= {_START} AND ts < {_END} AND link != ''
+    GROUP BY link, device, ifname
+)
+GROUP BY link
+"""
+
+
+def link_counters(start: datetime, end: datetime) -> Query:
+    """Per link: errors and discards counted in the window at either end, and whether both ends report up."""
+    return Query(LINK_COUNTERS_SQL, _window(start, end))
+
+
+LINK_EVENTS_SQL = f"""
+SELECT link,
+       maxIfOrNull(ts, kind IN ('fast_recovery', 'link_down')) AS last_down,
+       maxIfOrNull(ts, kind = 'link_up') AS last_up,
+       countIf(kind IN ('congestion', 'pfc_storm') AND ts_end >= {_START}) AS congestion_events
+FROM events
+WHERE ts >= {{lookback:DateTime64(6, 'UTC')}} AND ts < {_END} AND link != ''
+GROUP BY link
+"""
+
+
+def link_events(start: datetime, end: datetime) -> Query:
+    """Per link: the last failure and recovery (a day back, so a link that died before the window stays
+    down) and the congestion events in the window."""
+    return Query(LINK_EVENTS_SQL, {**_window(start, end), "lookback": time_parameter(start - EVENT_LOOKBACK)})
+
+
+LEAF_HOSTS_SQL = f"""
+SELECT leaf, uniq(if(direction = 'down', dst_ip, src_ip)) AS hosts
+FROM flows
+WHERE ts_start >= {_START} AND ts_start < {_END} AND direction IN ('up', 'down')
+GROUP BY leaf
+"""
+
+
+def leaf_hosts(start: datetime, end: datetime) -> Query:
+    """Per leaf, the hosts behind it that sent or received in the window (the map summarises them)."""
+    return Query(LEAF_HOSTS_SQL, _window(start, end))
+
+
+_PFC_SERIES = f"""
+    SELECT toStartOfInterval(toDateTime64(ts, 3), toIntervalMillisecond({{step_ms:UInt32}})) AS t, link, direction,
+           sum(pfc_pause) AS pauses
+    FROM link_bins
+    WHERE ts >= {_START} AND ts < {_END} AND pfc_pause > 0
+    GROUP BY t, link, direction"""
+
+
+def _congestion_series_sql(source: TrafficSource) -> str:
+    pfc = ", sum(pfc_pause) AS pfc_pause" if source is RAW_BINS else ""
+    series = f"""
+SELECT toStartOfInterval({source.time}, toIntervalMillisecond({{step_ms:UInt32}})) AS t, link, direction,
+       sum({source.ect}) AS roce_ect, sum({source.ce}) AS roce_ce, sum(cnp) AS cnp{pfc}
+FROM {source.table}
+WHERE ts >= {_START} AND ts < {_END} AND link != '' AND ({{link:String}} = '' OR link = {{link:String}})
+GROUP BY t, link, direction"""
+    if source is not RAW_BINS:
+        series = (f"SELECT r.*, p.pauses AS pfc_pause FROM ({series}\n) AS r\n"
+                  f"LEFT JOIN ({_PFC_SERIES}\n) AS p USING (t, link, direction)")
+    return f"SELECT * FROM ({series}\n)\nWHERE roce_ect + cnp + pfc_pause > 0\nORDER BY t, link, direction\n"
+
+
+CONGESTION_SERIES_SQL: dict[str, str] = {source.table: _congestion_series_sql(source) for source in TRAFFIC_SOURCES}
+
+
+def congestion_series(start: datetime, end: datetime, link: str, source: TrafficSource = RAW_BINS) -> Query:
+    """ECN, CNP and PFC per link direction in round buckets (`step_ms`, never finer than the source)."""
+    step = max(bucket_ms(start, end), source.resolution_ms)
+    return Query(CONGESTION_SERIES_SQL[source.table], {**_window(start, end), "step_ms": step, "link": link})
+
+
+ITERATIONS_SQL = f"""
+SELECT job, worst_ts AS ts, worst_iteration AS iteration, worst_ms AS allreduce_ms, iterations
+FROM (
+    SELECT job, argMax(ts, allreduce_ms) AS worst_ts, argMax(iteration, allreduce_ms) AS worst_iteration,
+           max(allreduce_ms) AS worst_ms, count() AS iterations
+    FROM iterations
+    WHERE ts >= {_START} AND ts < {_END}
+      AND ({{job:String}} = '' OR job = {{job:String}})
+      AND ({{link:String}} = '' OR has(links, {{link:String}}))
+    GROUP BY job, toStartOfInterval(ts, toIntervalMillisecond({{step_ms:UInt32}}))
+)
+ORDER BY job, ts
+"""
+
+
+def iterations(start: datetime, end: datetime, job: str, link: str) -> Query:
+    """Each job's slowest iteration per bucket (every iteration when buckets are finer than the period), so
+    a slowdown is never averaged away."""
+    return Query(ITERATIONS_SQL, {**_window(start, end), "step_ms": bucket_ms(start, end, 2 * MAX_POINTS),
+                                  "job": job, "link": link})
+
+
+SLOWDOWNS_SQL = f"""
+SELECT job, ts, ts_end, summary, value, details
+FROM events
+WHERE kind = 'collective_slowdown' AND ts < {_END} AND ts_end >= {_START}
+  AND ({{job:String}} = '' OR job = {{job:String}})
+ORDER BY ts
+LIMIT {EVENT_ROWS}
+"""
+
+
+def slowdowns(start: datetime, end: datetime, job: str) -> Query:
+    return Query(SLOWDOWNS_SQL, {**_window(start, end), "job": job})
+
+
+CONGESTION_EVENTS_SQL = f"""
+SELECT ts, ts_end, kind, severity, link, direction, job, value, summary, details
+FROM events
+WHERE kind IN ('congestion', 'pfc_storm') AND ts < {_END} AND ts_end >= {_START}
+  AND ({{link:String}} = '' OR link = {{link:String}})
+  AND ({{job:String}} = '' OR job = {{job:String}} OR position(details, {{job:String}}) > 0)
+ORDER BY ts DESC
+LIMIT {EVENT_ROWS}
+"""
+
+
+def congestion_events(start: datetime, end: datetime, link: str, job: str) -> Query:
+    """Congestion and PFC-storm episodes with the link, direction and jobs they hit."""
+    return Query(CONGESTION_EVENTS_SQL, {**_window(start, end), "link": link, "job": job})
+
+
+RECOVERY_EVENTS_SQL = f"""
+SELECT ts, ts_end, link, direction, device, severity, convergence_ms, local_convergence_ms,
+       remote_convergence_ms, flows_affected, flows_recovered, packets_lost, summary
+FROM events
+WHERE kind = 'fast_recovery' AND ts >= {_START} AND ts < {_END}
+  AND ({{link:String}} = '' OR link = {{link:String}})
+ORDER BY ts DESC
+LIMIT {EVENT_ROWS}
+"""
+
+
+def recovery_events(start: datetime, end: datetime, link: str) -> Query:
+    """Link failures with their local/remote convergence, flows affected/recovered and packets lost."""
+    return Query(RECOVERY_EVENTS_SQL, {**_window(start, end), "link": link})
+
+
+RECOVERY_EVENT_SQL = """
+SELECT ts, link, convergence_ms, local_convergence_ms, remote_convergence_ms
+FROM events
+WHERE kind = 'fast_recovery' AND link = {link:String} AND ts = {at:DateTime64(6, 'UTC')}
+LIMIT 1
+"""
+
+
+def recovery_event(link: str, at: datetime) -> Query:
+    """One failure, by the (link, time) the URL names."""
+    return Query(RECOVERY_EVENT_SQL, {"link": link, "at": time_parameter(at)})
+
+
+_FLOW_KEY = "src_ip, dst_ip, src_port, dst_port, proto, roce_qp"
+RECOVERY_FLOWS_SQL = f"""
+SELECT concat({SRC_IP}, ':', toString(src_port), ' → ', {DST_IP}, ':', toString(dst_port),
+              if(roce_qp > 0, concat(' qp ', toString(roce_qp)), '')) AS flow,
+       link, direction, ts_start, ts_end, packets, psn_first, psn_last
+FROM flows
+WHERE ts_start >= {{from:DateTime64(6, 'UTC')}} AND ts_start <= {{to:DateTime64(6, 'UTC')}}
+  AND ({_FLOW_KEY}) IN (
+      SELECT {_FLOW_KEY}
+      FROM flows
+      WHERE link = {{link:String}} AND ts_start >= {{from:DateTime64(6, 'UTC')}}
+        AND ts_start <= {{at:DateTime64(6, 'UTC')}} AND ts_end >= {{recent:DateTime64(6, 'UTC')}}
+      ORDER BY packets DESC
+      LIMIT {{max_flows:UInt32}}
+  )
+ORDER BY flow, ts_start
+"""
+
+
+def recovery_flows(link: str, at: datetime, convergence_ms: float | None) -> Query:
+    """The rows, on every link, of the flows that had packets on `link` in the 10 ms before it failed."""
+    after = max(RECOVERY_ROWS_AFTER, timedelta(milliseconds=3 * (convergence_ms or 0.0)))
+    return Query(RECOVERY_FLOWS_SQL, {
+        "link": link,
+        "at": time_parameter(at),
+        "recent": time_parameter(at - AFFECTED_LOOKBACK),
+        "from": time_parameter(at - RECOVERY_ROWS_BEFORE),
+        "to": time_parameter(at + after),
+        "max_flows": RECOVERY_MAX_FLOWS,
+    })
+
+
+@dataclass(frozen=True, slots=True)
+class FlowFilter:
+    """The flow explorer's filters; '' (or NO_PORT) means any."""
+
+    link: str = ""
+    app: str = ""
+    traffic_class: str = ""
+    job: str = ""
+    host: str = ""
+    port: int = NO_PORT
+
+    def parameters(self, start: datetime, end: datetime) -> dict[str, Any]:
+        return {**_window(start, end), "link": self.link, "app": self.app, "traffic_class": self.traffic_class,
+                "job": self.job, "host": self.host, "port": self.port}
+
+
+FLOW_WHERE = f"""
+WHERE ts_start >= {_START} AND ts_start < {_END}
+  AND ({{link:String}} = '' OR link = {{link:String}})
+  AND ({{app:String}} = '' OR app = {{app:String}})
+  AND ({{traffic_class:String}} = '' OR traffic_class = {{traffic_class:String}})
+  AND ({{job:String}} = '' OR job = {{job:String}})
+  AND ({{host:String}} = '' OR src_ip = toIPv6OrDefault({{host:String}}) OR dst_ip = toIPv6OrDefault({{host:String}}))
+  AND ({{port:Int32}} < 0 OR src_port = {{port:Int32}} OR dst_port = {{port:Int32}})
+"""
+
+TOP_TALKERS_SQL = f"""
+SELECT {SRC_IP} AS src, {DST_IP} AS dst, sum(bytes) AS bytes, sum(packets) AS packets
+FROM flows
+{FLOW_WHERE}
+GROUP BY src_ip, dst_ip
+ORDER BY bytes DESC
+LIMIT {TOP_TALKERS}
+"""
+
+
+def top_talkers(start: datetime, end: datetime, flow_filter: FlowFilter) -> Query:
+    return Query(TOP_TALKERS_SQL, flow_filter.parameters(start, end))
+
+
+TRAFFIC_MIX_SQL = f"""
+SELECT app, traffic_class, sum(bytes) AS bytes, sum(packets) AS packets, count() AS rows
+FROM flows
+{FLOW_WHERE}
+GROUP BY app, traffic_class
+ORDER BY bytes DESC
+"""
+
+
+def traffic_mix(start: datetime, end: datetime, flow_filter: FlowFilter) -> Query:
+    return Query(TRAFFIC_MIX_SQL, flow_filter.parameters(start, end))
+
+
+FLOW_TABLE_SQL = f"""
+SELECT min(ts_start) AS first, max(ts_end) AS last, link, direction, {SRC_IP} AS src, src_port,
+       {DST_IP} AS dst, dst_port, proto, roce_qp, any(app) AS app, any(traffic_class) AS traffic_class,
+       any(job) AS job, sum(packets) AS packets, sum(bytes) AS bytes, sum(ecn_ce) AS ecn_ce, sum(cnp) AS cnp,
+       sum(psn_gaps) AS psn_gaps
+FROM (SELECT * FROM flows {FLOW_WHERE})
+GROUP BY link, direction, src_ip, src_port, dst_ip, dst_port, proto, roce_qp
+ORDER BY bytes DESC
+LIMIT {TABLE_ROWS}
+"""
+
+
+def flow_table(start: datetime, end: datetime, flow_filter: FlowFilter) -> Query:
+    """The heaviest flows of the window, one row per flow key and link."""
+    return Query(FLOW_TABLE_SQL, flow_filter.parameters(start, end))

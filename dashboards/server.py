@@ -1,0 +1,85 @@
+"""Serving the Dash app: a threaded WSGI server that binds on start() and stops on stop().
+
+Binding is where the user learns that a port is taken or that another address needs --auth, so both
+become one-line InputErrors here instead of tracebacks from deep in the server.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import threading
+
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from pipeline.errors import InputError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8050
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(host: str, has_auth: bool) -> None:
+    """Anything but loopback serves the fabric's traffic to the network: only behind a login."""
+    if not is_loopback(host) and not has_auth:
+        raise InputError("--host", f"binding {host} exposes the dashboard beyond this machine; "
+                         "give --auth FILE (users or tokens) or bind 127.0.0.1")
+
+
+class DashboardServer:
+    """The dashboard's HTTP server; the constructor binds nothing."""
+
+    def __init__(self, wsgi_app: object, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+        self.wsgi_app = wsgi_app
+        self.host = host
+        self.port = port
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def bind(self) -> None:
+        try:
+            self._server = make_server(self.host, self.port, self.wsgi_app, threaded=True)  # type: ignore[arg-type]
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise InputError("--port", f"port {self.port} on {self.host} is already in use; "
+                                 "choose another --port") from None
+            raise InputError("--host", f"cannot listen on {self.host}:{self.port}: {exc.strerror}") from None
+        self.port = self._server.server_port
+
+    def start(self) -> DashboardServer:
+        """Bind and serve in a background thread (tests, the demo)."""
+        self.bind()
+        assert self._server is not None
+        self._thread = threading.Thread(target=self._server.serve_forever, name="dashboard", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until interrupted (the `dashboard` command), binding first if needed."""
+        if self._server is None:
+            self.bind()
+        assert self._server is not None
+        try:
+            self._server.serve_forever()
+        finally:
+            self._server.server_close()
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+            self._server.server_close()
+        self._server = self._thread = None

@@ -1,0 +1,205 @@
+"""The view's state, kept in the URL so a view can be shared: parsing never fails, it drops what it cannot trust.
+
+Every field is validated here, before anything reaches a query: links against the topology, labels against
+their tuples, addresses through `ipaddress`, times through ISO parsing with a bounded span. Whatever does not
+validate is replaced by the default, so a hostile or garbled URL gives the default view, never an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl, urlencode
+
+from pipeline.labels import APPS, TRAFFIC_CLASSES
+
+RANGES: dict[str, timedelta] = {
+    "1m": timedelta(minutes=1),
+    "5m": timedelta(minutes=5),
+    "15m": timedelta(minutes=15),
+    "1h": timedelta(hours=1),
+    "6h": timedelta(hours=6),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
+DEFAULT_RANGE = "5m"
+MAX_SPAN = timedelta(days=31)
+MIN_SPAN = timedelta(milliseconds=10)
+HEATMAP_METRICS: dict[str, str] = {
+    "util": "utilisation (% of link speed, busiest direction)",
+    "share": "uplink share (% of the leaf's bytes through each spine)",
+    "ce": "ECN-CE ratio (CE / ECN-capable RoCE packets)",
+    "pfc": "PFC pause frames",
+}
+DEFAULT_METRIC = "util"
+MAX_TEXT = 64
+MAX_QUERY_STRING = 2048
+EVENT_SEPARATOR = "@"
+
+
+@dataclass(frozen=True, slots=True)
+class ViewState:
+    """What the page shows; every field already validated."""
+
+    live: bool = True
+    range: str = DEFAULT_RANGE
+    start: datetime | None = None
+    end: datetime | None = None
+    link: str = ""
+    metric: str = DEFAULT_METRIC
+    app: str = ""
+    traffic_class: str = ""
+    job: str = ""
+    host: str = ""
+    port: int | None = None
+    event: str = ""
+
+    def event_key(self) -> tuple[str, datetime] | None:
+        """(link, failure time) of the selected fast-recovery event, if any."""
+        return parse_event(self.event)
+
+
+def event_token(link: str, ts: datetime) -> str:
+    """The URL form of one fast-recovery event: `<link>@<ISO time with µs>`."""
+    return f"{link}{EVENT_SEPARATOR}{_as_utc(ts).isoformat(timespec='microseconds')}"
+
+
+def parse_event(token: str) -> tuple[str, datetime] | None:
+    link, sep, when = token.rpartition(EVENT_SEPARATOR)
+    ts = parse_time(when) if sep else None
+    return (link, ts) if link and ts is not None else None
+
+
+def parse_time(text: str) -> datetime | None:
+    """An ISO-8601 time as aware UTC, or None when it is not one (or absurdly far from today)."""
+    if not isinstance(text, str) or len(text) > MAX_TEXT:
+        return None
+    try:
+        value = _as_utc(datetime.fromisoformat(text.strip().replace("Z", "+00:00")))
+    except ValueError:
+        return None
+    return value if 1970 <= value.year <= 2200 else None
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _text(value: object) -> str:
+    """Free text from the user, bounded and stripped of control characters; still only ever a bound parameter."""
+    if not isinstance(value, str):
+        return ""
+    return "".join(ch for ch in value if ch.isprintable()).strip()[:MAX_TEXT]
+
+
+def _choice(value: object, allowed: Iterable[str], default: str = "") -> str:
+    return value if isinstance(value, str) and value in set(allowed) else default
+
+
+def _host(value: object) -> str:
+    text = _text(value)
+    try:
+        return str(ipaddress.ip_address(text)) if text else ""
+    except ValueError:
+        return ""
+
+
+def _port(value: object) -> int | None:
+    text = _text(value) if not isinstance(value, int) else str(value)
+    return int(text) if text.isdigit() and len(text) <= 5 and int(text) <= 65535 else None
+
+
+def _flag(value: object, default: bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = _text(value).lower()
+    if text in {"1", "true", "on", "yes"}:
+        return True
+    if text in {"0", "false", "off", "no"}:
+        return False
+    return default
+
+
+def build_state(values: dict[str, object], link_ids: Iterable[str], *, live: bool = True) -> ViewState:
+    """A ViewState from untrusted values (URL parameters or control values), each checked on its own;
+    `live` is the mode when the values do not say."""
+    links = set(link_ids)
+    start, end = parse_time(str(values.get("from", ""))), parse_time(str(values.get("to", "")))
+    if start is None or end is None or not MIN_SPAN <= end - start <= MAX_SPAN:
+        start = end = None
+    event = _text(values.get("event"))
+    key = parse_event(event)
+    return ViewState(
+        live=_flag(values.get("live"), live) if start is None else False,
+        range=_choice(values.get("range"), RANGES, DEFAULT_RANGE),
+        start=start,
+        end=end,
+        link=_choice(values.get("link"), links),
+        metric=_choice(values.get("metric"), HEATMAP_METRICS, DEFAULT_METRIC),
+        app=_choice(values.get("app"), APPS),
+        traffic_class=_choice(values.get("class"), TRAFFIC_CLASSES),
+        job=_text(values.get("job")),
+        host=_host(values.get("host")),
+        port=_port(values.get("port")),
+        event=event_token(*key) if key is not None and key[0] in links else "",
+    )
+
+
+def from_query_string(search: str | None, link_ids: Iterable[str], *, live: bool = True) -> ViewState:
+    """Parse `location.search` (with or without the leading '?'); anything unusable falls back to defaults."""
+    text = (search or "")[:MAX_QUERY_STRING].lstrip("?")
+    values: dict[str, object] = {}
+    for key, value in parse_qsl(text, keep_blank_values=False):
+        values.setdefault(key, value)
+    return build_state(values, link_ids, live=live)
+
+
+def to_query_string(state: ViewState) -> str:
+    """`?...` holding the mode and the fields that differ from the default view, in a stable order."""
+    default = ViewState()
+    pairs: list[tuple[str, str]] = []
+    names = {"traffic_class": "class", "start": "from", "end": "to"}
+    for field in dataclasses.fields(ViewState):
+        value = getattr(state, field.name)
+        if field.name != "live" and value == getattr(default, field.name):
+            continue
+        if isinstance(value, datetime):
+            text = value.isoformat(timespec="microseconds")
+        elif isinstance(value, bool):
+            text = "1" if value else "0"
+        else:
+            text = str(value)
+        pairs.append((names.get(field.name, field.name), text))
+    return f"?{urlencode(pairs)}" if pairs else ""
+
+
+def window(state: ViewState, latest: datetime | None, now: datetime) -> tuple[datetime, datetime]:
+    """The [start, end) the page shows: an explicit history range, else the chosen range ending at the newest data.
+
+    Ending at the newest data rather than at the wall clock keeps a replayed capture (or a paused pipeline)
+    on screen; in a live fabric the two are the same within the export interval.
+    """
+    if state.start is not None and state.end is not None:
+        return state.start, state.end
+    end = _as_utc(latest) + timedelta(microseconds=1) if latest is not None else _as_utc(now)
+    return end - RANGES[state.range], end
+
+
+def window_payload(state: ViewState, start: datetime, end: datetime) -> dict[str, str]:
+    """What the window store hands the sections: the canonical state and the resolved times."""
+    return {"search": to_query_string(state), "start": start.isoformat(timespec="microseconds"),
+            "end": end.isoformat(timespec="microseconds")}
+
+
+def read_window(data: object, link_ids: Iterable[str]) -> tuple[ViewState, datetime, datetime] | None:
+    """The sections' inputs back from the browser, validated again (a client can send anything)."""
+    if not isinstance(data, dict):
+        return None
+    start, end = parse_time(str(data.get("start", ""))), parse_time(str(data.get("end", "")))
+    if start is None or end is None or not MIN_SPAN <= end - start <= MAX_SPAN:
+        return None
+    return from_query_string(str(data.get("search", "")), link_ids), start, end

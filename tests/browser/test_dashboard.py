@@ -1,0 +1,151 @@
+"""The real dashboard in headless Chromium on a store holding a link-failure minute of the sample fabric.
+
+One test drives the page as an engineer would (map, failure, click a link, flows filtered) and saves a
+screenshot of every view under test-artifacts/dashboard/; another opens a hostile URL.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from dashboard_fabric import BACKUP_LINK, FAILED_LINK, REMOTE_MS, Fabric, fill, topology
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from dashboards.app import dashboard_server
+from pipeline.store import Store
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
+WAIT_S = 60
+VIEWS = ("fabric", "ecmp", "congestion", "recovery", "flows")
+
+
+@pytest.fixture
+def dashboard(store: Store) -> Iterator[tuple[str, Fabric]]:
+    fabric = fill(store)
+    server = dashboard_server(store, topology(), host="127.0.0.1", port=0).start()
+    yield server.url, fabric
+    server.stop()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    if not (Path(CHROMIUM).exists() and shutil.which(CHROMEDRIVER)):
+        pytest.skip("Debian chromium and chromium-driver are not installed")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1600,1200"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def _graph_data(driver: webdriver.Chrome, graph_id: str) -> list[dict[str, Any]]:
+    return driver.execute_script(
+        "const gd = document.querySelector(arguments[0] + ' .js-plotly-plot');"
+        "return gd && gd.data ? gd.data.map(t => ({name: t.name, meta: t.meta || null, text: t.text || null,"
+        " customdata: t.customdata ? Array.from(t.customdata) : null})) : [];",
+        f"#{graph_id}",
+    )
+
+
+def _map_links(driver: webdriver.Chrome) -> dict[str, str]:
+    return {t["meta"]["link"]: t["meta"]["status"] for t in _graph_data(driver, "fabric-map") if t["meta"]}
+
+
+def _column(driver: webdriver.Chrome, table_id: str, column: str) -> list[str]:
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0])).map(cell => cell.textContent);",
+        f"#{table_id} td[data-dash-column='{column}']",
+    )
+
+
+def _severe_logs(driver: webdriver.Chrome) -> list[str]:
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def _click_link(driver: webdriver.Chrome, link: str) -> None:
+    """Click the link's label marker on the map with the mouse, as a person would."""
+    point = driver.execute_script(
+        "const gd = document.querySelector('#fabric-map .js-plotly-plot');"
+        "const index = gd.data.findIndex(t => t.name === 'links');"
+        "const position = Array.from(gd.data[index].customdata).indexOf(arguments[0]);"
+        "return gd.querySelectorAll('.scatterlayer .trace')[index].querySelectorAll('.point')[position];",
+        link,
+    )
+    ActionChains(driver).move_to_element(point).pause(0.3).click().perform()
+
+
+def test_map_failure_and_a_clicked_link_filtering_the_flows(
+    dashboard: tuple[str, Fabric], browser: webdriver.Chrome
+) -> None:
+    url, _ = dashboard
+    browser.get(f"{url}/?range=5m")
+    wait = WebDriverWait(browser, WAIT_S)
+    wait.until(lambda d: len(_map_links(d)) == len(topology().links))
+    links = _map_links(browser)
+    assert set(links) == set(topology().link_ids())
+    assert links[FAILED_LINK] == "down"
+    assert links[BACKUP_LINK] != "down"
+
+    wait.until(lambda d: FAILED_LINK in _column(d, "recovery-table", "link"))
+    assert _column(browser, "recovery-table", "convergence_ms") == [str(REMOTE_MS)]
+    timeline = [t for t in _graph_data(browser, "recovery-timeline") if t["name"] == "convergence"]
+    assert timeline[0]["text"] == [f"{FAILED_LINK} {REMOTE_MS:.3f} ms"]
+    wait.until(lambda d: any(t["name"] == f"on {BACKUP_LINK}" for t in _graph_data(d, "recovery-flows")))
+    flow_traces = {t["name"] for t in _graph_data(browser, "recovery-flows")}
+    assert {f"on {FAILED_LINK}", f"on {BACKUP_LINK}"} <= flow_traces
+
+    wait.until(lambda d: len(set(_column(d, "flow-table", "link"))) > 1)
+    _click_link(browser, "leaf3-spine1")
+    wait.until(lambda d: parse_qs(urlparse(d.current_url).query).get("link") == ["leaf3-spine1"])
+    wait.until(lambda d: set(_column(d, "flow-table", "link")) == {"leaf3-spine1"})
+    assert "leaf3-spine1" in browser.find_element(By.ID, "flow-query").get_attribute("textContent")
+
+    _click_link(browser, "leaf3-spine1")
+    wait.until(lambda d: "link" not in parse_qs(urlparse(d.current_url).query))
+    wait.until(lambda d: len(set(_column(d, "flow-table", "link"))) > 1)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    ActionChains(browser).move_to_element(browser.find_element(By.TAG_NAME, "h2")).perform()
+    for view in VIEWS:
+        section = browser.find_element(By.ID, view)
+        browser.execute_script("arguments[0].scrollIntoView(); window.scrollBy(0, -80);", section)
+        section.screenshot(str(ARTIFACTS / f"{view}.png"))
+    browser.save_screenshot(str(ARTIFACTS / "page.png"))
+    assert _severe_logs(browser) == []
+
+
+def test_a_hostile_url_gives_the_default_view_and_touches_nothing(
+    dashboard: tuple[str, Fabric], browser: webdriver.Chrome, store: Store
+) -> None:
+    url, _ = dashboard
+    flows_before = store.query("SELECT count() FROM flows").rows
+    hostile = ("link=%27%3B%20DROP%20TABLE%20flows%3B--&from=1970-01-01&to=2999-12-31T00%3A00%3A00&range=9999y"
+               "&host=10.0.1.1%27%20OR%20%271%27%3D%271&port=99999999&app=%3Cscript%3Ealert(1)%3C%2Fscript%3E"
+               "&event=leaf1-spine1%40not-a-time&class=%00&job=x%27%29%20UNION%20SELECT%201--&metric=../../etc")
+    browser.get(f"{url}/?{hostile}")
+    wait = WebDriverWait(browser, WAIT_S)
+    wait.until(lambda d: len(_map_links(d)) == len(topology().links))
+    wait.until(lambda d: "job=" in urlparse(d.current_url).query)
+    query = parse_qs(urlparse(browser.current_url).query)
+    assert set(query) == {"live", "job"}
+    assert query["job"] == ["x') UNION SELECT 1--"]
+    statuses = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".status")]
+    assert all(text == "" for text in statuses)
+    assert store.query("SELECT count() FROM flows").rows == flows_before
+    assert _severe_logs(browser) == []
