@@ -268,17 +268,30 @@ class AppTraffic:
             payload = np.repeat([s.tcp_payload for s in steps], sizes).astype(np.int64)
             keep = t < ctx.scenario.end_ns
             t, flow, template, payload = t[keep], flow[keep], template[keep], payload[keep]
-            ctx.emissions.add(t, flow, template, seq=_tcp_sequence(ctx, t, flow, payload))
+            seq, ack = _tcp_numbers(ctx, t, flow, payload)
+            ctx.emissions.add(t, flow, template, seq=seq, ack=ack)
 
 
-def _tcp_sequence(ctx: Context, t: np.ndarray, flow: np.ndarray, payload: np.ndarray) -> np.ndarray:
-    """Each TCP flow's sequence numbers: a random start plus the payload bytes sent before, in time order."""
+def _tcp_numbers(ctx: Context, t: np.ndarray, flow: np.ndarray,
+                 payload: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """TCP sequence numbers (a random start plus the payload bytes sent before, in time order) and
+    acknowledgments (the peer's start plus what the peer sent before) of a two-way conversation."""
     seq = np.full(len(t), -1, dtype=np.int64)
-    for flow_id in np.unique(flow):
+    ack = np.full(len(t), -1, dtype=np.int64)
+    sides = [int(flow_id) for flow_id in np.unique(flow[payload >= 0])]
+    streams = {}
+    for flow_id in sides:
         rows = np.flatnonzero((flow == flow_id) & (payload >= 0))
-        if len(rows) == 0:
-            continue
         rows = rows[np.argsort(t[rows], kind="stable")]
-        sent = np.cumsum(payload[rows]) - payload[rows]
-        seq[rows] = (int(ctx.rng.integers(0, 2**32)) + sent) % (1 << 32)
-    return seq
+        start = int(ctx.rng.integers(0, 2**32))
+        sent = np.cumsum(payload[rows])
+        seq[rows] = (start + sent - payload[rows]) % (1 << 32)
+        streams[flow_id] = (rows, start, sent)
+    if len(sides) == 2:
+        for mine, peer in (sides, sides[::-1]):
+            rows, _, _ = streams[mine]
+            peer_rows, peer_start, peer_sent = streams[peer]
+            before = np.searchsorted(t[peer_rows], t[rows], side="left")
+            received = np.where(before > 0, peer_sent[np.maximum(before - 1, 0)], 0)
+            ack[rows] = (peer_start + received) % (1 << 32)
+    return seq, ack

@@ -18,6 +18,7 @@ class Emissions:
     template: np.ndarray  # int32, index into the TemplateTable
     psn: np.ndarray  # int64, BTH PSN, -1 when not RoCE
     seq: np.ndarray  # int64, TCP sequence number, -1 when not TCP
+    ack: np.ndarray  # int64, TCP acknowledgment number, -1 when not TCP
     iteration: np.ndarray  # int32, all-reduce iteration, -1 when not a job's data
 
     def __len__(self) -> int:
@@ -27,7 +28,7 @@ class Emissions:
         return Emissions(*(column[index] for column in self._columns()))
 
     def _columns(self) -> tuple[np.ndarray, ...]:
-        return (self.t_ns, self.flow, self.template, self.psn, self.seq, self.iteration)
+        return (self.t_ns, self.flow, self.template, self.psn, self.seq, self.ack, self.iteration)
 
     @staticmethod
     def concat(parts: list[Emissions]) -> Emissions:
@@ -49,6 +50,7 @@ class EmissionsBuilder:
         *,
         psn: np.ndarray | None = None,
         seq: np.ndarray | None = None,
+        ack: np.ndarray | None = None,
         iteration: np.ndarray | None = None,
     ) -> None:
         n = len(t_ns)
@@ -64,13 +66,14 @@ class EmissionsBuilder:
             template=column(template, np.int32),
             psn=column(psn, np.int64),
             seq=column(seq, np.int64),
+            ack=column(ack, np.int64),
             iteration=column(iteration, np.int32),
         ))
 
     def build(self) -> Emissions:
         if not self._parts:
             empty = np.zeros(0, dtype=np.int64)
-            return Emissions(empty, empty.astype(np.int32), empty.astype(np.int32), empty, empty,
+            return Emissions(empty, empty.astype(np.int32), empty.astype(np.int32), empty, empty, empty,
                              empty.astype(np.int32))
         emissions = Emissions.concat(self._parts)
         return emissions.take(np.argsort(emissions.t_ns, kind="stable"))

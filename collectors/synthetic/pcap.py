@@ -2,7 +2,7 @@
 leaf (outer IPv4 from its loopback), truncated to the snaplen, in time order.
 
 Vectorised: outer headers are per-link templates patched as columns; inner frames are copied from
-the template table with one gather per chunk, then PSN, TCP sequence, IP id, TTL, ECN and the IPv4
+the template table with one gather per chunk, then PSN, TCP sequence and acknowledgment, IP id, TTL, ECN and the IPv4
 checksum are patched in place.
 """
 
@@ -143,6 +143,7 @@ class PcapWriter:
         hop = records.hop.astype(np.int64)
         self._field(buf, inner, captured, t.psn_off[template], emissions.psn[packet], 3)
         self._field(buf, inner, captured, t.seq_off[template], emissions.seq[packet], 4)
+        self._field(buf, inner, captured, t.seq_off[template] + 4, emissions.ack[packet], 4)
         ip = inner + t.ip_off[template]
         v6 = np.flatnonzero(t.ip_version[template] == 6)
         buf[ip[v6] + 7] -= hop[v6].astype(np.uint8)
