@@ -6,7 +6,9 @@ continued elsewhere, or its oper-down time from counters, whichever is first. Af
 packets on L in the `window_ms` before `ts` (the flow table's `ts_tail` column: time of the flow's
 3rd-to-last packet on the link). An `up` flow recovers at its first packet on another uplink of A, a
 `down` flow at its first packet on another downlink into A; both times come from row `ts_start`,
-so precision is the packet timestamps', not the export interval's.
+so precision is the packet timestamps', not the export interval's. Packets lost are the PSNs skipped
+by RoCE data flows (rows with WRITE, READ or SEND packets); an ACK carries the PSN it acknowledges,
+so an ACK flow skips PSNs by coalescing, not by loss, and is left out.
 
 "Falls silent" is decided on rows, robustly to how the flow table cuts them: no row of L ends after
 its last packet T while the watermark (latest row end seen minus `lateness_ms`) has passed T +
@@ -21,12 +23,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.detect.events import Batch, Event, make_event, ms_to_us, times_us
-from pipeline.detect.flowkey import describe, flow_keys, is_roce
+from pipeline.detect.flowkey import describe, flow_keys
 
 PSN_MODULO = 1 << 24
 DIRECTIONS = ("up", "down")
 _COLUMNS = ("link", "leaf", "spine", "direction", "key", "ts_start", "ts_end", "ts_tail", "psn_first",
-            "psn_last", "roce")
+            "psn_last", "data")
 _DETAIL_FLOWS = 100
 
 
@@ -52,7 +54,7 @@ class _Failure:
     keys: np.ndarray
     directions: np.ndarray
     psn_last: np.ndarray
-    roce: np.ndarray
+    data: np.ndarray
     recovered_at: np.ndarray = field(init=False)
     new_link: np.ndarray = field(init=False)
     psn_first: np.ndarray = field(init=False)
@@ -107,7 +109,7 @@ class FastRecoveryDetector:
                 "ts_tail": times_us(flows["ts_tail"][keep]),
                 "psn_first": flows["psn_first"][keep].astype(np.int64),
                 "psn_last": flows["psn_last"][keep].astype(np.int64),
-                "roce": is_roce({name: column[keep] for name, column in flows.items()}),
+                "data": (flows["roce_write"][keep] + flows["roce_read"][keep] + flows["roce_send"][keep]) > 0,
             }
             self._rows = chunk if self._rows is None else {c: np.concatenate([self._rows[c], chunk[c]])
                                                            for c in _COLUMNS}
@@ -180,7 +182,7 @@ class FastRecoveryDetector:
         return _Failure(
             link=link, leaf=str(rows["leaf"][first]), spine=str(rows["spine"][first]), ts=ts, trigger=trigger,
             keys=rows["key"][chosen], directions=rows["direction"][chosen], psn_last=rows["psn_last"][chosen],
-            roce=rows["roce"][chosen],
+            data=rows["data"][chosen],
         )
 
     def _recover(self, failure: _Failure) -> None:
@@ -236,11 +238,11 @@ class FastRecoveryDetector:
         present = [v for v in converged.values() if v is not None]
         convergence = max(present) if present else None
         lost = psn_skipped(failure.psn_last, failure.psn_first)
-        lost = np.where(recovered & failure.roce, lost, 0)
+        lost = np.where(recovered & failure.data, lost, 0)
         flows = [{"flow": describe(failure.keys[i]), "direction": str(failure.directions[i]),
                   "new_link": str(failure.new_link[i]) or None,
                   "convergence_ms": float(delay_ms[i]) if recovered[i] else None,
-                  "packets_lost": int(lost[i]) if recovered[i] and failure.roce[i] else None}
+                  "packets_lost": int(lost[i]) if recovered[i] and failure.data[i] else None}
                  for i in np.argsort(-np.where(recovered, delay_ms, np.inf))[:_DETAIL_FLOWS]]
         affected, back = len(failure.keys), int(recovered.sum())
         ts_end = int(failure.recovered_at[recovered].max()) if back else failure.ts

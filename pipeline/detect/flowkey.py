@@ -17,7 +17,6 @@ FLOW_KEY = np.dtype([
     ("src_ip", "S16"), ("dst_ip", "S16"), ("src_port", "<u2"), ("dst_port", "<u2"), ("proto", "u1"),
     ("vlan", "<u2"), ("vni", "<u4"), ("roce_qp", "<u4"),
 ])
-ROCE_PORT = 4791
 
 
 def flow_keys(batch: Batch) -> np.ndarray:
@@ -27,11 +26,6 @@ def flow_keys(batch: Batch) -> np.ndarray:
     for name in FLOW_KEY.names or ():
         keys[name] = batch[name]
     return keys.view(f"V{FLOW_KEY.itemsize}")
-
-
-def is_roce(batch: Batch) -> np.ndarray:
-    """RoCEv2 rows: UDP to port 4791 or a BTH destination QP."""
-    return ((batch["proto"] == 17) & (batch["dst_port"] == ROCE_PORT)) | (batch["roce_qp"] != 0)
 
 
 def describe(key: np.void) -> str:

@@ -26,6 +26,7 @@ class Flow:
     src: str
     dst: str
     qp: int
+    acks: bool = False
 
 
 F1 = Flow("10.0.1.1", "10.0.3.1", 101)
@@ -33,6 +34,7 @@ F2 = Flow("10.0.1.2", "10.0.4.1", 102)
 F3 = Flow("10.0.2.1", "10.0.1.3", 103)  # into leaf1 from leaf2
 F4 = Flow("10.0.1.4", "10.0.3.4", 104)
 F5 = Flow("10.0.3.5", "10.0.4.5", 105)
+ACKS = Flow("10.0.1.6", "10.0.2.6", 106, acks=True)  # ACKs of a QP: PSNs jump by coalescing, not loss
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ def batch(rows: list[Row]) -> dict[str, np.ndarray]:
         columns["ts_tail"][i] = np.datetime64(r.tail, "us")
         columns["psn_first"][i], columns["psn_last"][i] = r.psn
         columns["packets"][i] = 1000
+        columns["roce_ack" if r.flow.acks else "roce_write"][i] = 1000
     return columns
 
 
@@ -87,6 +90,7 @@ def before_failure() -> list[Row]:
         row(F2, "leaf1-spine1", "up", T0 + 300 * MS + 5, FAIL - 200, psn=(7000, 7300)),
         row(F3, "leaf1-spine1", "down", T0 + 300 * MS + 9, FAIL - 100, psn=(16_777_000, 16_777_200)),
         row(F3, "leaf2-spine1", "up", T0 + 300 * MS + 7, FAIL + 6 * MS, psn=(16_777_000, 16_777_210)),
+        row(ACKS, "leaf1-spine1", "up", T0 + 300 * MS + 3, FAIL - 40, psn=(100, 4000)),
     ]
 
 
@@ -97,6 +101,7 @@ def after_failure(until: int) -> list[Row]:
         row(F2, "leaf1-spine2", "up", FAIL + 900, until, psn=(7328, 9000)),
         row(F3, "leaf2-spine2", "up", FAIL + 6100, until, psn=(16_777_211, 300)),
         row(F3, "leaf1-spine2", "down", FAIL + 6200, until, psn=(16_777_201, 300)),
+        row(ACKS, "leaf1-spine2", "up", FAIL + 1100, until, psn=(4100, 9000)),
     ]
 
 
@@ -118,7 +123,7 @@ def test_failure_measured_exactly_from_rows_split_across_batches() -> None:
     assert event["local_convergence_ms"] == pytest.approx(1.4)
     assert event["remote_convergence_ms"] == pytest.approx(6.2)
     assert event["convergence_ms"] == pytest.approx(6.2)
-    assert (event["flows_affected"], event["flows_recovered"], event["packets_lost"]) == (3, 3, 37)
+    assert (event["flows_affected"], event["flows_recovered"], event["packets_lost"]) == (4, 4, 37)
     assert event["severity"] == "warning"
     details = json.loads(str(event["details"]))
     assert details["trigger"] == "silence" and details["spine"] == "spine1"
@@ -138,7 +143,7 @@ def test_flow_that_never_recovers_is_reported_after_the_timeout() -> None:
     assert detector.update(batch([*before_failure(), stuck, *after_failure(FAIL + 1500 * MS)])) == []
     keep_going = [row(F1, "leaf1-spine2", "up", FAIL + 1500 * MS + 1, FAIL + 3100 * MS)]
     event = only(detector.update(batch(keep_going)))
-    assert (event["flows_affected"], event["flows_recovered"], event["packets_lost"]) == (4, 3, 37)
+    assert (event["flows_affected"], event["flows_recovered"], event["packets_lost"]) == (5, 4, 37)
     assert event["local_convergence_ms"] == pytest.approx(1.4)
     assert event["severity"] == "critical"
     unrecovered = [f for f in json.loads(str(event["details"]))["flows"] if f["new_link"] is None]
