@@ -1,6 +1,6 @@
 """Scenario generator throughput: ~1M mirrored packets of a dense all-reduce fabric, in packets/s.
 
-Run: .venv/bin/python bench/generator.py [--packets N]. Target: ≥100k packets/s (issue 2).
+Run from the repository root: .venv/bin/python -m bench.generator [--packets N]. Target: ≥100k packets/s (issue 2).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ seed: 5
 capture: {{erspan_type: 3, snaplen: 128, ts_resolution: ns}}
 fabric: {{name: pod1, leaves: 4, spines: 2, hosts_per_leaf: 8}}
 traffic:
-  - {{kind: allreduce, job: bench, hosts: 16, qps_per_pair: 4, period_ms: 10, burst_ms: 10, packet_gap_us: 20,
+  - {{kind: allreduce, job: bench, hosts: 16, qps_per_pair: 4, period_ms: 10, burst_ms: 6, packet_gap_us: 12,
      payload: 4096, message_packets: 8}}
   - {{kind: nvme_tcp, flows: 8, exchanges_per_s: 2000, payload: 4096}}
   - {{kind: bfd, interval_ms: 1}}

@@ -163,6 +163,7 @@ class _Parser:
         faults = self._items("faults", _FAULT_PARAMS)
         for item, container in faults:
             self._check_fault(item, container, fabric, duration)
+        self._check_rdma(traffic, faults, fabric)
         return Scenario(
             name=name,
             source=self.source,
@@ -306,6 +307,26 @@ class _Parser:
                 raise self.fail(entry, "spine", f"'{p['spine']}' is not a spine of the fabric")
             if fabric.spines < 2:
                 raise self.fail(entry, "kind", "ECMP imbalance needs at least two spines")
+
+    def _check_rdma(self, traffic: list[tuple[Item, LineDict]], faults: list[tuple[Item, LineDict]],
+                    fabric: FabricSpec) -> None:
+        """Jobs are named once, fit in the fabric, and a burst stretched by congestion still ends before
+        the next one starts (so each QP's PSNs stay in time order)."""
+        stretch = max([f.params["stretch"] for f, _ in faults if f.kind == "congestion"], default=1.0)
+        jobs: set[str] = set()
+        for item, entry in traffic:
+            if item.kind not in ROCE_KINDS:
+                continue
+            p = item.params
+            if p["hosts"] > fabric.leaves * fabric.hosts_per_leaf:
+                raise self.fail(entry, "hosts", f"'hosts' exceeds the fabric's {fabric.leaves * fabric.hosts_per_leaf}")
+            if p["burst_ms"] * stretch >= p["period_ms"]:
+                raise self.fail(entry, "burst_ms", f"'burst_ms' x congestion stretch {stretch:g} must stay below "
+                                                   "'period_ms'")
+            if item.kind == "allreduce":
+                if p["job"] in jobs:
+                    raise self.fail(entry, "job", f"job '{p['job']}' is named twice")
+                jobs.add(p["job"])
 
     def _window(self, entry: LineDict, start: str, end: str, duration_ms: float) -> None:
         if not entry[start] < entry[end] <= duration_ms:

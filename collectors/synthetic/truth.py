@@ -222,8 +222,8 @@ def ecmp_imbalance(cap: Capture, c: _Columns, leaf: int, spine: int, share: floa
     size = np.array([c.wire[up & (c.link == link.index)].sum() for link in links], dtype=np.float64)
     return {
         "kind": "ecmp_imbalance", "leaf": f"leaf{leaf + 1}", "spine": f"spine{spine + 1}", "configured_share": share,
-        "shares": {link.id: round(float(p / packets.sum()), 4) for link, p in zip(links, packets, strict=True)},
-        "byte_shares": {link.id: round(float(b / size.sum()), 4) for link, b in zip(links, size, strict=True)},
+        "shares": {link.id: round(float(p / max(packets.sum(), 1)), 4) for link, p in zip(links, packets, strict=True)},
+        "byte_shares": {link.id: round(float(b / max(size.sum(), 1)), 4) for link, b in zip(links, size, strict=True)},
     }
 
 

@@ -69,6 +69,9 @@ BAD = [
     (GOOD.replace("end_ms: 12", "end_ms: 1"), 9, "'end_ms' must come after 'start_ms'"),
     (GOOD.replace("at_ms: 15", "at_ms: 25"), 10, "'at_ms' must fall inside"),
     (GOOD + "  - {kind: ecmp_imbalance, leaf: leaf1, spine: spine1, share: 1.5}\n", 11, "'share' must be a number"),
+    (GOOD.replace("hosts: 4,", "hosts: 5,"), 6, "'hosts' exceeds the fabric's 4"),
+    (GOOD.replace("burst_ms: 4", "burst_ms: 8"), 6, "must stay below 'period_ms'"),
+    (GOOD.replace("  - {kind: tls", "  - {kind: allreduce, job: j1, hosts: 2}\n  - {kind: tls"), 7, "named twice"),
     (GOOD.replace("duration_ms: 20", "duration_ms: [20"), 3, "invalid YAML"),
     (GOOD.replace("duration_ms: 20\n", ""), 1, "'duration_ms' must be a number"),
 ]
