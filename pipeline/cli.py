@@ -21,6 +21,7 @@ DEFAULT_DATA_DIR = ".fabricscope"
 
 # (name, one-line help) in the order `--help` lists them.
 COMMANDS: tuple[tuple[str, str], ...] = (
+    ("replay", "run pcap/pcapng captures through the collector into ClickHouse (or --out FILE)"),
     ("simulate", "generate a synthetic fabric capture, its counters and ground truth from a scenario"),
     ("dashboard", "serve the web dashboard (read-only) for the store"),
     ("ingest", "sink (and detectors) as Kafka consumer-group members: topics into ClickHouse"),

@@ -1,0 +1,52 @@
+"""Capture files as one stream of batches, at full speed or paced to real time, with a progress bar."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from collectors.packets import PacketBatch
+from collectors.pcapfile import CaptureStats, open_capture
+
+PACED_BATCH_SIZE = 4096  # smaller batches when pacing, so records flow out smoothly
+
+
+def replay_batches(
+    paths: Sequence[str | Path],
+    *,
+    speed: float | None = None,
+    progress: bool = True,
+    skipped: list[CaptureStats] | None = None,
+) -> Iterator[PacketBatch]:
+    """Batches of every file in order. `speed` None: as fast as possible; else a factor of real time (the
+    first packet is sent at once, each later batch when its first packet is due). The read stats of each
+    file are appended to `skipped` when given."""
+    total = sum(Path(path).stat().st_size for path in paths)
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc="replay", disable=not progress, leave=False)
+    start_wall: float | None = None
+    start_ts = 0
+    try:
+        for path in paths:
+            with open_capture(path, **({"batch_size": PACED_BATCH_SIZE} if speed else {})) as capture:
+                consumed = 0
+                for batch in capture:
+                    if speed and len(batch):
+                        first = int(batch.ts_ns[0])
+                        if start_wall is None:
+                            start_wall, start_ts = time.monotonic(), first
+                        due = start_wall + (first - start_ts) / 1e9 / speed
+                        delay = due - time.monotonic()
+                        if delay > 0:
+                            time.sleep(delay)
+                    yield batch
+                    end = int(batch.offset[-1] + batch.caplen[-1]) if len(batch) else consumed
+                    bar.update(max(0, end - consumed))
+                    consumed = max(consumed, end)
+                bar.update(max(0, Path(path).stat().st_size - consumed))
+                if skipped is not None:
+                    skipped.append(capture.stats)
+    finally:
+        bar.close()
