@@ -1,0 +1,135 @@
+"""Pipeline benchmark: 1M flow rows producer → tansu → sink → chdb, end to end and stage by stage.
+
+Prints rows/s end to end (from the first produce to the last row committed in ClickHouse), rows/s of
+chdb inserts alone (same rows, same batch size, into the migrated flows table with its rollup views, and
+into a bare MergeTree for comparison), and where the time went. Target: ≥300k rows/s end to end.
+
+    .venv/bin/python bench/pipeline.py [--rows 1000000] [--batch-rows 250000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# This script shares the package's name: import the package from the repository, not this file.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+
+from pipeline import codec, records  # noqa: E402
+from pipeline.broker import EmbeddedBroker  # noqa: E402
+from pipeline.bus import Producer  # noqa: E402
+from pipeline.migrate import migrate  # noqa: E402
+from pipeline.sink import INSERT_SETTINGS, Sink, SinkConfig  # noqa: E402
+from pipeline.store import Store, StoreConfig, embedded_dsn  # noqa: E402
+
+LINKS = np.array([f"leaf{leaf}-spine{spine}" for leaf in range(1, 9) for spine in range(1, 5)], dtype=object)
+BATCH_FLOWS = 100_000
+TARGET_ROWS_S = 300_000
+
+
+def synthetic_flows(rows: int, seed: int) -> dict[str, np.ndarray]:
+    """Flow rows within the last hour over 32 links, counters random."""
+    rng = np.random.default_rng(seed)
+    batch = records.empty_columns("flows", rows)
+    start = (int(time.time()) - 3600) * 1_000_000 + rng.integers(0, 3_000_000_000, rows)
+    batch["ts_start"] = start.astype("datetime64[us]")
+    batch["ts_end"] = (start + rng.integers(0, 1_000_000, rows)).astype("datetime64[us]")
+    link = rng.integers(0, len(LINKS), rows)
+    batch["link"] = LINKS[link]
+    batch["leaf"] = np.array([name.split("-")[0] for name in LINKS], dtype=object)[link]
+    batch["spine"] = np.array([name.split("-")[1] for name in LINKS], dtype=object)[link]
+    batch["direction"] = np.array(["up", "down"], dtype=object)[rng.integers(0, 2, rows)]
+    batch["app"] = np.array(["rocev2", "tls", "bgp"], dtype=object)[rng.integers(0, 3, rows)]
+    ips = np.zeros((rows, 16), dtype=np.uint8)
+    ips[:, 10:12] = 0xFF
+    ips[:, 12:] = rng.integers(0, 256, (rows, 4), dtype=np.uint8)
+    batch["src_ip"], batch["dst_ip"] = ips, ips[::-1].copy()
+    batch["packets"] = rng.integers(1, 10_000, rows, dtype=np.uint64)
+    batch["bytes"] = batch["packets"] * 1024
+    batch["ecn_ce"] = rng.integers(0, 100, rows, dtype=np.uint64)
+    batch["sampling_rate"] = np.ones(rows, dtype=np.uint32)
+    return batch
+
+
+def rate(rows: int, seconds: float) -> str:
+    return f"{rows / seconds:,.0f} rows/s ({seconds:.2f} s)"
+
+
+def end_to_end(broker: EmbeddedBroker, store: Store, batches: list[dict[str, np.ndarray]],
+               batch_rows: int) -> None:
+    total = sum(len(b["packets"]) for b in batches)
+    sink = Sink(SinkConfig(batch_rows=batch_rows), bus=broker.bus_config(), store=store).start()
+    while not sink.assigned():
+        time.sleep(0.05)
+    producer = Producer(broker.bus_config()).start()
+    encode_s = send_s = 0.0
+    started = time.perf_counter()
+    messages = 0
+    for batch in batches:
+        t0 = time.perf_counter()
+        encoded = codec.encode("flows", batch)
+        t1 = time.perf_counter()
+        for message in encoded:
+            producer.send(records.topic("flows"), message.value, key=message.key)
+        encode_s, send_s = encode_s + t1 - t0, send_s + time.perf_counter() - t1
+        messages += len(encoded)
+    t0 = time.perf_counter()
+    producer.flush()
+    send_s += time.perf_counter() - t0
+    produced = time.perf_counter() - started
+    if not sink.wait_for_rows("flows", total, timeout_s=600):
+        raise SystemExit(f"sink stopped short: {sink.stats}")
+    elapsed = time.perf_counter() - started
+    stats = sink.stats
+    sink.stop()
+    producer.stop()
+    stored = store.query("SELECT count(), sum(packets) FROM flows").rows[0]
+    expected = (total, sum(int(b["packets"].sum()) for b in batches))
+    print(f"end to end     {rate(total, elapsed)}  [{messages} messages ≤1 MiB, stored {stored} == {expected}: "
+          f"{tuple(stored) == expected}]")
+    print(f"  produce side {rate(total, produced)}: Arrow encode {encode_s:.2f} s, kafka send+flush {send_s:.2f} s")
+    print(f"  sink side    decode {stats.decode_s:.2f} s, ClickHouse insert {stats.insert_s:.2f} s "
+          f"in {stats.inserts} inserts, the rest is polling/fetching and waiting")
+    verdict = "meets" if total / elapsed >= TARGET_ROWS_S else "MISSES"
+    print(f"  {verdict} the {TARGET_ROWS_S:,} rows/s target")
+
+
+def inserts_alone(store: Store, batches: list[dict[str, np.ndarray]], batch_rows: int) -> None:
+    table = pa.concat_tables(codec.to_arrow("flows", b) for b in batches)
+    store.command("CREATE TABLE bare AS flows ENGINE = MergeTree ORDER BY (link, direction, ts_start)")
+    for target in ("flows", "bare"):
+        store.command(f"TRUNCATE TABLE {target}")
+        started = time.perf_counter()
+        for offset in range(0, table.num_rows, batch_rows):
+            store.insert_arrow(target, table.slice(offset, batch_rows),
+                               settings={**INSERT_SETTINGS, "insert_deduplication_token": f"bench-{target}-{offset}"})
+        label = "with 3 rollup views" if target == "flows" else "bare MergeTree"
+        print(f"chdb insert    {rate(table.num_rows, time.perf_counter() - started)}  [{label}, "
+              f"{batch_rows:,} rows per insert]")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--batch-rows", type=int, default=250_000, help="sink rows per insert")
+    args = parser.parse_args()
+    batches = [synthetic_flows(min(BATCH_FLOWS, args.rows - start), seed)
+               for seed, start in enumerate(range(0, args.rows, BATCH_FLOWS))]
+    with tempfile.TemporaryDirectory(prefix="fabricscope-bench-") as directory, EmbeddedBroker() as broker:
+        store = Store(StoreConfig(dsn=embedded_dsn(directory), database="bench", create_database=True)).open()
+        try:
+            migrate(store)
+            end_to_end(broker, store, batches, args.batch_rows)
+            inserts_alone(store, batches, args.batch_rows)
+        finally:
+            store.close()
+
+
+if __name__ == "__main__":
+    main()
