@@ -5,10 +5,10 @@ signatures over the first bytes of each payload, then well-known ports as a weak
 column arithmetic over the batch; Python runs per row only to extract a detail string (a TLS SNI, an SSH
 banner) on the few rows that carry one.
 
-A VXLAN packet is labelled twice: its innermost flow with the same rules (the decoder puts the inner ports
-and payload in the `app_*`/`payload_*` columns), and its outer flow as `vxlan` with the inner label in the
-detail ("inner=http"). Its confidence grows with the inner label's, so the flow table, which keeps the row
-of highest confidence per flow, keeps the packet that best names the inner app.
+A VXLAN packet's inner flow is classified with the same rules (the decoder puts the inner ports and payload
+in the `app_*`/`payload_*` columns), then the packet, whose flow key is the outer one, is labelled `vxlan`
+with the inner label in the detail ("inner=http"). Its confidence grows with the inner label's, so the flow
+table, which keeps the row of highest confidence per flow, keeps the packet that best names the inner app.
 """
 
 from __future__ import annotations
@@ -137,19 +137,17 @@ def _label_ports(decoded: DecodedPackets, labels: PacketLabels) -> None:
 
 
 def _label_vxlan(decoded: DecodedPackets, labels: PacketLabels) -> None:
-    """Relabel decapsulated VXLAN packets as `vxlan`, naming the inner label (and its detail) in the detail."""
-    outer = decoded.ok & (decoded.proto == UDP) & (decoded.dst_port == VXLAN_PORT)
-    inner_decoded = (
-        (decoded.app_proto != decoded.proto)
-        | (decoded.app_src_port != decoded.src_port)
-        | (decoded.app_dst_port != decoded.dst_port)
-    )
-    rows = np.flatnonzero(outer & inner_decoded)
+    """Relabel VXLAN packets as `vxlan`, naming the inner label (and its detail) when the inner flow was decoded.
+
+    The decoder decapsulates every well-formed UDP 4789 packet; `app_proto` stays 0 when the inner IP header
+    was not captured, and then the detail stays empty and the confidence at its base.
+    """
+    rows = np.flatnonzero(decoded.ok & (decoded.proto == UDP) & (decoded.dst_port == VXLAN_PORT))
     if not len(rows):
         return
-    inner_app = labels.app[rows]
+    inner_seen = decoded.app_proto[rows] != 0
     inner_detail = labels.detail[rows]
-    detail = _INNER_DETAILS[inner_app]
+    detail = np.where(inner_seen, _INNER_DETAILS[labels.app[rows]], "")
     for position in np.flatnonzero(inner_detail != ""):
         detail[position] = f"{detail[position]} {inner_detail[position]}"
     labels.detail[rows] = detail

@@ -341,7 +341,6 @@ SIGNATURES: tuple[Signature, ...] = (
 # Well-known ports: the fallback when the payload is absent, truncated or mid-stream.
 PORTS: tuple[tuple[str, int, tuple[int, ...]], ...] = (
     ("rocev2", UDP, (4791,)),
-    ("vxlan", UDP, (4789,)),
     ("torch-c10d", TCP, (29500,)),
     ("nvme-tcp", TCP, (4420, 8009)),
     ("iscsi", TCP, (3260,)),

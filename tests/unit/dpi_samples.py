@@ -178,6 +178,5 @@ PORT_ONLY_FRAMES: list[tuple[str, Packet]] = [
     ("dns", udp(b"", 53)),
     ("ntp", udp(b"", 123)),
     ("ptp", udp(b"", 320)),
-    ("vxlan", udp(b"", 4789)),
     ("tls", tcp(b"", CLIENT_PORT, sport=443)),
 ]

@@ -32,8 +32,9 @@ def _ip_proto(layer: Packet) -> int:
     return int(layer.proto) if isinstance(layer, IP) else int(layer.nh)
 
 
-def _columns(frame: Packet) -> tuple[bytes, dict[str, int | bool], int, int]:
-    """(frame bytes, its columns as if fully captured, payload start, end of the BTH) from scapy's dissection."""
+def _columns(frame: Packet) -> tuple[bytes, dict[str, int | bool], int, int, int]:
+    """(frame bytes, its columns as if fully captured, payload start, end of the BTH, start of the inner L4
+    header of a VXLAN frame) from scapy's dissection."""
     raw = bytes(frame)
     packet = Ether(raw)
     row: dict[str, int | bool] = {"ethertype": int(packet.type)}
@@ -44,6 +45,7 @@ def _columns(frame: Packet) -> tuple[bytes, dict[str, int | bool], int, int]:
     ips = [layer for layer in packet.iterpayloads() if isinstance(layer, IP | IPv6)]
     l4s = [layer for layer in packet.iterpayloads() if isinstance(layer, TCP | UDP) and layer.underlayer in ips]
     payload_start = len(raw)
+    inner_l4_start = 0
     if ips:
         row["proto"] = _ip_proto(ips[0])
         row["app_proto"] = _ip_proto(ips[-1])
@@ -55,13 +57,14 @@ def _columns(frame: Packet) -> tuple[bytes, dict[str, int | bool], int, int]:
         payload_start = _offset_of(raw, inner) + header
     if VXLAN in packet:
         row["vni"] = int(packet[VXLAN].vni)
+        inner_l4_start = _offset_of(raw, l4s[-1]) if len(l4s) > 1 else len(raw)
     bth_end = _offset_of(raw, packet[BTH]) + BTH_LEN if BTH in packet else len(raw) + 1
     if BTH in packet:
         row["bth_opcode"] = int(packet[BTH].opcode)
     if MACControlClassBasedFlowControl in packet:
         pfc = packet[MACControlClassBasedFlowControl]
         row["pfc_enable"] = sum(1 << c for c in range(8) if getattr(pfc, f"c{c}_enabled"))
-    return raw, row, payload_start, bth_end
+    return raw, row, payload_start, bth_end, inner_l4_start
 
 
 DTYPES: dict[str, str] = {
@@ -80,16 +83,21 @@ def decoded_batch(
 ) -> tuple[np.ndarray, DecodedPackets]:
     """(batch buffer, decoded columns) of `frames`, each captured up to `snaplen` bytes (one or one per frame)."""
     snaplens = snaplen if isinstance(snaplen, Sequence) else [snaplen] * len(frames)
-    dissected: dict[int, tuple[bytes, dict[str, int | bool], int, int]] = {}
+    dissected: dict[int, tuple[bytes, dict[str, int | bool], int, int, int]] = {}
     chunks: list[bytes] = []
     rows = []
     base = 0
     for frame, cut in zip(frames, snaplens, strict=True):
         if id(frame) not in dissected:
             dissected[id(frame)] = _columns(frame)
-        raw, full_row, payload_start, bth_end = dissected[id(frame)]
+        raw, full_row, payload_start, bth_end, inner_l4_start = dissected[id(frame)]
         captured = raw[:cut]
         row = dict(full_row)
+        if inner_l4_start and len(captured) < payload_start:
+            # As the decoder: a VXLAN inner flow cut inside its L4 header has no ports, inside IP no protocol.
+            row["app_src_port"] = row["app_dst_port"] = 0
+            if len(captured) < inner_l4_start:
+                row["app_proto"] = 0
         row["is_roce"] = len(captured) >= bth_end
         if len(captured) > payload_start:
             row["payload_offset"] = base + payload_start

@@ -21,14 +21,15 @@ from dpi_scapy import decoded_batch
 from scapy.contrib.roce import BTH
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
+from scapy.layers.vxlan import VXLAN
 from scapy.packet import Packet, Raw
 
-from collectors.dpi import PacketLabels, classify
+from collectors.dpi import VXLAN_BASE, PacketLabels, classify
 from collectors.dpi_signatures import LIKELY, PORT_ONLY
 from pipeline.labels import APP_CODE, APPS
 
 
-def labels_of(frames: list[Packet], snaplen: int | None = None) -> PacketLabels:
+def labels_of(frames: list[Packet], snaplen: int | list[int] | None = None) -> PacketLabels:
     data, decoded = decoded_batch(frames, snaplen)
     return classify(data, decoded)
 
@@ -157,6 +158,15 @@ def test_vxlan_names_the_inner_app_and_its_detail() -> None:
     assert list(labels.detail) == ["inner=http", f"inner=tls {SERVER_NAME}", "inner=rocev2", "inner=unknown"]
     assert labels.confidence[2] == 1.0
     assert labels.confidence[1] > labels.confidence[0] > labels.confidence[3] > PORT_ONLY
+
+
+def test_vxlan_whose_inner_frame_was_cut_names_only_what_was_seen() -> None:
+    frame = vxlan(FRAMES_BY_PAYLOAD["http"])
+    inner_ip = len(bytes(frame)) - len(bytes(frame[VXLAN].payload[IP]))
+    labels = labels_of([frame] * 2, [inner_ip + 10, inner_ip + 20 + 10])  # cut in the inner IP, TCP header
+    assert names(labels) == ["vxlan", "vxlan"]
+    assert list(labels.detail) == ["", "inner=unknown"]
+    assert (labels.confidence == VXLAN_BASE).all()
 
 
 def test_flow_merge_by_highest_confidence_keeps_the_server_name() -> None:
