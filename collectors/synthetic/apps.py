@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
-from scapy.packet import Raw
+from scapy.packet import Packet, Raw
 
 from collectors.synthetic import frames
 from collectors.synthetic.context import Context, Stretch
@@ -83,8 +83,8 @@ class _Builder:
         packet = frames.tcp(flow, *self.macs(flow), payload, flags)
         return Step(flow_id, self.templates.add(packet), len(payload), round(delay_us * 1e3))
 
-    def udp(self, flow_id: int, flow: Flow, payload: object, delay_us: float = 0) -> Step:
-        packet = frames.udp(flow, *self.macs(flow), payload)  # type: ignore[arg-type]
+    def udp(self, flow_id: int, flow: Flow, payload: Packet | bytes, delay_us: float = 0) -> Step:
+        packet = frames.udp(flow, *self.macs(flow), payload)
         return Step(flow_id, self.templates.add(packet), -1, round(delay_us * 1e3))
 
     def add(self, flow: Flow) -> int:

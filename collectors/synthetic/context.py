@@ -62,7 +62,7 @@ class Stretch:
 
     def __init__(self, ctx: Context, router: Router, faults: tuple[Item, ...]) -> None:
         self.router = router
-        self.episodes = []
+        self.episodes: list[tuple[int, int, int, bool, float]] = []  # start, end, link, up, stretch
         for fault in faults:
             if fault.kind != "congestion":
                 continue

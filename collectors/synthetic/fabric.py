@@ -75,9 +75,6 @@ class Fabric:
     def link_index(self, leaf: int, spine: int) -> int:
         return leaf * self.spec.spines + spine
 
-    def hosts_of(self, leaf: int) -> list[Host]:
-        return [host for host in self.hosts if host.leaf == leaf]
-
     @staticmethod
     def leaf_mac(leaf: int) -> str:
         return f"02:00:01:{leaf + 1:02x}:00:01"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
-from scapy.packet import Packet, Raw
+from scapy.packet import Packet
 
 MIN_FRAME = 60  # Ethernet minimum without FCS: shorter frames are padded, as switches do
 BTH_PSN = 9  # offset of the 24-bit PSN inside the BTH
@@ -75,7 +75,3 @@ class TemplateTable:
     def __len__(self) -> int:
         return len(self._frames)
 
-
-def raw_payload(size: int, fill: int) -> Raw:
-    """Deterministic filler bytes: a repeating byte ramp, different per flow through `fill`."""
-    return Raw(bytes((fill + i) & 0xFF for i in range(size)))
