@@ -11,7 +11,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-MAX_CAPLEN = 256 * 1024  # larger captured lengths are corruption, not frames
+MAX_CAPLEN = 256 * 1024  # larger captured (or original) lengths are corruption, not frames
 MAX_TS_JUMP_S = 86_400  # a jump of more than a day between consecutive records is taken as corruption
 
 # Skip reasons, indexes into the `skips` counter array the scans update in place.
@@ -58,7 +58,7 @@ def _pcap_header(
     wirelen = _u32(buf, p + 12, big)
     if frac >= frac_limit or (last_sec >= 0 and abs(sec - last_sec) > MAX_TS_JUMP_S):
         return SKIP_BAD_HEADER
-    if caplen > max_caplen or wirelen < caplen:
+    if caplen > max_caplen or wirelen < caplen or wirelen > MAX_CAPLEN:
         return SKIP_BAD_CAPLEN
     if p + 16 + caplen > end:
         return SKIP_PAST_EOF
@@ -71,14 +71,15 @@ def _pcap_header(
 def _pcap_resync(
     buf: np.ndarray, p: int, end: int, big: bool, frac_limit: int, max_caplen: int, last_sec: int
 ) -> int:
-    """First position after `p` holding a valid header whose successor is valid too (or the end); -1 if none."""
+    """First position after `p` holding a valid header whose successor is valid too and close in time (or is
+    the end of the file); -1 if none."""
     q = p + 1
     while q + 16 <= end:
         if _pcap_header(buf, q, end, big, frac_limit, max_caplen, last_sec) == -1:
             nxt = q + 16 + _u32(buf, q + 8, big)
             if nxt == end:
                 return q
-            reason = _pcap_header(buf, nxt, end, big, frac_limit, max_caplen, last_sec)
+            reason = _pcap_header(buf, nxt, end, big, frac_limit, max_caplen, _u32(buf, q, big))
             if reason == -1 or reason in (SKIP_EMPTY, SKIP_PAST_EOF):
                 return q
         q += 1
