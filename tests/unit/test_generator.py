@@ -174,3 +174,20 @@ def test_derived_topology_equals_sample(tmp_path: Path) -> None:
     for name in ("fabric", "speed_gbps", "spines", "leaves", "links", "erspan_sessions", "vlans", "interfaces",
                  "sflow_ports", "counter_ports"):
         assert getattr(derived, name) == getattr(sample, name), name
+
+
+def test_cli_writes_the_four_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    scenario = tmp_path / "cli.scenario.yaml"
+    scenario.write_text(SMALL.format(erspan=2, snaplen=0, resolution="us"))
+    code = main(["simulate", "--scenario", str(scenario), "--out", str(tmp_path / "out" / "cli.pcap"), "--seed", "4"])
+    assert code == 0
+    names = sorted(path.name for path in (tmp_path / "out").iterdir())
+    assert names == ["cli.counters.jsonl", "cli.pcap", "cli.topology.yaml", "cli.truth.json"]
+    truth = json.loads((tmp_path / "out" / "cli.truth.json").read_text())
+    assert (truth["seed"], truth["erspan_type"], truth["snaplen"], truth["ts_resolution"]) == (4, 2, 0, "us")
+    magic, _, records = read_pcap(tmp_path / "out" / "cli.pcap")
+    assert magic == 0xA1B2C3D4 and len(records) == truth["packets"]
+    assert all(len(frame) == orig for _, _, orig, frame in records)  # snaplen 0: full frames
+    assert f"{truth['packets']} packets" in capsys.readouterr().out
