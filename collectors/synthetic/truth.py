@@ -84,7 +84,7 @@ def _psn_gaps(order: np.ndarray, group: np.ndarray, psn: np.ndarray) -> np.ndarr
 
 def flows(cap: Capture, c: _Columns) -> list[dict[str, Any]]:
     group_id = c.link * c.n_keys + c.key
-    groups, inverse = np.unique(group_id, return_inverse=True)
+    groups, first_row, inverse = np.unique(group_id, return_index=True, return_inverse=True)
     n = len(groups)
 
     def total(weights: np.ndarray) -> np.ndarray:
@@ -100,8 +100,7 @@ def flows(cap: Capture, c: _Columns) -> list[dict[str, Any]]:
         order = np.lexsort((c.ts[data_rows], inverse[data_rows]))
         counted = _psn_gaps(order, inverse[data_rows], c.psn[data_rows])
         gaps[: len(counted)] = counted
-    representative = np.zeros(n, dtype=np.int64)
-    representative[inverse[::-1]] = c.flow[::-1]
+    representative = c.flow[first_row]  # flows sharing a key (LLDP from both ends) share their labels
     result = []
     packets, size = total(np.ones(len(inverse))), total(c.wire.astype(np.float64))
     ect, ce, cnp = total(c.ect.astype(np.float64)), total(c.ce.astype(np.float64)), total(c.cnp.astype(np.float64))
