@@ -26,20 +26,22 @@ _FILE = re.compile(r"(\d{3})_([a-z0-9_]+)\.sql")
 
 @dataclass(frozen=True, slots=True)
 class RawLayout:
-    """How a raw table is laid out on disk: sort key, partitions and how long rows live."""
+    """How a raw table is laid out on disk: sort key, partitions and how long rows live after arriving."""
 
     order_by: str
     partition_by: str
     ttl: str
 
 
+# Retention counts from arrival (RETENTION_COLUMN), not from the records' own times: a replayed capture
+# from months ago would otherwise be dropped by its TTL as it is inserted.
+RETENTION_COLUMN = "_inserted"
 RAW_LAYOUTS: dict[str, RawLayout] = {
-    "flows": RawLayout("(link, direction, ts_start)", "toYYYYMMDD(ts_start)",
-                       "toDateTime(ts_start) + INTERVAL 14 DAY"),
-    "link_bins": RawLayout("(link, direction, ts)", "toYYYYMMDD(ts)", "toDateTime(ts) + INTERVAL 7 DAY"),
-    "iterations": RawLayout("(job, ts)", "toYYYYMM(ts)", "toDateTime(ts) + INTERVAL 365 DAY"),
-    "counters": RawLayout("(device, ifname, ts)", "toYYYYMMDD(ts)", "toDateTime(ts) + INTERVAL 90 DAY"),
-    "events": RawLayout("(kind, ts)", "toYYYYMM(ts)", "toDateTime(ts) + INTERVAL 365 DAY"),
+    "flows": RawLayout("(link, direction, ts_start)", "toYYYYMMDD(ts_start)", "INTERVAL 14 DAY"),
+    "link_bins": RawLayout("(link, direction, ts)", "toYYYYMMDD(ts)", "INTERVAL 7 DAY"),
+    "iterations": RawLayout("(job, ts)", "toYYYYMM(ts)", "INTERVAL 365 DAY"),
+    "counters": RawLayout("(device, ifname, ts)", "toYYYYMMDD(ts)", "INTERVAL 90 DAY"),
+    "events": RawLayout("(kind, ts)", "toYYYYMM(ts)", "INTERVAL 365 DAY"),
 }
 
 
@@ -49,9 +51,10 @@ def render_raw_tables() -> str:
     for table, columns in records.TABLES.items():
         layout = RAW_LAYOUTS[table]
         body = ",\n".join(f"    `{column.name}` {column.clickhouse}" for column in columns)
+        body += f",\n    `{RETENTION_COLUMN}` DateTime MATERIALIZED now()"
         parts.append(
             f"\nCREATE TABLE IF NOT EXISTS {table}\n(\n{body}\n)\nENGINE = MergeTree\n"
-            f"PARTITION BY {layout.partition_by}\nORDER BY {layout.order_by}\nTTL {layout.ttl}\n"
+            f"PARTITION BY {layout.partition_by}\nORDER BY {layout.order_by}\nTTL {RETENTION_COLUMN} + {layout.ttl}\n"
             f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW};\n"
         )
     return "".join(parts)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from pipeline import records
@@ -11,8 +9,8 @@ from pipeline.store import Store
 
 LINKS = np.array([f"leaf{leaf}-spine{spine}" for leaf in range(1, 5) for spine in range(1, 3)], dtype=object)
 APPS = np.array(["rocev2", "rocev2-cnp", "tls", "bgp"], dtype=object)
-# Two hours ago, so that no TTL (the shortest is two days) drops the rows on insert.
-START_US = (int(time.time()) - 7200) * 1_000_000
+# The samples' day, months back: retention counts from arrival, so old records must stay.
+START_US = 1_768_474_800_000_000
 SUMMED = ("packets", "bytes", "ecn_ce", "cnp")
 
 

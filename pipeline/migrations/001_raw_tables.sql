@@ -37,12 +37,13 @@ CREATE TABLE IF NOT EXISTS flows
     `sampling_rate` UInt32,
     `ts_tail` DateTime64(6, 'UTC'),
     `psn_first` UInt32,
-    `psn_last` UInt32
+    `psn_last` UInt32,
+    `_inserted` DateTime MATERIALIZED now()
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(ts_start)
 ORDER BY (link, direction, ts_start)
-TTL toDateTime(ts_start) + INTERVAL 14 DAY
+TTL _inserted + INTERVAL 14 DAY
 SETTINGS non_replicated_deduplication_window = 1000;
 
 CREATE TABLE IF NOT EXISTS link_bins
@@ -65,12 +66,13 @@ CREATE TABLE IF NOT EXISTS link_bins
     `pfc_quanta` UInt64,
     `ts_first_ce` DateTime64(6, 'UTC'),
     `ts_last_ce` DateTime64(6, 'UTC'),
-    `sampling_rate` UInt32
+    `sampling_rate` UInt32,
+    `_inserted` DateTime MATERIALIZED now()
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(ts)
 ORDER BY (link, direction, ts)
-TTL toDateTime(ts) + INTERVAL 7 DAY
+TTL _inserted + INTERVAL 7 DAY
 SETTINGS non_replicated_deduplication_window = 1000;
 
 CREATE TABLE IF NOT EXISTS iterations
@@ -85,12 +87,13 @@ CREATE TABLE IF NOT EXISTS iterations
     `packets` UInt64,
     `bytes` UInt64,
     `flows` UInt32,
-    `links` Array(LowCardinality(String))
+    `links` Array(LowCardinality(String)),
+    `_inserted` DateTime MATERIALIZED now()
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMM(ts)
 ORDER BY (job, ts)
-TTL toDateTime(ts) + INTERVAL 365 DAY
+TTL _inserted + INTERVAL 365 DAY
 SETTINGS non_replicated_deduplication_window = 1000;
 
 CREATE TABLE IF NOT EXISTS counters
@@ -113,12 +116,13 @@ CREATE TABLE IF NOT EXISTS counters
     `pfc_rx_pause` UInt64,
     `pfc_tx_pause` UInt64,
     `ecn_marked` UInt64,
-    `source` LowCardinality(String)
+    `source` LowCardinality(String),
+    `_inserted` DateTime MATERIALIZED now()
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(ts)
 ORDER BY (device, ifname, ts)
-TTL toDateTime(ts) + INTERVAL 90 DAY
+TTL _inserted + INTERVAL 90 DAY
 SETTINGS non_replicated_deduplication_window = 1000;
 
 CREATE TABLE IF NOT EXISTS events
@@ -139,10 +143,11 @@ CREATE TABLE IF NOT EXISTS events
     `flows_recovered` UInt32,
     `packets_lost` UInt64,
     `value` Nullable(Float64),
-    `details` String
+    `details` String,
+    `_inserted` DateTime MATERIALIZED now()
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMM(ts)
 ORDER BY (kind, ts)
-TTL toDateTime(ts) + INTERVAL 365 DAY
+TTL _inserted + INTERVAL 365 DAY
 SETTINGS non_replicated_deduplication_window = 1000;

@@ -2,6 +2,7 @@
 -- one dependent of the insert and deduplicates with it: the sink sets
 -- deduplicate_blocks_in_dependent_materialized_views=1, and every target carries the dedup window).
 -- SummingMergeTree folds rows of one key on merge; read them with sum() ... GROUP BY all the same.
+-- Like the raw tables, rollups keep rows for a while after they arrive (`_inserted`), whatever their time.
 
 -- Per second and link: the live view.
 CREATE TABLE IF NOT EXISTS link_stats_1s
@@ -18,12 +19,13 @@ CREATE TABLE IF NOT EXISTS link_stats_1s
     `ecn_ce` UInt64,
     `cnp` UInt64,
     `psn_gaps` UInt64,
-    `naks` UInt64
+    `naks` UInt64,
+    `_inserted` DateTime MATERIALIZED now()
 )
 ENGINE = SummingMergeTree
 PARTITION BY toYYYYMMDD(ts)
 ORDER BY (link, direction, leaf, spine, ts)
-TTL ts + INTERVAL 2 DAY
+TTL _inserted + INTERVAL 2 DAY
 SETTINGS non_replicated_deduplication_window = 1000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS link_stats_1s_mv TO link_stats_1s AS
@@ -56,12 +58,13 @@ CREATE TABLE IF NOT EXISTS flows_1m
     `roce_send` UInt64,
     `roce_ack` UInt64,
     `psn_gaps` UInt64,
-    `naks` UInt64
+    `naks` UInt64,
+    `_inserted` DateTime MATERIALIZED now()
 )
 ENGINE = SummingMergeTree
 PARTITION BY toYYYYMM(ts)
 ORDER BY (link, direction, leaf, spine, app, traffic_class, job, ts)
-TTL ts + INTERVAL 90 DAY
+TTL _inserted + INTERVAL 90 DAY
 SETTINGS non_replicated_deduplication_window = 1000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS flows_1m_mv TO flows_1m AS
@@ -94,12 +97,13 @@ CREATE TABLE IF NOT EXISTS flows_1h
     `roce_send` UInt64,
     `roce_ack` UInt64,
     `psn_gaps` UInt64,
-    `naks` UInt64
+    `naks` UInt64,
+    `_inserted` DateTime MATERIALIZED now()
 )
 ENGINE = SummingMergeTree
 PARTITION BY toYYYYMM(ts)
 ORDER BY (link, direction, leaf, spine, app, traffic_class, job, ts)
-TTL ts + INTERVAL 730 DAY
+TTL _inserted + INTERVAL 730 DAY
 SETTINGS non_replicated_deduplication_window = 1000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS flows_1h_mv TO flows_1h AS

@@ -34,7 +34,7 @@ def test_raw_tables_match_records_column_by_column(store: Store) -> None:
     for table, columns in records.TABLES.items():
         described = store.query(
             "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = {t:String} "
-            "ORDER BY position", parameters={"db": store.database, "t": table}).rows
+            "AND default_kind != 'MATERIALIZED' ORDER BY position", parameters={"db": store.database, "t": table}).rows
         assert described == [(c.name, c.clickhouse) for c in columns], table
 
 
