@@ -133,7 +133,7 @@ def fabric_view(store: Store, topology: Topology, data: Any, now: datetime | Non
     """Map and heatmap: link traffic from the source the span calls for, counters, events, hosts."""
     resolved = read_window(data, topology.link_ids())
     if resolved is None:
-        return [no_update, no_update, NO_WINDOW, ""]
+        return [no_update, no_update, "", NO_WINDOW]
     state, start, end = resolved
     try:
         tables = set(queries.run(store, queries.existing_tables())["name"])
@@ -147,7 +147,7 @@ def fabric_view(store: Store, topology: Topology, data: Any, now: datetime | Non
         )
         hosts = queries.run(store, queries.leaf_hosts(start, end))
     except StoreError as exc:
-        return [no_update, no_update, str(exc), str(exc)]
+        return [no_update, no_update, "", str(exc)]
     label = f"{HEATMAP_METRICS[state.metric]} · {source.table}"
     return [
         figures.fabric_map(health, leaves_frame(topology), hosts, state.link),

@@ -149,25 +149,27 @@ def traffic_source(start: datetime, end: datetime, now: datetime, tables: set[st
 
 
 _PFC_BINS = f"""
-    SELECT link, direction, sum(pfc_pause) AS pauses
+    SELECT link, direction, 0, 0, 0, 0, 0, pfc_pause, ts, ts_last
     FROM link_bins
-    WHERE ts >= {_START} AND ts < {_END} AND pfc_pause > 0
-    GROUP BY link, direction"""
+    WHERE ts >= {_START} AND ts < {_END} AND pfc_pause > 0"""
 
 
 def _link_traffic_sql(source: TrafficSource) -> str:
-    pfc = ", sum(pfc_pause) AS pfc_pause" if source is RAW_BINS else ""
-    totals = f"""
-SELECT link, direction, sum(bytes) AS bytes, sum(packets) AS packets, sum({source.ect}) AS roce_ect,
-       sum({source.ce}) AS roce_ce, sum(cnp) AS cnp, min(toDateTime64(ts, 6)) AS first_seen,
-       max({source.last_seen}) AS last_seen{pfc}
-FROM {source.table}
-WHERE ts >= {_START} AND ts < {_END} AND link != ''
-GROUP BY link, direction"""
-    if source is RAW_BINS:
-        return totals
-    return (f"SELECT r.*, p.pauses AS pfc_pause FROM ({totals}\n) AS r\n"
-            f"LEFT JOIN ({_PFC_BINS}\n) AS p USING (link, direction)")
+    pfc = "pfc_pause" if source is RAW_BINS else "0"
+    rows = f"""
+    SELECT link, direction, bytes, packets, {source.ect}, {source.ce}, cnp, {pfc}, toDateTime64(ts, 6),
+           {source.last_seen}
+    FROM {source.table}
+    WHERE ts >= {_START} AND ts < {_END} AND link != ''"""
+    if source is not RAW_BINS:
+        rows += f"\n    UNION ALL{_PFC_BINS}"
+    return f"""
+SELECT c1 AS link, c2 AS direction, sum(c3) AS bytes, sum(c4) AS packets, sum(c5) AS roce_ect, sum(c6) AS roce_ce,
+       sum(c7) AS cnp, sum(c8) AS pfc_pause, min(c9) AS first_seen, max(c10) AS last_seen
+FROM ({rows}
+) AS traffic (c1, c2, c3, c4, c5, c6, c7, c8, c9, c10)
+GROUP BY link, direction
+"""
 
 
 LINK_TRAFFIC_SQL: dict[str, str] = {source.table: _link_traffic_sql(source) for source in TRAFFIC_SOURCES}
@@ -227,26 +229,32 @@ def leaf_hosts(start: datetime, end: datetime) -> Query:
     return Query(LEAF_HOSTS_SQL, _window(start, end))
 
 
+_LINK_FILTER = "({link:String} = '' OR link = {link:String})"
 _PFC_SERIES = f"""
-    SELECT toStartOfInterval(toDateTime64(ts, 3), toIntervalMillisecond({{step_ms:UInt32}})) AS t, link, direction,
-           sum(pfc_pause) AS pauses
+    SELECT toStartOfInterval(toDateTime64(ts, 3), toIntervalMillisecond({{step_ms:UInt32}})), link, direction,
+           0, 0, 0, pfc_pause
     FROM link_bins
-    WHERE ts >= {_START} AND ts < {_END} AND pfc_pause > 0
-    GROUP BY t, link, direction"""
+    WHERE ts >= {_START} AND ts < {_END} AND pfc_pause > 0 AND {_LINK_FILTER}"""
 
 
 def _congestion_series_sql(source: TrafficSource) -> str:
-    pfc = ", sum(pfc_pause) AS pfc_pause" if source is RAW_BINS else ""
-    series = f"""
-SELECT toStartOfInterval({source.time}, toIntervalMillisecond({{step_ms:UInt32}})) AS t, link, direction,
-       sum({source.ect}) AS roce_ect, sum({source.ce}) AS roce_ce, sum(cnp) AS cnp{pfc}
-FROM {source.table}
-WHERE ts >= {_START} AND ts < {_END} AND link != '' AND ({{link:String}} = '' OR link = {{link:String}})
-GROUP BY t, link, direction"""
+    pfc = "pfc_pause" if source is RAW_BINS else "0"
+    rows = f"""
+    SELECT toStartOfInterval({source.time}, toIntervalMillisecond({{step_ms:UInt32}})), link, direction,
+           {source.ect}, {source.ce}, cnp, {pfc}
+    FROM {source.table}
+    WHERE ts >= {_START} AND ts < {_END} AND link != '' AND {_LINK_FILTER}"""
     if source is not RAW_BINS:
-        series = (f"SELECT r.*, p.pauses AS pfc_pause FROM ({series}\n) AS r\n"
-                  f"LEFT JOIN ({_PFC_SERIES}\n) AS p USING (t, link, direction)")
-    return f"SELECT * FROM ({series}\n)\nWHERE roce_ect + cnp + pfc_pause > 0\nORDER BY t, link, direction\n"
+        rows += f"\n    UNION ALL{_PFC_SERIES}"
+    return f"""
+SELECT c1 AS t, c2 AS link, c3 AS direction, sum(c4) AS roce_ect, sum(c5) AS roce_ce, sum(c6) AS cnp,
+       sum(c7) AS pfc_pause
+FROM ({rows}
+) AS bins (c1, c2, c3, c4, c5, c6, c7)
+GROUP BY t, link, direction
+HAVING roce_ect + cnp + pfc_pause > 0
+ORDER BY t, link, direction
+"""
 
 
 CONGESTION_SERIES_SQL: dict[str, str] = {source.table: _congestion_series_sql(source) for source in TRAFFIC_SOURCES}

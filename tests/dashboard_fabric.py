@@ -102,7 +102,8 @@ def link_bins(fabric: Fabric, topo: Topology) -> pa.Table:
             values = {
                 "ts": ts, "exporter": np.full(n, "test", dtype=object), "link": np.full(n, link.id, dtype=object),
                 "direction": np.full(n, direction, dtype=object), "leaf": np.full(n, link.leaf, dtype=object),
-                "spine": np.full(n, link.spine, dtype=object), "ts_first": ts + 5, "ts_last": ts + 9_995,
+                "spine": np.full(n, link.spine, dtype=object), "ts_first": ts + 5,
+                "ts_last": np.minimum(ts + 9_995, fail_us) if link.id == FAILED_LINK else ts + 9_995,
                 "packets": packets, "bytes": nbytes, "roce_packets": packets,
                 "roce_ect": ect, "roce_ce": ce, "cnp": np.where(congested, 20, 0).astype(np.uint64),
                 "pfc_pause": np.where(congested, 3, 0).astype(np.uint64),

@@ -1,0 +1,190 @@
+"""The dashboard's queries and callbacks against the embedded engine holding a link-failure minute: what the
+panels receive equals what was inserted, hostile input changes nothing and errors nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+from dashboard_fabric import (
+    BACKUP_LINK,
+    BIN_BYTES_AT_FULL_SPEED,
+    CONGESTED_LINK,
+    CONGESTION_CE_RATIO,
+    ERROR_LINK,
+    FAILED_LINK,
+    FCS_ERRORS,
+    LOCAL_MS,
+    PACKETS_LOST,
+    REMOTE_MS,
+    SECONDS,
+    SLOW_MS,
+    UTILISATION,
+    Fabric,
+    affected_flows,
+    fill,
+    topology,
+)
+
+from dashboards import callbacks, queries
+from dashboards.state import ViewState, from_query_string, window_payload
+from pipeline.errors import StoreError
+from pipeline.store import Store
+
+pytestmark = pytest.mark.integration
+
+HOSTILE = "x' OR '1'='1'; DROP TABLE flows; --"
+
+
+@pytest.fixture
+def fabric(store: Store) -> Fabric:
+    return fill(store)
+
+
+def _around(fabric: Fabric) -> tuple[datetime, datetime]:
+    return fabric.start, fabric.end + timedelta(seconds=1)
+
+
+def test_link_traffic_counters_and_events_equal_the_rows(store: Store, fabric: Fabric) -> None:
+    start, end = _around(fabric)
+    traffic = queries.run(store, queries.link_traffic(start, end)).set_index(["link", "direction"])
+    bins_before_failure = (fabric.fail - fabric.start) // timedelta(milliseconds=10) + 1
+    assert traffic.loc[(FAILED_LINK, "up"), "bytes"] == bins_before_failure * int(
+        UTILISATION[FAILED_LINK] * BIN_BYTES_AT_FULL_SPEED)
+    assert traffic.loc[("leaf4-spine2", "down"), "bytes"] == SECONDS * 100 * int(
+        UTILISATION["leaf4-spine2"] * BIN_BYTES_AT_FULL_SPEED)
+    # The failure time is the last packet before the link fell silent (DESIGN section 6).
+    assert pd.Timestamp(traffic.loc[(FAILED_LINK, "up"), "last_seen"]) == pd.Timestamp(fabric.fail).tz_localize(None)
+    congested = traffic.loc[(CONGESTED_LINK, "down")]
+    assert congested["pfc_pause"] == 5 * 100 * 3 and congested["cnp"] == 5 * 100 * 20
+
+    counters = queries.run(store, queries.link_counters(start, end)).set_index("link")
+    assert counters.loc[ERROR_LINK, "errors"] == FCS_ERRORS
+    assert counters.loc[FAILED_LINK, "oper_up"] == 0 and counters.loc[BACKUP_LINK, "oper_up"] == 1
+
+    events = queries.run(store, queries.link_events(start, end)).set_index("link")
+    assert pd.Timestamp(events.loc[FAILED_LINK, "last_down"]) == pd.Timestamp(fabric.fail).tz_localize(None)
+    assert events.loc[CONGESTED_LINK, "congestion_events"] == 1
+
+
+def test_rollup_sources_agree_with_the_raw_flows(store: Store, fabric: Fabric) -> None:
+    start, end = _around(fabric)
+    raw = store.query("SELECT link, direction, sum(bytes) FROM flows GROUP BY link, direction").rows
+    expected = {(link, direction): total for link, direction, total in raw}
+    for source in queries.TRAFFIC_SOURCES[1:]:
+        rolled = queries.run(store, queries.link_traffic(start - timedelta(hours=1), end, source))
+        got = {(r.link, r.direction): r.bytes for r in rolled.itertuples() if r.bytes}
+        assert got == expected, source.table
+        pfc = rolled.set_index(["link", "direction"]).loc[(CONGESTED_LINK, "down"), "pfc_pause"]
+        assert pfc == 5 * 100 * 3, source.table
+
+
+def test_congestion_series_and_iterations(store: Store, fabric: Fabric) -> None:
+    start, end = _around(fabric)
+    series = queries.run(store, queries.congestion_series(start, end, CONGESTED_LINK))
+    assert set(series["link"]) == {CONGESTED_LINK}
+    ratio = (series["roce_ce"] / series["roce_ect"]).max()
+    assert ratio == pytest.approx(CONGESTION_CE_RATIO, rel=1e-3)
+    assert series["cnp"].sum() == 5 * 100 * 20
+
+    short = (fabric.congestion[0] - timedelta(seconds=5), fabric.congestion[1] + timedelta(seconds=5))
+    iterations = queries.run(store, queries.iterations(*short, "job-a", ""))
+    assert len(iterations) == 30  # one per 500 ms iteration: buckets are finer than the period
+    assert sorted(set(iterations["allreduce_ms"])) == [12.0, SLOW_MS]
+    through = queries.run(store, queries.iterations(start, end, "", FAILED_LINK))
+    assert set(through["job"]) == {"job-b"}
+    slowdowns = queries.run(store, queries.slowdowns(start, end, ""))
+    assert list(slowdowns["job"]) == ["job-a"]
+
+
+def test_recovery_event_and_its_flows_moving_links(store: Store, fabric: Fabric) -> None:
+    start, end = _around(fabric)
+    events = queries.run(store, queries.recovery_events(start, end, ""))
+    event = events.iloc[0]
+    assert (event["link"], event["local_convergence_ms"], event["remote_convergence_ms"]) == (
+        FAILED_LINK, LOCAL_MS, REMOTE_MS)
+    assert (event["flows_affected"], event["flows_recovered"], event["packets_lost"]) == (8, 8, PACKETS_LOST)
+    rows = queries.run(store, queries.recovery_flows(FAILED_LINK, fabric.fail, REMOTE_MS))
+    assert rows["flow"].nunique() == len(affected_flows())
+    failed_at = pd.Timestamp(fabric.fail).tz_localize(None)
+    for _, flow in rows.groupby("flow"):
+        back = flow[flow["link"] == BACKUP_LINK]["ts_start"].min()
+        delay_ms = (pd.Timestamp(back) - failed_at).total_seconds() * 1000
+        expected = LOCAL_MS if flow["direction"].iloc[0] == "up" else REMOTE_MS
+        assert delay_ms == pytest.approx(expected, abs=1e-3)
+        assert flow[flow["link"] == FAILED_LINK]["ts_end"].max() == failed_at
+
+
+def test_flow_explorer_filters_and_hostile_values(store: Store, fabric: Fabric) -> None:
+    start, end = _around(fabric)
+    everything = queries.run(store, queries.traffic_mix(start, end, queries.FlowFilter()))
+    assert everything["bytes"].sum() == store.query("SELECT sum(bytes) FROM flows").rows[0][0]
+    by_host = queries.run(store, queries.flow_table(start, end, queries.FlowFilter(host="10.0.1.1")))
+    assert set(by_host["src"]) == {"10.0.1.1"} and set(by_host["link"]) == {FAILED_LINK, BACKUP_LINK}
+    by_port = queries.run(store, queries.flow_table(start, end, queries.FlowFilter(port=4420)))
+    assert list(by_port["app"]) == ["nvme-tcp"]
+    talkers = queries.run(store, queries.top_talkers(start, end, queries.FlowFilter(app="rocev2")))
+    assert talkers.iloc[0]["src"] == "10.0.2.5"
+    hostile = queries.FlowFilter(link=HOSTILE, app=HOSTILE, traffic_class=HOSTILE, job=HOSTILE, host=HOSTILE)
+    assert queries.run(store, queries.flow_table(start, end, hostile)).empty
+    assert store.query("SELECT count() FROM flows").rows[0][0] > 0
+
+
+def test_every_dashboard_query_is_read_only(store: Store, fabric: Fabric) -> None:
+    before = store.query("SELECT count() FROM events").rows
+    with pytest.raises(StoreError, match="readonly"):
+        queries.run(store, queries.Query("INSERT INTO events (kind) VALUES ({kind:String})", {"kind": "x"}))
+    assert store.query("SELECT count() FROM events").rows == before
+
+
+def _views() -> list[Callable[..., list[object]]]:
+    return [callbacks.fabric_view, callbacks.congestion_view, callbacks.recovery_view, callbacks.flows_view]
+
+
+def test_callbacks_as_functions_with_hostile_input(store: Store, fabric: Fabric) -> None:
+    topo = topology()
+    controls = ["history", "9y", HOSTILE, "2026-99-99", HOSTILE, HOSTILE, HOSTILE, HOSTILE, HOSTILE, HOSTILE,
+                "99999999"]
+    clicks = {"points": [{"customdata": HOSTILE}]}
+    for trigger in ("url", "live", "range", "from", "link", "job", "fabric-map", "recovery-timeline",
+                    "recovery-table"):
+        out = callbacks.sync_state(trigger, f"?{HOSTILE}&link={HOSTILE}", controls, clicks, clicks, [7, "x"],
+                                   [{"token": HOSTILE}], HOSTILE, {"start": HOSTILE}, topo, True)
+        state = from_query_string(out[0], topo.link_ids())
+        assert (state.link, state.app, state.traffic_class, state.host, state.port, state.event, state.start) == (
+            "", "", "", "", None, "", None), trigger
+        assert state.job in ("", HOSTILE), trigger  # free text, only ever bound
+    window, _ = callbacks.resolve_window(store, topo, f"?link={HOSTILE}", None, True)
+    assert isinstance(window, dict)
+    for view in _views():
+        result = view(store, topo, window)
+        assert result[-1] == "", view.__name__
+        garbage = view(store, topo, {"start": HOSTILE, "end": "1e999", "search": HOSTILE})
+        assert garbage[-1] == callbacks.NO_WINDOW
+    assert store.query("SELECT count() FROM flows").rows[0][0] > 0
+
+
+def test_a_clicked_link_filters_every_section(store: Store, fabric: Fabric) -> None:
+    topo = topology()
+    out = callbacks.sync_state("fabric-map", "", ["live", "5m", "", "", None, "util", None, None, "", "", ""],
+                               {"points": [{"customdata": ERROR_LINK}]}, None, None, None, "?live=1", None, topo,
+                               True)
+    assert out[0] == f"?live=1&link={ERROR_LINK}"
+    window = window_payload(ViewState(link=ERROR_LINK), *_around(fabric))
+    rows = callbacks.flows_view(store, topo, window)[2]
+    assert rows and {row["link"] for row in rows} == {ERROR_LINK}
+    assert callbacks.recovery_view(store, topo, window)[1] == []
+    again = callbacks.sync_state("fabric-map", "", ["live", "5m", "", "", ERROR_LINK, "util", None, None, "", "",
+                                                    ""], {"points": [{"customdata": ERROR_LINK}]}, None, None, None,
+                                 out[0], None, topo, True)
+    assert again[0] == "?live=1"
+
+
+def test_a_store_without_tables_shows_the_error_in_the_sections(store_factory: Callable[..., Store]) -> None:
+    empty = store_factory(migrated=False)
+    now = datetime.now(UTC)
+    window = window_payload(ViewState(), now - timedelta(minutes=5), now)
+    for view in _views():
+        assert "UNKNOWN_TABLE" in str(view(empty, topology(), window)[-1]), view.__name__

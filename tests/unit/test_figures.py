@@ -1,0 +1,194 @@
+"""Figures and link health are pure functions: build frames, call, read the numbers back off the figure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dashboards import figures
+from dashboards.health import ecmp_cells, leaves_frame, link_health, links_frame
+from pipeline.topology import load_topology
+
+TOPOLOGY = load_topology(Path(__file__).resolve().parents[2] / "samples" / "topology.yaml")
+T0 = datetime(2026, 11, 1, 12, 0, 0)
+SPAN_S = 10.0
+FULL = 400e9 / 8 * SPAN_S  # bytes of a fully used 400 Gb/s direction over the span
+
+
+def traffic(rows: list[tuple[str, str, float, dict[str, float]]]) -> pd.DataFrame:
+    """(link, direction, share of full speed, extra counters) → the frame link_traffic returns."""
+    records = []
+    for link, direction, share, extra in rows:
+        records.append({"link": link, "direction": direction, "bytes": share * FULL, "packets": 1000.0,
+                        "roce_ect": 1000.0, "roce_ce": 0.0, "cnp": 0.0, "pfc_pause": 0.0,
+                        "first_seen": T0, "last_seen": T0 + timedelta(seconds=SPAN_S), **extra})
+    return pd.DataFrame(records)
+
+
+NO_COUNTERS = pd.DataFrame(columns=["link", "errors", "oper_up"])
+NO_EVENTS = pd.DataFrame(columns=["link", "last_down", "last_up", "congestion_events"])
+
+
+def health(rows: list[tuple[str, str, float, dict[str, float]]], counters: pd.DataFrame = NO_COUNTERS,
+           events: pd.DataFrame = NO_EVENTS) -> pd.DataFrame:
+    return link_health(links_frame(TOPOLOGY), traffic(rows), counters, events, SPAN_S).set_index("link",
+                                                                                                  drop=False)
+
+
+def test_link_status_follows_triage_order_and_utilisation_is_the_busier_direction() -> None:
+    frame = health(
+        [
+            ("leaf1-spine1", "up", 0.2, {}), ("leaf1-spine1", "down", 0.5, {}),
+            ("leaf1-spine2", "up", 0.9, {}),
+            ("leaf2-spine1", "up", 0.1, {"roce_ce": 50.0}),
+            ("leaf2-spine2", "up", 0.1, {"pfc_pause": 3.0}),
+            ("leaf3-spine1", "up", 0.95, {"roce_ce": 500.0}),
+            ("leaf4-spine1", "up", 0.1, {}),
+        ],
+        counters=pd.DataFrame([("leaf3-spine1", 7, 1), ("leaf4-spine1", 0, 0)], columns=["link", "errors", "oper_up"]),
+        events=pd.DataFrame([("leaf3-spine2", T0 + timedelta(seconds=3), None, 0)],
+                            columns=["link", "last_down", "last_up", "congestion_events"]),
+    )
+    assert frame.loc["leaf1-spine1", "util"] == pytest.approx(0.5)
+    assert frame.loc["leaf1-spine1", "down_bps"] == pytest.approx(0.5 * 400e9)
+    assert frame["status"].to_dict() == {
+        "leaf1-spine1": "ok",
+        "leaf1-spine2": "hot",
+        "leaf2-spine1": "congested",       # 5% CE
+        "leaf2-spine2": "congested",       # PFC pauses
+        "leaf3-spine1": "errors",          # errors outrank congestion
+        "leaf3-spine2": "down",            # failed, never seen since
+        "leaf4-spine1": "down",            # a port reports oper down
+        "leaf4-spine2": "idle",
+    }
+    assert frame.loc["leaf2-spine1", "ce_ratio"] == pytest.approx(0.05)
+
+
+def test_traffic_after_a_failure_brings_the_link_back_up() -> None:
+    events = pd.DataFrame([("leaf1-spine1", T0 + timedelta(seconds=1), None, 0)],
+                          columns=["link", "last_down", "last_up", "congestion_events"])
+    frame = health([("leaf1-spine1", "up", 0.3, {})], events=events)
+    assert not frame.loc["leaf1-spine1", "down"]
+
+
+def test_rates_use_the_part_of_the_window_holding_data() -> None:
+    rows = traffic([("leaf1-spine1", "up", 0.5, {})])
+    frame = link_health(links_frame(TOPOLOGY), rows, NO_COUNTERS, NO_EVENTS, 10 * SPAN_S)
+    assert frame.set_index("link").loc["leaf1-spine1", "util"] == pytest.approx(0.5)
+
+
+def test_fabric_map_draws_every_link_with_its_status_width_and_click_target() -> None:
+    frame = health([("leaf1-spine1", "up", 1.0, {}), ("leaf1-spine2", "up", 0.1, {})])
+    hosts = pd.DataFrame([("leaf1", 8)], columns=["leaf", "hosts"])
+    figure = figures.fabric_map(frame, leaves_frame(TOPOLOGY), hosts, selected="leaf1-spine2")
+    links = {t.meta["link"]: t for t in figure.data if t.meta}
+    assert set(links) == set(TOPOLOGY.link_ids())
+    assert links["leaf1-spine1"].line.width == figures.MAX_WIDTH
+    assert links["leaf1-spine1"].line.color == figures.STATUS_COLOURS["hot"]
+    assert links["leaf4-spine2"].line.color == figures.STATUS_COLOURS["idle"]
+    assert set(links["leaf1-spine1"].customdata) == {"leaf1-spine1"}
+    halo = [t for t in figure.data if t.line.color == figures.SELECTED_COLOUR]
+    assert len(halo) == 1 and set(halo[0].customdata) == {"leaf1-spine2"}
+    labels = next(t for t in figure.data if t.name == "links")
+    assert dict(zip(labels.customdata, labels.text, strict=True))["leaf1-spine1"] == "100%"
+    host_text = next(t for t in figure.data if t.name == "hosts").text
+    assert host_text[0] == "8 active hosts" and host_text[1] == "0 active hosts"
+
+
+def test_ecmp_cells_show_utilisation_share_ce_and_pfc() -> None:
+    frame = health([
+        ("leaf1-spine1", "up", 0.6, {"roce_ce": 100.0, "pfc_pause": 4.0}), ("leaf1-spine2", "up", 0.2, {}),
+    ])
+    cells = {metric: ecmp_cells(frame, metric).set_index(["leaf", "spine"])["value"]
+             for metric in ("util", "share", "ce", "pfc")}
+    assert cells["util"][("leaf1", "spine1")] == pytest.approx(60.0)
+    assert cells["share"][("leaf1", "spine1")] == pytest.approx(75.0)
+    assert cells["share"][("leaf1", "spine2")] == pytest.approx(25.0)
+    assert cells["ce"][("leaf1", "spine1")] == pytest.approx(10.0)
+    assert cells["pfc"][("leaf1", "spine1")] == 4.0
+    heatmap = figures.ecmp_heatmap(frame, "share", "uplink share", selected="leaf1-spine2")
+    assert list(heatmap.data[0].y) == ["leaf1", "leaf2", "leaf3", "leaf4"]
+    assert heatmap.data[0].z[0][0] == pytest.approx(75.0)
+    assert heatmap.data[0].zmid == pytest.approx(50.0)
+    assert heatmap.layout.shapes[0].x0 == pytest.approx(0.5)
+
+
+def test_iteration_times_plot_each_iteration_and_mark_those_in_a_slowdown() -> None:
+    iterations = pd.DataFrame(
+        [("job-a", T0 + timedelta(seconds=i), i, 30.0 if 3 <= i <= 4 else 12.0) for i in range(8)]
+        + [("job-b", T0 + timedelta(seconds=i), i, 8.0) for i in range(8)],
+        columns=["job", "ts", "iteration", "allreduce_ms"],
+    )
+    slowdowns = pd.DataFrame([("job-a", T0 + timedelta(seconds=3), T0 + timedelta(seconds=4.5), "slow"),
+                              ("job-z", T0, T0 + timedelta(seconds=9), "another job")],
+                             columns=["job", "ts", "ts_end", "summary"])
+    figure = figures.iteration_times(iterations, slowdowns)
+    traces = {t.name: t for t in figure.data}
+    assert list(traces["job-a"].y) == list(iterations[iterations["job"] == "job-a"]["allreduce_ms"])
+    assert list(traces["slowdown"].y) == [30.0, 30.0]
+    assert list(traces["slowdown"].customdata) == ["job-a", "job-a"]
+    assert len(figure.layout.shapes) == 1
+
+
+def test_congestion_series_rates_and_only_signalling_link_directions() -> None:
+    bins = pd.DataFrame([
+        (T0, "leaf2-spine2", "down", 1000, 250, 40, 6),
+        (T0 + timedelta(seconds=2), "leaf2-spine2", "down", 1000, 0, 0, 0),
+        (T0, "leaf1-spine1", "up", 1000, 0, 0, 0),
+        (T0, "leaf3-spine1", "up", 1000, 0, 0, 0),
+    ], columns=["t", "link", "direction", "roce_ect", "roce_ce", "cnp", "pfc_pause"])
+    figure = figures.congestion_series(bins, step_s=2.0, link="leaf3-spine1")
+    by_axis = {(t.name, t.yaxis): list(t.y) for t in figure.data}
+    assert by_axis[("leaf2-spine2 down", "y")] == [25.0, 0.0]
+    assert by_axis[("leaf2-spine2 down", "y2")] == [20.0, 0.0]
+    assert by_axis[("leaf2-spine2 down", "y3")] == [3.0, 0.0]
+    assert {name for name, _ in by_axis} == {"leaf2-spine2 down", "leaf3-spine1 up"}
+    quiet = figures.congestion_series(bins[bins["link"] == "leaf1-spine1"], step_s=2.0)
+    assert quiet.data == ()
+
+
+def test_recovery_timeline_and_flows_in_ms_from_the_failure() -> None:
+    failed = T0 + timedelta(seconds=30, microseconds=123_456)
+    events = pd.DataFrame([(failed, "leaf1-spine1", 3.4, 1.2, 3.4, 8, 8, 12, "leaf1-spine1@x")],
+                          columns=["ts", "link", "convergence_ms", "local_convergence_ms", "remote_convergence_ms",
+                                   "flows_affected", "flows_recovered", "packets_lost", "token"])
+    timeline = figures.recovery_timeline(events, T0, T0 + timedelta(minutes=1), selected="leaf1-spine1@x")
+    traces = {t.name: t for t in timeline.data}
+    assert list(traces["local"].y) == [1.2] and list(traces["remote"].y) == [3.4]
+    assert list(traces["convergence"].text) == ["leaf1-spine1 3.400 ms"]
+    assert list(traces["convergence"].customdata) == ["leaf1-spine1@x"]
+    rows = pd.DataFrame([
+        ("flow 1", "leaf1-spine1", "up", failed - timedelta(milliseconds=900), failed, 100),
+        ("flow 1", "leaf1-spine2", "up", failed + timedelta(microseconds=1200), failed + timedelta(seconds=1), 90),
+    ], columns=["flow", "link", "direction", "ts_start", "ts_end", "packets"])
+    chart = figures.recovery_flows(rows, failed.replace(tzinfo=UTC), "leaf1-spine1", 1.2, 3.4)
+    segments = {t.name: [x for x in t.x if x is not None] for t in chart.data}
+    assert segments["on leaf1-spine1"] == pytest.approx([-900.0, 0.0])
+    assert segments["on leaf1-spine2"] == pytest.approx([1.2, 1000.0])
+    assert [shape.x0 for shape in chart.layout.shapes] == pytest.approx([0.0, 1.2, 3.4])
+    assert chart.data[0].line.color == figures.FAILED_LINK_COLOUR
+
+
+def test_flow_explorer_charts_carry_the_bytes() -> None:
+    talkers = pd.DataFrame([("10.0.1.1", "10.0.3.1", 500, 5), ("10.0.2.1", "10.0.4.1", 900, 9)],
+                           columns=["src", "dst", "bytes", "packets"])
+    bars = figures.top_talkers(talkers).data[0]
+    assert list(bars.y) == ["10.0.1.1 → 10.0.3.1", "10.0.2.1 → 10.0.4.1"] and list(bars.x) == [500, 900]
+    mix = pd.DataFrame([("rocev2", "collective", 800), ("rocev2", "p2p", 100), ("tls", "interactive", 5)],
+                       columns=["app", "traffic_class", "bytes"])
+    stacked = {t.name: dict(zip(t.y, t.x, strict=True)) for t in figures.traffic_mix(mix).data}
+    assert stacked == {"collective": {"rocev2": 800}, "interactive": {"tls": 5}, "p2p": {"rocev2": 100}}
+
+
+def test_empty_frames_give_a_titled_blank_chart() -> None:
+    empty = pd.DataFrame(columns=["job", "ts", "iteration", "allreduce_ms"])
+    figure = figures.iteration_times(empty, pd.DataFrame(columns=["job", "ts", "ts_end", "summary"]))
+    assert figure.data == () and "no collective iterations" in figure.layout.annotations[0].text
+
+
+def test_event_details_read_as_one_line() -> None:
+    assert figures.details_text('{"jobs": ["job-a"], "peak": 0.3}') == 'jobs: ["job-a"]; peak: 0.3'
+    assert figures.details_text("not json {") == "not json {"

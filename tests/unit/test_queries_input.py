@@ -1,0 +1,134 @@
+"""User input on its way to SQL: the URL state keeps only what validates, and every query's text is constant
+whatever the user typed; the values travel as bound parameters."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dashboards import queries
+from dashboards.state import (
+    MAX_SPAN,
+    ViewState,
+    build_state,
+    event_token,
+    from_query_string,
+    read_window,
+    to_query_string,
+    window,
+    window_payload,
+)
+from pipeline.topology import load_topology
+
+LINKS = load_topology(Path(__file__).resolve().parents[2] / "samples" / "topology.yaml").link_ids()
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+HOSTILE = (
+    "' OR 1=1 --", "'; DROP TABLE flows; --", "leaf1-spine1' OR '1'='1", "{start:String}", "\\'", "\x00",
+    "1e999", "../../etc/passwd", "<script>alert(1)</script>", "x" * 10_000, "%27%3B", "NaN", "-1",
+    "9999999999999999999999", "2026-13-45T99:99:99", "leaf1-spine1@2026-01-01' --",
+)
+
+
+def test_a_shared_view_survives_the_round_trip() -> None:
+    state = ViewState(live=False, start=T0, end=T0 + timedelta(minutes=3), link="leaf2-spine2", metric="ce",
+                      app="rocev2", traffic_class="collective", job="job-a", host="10.0.1.7", port=4791,
+                      event=event_token("leaf1-spine1", T0 + timedelta(microseconds=123_456)))
+    assert from_query_string(to_query_string(state), LINKS) == state
+    assert state.event_key() == ("leaf1-spine1", T0 + timedelta(microseconds=123_456))
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_values_fall_back_to_the_default(value: str) -> None:
+    keys = ("live", "range", "from", "to", "link", "metric", "app", "class", "host", "port", "event")
+    state = build_state(dict.fromkeys(keys, value), LINKS)
+    assert state == ViewState(live=state.live)
+
+
+def test_free_text_is_kept_bounded_and_printable_but_only_as_a_value() -> None:
+    state = build_state({"job": "x') UNION SELECT 1--\x00\n" + "y" * 500}, LINKS)
+    assert state.job.startswith("x') UNION SELECT 1--") and len(state.job) == 64 and "\x00" not in state.job
+
+
+def test_history_ranges_are_bounded_and_ordered() -> None:
+    too_long = build_state({"from": T0.isoformat(), "to": (T0 + MAX_SPAN * 2).isoformat()}, LINKS)
+    backwards = build_state({"from": T0.isoformat(), "to": (T0 - timedelta(hours=1)).isoformat()}, LINKS)
+    ok = build_state({"from": T0.isoformat(), "to": (T0 + timedelta(hours=1)).isoformat(), "live": "1"}, LINKS)
+    assert too_long.start is None and backwards.start is None
+    assert (ok.start, ok.end, ok.live) == (T0, T0 + timedelta(hours=1), False)
+
+
+def test_live_window_ends_at_the_newest_data_not_the_wall_clock() -> None:
+    start, end = window(ViewState(range="1m"), T0, now=T0 + timedelta(days=3))
+    assert end - T0 == timedelta(microseconds=1) and end - start == timedelta(minutes=1)
+    assert window(ViewState(range="1m"), None, now=T0)[1] == T0
+
+
+def test_window_data_from_the_browser_is_validated_again() -> None:
+    payload = window_payload(ViewState(link="leaf1-spine1"), T0, T0 + timedelta(minutes=5))
+    assert read_window(payload, LINKS) == (ViewState(link="leaf1-spine1"), T0, T0 + timedelta(minutes=5))
+    assert read_window({**payload, "end": (T0 + timedelta(days=400)).isoformat()}, LINKS) is None
+    assert read_window({**payload, "start": "'; DROP TABLE flows"}, LINKS) is None
+    assert read_window("garbage", LINKS) is None
+    assert read_window({**payload, "search": "?link=' OR 1=1"}, LINKS)[0].link == ""  # type: ignore[index]
+
+
+@given(st.text(max_size=200))
+def test_any_url_parses_without_error(search: str) -> None:
+    state = from_query_string(search, LINKS)
+    assert state.link in {"", *LINKS}
+    assert from_query_string(to_query_string(state), LINKS) == state
+
+
+def _all_queries(text: str) -> list[queries.Query]:
+    start, end = T0, T0 + timedelta(minutes=5)
+    flow_filter = queries.FlowFilter(link=text, app=text, traffic_class=text, job=text, host=text)
+    return [
+        *(queries.congestion_series(start, end, text, source) for source in queries.TRAFFIC_SOURCES),
+        queries.iterations(start, end, text, text), queries.slowdowns(start, end, text),
+        queries.congestion_events(start, end, text, text), queries.recovery_events(start, end, text),
+        queries.recovery_event(text, start), queries.recovery_flows(text, start, 3.4),
+        queries.top_talkers(start, end, flow_filter), queries.traffic_mix(start, end, flow_filter),
+        queries.flow_table(start, end, flow_filter),
+    ]
+
+
+@pytest.mark.parametrize("value", HOSTILE[:6])
+def test_query_text_never_holds_user_input(value: str) -> None:
+    for plain, hostile in zip(_all_queries("job-a"), _all_queries(value), strict=True):
+        assert hostile.sql == plain.sql
+        assert value in hostile.parameters.values()
+        assert value not in hostile.sql
+
+
+def test_the_shown_query_lists_its_bound_values() -> None:
+    query = queries.flow_table(T0, T0 + timedelta(minutes=1), queries.FlowFilter(link="leaf1-spine1", port=4791))
+    shown = query.shown()
+    assert shown.startswith(query.sql.strip())
+    assert "--   link = 'leaf1-spine1'" in shown and "--   port = 4791" in shown
+
+
+def test_traffic_source_by_span_age_and_what_the_store_has() -> None:
+    everything = {source.table for source in queries.TRAFFIC_SOURCES}
+    now = T0 + timedelta(minutes=10)
+
+    def table(span: timedelta, tables: set[str] = everything, age: timedelta = timedelta()) -> str:
+        return queries.traffic_source(T0 - age, T0 - age + span, now, tables).table
+
+    assert table(timedelta(minutes=5)) == "link_bins"
+    assert table(timedelta(hours=1)) == "link_stats_1s"
+    assert table(timedelta(hours=1), age=timedelta(days=3)) == "flows_1m"
+    assert table(timedelta(days=2)) == "flows_1m"
+    assert table(timedelta(days=20)) == "flows_1h"
+    assert table(timedelta(days=2), {"link_bins"}) == "link_bins"
+
+
+def test_buckets_are_round_and_never_finer_than_a_bin() -> None:
+    assert queries.bucket_ms(T0, T0 + timedelta(seconds=1)) == 10
+    assert queries.bucket_ms(T0, T0 + timedelta(minutes=5)) == 1_000
+    assert queries.bucket_ms(T0, T0 + timedelta(days=31)) == 21_600_000
+    series = queries.congestion_series(T0, T0 + timedelta(minutes=1), "", queries.TRAFFIC_SOURCES[2])
+    assert series.parameters["step_ms"] == 60_000
