@@ -1,0 +1,205 @@
+"""Per-packet cross-check of the decoder against tshark, the independent reference: 5-tuple, DSCP/ECN, BTH
+opcode/QP/PSN, ERSPAN session, VLAN, VNI and ARP addresses of the monitored frame must match on every packet.
+
+tshark prints every occurrence of a field (`-E occurrence=a`); `frame.protocols` says which occurrence
+belongs to the monitored frame: the first IP layer after the ERSPAN header (the outer one for VXLAN, whose
+flow key is the outer 5-tuple), and the L4 header right after it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from scapy.contrib.erspan import ERSPAN_II, ERSPAN_III, ERSPAN_PlatformSpecific
+from scapy.contrib.mac_control import MACControlClassBasedFlowControl
+from scapy.contrib.roce import AETH, BTH, cnp
+from scapy.layers.inet import GRE, ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop
+from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
+from scapy.layers.vxlan import VXLAN
+from scapy.packet import Packet, Raw
+from scapy.utils import wrpcap
+
+from collectors.decode import Decoder
+from collectors.packets import DecodedPackets
+from collectors.pcapfile import open_capture
+from pipeline.topology import load_topology
+
+pytestmark = pytest.mark.tshark
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+FIELDS = (
+    "frame.protocols", "erspan.spanid", "vlan.id", "ip.src", "ip.dst", "ip.proto", "ip.dsfield.dscp",
+    "ip.dsfield.ecn", "ipv6.src", "ipv6.dst", "ipv6.tclass.dscp", "ipv6.tclass.ecn", "tcp.srcport", "tcp.dstport",
+    "udp.srcport", "udp.dstport", "vxlan.vni", "infiniband.bth.opcode", "infiniband.bth.destqp",
+    "infiniband.bth.psn", "arp.src.proto_ipv4", "arp.dst.proto_ipv4",
+)
+MAC = {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:02"}
+
+
+def scapy_mix() -> list[Packet]:
+    """Every encapsulation the decoder knows, mirrored and not."""
+    def erspan2(session: int, inner: Packet) -> Packet:
+        return Ether(**MAC) / IP(src="10.254.0.1", dst="198.51.100.10") / GRE(seqnum_present=1) \
+            / ERSPAN_II(session_id=session) / inner
+
+    def erspan3(session: int, inner: Packet, platform: bool = False) -> Packet:
+        head = Ether(**MAC) / IP(src="10.254.0.2", dst="198.51.100.10") / GRE(seqnum_present=1)
+        if platform:
+            return head / ERSPAN_III(session_id=session, o=1) / ERSPAN_PlatformSpecific(platf_id=1) / inner
+        return head / ERSPAN_III(session_id=session) / inner
+
+    def roce(opcode: int, psn: int, qp: int, tos: int = 0x6A, aeth: int | None = None) -> Packet:
+        frame = Ether(**MAC) / IP(src="10.0.1.5", dst="10.0.2.7", tos=tos) / UDP(sport=49152 + psn % 7, dport=4791) \
+            / BTH(opcode=opcode, dqpn=qp, psn=psn)
+        return frame / AETH(syndrome=aeth) if aeth is not None else frame / Raw(b"\0" * 64)
+
+    frames: list[Packet] = []
+    for i in range(20):
+        frames += [
+            erspan2(11, roce(0x0A, 1000 + i, 0x1234)),
+            erspan3(22, roce(0x11, 2000 + i, 0x77, aeth=0x60 + i % 3), platform=i % 2 == 0),
+            erspan2(31, Ether(**MAC) / IP(src="10.0.3.1", dst="10.0.1.1", tos=0xC3)
+                    / UDP(sport=50000 + i, dport=4791) / cnp(0x99)),
+            erspan3(42, Ether(**MAC) / IPv6(src="fd00:0:0:4::1", dst="fd00:0:0:1::1", tc=0x2A)
+                    / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt() / TCP(sport=4420, dport=50000 + i, flags="A")),
+            erspan2(12, Ether(**MAC) / Dot1Q(vlan=100 + i) / IP(src="10.0.1.9", dst="10.0.2.9")
+                    / UDP(sport=9, dport=i)),
+            erspan2(21, Ether(**MAC) / IP(src="10.0.2.1", dst="10.0.4.4") / UDP(sport=61000 + i, dport=4789)
+                    / VXLAN(vni=5000 + i) / Ether(**MAC) / IP(src="172.16.0.1", dst="172.16.0.2")
+                    / TCP(sport=80, dport=40000, flags="PA") / Raw(b"GET / HTTP/1.1\r\n\r\n")),
+            erspan3(32, Ether(**MAC) / ARP(psrc="10.0.3.1", pdst=f"10.0.3.{i + 2}")),
+            erspan2(41, Ether(src=MAC["src"], dst="01:80:c2:00:00:01")
+                    / MACControlClassBasedFlowControl(c3_enabled=1, c3_pause_time=i)),
+            Ether(**MAC) / Dot1AD(vlan=7) / Dot1Q(vlan=200 + i) / IP(src="10.0.4.1", dst="10.0.3.1", tos=i * 4 + i % 4)
+            / TCP(sport=22, dport=60000 + i, flags="PA") / Raw(b"SSH-2.0-OpenSSH\r\n"),
+            Ether(**MAC) / IP(src="10.0.1.1", dst="10.0.1.2") / ICMP() / Raw(b"ping"),
+        ]
+    return frames
+
+
+def tshark_rows(path: Path) -> list[dict[str, list[str]]]:
+    command = ["tshark", "-n", "-r", str(path), "-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE",
+               "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|", "-E", "separator=/t"]
+    for name in FIELDS:
+        command += ["-e", name]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rows = []
+    for line in output.splitlines():
+        values = line.split("\t")
+        rows.append({name: (value.split("|") if value else []) for name, value in zip(FIELDS, values, strict=True)})
+    return rows
+
+
+def _nth(values: list[str], index: int) -> int | None:
+    return int(values[index], 0) if index < len(values) else None
+
+
+def expected_from_tshark(row: dict[str, list[str]]) -> dict[str, object]:
+    """The monitored frame's fields as tshark sees them."""
+    layers = row["frame.protocols"][0].split(":")
+    start = max((i for i, name in enumerate(layers) if name == "erspan"), default=-1)
+    ip_at = next((i for i in range(start + 1, len(layers)) if layers[i] in ("ip", "ipv6")), None)
+    tags = [i for i in range(start + 1, ip_at if ip_at is not None else len(layers)) if layers[i] == "vlan"]
+    want: dict[str, object] = {
+        "erspan_session": _nth(row["erspan.spanid"], 0) if start >= 0 else -1,
+        "vlan": _nth(row["vlan.id"], layers[: tags[-1]].count("vlan")) if tags else 0,
+    }
+    if ip_at is None:
+        if row["arp.src.proto_ipv4"]:
+            want["src"] = ipaddress.ip_address(row["arp.src.proto_ipv4"][0])
+            want["dst"] = ipaddress.ip_address(row["arp.dst.proto_ipv4"][0])
+        return want
+    family = layers[ip_at]
+    k = layers[:ip_at].count(family)
+    if family == "ip":
+        want["src"] = ipaddress.ip_address(row["ip.src"][k])
+        want["dst"] = ipaddress.ip_address(row["ip.dst"][k])
+        want["proto"] = int(row["ip.proto"][k])
+        want["dscp"], want["ecn"] = int(row["ip.dsfield.dscp"][k]), int(row["ip.dsfield.ecn"][k])
+    else:
+        want["src"] = ipaddress.ip_address(row["ipv6.src"][k])
+        want["dst"] = ipaddress.ip_address(row["ipv6.dst"][k])
+        want["dscp"], want["ecn"] = int(row["ipv6.tclass.dscp"][k]), int(row["ipv6.tclass.ecn"][k])
+    l4_at = next((i for i in range(ip_at + 1, len(layers)) if not layers[i].startswith("ipv6.")), None)
+    l4 = layers[l4_at] if l4_at is not None else ""
+    if l4 in ("tcp", "udp"):
+        j = layers[:l4_at].count(l4)
+        want["src_port"] = int(row[f"{l4}.srcport"][j])
+        want["dst_port"] = int(row[f"{l4}.dstport"][j])
+    else:
+        want["src_port"] = want["dst_port"] = 0
+    want["vni"] = _nth(row["vxlan.vni"], 0) or 0
+    if row["infiniband.bth.opcode"]:
+        want["bth_opcode"] = _nth(row["infiniband.bth.opcode"], 0)
+        want["dqpn"] = _nth(row["infiniband.bth.destqp"], 0)
+        want["psn"] = _nth(row["infiniband.bth.psn"], 0)
+    return want
+
+
+def ours(decoded: DecodedPackets, i: int, fields: set[str]) -> dict[str, object]:
+    got: dict[str, object] = {}
+    for name in fields:
+        if name in ("src", "dst"):
+            value = (int(getattr(decoded, f"{name}_hi")[i]) << 64) | int(getattr(decoded, f"{name}_lo")[i])
+            address = ipaddress.IPv6Address(value)
+            got[name] = address.ipv4_mapped or address
+        else:
+            got[name] = int(getattr(decoded, name)[i])
+    return got
+
+
+def cross_check(path: Path) -> int:
+    """Compare every packet; return the number compared, after asserting zero mismatches."""
+    topology = load_topology(SAMPLES / "topology.yaml")
+    decoder = Decoder(topology)
+    reader = open_capture(path)
+    decoded = [decoder.decode(batch) for batch in reader]
+    assert reader.stats.skipped_total == 0
+    rows = tshark_rows(path)
+    assert len(rows) == sum(len(d) for d in decoded)
+    mismatches = []
+    index = 0
+    for batch in decoded:
+        assert batch.ok.all()
+        for i in range(len(batch)):
+            want = expected_from_tshark(rows[index])
+            got = ours(batch, i, set(want))
+            if "bth_opcode" not in want and batch.is_roce[i]:
+                got["is_roce"], want["is_roce"] = True, False
+            if got != want:
+                mismatches.append((index + 1, {k: (got[k], want[k]) for k in want if got[k] != want[k]}))
+            index += 1
+    assert not mismatches[:20], f"{len(mismatches)} packets differ from tshark"
+    return index
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs_tshark() -> None:
+    if shutil.which("tshark") is None:
+        pytest.fail("tshark is required (Debian package tshark; `make system-deps`)")
+
+
+def test_scapy_mix_matches_tshark(tmp_path: Path) -> None:
+    path = tmp_path / "mix.pcap"
+    frames = scapy_mix()
+    wrpcap(str(path), frames)
+    assert cross_check(path) == len(frames)
+
+
+def sample_pcaps() -> list[Path]:
+    return sorted(SAMPLES.glob("*.pcap"))
+
+
+def test_samples_exist() -> None:
+    """The parametrised check below must not pass vacuously."""
+    assert sample_pcaps(), f"no samples/*.pcap under {SAMPLES}"
+
+
+@pytest.mark.parametrize("path", sample_pcaps(), ids=lambda p: p.name)
+def test_sample_matches_tshark(path: Path) -> None:
+    assert cross_check(path) > 0
