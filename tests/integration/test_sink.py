@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -12,6 +13,7 @@ from pipeline_rows import expected_sums, random_flows, stored_sums
 
 from pipeline import records
 from pipeline.bus import BusConfig, Consumer, Producer
+from pipeline.counterfile import read_counters
 from pipeline.errors import StoreError
 from pipeline.sink import REASON_HEADER, SOURCE_HEADER, Sink, SinkConfig
 from pipeline.store import Store
@@ -153,3 +155,23 @@ def test_two_sinks_in_one_group_share_the_partitions_and_totals_stay_exact(
             sink.stop()
     assert all(s.stats.rows["flows"] > 0 for s in sinks)
     assert stored_sums(store) == expected_sums(batches)
+
+
+def test_a_counters_file_reaches_the_counters_table(
+        bus_config: BusConfig, clean_topics: list[str], store: Store) -> None:
+    sample = sorted((Path(__file__).parents[2] / "samples").glob("*.counters.jsonl"))[0]
+    batches = list(read_counters(sample))
+    producer = Producer(bus_config).start()
+    for batch in batches:
+        producer.send_batch("counters", batch)
+    producer.flush()
+    producer.stop()
+    rows = sum(len(b["device"]) for b in batches)
+    sink = _sink(bus_config, store, "sink-counters").start()
+    try:
+        assert sink.wait_for_rows("counters", rows, timeout_s=WAIT_S)
+    finally:
+        sink.stop()
+    stored = store.query("SELECT count(), sum(in_octets), sum(ecn_marked) FROM counters").rows[0]
+    assert stored == (rows, sum(int(b["in_octets"].sum()) for b in batches),
+                      sum(int(b["ecn_marked"].sum()) for b in batches))
