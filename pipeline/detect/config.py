@@ -11,12 +11,12 @@ the config file (`--config FILE`). Bad values are rejected naming the file, line
 | ecmp | threshold | 0.15 | `ecmp_imbalance` when max \\|share − 1/n\\| exceeds this |
 | ecmp | min_bytes | 1000000 | a leaf's up bytes in a window below this are not judged |
 | ecmp | lateness_ms | 1000 | how late a bin may arrive behind later bins of other links |
-| congestion | ce_ratio | 0.05 | a bin is congested when CE/ECT-capable RoCE packets reaches this … |
+| congestion | ce_ratio | 0.05 | a 10 ms bin is congested when CE over ECN-capable RoCE packets reaches this … |
 | congestion | min_ect | 10 | … counted only in bins with at least this many ECN-capable RoCE packets |
-| congestion | cnp_per_bin | 10 | … or when a 10 ms bin holds at least this many CNPs |
-| congestion | pfc_per_bin | 1 | … or at least this many PFC pause frames |
-| congestion | merge_gap_ms | 50 | congested bins this close form one episode, emitted after this much quiet |
-| congestion | storm_ms | 100 | paused bins lasting at least this long make a `pfc_storm` |
+| congestion | cnp_per_bin | 0 | … or (0: off) holds this many CNPs, which travel away from the congestion |
+| congestion | pfc_per_bin | 0 | … or (0: off) this many PFC pause frames, likewise |
+| congestion | merge_gap_ms | 50 | CE-marked bins this close form one run, emitted after this much quiet |
+| congestion | storm_ms | 500 | pauses in consecutive bins for at least this long make a `pfc_storm` |
 | congestion | storm_gap_ms | 10 | largest gap between paused bins within one storm |
 | congestion | top_flows | 5 | flows named in a congestion event's details |
 | congestion | lateness_ms | 1000 | how late a bin may arrive behind later bins of other links |
@@ -27,7 +27,7 @@ the config file (`--config FILE`). Bad values are rejected naming the file, line
 | collective | blame_wait_ms | 1000 | a finished slowdown waits this long for congestion events to blame |
 | collective | congestion_memory_ms | 60000 | how long congestion events are kept for blaming |
 | fast_recovery | window_ms | 10 | affected flows had ≥3 packets on the link within this before the failure |
-| fast_recovery | silence_ms | 50 | how long a link stays silent after its last packet before it counts as failed |
+| fast_recovery | silence_ms | 5 | nothing on a link for this long after a packet, while its flows move: failed |
 | fast_recovery | timeout_ms | 2000 | a failure is reported at most this long after it, recovered or not |
 | fast_recovery | lateness_ms | 1000 | how late a flow row may arrive behind rows of other links (the active timeout) |
 """
@@ -49,6 +49,7 @@ from pipeline.yamlfile import LineDict, line_of, load_yaml
 
 _AT_MOST_ONE = {"threshold", "ce_ratio"}
 _AT_LEAST_ONE = {"factor", "wrap_slack"}
+_ZERO_IS_OFF = {"cnp_per_bin", "pfc_per_bin"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,7 +100,7 @@ def _section(source: str, name: str, settings: LineDict, default: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float) or (wanted is int and
                                                                                not isinstance(value, int)):
             raise InputError(source, f"'{where}' must be {'an integer' if wanted is int else 'a number'}", line=line)
-        if value <= 0:
+        if value < 0 or (value == 0 and key not in _ZERO_IS_OFF):
             raise InputError(source, f"'{where}' must be positive, not {value}", line=line)
         if key in _AT_MOST_ONE and value > 1:
             raise InputError(source, f"'{where}' is a fraction and must be at most 1, not {value}", line=line)

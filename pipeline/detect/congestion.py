@@ -1,10 +1,14 @@
-"""All-reduce congestion per link and direction from 10 ms `link_bins`: ECN-CE, CNP and PFC episodes.
+"""All-reduce congestion per link and direction from 10 ms `link_bins`: ECN-CE episodes and PFC storms.
 
-A bin is congested when its RoCE CE ratio (bins with enough ECN-capable packets), its CNP count or its
-PFC pause count crosses a threshold; congested bins closer than the merge gap form one episode, emitted
-once the link has been quiet for that gap. Event times come from the first/last CE-marked packet of the
-episode (DESIGN.md section 6), so they are as exact as the packet timestamps, not the bin edges.
-Flow rows, when given, name the jobs and top flows that crossed the link during the episode.
+A bin is congested when its RoCE CE ratio (in bins with enough ECN-capable packets) crosses a threshold.
+CE-marked bins closer than the merge gap form one run, reported as an episode if any of its bins was
+congested, once the link direction has been quiet for that gap. Event times are the first/last
+CE-marked packet of the episode (DESIGN.md section 6): packet timestamps, not bin edges.
+
+CNPs travel back to the sender and PFC pauses to the upstream switch, away from the congested queue,
+so alone they do not say which link direction is congested: they are counted into the episode of the
+link (CNPs seen in the opposite direction, pauses in any), and open episodes of their own only when
+`cnp_per_bin`/`pfc_per_bin` are set. Flow rows, when given, name the jobs and top flows of an episode.
 """
 
 from __future__ import annotations
@@ -18,17 +22,19 @@ from pipeline.detect.events import Batch, Event, make_event, ms_to_us, times_us
 from pipeline.detect.flowkey import describe, flow_keys
 from pipeline.records import LINK_BIN_US
 
+OPPOSITE = {"up": "down", "down": "up"}
+
 
 @dataclass(frozen=True, kw_only=True)
 class CongestionConfig:
-    """Congestion and PFC-storm thresholds (defaults in pipeline/detect/README.md)."""
+    """Congestion and PFC-storm thresholds (defaults in pipeline/detect/README.md); 0 turns a trigger off."""
 
     ce_ratio: float = 0.05
     min_ect: int = 10
-    cnp_per_bin: int = 10
-    pfc_per_bin: int = 1
+    cnp_per_bin: int = 0
+    pfc_per_bin: int = 0
     merge_gap_ms: float = 50.0
-    storm_ms: float = 100.0
+    storm_ms: float = 500.0
     storm_gap_ms: float = 10.0
     top_flows: int = 5
     lateness_ms: float = 1000.0
@@ -48,15 +54,34 @@ class _Run:
     bins: int = 0
     ce: int = 0
     ect: int = 0
-    cnp: int = 0
     pause: int = 0
     quanta: int = 0
     peak_ratio: float | None = None
+    congested: bool = False
+
+
+class _Recent:
+    """Column chunks kept while an episode may still need them (flow rows, CNP and pause bins)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[dict[str, np.ndarray]] = []
+
+    def add(self, chunk: dict[str, np.ndarray]) -> None:
+        if len(chunk["ts_end"]):
+            self.chunks.append(chunk)
+
+    def rows(self) -> dict[str, np.ndarray] | None:
+        if not self.chunks:
+            return None
+        return {c: np.concatenate([chunk[c] for chunk in self.chunks]) for c in self.chunks[0]}
+
+    def prune(self, keep_from: int) -> None:
+        kept = [{c: column[chunk["ts_end"] >= keep_from] for c, column in chunk.items()} for chunk in self.chunks]
+        self.chunks = [chunk for chunk in kept if len(chunk["ts_end"])]
 
 
 _BIN_COLUMNS = ("ts_first", "ts_last", "ts_first_ce", "ts_last_ce")
-_COUNT_COLUMNS = ("roce_ect", "roce_ce", "cnp", "pfc_pause", "pfc_quanta")
-_FLOW_COLUMNS = ("link", "direction", "job", "ts_start", "ts_end", "key", "bytes", "ecn_ce")
+_COUNT_COLUMNS = ("roce_ect", "roce_ce", "pfc_pause", "pfc_quanta")
 
 
 class CongestionDetector:
@@ -74,7 +99,8 @@ class CongestionDetector:
         self._storms: dict[tuple[str, str], _Run] = {}
         self._link_time: dict[tuple[str, str], int] = {}
         self._latest = np.iinfo(np.int64).min
-        self._flows: list[dict[str, np.ndarray]] = []
+        self._flows = _Recent()
+        self._signals = _Recent()
         self._flows_seen = False
 
     def observe_flows(self, flows: Batch) -> None:
@@ -82,7 +108,7 @@ class CongestionDetector:
         if not len(flows["ts_start"]):
             return
         self._flows_seen = True
-        self._flows.append({
+        self._flows.add({
             "link": flows["link"].astype(str), "direction": flows["direction"].astype(str),
             "job": flows["job"].astype(str), "ts_start": times_us(flows["ts_start"]),
             "ts_end": times_us(flows["ts_end"]), "key": flow_keys(flows),
@@ -96,39 +122,51 @@ class CongestionDetector:
             return []
         links, directions = bins["link"].astype(str), bins["direction"].astype(str)
         ect, ce = bins["roce_ect"].astype(np.int64), bins["roce_ce"].astype(np.int64)
+        cnp, pause = bins["cnp"].astype(np.int64), bins["pfc_pause"].astype(np.int64)
         enough = ect >= config.min_ect
         ratio = np.divide(ce, ect, out=np.zeros(len(ts)), where=enough)
-        paused = bins["pfc_pause"].astype(np.int64) >= config.pfc_per_bin
-        congested = (enough & (ratio >= config.ce_ratio)) | (bins["cnp"].astype(np.int64) >= config.cnp_per_bin)
-        congested |= paused
+        congested = enough & (ratio >= config.ce_ratio)
+        if config.cnp_per_bin:
+            congested |= cnp >= config.cnp_per_bin
+        if config.pfc_per_bin:
+            congested |= pause >= config.pfc_per_bin
+        signals = (cnp > 0) | (pause > 0)
+        self._signals.add({"link": links[signals], "direction": directions[signals], "ts_end": ts[signals],
+                           "cnp": cnp[signals], "pause": pause[signals],
+                           "quanta": bins["pfc_quanta"][signals].astype(np.int64)})
         events: list[Event] = []
         order = np.argsort(ts, kind="stable")
-        for row in order[congested[order]]:
+        for row in order[(congested | (ce > 0))[order]]:
             key = (links[row], directions[row])
             ended = self._extend(self._episodes, key, bins, int(row), int(ts[row]), config.merge_gap_ms,
-                                 ratio[row] if enough[row] else None)
-            if ended is not None:
+                                 float(ratio[row]) if enough[row] else None)
+            self._episodes[key].congested |= bool(congested[row])
+            if ended is not None and ended.congested:
                 self._ended.append((key, ended))
-            if paused[row]:
-                ended = self._extend(self._storms, key, bins, int(row), int(ts[row]), config.storm_gap_ms, None)
-                storm = None if ended is None else self._storm_event(key, ended)
-                events += [storm] if storm is not None else []
+        for row in order[(pause > 0)[order]]:
+            key = (links[row], directions[row])
+            ended = self._extend(self._storms, key, bins, int(row), int(ts[row]), config.storm_gap_ms, None)
+            storm = None if ended is None else self._storm_event(key, ended)
+            events += [storm] if storm is not None else []
         for key, latest in _latest_per_key(links, directions, ts).items():
             self._link_time[key] = max(self._link_time.get(key, latest), latest)
         self._latest = max(self._latest, int(ts.max()))
         return events + self._close_quiet()
 
     def flush(self) -> list[Event]:
-        """End of input: emit every open episode and PFC storm."""
-        events = [self._episode_event(key, run) for key, run in [*self._ended, *self._episodes.items()]]
+        """End of input: emit every open congested episode and PFC storm."""
+        runs = [*self._ended, *self._episodes.items()]
+        events = [self._episode_event(key, run) for key, run in runs if run.congested]
         storms = [self._storm_event(key, run) for key, run in self._storms.items()]
         self._ended.clear()
         self._episodes.clear()
         self._storms.clear()
-        self._flows.clear()
+        self._flows = _Recent()
+        self._signals = _Recent()
         return events + [storm for storm in storms if storm is not None]
 
-    def _extend(self, runs: dict[tuple[str, str], _Run], key: tuple[str, str], bins: Batch, row: int,
+    @staticmethod
+    def _extend(runs: dict[tuple[str, str], _Run], key: tuple[str, str], bins: Batch, row: int,
                 ts: int, gap_ms: float, ratio: float | None) -> _Run | None:
         """Add a marked bin to the link direction's open run; return the run it ended if the gap was too long."""
         ended = None
@@ -137,17 +175,16 @@ class CongestionDetector:
             ended = runs.pop(key)
             run = None
         first, last, first_ce, last_ce = (int(times_us(bins[c][row : row + 1])[0]) for c in _BIN_COLUMNS)
-        ect, ce, cnp, pause, quanta = (int(bins[c][row]) for c in _COUNT_COLUMNS)
+        ect, ce, pause, quanta = (int(bins[c][row]) for c in _COUNT_COLUMNS)
         if run is None:
             run = runs[key] = _Run(first_bin=ts, last_bin=ts, ts_first=first, ts_last=last)
         run.last_bin, run.ts_last, run.bins = ts, last, run.bins + 1
         if ce:
             run.ts_first_ce = run.ts_first_ce or first_ce
             run.ts_last_ce = last_ce
-        run.ect, run.ce, run.cnp, run.pause, run.quanta = (
-            run.ect + ect, run.ce + ce, run.cnp + cnp, run.pause + pause, run.quanta + quanta)
+        run.ect, run.ce, run.pause, run.quanta = run.ect + ect, run.ce + ce, run.pause + pause, run.quanta + quanta
         if ratio is not None:
-            run.peak_ratio = max(run.peak_ratio or 0.0, float(ratio))
+            run.peak_ratio = max(run.peak_ratio or 0.0, ratio)
         return ended
 
     def _close_quiet(self) -> list[Event]:
@@ -163,39 +200,36 @@ class CongestionDetector:
         for key in [k for k, run in self._storms.items() if quiet(k, run, config.storm_gap_ms)]:
             storm = self._storm_event(key, self._storms.pop(key))
             events += [storm] if storm is not None else []
-        self._ended += [(k, self._episodes.pop(k)) for k, run in list(self._episodes.items())
-                        if quiet(k, run, config.merge_gap_ms)]
+        for key in [k for k, run in self._episodes.items() if quiet(k, run, config.merge_gap_ms)]:
+            run = self._episodes.pop(key)
+            if run.congested:
+                self._ended.append((key, run))
         wait_ms = config.merge_gap_ms + (config.flows_wait_ms if self._flows_seen else 0)
         ready = [(k, run) for k, run in self._ended if quiet(k, run, wait_ms)]
         self._ended = [(k, run) for k, run in self._ended if not quiet(k, run, wait_ms)]
         events += [self._episode_event(key, run) for key, run in ready]
-        self._prune_flows()
-        return events
-
-    def _prune_flows(self) -> None:
-        """Forget flow rows that ended before every open episode and the lateness horizon."""
-        if not self._flows:
-            return
         keep_from = min([run.first_bin for run in self._episodes.values()]
                         + [run.first_bin for _, run in self._ended]
-                        + [self._latest - ms_to_us(self.config.lateness_ms + self.config.flows_wait_ms)
-                           - ms_to_us(self.config.merge_gap_ms) - LINK_BIN_US])
-        kept = [{c: part[c][part["ts_end"] >= keep_from] for c in _FLOW_COLUMNS} for part in self._flows]
-        self._flows = [part for part in kept if len(part["ts_end"])]
+                        + [global_time - ms_to_us(config.flows_wait_ms + config.merge_gap_ms) - LINK_BIN_US])
+        self._flows.prune(keep_from)
+        self._signals.prune(keep_from)
+        return events
 
     def _episode_event(self, key: tuple[str, str], run: _Run) -> Event:
         link, direction = key
+        start, end = run.first_bin, run.last_bin + LINK_BIN_US
         ts = run.ts_first_ce or run.ts_first
         ts_end = run.ts_last_ce or run.ts_last
-        jobs, top = self._flows_through(link, direction, run.first_bin, run.last_bin + LINK_BIN_US)
+        cnp, pause, quanta = self._signals_on(link, direction, start, end)
+        jobs, top = self._flows_through(link, direction, start, end)
         ratio = "n/a" if run.peak_ratio is None else f"{run.peak_ratio:.1%}"
         return make_event(
             "congestion", ts=ts, ts_end=ts_end, severity="warning", link=link, direction=direction,
             job=jobs[0] if len(jobs) == 1 else "", value=run.peak_ratio,
-            summary=f"congestion on {link} {direction}: peak CE ratio {ratio}, {run.cnp} CNP, {run.pause} PFC pauses"
-                    + (f", jobs {', '.join(jobs)}" if jobs else ""),
-            details={"ce": run.ce, "ect": run.ect, "cnp": run.cnp, "pfc_pause": run.pause,
-                     "pfc_quanta": run.quanta, "bins": run.bins, "jobs": jobs, "top_flows": top},
+            summary=f"congestion on {link} {direction}: peak CE ratio {ratio}, {run.ce} CE, {cnp} CNP, "
+                    f"{pause} PFC pauses" + (f", jobs {', '.join(jobs)}" if jobs else ""),
+            details={"ce": run.ce, "ect": run.ect, "cnp": cnp, "pfc_pause": pause, "pfc_quanta": quanta,
+                     "bins": run.bins, "jobs": jobs, "top_flows": top},
         )
 
     def _storm_event(self, key: tuple[str, str], run: _Run) -> Event | None:
@@ -211,11 +245,20 @@ class CongestionDetector:
             details={"pfc_pause": run.pause, "pfc_quanta": run.quanta, "bins": run.bins},
         )
 
+    def _signals_on(self, link: str, direction: str, start: int, end: int) -> tuple[int, int, int]:
+        """CNPs in the opposite direction and pauses in any direction of the link within [start, end)."""
+        rows = self._signals.rows()
+        if rows is None:
+            return 0, 0, 0
+        here = (rows["link"] == link) & (rows["ts_end"] >= start) & (rows["ts_end"] < end)
+        cnp = int(rows["cnp"][here & (rows["direction"] == OPPOSITE.get(direction, direction))].sum())
+        return cnp, int(rows["pause"][here].sum()), int(rows["quanta"][here].sum())
+
     def _flows_through(self, link: str, direction: str, start: int, end: int) -> tuple[list[str], list[dict]]:
         """Jobs (by bytes) and top flows (by CE marks, then bytes) on the link direction within [start, end)."""
-        if not self._flows:
+        rows = self._flows.rows()
+        if rows is None:
             return [], []
-        rows = {c: np.concatenate([part[c] for part in self._flows]) for c in _FLOW_COLUMNS}
         mask = ((rows["link"] == link) & (rows["direction"] == direction)
                 & (rows["ts_end"] >= start) & (rows["ts_start"] < end))
         if not mask.any():

@@ -10,10 +10,13 @@ so precision is the packet timestamps', not the export interval's. Packets lost 
 by RoCE data flows (rows with WRITE, READ or SEND packets); an ACK carries the PSN it acknowledges,
 so an ACK flow skips PSNs by coalescing, not by loss, and is left out.
 
-"Falls silent" is decided on rows, robustly to how the flow table cuts them: no row of L ends after
-its last packet T while the watermark (latest row end seen minus `lateness_ms`) has passed T +
-`silence_ms`, and at least one affected flow has a row elsewhere starting after T. A link whose flows
-all moved only because another link failed (the far side of the same spine) is not a failure of its own.
+"Falls silent" is decided on rows, robustly to how the flow table cuts them: L's rows cover time up
+to T and then nothing starts on L for at least `silence_ms` (at the end of its rows, or a hole
+between them when the link came back), rows up to T + `silence_ms` have all arrived (the watermark:
+latest row end seen minus `lateness_ms`), and at least one affected flow has a row on another link of
+A starting in the hole. A hole no flow moved out of is an idle pause, not a failure. Nor is a link whose
+flows all moved only because another link through the same spine failed (the far side of that
+failure), or went back to the link they had left when it failed (it was repaired).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ class FastRecoveryConfig:
     """Fast-recovery windows (defaults in pipeline/detect/README.md)."""
 
     window_ms: float = 10.0
-    silence_ms: float = 50.0
+    silence_ms: float = 5.0
     timeout_ms: float = 2000.0
     lateness_ms: float = 1000.0
 
@@ -51,6 +54,7 @@ class _Failure:
     spine: str
     ts: int
     trigger: str
+    until: int | None
     keys: np.ndarray
     directions: np.ndarray
     psn_last: np.ndarray
@@ -78,11 +82,12 @@ class FastRecoveryDetector:
     def __init__(self, config: FastRecoveryConfig | None = None) -> None:
         self.config = config or FastRecoveryConfig()
         self._rows: dict[str, np.ndarray] | None = None
-        self._last_end: dict[str, int] = {}
         self._judged: dict[str, int] = {}
         self._down_since: dict[str, int] = {}
+        self._down_used: dict[str, int] = {}
         self._pending: list[_Failure] = []
         self._recent: list[_Failure] = []
+        self._left: dict[str, set[bytes]] = {}
         self._latest = np.iinfo(np.int64).min
 
     def observe_counters(self, counters: Batch) -> None:
@@ -101,23 +106,17 @@ class FastRecoveryDetector:
         direction = flows["direction"].astype(str)
         keep = (flows["link"].astype(str) != "") & np.isin(direction, DIRECTIONS)
         if keep.any():
+            kept = {name: column[keep] for name, column in flows.items()}
             chunk = {
-                "link": flows["link"][keep].astype(str), "leaf": flows["leaf"][keep].astype(str),
-                "spine": flows["spine"][keep].astype(str), "direction": direction[keep],
-                "key": flow_keys({name: column[keep] for name, column in flows.items()}),
-                "ts_start": times_us(flows["ts_start"][keep]), "ts_end": times_us(flows["ts_end"][keep]),
-                "ts_tail": times_us(flows["ts_tail"][keep]),
-                "psn_first": flows["psn_first"][keep].astype(np.int64),
-                "psn_last": flows["psn_last"][keep].astype(np.int64),
-                "data": (flows["roce_write"][keep] + flows["roce_read"][keep] + flows["roce_send"][keep]) > 0,
+                "link": kept["link"].astype(str), "leaf": kept["leaf"].astype(str),
+                "spine": kept["spine"].astype(str), "direction": direction[keep], "key": flow_keys(kept),
+                "ts_start": times_us(kept["ts_start"]), "ts_end": times_us(kept["ts_end"]),
+                "ts_tail": times_us(kept["ts_tail"]), "psn_first": kept["psn_first"].astype(np.int64),
+                "psn_last": kept["psn_last"].astype(np.int64),
+                "data": (kept["roce_write"] + kept["roce_read"] + kept["roce_send"]) > 0,
             }
             self._rows = chunk if self._rows is None else {c: np.concatenate([self._rows[c], chunk[c]])
                                                            for c in _COLUMNS}
-            links, inverse = np.unique(chunk["link"], return_inverse=True)
-            ends = np.full(len(links), np.iinfo(np.int64).min)
-            np.maximum.at(ends, inverse, chunk["ts_end"])
-            for link, end in zip(links.tolist(), ends.tolist(), strict=True):
-                self._last_end[link] = max(self._last_end.get(link, end), end)
             self._latest = max(self._latest, int(chunk["ts_end"].max()))
         watermark = self._latest - ms_to_us(self.config.lateness_ms)
         self._declare(watermark, final=False)
@@ -135,38 +134,60 @@ class FastRecoveryDetector:
 
     # -- failure detection ---------------------------------------------------------------------------
     def _declare(self, watermark: int, *, final: bool) -> None:
-        config = self.config
-        silence, timeout = ms_to_us(config.silence_ms), ms_to_us(config.timeout_ms)
-        candidates: list[tuple[int, str, str, int]] = []
-        for link, last in self._last_end.items():
-            judged = self._judged.get(link, np.iinfo(np.int64).min)
-            down = self._down_since.get(link)
-            if down is not None and down > judged and watermark >= down:
-                if min(last, down) > judged:
-                    candidates.append((min(last, down), link, "oper_down", max(last, down)))
-                else:  # the failure this oper-down reports was already found from the traffic
-                    self._judged[link] = down
-            elif last > judged and watermark >= last + silence:
-                candidates.append((last, link, "silence", last))
-        for ts, link, trigger, judged_to in sorted(candidates):
-            failure = self._affected(link, ts, trigger)
-            if failure is None:
-                self._judged[link] = judged_to
-                continue
-            self._recover(failure)
-            moved = bool((failure.recovered_at >= 0).any())
-            if trigger == "silence" and not moved:
-                if final or watermark >= ts + timeout:
-                    self._judged[link] = judged_to
-                continue
-            self._judged[link] = judged_to
-            if trigger == "silence" and self._knock_on(failure):
+        """Judge, oldest first, every silent hole of every link not judged yet."""
+        rows = self._rows
+        if rows is None:
+            return
+        found: list[_Failure] = []
+        order = np.lexsort((rows["ts_start"], rows["link"]))
+        links, first = np.unique(rows["link"][order], return_index=True)
+        for link, part in zip(links.tolist(), np.split(order, first[1:]), strict=True):
+            found += self._judge_link(rows, link, part, watermark, final=final)
+        for failure in sorted(found, key=lambda f: f.ts):
+            if failure.trigger == "silence" and (self._knock_on(failure) or self._returning(failure)):
                 continue
             self._pending.append(failure)
             self._recent.append(failure)
+            self._left[failure.link] = {key.tobytes() for key in failure.keys}
 
-    def _affected(self, link: str, ts: int, trigger: str) -> _Failure | None:
-        """Flows of `link` whose last row starting by `ts` has its 3rd-to-last packet within the window."""
+    def _judge_link(self, rows: dict[str, np.ndarray], link: str, part: np.ndarray, watermark: int, *,
+                    final: bool) -> list[_Failure]:
+        """Failures among the holes of one link's rows (`part`: its row indexes by start time)."""
+        silence, timeout = ms_to_us(self.config.silence_ms), ms_to_us(self.config.timeout_ms)
+        covered = np.maximum.accumulate(rows["ts_end"][part])
+        starts = rows["ts_start"][part]
+        hole = np.flatnonzero(starts[1:] > covered[:-1] + silence)
+        holes: list[tuple[int, int | None]] = [(int(covered[i]), int(starts[i + 1])) for i in hole]
+        holes.append((int(covered[-1]), None))
+        judged = self._judged.get(link, np.iinfo(np.int64).min)
+        failures: list[_Failure] = []
+        down = self._down_since.get(link)
+        if down is not None and self._down_used.get(link) != down and watermark >= down:
+            self._down_used[link] = down
+            at, until = next(((t, r) for t, r in holes if r is None or down < r))
+            if min(at, down) > judged:
+                failure = self._affected(link, min(at, down), "oper_down", until)
+                if failure is not None:
+                    failures.append(failure)
+                judged = self._judged[link] = max(at, down)
+        for at, until in holes:
+            if at <= judged:
+                continue
+            if not final and watermark < at + silence:
+                break
+            failure = self._affected(link, at, "silence", until)
+            moved = failure is not None and bool((failure.recovered_at >= 0).any())
+            settled = final or (until is not None and watermark >= until) or watermark >= at + timeout
+            if not moved and not settled:
+                break
+            judged = self._judged[link] = at
+            if moved and failure is not None:
+                failures.append(failure)
+        return failures
+
+    def _affected(self, link: str, ts: int, trigger: str, until: int | None) -> _Failure | None:
+        """Flows of `link` whose last row starting by `ts` has its 3rd-to-last packet within the window,
+        with where they went (a failure), or None if the link carried no such flow."""
         rows = self._rows
         if rows is None:
             return None
@@ -179,11 +200,13 @@ class FastRecoveryDetector:
         if not len(chosen):
             return None
         first = chosen[0]
-        return _Failure(
+        failure = _Failure(
             link=link, leaf=str(rows["leaf"][first]), spine=str(rows["spine"][first]), ts=ts, trigger=trigger,
-            keys=rows["key"][chosen], directions=rows["direction"][chosen], psn_last=rows["psn_last"][chosen],
-            data=rows["data"][chosen],
+            until=until, keys=rows["key"][chosen], directions=rows["direction"][chosen],
+            psn_last=rows["psn_last"][chosen], data=rows["data"][chosen],
         )
+        self._recover(failure)
+        return failure
 
     def _recover(self, failure: _Failure) -> None:
         """Each affected flow's first row after the failure on another link of the leaf, same direction."""
@@ -191,7 +214,9 @@ class FastRecoveryDetector:
         if rows is None:
             return
         elsewhere = np.flatnonzero((rows["leaf"] == failure.leaf) & (rows["link"] != failure.link)
-                                   & (rows["ts_start"] > failure.ts))
+                                   & (rows["ts_start"] > failure.ts)
+                                   & (rows["ts_start"] < (np.iinfo(np.int64).max if failure.until is None
+                                                          else failure.until)))
         for direction in DIRECTIONS:
             wanted = failure.directions == direction
             found = elsewhere[(rows["direction"][elsewhere] == direction)
@@ -216,6 +241,11 @@ class FastRecoveryDetector:
                   if f.link != failure.link and f.spine == failure.spine and abs(f.ts - failure.ts) <= window]
         return bool(others) and bool(np.isin(failure.keys, np.concatenate(others)).all())
 
+    def _returning(self, failure: _Failure) -> bool:
+        """True when every flow that moved went back to a link it had left when that link failed (repaired)."""
+        moved = np.flatnonzero(failure.recovered_at >= 0)
+        return all(failure.keys[i].tobytes() in self._left.get(str(failure.new_link[i]), ()) for i in moved)
+
     # -- emission ----------------------------------------------------------------------------------------
     def _emit(self, watermark: int, *, final: bool) -> list[Event]:
         timeout = ms_to_us(self.config.timeout_ms)
@@ -223,7 +253,8 @@ class FastRecoveryDetector:
         waiting: list[_Failure] = []
         for failure in self._pending:
             self._recover(failure)
-            if final or (failure.recovered_at >= 0).all() or watermark >= failure.ts + timeout:
+            back = failure.until is not None and watermark >= failure.until
+            if final or back or (failure.recovered_at >= 0).all() or watermark >= failure.ts + timeout:
                 events.append(self._event(failure))
             else:
                 waiting.append(failure)

@@ -41,6 +41,7 @@ def test_every_default_is_documented_in_the_docstring_and_readme() -> None:
 
 def test_overrides_from_the_detectors_section_others_ignored(tmp_path: Path) -> None:
     path = write(tmp_path, "kafka: {bootstrap: x}\ndetectors:\n  congestion:\n    ce_ratio: 0.1\n    min_ect: 20\n"
+                           "    cnp_per_bin: 0\n"
                            "  fast_recovery: {timeout_ms: 500}\n")
     config = load_detector_config(path)
     assert (config.congestion.ce_ratio, config.congestion.min_ect) == (0.1, 20)
@@ -56,6 +57,7 @@ def test_overrides_from_the_detectors_section_others_ignored(tmp_path: Path) -> 
     ("detectors:\n  ecmp:\n    threshold: 1.5\n", 3, "at most 1"),
     ("detectors:\n  congestion:\n    min_ect: 2.5\n", 3, "must be an integer"),
     ("detectors:\n  congestion:\n    merge_gap_ms: -5\n", 3, "must be positive"),
+    ("detectors:\n  congestion:\n    merge_gap_ms: 0\n", 3, "must be positive"),
     ("detectors:\n  collective:\n    factor: true\n", 3, "must be a number"),
     ("detectors:\n  collective:\n    factor: 0.5\n", 3, "at least 1"),
     ("detectors:\n  link_health: 3\n", 2, "must be a mapping"),

@@ -55,14 +55,17 @@ def flows(rows: list[tuple[str, str, int, int]]) -> dict[str, np.ndarray]:
     return columns
 
 
-EPISODE = [{"k": k, "ect": 100, "ce": 10} for k in range(10, 15)] + [{"k": 18, "ect": 50, "ce": 10, "cnp": 3},
+EPISODE = [{"k": k, "ect": 100, "ce": 10} for k in range(10, 15)] + [{"k": 18, "ect": 50, "ce": 10},
                                                                        {"k": 19, "ect": 100, "ce": 5}]
+NOTIFIED = [{"k": 12, "cnp": 7}, {"k": 18, "cnp": 3}, {"k": 40, "cnp": 50}]  # CNPs back to the senders
 
 
 def test_adjacent_bins_merge_into_one_episode_timed_by_marked_packets() -> None:
     detector = CongestionDetector()
     rows = clean(0, 9) + EPISODE + clean(15, 17) + clean(20, 40)
     rows.sort(key=lambda r: r["k"])
+    assert detector.update(bins(NOTIFIED, direction="down")) == []
+    assert detector.update(bins([{"k": k, "pause": 2} for k in (11, 12)], direction="unknown")) == []
     events = detector.update(bins(rows))
     assert len(events) == 1
     event = events[0]
@@ -71,7 +74,7 @@ def test_adjacent_bins_merge_into_one_episode_timed_by_marked_packets() -> None:
     assert event["ts_end"] == np.datetime64(T0 + 19 * LINK_BIN_US + 8_800, "us")
     assert event["value"] == pytest.approx(0.2)
     details = json.loads(str(event["details"]))
-    assert (details["ce"], details["ect"], details["cnp"], details["pfc_pause"], details["bins"]) == (65, 650, 3, 0, 7)
+    assert (details["ce"], details["ect"], details["cnp"], details["pfc_pause"], details["bins"]) == (65, 650, 10, 4, 7)
     assert detector.flush() == []
 
 
@@ -99,23 +102,39 @@ def test_bins_with_few_ect_packets_do_not_count_and_clean_links_raise_nothing() 
     assert detector.flush() == []
 
 
-def test_cnp_only_episode_has_no_ce_ratio_and_spans_its_bins() -> None:
+def test_cnps_and_pauses_alone_open_episodes_only_when_asked() -> None:
+    cnp_only, paused = [{"k": 3, "cnp": 12}], [{"k": 3, "pause": 5}]
     detector = CongestionDetector()
-    event = (detector.update(bins([{"k": 3, "cnp": 12}])) + detector.flush())[0]
-    assert event["value"] is None
+    assert detector.update(bins(cnp_only)) + detector.update(bins(paused, direction="unknown")) == []
+    assert detector.flush() == []
+    detector = CongestionDetector(CongestionConfig(cnp_per_bin=10, pfc_per_bin=5))
+    events = detector.update(bins(cnp_only)) + detector.update(bins(paused, direction="unknown")) + detector.flush()
+    assert sorted((e["direction"], e["value"]) for e in events) == [("unknown", None), ("up", None)]
+    event = next(e for e in events if e["direction"] == "up")
     assert event["ts"] == np.datetime64(T0 + 3 * LINK_BIN_US + 100, "us")
     assert event["ts_end"] == np.datetime64(T0 + 3 * LINK_BIN_US + 9_900, "us")
+
+
+def test_lightly_marked_bins_around_a_congested_one_stretch_it_but_alone_are_nothing() -> None:
+    light = [{"k": 4, "ect": 100, "ce": 1}, {"k": 6, "ect": 100, "ce": 2}]
+    detector = CongestionDetector()
+    events = detector.update(bins([*light, {"k": 7, "ect": 100, "ce": 9}, {"k": 9, "ect": 100, "ce": 1}]))
+    events += detector.update(bins(light, link="leaf1-spine1")) + detector.flush()
+    assert len(events) == 1
+    assert events[0]["ts"] == np.datetime64(T0 + 4 * LINK_BIN_US + 1_200, "us")
+    assert events[0]["ts_end"] == np.datetime64(T0 + 9 * LINK_BIN_US + 8_800, "us")
+    assert events[0]["value"] == pytest.approx(0.09)
 
 
 def test_persistent_pauses_are_a_pfc_storm_short_ones_are_not() -> None:
     detector = CongestionDetector(CongestionConfig(storm_ms=100))
     storm = [{"k": k, "pause": 4} for k in range(0, 15)]
     short = [{"k": k, "pause": 4} for k in range(0, 3)]
-    events = detector.update(bins(storm)) + detector.update(bins(short, link="leaf1-spine1"))
-    events += detector.flush()
-    storms = [e for e in events if e["kind"] == "pfc_storm"]
-    assert len(storms) == 1 and storms[0]["link"] == LINK and storms[0]["value"] == 60
-    assert sorted(e["link"] for e in events if e["kind"] == "congestion") == ["leaf1-spine1", LINK]
+    events = detector.update(bins(storm, direction="unknown"))
+    events += detector.update(bins(short, link="leaf1-spine1", direction="unknown")) + detector.flush()
+    assert [(e["kind"], e["link"], e["direction"], e["value"]) for e in events] == [
+        ("pfc_storm", LINK, "unknown", 60)]
+    assert events[0]["ts_end"] == np.datetime64(T0 + 14 * LINK_BIN_US + 9_900, "us")
 
 
 def test_details_name_the_jobs_and_top_flows_through_the_link() -> None:

@@ -249,3 +249,31 @@ def test_rows_of_one_export_interval_in_any_order() -> None:
     event = only(detector.update(batch(interval_1)))
     assert event["ts"] == np.datetime64(FAIL, "us")
     assert (event["flows_affected"], event["flows_recovered"], event["packets_lost"]) == (3, 3, 37)
+
+
+def test_link_back_after_a_short_flap_leaves_a_hole_in_its_rows() -> None:
+    """Rows cut at the silence: the flows leave leaf1-spine1 for 25 ms and come back once it is up again."""
+    back = FAIL + 25 * MS
+    rows = [
+        *before_failure()[:2],
+        row(F1, "leaf1-spine2", "up", FAIL + 1400, back - 100, psn=(1011, 1100)),
+        row(F1, "leaf1-spine1", "up", back + 300, FAIL + 1500 * MS, psn=(1101, 9000)),
+        row(F4, "leaf2-spine1", "up", T0, FAIL + 1600 * MS),
+    ]
+    event = only(FastRecoveryDetector().update(batch(rows)))
+    assert (event["link"], event["ts"]) == ("leaf1-spine1", np.datetime64(FAIL, "us"))
+    assert event["ts_end"] == np.datetime64(FAIL + 1400, "us")
+    assert (event["flows_affected"], event["flows_recovered"], event["packets_lost"]) == (1, 1, 10)
+
+
+def test_flow_seen_again_only_on_the_repaired_link_did_not_recover_elsewhere() -> None:
+    back = FAIL + 25 * MS
+    rows = [
+        *before_failure()[:3],
+        row(F1, "leaf1-spine2", "up", FAIL + 1400, back - 100, psn=(1011, 1100)),
+        row(F1, "leaf1-spine1", "up", back + 300, FAIL + 1500 * MS, psn=(1101, 9000)),
+        row(F2, "leaf1-spine1", "up", back + 400, FAIL + 1500 * MS, psn=(7400, 9000)),
+        row(F4, "leaf2-spine1", "up", T0, FAIL + 1600 * MS),
+    ]
+    event = only(FastRecoveryDetector().update(batch(rows)))
+    assert (event["flows_affected"], event["flows_recovered"], event["packets_lost"]) == (2, 1, 10)
