@@ -81,6 +81,11 @@ class Collector:
             topology, LinkBinsConfig(exporter=self.config.exporter, sampling_rate=self.config.sampling_rate)
         )
 
+    @property
+    def active_flows(self) -> int:
+        """Flows the flow table holds now."""
+        return len(self._flows)
+
     def process(self, batch: PacketBatch) -> Records:
         """Decode and classify one capture batch; return the records it completed."""
         decoded = self._decoder.decode(batch)
