@@ -20,7 +20,7 @@ the config file (`--config FILE`). Bad values are rejected naming the file, line
 | congestion | storm_gap_ms | 10 | largest gap between paused bins within one storm |
 | congestion | top_flows | 5 | flows named in a congestion event's details |
 | congestion | lateness_ms | 1000 | how late a bin may arrive behind later bins of other links |
-| congestion | flows_wait_ms | 1000 | when flow rows are fed, how much longer an episode waits for them |
+| congestion | flows_wait_ms | 1000 | how much longer an episode waits for its flow rows (0 if none are fed) |
 | collective | factor | 1.5 | an iteration is slow when its all-reduce takes more than baseline × this |
 | collective | baseline_iterations | 5 | normal iterations needed before a job's baseline exists |
 | collective | baseline_window | 20 | the baseline is the median of this many most recent normal iterations |

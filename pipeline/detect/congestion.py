@@ -101,13 +101,9 @@ class CongestionDetector:
         self._latest = np.iinfo(np.int64).min
         self._flows = _Recent()
         self._signals = _Recent()
-        self._flows_seen = False
 
     def observe_flows(self, flows: Batch) -> None:
         """Keep the flow rows needed to name the jobs and top flows of open and coming episodes."""
-        if not len(flows["ts_start"]):
-            return
-        self._flows_seen = True
         self._flows.add({
             "link": flows["link"].astype(str), "direction": flows["direction"].astype(str),
             "job": flows["job"].astype(str), "ts_start": times_us(flows["ts_start"]),
@@ -204,7 +200,7 @@ class CongestionDetector:
             run = self._episodes.pop(key)
             if run.congested:
                 self._ended.append((key, run))
-        wait_ms = config.merge_gap_ms + (config.flows_wait_ms if self._flows_seen else 0)
+        wait_ms = config.merge_gap_ms + config.flows_wait_ms
         ready = [(k, run) for k, run in self._ended if quiet(k, run, wait_ms)]
         self._ended = [(k, run) for k, run in self._ended if not quiet(k, run, wait_ms)]
         events += [self._episode_event(key, run) for key, run in ready]
@@ -246,12 +242,15 @@ class CongestionDetector:
         )
 
     def _signals_on(self, link: str, direction: str, start: int, end: int) -> tuple[int, int, int]:
-        """CNPs in the opposite direction and pauses in any direction of the link within [start, end)."""
+        """Pauses in any direction of the link within [start, end), and CNPs in the opposite direction
+        until the merge gap after it (they trail the marks by a round trip)."""
         rows = self._signals.rows()
         if rows is None:
             return 0, 0, 0
-        here = (rows["link"] == link) & (rows["ts_end"] >= start) & (rows["ts_end"] < end)
-        cnp = int(rows["cnp"][here & (rows["direction"] == OPPOSITE.get(direction, direction))].sum())
+        link_rows = (rows["link"] == link) & (rows["ts_end"] >= start)
+        here = link_rows & (rows["ts_end"] < end)
+        trailing = link_rows & (rows["ts_end"] < end + ms_to_us(self.config.merge_gap_ms))
+        cnp = int(rows["cnp"][trailing & (rows["direction"] == OPPOSITE.get(direction, direction))].sum())
         return cnp, int(rows["pause"][here].sum()), int(rows["quanta"][here].sum())
 
     def _flows_through(self, link: str, direction: str, start: int, end: int) -> tuple[list[str], list[dict]]:

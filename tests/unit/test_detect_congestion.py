@@ -60,8 +60,11 @@ EPISODE = [{"k": k, "ect": 100, "ce": 10} for k in range(10, 15)] + [{"k": 18, "
 NOTIFIED = [{"k": 12, "cnp": 7}, {"k": 18, "cnp": 3}, {"k": 40, "cnp": 50}]  # CNPs back to the senders
 
 
+NO_FLOWS = CongestionConfig(flows_wait_ms=0)
+
+
 def test_adjacent_bins_merge_into_one_episode_timed_by_marked_packets() -> None:
-    detector = CongestionDetector()
+    detector = CongestionDetector(NO_FLOWS)
     rows = clean(0, 9) + EPISODE + clean(15, 17) + clean(20, 40)
     rows.sort(key=lambda r: r["k"])
     assert detector.update(bins(NOTIFIED, direction="down")) == []
@@ -79,7 +82,7 @@ def test_adjacent_bins_merge_into_one_episode_timed_by_marked_packets() -> None:
 
 
 def test_episode_split_across_batches_waits_for_the_quiet_gap() -> None:
-    detector = CongestionDetector()
+    detector = CongestionDetector(NO_FLOWS)
     assert detector.update(bins(clean(0, 9) + EPISODE[:3])) == []
     assert detector.update(bins(EPISODE[3:5] + clean(15, 17))) == []
     assert detector.update(bins(EPISODE[5:] + clean(20, 24))) == []  # quiet for less than the merge gap
