@@ -134,7 +134,7 @@ def traffic_rates(bins: Batch, topology: Topology, *, window_ms: float = 1000.0)
 
 @dataclass
 class _Episode:
-    """An open flap or error episode on one interface."""
+    """An open flap or error episode."""
 
     first: int
     last: int
@@ -145,25 +145,44 @@ class _Episode:
 
 @dataclass
 class _Port:
+    """The last sample of one interface, and its open error episode."""
+
     link: str
     ts: int
     oper_up: bool
     values: np.ndarray
+    errors: _Episode | None = None
+
+
+@dataclass
+class _Oper:
+    """Oper status of a link (down while either end reports down), or of a port that is not a fabric link."""
+
+    link: str
+    device: str
+    ifname: str
+    down_ends: set[tuple[str, str]] = field(default_factory=set)
     transitions: deque[int] = field(default_factory=deque)
     flap: _Episode | None = None
-    errors: _Episode | None = None
+
+    @property
+    def name(self) -> str:
+        return self.link or f"{self.device} {self.ifname}"
 
 
 class LinkHealthDetector:
     """link_down, link_up, link_flap and errors from `counters` rows.
 
-    Assumes each interface's rows arrive in time order (rows older than the interface's last sample are
-    dropped). An interface's first sample sets its baseline and raises nothing.
+    A fabric link is down from the first of its two ends reporting down until both report up again, so
+    each change is one event, named by the device that reported it. Assumes each interface's rows
+    arrive in time order (older rows are dropped); an interface's first sample sets its baseline and
+    raises nothing.
     """
 
     def __init__(self, config: LinkHealthConfig | None = None) -> None:
         self.config = config or LinkHealthConfig()
         self._ports: dict[tuple[str, str], _Port] = {}
+        self._opers: dict[str, _Oper] = {}
 
     def update(self, batch: Batch) -> list[Event]:
         ts = times_us(batch["ts"])
@@ -175,6 +194,8 @@ class LinkHealthDetector:
             port = self._ports.get(key)
             if port is None:
                 self._ports[key] = _Port(link=link, ts=int(ts[row]), oper_up=up, values=values[row])
+                if not up:
+                    self._oper(key, link).down_ends.add(key)
                 continue
             if ts[row] <= port.ts:
                 continue
@@ -184,41 +205,27 @@ class LinkHealthDetector:
     def flush(self) -> list[Event]:
         """End of input: close every open flap and error episode."""
         events: list[Event] = []
+        for oper in self._opers.values():
+            if oper.flap is not None:
+                events.append(self._flap_event(oper, oper.flap))
+                oper.flap = None
         for (device, ifname), port in self._ports.items():
-            if port.flap is not None:
-                events.append(self._flap_event(device, ifname, port.link, port.flap))
-                port.flap = None
             if port.errors is not None:
                 events.append(self._errors_event(device, ifname, port.link, port.errors))
                 port.errors = None
         return events
+
+    def _oper(self, key: tuple[str, str], link: str) -> _Oper:
+        return self._opers.setdefault(link or f"{key[0]} {key[1]}", _Oper(link=link, device=key[0], ifname=key[1]))
 
     def _sample(
         self, key: tuple[str, str], link: str, port: _Port, ts: int, up: bool, speed: float, values: np.ndarray
     ) -> list[Event]:
         device, ifname = key
         config = self.config
-        events: list[Event] = []
         elapsed = ts - port.ts
         delta = counter_deltas(port.values, values, wrap_limits(speed, elapsed, config.wrap_slack))
-        window = ms_to_us(config.flap_window_ms)
-        if port.flap is not None and ts - port.flap.last > window:
-            events.append(self._flap_event(device, ifname, link, port.flap))
-            port.flap = None
-        if up != port.oper_up:
-            kind = "link_up" if up else "link_down"
-            events.append(make_event(
-                kind, ts=ts, ts_end=ts, severity="info" if up else "critical", link=link, device=device,
-                summary=f"{device} {ifname} ({link or 'not a fabric link'}) went {'up' if up else 'down'}",
-                details={"ifname": ifname, "previous_sample": iso(port.ts)},
-            ))
-            port.transitions.append(ts)
-            while port.transitions and port.transitions[0] < ts - window:
-                port.transitions.popleft()
-            if port.flap is not None:
-                port.flap.last, port.flap.count = ts, port.flap.count + 1
-            elif len(port.transitions) >= config.flap_transitions:
-                port.flap = _Episode(first=port.transitions[0], last=ts, count=len(port.transitions))
+        events = self._oper_change(key, link, port, ts, up) if up != port.oper_up else self._flap_calm(key, link, ts)
         rates = {name: float(delta[COUNTERS.index(name)]) * US_PER_S / elapsed for name in ERROR_COUNTERS}
         peak = max(rates.values())
         if peak >= config.error_rate_per_s:
@@ -234,12 +241,47 @@ class LinkHealthDetector:
         port.link, port.ts, port.oper_up, port.values = link, ts, up, values
         return events
 
+    def _flap_calm(self, key: tuple[str, str], link: str, ts: int) -> list[Event]:
+        """Close the flap episode of the port's link once it has been calm for the flap window."""
+        oper = self._oper(key, link)
+        if oper.flap is None or ts - oper.flap.last <= ms_to_us(self.config.flap_window_ms):
+            return []
+        flap, oper.flap = oper.flap, None
+        return [self._flap_event(oper, flap)]
+
+    def _oper_change(self, key: tuple[str, str], link: str, port: _Port, ts: int, up: bool) -> list[Event]:
+        """A port changed oper status: the link changes when its first end goes down or its last comes up."""
+        device, ifname = key
+        events = self._flap_calm(key, link, ts)
+        oper = self._oper(key, link)
+        was_down = bool(oper.down_ends)
+        if up:
+            oper.down_ends.discard(key)
+        else:
+            oper.down_ends.add(key)
+        if was_down == bool(oper.down_ends):
+            return events
+        events.append(make_event(
+            "link_up" if up else "link_down", ts=ts, ts_end=ts, severity="info" if up else "critical", link=link,
+            device=device, summary=f"{link or 'port'} {'up' if up else 'down'}, reported by {device} {ifname}",
+            details={"ifname": ifname, "previous_sample": iso(port.ts)},
+        ))
+        window = ms_to_us(self.config.flap_window_ms)
+        oper.transitions.append(ts)
+        while oper.transitions and oper.transitions[0] < ts - window:
+            oper.transitions.popleft()
+        if oper.flap is not None:
+            oper.flap.last, oper.flap.count = ts, oper.flap.count + 1
+        elif len(oper.transitions) >= self.config.flap_transitions:
+            oper.flap = _Episode(first=oper.transitions[0], last=ts, count=len(oper.transitions))
+        return events
+
     @staticmethod
-    def _flap_event(device: str, ifname: str, link: str, flap: _Episode) -> Event:
+    def _flap_event(oper: _Oper, flap: _Episode) -> Event:
         return make_event(
-            "link_flap", ts=flap.first, ts_end=flap.last, severity="critical", link=link, device=device,
-            value=flap.count, summary=f"{device} {ifname} ({link}) changed oper status {flap.count} times",
-            details={"ifname": ifname, "transitions": flap.count},
+            "link_flap", ts=flap.first, ts_end=flap.last, severity="critical", link=oper.link, device=oper.device,
+            value=flap.count, summary=f"{oper.name} changed oper status {flap.count} times",
+            details={"ifname": oper.ifname, "transitions": flap.count},
         )
 
     @staticmethod

@@ -143,3 +143,27 @@ def test_utilisation_from_link_bins_when_counters_are_absent() -> None:
     assert rates["direction"].tolist() == ["down", "up", "up"]
     assert rates["bps"].tolist() == pytest.approx([4e9, 16e9, 16e9])
     assert rates["utilisation"].tolist() == pytest.approx([0.01, 0.04, 0.04])
+
+
+def both(first: dict[str, np.ndarray], second: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {name: np.concatenate([first[name], second[name]]) for name in first}
+
+
+def test_both_ends_of_a_link_make_one_down_and_one_up() -> None:
+    detector = LinkHealthDetector()
+    leaf = samples([{"t": 0}, {"t": 10, "up": 0}, {"t": 20, "up": 0}, {"t": 30}])
+    spine = samples([{"t": 0}, {"t": 10, "up": 0}, {"t": 20}, {"t": 30}], device="spine1", ifname="Ethernet1")
+    events = detector.update(both(spine, leaf))
+    assert [(e["kind"], e["link"], e["device"]) for e in events] == [
+        ("link_down", "leaf1-spine1", "spine1"), ("link_up", "leaf1-spine1", "leaf1")]
+    assert events[1]["ts"] == np.datetime64(T0 + 30 * S, "us")
+
+
+def test_a_port_that_is_not_a_fabric_link_has_its_own_status() -> None:
+    detector = LinkHealthDetector()
+    host_port = samples([{"t": 0}, {"t": 10, "up": 0}], device="leaf1", ifname="Ethernet1", link="")
+    fabric = samples([{"t": 0}, {"t": 10, "up": 0}])
+    events = detector.update(both(host_port, fabric))
+    assert sorted((e["link"], e["details"]) for e in events) == [
+        ("", '{"ifname": "Ethernet1", "previous_sample": "2023-11-14T22:13:20.000000Z"}'),
+        ("leaf1-spine1", '{"ifname": "Ethernet49", "previous_sample": "2023-11-14T22:13:20.000000Z"}')]
