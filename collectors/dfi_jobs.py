@@ -1,11 +1,12 @@
-"""Training jobs from RoCE burst timing: flows whose bursts recur with one period and start together belong to
+"""Training jobs from RoCE burst timing: flows whose bursts recur on one beat and start together belong to
 one collective; the hosts they join form the job.
 
 Each flow brings its burst start times (the flow table starts a burst after a silence longer than a gap far
-below an iteration). A flow is periodic when its burst intervals vary little. Periodic flows are clustered
-greedily: a flow joins the first cluster whose first member has the same period and whose bursts its own
-bursts meet within a tolerance; the cluster's hosts are then checked for the shape of a collective (every
-member sends and receives), which a pipeline's chain of stages lacks.
+below an iteration). A flow has a rhythm when most of its bursts fall on a grid of one period; bursts off the
+grid (a burst split by loss during a reroute, or two merged by a stretched iteration) do not break it.
+Flows with a rhythm are clustered greedily: a flow joins the first cluster whose first member has the same
+period and on whose grid its own bursts fall; the cluster's hosts are then checked for the shape of a
+collective (every member sends and receives), which a pipeline's chain of stages lacks.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import numpy as np
 class JobConfig:
     """How regular and how aligned bursts must be to count as one collective."""
 
-    min_bursts: int = 3  # bursts a flow needs before its period means anything
-    max_period_cv: float = 0.25  # std/mean of a periodic flow's burst intervals
+    min_bursts: int = 3  # bursts on the grid a flow needs before its period means anything
+    min_on_grid: float = 0.7  # share of a flow's bursts that must lie on its grid
     period_tolerance: float = 0.1  # relative period difference within one job
-    align_us: int = 2000  # burst starts of one collective step lie within this (or align_fraction of the period)
+    align_us: int = 2000  # burst starts of one step lie within this of the grid (or align_fraction of the period)
     align_fraction: float = 0.05
-    min_aligned: float = 0.8  # share of a flow's bursts (in the overlap) that must meet the cluster's bursts
+    min_aligned: float = 0.8  # share of a flow's on-grid bursts that must lie on the cluster leader's grid
     min_hosts: int = 3  # fewer hosts than this exchange pairwise: p2p
 
 
@@ -42,48 +43,61 @@ class BurstTrains:
         return len(self.offsets) - 1
 
 
-def periods(trains: BurstTrains, config: JobConfig) -> np.ndarray:
-    """Median burst interval (µs) of each flow, 0 when it has too few bursts or they are irregular."""
-    result = np.zeros(len(trains), dtype=np.float64)
-    for flow in range(len(trains)):
-        train = trains.of(flow)
-        if len(train) < config.min_bursts:
-            continue
-        gaps = np.diff(train).astype(np.float64)
-        if gaps.mean() > 0 and gaps.std() / gaps.mean() <= config.max_period_cv:
-            result[flow] = np.median(gaps)
-    return result
+@dataclass(frozen=True, slots=True)
+class Rhythm:
+    """A grid `origin + k * period` (µs) on which most of a flow's bursts start."""
+
+    period: float
+    origin: float
+    on_grid: np.ndarray  # int64, the flow's burst starts that lie on the grid
 
 
-def aligned_share(train: np.ndarray, reference: np.ndarray, tolerance_us: float) -> tuple[float, int]:
-    """Share of `train`'s bursts inside `reference`'s span that have a reference burst within tolerance,
-    and how many bursts were compared."""
-    inside = train[(train >= reference[0] - tolerance_us) & (train <= reference[-1] + tolerance_us)]
-    if not len(inside):
-        return 0.0, 0
-    if len(reference) == 1:
-        nearest = np.abs(inside - reference[0])
-    else:
-        after = np.clip(np.searchsorted(reference, inside), 1, len(reference) - 1)
-        nearest = np.minimum(np.abs(inside - reference[after - 1]), np.abs(reference[after] - inside))
-    return float(np.mean(nearest <= tolerance_us)), len(inside)
+def tolerance(period: float, config: JobConfig) -> float:
+    return max(config.align_us, config.align_fraction * period)
+
+
+def _distance_to_grid(starts: np.ndarray, origin: float, period: float) -> np.ndarray:
+    phase = np.mod(starts - origin, period)
+    return np.minimum(phase, period - phase)
+
+
+def rhythm(train: np.ndarray, config: JobConfig) -> Rhythm | None:
+    """The flow's grid: period from the median burst interval, then fitted (least squares) to the bursts on it,
+    trying each of the first bursts as origin; None when too few bursts lie on any grid."""
+    if len(train) < config.min_bursts:
+        return None
+    period = float(np.median(np.diff(train)))
+    if period <= 0:
+        return None
+    best: Rhythm | None = None
+    for origin in train[: config.min_bursts].astype(np.float64):
+        fitted_origin, fitted_period = origin, period
+        for _ in range(2):
+            on = _distance_to_grid(train, fitted_origin, fitted_period) <= tolerance(fitted_period, config)
+            beats = np.round((train[on] - fitted_origin) / fitted_period)
+            if np.ptp(beats) > 0:
+                fitted_period, fitted_origin = (float(v) for v in np.polyfit(beats, train[on], 1))
+        on = _distance_to_grid(train, fitted_origin, fitted_period) <= tolerance(fitted_period, config)
+        if best is None or on.sum() > len(best.on_grid):
+            best = Rhythm(fitted_period, fitted_origin, train[on])
+    enough = best is not None and len(best.on_grid) >= max(config.min_bursts, config.min_on_grid * len(train))
+    return best if enough else None
 
 
 def clusters(trains: BurstTrains, flows: np.ndarray, config: JobConfig) -> list[list[int]]:
-    """Groups of the periodic `flows` that burst together, each a list of flow indexes."""
-    period = periods(trains, config)
-    candidates = [int(f) for f in flows if period[f] > 0]
-    candidates.sort(key=lambda f: (period[f], int(trains.of(f)[0])))
+    """Groups of `flows` that burst on one shared grid, each a list of flow indexes (flows without a rhythm
+    are left out)."""
+    rhythms = {int(f): r for f in flows if (r := rhythm(trains.of(int(f)), config)) is not None}
+    candidates = sorted(rhythms, key=lambda f: (rhythms[f].period, rhythms[f].origin))
     groups: list[list[int]] = []
     for flow in candidates:
-        train = trains.of(flow)
+        mine = rhythms[flow]
         for group in groups:
-            leader = group[0]
-            if abs(period[flow] - period[leader]) > config.period_tolerance * period[leader]:
+            leader = rhythms[group[0]]
+            if abs(mine.period - leader.period) > config.period_tolerance * leader.period:
                 continue
-            tolerance = max(config.align_us, config.align_fraction * period[leader])
-            share, compared = aligned_share(train, trains.of(leader), tolerance)
-            if compared >= config.min_bursts and share >= config.min_aligned:
+            distance = _distance_to_grid(mine.on_grid, leader.origin, leader.period)
+            if np.mean(distance <= tolerance(leader.period, config)) >= config.min_aligned:
                 group.append(flow)
                 break
         else:
