@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import socket
 import threading
 
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -16,6 +17,7 @@ from pipeline.errors import InputError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8050
+LISTEN_BACKLOG = 128
 
 
 def is_loopback(host: str) -> bool:
@@ -50,14 +52,24 @@ class DashboardServer:
         return f"http://{host}:{self.port}"
 
     def bind(self) -> None:
+        """Listen on host:port; werkzeug is handed the bound socket because it exits the process on a bind
+        error, where the command wants a one-line InputError."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            self._server = make_server(self.host, self.port, self.wsgi_app, threaded=True)  # type: ignore[arg-type]
+            listener.bind((self.host, self.port))
+            listener.listen(LISTEN_BACKLOG)
         except OSError as exc:
+            listener.close()
             if exc.errno == errno.EADDRINUSE:
                 raise InputError("--port", f"port {self.port} on {self.host} is already in use; "
                                  "choose another --port") from None
             raise InputError("--host", f"cannot listen on {self.host}:{self.port}: {exc.strerror}") from None
-        self.port = self._server.server_port
+        with listener:
+            self._server = make_server(self.host, self.port, self.wsgi_app,  # type: ignore[arg-type]
+                                       threaded=True, fd=listener.fileno())
+        self.port = int(self._server.port)
 
     def start(self) -> DashboardServer:
         """Bind and serve in a background thread (tests, the demo)."""

@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
+
     from dashboards.app import dashboard_server
     from dashboards.auth import load_auth
     from pipeline.store import Store, StoreConfig, embedded_dsn
@@ -41,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     store = Store(StoreConfig(dsn=args.clickhouse or embedded_dsn(args.data_dir)))
     server = dashboard_server(store, topology, host=args.host, port=args.port, auth=auth, live=not args.history)
     server.bind()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request, several per second when live
     with store:
         print(f"fabricscope dashboard on {server.url} (reading {store.config.location})", file=sys.stderr, flush=True)
         server.serve_forever()

@@ -1,0 +1,118 @@
+"""Who may read the dashboard: the auth file, the login on every request, loopback-only without a login,
+and the one-line errors of the `dashboard` command."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from werkzeug.security import generate_password_hash
+
+from dashboards.app import create_app, dashboard_server
+from dashboards.auth import AuthConfig, load_auth
+from dashboards.server import DashboardServer, check_exposure
+from pipeline import cli
+from pipeline.errors import InputError
+from pipeline.store import Store, StoreConfig
+from pipeline.topology import load_topology
+
+TOPOLOGY_FILE = Path(__file__).resolve().parents[2] / "samples" / "topology.yaml"
+TOKEN = "0123456789abcdef-token"
+
+
+@pytest.fixture
+def auth_file(tmp_path: Path) -> Path:
+    path = tmp_path / "auth.yaml"
+    path.write_text(f'users:\n  alice: "{generate_password_hash("s3cret")}"\ntokens:\n  - "{TOKEN}"\n')
+    return path
+
+
+def unopened_store() -> Store:
+    """Building the app touches no store: every query runs in callbacks."""
+    return Store(StoreConfig(dsn="chdb:///nonexistent"))
+
+
+def test_auth_file_is_validated_with_the_reason(tmp_path: Path, auth_file: Path) -> None:
+    config = load_auth(auth_file)
+    assert config.check_password("alice", "s3cret") and not config.check_password("alice", "wrong")
+    assert config.check_token(TOKEN) and not config.check_token(TOKEN[:-1])
+    cases = {
+        "users: {bob: hunter2}": "password hash",
+        "tokens: [short]": "at least 16",
+        "{}": "nobody could log in",
+        "passwords: []": "'users' and/or 'tokens'",
+        "users: [": "not valid YAML",
+    }
+    for text, reason in cases.items():
+        path = tmp_path / "bad.yaml"
+        path.write_text(text)
+        with pytest.raises(InputError, match=reason) as error:
+            load_auth(path)
+        assert str(path) in str(error.value)
+    with pytest.raises(InputError, match="cannot read"):
+        load_auth(tmp_path / "missing.yaml")
+
+
+def test_every_request_needs_a_login_when_auth_is_on(auth_file: Path) -> None:
+    app = create_app(unopened_store(), load_topology(TOPOLOGY_FILE), auth=load_auth(auth_file))
+    client = app.server.test_client()
+    refused = client.get("/")
+    assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Basic")
+    assert client.post("/_dash-update-component", json={}).status_code == 401
+    assert client.get("/", auth=("alice", "wrong")).status_code == 401
+    assert client.get("/", auth=("alice", "s3cret")).status_code == 200
+    assert client.get("/_dash-layout").status_code == 200  # the session cookie now carries the login
+    scripted = app.server.test_client()
+    assert scripted.get("/_dash-layout", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    assert scripted.get("/_dash-layout").status_code == 401  # a bearer token opens no session
+    browser = app.server.test_client()
+    login = browser.get(f"/?token={TOKEN}&link=leaf1-spine1")
+    assert login.status_code == 302 and login.headers["Location"].endswith("/?link=leaf1-spine1")
+    assert browser.get("/").status_code == 200
+
+
+def test_without_auth_the_page_is_open_on_loopback() -> None:
+    app = create_app(unopened_store(), load_topology(TOPOLOGY_FILE))
+    page = app.server.test_client().get("/_dash-layout")
+    assert page.status_code == 200 and b"fabric-map" in page.data
+
+
+def test_only_loopback_is_served_without_a_login() -> None:
+    for host in ("127.0.0.1", "::1", "localhost"):
+        check_exposure(host, has_auth=False)
+    for host in ("0.0.0.0", "10.1.2.3", "::", "dashboard.example"):
+        with pytest.raises(InputError, match="--auth"):
+            check_exposure(host, has_auth=False)
+        check_exposure(host, has_auth=True)
+    with pytest.raises(InputError):
+        dashboard_server(unopened_store(), load_topology(TOPOLOGY_FILE), host="0.0.0.0")
+    assert dashboard_server(unopened_store(), load_topology(TOPOLOGY_FILE), host="0.0.0.0",
+                            auth=AuthConfig(users={}, tokens=(TOKEN,))).host == "0.0.0.0"
+
+
+def test_a_taken_port_is_a_one_line_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(InputError, match=f"port {port} on 127.0.0.1 is already in use"):
+            DashboardServer(object(), host="127.0.0.1", port=port).bind()
+
+
+def test_dashboard_command_refuses_bad_input_with_exit_code_2(
+    capsys: pytest.CaptureFixture[str], auth_file: Path
+) -> None:
+    topology = ["--topology", str(TOPOLOGY_FILE)]
+    assert cli.main(["dashboard", "--host", "0.0.0.0", *topology]) == cli.EXIT_BAD_INPUT
+    assert "give --auth FILE" in capsys.readouterr().err
+    assert cli.main(["dashboard", "--port", "70000", *topology]) == cli.EXIT_BAD_INPUT
+    assert cli.main(["dashboard"]) == cli.EXIT_BAD_INPUT
+    assert "--topology" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert cli.main(["dashboard", "--port", port, "--auth", str(auth_file), *topology]) == cli.EXIT_BAD_INPUT
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "already in use" in error
