@@ -142,20 +142,13 @@ class FlowTable:
         self._spine_names = np.array([link.spine for link in links] + [""], dtype=object)
         self._directions = np.array(DIRECTIONS, dtype=object)
         self._app_names = np.array(APPS, dtype=object)
-        self._size = 0
-        self._columns: dict[str, np.ndarray] = {}
-        self._initial: dict[str, int] = {}
-        for name, dtype in KEY_FIELDS:
-            self._columns[name] = np.zeros(0, dtype=dtype)
-            self._initial[name] = 0
-        for name, dtype, initial in _FLOW_STATE:
-            self._columns[name] = np.zeros(0, dtype=dtype)
-            self._initial[name] = initial
-        for name in COUNTERS:
-            self._columns[name] = np.zeros(0, dtype=np.uint64)
-            self._initial[name] = 0
-        self._sorted_hash = np.zeros(0, dtype=np.uint64)
-        self._sorted_slot = np.zeros(0, dtype=np.int64)
+        self._initial: dict[str, int] = {name: 0 for name, _ in KEY_FIELDS}
+        self._initial.update({name: initial for name, _, initial in _FLOW_STATE})
+        self._initial.update(dict.fromkeys(COUNTERS, 0))
+        self._dtypes = {name: dtype for name, dtype in KEY_FIELDS}
+        self._dtypes.update({name: dtype for name, dtype, _ in _FLOW_STATE})
+        self._dtypes.update(dict.fromkeys(COUNTERS, "uint64"))
+        self._clear()
         self._now = np.iinfo(np.int64).min
         self._last_sweep = np.iinfo(np.int64).min
 
@@ -184,13 +177,15 @@ class FlowTable:
 
     def flush(self) -> dict[str, np.ndarray]:
         """Export every open row and forget all flows (end of input)."""
-        exported: list[dict[str, np.ndarray]] = []
-        open_rows = np.flatnonzero(self._columns["row_interval"][: self._size] >= 0)
-        exported.append(self._take_rows(open_rows))
+        block = self._take_rows(np.flatnonzero(self._columns["row_interval"][: self._size] >= 0))
+        self._clear()  # release the table before building the rows: the peak stays one table's worth
+        return self._rows([block])
+
+    def _clear(self) -> None:
         self._size = 0
-        self._sorted_hash = self._sorted_hash[:0]
-        self._sorted_slot = self._sorted_slot[:0]
-        return self._rows(exported)
+        self._columns = {name: np.zeros(0, dtype=dtype) for name, dtype in self._dtypes.items()}
+        self._sorted_hash = np.zeros(0, dtype=np.uint64)
+        self._sorted_slot = np.zeros(0, dtype=np.int64)
 
     # -- one batch ------------------------------------------------------------------------------------
     def _aggregate(
@@ -425,7 +420,9 @@ class FlowTable:
         """Concatenate export blocks into FLOWS columns."""
         blocks = [block for block in blocks if len(block["link"])]
         names = [name for name, _ in KEY_FIELDS] + ["dscp", "app", "confidence", *COUNTERS, *ROW_FIELDS]
-        if blocks:
+        if len(blocks) == 1:
+            merged = blocks[0]
+        elif blocks:
             merged = {name: np.concatenate([block[name] for block in blocks]) for name in names}
         else:
             merged = {name: self._columns[name][:0] for name in names}
