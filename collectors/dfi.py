@@ -86,8 +86,9 @@ def classify_flows(window: FlowWindow, config: DfiConfig | None = None) -> FlowC
     if n == 0:
         return FlowClasses(np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=object))
     rows = window.rows
-    src, dst = _ip_words(rows["src_ip"]), _ip_words(rows["dst_ip"])
-    hosts, host_ids = np.unique(np.concatenate([src, dst]), axis=0, return_inverse=True)
+    addresses = np.concatenate([_ip_words(rows["src_ip"]), _ip_words(rows["dst_ip"])])
+    host_ids, first_seen = _factorize([addresses[:, 0], addresses[:, 1]])  # ids follow address order
+    hosts = addresses[first_seen]
     src_host, dst_host = host_ids[:n], host_ids[n:]
     key = [src_host, dst_host, *(rows[name].astype(np.int64) for name in ("src_port", "dst_port", "proto", "vni",
                                                                            "roce_qp"))]

@@ -61,6 +61,13 @@ def _distance_to_grid(starts: np.ndarray, origin: float, period: float) -> np.nd
     return np.minimum(phase, period - phase)
 
 
+def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares slope and intercept of y over x."""
+    x_mean, y_mean = x.mean(), y.mean()
+    slope = float(((x - x_mean) * (y - y_mean)).sum() / ((x - x_mean) ** 2).sum())
+    return slope, float(y_mean - slope * x_mean)
+
+
 def rhythm(train: np.ndarray, config: JobConfig) -> Rhythm | None:
     """The flow's grid: period from the median burst interval, then fitted (least squares) to the bursts on it,
     trying each of the first bursts as origin; None when too few bursts lie on any grid."""
@@ -76,7 +83,7 @@ def rhythm(train: np.ndarray, config: JobConfig) -> Rhythm | None:
             on = _distance_to_grid(train, fitted_origin, fitted_period) <= tolerance(fitted_period, config)
             beats = np.round((train[on] - fitted_origin) / fitted_period)
             if np.ptp(beats) > 0:
-                fitted_period, fitted_origin = (float(v) for v in np.polyfit(beats, train[on], 1))
+                fitted_period, fitted_origin = _line(beats, train[on].astype(np.float64))
         on = _distance_to_grid(train, fitted_origin, fitted_period) <= tolerance(fitted_period, config)
         if best is None or on.sum() > len(best.on_grid):
             best = Rhythm(fitted_period, fitted_origin, train[on])
