@@ -60,6 +60,9 @@ class CaptureFile(ABC):
         self.data = np.frombuffer(self._map, dtype=np.uint8)
 
     def __iter__(self) -> Iterator[PacketBatch]:
+        """Batches from the start of the file; `stats` counts this pass."""
+        self.stats = CaptureStats()
+        self._skips[:] = 0
         for batch in self._batches():
             self.stats.records += len(batch)
             self._sync_stats()
@@ -154,6 +157,7 @@ class PcapngFile(CaptureFile):
     def _batches(self) -> Iterator[PacketBatch]:
         pos, end = 0, len(self.data)
         big = False
+        self.interfaces = []
         section: list[int] = []  # section-local interface id -> index into self.interfaces
         while pos < end:
             out_offset = np.empty(self.batch_size, dtype=np.int64)

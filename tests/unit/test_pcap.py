@@ -158,3 +158,12 @@ def test_bad_files_raise_input_error(tmp_path: Path, content: bytes | None, reas
 def test_directory_raises_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="directory"):
         open_capture(tmp_path)
+
+
+def test_a_second_pass_reads_the_same(tmp_path: Path) -> None:
+    path = tmp_path / "a.pcapng"
+    path.write_bytes(pcapng_shb() + pcapng_idb("a") + pcapng_epb(0, 1, FRAMES[0]) + pcapng_epb(3, 2, FRAMES[1]))
+    with open_capture(path) as reader:
+        first = frames_of(list(reader)), dict(reader.stats.skipped)
+        second = frames_of(list(reader)), dict(reader.stats.skipped)
+    assert first == second == ([FRAMES[0]], {**dict.fromkeys(first[1], 0), "bad_interface": 1})
