@@ -12,7 +12,6 @@ ETH_QINQ = 0x88A8
 ETH_QINQ_OLD = 0x9100
 ETH_IPV6 = 0x86DD
 ETH_MAC_CONTROL = 0x8808  # PFC pause frames
-ETH_LLDP = 0x88CC
 ETH_ERSPAN_II = 0x88BE  # GRE protocol type; type I when the GRE sequence bit is clear
 ETH_ERSPAN_III = 0x22EB
 ETH_HEADER = 14
