@@ -1,8 +1,9 @@
 """Fast recovery (DESIGN.md section 6): when a leaf-spine link fails, how long the data plane took to
 move its flows elsewhere, how many flows made it and how many RoCE packets (PSNs) were skipped.
 
-Link L = (leaf A, spine S) fails at `ts` = its last packet before it fell silent while its flows
-continued elsewhere, or its oper-down time from counters, whichever is first. Affected flows had >=3
+Link L = (leaf A, spine S) fails at `ts` = its last packet (of any kind, control traffic too) before
+it fell silent while its flows (those it carried within `timeout_ms` before) continued elsewhere, or
+its oper-down time from counters, whichever is first. Affected flows had >=3
 packets on L in the `window_ms` before `ts` (the flow table's `ts_tail` column: time of the flow's
 3rd-to-last packet on the link). An `up` flow recovers at its first packet on another uplink of A, a
 `down` flow at its first packet on another downlink into A; both times come from row `ts_start`,
@@ -13,10 +14,11 @@ so an ACK flow skips PSNs by coalescing, not by loss, and is left out.
 "Falls silent" is decided on rows, robustly to how the flow table cuts them: L's rows cover time up
 to T and then nothing starts on L for at least `silence_ms` (at the end of its rows, or a hole
 between them when the link came back), rows up to T + `silence_ms` have all arrived (the watermark:
-latest row end seen minus `lateness_ms`), and at least one affected flow has a row on another link of
-A starting in the hole. A hole no flow moved out of is an idle pause, not a failure. Nor is a link whose
-flows all moved only because another link through the same spine failed (the far side of that
-failure), or went back to the link they had left when it failed (it was repaired).
+latest row end seen minus `lateness_ms`), and at least one of its flows has a row on another link of
+A starting in the hole (a failure between all-reduce bursts affects no flow, and is still reported).
+A hole no flow moved out of is an idle pause, not a failure. Nor is a link whose flows all moved
+only because another link through the same spine failed (the far side of that failure), or went
+back to the link they had left when it failed (it was repaired).
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ class FastRecoveryConfig:
 
 @dataclass
 class _Failure:
-    """A declared failure and its affected flows, waiting for them to recover or for the timeout."""
+    """A declared failure and the flows the link carried before it (`affected`: those with >=3 packets in
+    the window), waiting for the affected ones to recover or for the timeout."""
 
     link: str
     leaf: str
@@ -59,6 +62,7 @@ class _Failure:
     directions: np.ndarray
     psn_last: np.ndarray
     data: np.ndarray
+    affected: np.ndarray
     recovered_at: np.ndarray = field(init=False)
     new_link: np.ndarray = field(init=False)
     psn_first: np.ndarray = field(init=False)
@@ -104,7 +108,7 @@ class FastRecoveryDetector:
 
     def update(self, flows: Batch) -> list[Event]:
         direction = flows["direction"].astype(str)
-        keep = (flows["link"].astype(str) != "") & np.isin(direction, DIRECTIONS)
+        keep = flows["link"].astype(str) != ""
         if keep.any():
             kept = {name: column[keep] for name, column in flows.items()}
             chunk = {
@@ -166,7 +170,7 @@ class FastRecoveryDetector:
             self._down_used[link] = down
             at, until = next(((t, r) for t, r in holes if r is None or down < r))
             if min(at, down) > judged:
-                failure = self._affected(link, min(at, down), "oper_down", until)
+                failure = self._failure(link, min(at, down), "oper_down", until)
                 if failure is not None:
                     failures.append(failure)
                 judged = self._judged[link] = max(at, down)
@@ -175,7 +179,7 @@ class FastRecoveryDetector:
                 continue
             if not final and watermark < at + silence:
                 break
-            failure = self._affected(link, at, "silence", until)
+            failure = self._failure(link, at, "silence", until)
             moved = failure is not None and bool((failure.recovered_at >= 0).any())
             settled = final or (until is not None and watermark >= until) or watermark >= at + timeout
             if not moved and not settled:
@@ -185,25 +189,26 @@ class FastRecoveryDetector:
                 failures.append(failure)
         return failures
 
-    def _affected(self, link: str, ts: int, trigger: str, until: int | None) -> _Failure | None:
-        """Flows of `link` whose last row starting by `ts` has its 3rd-to-last packet within the window,
-        with where they went (a failure), or None if the link carried no such flow."""
+    def _failure(self, link: str, ts: int, trigger: str, until: int | None) -> _Failure | None:
+        """The flows `link` carried up to `ts` (last row per flow starting by then, ending within the timeout)
+        and where they went; affected are those whose 3rd-to-last packet is within the window. None if the
+        link carried no up or down flow."""
         rows = self._rows
         if rows is None:
             return None
-        on_link = np.flatnonzero((rows["link"] == link) & (rows["ts_start"] <= ts))
+        recent = ts - ms_to_us(self.config.timeout_ms)
+        on_link = np.flatnonzero((rows["link"] == link) & (rows["ts_start"] <= ts) & (rows["ts_end"] >= recent)
+                                 & np.isin(rows["direction"], DIRECTIONS))
         if not len(on_link):
             return None
         order = on_link[np.lexsort((rows["ts_end"][on_link], rows["key"][on_link]))]
-        last_of_flow = order[np.r_[rows["key"][order][1:] != rows["key"][order][:-1], True]]
-        chosen = last_of_flow[rows["ts_tail"][last_of_flow] >= ts - ms_to_us(self.config.window_ms)]
-        if not len(chosen):
-            return None
-        first = chosen[0]
+        carried = order[np.r_[rows["key"][order][1:] != rows["key"][order][:-1], True]]
+        first = carried[0]
         failure = _Failure(
             link=link, leaf=str(rows["leaf"][first]), spine=str(rows["spine"][first]), ts=ts, trigger=trigger,
-            until=until, keys=rows["key"][chosen], directions=rows["direction"][chosen],
-            psn_last=rows["psn_last"][chosen], data=rows["data"][chosen],
+            until=until, keys=rows["key"][carried], directions=rows["direction"][carried],
+            psn_last=rows["psn_last"][carried], data=rows["data"][carried],
+            affected=rows["ts_tail"][carried] >= ts - ms_to_us(self.config.window_ms),
         )
         self._recover(failure)
         return failure
@@ -235,11 +240,12 @@ class FastRecoveryDetector:
                     failure.psn_first[i] = rows["psn_first"][row]
 
     def _knock_on(self, failure: _Failure) -> bool:
-        """True when every affected flow was already affected by another failure through the same spine."""
+        """True when every flow that moved had been on another link through the same spine that failed."""
         window = ms_to_us(self.config.timeout_ms)
         others = [f.keys for f in self._recent
                   if f.link != failure.link and f.spine == failure.spine and abs(f.ts - failure.ts) <= window]
-        return bool(others) and bool(np.isin(failure.keys, np.concatenate(others)).all())
+        moved = failure.keys[failure.recovered_at >= 0]
+        return bool(others) and bool(np.isin(moved, np.concatenate(others)).all())
 
     def _returning(self, failure: _Failure) -> bool:
         """True when every flow that moved went back to a link it had left when that link failed (repaired)."""
@@ -254,7 +260,8 @@ class FastRecoveryDetector:
         for failure in self._pending:
             self._recover(failure)
             back = failure.until is not None and watermark >= failure.until
-            if final or back or (failure.recovered_at >= 0).all() or watermark >= failure.ts + timeout:
+            done = bool((failure.recovered_at[failure.affected] >= 0).all())
+            if final or back or done or watermark >= failure.ts + timeout:
                 events.append(self._event(failure))
             else:
                 waiting.append(failure)
@@ -262,7 +269,7 @@ class FastRecoveryDetector:
         return events
 
     def _event(self, failure: _Failure) -> Event:
-        recovered = failure.recovered_at >= 0
+        recovered = (failure.recovered_at >= 0) & failure.affected
         delay_ms = (failure.recovered_at - failure.ts) / 1000
         converged = {d: float(delay_ms[recovered & (failure.directions == d)].max())
                      if (recovered & (failure.directions == d)).any() else None for d in DIRECTIONS}
@@ -274,8 +281,8 @@ class FastRecoveryDetector:
                   "new_link": str(failure.new_link[i]) or None,
                   "convergence_ms": float(delay_ms[i]) if recovered[i] else None,
                   "packets_lost": int(lost[i]) if recovered[i] and failure.data[i] else None}
-                 for i in np.argsort(-np.where(recovered, delay_ms, np.inf))[:_DETAIL_FLOWS]]
-        affected, back = len(failure.keys), int(recovered.sum())
+                 for i in np.argsort(-np.where(recovered, delay_ms, np.inf))[:_DETAIL_FLOWS] if failure.affected[i]]
+        affected, back = int(failure.affected.sum()), int(recovered.sum())
         ts_end = int(failure.recovered_at[recovered].max()) if back else failure.ts
         text = ", ".join(f"{name} {value:.3f} ms" for name, value in
                          (("local", converged["up"]), ("remote", converged["down"])) if value is not None)

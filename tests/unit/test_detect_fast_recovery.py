@@ -277,3 +277,16 @@ def test_flow_seen_again_only_on_the_repaired_link_did_not_recover_elsewhere() -
     ]
     event = only(FastRecoveryDetector().update(batch(rows)))
     assert (event["flows_affected"], event["flows_recovered"], event["packets_lost"]) == (2, 1, 10)
+
+
+def test_failure_between_bursts_is_timed_by_control_traffic_and_affects_no_flow() -> None:
+    """The all-reduce burst ended 400 ms before; BFD (direction unknown) was the link's last packet."""
+    bfd = Flow("192.0.2.1", "192.0.2.2", 0)
+    rows = [
+        row(F1, "leaf1-spine1", "up", T0, T0 + 100 * MS, psn=(0, 900)),
+        row(bfd, "leaf1-spine1", "unknown", T0, FAIL),
+        row(F1, "leaf1-spine2", "up", FAIL + 20 * MS, FAIL + 1500 * MS, psn=(901, 5000)),
+    ]
+    event = only(FastRecoveryDetector().update(batch(rows)))
+    assert event["ts"] == np.datetime64(FAIL, "us")
+    assert (event["flows_affected"], event["flows_recovered"], event["convergence_ms"]) == (0, 0, None)
