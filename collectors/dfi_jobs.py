@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+BURST_GAP_US = 1000  # a flow silent this long starts a new burst: far above line-rate packet spacing, far below
+# the compute time between two iterations
+
 
 @dataclass(frozen=True, slots=True)
 class JobConfig:
@@ -35,6 +38,17 @@ class BurstTrains:
 
     start_us: np.ndarray  # int64
     offsets: np.ndarray  # int64, one more than the flows
+
+    @classmethod
+    def from_packets(cls, flow: np.ndarray, ts_us: np.ndarray, flows: int, gap_us: int = BURST_GAP_US) -> BurstTrains:
+        """Trains of `flows` flows from their packets (flow id and time each, in any order): a packet starts a
+        burst when it is its flow's first or follows the flow's previous packet by more than `gap_us`."""
+        order = np.lexsort((ts_us, flow))
+        flow, ts_us = flow[order], ts_us[order].astype(np.int64)
+        starts = np.ones(len(flow), dtype=bool)
+        starts[1:] = (flow[1:] != flow[:-1]) | (ts_us[1:] - ts_us[:-1] > gap_us)
+        counts = np.bincount(flow[starts], minlength=flows)
+        return cls(ts_us[starts], np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
 
     def of(self, flow: int) -> np.ndarray:
         return self.start_us[self.offsets[flow] : self.offsets[flow + 1]]
