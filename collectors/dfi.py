@@ -43,7 +43,7 @@ APP_ROLES: dict[str, int] = {
 
 ROW_COLUMNS = (
     "ts_start", "ts_end", "src_ip", "dst_ip", "src_port", "dst_port", "proto", "vni", "dscp", "roce_qp",
-    "packets", "bytes", "cnp", "roce_write", "roce_read", "roce_send", "roce_ack", "app",
+    "packets", "bytes", "cnp", "roce_write", "roce_read", "roce_send", "roce_ack", "app", "confidence",
 )
 
 
@@ -137,10 +137,12 @@ class _Flows:
         last_us = np.full(count, np.iinfo(np.int64).min, dtype=np.int64)
         np.minimum.at(first_us, flow, _microseconds(rows["ts_start"]))
         np.maximum.at(last_us, flow, _microseconds(rows["ts_end"]))
+        by_confidence = np.lexsort((-rows["confidence"].astype(np.float64), flow))
+        most_confident = by_confidence[np.searchsorted(flow[by_confidence], np.arange(count))]
         return cls(
             src_host[first_row], dst_host[first_row], rows["src_port"][first_row].astype(np.int64),
             rows["dst_port"][first_row].astype(np.int64), rows["proto"][first_row].astype(np.int64),
-            rows["vni"][first_row].astype(np.int64), rows["dscp"][first_row], np.asarray(rows["app"])[first_row],
+            rows["vni"][first_row].astype(np.int64), rows["dscp"][first_row], np.asarray(rows["app"])[most_confident],
             total("packets"), total("bytes"), total("cnp"), total("roce_write", "roce_read", "roce_send"),
             total("roce_ack"), first_us, last_us,
         )

@@ -34,6 +34,7 @@ def row(src: str, dst: str, *, sport: int = 40000, dport: int = 4791, proto: int
         "ts_start": np.datetime64(T0_US, "us"), "ts_end": np.datetime64(T0_US + duration_us, "us"),
         "src_ip": ip(src), "dst_ip": ip(dst), "src_port": sport, "dst_port": dport, "proto": proto, "vni": 0,
         "dscp": dscp, "roce_qp": qp, "packets": packets, "bytes": packets * size, "app": app,
+        "confidence": 0.0 if app == "unknown" else 0.5,
         "bursts": bursts or [], **values,
     }
 
@@ -149,6 +150,12 @@ def test_roce_classes_do_not_depend_on_the_app_label() -> None:
     truncated = [{**r, "app": "unknown"} for r in labelled]
     assert classes(labelled) == classes(truncated)
     assert set(classes(truncated)[0]) == {"collective"}
+
+
+def test_a_flow_takes_the_app_of_its_most_confident_row() -> None:
+    early = {**row("10.0.1.8", "10.0.2.8", sport=41007, dport=53, proto=17, packets=2, size=80), "app": ""}
+    later = row("10.0.1.8", "10.0.2.8", sport=41007, dport=53, proto=17, packets=2, size=80, app="dns")
+    assert classes([early, later])[0] == ["interactive", "interactive"]
 
 
 def test_empty_window() -> None:
