@@ -32,8 +32,8 @@ from pipeline.detect.flowkey import describe, flow_keys
 
 PSN_MODULO = 1 << 24
 DIRECTIONS = ("up", "down")
-_COLUMNS = ("link", "leaf", "spine", "direction", "key", "ts_start", "ts_end", "ts_tail", "psn_first",
-            "psn_last", "data")
+_COLUMNS = ("link", "link_code", "leaf", "spine", "direction", "key", "ts_start", "ts_end", "ts_tail",
+            "psn_first", "psn_last", "data")
 _DETAIL_FLOWS = 100
 
 
@@ -92,6 +92,7 @@ class FastRecoveryDetector:
         self._pending: list[_Failure] = []
         self._recent: list[_Failure] = []
         self._left: dict[str, set[bytes]] = {}
+        self._link_codes: dict[str, int] = {}
         self._latest = np.iinfo(np.int64).min
 
     def observe_counters(self, counters: Batch) -> None:
@@ -111,8 +112,10 @@ class FastRecoveryDetector:
         keep = flows["link"].astype(str) != ""
         if keep.any():
             kept = {name: column[keep] for name, column in flows.items()}
+            links, inverse = np.unique(kept["link"].astype(str), return_inverse=True)
+            codes = np.array([self._link_codes.setdefault(link, len(self._link_codes)) for link in links.tolist()])
             chunk = {
-                "link": kept["link"].astype(str), "leaf": kept["leaf"].astype(str),
+                "link": kept["link"].astype(str), "link_code": codes[inverse], "leaf": kept["leaf"].astype(str),
                 "spine": kept["spine"].astype(str), "direction": direction[keep], "key": flow_keys(kept),
                 "ts_start": times_us(kept["ts_start"]), "ts_end": times_us(kept["ts_end"]),
                 "ts_tail": times_us(kept["ts_tail"]), "psn_first": kept["psn_first"].astype(np.int64),
@@ -143,10 +146,10 @@ class FastRecoveryDetector:
         if rows is None:
             return
         found: list[_Failure] = []
-        order = np.lexsort((rows["ts_start"], rows["link"]))
-        links, first = np.unique(rows["link"][order], return_index=True)
-        for link, part in zip(links.tolist(), np.split(order, first[1:]), strict=True):
-            found += self._judge_link(rows, link, part, watermark, final=final)
+        order = np.lexsort((rows["ts_start"], rows["link_code"]))
+        first = np.flatnonzero(np.r_[True, rows["link_code"][order][1:] != rows["link_code"][order][:-1]])
+        for part in np.split(order, first[1:]):
+            found += self._judge_link(rows, str(rows["link"][part[0]]), part, watermark, final=final)
         for failure in sorted(found, key=lambda f: f.ts):
             if failure.trigger == "silence" and (self._knock_on(failure) or self._returning(failure)):
                 continue
@@ -170,7 +173,7 @@ class FastRecoveryDetector:
             self._down_used[link] = down
             at, until = next(((t, r) for t, r in holes if r is None or down < r))
             if min(at, down) > judged:
-                failure = self._failure(link, min(at, down), "oper_down", until)
+                failure = self._failure(part, link, min(at, down), "oper_down", until)
                 if failure is not None:
                     failures.append(failure)
                 judged = self._judged[link] = max(at, down)
@@ -179,7 +182,7 @@ class FastRecoveryDetector:
                 continue
             if not final and watermark < at + silence:
                 break
-            failure = self._failure(link, at, "silence", until)
+            failure = self._failure(part, link, at, "silence", until)
             moved = failure is not None and bool((failure.recovered_at >= 0).any())
             settled = final or (until is not None and watermark >= until) or watermark >= at + timeout
             if not moved and not settled:
@@ -189,16 +192,16 @@ class FastRecoveryDetector:
                 failures.append(failure)
         return failures
 
-    def _failure(self, link: str, ts: int, trigger: str, until: int | None) -> _Failure | None:
-        """The flows `link` carried up to `ts` (last row per flow starting by then, ending within the timeout)
-        and where they went; affected are those whose 3rd-to-last packet is within the window. None if the
-        link carried no up or down flow."""
+    def _failure(self, part: np.ndarray, link: str, ts: int, trigger: str, until: int | None) -> _Failure | None:
+        """The flows `link` (rows `part`) carried up to `ts` (last row per flow starting by then, ending
+        within the timeout) and where they went; affected are those whose 3rd-to-last packet is within
+        the window. None if the link carried no up or down flow."""
         rows = self._rows
         if rows is None:
             return None
         recent = ts - ms_to_us(self.config.timeout_ms)
-        on_link = np.flatnonzero((rows["link"] == link) & (rows["ts_start"] <= ts) & (rows["ts_end"] >= recent)
-                                 & np.isin(rows["direction"], DIRECTIONS))
+        on_link = part[(rows["ts_start"][part] <= ts) & (rows["ts_end"][part] >= recent)]
+        on_link = on_link[np.isin(rows["direction"][on_link], DIRECTIONS)]
         if not len(on_link):
             return None
         order = on_link[np.lexsort((rows["ts_end"][on_link], rows["key"][on_link]))]
@@ -218,10 +221,9 @@ class FastRecoveryDetector:
         rows = self._rows
         if rows is None:
             return
-        elsewhere = np.flatnonzero((rows["leaf"] == failure.leaf) & (rows["link"] != failure.link)
-                                   & (rows["ts_start"] > failure.ts)
-                                   & (rows["ts_start"] < (np.iinfo(np.int64).max if failure.until is None
-                                                          else failure.until)))
+        until = np.iinfo(np.int64).max if failure.until is None else failure.until
+        elsewhere = np.flatnonzero((rows["ts_start"] > failure.ts) & (rows["ts_start"] < until))
+        elsewhere = elsewhere[(rows["leaf"][elsewhere] == failure.leaf) & (rows["link"][elsewhere] != failure.link)]
         for direction in DIRECTIONS:
             wanted = failure.directions == direction
             found = elsewhere[(rows["direction"][elsewhere] == direction)
