@@ -8,7 +8,9 @@ CE-marked packet of the episode (DESIGN.md section 6): packet timestamps, not bi
 CNPs travel back to the sender and PFC pauses to the upstream switch, away from the congested queue,
 so alone they do not say which link direction is congested: they are counted into the episode of the
 link (CNPs seen in the opposite direction, pauses in any), and open episodes of their own only when
-`cnp_per_bin`/`pfc_per_bin` are set. Flow rows, when given, name the jobs and top flows of an episode.
+`cnp_per_bin`/`pfc_per_bin` are set. CE marks stay on a packet after the hop that set them, so a
+`down` run whose marks upward runs into the same spine account for is not reported. Flow rows, when
+given, name the jobs and top flows of an episode.
 """
 
 from __future__ import annotations
@@ -96,6 +98,8 @@ class CongestionDetector:
         self.config = config or CongestionConfig()
         self._episodes: dict[tuple[str, str], _Run] = {}
         self._ended: list[tuple[tuple[str, str], _Run]] = []
+        self._ended_up: list[tuple[str, _Run]] = []
+        self._spine_of: dict[str, str] = {}
         self._storms: dict[tuple[str, str], _Run] = {}
         self._link_time: dict[tuple[str, str], int] = {}
         self._latest = np.iinfo(np.int64).min
@@ -137,13 +141,15 @@ class CongestionDetector:
             ended = self._extend(self._episodes, key, bins, int(row), int(ts[row]), config.merge_gap_ms,
                                  float(ratio[row]) if enough[row] else None)
             self._episodes[key].congested |= bool(congested[row])
-            if ended is not None and ended.congested:
-                self._ended.append((key, ended))
+            if ended is not None:
+                self._end(key, ended)
         for row in order[(pause > 0)[order]]:
             key = (links[row], directions[row])
             ended = self._extend(self._storms, key, bins, int(row), int(ts[row]), config.storm_gap_ms, None)
             storm = None if ended is None else self._storm_event(key, ended)
             events += [storm] if storm is not None else []
+        names, first = np.unique(links, return_index=True)
+        self._spine_of.update(zip(names.tolist(), bins["spine"][first].astype(str).tolist(), strict=True))
         for key, latest in _latest_per_key(links, directions, ts).items():
             self._link_time[key] = max(self._link_time.get(key, latest), latest)
         self._latest = max(self._latest, int(ts.max()))
@@ -151,10 +157,12 @@ class CongestionDetector:
 
     def flush(self) -> list[Event]:
         """End of input: emit every open congested episode and PFC storm."""
-        runs = [*self._ended, *self._episodes.items()]
-        events = [self._episode_event(key, run) for key, run in runs if run.congested]
+        for key, run in list(self._episodes.items()):
+            self._end(key, run)
+        events = [self._episode_event(key, run) for key, run in self._ended if not self._inherited(key, run)]
         storms = [self._storm_event(key, run) for key, run in self._storms.items()]
         self._ended.clear()
+        self._ended_up.clear()
         self._episodes.clear()
         self._storms.clear()
         self._flows = _Recent()
@@ -197,19 +205,38 @@ class CongestionDetector:
             storm = self._storm_event(key, self._storms.pop(key))
             events += [storm] if storm is not None else []
         for key in [k for k, run in self._episodes.items() if quiet(k, run, config.merge_gap_ms)]:
-            run = self._episodes.pop(key)
-            if run.congested:
-                self._ended.append((key, run))
+            self._end(key, self._episodes.pop(key))
         wait_ms = config.merge_gap_ms + config.flows_wait_ms
         ready = [(k, run) for k, run in self._ended if quiet(k, run, wait_ms)]
         self._ended = [(k, run) for k, run in self._ended if not quiet(k, run, wait_ms)]
-        events += [self._episode_event(key, run) for key, run in ready]
+        events += [self._episode_event(key, run) for key, run in ready if not self._inherited(key, run)]
         keep_from = min([run.first_bin for run in self._episodes.values()]
                         + [run.first_bin for _, run in self._ended]
                         + [global_time - ms_to_us(config.flows_wait_ms + config.merge_gap_ms) - LINK_BIN_US])
-        self._flows.prune(keep_from)
-        self._signals.prune(keep_from)
+        self._flows.prune(keep_from - ms_to_us(config.merge_gap_ms))
+        self._signals.prune(keep_from - ms_to_us(config.merge_gap_ms))
+        self._ended_up = [(link, run) for link, run in self._ended_up if run.last_bin >= keep_from - LINK_BIN_US]
         return events
+
+    def _end(self, key: tuple[str, str], run: _Run) -> None:
+        """A run ended: congested ones wait to be emitted; upward ones are remembered as the source of
+        the marks their packets carry further down."""
+        if run.congested:
+            self._ended.append((key, run))
+        if key[1] == "up":
+            self._ended_up.append((key[0], run))
+
+    def _inherited(self, key: tuple[str, str], run: _Run) -> bool:
+        """True for a `down` run whose CE marks all came from upward runs into the same spine at the same
+        time: ECN marks travel on with the packet, so the congestion was upstream, not on this link."""
+        link, direction = key
+        spine = self._spine_of.get(link)
+        if direction != "down" or spine is None:
+            return False
+        upward = [*self._ended_up, *((k[0], r) for k, r in self._episodes.items() if k[1] == "up")]
+        upstream = sum(r.ce for other, r in upward if other != link and self._spine_of.get(other) == spine
+                       and r.first_bin <= run.last_bin and r.last_bin >= run.first_bin)
+        return 0 < run.ce <= upstream
 
     def _episode_event(self, key: tuple[str, str], run: _Run) -> Event:
         link, direction = key
@@ -242,15 +269,14 @@ class CongestionDetector:
         )
 
     def _signals_on(self, link: str, direction: str, start: int, end: int) -> tuple[int, int, int]:
-        """Pauses in any direction of the link within [start, end), and CNPs in the opposite direction
-        until the merge gap after it (they trail the marks by a round trip)."""
+        """CNPs in the opposite direction and pauses in any direction of the link, within the merge gap
+        around [start, end): pauses build before the first mark and CNPs trail the last by a round trip."""
         rows = self._signals.rows()
         if rows is None:
             return 0, 0, 0
-        link_rows = (rows["link"] == link) & (rows["ts_end"] >= start)
-        here = link_rows & (rows["ts_end"] < end)
-        trailing = link_rows & (rows["ts_end"] < end + ms_to_us(self.config.merge_gap_ms))
-        cnp = int(rows["cnp"][trailing & (rows["direction"] == OPPOSITE.get(direction, direction))].sum())
+        gap = ms_to_us(self.config.merge_gap_ms)
+        here = (rows["link"] == link) & (rows["ts_end"] >= start - gap) & (rows["ts_end"] < end + gap)
+        cnp = int(rows["cnp"][here & (rows["direction"] == OPPOSITE.get(direction, direction))].sum())
         return cnp, int(rows["pause"][here].sum()), int(rows["quanta"][here].sum())
 
     def _flows_through(self, link: str, direction: str, start: int, end: int) -> tuple[list[str], list[dict]]:

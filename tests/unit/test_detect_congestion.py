@@ -162,3 +162,15 @@ def test_an_episode_ended_by_the_next_one_still_waits_for_its_flow_rows() -> Non
     assert [e["ts"] for e in events] == [np.datetime64(T0 + LINK_BIN_US + 1_200, "us")]
     assert json.loads(str(events[0]["details"]))["jobs"] == ["llama", "bert"]
     assert len(detector.flush()) == 1
+
+
+def test_marks_carried_down_from_an_upstream_link_are_not_congestion_there() -> None:
+    """CE marks set at leaf1's uplink stay on the packets down spine2 to leaf2; leaf4's own marks add up."""
+    marked = [{"k": k, "ect": 100, "ce": 20} for k in range(3, 6)]
+    more = [{"k": k, "ect": 100, "ce": 45} for k in range(3, 6)]
+    detector = CongestionDetector(NO_FLOWS)
+    events = detector.update(bins(marked, link="leaf1-spine2", direction="up"))
+    events += detector.update(bins(marked, link="leaf2-spine2", direction="down"))
+    events += detector.update(bins(more, link="leaf4-spine2", direction="down"))
+    events += detector.flush()
+    assert sorted((e["link"], e["direction"]) for e in events) == [("leaf1-spine2", "up"), ("leaf4-spine2", "down")]
