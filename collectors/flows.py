@@ -32,10 +32,8 @@ KEY_FIELDS: tuple[tuple[str, str], ...] = (
     ("dst_hi", "uint64"), ("dst_lo", "uint64"), ("src_port", "uint16"), ("dst_port", "uint16"),
     ("proto", "uint8"), ("vlan", "uint16"), ("vni", "uint32"), ("roce_qp", "uint32"),
 )
-COUNTERS = (
-    "packets", "bytes", "ecn_ect", "ecn_ce", "cnp", "roce_write", "roce_read", "roce_send", "roce_ack",
-    "psn_gaps", "naks",
-)
+FLAG_COUNTERS = ("ecn_ect", "ecn_ce", "cnp", "roce_write", "roce_read", "roce_send", "roce_ack", "naks")
+COUNTERS = ("packets", "bytes", *FLAG_COUNTERS, "psn_gaps")
 # The open row's fields besides COUNTERS: first/last packet time, the flow's 3rd-to-last packet time so far
 # (0 while it has fewer than 3 packets) and the first/last RoCE PSN in the row (-1 while none).
 ROW_FIELDS = ("row_first", "row_last", "row_tail", "row_psn_first", "row_psn_last")
@@ -99,28 +97,23 @@ def packet_keys(decoded: DecodedPackets, rows: np.ndarray) -> dict[str, np.ndarr
     }
 
 
-def packet_counters(decoded: DecodedPackets, rows: np.ndarray, sampling_rate: int) -> dict[str, np.ndarray]:
-    """Per-packet contributions to each counter but psn_gaps, which needs the flow's packet order."""
+def packet_flags(decoded: DecodedPackets, rows: np.ndarray) -> np.ndarray:
+    """(len(rows), len(FLAG_COUNTERS)) booleans: which of the per-packet counters each packet adds 1 to."""
     is_roce = decoded.is_roce[rows]
     opcode = decoded.bth_opcode[rows]
     family = np.where(is_roce, protocols.OPCODE_FAMILY[opcode], protocols.FAMILY_NONE)
     ecn = decoded.ecn[rows]
     syndrome = decoded.aeth_syndrome[rows]
-    scale = np.uint64(sampling_rate)
-    flags = {
-        "ecn_ect": ecn != 0,
-        "ecn_ce": ecn == 3,
-        "cnp": is_roce & (opcode == protocols.CNP_OPCODE),
-        "roce_write": family == protocols.FAMILY_WRITE,
-        "roce_read": family == protocols.FAMILY_READ,
-        "roce_send": family == protocols.FAMILY_SEND,
-        "roce_ack": family == protocols.FAMILY_ACK,
-        "naks": is_roce & (syndrome != 0xFF) & ((syndrome & protocols.NAK_SYNDROME_MASK) == protocols.NAK_SYNDROME),
-    }
-    counters = {name: flag.astype(np.uint64) * scale for name, flag in flags.items()}
-    counters["packets"] = np.full(len(rows), scale, dtype=np.uint64)
-    counters["bytes"] = decoded.wire_len[rows].astype(np.uint64) * scale
-    return counters
+    flags = np.empty((len(rows), len(FLAG_COUNTERS)), dtype=np.bool_)
+    flags[:, 0] = ecn != 0
+    flags[:, 1] = ecn == 3
+    flags[:, 2] = is_roce & (opcode == protocols.CNP_OPCODE)
+    flags[:, 3] = family == protocols.FAMILY_WRITE
+    flags[:, 4] = family == protocols.FAMILY_READ
+    flags[:, 5] = family == protocols.FAMILY_SEND
+    flags[:, 6] = family == protocols.FAMILY_ACK
+    flags[:, 7] = is_roce & (syndrome != 0xFF) & ((syndrome & protocols.NAK_SYNDROME_MASK) == protocols.NAK_SYNDROME)
+    return flags
 
 
 class FlowTable:
@@ -196,15 +189,9 @@ class FlowTable:
         hashes = flow_hash(keys)
         ts = decoded.ts_ns[rows]
         interval = ts // self._active_ns
-        order = self._group_order(keys, hashes, interval)
-        keys = {name: column[order] for name, column in keys.items()}
+        order, keys, flow_start = _group(keys, hashes, interval)
         hashes, ts, interval = hashes[order], ts[order], interval[order]
         rows = rows[order]
-
-        same_flow = np.ones(len(rows) - 1, dtype=np.bool_)
-        for column in keys.values():
-            same_flow &= column[1:] == column[:-1]
-        flow_start = np.concatenate(([True], ~same_flow))
         flow_id = np.cumsum(flow_start) - 1
         flow_first = np.flatnonzero(flow_start)
         slots, new = self._slots({name: column[flow_first] for name, column in keys.items()}, hashes[flow_first])
@@ -212,13 +199,16 @@ class FlowTable:
         if app is not None and confidence is not None:
             self._label(slots, flow_id, flow_first, app[rows], confidence[rows])
 
-        counters = packet_counters(decoded, rows, self.config.sampling_rate)
-        counters["psn_gaps"] = self._psn_gaps(decoded, rows, slots, flow_id)
-
+        gaps = self._psn_gaps(decoded, rows, slots, flow_id)
         seg_start = flow_start.copy()
         seg_start[1:] |= interval[1:] != interval[:-1]
         starts = np.flatnonzero(seg_start)
-        segments = {name: np.add.reduceat(column, starts) for name, column in counters.items()}
+        scale = np.uint64(self.config.sampling_rate)
+        flags = np.add.reduceat(packet_flags(decoded, rows), starts, axis=0, dtype=np.uint64) * scale
+        segments = {name: flags[:, i] for i, name in enumerate(FLAG_COUNTERS)}
+        segments["packets"] = np.diff(np.append(starts, len(rows))).astype(np.uint64) * scale
+        segments["bytes"] = np.add.reduceat(decoded.wire_len[rows], starts, dtype=np.uint64) * scale
+        segments["psn_gaps"] = np.add.reduceat(gaps, starts)
         segments["row_first"] = np.minimum.reduceat(ts, starts)
         segments["row_last"] = np.maximum.reduceat(ts, starts)
         segments["row_interval"] = interval[starts]
@@ -229,23 +219,6 @@ class FlowTable:
         last_of_flow = np.ones(len(starts), dtype=np.bool_)
         last_of_flow[:-1] = flow_start[starts[1:]]
         self._merge(seg_slot, segments, last_of_flow, exported)
-
-    @staticmethod
-    def _group_order(keys: dict[str, np.ndarray], hashes: np.ndarray, interval: np.ndarray) -> np.ndarray:
-        """Sort order grouping packets by flow, then interval, then arrival; exact even on hash collisions."""
-        if interval.min() == interval.max():
-            order = np.argsort(hashes, kind="stable")
-        else:
-            order = np.lexsort((interval, hashes))
-        sorted_hash = hashes[order]
-        same = sorted_hash[1:] == sorted_hash[:-1]
-        collided = np.zeros(len(same), dtype=np.bool_)
-        for column in keys.values():
-            sorted_column = column[order]
-            collided |= same & (sorted_column[1:] != sorted_column[:-1])
-        if collided.any():
-            order = np.lexsort((interval, *(keys[name] for name, _ in reversed(KEY_FIELDS))))
-        return order
 
     def _slots(self, keys: dict[str, np.ndarray], hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Table slot of each distinct flow key, and which of them were created now."""
@@ -460,6 +433,46 @@ class FlowTable:
 def _ip_objects(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     """16-byte network-order addresses as Python bytes (the Arrow binary(16) / ClickHouse IPv6 layout)."""
     return np.ascontiguousarray(to_bytes16(hi, lo)).view("V16").ravel().astype(object)
+
+
+def _group(
+    keys: dict[str, np.ndarray], hashes: np.ndarray, interval: np.ndarray
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Sort order grouping packets by flow, then interval, then arrival; the keys in that order; and where
+    each flow starts. Sorting is by hash; if two different keys share the hash bits sorted on, the batch is
+    sorted by the keys themselves instead, so grouping is always exact."""
+    order, prefix = _hash_order(hashes, interval)
+    ordered, same_key = _in_order(keys, order)
+    if (~same_key & (prefix[1:] == prefix[:-1])).any():
+        order = np.lexsort((interval, *(keys[name] for name, _ in reversed(KEY_FIELDS))))
+        ordered, same_key = _in_order(keys, order)
+    return order, ordered, np.concatenate(([True], ~same_key))
+
+
+def _hash_order(hashes: np.ndarray, interval: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Order by (hash, interval, arrival) with one unstable sort of packed 64-bit words: the top bits of the
+    hash, then the interval within the batch, then the row index (which makes every word unique, so the
+    sort keeps arrival order). Returns the order and the sorted hash prefixes."""
+    span = interval - interval.min()
+    index_bits = max(1, (len(hashes) - 1).bit_length())
+    interval_bits = int(span.max()).bit_length()
+    shift = np.uint64(index_bits + interval_bits)
+    if index_bits + interval_bits > 40:  # too few hash bits left to sort on: sort on the full hash
+        order = np.lexsort((interval, hashes))
+        return order, hashes[order]
+    packed = (hashes >> shift) << shift
+    packed |= (span.astype(np.uint64) << np.uint64(index_bits)) | np.arange(len(hashes), dtype=np.uint64)
+    packed.sort()
+    return (packed & np.uint64((1 << index_bits) - 1)).astype(np.int64), packed >> shift
+
+
+def _in_order(keys: dict[str, np.ndarray], order: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Key columns in `order`, and whether each row has the same key as the row before it."""
+    ordered = {name: column[order] for name, column in keys.items()}
+    same_key = np.ones(max(len(order) - 1, 0), dtype=np.bool_)
+    for column in ordered.values():
+        same_key &= column[1:] == column[:-1]
+    return ordered, same_key
 
 
 def _segment_psns(decoded: DecodedPackets, rows: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -229,3 +229,13 @@ def test_config_is_validated() -> None:
         FlowTableConfig(active_timeout_s=2)
     with pytest.raises(ValueError, match="idle_timeout_s"):
         FlowTableConfig(active_timeout_s=1, idle_timeout_s=0.5)
+
+
+def test_batch_spanning_months_still_groups_by_flow_and_interval() -> None:
+    day = 86_400 * SECOND
+    batch = packets(6, ts_ns=[T0, T0 + 1, T0 + 200 * day, T0 + 200 * day + 1, T0 + 2, T0 + 200 * day + 2],
+                    src_port=[1, 2, 1, 2, 1, 2], psn=[0, 0, 1, 1, 1, 2])
+    table = FlowTable()
+    rows = rows_of(table.update(batch), table.flush())
+    assert [(r["src_port"], r["packets"], r["psn_gaps"]) for r in rows] == [(1, 2, 0), (1, 1, 0), (2, 1, 0),
+                                                                              (2, 2, 0)]
