@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.errors import InputError
+
+if TYPE_CHECKING:
+    from pipeline.streaming import Step, TimedBatches
+    from pipeline.topology import Topology
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +46,57 @@ def parse_speed(text: str) -> float | None:
     return speed
 
 
+def _counters(args: argparse.Namespace) -> list[TimedBatches]:
+    from pipeline.counterfile import read_counters
+    from pipeline.streaming import TimedBatches
+
+    return [TimedBatches("counters", read_counters(args.counters))] if args.counters else []
+
+
+def _produce_only(args: argparse.Namespace, steps: Iterable[Step]) -> str:
+    """--kafka given: records go to the cluster; `fabricscope ingest` members insert them and detect."""
+    from pipeline.bus import Admin, BusConfig, Producer, pipeline_topics
+    from pipeline.services import kafka_security
+    from pipeline.streaming import rows_of
+
+    bus = BusConfig(bootstrap=args.kafka, security=kafka_security(args.config))
+    Admin(bus).create_topics(pipeline_topics())
+    producer = Producer(bus).start()
+    sent = 0
+    try:
+        for source in _counters(args):
+            producer.send_batch("counters", source.until(None))
+        for step in steps:
+            for table, batch in step:
+                if rows_of(batch):
+                    producer.send_batch(table, batch)
+                    sent += rows_of(batch)
+        producer.flush()
+    finally:
+        producer.stop()
+    return f"{sent} records sent to {args.kafka}"
+
+
+def _into_embedded_store(args: argparse.Namespace, topology: Topology, steps: Iterable[Step]) -> str:
+    from pipeline.detect.config import load_detector_config
+    from pipeline.detect.engine import DetectorSet
+    from pipeline.services import Services, ServicesConfig
+    from pipeline.streaming import stream_to_store
+
+    detector_config = load_detector_config(args.config) if args.config else None
+    sources = _counters(args)
+    with Services(ServicesConfig.from_args(args)) as services:
+        summary = stream_to_store(
+            steps,
+            bus=services.bus,
+            store=services.store,
+            detectors=DetectorSet(topology, detector_config),
+            side_sources=sources,
+            progress=not args.no_progress,
+        )
+    return str(summary)
+
+
 def run(args: argparse.Namespace) -> int:
     from collectors.collector import Collector, CollectorConfig
     from collectors.replay import replay_batches
@@ -57,15 +114,16 @@ def run(args: argparse.Namespace) -> int:
         topology, CollectorConfig(exporter=args.exporter, active_timeout_s=args.active_timeout)
     )
     batches = replay_batches(args.pcaps, speed=speed, progress=not args.no_progress)
-    if args.out is None:
-        from pipeline.embedded import replay_into_store
-
-        summary = replay_into_store(args, topology, collector, batches)
-    else:
+    steps = (step.tables() for step in collector.run(batches))
+    if args.out is not None:
         with RecordFileWriter(args.out, "flows") as writer:
-            for step in collector.run(batches):
-                writer.write(step.flows)
+            for step in steps:
+                writer.write(dict(step)["flows"])
         summary = f"{writer.rows} flow rows written to {args.out}"
+    elif args.kafka is not None:
+        summary = _produce_only(args, steps)
+    else:
+        summary = _into_embedded_store(args, topology, steps)
     stats = collector.stats
     print(
         f"{stats.packets} packets, {stats.malformed} malformed skipped, {stats.unattributed} not attributed "

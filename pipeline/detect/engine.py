@@ -1,0 +1,78 @@
+"""Every detector behind one entry point: record batches by table in, event rows out.
+
+Which detector reads which table (and what one detector tells another) is decided here once, so the
+embedded replay and the Kafka consumer-group member (pipeline.detect.service) run exactly the same logic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline import records
+from pipeline.detect.collective import CollectiveDetector
+from pipeline.detect.config import DetectorConfig
+from pipeline.detect.congestion import CongestionDetector
+from pipeline.detect.ecmp import EcmpDetector
+from pipeline.detect.events import Batch, Event
+from pipeline.detect.fast_recovery import FastRecoveryDetector
+from pipeline.detect.link_health import LinkHealthDetector
+from pipeline.topology import Topology
+
+INPUT_TABLES: tuple[str, ...] = ("flows", "link_bins", "iterations", "counters")
+
+
+class DetectorSet:
+    """The detectors of DESIGN.md section 6 wired together; `update` and `flush` return new event rows."""
+
+    def __init__(self, topology: Topology, config: DetectorConfig | None = None) -> None:
+        config = config or DetectorConfig()
+        self.link_health = LinkHealthDetector(config.link_health)
+        self.ecmp = EcmpDetector(topology, config.ecmp)
+        self.congestion = CongestionDetector(config.congestion)
+        self.collective = CollectiveDetector(config.collective)
+        self.fast_recovery = FastRecoveryDetector(config.fast_recovery)
+        self.emitted = 0
+
+    def update(self, table: str, batch: Batch) -> list[Event]:
+        """Feed one batch of `table` rows (INPUT_TABLES); other tables are ignored."""
+        if not len(next(iter(batch.values()), ())):
+            return []
+        events: list[Event] = []
+        if table == "flows":
+            self.congestion.observe_flows(batch)
+            events = self.fast_recovery.update(batch)
+        elif table == "link_bins":
+            events = self.congestion.update(batch) + self.ecmp.update(batch)
+            self.collective.observe(events)
+        elif table == "iterations":
+            events = self.collective.update(batch)
+        elif table == "counters":
+            self.fast_recovery.observe_counters(batch)
+            events = self.link_health.update(batch)
+        self.emitted += len(events)
+        return events
+
+    def flush(self) -> list[Event]:
+        """End of input: every detector closes what it holds; congestion first so slowdowns can blame it."""
+        congestion = self.congestion.flush()
+        self.collective.observe(congestion)
+        events = (
+            congestion + self.ecmp.flush() + self.fast_recovery.flush() + self.link_health.flush()
+            + self.collective.flush()
+        )
+        self.emitted += len(events)
+        return events
+
+
+def event_columns(events: list[Event]) -> dict[str, np.ndarray]:
+    """Event rows as `events` columns (times as datetime64[us]), ready for the bus or a file."""
+    columns: dict[str, np.ndarray] = {}
+    for column in records.EVENTS:
+        values = [event[column.name] for event in events]
+        if column.numpy == "datetime64[us]":
+            columns[column.name] = np.array(values, dtype="datetime64[us]")
+        elif column.clickhouse.startswith("Nullable"):
+            columns[column.name] = np.array(values, dtype=object)
+        else:
+            columns[column.name] = np.array(values, dtype=column.numpy)
+    return columns
