@@ -173,7 +173,7 @@ class FastRecoveryDetector:
             self._down_used[link] = down
             at, until = next(((t, r) for t, r in holes if r is None or down < r))
             if min(at, down) > judged:
-                failure = self._failure(part, link, min(at, down), "oper_down", until)
+                failure = self._failure(rows, part, link, min(at, down), "oper_down", until)
                 if failure is not None:
                     failures.append(failure)
                 judged = self._judged[link] = max(at, down)
@@ -182,7 +182,7 @@ class FastRecoveryDetector:
                 continue
             if not final and watermark < at + silence:
                 break
-            failure = self._failure(part, link, at, "silence", until)
+            failure = self._failure(rows, part, link, at, "silence", until)
             moved = failure is not None and bool((failure.recovered_at >= 0).any())
             settled = final or (until is not None and watermark >= until) or watermark >= at + timeout
             if not moved and not settled:
@@ -192,13 +192,11 @@ class FastRecoveryDetector:
                 failures.append(failure)
         return failures
 
-    def _failure(self, part: np.ndarray, link: str, ts: int, trigger: str, until: int | None) -> _Failure | None:
+    def _failure(self, rows: dict[str, np.ndarray], part: np.ndarray, link: str, ts: int, trigger: str,
+                 until: int | None) -> _Failure | None:
         """The flows `link` (rows `part`) carried up to `ts` (last row per flow starting by then, ending
         within the timeout) and where they went; affected are those whose 3rd-to-last packet is within
         the window. None if the link carried no up or down flow."""
-        rows = self._rows
-        if rows is None:
-            return None
         recent = ts - ms_to_us(self.config.timeout_ms)
         on_link = part[(rows["ts_start"][part] <= ts) & (rows["ts_end"][part] >= recent)]
         on_link = on_link[np.isin(rows["direction"][on_link], DIRECTIONS)]
