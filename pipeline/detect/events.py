@@ -56,7 +56,8 @@ def make_event(
     flows_recovered: int = 0,
     packets_lost: int = 0,
 ) -> Event:
-    """One event row; `ts`/`ts_end` in microseconds since the epoch, `details` serialised to JSON text."""
+    """One event row; `ts`/`ts_end` in microseconds since the epoch, text as plain `str` (not numpy's),
+    `details` serialised to JSON text."""
     if kind not in EVENT_KINDS:
         raise ValueError(f"unknown event kind {kind!r}")
     if severity not in SEVERITIES:
@@ -66,11 +67,11 @@ def make_event(
         "ts_end": np.datetime64(int(ts_end), "us"),
         "kind": kind,
         "severity": severity,
-        "link": link,
-        "direction": direction,
-        "device": device,
-        "job": job,
-        "summary": summary,
+        "link": str(link),
+        "direction": str(direction),
+        "device": str(device),
+        "job": str(job),
+        "summary": str(summary),
         "convergence_ms": convergence_ms,
         "local_convergence_ms": local_convergence_ms,
         "remote_convergence_ms": remote_convergence_ms,
