@@ -103,6 +103,7 @@ class Sink:
         self._stats = SinkStats(rows=dict.fromkeys(config.tables, 0))
         self._progress = threading.Condition()
         self._oldest = time.monotonic()
+        self._generation = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
@@ -154,20 +155,20 @@ class Sink:
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self, stop: threading.Event, *, idle_exit_s: float | None = None) -> None:
-        """Consume until `stop` is set, or until nothing arrived for idle_exit_s once partitions were assigned."""
+        """Consume until `stop` is set, or until nothing arrived for idle_exit_s since the last record or
+        assignment (a batch load: never a guess from lag, which tansu reports wrongly)."""
         consumer = Consumer(self.bus, group=self.config.group, topics=list(self._tables),
                             on_assigned=self._on_assigned, on_revoked=self._on_revoked).start()
         producer = Producer(self.bus).start()
         try:
-            last_record = time.monotonic()
+            last_record, generation = time.monotonic(), self._generation
             while not stop.is_set():
                 polled = consumer.poll(self.config.poll_timeout_ms)
                 self._load_intents(consumer, stop)
-                for record in polled:
-                    self._add(record, producer)
+                self._take(polled, consumer, producer, stop)
                 now = time.monotonic()
-                if polled:
-                    last_record = now
+                if polled or self._generation != generation:
+                    last_record, generation = now, self._generation
                 if self._due(now):
                     self._flush_all(consumer, producer, stop)
                 elif (idle_exit_s is not None and self._assigned and not self._ranges
@@ -178,12 +179,25 @@ class Sink:
             producer.stop()
             consumer.stop()
 
+    def _take(self, polled: list[Record], consumer: Consumer, producer: Producer, stop: threading.Event) -> None:
+        """Buffer the polled records, inserting whenever batch_rows are buffered (which bounds memory)."""
+        generation = self._generation
+        for record in polled:
+            if self._generation != generation:
+                return  # a rebalance during an insert: the consumer reads again from the committed offsets
+            self._add(record, producer)
+            if self._buffered_rows() >= self.config.batch_rows:
+                self._flush_all(consumer, producer, stop)
+
     def _on_assigned(self, partitions: set[TopicPartition]) -> None:
+        log.info("assigned %d partitions", len(partitions))
+        self._generation += 1
         self._assigned |= partitions
         self._new_partitions |= partitions
 
     def _on_revoked(self, partitions: set[TopicPartition]) -> None:
         """Forget what was buffered: it was not committed, the next owner (maybe us) reads it again."""
+        self._generation += 1
         self._assigned -= partitions
         for tp in partitions:
             self._ranges.pop(tp, None)

@@ -38,12 +38,12 @@ def _ingest(broker: str, data_dir: Path, *extra: str) -> subprocess.Popen[str]:
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-def _wait_for_insert(process: subprocess.Popen[str]) -> None:
+def _wait_for_log(process: subprocess.Popen[str], text: str) -> None:
     assert process.stderr is not None
     for line in process.stderr:
-        if " inserted " in line:
+        if text in line:
             return
-    raise AssertionError(f"ingest exited with {process.wait()} before inserting")
+    raise AssertionError(f"ingest exited with {process.wait()} before logging {text!r}")
 
 
 def _query(data_dir: Path, sql: str) -> subprocess.CompletedProcess[str]:
@@ -61,12 +61,12 @@ def test_sigkill_in_the_middle_then_restart_equals_a_clean_run(
     producer.stop()
 
     first = _ingest(broker, data_dir)
-    _wait_for_insert(first)
+    _wait_for_log(first, " inserted ")
     first.send_signal(signal.SIGKILL)
     assert first.wait(timeout=TIMEOUT_S) == -signal.SIGKILL
 
     second = _ingest(broker, data_dir, "--until-idle", "5")
-    _wait_for_insert(second)
+    _wait_for_log(second, " assigned ")
     held = _query(data_dir, "SELECT 1")
     assert held.returncode == 1
     assert f"{(data_dir / 'clickhouse').resolve()} is in use by another process" in held.stderr
