@@ -7,6 +7,8 @@ ports, BTH, PFC quanta) are then read by numpy over the whole batch in collector
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 import numba
 import numpy as np
 
@@ -162,6 +164,43 @@ def _erspan(buf: np.ndarray, gre: int, end: int) -> tuple[int, int, int]:
     return OK, session, at + size
 
 
+@dataclass(frozen=True, slots=True)
+class Headers:
+    """Where each packet's headers are (absolute offsets into the batch's `data`, -1 when absent) and the
+    values the walk had to read to find them."""
+
+    status: np.ndarray  # uint8, OK or a malformed reason
+    session: np.ndarray  # int16, ERSPAN session id, -1 when not ERSPAN II/III
+    vlan_link: np.ndarray  # int16, link of a mirror VLAN tag (topology vlan_table), -1 when none
+    frame: np.ndarray  # int64, first byte of the monitored frame (after ERSPAN)
+    vlan: np.ndarray  # uint16, innermost VID of the monitored frame, mirror tag excluded
+    ethertype: np.ndarray  # uint16, after the VLAN tags
+    l3: np.ndarray  # int64, IP/ARP/MAC-control header
+    ip_version: np.ndarray  # uint8, 4, 6 or 0
+    proto: np.ndarray  # uint8, IP protocol after IPv6 extension headers
+    l4: np.ndarray  # int64, L4 header of the monitored frame (-1 for non-first fragments)
+    vni: np.ndarray  # uint32
+    app_proto: np.ndarray  # uint8, innermost (VXLAN inner, else monitored) IP protocol
+    app_l4: np.ndarray  # int64, innermost TCP/UDP/ICMP header
+    payload: np.ndarray  # int64, innermost L4 payload (the BTH for RoCE)
+    is_roce: np.ndarray  # bool, a complete BTH (and AETH where the opcode has one) is captured
+
+
+def locate(data: np.ndarray, offset: np.ndarray, caplen: np.ndarray, vlan_links: np.ndarray) -> Headers:
+    """Run the compiled walk over one batch."""
+    n = len(offset)
+    headers = Headers(
+        status=np.zeros(n, dtype=np.uint8), session=np.empty(n, dtype=np.int16),
+        vlan_link=np.empty(n, dtype=np.int16), frame=np.empty(n, dtype=np.int64), vlan=np.empty(n, dtype=np.uint16),
+        ethertype=np.empty(n, dtype=np.uint16), l3=np.empty(n, dtype=np.int64),
+        ip_version=np.empty(n, dtype=np.uint8), proto=np.empty(n, dtype=np.uint8), l4=np.empty(n, dtype=np.int64),
+        vni=np.empty(n, dtype=np.uint32), app_proto=np.empty(n, dtype=np.uint8), app_l4=np.empty(n, dtype=np.int64),
+        payload=np.empty(n, dtype=np.int64), is_roce=np.empty(n, dtype=np.bool_),
+    )
+    walk(data, offset, caplen, vlan_links, *(getattr(headers, name.name) for name in fields(Headers)))
+    return headers
+
+
 @numba.njit(cache=True)
 def walk(
     buf: np.ndarray,
@@ -179,8 +218,6 @@ def walk(
     proto: np.ndarray,
     l4: np.ndarray,
     vni: np.ndarray,
-    app_l3: np.ndarray,
-    app_ip_version: np.ndarray,
     app_proto: np.ndarray,
     app_l4: np.ndarray,
     payload: np.ndarray,
@@ -219,8 +256,6 @@ def walk(
         proto[i] = prot
         l4[i] = at4
         vni[i] = 0
-        app_l3[i] = at3
-        app_ip_version[i] = ipver
         app_proto[i] = prot
         app_l4[i] = -1
         payload[i] = -1
@@ -234,9 +269,7 @@ def walk(
                     st = SHORT_TUNNEL
                 else:
                     vni[i] = (_be16(buf, body + 4) << 8) | int(buf[body + 6])
-                    ist, _, _, _, _, i3, iver, iprot, i4, iend = _frame(buf, body + p.VXLAN_HEADER, l4_end)
-                    app_l3[i] = i3 if ist == OK else -1
-                    app_ip_version[i] = iver if ist == OK else 0
+                    ist, _, _, _, _, _, _, iprot, i4, iend = _frame(buf, body + p.VXLAN_HEADER, l4_end)
                     app_proto[i] = iprot if ist == OK else 0
                     app_l4[i] = -1
                     payload[i] = -1
