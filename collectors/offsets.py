@@ -45,6 +45,12 @@ def _u32(buf: np.ndarray, p: int, big: bool) -> int:
     return (b3 << 24) | (b2 << 16) | (b1 << 8) | b0
 
 
+@numba.njit(cache=True, inline="always")
+def _u16(buf: np.ndarray, p: int, big: bool) -> int:
+    b0, b1 = np.int64(buf[p]), np.int64(buf[p + 1])
+    return (b0 << 8) | b1 if big else (b1 << 8) | b0
+
+
 @numba.njit(cache=True)
 def _pcap_header(
     buf: np.ndarray, p: int, end: int, big: bool, frac_limit: int, max_caplen: int, last_sec: int
@@ -173,7 +179,7 @@ def scan_pcapng(
     ts_raw: np.ndarray,
     skips: np.ndarray,
 ) -> tuple[int, int, int]:
-    """Fill the output columns from EPB/SPB blocks at `pos`; return (count, next pos, stop).
+    """Fill the output columns from EPB/SPB (and obsolete PB) blocks at `pos`; return (count, next pos, stop).
 
     `snaplen` holds one entry per interface of the current section; `interface` gets the section-local id.
     Stops at an SHB or IDB (STOP_BLOCK) so the caller can parse it; skips NRB/ISB/DSB/custom blocks.
@@ -197,9 +203,13 @@ def scan_pcapng(
         btype = _u32(buf, pos, big)
         if btype == PCAPNG_IDB:
             return n, pos, STOP_BLOCK
-        if btype in (PCAPNG_EPB, PCAPNG_SPB):
-            if btype == PCAPNG_EPB:
-                iface = _u32(buf, pos + 8, big) if length >= 32 else n_ifaces
+        if btype in (PCAPNG_EPB, PCAPNG_PB, PCAPNG_SPB):
+            if length < (16 if btype == PCAPNG_SPB else 32):
+                skips[SKIP_BAD_HEADER] += 1
+                pos += length
+                continue
+            if btype != PCAPNG_SPB:  # EPB, or the obsolete PB with a 16-bit interface id and drop count
+                iface = _u32(buf, pos + 8, big) if btype == PCAPNG_EPB else _u16(buf, pos + 8, big)
                 stamp = (_u32(buf, pos + 12, big) << 32) | _u32(buf, pos + 16, big)
                 length_cap = _u32(buf, pos + 20, big)
                 length_orig = _u32(buf, pos + 24, big)

@@ -90,6 +90,18 @@ def pcapng_epb(
     return _block(6, head + frame, order)
 
 
+def pcapng_pb(interface: int, ts_raw: int, frame: bytes, *, big: bool = False) -> bytes:
+    """The obsolete Packet Block (type 2): a 16-bit interface id and drop count, then as an EPB."""
+    order = ">" if big else "<"
+    head = struct.pack(order + "HHIIII", interface, 0, ts_raw >> 32, ts_raw & 0xFFFFFFFF, len(frame), len(frame))
+    return _block(2, head + frame, order)
+
+
+def pcapng_block(kind: int, body: bytes, *, big: bool = False) -> bytes:
+    """Any block, e.g. a too-short EPB."""
+    return _block(kind, body, ">" if big else "<")
+
+
 def pcapng_spb(frame: bytes, *, wirelen: int | None = None, big: bool = False) -> bytes:
     order = ">" if big else "<"
     return _block(3, struct.pack(order + "I", len(frame) if wirelen is None else wirelen) + frame, order)

@@ -11,8 +11,10 @@ from pcap_builders import (
     pcap_file,
     pcap_header,
     pcap_record,
+    pcapng_block,
     pcapng_epb,
     pcapng_idb,
+    pcapng_pb,
     pcapng_shb,
     pcapng_spb,
     read_all,
@@ -167,3 +169,24 @@ def test_a_second_pass_reads_the_same(tmp_path: Path) -> None:
         first = frames_of(list(reader)), dict(reader.stats.skipped)
         second = frames_of(list(reader)), dict(reader.stats.skipped)
     assert first == second == ([FRAMES[0]], {**dict.fromkeys(first[1], 0), "bad_interface": 1})
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_pcapng_obsolete_packet_block(tmp_path: Path, big: bool) -> None:
+    path = tmp_path / "a.pcapng"
+    path.write_bytes(pcapng_shb(big=big) + pcapng_idb("a", big=big) + pcapng_idb("b", big=big)
+                     + pcapng_pb(1, 7, FRAMES[0], big=big))
+    batches, stats = read_all(path)
+    assert frames_of(batches) == [FRAMES[0]]
+    assert batches[0].interface.tolist() == [1] and batches[0].ts_ns.tolist() == [7000]
+    assert stats.skipped_total == 0
+
+
+@pytest.mark.parametrize("kind", [6, 2, 3])
+def test_pcapng_packet_blocks_too_short_for_their_header(tmp_path: Path, kind: int) -> None:
+    path = tmp_path / "a.pcapng"
+    path.write_bytes(pcapng_shb() + pcapng_idb("a") + pcapng_epb(0, 1, FRAMES[0]) + pcapng_block(kind, b"")
+                     + pcapng_epb(0, 2, FRAMES[1]) + pcapng_block(kind, b""))
+    batches, stats = read_all(path)
+    assert frames_of(batches) == FRAMES[:2]
+    assert stats.skipped["bad_header"] == 2
