@@ -1,12 +1,10 @@
 """The Dash application: built from an open store and a topology, served by run_dashboard.
 
-The layout is a function, rebuilt per page load from the topology only; every number comes from the store
-through callbacks, so many users can share one process.
+The layout is built once per app from the topology only and holds no data; every number comes from the
+store through callbacks, per request, so many users can share one process.
 """
 
 from __future__ import annotations
-
-from functools import partial
 
 import dash
 
@@ -22,7 +20,7 @@ def create_app(store: Store, topology: Topology, *, auth: AuthConfig | None = No
     """The dashboard for `topology` reading `store` (already open); `live` follows the newest data by default,
     `auth` requires a login on every request."""
     app = dash.Dash(__name__, title=f"fabricscope · {topology.fabric}", update_title=None)
-    app.layout = partial(layout, topology, live)
+    app.layout = layout(topology, live)
     callbacks.register(app, store, topology, live=live)
     if auth is not None:
         install_auth(app.server, auth)

@@ -219,7 +219,7 @@ def _newest(events: pd.DataFrame) -> tuple[str, datetime] | None:
     return str(first["link"]), pd.Timestamp(first["ts"]).tz_localize(UTC).to_pydatetime()
 
 
-def flows_view(store: Store, topology: Topology, data: Any) -> list[Any]:
+def flows_view(store: Store, topology: Topology, data: Any, now: datetime | None = None) -> list[Any]:
     """Top talkers, traffic mix, the flow table and the exact query (text and bound values) behind it."""
     resolved = read_window(data, topology.link_ids())
     if resolved is None:
@@ -230,8 +230,10 @@ def flows_view(store: Store, topology: Topology, data: Any) -> list[Any]:
                                      port=queries.NO_PORT if state.port is None else state.port)
     table_query = queries.flow_table(start, end, flow_filter)
     try:
+        tables = set(queries.run(store, queries.existing_tables())["name"])
+        source = queries.mix_source(start, end, now or datetime.now(UTC), tables)
         talkers = queries.run(store, queries.top_talkers(start, end, flow_filter))
-        mix = queries.run(store, queries.traffic_mix(start, end, flow_filter))
+        mix = queries.run(store, queries.traffic_mix(start, end, flow_filter, source))
         table = queries.run(store, table_query)
     except StoreError as exc:
         return [no_update, no_update, no_update, table_query.shown(), str(exc)]

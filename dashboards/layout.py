@@ -1,6 +1,6 @@
 """The page: a control bar whose values live in the URL, then one section per question an engineer asks.
 
-Built per request from the topology only (no data): every figure and table is filled by callbacks.
+Built from the topology only (no data): every figure and table is filled by callbacks.
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ MAX_POINTS = 400
 STEPS_MS = (10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 30_000, 60_000, 300_000, 600_000,
             1_800_000, 3_600_000, 21_600_000, 86_400_000)
 EVENT_LOOKBACK = timedelta(days=1)
+ACTIVE_HOSTS_SPAN = timedelta(minutes=1)
+RAW_MIX_SPAN = timedelta(minutes=2)
 AFFECTED_LOOKBACK = timedelta(milliseconds=10)
 RECOVERY_ROWS_BEFORE = timedelta(milliseconds=1500)
 RECOVERY_ROWS_AFTER = timedelta(milliseconds=1500)
@@ -225,8 +227,9 @@ GROUP BY leaf
 
 
 def leaf_hosts(start: datetime, end: datetime) -> Query:
-    """Per leaf, the hosts behind it that sent or received in the window (the map summarises them)."""
-    return Query(LEAF_HOSTS_SQL, _window(start, end))
+    """Per leaf, the hosts behind it that sent or received in the window's last minute: "active" is about
+    now, and a day-long window then costs no more than a live one."""
+    return Query(LEAF_HOSTS_SQL, _window(max(start, end - ACTIVE_HOSTS_SPAN), end))
 
 
 _LINK_FILTER = "({link:String} = '' OR link = {link:String})"
@@ -426,24 +429,65 @@ FROM flows
 GROUP BY app, traffic_class
 ORDER BY bytes DESC
 """
+MIX_ROLLUPS = ("flows_1m", "flows_1h")
+_ROLLUP_MIX_SQL = """
+SELECT app, traffic_class, sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS rows
+FROM {table}
+WHERE ts >= {{start:DateTime64(6, 'UTC')}} AND ts < {{end:DateTime64(6, 'UTC')}}
+  AND ({{link:String}} = '' OR link = {{link:String}})
+  AND ({{app:String}} = '' OR app = {{app:String}})
+  AND ({{traffic_class:String}} = '' OR traffic_class = {{traffic_class:String}})
+  AND ({{job:String}} = '' OR job = {{job:String}})
+GROUP BY app, traffic_class
+ORDER BY bytes DESC
+"""
+ROLLUP_MIX_SQL: dict[str, str] = {table: _ROLLUP_MIX_SQL.format(table=table) for table in MIX_ROLLUPS}
 
 
-def traffic_mix(start: datetime, end: datetime, flow_filter: FlowFilter) -> Query:
-    return Query(TRAFFIC_MIX_SQL, flow_filter.parameters(start, end))
+def mix_source(start: datetime, end: datetime, now: datetime, tables: set[str]) -> TrafficSource:
+    """The finest flow rollup (they keep app, traffic class and job) that spans and still holds the window."""
+    for source in TRAFFIC_SOURCES:
+        if source.table in MIX_ROLLUPS and source.table in tables and end - start <= source.max_span \
+                and now - start <= source.retention:
+            return source
+    return RAW_BINS
+
+
+def traffic_mix(start: datetime, end: datetime, flow_filter: FlowFilter, source: TrafficSource = RAW_BINS) -> Query:
+    """Bytes per app and traffic class: from raw flows for a short window or a host/port filter (the rollups
+    keep neither), else from the flow rollup `source` names, its first bucket starting at or before `start`."""
+    if source.table not in ROLLUP_MIX_SQL or flow_filter.host or flow_filter.port != NO_PORT \
+            or end - start <= RAW_MIX_SPAN:
+        return Query(TRAFFIC_MIX_SQL, flow_filter.parameters(start, end))
+    step = timedelta(milliseconds=source.resolution_ms)
+    aligned = start - (start - EPOCH.replace(tzinfo=start.tzinfo)) % step
+    parameters = flow_filter.parameters(aligned, end)
+    del parameters["host"], parameters["port"]
+    return Query(ROLLUP_MIX_SQL[source.table], parameters)
 
 
 FLOW_TABLE_SQL = f"""
-SELECT min(ts_start) AS first, max(ts_end) AS last, link, direction, {SRC_IP} AS src, src_port,
-       {DST_IP} AS dst, dst_port, proto, roce_qp, any(app) AS app, any(traffic_class) AS traffic_class,
-       any(job) AS job, sum(packets) AS packets, sum(bytes) AS bytes, sum(ecn_ce) AS ecn_ce, sum(cnp) AS cnp,
-       sum(psn_gaps) AS psn_gaps
-FROM (SELECT * FROM flows {FLOW_WHERE})
-GROUP BY link, direction, src_ip, src_port, dst_ip, dst_port, proto, roce_qp
+SELECT first, last, link, direction, {SRC_IP} AS src, src_port, {DST_IP} AS dst, dst_port, proto, roce_qp, app,
+       traffic_class, job, packets, bytes, ecn_ce, cnp, psn_gaps
+FROM (
+    SELECT min(ts_start) AS first, max(ts_end) AS last, any(link) AS link, any(direction) AS direction,
+           any(src_ip) AS src_ip, any(src_port) AS src_port, any(dst_ip) AS dst_ip, any(dst_port) AS dst_port,
+           any(proto) AS proto, any(roce_qp) AS roce_qp, any(app) AS app, any(traffic_class) AS traffic_class,
+           any(job) AS job, sum(packets) AS packets, sum(bytes) AS bytes, sum(ecn_ce) AS ecn_ce, sum(cnp) AS cnp,
+           sum(psn_gaps) AS psn_gaps
+    FROM (
+        SELECT *, cityHash64(link, direction, src_ip, src_port, dst_ip, dst_port, proto, roce_qp) AS flow_key
+        FROM flows {FLOW_WHERE}
+    )
+    GROUP BY flow_key
+    ORDER BY bytes DESC
+    LIMIT {TABLE_ROWS}
+)
 ORDER BY bytes DESC
-LIMIT {TABLE_ROWS}
 """
 
 
 def flow_table(start: datetime, end: datetime, flow_filter: FlowFilter) -> Query:
-    """The heaviest flows of the window, one row per flow key and link."""
+    """The heaviest flows of the window, one row per flow key and link (grouped by a 64-bit hash of the key:
+    hashing wide IPv6 keys once is cheaper than a hash table keyed by them)."""
     return Query(FLOW_TABLE_SQL, flow_filter.parameters(start, end))

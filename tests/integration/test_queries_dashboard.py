@@ -119,8 +119,13 @@ def test_recovery_event_and_its_flows_moving_links(store: Store, fabric: Fabric)
 
 def test_flow_explorer_filters_and_hostile_values(store: Store, fabric: Fabric) -> None:
     start, end = _around(fabric)
+    total = store.query("SELECT sum(bytes) FROM flows").rows[0][0]
     everything = queries.run(store, queries.traffic_mix(start, end, queries.FlowFilter()))
-    assert everything["bytes"].sum() == store.query("SELECT sum(bytes) FROM flows").rows[0][0]
+    assert everything["bytes"].sum() == total
+    for source in (s for s in queries.TRAFFIC_SOURCES if s.table in queries.MIX_ROLLUPS):
+        rolled = queries.run(store, queries.traffic_mix(start, end, queries.FlowFilter(), source))
+        assert rolled.set_index(["app", "traffic_class"])["bytes"].to_dict() == everything.set_index(
+            ["app", "traffic_class"])["bytes"].to_dict(), source.table
     by_host = queries.run(store, queries.flow_table(start, end, queries.FlowFilter(host="10.0.1.1")))
     assert set(by_host["src"]) == {"10.0.1.1"} and set(by_host["link"]) == {FAILED_LINK, BACKUP_LINK}
     by_port = queries.run(store, queries.flow_table(start, end, queries.FlowFilter(port=4420)))

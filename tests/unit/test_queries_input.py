@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dashboards import queries
+from dashboards.callbacks import sync_state
 from dashboards.state import (
     MAX_SPAN,
     ViewState,
@@ -126,9 +127,36 @@ def test_traffic_source_by_span_age_and_what_the_store_has() -> None:
     assert table(timedelta(days=2), {"link_bins"}) == "link_bins"
 
 
+def test_traffic_mix_reads_a_rollup_unless_the_window_is_short_or_a_host_is_chosen() -> None:
+    everything = {source.table for source in queries.TRAFFIC_SOURCES}
+    start, end = T0, T0 + timedelta(minutes=30)
+    source = queries.mix_source(start, end, end, everything)
+    assert source.table == "flows_1m"
+    assert queries.mix_source(start, start + timedelta(days=20), end, everything).table == "flows_1h"
+    rolled = queries.traffic_mix(start + timedelta(seconds=20), end, queries.FlowFilter(app="rocev2"), source)
+    assert "FROM flows_1m" in rolled.sql and rolled.parameters["start"] == queries.time_parameter(start)
+    assert "host" not in rolled.parameters
+    for raw in (queries.traffic_mix(start, end, queries.FlowFilter(host="10.0.1.1"), source),
+                queries.traffic_mix(start, end, queries.FlowFilter(port=22), source),
+                queries.traffic_mix(start, start + timedelta(minutes=1), queries.FlowFilter(), source)):
+        assert raw.sql == queries.TRAFFIC_MIX_SQL
+
+
 def test_buckets_are_round_and_never_finer_than_a_bin() -> None:
     assert queries.bucket_ms(T0, T0 + timedelta(seconds=1)) == 10
     assert queries.bucket_ms(T0, T0 + timedelta(minutes=5)) == 1_000
     assert queries.bucket_ms(T0, T0 + timedelta(days=31)) == 21_600_000
     series = queries.congestion_series(T0, T0 + timedelta(minutes=1), "", queries.TRAFFIC_SOURCES[2])
     assert series.parameters["step_ms"] == 60_000
+
+
+def test_switching_to_history_freezes_the_shown_window_in_the_url() -> None:
+    topology = load_topology(Path(__file__).resolve().parents[2] / "samples" / "topology.yaml")
+    shown = window_payload(ViewState(range="15m"), T0, T0 + timedelta(minutes=15))
+    controls = ["history", "15m", "", "", "leaf1-spine2", "util", None, None, "", "", ""]
+    out = sync_state("live", "", controls, None, None, None, None, "?live=1&range=15m", shown, topology, True)
+    state = from_query_string(out[0], LINKS)
+    assert (state.live, state.start, state.end, state.link) == (False, T0, T0 + timedelta(minutes=15), "leaf1-spine2")
+    assert out[-1] is True  # the live tick stops
+    back = sync_state("live", "", ["live", *controls[1:]], None, None, None, None, out[0], shown, topology, True)
+    assert from_query_string(back[0], LINKS).start is None and back[-1] is False
