@@ -20,7 +20,8 @@ SKIP_BAD_CAPLEN = 1  # caplen above snaplen/256 KiB, or above the original lengt
 SKIP_PAST_EOF = 2  # record runs past the end of the file
 SKIP_EMPTY = 3  # zero captured bytes
 SKIP_BAD_INTERFACE = 4  # pcapng interface id not declared in the section
-SKIP_REASONS = ("bad_header", "bad_caplen", "past_eof", "empty", "bad_interface")
+SKIP_OTHER_LINKTYPE = 5  # pcapng interface whose link type differs from the file's first interface
+SKIP_REASONS = ("bad_header", "bad_caplen", "past_eof", "empty", "bad_interface", "other_linktype")
 
 # Why a scan returned.
 STOP_END = 0  # no more records

@@ -171,16 +171,20 @@ class PcapngFile(CaptureFile):
             )
             if n:
                 interface = np.array(section, dtype=np.uint16)[local[:n]]
-                yield PacketBatch(
-                    data=self.data,
-                    offset=out_offset[:n],
-                    caplen=caplen[:n],
-                    wirelen=wirelen[:n],
-                    ts_ns=self._ts_ns(ts_raw[:n], interface),
-                    interface=interface,
-                    interfaces=tuple(i.name for i in self.interfaces),
-                    linktype=self.linktype,
-                )
+                linktypes = np.array([i.linktype for i in self.interfaces], dtype=np.int64)
+                keep = np.flatnonzero(linktypes[interface] == self.linktype)  # a batch has one link type
+                self._skips[offsets.SKIP_OTHER_LINKTYPE] += n - len(keep)
+                if len(keep):
+                    yield PacketBatch(
+                        data=self.data,
+                        offset=out_offset[keep],
+                        caplen=caplen[keep],
+                        wirelen=wirelen[keep],
+                        ts_ns=self._ts_ns(ts_raw[keep], interface[keep]),
+                        interface=interface[keep],
+                        interfaces=tuple(i.name for i in self.interfaces),
+                        linktype=self.linktype,
+                    )
             if stop == offsets.STOP_END:
                 return
             if stop == offsets.STOP_BLOCK:

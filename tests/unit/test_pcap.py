@@ -190,3 +190,12 @@ def test_pcapng_packet_blocks_too_short_for_their_header(tmp_path: Path, kind: i
     batches, stats = read_all(path)
     assert frames_of(batches) == FRAMES[:2]
     assert stats.skipped["bad_header"] == 2
+
+
+def test_pcapng_interface_of_another_link_type_is_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "a.pcapng"
+    path.write_bytes(pcapng_shb() + pcapng_idb("eth") + pcapng_idb("raw", linktype=101)
+                     + pcapng_epb(0, 1, FRAMES[0]) + pcapng_epb(1, 2, FRAMES[1]) + pcapng_epb(0, 3, FRAMES[2]))
+    batches, stats = read_all(path)
+    assert frames_of(batches) == [FRAMES[0], FRAMES[2]]
+    assert stats.skipped["other_linktype"] == 1 and stats.records == 2
