@@ -39,6 +39,8 @@ def to_json(result: QueryResult) -> str:
 
 
 def to_table(result: QueryResult) -> str:
+    if not result.columns:
+        return "(no rows)"
     cells = [[("" if value is None else str(_plain(value))) for value in row] for row in result.rows]
     widths = [max([len(name)] + [len(row[i]) for row in cells]) for i, name in enumerate(result.columns)]
     lines = ["  ".join(name.ljust(width) for name, width in zip(result.columns, widths, strict=True)).rstrip(),
