@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from collectors import decode_walk, protocols
+from collectors.decode_walk import SLAB_APP_L4, SLAB_BTH, SLAB_L3, SLAB_L4
 from collectors.packets import DecodedPackets, PacketBatch
-from pipeline.addresses import v4_words, v6_words
+from pipeline.addresses import V4_MAPPED_LO, v6_words
 from pipeline.topology import NO_LINK, UNKNOWN, VLAN_IDS, Topology
 
 LINKTYPE_ETHERNET = 1
@@ -32,30 +32,16 @@ class DecodeStats:
         return sum(self.malformed.values())
 
 
-def _window(data: np.ndarray, at: np.ndarray, width: int) -> np.ndarray:
-    """(len(at), width) bytes starting at each offset, copied row by row in one gather (one pass of cache
-    misses rather than one per field). Bytes past the end of `data` read as its last byte; the walk has
-    checked which bytes belong to the packet."""
-    limit = len(data) - width
-    if limit < 0:
-        return data[np.minimum(at[:, None] + np.arange(width), len(data) - 1)]
-    rows = sliding_window_view(data, width)[np.minimum(at, limit)]
-    late = np.flatnonzero(at > limit)
-    if len(late):
-        rows[late] = data[np.minimum(at[late, None] + np.arange(width), len(data) - 1)]
-    return rows
+def _be16(slab: np.ndarray, at: int) -> np.ndarray:
+    return (slab[at].astype(np.uint16) << 8) | slab[at + 1]
 
 
-def _be16(window: np.ndarray, at: int) -> np.ndarray:
-    return (window[:, at].astype(np.uint16) << 8) | window[:, at + 1]
+def _be24(slab: np.ndarray, at: int) -> np.ndarray:
+    return (_be16(slab, at).astype(np.uint32) << 8) | slab[at + 2]
 
 
-def _be24(window: np.ndarray, at: int) -> np.ndarray:
-    return (_be16(window, at).astype(np.uint32) << 8) | window[:, at + 2]
-
-
-def _be32(window: np.ndarray, at: int) -> np.ndarray:
-    return (_be16(window, at).astype(np.uint32) << 16) | _be16(window, at + 2)
+def _be32(slab: np.ndarray, at: int) -> np.ndarray:
+    return (_be16(slab, at).astype(np.uint32) << 16) | _be16(slab, at + 2)
 
 
 class Decoder:
@@ -74,12 +60,13 @@ class Decoder:
             headers.status[:] = decode_walk.UNSUPPORTED_LINKTYPE
         ok = headers.status == decode_walk.OK
         self._count(headers.status)
-        data = batch.data
-        src_hi, src_lo, dst_hi, dst_lo, traffic_class, ip_length = _ip_fields(data, ok, headers)
-        src_port, dst_port, tcp_flags = _l4_fields(data, ok, headers.proto, headers.l4)
-        app_src_port, app_dst_port, _ = _l4_fields(data, ok, headers.app_proto, headers.app_l4)
-        bth = _bth_fields(data, ok & headers.is_roce, headers.payload)
-        pfc_enable, pfc_quanta = _pfc_fields(data, ok, headers)
+        src_hi, src_lo, dst_hi, dst_lo, traffic_class, ip_length = _ip_fields(ok, headers)
+        src_port, dst_port, tcp_flags = _l4_fields(ok, headers.proto, headers.l4, headers.slab[SLAB_L4:SLAB_APP_L4])
+        app_src_port, app_dst_port, _ = _l4_fields(
+            ok, headers.app_proto, headers.app_l4, headers.slab[SLAB_APP_L4:SLAB_BTH]
+        )
+        bth = _bth_fields(ok & headers.is_roce, headers.slab[SLAB_BTH:])
+        pfc_enable, pfc_quanta = _pfc_fields(ok, headers)
         link = self._links(batch, headers.session, headers.vlan_link)
         direction = np.full(len(batch), UNKNOWN, dtype=np.int8)
         if self.topology is not None:
@@ -143,76 +130,63 @@ class Decoder:
         return table
 
 
-def _ip_fields(data: np.ndarray, ok: np.ndarray, headers: decode_walk.Headers) -> tuple[np.ndarray, ...]:
+def _ip_fields(ok: np.ndarray, headers: decode_walk.Headers) -> tuple[np.ndarray, ...]:
     """Addresses (IPv4 and ARP sender/target as v4-mapped words), traffic class and IP total length."""
-    n = len(ok)
-    src_hi, src_lo, dst_hi, dst_lo = (np.zeros(n, dtype=np.uint64) for _ in range(4))
-    traffic_class = np.zeros(n, dtype=np.uint8)
-    ip_length = np.zeros(n, dtype=np.int64)
-    ip = np.flatnonzero(ok & (headers.ip_version > 0))
-    header = _window(data, headers.l3[ip], 40)  # the IPv4 header without options, or the fixed IPv6 header
-    four = headers.ip_version[ip] == 4
-    v4, v6 = ip[four], ip[~four]
-    src_hi[v4], src_lo[v4] = v4_words(_be32(header[four], 12))
-    dst_hi[v4], dst_lo[v4] = v4_words(_be32(header[four], 16))
-    src_hi[v6], src_lo[v6] = v6_words(header[~four, 8:24])
-    dst_hi[v6], dst_lo[v6] = v6_words(header[~four, 24:40])
-    traffic_class[ip] = np.where(four, header[:, 1], ((header[:, 0] & 0x0F) << 4) | (header[:, 1] >> 4))
-    ip_length[ip] = np.where(four, _be16(header, 2), _be16(header, 4).astype(np.int64) + 40)
-    arp = np.flatnonzero(ok & (headers.ethertype == protocols.ETH_ARP))
-    header = _window(data, headers.l3[arp], 28)
-    ipv4_arp = (_be16(header, 2) == protocols.ETH_IPV4) & (header[:, 4] == 6) & (header[:, 5] == 4)
-    arp, header = arp[ipv4_arp], header[ipv4_arp]
-    src_hi[arp], src_lo[arp] = v4_words(_be32(header, 14))
-    dst_hi[arp], dst_lo[arp] = v4_words(_be32(header, 24))
+    l3 = headers.slab[SLAB_L3:SLAB_L4]  # the IPv4 header without options, the fixed IPv6 header, or ARP
+    v4 = ok & (headers.ip_version == 4)
+    v6 = ok & (headers.ip_version == 6)
+    arp = ok & (headers.ethertype == protocols.ETH_ARP) & (_be16(l3, 2) == protocols.ETH_IPV4) \
+        & (l3[4] == 6) & (l3[5] == 4)
+    mapped = v4 | arp
+    src_lo = np.where(mapped, np.where(arp, _be32(l3, 14), _be32(l3, 12)).astype(np.uint64) | V4_MAPPED_LO, 0)
+    dst_lo = np.where(mapped, np.where(arp, _be32(l3, 24), _be32(l3, 16)).astype(np.uint64) | V4_MAPPED_LO, 0)
+    src_hi = np.zeros(len(ok), dtype=np.uint64)
+    dst_hi = np.zeros(len(ok), dtype=np.uint64)
+    if v6.any():
+        rows = np.flatnonzero(v6)
+        src_hi[rows], src_lo[rows] = v6_words(l3[8:24, rows].T)
+        dst_hi[rows], dst_lo[rows] = v6_words(l3[24:40, rows].T)
+    traffic_class = np.where(v4, l3[1], np.where(v6, ((l3[0] & 0x0F) << 4) | (l3[1] >> 4), 0)).astype(np.uint8)
+    ip_length = np.where(v4, _be16(l3, 2), np.where(v6, _be16(l3, 4).astype(np.int64) + 40, 0))
     return src_hi, src_lo, dst_hi, dst_lo, traffic_class, ip_length
 
 
 def _l4_fields(
-    data: np.ndarray, ok: np.ndarray, proto: np.ndarray, l4: np.ndarray
+    ok: np.ndarray, proto: np.ndarray, l4: np.ndarray, slab: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """TCP/UDP ports and TCP flags at `l4` (0 for other protocols and packets without an L4 header)."""
-    src = np.zeros(len(ok), dtype=np.uint16)
-    dst = np.zeros(len(ok), dtype=np.uint16)
-    flags = np.zeros(len(ok), dtype=np.uint8)
-    rows = np.flatnonzero(ok & (l4 >= 0) & ((proto == protocols.IP_TCP) | (proto == protocols.IP_UDP)))
-    header = _window(data, l4[rows], 14)
-    src[rows] = _be16(header, 0)
-    dst[rows] = _be16(header, 2)
-    flags[rows] = np.where(proto[rows] == protocols.IP_TCP, header[:, 13], 0)
+    """TCP/UDP ports and TCP flags from the slab rows copied from `l4` (0 for other protocols and packets
+    without an L4 header; the innermost L4 rows hold only the ports)."""
+    ports = ok & (l4 >= 0) & ((proto == protocols.IP_TCP) | (proto == protocols.IP_UDP))
+    src = np.where(ports, _be16(slab, 0), 0).astype(np.uint16)
+    dst = np.where(ports, _be16(slab, 2), 0).astype(np.uint16)
+    tcp = ports & (proto == protocols.IP_TCP)
+    flags = np.where(tcp, slab[13], 0).astype(np.uint8) if len(slab) > 13 else np.zeros(len(ok), dtype=np.uint8)
     return src, dst, flags
 
 
-def _bth_fields(data: np.ndarray, roce: np.ndarray, payload: np.ndarray) -> dict[str, np.ndarray]:
-    """RoCEv2 BTH fields and the AETH syndrome (0xFF when the opcode carries no AETH)."""
-    n = len(roce)
-    rows = np.flatnonzero(roce)
-    header = _window(data, payload[rows], protocols.BTH_HEADER + 1)  # BTH and the AETH syndrome byte
-    fields = {
-        "bth_opcode": np.zeros(n, dtype=np.uint8), "dqpn": np.zeros(n, dtype=np.uint32),
-        "psn": np.zeros(n, dtype=np.uint32), "fecn": np.zeros(n, dtype=np.bool_), "becn": np.zeros(n, dtype=np.bool_),
-        "aeth_syndrome": np.full(n, 0xFF, dtype=np.uint8),
+def _bth_fields(roce: np.ndarray, bth: np.ndarray) -> dict[str, np.ndarray]:
+    """RoCEv2 BTH fields and the AETH syndrome (0xFF when the opcode carries no AETH) from the BTH slab rows."""
+    opcode = np.where(roce, bth[0], 0).astype(np.uint8)
+    with_aeth = roce & protocols.OPCODE_HAS_AETH[opcode]
+    return {
+        "bth_opcode": opcode,
+        "fecn": roce & ((bth[4] & 0x80) != 0),
+        "becn": roce & ((bth[4] & 0x40) != 0),
+        "dqpn": np.where(roce, _be24(bth, 5), 0).astype(np.uint32),
+        "psn": np.where(roce, _be24(bth, 9), 0).astype(np.uint32),
+        "aeth_syndrome": np.where(with_aeth, bth[protocols.BTH_HEADER], 0xFF).astype(np.uint8),
     }
-    fields["bth_opcode"][rows] = header[:, 0]
-    fields["fecn"][rows] = (header[:, 4] & 0x80) != 0
-    fields["becn"][rows] = (header[:, 4] & 0x40) != 0
-    fields["dqpn"][rows] = _be24(header, 5)
-    fields["psn"][rows] = _be24(header, 9)
-    with_aeth = protocols.OPCODE_HAS_AETH[header[:, 0]]
-    fields["aeth_syndrome"][rows[with_aeth]] = header[with_aeth, protocols.BTH_HEADER]
-    return fields
 
 
-def _pfc_fields(data: np.ndarray, ok: np.ndarray, headers: decode_walk.Headers) -> tuple[np.ndarray, np.ndarray]:
+def _pfc_fields(ok: np.ndarray, headers: decode_walk.Headers) -> tuple[np.ndarray, np.ndarray]:
     """PFC class-enable vector and the 8 pause quanta of MAC-control frames with the PFC opcode."""
-    pfc = np.flatnonzero(ok & (headers.ethertype == protocols.ETH_MAC_CONTROL))
-    header = _window(data, headers.l3[pfc], protocols.PFC_FRAME)
-    pause = _be16(header, 0) == protocols.PFC_OPCODE
-    pfc, header = pfc[pause], header[pause].astype(np.uint16)
-    enable = np.zeros(len(ok), dtype=np.uint8)
-    enable[pfc] = header[:, 3]
+    frame = headers.slab[SLAB_L3 : SLAB_L3 + protocols.PFC_FRAME]
+    pause = ok & (headers.ethertype == protocols.ETH_MAC_CONTROL) & (_be16(frame, 0) == protocols.PFC_OPCODE)
+    enable = np.where(pause, frame[3], 0).astype(np.uint8)
     quanta = np.zeros((len(ok), 8), dtype=np.uint16)
-    quanta[pfc] = (header[:, 4::2] << 8) | header[:, 5::2]
+    rows = np.flatnonzero(pause)
+    for priority in range(8):
+        quanta[rows, priority] = _be16(frame[:, rows], 4 + 2 * priority)
     return enable, quanta
 
 
