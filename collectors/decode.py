@@ -1,8 +1,9 @@
 """Vectorised decoder: PacketBatch -> DecodedPackets, numpy over the whole batch after one compiled header walk.
 
-The walk (collectors.decode_walk) finds where each header starts; this module reads the fixed-offset fields
-with gathers, attributes packets to links (ERSPAN session, mirror VLAN, then capture interface) and computes
-the monitored frame's wire length (DESIGN.md section 5).
+The walk (collectors.decode_walk) finds where each header starts and copies the header bytes into a compact
+column-major slab; this module reads the fixed-offset fields from it as whole-column numpy operations,
+attributes packets to links (ERSPAN session, mirror VLAN, then capture interface) and computes the monitored
+frame's wire length (DESIGN.md section 5).
 """
 
 from __future__ import annotations
