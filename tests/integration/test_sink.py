@@ -14,7 +14,6 @@ from pipeline_rows import expected_sums, random_flows, stored_sums
 from pipeline import records
 from pipeline.bus import BusConfig, Consumer, Producer
 from pipeline.counterfile import read_counters
-from pipeline.delivery import Delivery
 from pipeline.errors import StoreError
 from pipeline.sink import REASON_HEADER, SOURCE_HEADER, Sink, SinkConfig
 from pipeline.store import Store
@@ -177,13 +176,3 @@ def test_a_counters_file_reaches_the_counters_table(
     assert stored == (rows, sum(int(b["in_octets"].sum()) for b in batches),
                       sum(int(b["ecn_marked"].sum()) for b in batches))
 
-
-def test_delivery_returns_when_every_row_is_stored(
-        bus_config: BusConfig, clean_topics: list[str], store: Store) -> None:
-    batches = [random_flows(8_000, seed=seed) for seed in range(60, 63)]
-    with Delivery(bus=bus_config, store=store, sink=SinkConfig(group="delivery", **FAST)) as delivery:
-        for batch in batches:
-            delivery.send("flows", batch)
-        delivery.send("events", records.empty_columns("events", 0))
-        assert delivery.finish() == {"flows": 24_000}
-    assert stored_sums(store) == expected_sums(batches)
