@@ -9,12 +9,8 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from scapy.packet import Packet
-
-from collectors.decode import Decoder
-from collectors.packets import DecodedPackets, PacketBatch
+from collectors.packets import PacketBatch
 from collectors.pcapfile import CaptureStats, open_capture
-from pipeline.topology import Topology
 
 PCAP_MAGIC_US = 0xA1B2C3D4
 PCAP_MAGIC_NS = 0xA1B23C4D
@@ -120,23 +116,3 @@ def frames_of(batches: list[PacketBatch]) -> list[bytes]:
         for batch in batches
         for start, length in zip(batch.offset, batch.caplen, strict=True)
     ]
-
-
-def decode_packets(
-    tmp_path: Path, packets: list[Packet | bytes], topology: Topology | None = None, *,
-    wirelen: list[int] | None = None, ts_ns: list[int] | None = None,
-) -> DecodedPackets:
-    """Write `packets` to a pcap (optionally with original lengths above the captured ones) and decode it."""
-    frames = [bytes(packet) for packet in packets]
-    stamps = ts_ns or [1_700_000_000_000_000_000 + i * 1000 for i in range(len(frames))]
-    lengths = wirelen or [len(frame) for frame in frames]
-    path = tmp_path / "packets.pcap"
-    path.write_bytes(
-        pcap_header(nano=True) + b"".join(
-            pcap_record(ts, frame, nano=True, wirelen=length)
-            for ts, frame, length in zip(stamps, frames, lengths, strict=True)
-        )
-    )
-    batches, _ = read_all(path)
-    assert len(batches) == 1
-    return Decoder(topology).decode(batches[0])
