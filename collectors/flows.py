@@ -160,6 +160,8 @@ class FlowTable:
         self, decoded: DecodedPackets, app: np.ndarray | None = None, confidence: np.ndarray | None = None
     ) -> dict[str, np.ndarray]:
         """Add one decoded batch (malformed packets are ignored); return the rows this batch completed."""
+        if (app is None) != (confidence is None):
+            raise ValueError("app and confidence label the packets together: pass both or neither")
         rows = np.flatnonzero(decoded.ok)
         exported: list[dict[str, np.ndarray]] = []
         if len(rows):

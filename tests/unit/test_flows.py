@@ -192,6 +192,11 @@ def test_label_hook_keeps_the_most_confident_label() -> None:
     assert (row["app"], row["confidence"]) == ("rocev2", np.float32(0.9))
 
 
+def test_label_hook_needs_both_arrays() -> None:
+    with pytest.raises(ValueError, match="both"):
+        FlowTable().update(packets(1), app=np.array([APP_CODE["rocev2"]]))
+
+
 def test_sampling_rate_scales_counts() -> None:
     table = FlowTable(config=FlowTableConfig(sampling_rate=100))
     table.update(packets(2, ecn=3))
