@@ -288,6 +288,23 @@ def test_interface_name_attributes_pcapng(tmp_path: Path, topology: Topology) ->
     assert decoded.direction.tolist() == [UNKNOWN, UP]
 
 
+def test_attribution_prefers_erspan_then_mirror_vlan_then_interface(tmp_path: Path, topology: Topology) -> None:
+    inner = Ether(**MAC) / IP(src="10.0.3.1", dst="10.0.4.1") / UDP(sport=1, dport=2)
+    frames = [
+        Ether(**MAC) / Dot1Q(vlan=3011) / IP(src="192.0.2.1", dst="192.0.2.9") / GRE(seqnum_present=1)
+        / ERSPAN_II(session_id=32) / inner,
+        Ether(**MAC) / Dot1Q(vlan=3011) / IP(src="10.0.3.1", dst="10.0.4.1") / UDP(sport=1, dport=2),
+        inner,
+    ]
+    path = tmp_path / "a.pcapng"
+    path.write_bytes(pcapng_shb() + pcapng_idb("tap-l2s1") + b"".join(
+        pcapng_epb(0, i, bytes(frame)) for i, frame in enumerate(frames)))
+    batches, _ = read_all(path)
+    decoded = Decoder(topology).decode(batches[0])
+    assert decoded.link.tolist() == [link_index(topology, name) for name in ("leaf3-spine2", "leaf1-spine1",
+                                                                               "leaf2-spine1")]
+
+
 MALFORMED = {
     "short_ethernet": b"\x00" * 10,
     "bad_ip_header": bytes(Ether(**MAC) / IP(ihl=3) / UDP()),
