@@ -2,7 +2,8 @@
 
 Each batch is grouped with one sort (by a 64-bit hash of the key, checked against the exact key) and reduced
 with `reduceat`; the groups are merged into a persistent table kept as numpy columns and found by binary
-search over the sorted hashes, so no Python object exists per packet or per flow.
+search over the sorted hashes, so no Python object exists per packet or per flow (only flows whose hash
+collides with another flow's are matched in a Python loop).
 
 Rows: a flow's packets are cut into export intervals aligned to the epoch (`active_timeout_s` long); a row
 is exported once packet time has passed the end of its interval, so the result does not depend on batch
