@@ -278,9 +278,16 @@ def recovery_timeline(events: pd.DataFrame, start: datetime, end: datetime, sele
         ))
     figure.update_layout(title="Fast recovery: convergence per link failure", margin=MARGIN, height=320,
                          xaxis={"range": [_naive(start), _naive(end)]},
-                         yaxis={"title": {"text": "ms"}, "rangemode": "tozero"}, clickmode="event",
+                         yaxis={"title": {"text": "ms"}, "range": [0, _top(events)]}, clickmode="event",
                          legend={"orientation": "h", "y": -0.2})
     return figure
+
+
+def _top(events: pd.DataFrame) -> float:
+    """Room above the slowest convergence for its label."""
+    values = pd.to_numeric(events[["convergence_ms", "local_convergence_ms", "remote_convergence_ms"]].stack(),
+                           errors="coerce")
+    return float(values.max()) * 1.35 + 0.5 if values.notna().any() else 1.0
 
 
 def _naive(value: datetime) -> datetime:
