@@ -21,6 +21,7 @@ DEFAULT_DATA_DIR = ".fabricscope"
 
 # (name, one-line help) in the order `--help` lists them.
 COMMANDS: tuple[tuple[str, str], ...] = (
+    ("demo", "embedded broker + ClickHouse + a live synthetic fabric + the dashboard on http://127.0.0.1:8050"),
     ("replay", "run pcap/pcapng captures through the collector into ClickHouse (or --out FILE)"),
     ("simulate", "generate a synthetic fabric capture, its counters and ground truth from a scenario"),
     ("dashboard", "serve the web dashboard (read-only) for the store"),

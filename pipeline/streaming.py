@@ -78,13 +78,14 @@ def stream_to_store(
     store: Store,
     detectors: DetectorSet,
     side_sources: Iterable[TimedBatches] = (),
+    sink_config: SinkConfig | None = None,
     drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S,
     progress: bool = True,
 ) -> StreamSummary:
     """Send every step's batches (and the side sources, interleaved by time) through Kafka into the store;
     return when all of it is in ClickHouse. Raises FabricscopeError if the sink fails or cannot drain."""
     sources = list(side_sources)
-    sink = Sink(SinkConfig(), bus=bus, store=store).start()
+    sink = Sink(sink_config or SinkConfig(), bus=bus, store=store).start()
     producer = Producer(bus).start()
     sent: Counter[str] = Counter()
     try:
