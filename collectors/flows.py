@@ -9,6 +9,16 @@ Rows: a flow's packets are cut into export intervals aligned to the epoch (`acti
 is exported once packet time has passed the end of its interval, so the result does not depend on batch
 boundaries. Packets arriving after their interval was exported make a further row for the same interval
 (rows add up). A flow idle for `idle_timeout_s` of packet time is forgotten (its PSN and label state too).
+
+Rows are also cut at pauses, so a link outage and its repair within one interval show as a hole between
+rows, and each RoCE burst is a row of its own: a packet starts a new row when the gap since the flow's
+previous packet on the link exceeds `pause_min_ms` and `pause_factor` times the smaller of the two gaps
+before it (the flow needs 3 packets first). The smaller of two recent gaps is the flow's own packet
+spacing, taken locally so the rule needs no sequential pass: a burst's spacing is µs, so the silence after
+it cuts; a BFD session's spacing is tens of ms, so its next packet does not. Rows closed by a pause are
+exported in the same update. Every batch of rows carries, besides the FLOWS columns, BURST_START: whether
+the row began after a pause or is the flow's first on the link (a row begun by an interval boundary
+continues a burst) — the collector's input to DFI, not a contract column.
 """
 
 from __future__ import annotations
@@ -26,6 +36,9 @@ from pipeline.topology import DIRECTIONS, Topology
 
 DEFAULT_ACTIVE_TIMEOUT_S = 1.0
 DEFAULT_IDLE_TIMEOUT_S = 15.0  # longer than the gaps between collective iterations, so jobs keep their flows
+DEFAULT_PAUSE_MIN_MS = 1.0  # far above line-rate packet spacing, far below the compute time between iterations
+DEFAULT_PAUSE_FACTOR = 8.0
+BURST_START = "burst_start"
 IDLE_SWEEP_S = 1.0  # how often (packet time) idle flows are looked for
 
 KEY_FIELDS: tuple[tuple[str, str], ...] = (
@@ -36,13 +49,15 @@ KEY_FIELDS: tuple[tuple[str, str], ...] = (
 FLAG_COUNTERS = ("ecn_ect", "ecn_ce", "cnp", "roce_write", "roce_read", "roce_send", "roce_ack", "naks")
 COUNTERS = ("packets", "bytes", *FLAG_COUNTERS, "psn_gaps")
 # The open row's fields besides COUNTERS: first/last packet time, the flow's 3rd-to-last packet time so far
-# (0 while it has fewer than 3 packets) and the first/last RoCE PSN in the row (-1 while none).
-ROW_FIELDS = ("row_first", "row_last", "row_tail", "row_psn_first", "row_psn_last")
-_FLOW_STATE: tuple[tuple[str, str, int], ...] = (  # per flow, kept across rows: (name, dtype, initial)
+# (0 while it has fewer than 3 packets), the first/last RoCE PSN in the row (-1 while none) and whether the row
+# began a burst.
+ROW_FIELDS = ("row_first", "row_last", "row_tail", "row_psn_first", "row_psn_last", "row_burst")
+_FLOW_STATE: tuple[tuple[str, str, object], ...] = (  # per flow, kept across rows: (name, dtype, initial)
     ("hash", "uint64", 0), ("dscp", "uint8", 0), ("app", "uint8", 0), ("confidence", "float32", 0),
-    ("last_psn", "int64", -1), ("ts_last", "int64", 0), ("ts_previous", "int64", 0), ("row_interval", "int64", -1),
-    ("row_first", "int64", 0), ("row_last", "int64", 0), ("row_tail", "int64", 0), ("row_psn_first", "int64", -1),
-    ("row_psn_last", "int64", -1),
+    ("detail", "object", ""), ("last_psn", "int64", -1), ("ts_last", "int64", 0), ("ts_previous", "int64", 0),
+    ("ts_third", "int64", 0), ("row_interval", "int64", -1), ("row_first", "int64", 0), ("row_last", "int64", 0),
+    ("row_tail", "int64", 0), ("row_psn_first", "int64", -1), ("row_psn_last", "int64", -1),
+    ("row_burst", "bool", False),
 )
 _PSN_HALF = 1 << 23
 _MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -50,10 +65,13 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 @dataclass(frozen=True, slots=True)
 class FlowTableConfig:
-    """Timeouts in seconds of packet time; `exporter` names this collector in every row."""
+    """Timeouts in seconds of packet time; `exporter` names this collector in every row. A row is cut at a
+    pause longer than `pause_min_ms` and `pause_factor` times the flow's recent packet spacing."""
 
     active_timeout_s: float = DEFAULT_ACTIVE_TIMEOUT_S
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
+    pause_min_ms: float = DEFAULT_PAUSE_MIN_MS
+    pause_factor: float = DEFAULT_PAUSE_FACTOR
     exporter: str = ""
     sampling_rate: int = 1
 
@@ -64,6 +82,8 @@ class FlowTableConfig:
             raise ValueError("idle_timeout_s must be at least active_timeout_s")
         if self.sampling_rate < 1:
             raise ValueError("sampling_rate must be >= 1")
+        if self.pause_min_ms <= 0 or self.pause_factor < 1:
+            raise ValueError("pause_min_ms must be > 0 and pause_factor >= 1")
 
 
 def flow_hash(columns: dict[str, np.ndarray]) -> np.ndarray:
@@ -121,14 +141,15 @@ class FlowTable:
     """Per-flow state and the current row of every active flow; `update` and `flush` return exported rows as
     numpy columns named as pipeline.records FLOWS.
 
-    DPI/DFI hook: `update(decoded, app=..., confidence=...)` takes per-packet app codes (indexes into
-    pipeline.labels.APPS) and confidences; each flow keeps the label with the highest confidence seen so far,
-    and every row carries it.
+    DPI hook: `update(decoded, app=..., confidence=..., detail=...)` takes per-packet app codes (indexes into
+    pipeline.labels.APPS), confidences and optional detail strings; each flow keeps the label (and detail) of
+    the packet with the highest confidence seen so far, and every row carries it ('unknown' while none).
     """
 
     def __init__(self, topology: Topology | None = None, config: FlowTableConfig | None = None) -> None:
         self.config = config or FlowTableConfig()
         self._active_ns = round(self.config.active_timeout_s * 1e9)
+        self._pause_ns = round(self.config.pause_min_ms * 1e6)
         self._idle_ns = round(self.config.idle_timeout_s * 1e9)
         links = topology.links if topology else ()
         self._link_names = np.array([link.id for link in links] + [""], dtype=object)
@@ -136,7 +157,7 @@ class FlowTable:
         self._spine_names = np.array([link.spine for link in links] + [""], dtype=object)
         self._directions = np.array(DIRECTIONS, dtype=object)
         self._app_names = np.array(APPS, dtype=object)
-        self._initial: dict[str, int] = {name: 0 for name, _ in KEY_FIELDS}
+        self._initial: dict[str, object] = {name: 0 for name, _ in KEY_FIELDS}
         self._initial.update({name: initial for name, _, initial in _FLOW_STATE})
         self._initial.update(dict.fromkeys(COUNTERS, 0))
         self._dtypes = {name: dtype for name, dtype in KEY_FIELDS}
@@ -158,15 +179,17 @@ class FlowTable:
 
     # -- public API -----------------------------------------------------------------------------------
     def update(
-        self, decoded: DecodedPackets, app: np.ndarray | None = None, confidence: np.ndarray | None = None
+        self, decoded: DecodedPackets, app: np.ndarray | None = None, confidence: np.ndarray | None = None,
+        detail: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """Add one decoded batch (malformed packets are ignored); return the rows this batch completed."""
-        if (app is None) != (confidence is None):
-            raise ValueError("app and confidence label the packets together: pass both or neither")
+        if (app is None) != (confidence is None) or (detail is not None and app is None):
+            raise ValueError("app and confidence (and detail) label the packets together: pass both or neither")
         rows = np.flatnonzero(decoded.ok)
         exported: list[dict[str, np.ndarray]] = []
         if len(rows):
-            self._aggregate(decoded, rows, app, confidence, exported)
+            labels = None if app is None or confidence is None else _Labels(app, confidence, detail)
+            self._aggregate(decoded, rows, labels, exported)
             self._now = max(self._now, int(decoded.ts_ns[rows].max()))
             self._expire(exported)
         return self._rows(exported)
@@ -185,8 +208,7 @@ class FlowTable:
 
     # -- one batch ------------------------------------------------------------------------------------
     def _aggregate(
-        self, decoded: DecodedPackets, rows: np.ndarray, app: np.ndarray | None, confidence: np.ndarray | None,
-        exported: list[dict[str, np.ndarray]],
+        self, decoded: DecodedPackets, rows: np.ndarray, labels: _Labels | None, exported: list[dict[str, np.ndarray]]
     ) -> None:
         keys = packet_keys(decoded, rows)
         hashes = flow_hash(keys)
@@ -199,11 +221,12 @@ class FlowTable:
         flow_first = np.flatnonzero(flow_start)
         slots, new = self._slots({name: column[flow_first] for name, column in keys.items()}, hashes[flow_first])
         self._columns["dscp"][slots[new]] = decoded.dscp[rows[flow_first[new]]]
-        if app is not None and confidence is not None:
-            self._label(slots, flow_id, flow_first, app[rows], confidence[rows])
+        if labels is not None:
+            self._label(slots, flow_id, flow_first, labels.take(rows))
 
         gaps = self._psn_gaps(decoded, rows, slots, flow_id)
-        seg_start = flow_start.copy()
+        pause, burst = self._pauses(ts, flow_id, flow_first, slots)
+        seg_start = flow_start | pause
         seg_start[1:] |= interval[1:] != interval[:-1]
         starts = np.flatnonzero(seg_start)
         scale = np.uint64(self.config.sampling_rate)
@@ -218,10 +241,11 @@ class FlowTable:
         stops = np.append(starts[1:], len(rows)) - 1
         segments["row_tail"] = self._tails(ts, flow_id, flow_first, slots, stops)
         segments["row_psn_first"], segments["row_psn_last"] = _segment_psns(decoded, rows, starts)
+        segments["row_burst"] = burst[starts]
         seg_slot = slots[flow_id[starts]]
         last_of_flow = np.ones(len(starts), dtype=np.bool_)
         last_of_flow[:-1] = flow_start[starts[1:]]
-        self._merge(seg_slot, segments, last_of_flow, exported)
+        self._merge(seg_slot, segments, flow_start[starts] & ~pause[starts], last_of_flow, exported)
 
     def _slots(self, keys: dict[str, np.ndarray], hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Table slot of each distinct flow key, and which of them were created now."""
@@ -270,19 +294,43 @@ class FlowTable:
             grown[: self._size] = column[: self._size]
             self._columns[name] = grown
 
-    def _label(
-        self, slots: np.ndarray, flow_id: np.ndarray, flow_first: np.ndarray, app: np.ndarray,
-        confidence: np.ndarray,
-    ) -> None:
-        """Keep, per flow, the app label with the highest confidence seen so far."""
-        confidence = confidence.astype(np.float32)
+    def _label(self, slots: np.ndarray, flow_id: np.ndarray, flow_first: np.ndarray, labels: _Labels) -> None:
+        """Keep, per flow, the app label (and its detail) with the highest confidence seen so far."""
+        confidence = labels.confidence.astype(np.float32)
         best = np.maximum.reduceat(confidence, flow_first)
         at_best = np.flatnonzero(confidence == best[flow_id])
         flows, first = np.unique(flow_id[at_best], return_index=True)
         better = best[flows] > self._columns["confidence"][slots[flows]]
         target = slots[flows[better]]
+        source = at_best[first[better]]
         self._columns["confidence"][target] = best[flows[better]]
-        self._columns["app"][target] = app[at_best[first[better]]]
+        self._columns["app"][target] = labels.app[source]
+        if labels.detail is not None:
+            self._columns["detail"][target] = labels.detail[source]
+
+    def _pauses(
+        self, ts: np.ndarray, flow_id: np.ndarray, flow_first: np.ndarray, slots: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per packet (in group order): whether it ends a pause (the row cut rule of the module docstring), and
+        whether it starts a burst (a pause, or the flow's first packet). Reads the flow's last three packet
+        times from before the batch, so call it before `_tails` moves them on."""
+        slot = slots[flow_id]
+        position = np.arange(len(ts)) - flow_first[flow_id]  # index of the packet within its flow in the batch
+        remembered = [self._columns[name][slot] for name in ("ts_last", "ts_previous", "ts_third")]
+
+        def back(k: int) -> np.ndarray:
+            """Time of the flow's packet k before each packet (0 if none)."""
+            earlier = ts[np.maximum(np.arange(len(ts)) - k, 0)]
+            value = np.where(position >= k, earlier, 0)
+            for j in range(k):
+                value = np.where(position == j, remembered[k - j - 1], value)
+            return value
+
+        previous, second, third = back(1), back(2), back(3)
+        gap = ts - previous
+        spacing = np.where(third > 0, np.minimum(previous - second, second - third), previous - second)
+        pause = (second > 0) & (gap > self._pause_ns) & (gap > self.config.pause_factor * np.maximum(spacing, 0))
+        return pause, pause | (previous == 0)
 
     def _psn_gaps(
         self, decoded: DecodedPackets, rows: np.ndarray, slots: np.ndarray, flow_id: np.ndarray
@@ -316,28 +364,33 @@ class FlowTable:
         self, ts: np.ndarray, flow_id: np.ndarray, flow_first: np.ndarray, slots: np.ndarray, stops: np.ndarray
     ) -> np.ndarray:
         """Per segment, the time of the flow's 3rd-to-last packet up to the segment's last packet (0 while the
-        flow has had fewer than 3), then remember each flow's last two packet times for the next batch."""
+        flow has had fewer than 3), then remember each flow's last three packet times for the next batch."""
         flow = flow_id[stops]
         seen = stops - flow_first[flow] + 1  # packets of the flow in this batch up to the segment's end
         slot = slots[flow]
-        last, previous = self._columns["ts_last"], self._columns["ts_previous"]
+        last, previous, third = self._columns["ts_last"], self._columns["ts_previous"], self._columns["ts_third"]
         tail = np.where(seen >= 3, ts[np.maximum(stops - 2, 0)], np.where(seen == 2, last[slot], previous[slot]))
         flow_last = np.append(flow_first[1:], len(ts)) - 1
         count = flow_last - flow_first + 1
+        third[slots] = np.where(
+            count >= 3, ts[np.maximum(flow_last - 2, 0)], np.where(count == 2, last[slots], previous[slots])
+        )
         previous[slots] = np.where(count >= 2, ts[np.maximum(flow_last - 1, 0)], last[slots])
         last[slots] = ts[flow_last]
         return tail
 
     def _merge(
-        self, seg_slot: np.ndarray, segments: dict[str, np.ndarray], last_of_flow: np.ndarray,
+        self, seg_slot: np.ndarray, segments: dict[str, np.ndarray], continues: np.ndarray, last_of_flow: np.ndarray,
         exported: list[dict[str, np.ndarray]],
     ) -> None:
-        """Fold batch segments into the flows' open rows: same interval adds up; a later interval closes the
-        open row and opens a new one; anything else (earlier or intermediate intervals) is a row of its own."""
+        """Fold batch segments into the flows' open rows: a flow's first segment in the batch adds up to the open
+        row when it is in the same interval and no pause came between (`continues`); the flow's last segment,
+        otherwise, closes the open row and opens a new one unless it is in an earlier interval; every other
+        segment (cut off by a pause or an interval on both sides, or late) is a row of its own."""
         columns = self._columns
         current = columns["row_interval"][seg_slot]
-        merge = segments["row_interval"] == current
-        reopen = last_of_flow & (segments["row_interval"] > current)
+        merge = continues & (segments["row_interval"] == current)
+        reopen = last_of_flow & ~merge & (segments["row_interval"] >= current)
         alone = ~merge & ~reopen
         target = seg_slot[merge]
         for name in COUNTERS:
@@ -380,7 +433,7 @@ class FlowTable:
         self._sorted_slot = order.astype(np.int64)
 
     def _flow_values(self, slots: np.ndarray) -> dict[str, np.ndarray]:
-        names = [name for name, _ in KEY_FIELDS] + ["dscp", "app", "confidence"]
+        names = [name for name, _ in KEY_FIELDS] + ["dscp", "app", "confidence", "detail"]
         return {name: self._columns[name][slots] for name in names}
 
     def _take_rows(self, slots: np.ndarray) -> dict[str, np.ndarray]:
@@ -395,7 +448,7 @@ class FlowTable:
     def _rows(self, blocks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         """Concatenate export blocks into FLOWS columns."""
         blocks = [block for block in blocks if len(block["link"])]
-        names = [name for name, _ in KEY_FIELDS] + ["dscp", "app", "confidence", *COUNTERS, *ROW_FIELDS]
+        names = [name for name, _ in KEY_FIELDS] + ["dscp", "app", "confidence", "detail", *COUNTERS, *ROW_FIELDS]
         if len(blocks) == 1:
             merged = blocks[0]
         elif blocks:
@@ -418,8 +471,8 @@ class FlowTable:
             "spine": self._spine_names[link],
             "src_ip": _ip_objects(rows["src_hi"], rows["src_lo"]),
             "dst_ip": _ip_objects(rows["dst_hi"], rows["dst_lo"]),
-            "app": np.where(rows["confidence"] > 0, self._app_names[rows["app"].astype(np.int64)], ""),
-            "app_detail": np.full(count, "", dtype=object),
+            "app": np.where(rows["confidence"] > 0, self._app_names[rows["app"].astype(np.int64)], "unknown"),
+            "app_detail": rows["detail"].astype(object),
             "traffic_class": np.full(count, "", dtype=object),
             "confidence": rows["confidence"].astype(np.float32),
             "job": np.full(count, "", dtype=object),
@@ -430,7 +483,21 @@ class FlowTable:
         }
         for name in ("src_port", "dst_port", "proto", "vlan", "vni", "dscp", "roce_qp", *COUNTERS):
             result[name] = rows[name]
-        return {name: result[name] for name in column_names("flows")}
+        flows = {name: result[name] for name in column_names("flows")}
+        flows[BURST_START] = rows["row_burst"].astype(np.bool_)
+        return flows
+
+
+@dataclass(frozen=True, slots=True)
+class _Labels:
+    """DPI labels per packet of a batch (collectors.dpi.PacketLabels' columns)."""
+
+    app: np.ndarray
+    confidence: np.ndarray
+    detail: np.ndarray | None
+
+    def take(self, rows: np.ndarray) -> _Labels:
+        return _Labels(self.app[rows], self.confidence[rows], None if self.detail is None else self.detail[rows])
 
 
 def _ip_objects(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import collectors.flows as flows_module
-from collectors.flows import FlowTable, FlowTableConfig
+from collectors.flows import BURST_START, FlowTable, FlowTableConfig
 from collectors.packets import DecodedPackets
 from pipeline.addresses import words_of
 from pipeline.labels import APP_CODE
@@ -76,7 +76,7 @@ def test_rows_have_the_flows_columns_and_counters(topology: Topology) -> None:
     )
     assert table.update(batch)["packets"].size == 0
     result = table.flush()
-    assert list(result) == column_names("flows")
+    assert list(result) == [*column_names("flows"), BURST_START]
     (row,) = rows_of(result)
     assert row["exporter"] == "c1" and row["link"] == "leaf1-spine1" and row["direction"] == "up"
     assert (row["leaf"], row["spine"]) == ("leaf1", "spine1")
@@ -88,7 +88,8 @@ def test_rows_have_the_flows_columns_and_counters(topology: Topology) -> None:
                 "psn_first": 5, "psn_last": 8, "sampling_rate": 1}
     assert {name: int(row[name]) for name in expected} == expected
     assert row["ts_tail"] == np.datetime64((T0 + 40) // 1000, "us")
-    assert (row["app"], row["app_detail"], row["traffic_class"], row["job"], row["confidence"]) == ("", "", "", "", 0)
+    labels = (row["app"], row["app_detail"], row["traffic_class"], row["job"], row["confidence"])
+    assert labels == ("unknown", "", "", "", 0)
 
 
 def test_flow_key_fields_separate_flows() -> None:
@@ -190,6 +191,49 @@ def test_label_hook_keeps_the_most_confident_label() -> None:
     table.update(packets(1, ts_ns=T0 + 5), app=np.array([APP_CODE["http"]]), confidence=np.array([0.6]))
     (row,) = rows_of(table.flush())
     assert (row["app"], row["confidence"]) == ("rocev2", np.float32(0.9))
+
+
+def test_label_hook_carries_the_detail_of_the_best_packet_and_unlabelled_flows_are_unknown() -> None:
+    table = FlowTable()
+    app = np.array([APP_CODE["tls"], APP_CODE["tls"], APP_CODE["unknown"]])
+    detail = np.array(["", "sni=store.example", ""], dtype=object)
+    labelled = packets(3, ts_ns=T0 + np.arange(3))
+    unlabelled = packets(1, src_port=7, ts_ns=T0)
+    table.update(concat(labelled, unlabelled), app=np.append(app, APP_CODE["unknown"]),
+                 confidence=np.array([0.5, 0.9, 0.0, 0.0]), detail=np.append(detail, ""))
+    rows = rows_of(table.flush())
+    assert [(r["app"], r["app_detail"]) for r in rows] == [("unknown", ""), ("tls", "sni=store.example")]
+
+
+def test_rows_are_cut_at_pauses_and_exported_at_once() -> None:
+    table = FlowTable()
+    burst = 10 * np.arange(20)  # 20 packets 10 ns apart
+    first = table.update(packets(20, ts_ns=T0 + burst))
+    second = table.update(packets(40, ts_ns=np.concatenate([T0 + 5_000_000 + burst, T0 + 9_000_000 + burst])))
+    assert first["packets"].size == 0
+    assert [int(p) for p in second["packets"]] == [20, 20]  # the first burst, closed by the 5 ms pause; the second
+    assert second["ts_end"][0] == np.datetime64((T0 + 190) // 1000, "us")
+    assert second["ts_tail"][1] == np.datetime64((T0 + 5_000_170) // 1000, "us")
+    assert second[BURST_START].tolist() == [True, True]
+    across = table.update(packets(5, ts_ns=T0 + SECOND - 20 + 10 * np.arange(5)))  # runs across the interval end
+    rows = rows_of(across) + rows_of(table.flush())
+    # the second burst, closed by the pause; the third burst's part before the interval end (a burst start);
+    # its part after (which continues that burst)
+    assert [(int(r["packets"]), bool(r[BURST_START])) for r in rows] == [(20, True), (2, True), (3, False)]
+
+
+def test_sparse_periodic_flows_are_not_cut_at_every_packet() -> None:
+    rng = np.random.default_rng(5)
+    ts = T0 + np.cumsum(rng.integers(20_000_000, 50_000_000, 30))  # BFD-like: every 20-50 ms
+    table = FlowTable()
+    rows = rows_of(table.update(packets(len(ts), ts_ns=ts[ts < T0 + SECOND])), table.flush())
+    per_interval = {int(r["ts_start"].astype(np.int64)) // 1_000_000 for r in rows}
+    assert len(rows) == len(per_interval)
+
+
+def test_pause_rule_is_validated() -> None:
+    with pytest.raises(ValueError, match="pause"):
+        FlowTableConfig(pause_factor=0.5)
 
 
 def test_label_hook_needs_both_arrays() -> None:
