@@ -14,6 +14,7 @@ from collectors.synthetic.emissions import Emissions
 from collectors.synthetic.fabric import Fabric
 from collectors.synthetic.faults import Episode, Marks
 from collectors.synthetic.flows import FlowTable
+from collectors.synthetic.imbalance import imbalance_events
 from collectors.synthetic.pcap import Written
 from collectors.synthetic.routing import FIRST_HOP, SECOND_HOP, LinkDown, Records
 from collectors.synthetic.scenario import Scenario
@@ -213,17 +214,16 @@ def link_events(cap: Capture, down: LinkDown) -> list[dict[str, Any]]:
     return events
 
 
-def ecmp_imbalance(cap: Capture, c: _Columns, leaf: int, spine: int, share: float) -> dict[str, Any]:
-    """Shares of the leaf's upward packets and bytes per uplink over the whole capture."""
-    links = [link for link in cap.fabric.links if link.leaf == leaf]
-    up = cap.records.hop == FIRST_HOP
-    packets = np.array([(up & (c.link == link.index)).sum() for link in links], dtype=np.float64)
-    size = np.array([c.wire[up & (c.link == link.index)].sum() for link in links], dtype=np.float64)
-    return {
-        "kind": "ecmp_imbalance", "leaf": f"leaf{leaf + 1}", "spine": f"spine{spine + 1}", "configured_share": share,
-        "shares": {link.id: round(float(p / max(packets.sum(), 1)), 4) for link, p in zip(links, packets, strict=True)},
-        "byte_shares": {link.id: round(float(b / max(size.sum(), 1)), 4) for link, b in zip(links, size, strict=True)},
-    }
+def uplinks(cap: Capture, c: _Columns) -> np.ndarray:
+    """Per record: its fabric link index when the collector counts it `up` (source behind the link's leaf),
+    -1 otherwise; direction is judged once per flow and link, as for the flow rows."""
+    n_flows = len(cap.flows)
+    groups, inverse = np.unique(c.link * n_flows + c.flow, return_inverse=True)
+    up = np.zeros(len(groups), dtype=bool)
+    for g, group in enumerate(groups.tolist()):
+        link, flow = cap.fabric.links[group // n_flows], cap.flows[group % n_flows]
+        up[g] = flow.src_ip != "::" and cap.topology.direction(link.id, flow.src_ip, flow.dst_ip) == "up"
+    return np.where(up[inverse], c.link, -1)
 
 
 def ground_truth(cap: Capture) -> dict[str, Any]:
@@ -236,10 +236,10 @@ def ground_truth(cap: Capture) -> dict[str, Any]:
         episode = congestion(cap, c, number, ep)
         if episode:
             events.append(episode)
-    for fault in cap.scenario.faults:
-        if fault.kind == "ecmp_imbalance":
-            p = fault.params
-            events.append(ecmp_imbalance(cap, c, int(p["leaf"][4:]) - 1, int(p["spine"][5:]) - 1, p["share"]))
+    injected = {f.params["leaf"]: (f.params["spine"], f.params["share"])
+                for f in cap.scenario.faults if f.kind == "ecmp_imbalance"}
+    links = [(link.id, cap.topology.link(link.id).leaf) for link in cap.fabric.links]
+    events += imbalance_events(c.ts, c.wire, uplinks(cap, c), links, injected)
     events.sort(key=lambda e: (e.get("ts_us", 0), e["kind"]))
     apps = Counter(cap.flows[int(f)].app for f in c.flow)
     s = cap.scenario

@@ -43,7 +43,7 @@ def test_mixed_has_every_app_and_no_events() -> None:
 
 def test_allreduce_congestion_stretches_one_job() -> None:
     sample = truth("allreduce_congestion")
-    (episode,) = sample["events"]
+    (episode,) = [e for e in sample["events"] if e["kind"] != "ecmp_imbalance"]  # few flows: the hash skews
     assert episode["kind"] == "congestion" and episode["jobs"] == ["gpt-a"]
     assert episode["ce"] > 0 and episode["cnp"] > 0 and episode["pfc_pauses"] > 0
     times = {job: [i["allreduce_ms"] for i in v["iterations"]] for job, v in sample["jobs"].items()}
