@@ -68,14 +68,17 @@ def imbalance_events(ts_ns: np.ndarray, wire: np.ndarray, uplink: np.ndarray, li
         for window in sorted(per_window):
             sizes = {link: per_window[window].get(link, 0) for link in uplinks}
             shares = _shares(sizes)
-            if len(shares) < 2 or sum(sizes.values()) < config.min_bytes or _deviation(shares) <= config.threshold:
+            if len(shares) < 2 or sum(sizes.values()) < config.min_bytes:
+                continue
+            deviation = _deviation(shares)
+            if deviation <= config.threshold:
                 continue
             if not runs or runs[-1].last != window - 1:
                 runs.append(_Run(window, window, 0.0, {}))
             run = runs[-1]
             run.last = window
-            if _deviation(shares) > run.peak:
-                run.peak, run.peak_shares = _deviation(shares), shares
+            if deviation > run.peak:
+                run.peak, run.peak_shares = deviation, shares
             for link, size in sizes.items():
                 run.bytes[link] = run.bytes.get(link, 0) + size
         events += [_event(leaf, run, window_us, injected.get(leaf)) for run in runs]
