@@ -1,8 +1,10 @@
-"""The collector: capture batches in, `flows` and `link_bins` record batches out.
+"""The collector: capture batches in, `flows`, `link_bins` and `iterations` record batches out.
 
 One object wires the stages in the order of DESIGN.md section 1: decode → attribute to link (inside the
-decoder) → DPI → flow table and link bins. Every stage works on whole batches; the collector only passes
-columns along and keeps the counts people ask for (packets, malformed, skipped records).
+decoder) → DPI → flow table and link bins → DFI over a window of flow rows (traffic class, job, and the jobs'
+iterations). Every stage works on whole batches; the collector only passes columns along and keeps the
+counts people ask for (packets, malformed, skipped records). Flow rows reach the output when DFI has labelled
+them, at most one export interval of packet time after the flow table closed them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,15 @@ import numpy as np
 
 from collectors import dpi
 from collectors.decode import Decoder
-from collectors.flows import DEFAULT_ACTIVE_TIMEOUT_S, DEFAULT_IDLE_TIMEOUT_S, FlowTable, FlowTableConfig
+from collectors.dfi_stream import DEFAULT_WINDOW_S, DfiStream, DfiStreamConfig, Labelled
+from collectors.flows import (
+    DEFAULT_ACTIVE_TIMEOUT_S,
+    DEFAULT_IDLE_TIMEOUT_S,
+    DEFAULT_PAUSE_FACTOR,
+    DEFAULT_PAUSE_MIN_MS,
+    FlowTable,
+    FlowTableConfig,
+)
 from collectors.link_bins import LinkBins, LinkBinsConfig
 from collectors.packets import PacketBatch
 from pipeline.topology import Topology
@@ -25,11 +35,15 @@ DEFAULT_EXPORTER = "fabricscope"
 
 @dataclass(frozen=True, slots=True)
 class CollectorConfig:
-    """Flow export timeouts in seconds of packet time; `exporter` names this collector in every record."""
+    """Flow export timeouts and the DFI window in seconds of packet time, the pause rule that cuts flow rows
+    (collectors.flows); `exporter` names this collector in every record."""
 
     exporter: str = DEFAULT_EXPORTER
     active_timeout_s: float = DEFAULT_ACTIVE_TIMEOUT_S
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
+    pause_min_ms: float = DEFAULT_PAUSE_MIN_MS
+    pause_factor: float = DEFAULT_PAUSE_FACTOR
+    dfi_window_s: float = DEFAULT_WINDOW_S
     sampling_rate: int = 1
 
 
@@ -42,6 +56,7 @@ class CollectorStats:
     unattributed: int = 0
     flow_rows: int = 0
     link_bin_rows: int = 0
+    iteration_rows: int = 0
     malformed_by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -51,14 +66,16 @@ class Records:
 
     flows: Columns
     link_bins: Columns
+    iterations: Columns
 
     def tables(self) -> Iterator[tuple[str, Columns]]:
         yield "flows", self.flows
         yield "link_bins", self.link_bins
+        yield "iterations", self.iterations
 
     def __len__(self) -> int:
         """Rows over all tables."""
-        return len(self.flows["ts_start"]) + len(self.link_bins["ts"])
+        return len(self.flows["ts_start"]) + len(self.link_bins["ts"]) + len(self.iterations["ts"])
 
 
 class Collector:
@@ -73,12 +90,18 @@ class Collector:
             FlowTableConfig(
                 active_timeout_s=self.config.active_timeout_s,
                 idle_timeout_s=self.config.idle_timeout_s,
+                pause_min_ms=self.config.pause_min_ms,
+                pause_factor=self.config.pause_factor,
                 exporter=self.config.exporter,
                 sampling_rate=self.config.sampling_rate,
             ),
         )
         self._bins = LinkBins(
             topology, LinkBinsConfig(exporter=self.config.exporter, sampling_rate=self.config.sampling_rate)
+        )
+        self._dfi = DfiStream(
+            DfiStreamConfig(window_s=self.config.dfi_window_s, every_s=self.config.active_timeout_s),
+            self.config.exporter,
         )
 
     @property
@@ -94,12 +117,14 @@ class Collector:
         self.stats.malformed = self._decoder.stats.malformed_total
         self.stats.malformed_by_reason = dict(self._decoder.stats.malformed)
         self.stats.unattributed += int(np.count_nonzero(decoded.ok & (decoded.link < 0)))
-        flows = self._flows.update(decoded, app=labels.app, confidence=labels.confidence)
-        return self._count(Records(flows=flows, link_bins=self._bins.update(decoded)))
+        flows = self._flows.update(decoded, app=labels.app, confidence=labels.confidence, detail=labels.detail)
+        ok = decoded.ts_ns[decoded.ok]
+        labelled = self._dfi.add(flows, int(ok.max())) if len(ok) else Labelled.empty()
+        return self._records(labelled, self._bins.update(decoded))
 
     def finish(self) -> Records:
-        """Export every open flow row and bin (end of input)."""
-        return self._count(Records(flows=self._flows.flush(), link_bins=self._bins.flush()))
+        """Export every open flow row and bin, labelled, and every iteration (end of input)."""
+        return self._records(self._dfi.flush(self._flows.flush()), self._bins.flush())
 
     def run(self, batches: Iterable[PacketBatch]) -> Iterator[Records]:
         """Process every batch, then finish; yields only non-empty steps."""
@@ -109,7 +134,9 @@ class Collector:
                 yield step
         yield self.finish()
 
-    def _count(self, step: Records) -> Records:
+    def _records(self, labelled: Labelled, link_bins: Columns) -> Records:
+        step = Records(flows=labelled.flows, link_bins=link_bins, iterations=labelled.iterations)
         self.stats.flow_rows += len(step.flows["ts_start"])
         self.stats.link_bin_rows += len(step.link_bins["ts"])
+        self.stats.iteration_rows += len(step.iterations["ts"])
         return step

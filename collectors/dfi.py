@@ -73,10 +73,12 @@ class FlowWindow:
 
 @dataclass(frozen=True, slots=True)
 class FlowClasses:
-    """Per row of the window: traffic_class code (pipeline.labels.TRAFFIC_CLASSES) and job ('' if none)."""
+    """Per row of the window: traffic_class code (pipeline.labels.TRAFFIC_CLASSES), job ('' if none) and the
+    flow it belongs to (an index, equal for rows of one flow key without the link)."""
 
     traffic_class: np.ndarray  # uint8
     job: np.ndarray  # object, str
+    flow: np.ndarray  # int64
 
 
 def classify_flows(window: FlowWindow, config: DfiConfig | None = None) -> FlowClasses:
@@ -84,7 +86,7 @@ def classify_flows(window: FlowWindow, config: DfiConfig | None = None) -> FlowC
     config = config or DfiConfig()
     n = len(window)
     if n == 0:
-        return FlowClasses(np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=object))
+        return FlowClasses(np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64))
     rows = window.rows
     addresses = np.concatenate([_ip_words(rows["src_ip"]), _ip_words(rows["dst_ip"])])
     host_ids, first_seen = _factorize([addresses[:, 0], addresses[:, 1]])  # ids follow address order
@@ -100,7 +102,7 @@ def classify_flows(window: FlowWindow, config: DfiConfig | None = None) -> FlowC
     job = np.full(len(first_row), "", dtype=object)
     _classify_other(flows, config, traffic_class)
     _classify_roce(flows, trains, hosts, config.jobs, traffic_class, job)
-    return FlowClasses(traffic_class[flow], job[flow])
+    return FlowClasses(traffic_class[flow], job[flow], flow)
 
 
 @dataclass(frozen=True, slots=True)

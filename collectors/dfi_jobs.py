@@ -1,9 +1,10 @@
 """Training jobs from RoCE burst timing: flows whose bursts recur on one beat and start together belong to
 one collective; the hosts they join form the job.
 
-Each flow brings its burst start times (the flow table starts a burst after a silence longer than a gap far
-below an iteration). A flow has a rhythm when most of its bursts fall on a grid of one period; bursts off the
-grid (a burst split by loss during a reroute, or two merged by a stretched iteration) do not break it.
+Each flow brings its burst start times: the starts of its flow-table rows that began after a pause (the flow
+table cuts rows at a silence far longer than the flow's own packet spacing, far below an iteration). A flow
+has a rhythm when most of its bursts fall on a grid of one period; bursts off the grid (a burst split by loss
+during a reroute, or two merged by a stretched iteration) do not break it.
 Flows with a rhythm are clustered greedily: a flow joins the first cluster whose first member has the same
 period and on whose grid its own bursts fall; the cluster's hosts are then checked for the shape of a
 collective (every member sends and receives), which a pipeline's chain of stages lacks.
@@ -14,9 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-BURST_GAP_US = 1000  # a flow silent this long starts a new burst: far above line-rate packet spacing, far below
-# the compute time between two iterations
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,15 +38,11 @@ class BurstTrains:
     offsets: np.ndarray  # int64, one more than the flows
 
     @classmethod
-    def from_packets(cls, flow: np.ndarray, ts_us: np.ndarray, flows: int, gap_us: int = BURST_GAP_US) -> BurstTrains:
-        """Trains of `flows` flows from their packets (flow id and time each, in any order): a packet starts a
-        burst when it is its flow's first or follows the flow's previous packet by more than `gap_us`."""
-        order = np.lexsort((ts_us, flow))
-        flow, ts_us = flow[order], ts_us[order].astype(np.int64)
-        starts = np.ones(len(flow), dtype=bool)
-        starts[1:] = (flow[1:] != flow[:-1]) | (ts_us[1:] - ts_us[:-1] > gap_us)
-        counts = np.bincount(flow[starts], minlength=flows)
-        return cls(ts_us[starts], np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+    def from_rows(cls, start_us: np.ndarray, burst_start: np.ndarray) -> BurstTrains:
+        """Trains of flow-table rows (one train per row): a row that began a burst brings its start time, a row
+        that continues one (begun by an export interval boundary) brings none."""
+        offsets = np.concatenate([[0], np.cumsum(burst_start.astype(np.int64))]).astype(np.int64)
+        return cls(start_us[burst_start].astype(np.int64), offsets)
 
     def of(self, flow: int) -> np.ndarray:
         return self.start_us[self.offsets[flow] : self.offsets[flow + 1]]
