@@ -69,3 +69,11 @@ def test_imbalance_open_at_the_end_is_flushed() -> None:
     assert detector.update(up_bins({0: (9_000_000, 1_000_000)})) == []
     events = detector.flush()
     assert len(events) == 1 and events[0]["value"] == pytest.approx(0.4)
+
+
+def test_an_uplink_failing_within_a_window_keeps_its_share_and_is_left_out_once_silent_all_window() -> None:
+    detector = EcmpDetector(TOPOLOGY)
+    windows = {0: (8_000_000, 2_000_000), 1: (10_000_000, 0), 2: (5_000_000, 4_000_000)}  # spine2 fails in window 0
+    events = detector.update(up_bins(windows)) + detector.flush()
+    assert [(e["ts"], e["ts_end"]) for e in events] == [(np.datetime64(T0, "us"), np.datetime64(T0 + S, "us"))]
+    assert json.loads(str(events[0]["details"]))["shares"] == pytest.approx({"leaf1-spine1": 0.8, "leaf1-spine2": 0.2})
