@@ -148,7 +148,7 @@ def fabric_view(store: Store, topology: Topology, data: Any, now: datetime | Non
         hosts = queries.run(store, queries.leaf_hosts(start, end))
     except StoreError as exc:
         return [no_update, no_update, "", str(exc)]
-    label = f"{HEATMAP_METRICS[state.metric]} · {source.table}"
+    label = f"{HEATMAP_METRICS[state.metric]}<br><sup>leaf × spine, from {source.table}</sup>"
     return [
         figures.fabric_map(health, leaves_frame(topology), hosts, state.link),
         figures.ecmp_heatmap(health, state.metric, label, state.link),
@@ -178,8 +178,8 @@ def congestion_view(store: Store, topology: Topology, data: Any, now: datetime |
         for row in events.to_dict("records")
     ]
     step_s = series_query.parameters["step_ms"] / 1000
-    return [figures.iteration_times(iterations, slowdowns), figures.congestion_series(series, step_s, state.link), rows,
-            ""]
+    series_figure = figures.congestion_series(series, step_s, start, end, state.link)
+    return [figures.iteration_times(iterations, slowdowns, start, end), series_figure, rows, ""]
 
 
 def recovery_view(store: Store, topology: Topology, data: Any) -> list[Any]:

@@ -117,8 +117,8 @@ def fabric_map(health: pd.DataFrame, leaves: pd.DataFrame, hosts: pd.DataFrame, 
         textposition="bottom center", marker={"symbol": "circle", "size": 14, "color": "#aab7b8"},
     ))
     figure.update_layout(
-        title="Fabric (click a link to filter every view to it)", margin=MARGIN, height=420,
-        legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom",
+        title="Click a link to filter every view to it", margin=MARGIN, height=420,
+        legend={"orientation": "h", "y": 0.0, "x": 0.5, "xanchor": "center", "yanchor": "top",
                 "traceorder": "normal"},
         xaxis={"visible": False, "range": [-0.2, width + 0.2], "fixedrange": True},
         yaxis={"visible": False, "range": [HOSTS_Y - 0.45, SPINE_Y + 0.35], "fixedrange": True},
@@ -173,13 +173,13 @@ def ecmp_heatmap(health: pd.DataFrame, metric: str, label: str, selected: str = 
             row, col = leaves.index(match["leaf"].iloc[0]), spines.index(match["spine"].iloc[0])
             figure.add_shape(type="rect", x0=col - 0.5, x1=col + 0.5, y0=row - 0.5, y1=row + 0.5,
                              line={"color": "#1f77b4", "width": 4})
-    figure.update_layout(title=f"Leaf × spine: {label}", margin=MARGIN, height=360,
+    figure.update_layout(title={"text": label, "font": {"size": 13}}, margin=MARGIN, height=360,
                          yaxis={"autorange": "reversed"})
     return figure
 
 
-def iteration_times(iterations: pd.DataFrame, slowdowns: pd.DataFrame) -> go.Figure:
-    """All-reduce time of each job's iterations over time; a job's slowdown windows are shaded and the
+def iteration_times(iterations: pd.DataFrame, slowdowns: pd.DataFrame, start: datetime, end: datetime) -> go.Figure:
+    """All-reduce time of each job's iterations across the window; a job's slowdown windows are shaded and the
     iterations inside them marked.
 
     `iterations` has job, ts, iteration, allreduce_ms; `slowdowns` has job, ts, ts_end, summary.
@@ -211,16 +211,18 @@ def iteration_times(iterations: pd.DataFrame, slowdowns: pd.DataFrame) -> go.Fig
             hovertemplate="%{customdata} slowed: %{y:.3f} ms<extra></extra>",
         ))
     figure.update_layout(title="All-reduce time per iteration", margin=MARGIN, height=340,
+                         xaxis={"range": [_naive(start), _naive(end)]},
                          yaxis={"title": {"text": "all-reduce ms"}, "rangemode": "tozero"},
                          legend={"orientation": "h", "y": -0.2})
     return figure
 
 
-def congestion_series(bins: pd.DataFrame, step_s: float, link: str = "") -> go.Figure:
-    """ECN-CE ratio, CNP rate and PFC pause rate over time, one line per link direction that saw any of them
-    (both directions of `link` always, when one is selected).
+def congestion_series(bins: pd.DataFrame, step_s: float, start: datetime, end: datetime, link: str = "") -> go.Figure:
+    """ECN-CE ratio, CNP rate and PFC pause rate over the window, one line per link direction that saw any of
+    them (both directions of `link` always, when one is selected).
 
-    `bins` has t, link, direction, roce_ect, roce_ce, cnp, pfc_pause, summed over buckets of `step_s`.
+    `bins` has t, link, direction, roce_ect, roce_ce, cnp, pfc_pause, summed over buckets of `step_s`; a bucket
+    the store did not return had no marks, so rates drop to zero there rather than being drawn across.
     """
     title = "Congestion per link direction" + (f": {link}" if link else "")
     signals = bins.groupby(["link", "direction"])[["roce_ce", "cnp", "pfc_pause"]].sum().sum(axis=1)
@@ -230,17 +232,21 @@ def congestion_series(bins: pd.DataFrame, step_s: float, link: str = "") -> go.F
         return empty(title, "no ECN-CE marks, CNPs or PFC pauses in this window")
     figure = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.08,
                            subplot_titles=("ECN-CE ratio (%)", "CNP per second", "PFC pauses per second"))
-    series = series.assign(
-        ce_pct=(series["roce_ce"] / series["roce_ect"].where(series["roce_ect"] > 0) * 100),
-        cnp_rate=series["cnp"] / step_s,
-        pfc_rate=series["pfc_pause"] / step_s,
-    )
+    step = pd.Timedelta(seconds=step_s)
+    grid = pd.date_range(pd.Timestamp(_naive(start)).floor(step), _naive(end), freq=step)
     for index, ((link_id, direction), rows) in enumerate(series.groupby(["link", "direction"], sort=True)):
+        buckets = rows.assign(t=pd.to_datetime(rows["t"])).groupby("t")[
+            ["roce_ect", "roce_ce", "cnp", "pfc_pause"]].sum().reindex(grid, fill_value=0)
+        values = {
+            "ce_pct": buckets["roce_ce"] / buckets["roce_ect"].where(buckets["roce_ect"] > 0) * 100,
+            "cnp_rate": buckets["cnp"] / step_s,
+            "pfc_rate": buckets["pfc_pause"] / step_s,
+        }
         colour = LINK_PALETTE[index % len(LINK_PALETTE)]
         name = f"{link_id} {direction}"
         for row, column in enumerate(("ce_pct", "cnp_rate", "pfc_rate"), start=1):
             figure.add_trace(go.Scatter(
-                x=rows["t"], y=rows[column], mode="lines", name=name, legendgroup=name, showlegend=row == 1,
+                x=grid, y=values[column], mode="lines", name=name, legendgroup=name, showlegend=row == 1,
                 line={"color": colour, "width": 1.5},
             ), row=row, col=1)
     figure.update_layout(title=title, margin=MARGIN, height=460, legend={"orientation": "h", "y": -0.12})

@@ -125,7 +125,7 @@ def test_iteration_times_plot_each_iteration_and_mark_those_in_a_slowdown() -> N
     slowdowns = pd.DataFrame([("job-a", T0 + timedelta(seconds=3), T0 + timedelta(seconds=4.5), "slow"),
                               ("job-z", T0, T0 + timedelta(seconds=9), "another job")],
                              columns=["job", "ts", "ts_end", "summary"])
-    figure = figures.iteration_times(iterations, slowdowns)
+    figure = figures.iteration_times(iterations, slowdowns, T0, T0 + timedelta(seconds=10))
     traces = {t.name: t for t in figure.data}
     assert list(traces["job-a"].y) == list(iterations[iterations["job"] == "job-a"]["allreduce_ms"])
     assert list(traces["slowdown"].y) == [30.0, 30.0]
@@ -140,13 +140,16 @@ def test_congestion_series_rates_and_only_signalling_link_directions() -> None:
         (T0, "leaf1-spine1", "up", 1000, 0, 0, 0),
         (T0, "leaf3-spine1", "up", 1000, 0, 0, 0),
     ], columns=["t", "link", "direction", "roce_ect", "roce_ce", "cnp", "pfc_pause"])
-    figure = figures.congestion_series(bins, step_s=2.0, link="leaf3-spine1")
+    end = (T0 + timedelta(seconds=6)).replace(tzinfo=UTC)
+    figure = figures.congestion_series(bins, 2.0, T0.replace(tzinfo=UTC), end, link="leaf3-spine1")
     by_axis = {(t.name, t.yaxis): list(t.y) for t in figure.data}
-    assert by_axis[("leaf2-spine2 down", "y")] == [25.0, 0.0]
-    assert by_axis[("leaf2-spine2 down", "y2")] == [20.0, 0.0]
-    assert by_axis[("leaf2-spine2 down", "y3")] == [3.0, 0.0]
+    assert by_axis[("leaf2-spine2 down", "y")][:2] == [25.0, 0.0]
+    assert by_axis[("leaf2-spine2 down", "y2")] == [20.0, 0.0, 0.0, 0.0]  # the bucket at +4 s had no CNP
+    assert by_axis[("leaf2-spine2 down", "y3")] == [3.0, 0.0, 0.0, 0.0]
+    assert pd.isna(by_axis[("leaf2-spine2 down", "y")][2])  # no ECN-capable packets: no ratio, not 0 %
+    assert list(figure.data[0].x) == [pd.Timestamp(T0 + timedelta(seconds=s)) for s in (0, 2, 4, 6)]
     assert {name for name, _ in by_axis} == {"leaf2-spine2 down", "leaf3-spine1 up"}
-    quiet = figures.congestion_series(bins[bins["link"] == "leaf1-spine1"], step_s=2.0)
+    quiet = figures.congestion_series(bins[bins["link"] == "leaf1-spine1"], 2.0, T0, end)
     assert quiet.data == ()
 
 
@@ -185,7 +188,7 @@ def test_flow_explorer_charts_carry_the_bytes() -> None:
 
 def test_empty_frames_give_a_titled_blank_chart() -> None:
     empty = pd.DataFrame(columns=["job", "ts", "iteration", "allreduce_ms"])
-    figure = figures.iteration_times(empty, pd.DataFrame(columns=["job", "ts", "ts_end", "summary"]))
+    figure = figures.iteration_times(empty, pd.DataFrame(columns=["job", "ts", "ts_end", "summary"]), T0, T0)
     assert figure.data == () and "no collective iterations" in figure.layout.annotations[0].text
 
 
