@@ -23,9 +23,9 @@ def replay_batches(
 ) -> Iterator[PacketBatch]:
     """Batches of every file in order. `speed` None: as fast as possible; else a factor of real time (the
     first packet is sent at once, each later batch when its first packet is due). The read stats of each
-    file are appended to `skipped` when given."""
+    file are appended to `skipped` when given. The progress bar shows only on a terminal."""
     total = sum(Path(path).stat().st_size for path in paths)
-    bar = tqdm(total=total, unit="B", unit_scale=True, desc="replay", disable=not progress, leave=False)
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc="replay", disable=None if progress else True, leave=False)
     start_wall: float | None = None
     start_ts = 0
     try:

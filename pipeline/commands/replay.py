@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.errors import InputError
@@ -99,6 +98,7 @@ def _into_embedded_store(args: argparse.Namespace, topology: Topology, steps: It
 
 def run(args: argparse.Namespace) -> int:
     from collectors.collector import Collector, CollectorConfig
+    from collectors.pcapfile import open_capture
     from collectors.replay import replay_batches
     from pipeline.recordfile import RecordFileWriter
     from pipeline.topology import load_topology
@@ -106,8 +106,7 @@ def run(args: argparse.Namespace) -> int:
     topology = load_topology(args.topology)
     speed = parse_speed(args.speed)
     for pcap in args.pcaps:
-        if not Path(pcap).is_file():
-            raise InputError(pcap, "no such file")
+        open_capture(pcap).close()  # a missing or foreign file is named before anything starts
     if not 0 < args.active_timeout <= 1:
         raise InputError("--active-timeout", "must be in (0, 1] seconds")
     collector = Collector(
