@@ -322,7 +322,9 @@ def recovery_flows(
     end_ms = (pd.to_datetime(rows["ts_end"]) - at).dt.total_seconds() * 1000
     segments = rows.assign(start_ms=start_ms, end_ms=end_ms)
     figure = go.Figure()
-    links = sorted(set(segments["link"]), key=lambda link: (link != failed_link, link))
+    # The failed link is drawn last and thinner, so where a flow crossed it and another monitored link at
+    # once (a remote flow seen on its way up and on the way down) both stay visible.
+    links = sorted(set(segments["link"]), key=lambda link: (link == failed_link, link))
     for index, link in enumerate(links):
         part = segments[segments["link"] == link]
         xs: list[float | None] = []
@@ -330,9 +332,10 @@ def recovery_flows(
         for segment in part.itertuples(index=False):
             xs += [segment.start_ms, segment.end_ms, None]
             ys += [segment.flow, segment.flow, None]
-        colour = FAILED_LINK_COLOUR if link == failed_link else LINK_PALETTE[index % len(LINK_PALETTE)]
+        failed = link == failed_link
+        colour = FAILED_LINK_COLOUR if failed else LINK_PALETTE[index % len(LINK_PALETTE)]
         figure.add_trace(go.Scatter(
-            x=xs, y=ys, mode="lines+markers", name=f"on {link}", line={"color": colour, "width": 5},
+            x=xs, y=ys, mode="lines+markers", name=f"on {link}", line={"color": colour, "width": 4 if failed else 9},
             marker={"size": 6}, hovertemplate="%{y}<br>%{x:.3f} ms<extra>" + link + "</extra>",
         ))
     figure.add_vline(x=0, line={"color": FAILED_LINK_COLOUR, "dash": "dash"}, annotation_text="failure")

@@ -352,7 +352,7 @@ def recovery_event(link: str, at: datetime) -> Query:
 
 _FLOW_KEY = "src_ip, dst_ip, src_port, dst_port, proto, roce_qp"
 RECOVERY_FLOWS_SQL = f"""
-SELECT concat({SRC_IP}, ':', toString(src_port), ' → ', {DST_IP}, ':', toString(dst_port),
+SELECT concat(app, ' ', {SRC_IP}, ':', toString(src_port), ' → ', {DST_IP}, ':', toString(dst_port),
               if(roce_qp > 0, concat(' qp ', toString(roce_qp)), '')) AS flow,
        link, direction, ts_start, ts_end, packets, psn_first, psn_last
 FROM flows
@@ -361,7 +361,7 @@ WHERE ts_start >= {{from:DateTime64(6, 'UTC')}} AND ts_start <= {{to:DateTime64(
       SELECT {_FLOW_KEY}
       FROM flows
       WHERE link = {{link:String}} AND ts_start >= {{from:DateTime64(6, 'UTC')}}
-        AND ts_start <= {{at:DateTime64(6, 'UTC')}} AND ts_end >= {{recent:DateTime64(6, 'UTC')}}
+        AND ts_start <= {{at:DateTime64(6, 'UTC')}} AND ts_tail >= {{recent:DateTime64(6, 'UTC')}}
       ORDER BY packets DESC
       LIMIT {{max_flows:UInt32}}
   )
@@ -370,7 +370,8 @@ ORDER BY flow, ts_start
 
 
 def recovery_flows(link: str, at: datetime, convergence_ms: float | None) -> Query:
-    """The rows, on every link, of the flows that had packets on `link` in the 10 ms before it failed."""
+    """The rows, on every link, of the flows the failure affected: at least 3 packets on `link` in the 10 ms
+    before it (their 3rd-to-last packet, `ts_tail`, is that recent), as the detector counts them."""
     after = max(RECOVERY_ROWS_AFTER, timedelta(milliseconds=3 * (convergence_ms or 0.0)))
     return Query(RECOVERY_FLOWS_SQL, {
         "link": link,

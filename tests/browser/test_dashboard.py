@@ -1,12 +1,18 @@
-"""The real dashboard in headless Chromium on a store holding a link-failure minute of the sample fabric.
+"""The real dashboard in headless Chromium.
 
-One test drives the page as an engineer would (map, failure, click a link, flows filtered) and saves a
-screenshot of every view under test-artifacts/dashboard/; another opens a hostile URL.
+On a store holding a link-failure minute of the sample fabric, one test drives the page as an engineer
+would (map, failure, click a link, flows filtered) and saves a screenshot of every view under
+test-artifacts/dashboard/; another opens a hostile URL. A third replays samples/link_failure.pcap with
+`fabricscope replay` and serves it with `fabricscope dashboard`, both as a user runs them, and checks the
+failure and its convergence against the sample's ground truth.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +35,9 @@ pytestmark = pytest.mark.browser
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 WAIT_S = 60
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+FABRICSCOPE = [sys.executable, "-m", "pipeline.cli"]
+CONVERGENCE_TOLERANCE_MS = 0.05
 VIEWS = ("fabric", "ecmp", "congestion", "recovery", "flows")
 
 
@@ -164,4 +173,51 @@ def test_a_hostile_url_gives_the_default_view_and_touches_nothing(
     statuses = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".status")]
     assert all(text == "" for text in statuses)
     assert store.query("SELECT count() FROM flows").rows == flows_before
+    assert _severe_logs(browser) == []
+
+
+@pytest.fixture
+def link_failure_dashboard(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """`fabricscope replay` of the link_failure sample, then `fabricscope dashboard` on it, each a process."""
+    data_dir = str(tmp_path / "fabricscope")
+    name = "link_failure"
+    subprocess.run([*FABRICSCOPE, "replay", str(SAMPLES / f"{name}.pcap"), "--counters",
+                    str(SAMPLES / f"{name}.counters.jsonl"), "--topology", str(SAMPLES / "topology.yaml"),
+                    "--no-progress", "--data-dir", data_dir], check=True, capture_output=True, timeout=300)
+    server = subprocess.Popen([*FABRICSCOPE, "dashboard", "--port", "0", "--history", "--data-dir", data_dir,
+                               "--topology", str(SAMPLES / "topology.yaml")], stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stderr is not None
+        banner = server.stderr.readline()
+        assert "fabricscope dashboard on " in banner, banner
+        truth = json.loads((SAMPLES / f"{name}.truth.json").read_text())
+        failure = next(event for event in truth["events"] if event["kind"] == "fast_recovery")
+        yield banner.split(" on ")[1].split()[0], failure
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_the_link_failure_sample_shows_its_failure_and_convergence(
+    link_failure_dashboard: tuple[str, dict[str, Any]], browser: webdriver.Chrome
+) -> None:
+    url, failure = link_failure_dashboard
+    browser.get(f"{url}/?range=1m")
+    wait = WebDriverWait(browser, WAIT_S)
+    wait.until(lambda d: len(_map_links(d)) == len(topology().links))
+    assert _map_links(browser)[failure["link"]] == "down"
+    wait.until(lambda d: failure["link"] in _column(d, "recovery-table", "link"))
+    for column in ("local_convergence_ms", "remote_convergence_ms", "convergence_ms"):
+        shown = float(_column(browser, "recovery-table", column)[0])
+        assert shown == pytest.approx(failure[column], abs=CONVERGENCE_TOLERANCE_MS), column
+    assert _column(browser, "recovery-table", "flows_affected") == [str(failure["flows_affected"])]
+    wait.until(lambda d: f"on {failure['link']}" in {t["name"] for t in _graph_data(d, "recovery-flows")})
+    moved_to = {t["name"] for t in _graph_data(browser, "recovery-flows")} - {f"on {failure['link']}"}
+    assert moved_to, "the affected flows reappear on other links"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    ActionChains(browser).move_to_element(browser.find_element(By.TAG_NAME, "h2")).perform()
+    for view in ("fabric", "recovery"):
+        section = browser.find_element(By.ID, view)
+        browser.execute_script("arguments[0].scrollIntoView(); window.scrollBy(0, -80);", section)
+        section.screenshot(str(ARTIFACTS / f"link_failure_sample_{view}.png"))
     assert _severe_logs(browser) == []

@@ -172,7 +172,7 @@ def test_recovery_timeline_and_flows_in_ms_from_the_failure() -> None:
     assert segments["on leaf1-spine1"] == pytest.approx([-900.0, 0.0])
     assert segments["on leaf1-spine2"] == pytest.approx([1.2, 1000.0])
     assert [shape.x0 for shape in chart.layout.shapes] == pytest.approx([0.0, 1.2, 3.4])
-    assert chart.data[0].line.color == figures.FAILED_LINK_COLOUR
+    assert chart.data[-1].line.color == figures.FAILED_LINK_COLOUR  # drawn on top
 
 
 def test_flow_explorer_charts_carry_the_bytes() -> None:
