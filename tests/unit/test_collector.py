@@ -1,0 +1,57 @@
+"""DFI in the collector's stream: rows held until packet time enters a new export interval, then released
+labelled; every record table of a step is counted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_flows import SECOND, T0, concat, packets
+
+from collectors.collector import Collector
+from collectors.dfi_stream import DfiStream, DfiStreamConfig
+from collectors.flows import BURST_START, FlowTable
+from collectors.replay import replay_batches
+from pipeline.records import column_names
+from pipeline.topology import load_topology
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+
+
+def test_rows_are_held_until_the_next_interval_then_released_labelled() -> None:
+    table, stream = FlowTable(), DfiStream()
+    released = []
+    for second in range(3):
+        batch = concat(
+            packets(5, ts_ns=T0 + second * SECOND + np.arange(5) * 1000),
+            packets(2, ts_ns=T0 + second * SECOND + SECOND // 2 + np.arange(2), proto=6, is_roce=False,
+                    dst_port=22, src_port=50000, wire_len=100),
+        )
+        rows = table.update(batch)
+        step = stream.add(rows, int(batch.ts_ns.max()))
+        assert len(step.flows["ts_start"]) == (0 if second == 0 else 2)  # the previous interval's two flows
+        released.append(step.flows)
+    released.append(stream.flush(table.flush()).flows)
+    for rows in released:
+        assert list(rows) == column_names("flows") and BURST_START not in rows
+    traffic_class = np.concatenate([rows["traffic_class"] for rows in released])
+    assert len(traffic_class) == 6 and set(traffic_class) == {"p2p", "interactive"}
+    assert int(sum(rows["packets"].sum() for rows in released)) == 21
+
+
+def test_window_is_validated() -> None:
+    with pytest.raises(ValueError, match="every_s"):
+        DfiStreamConfig(window_s=0.5, every_s=1.0)
+
+
+def test_every_table_of_a_step_is_counted() -> None:
+    collector = Collector(load_topology(SAMPLES / "allreduce_congestion.topology.yaml"))
+    steps = list(collector.run(replay_batches([SAMPLES / "allreduce_congestion.pcap"], progress=False)))
+    assert [name for name, _ in steps[-1].tables()] == ["flows", "link_bins", "iterations"]
+    totals = {name: sum(len(dict(step.tables())[name][column_names(name)[0]]) for step in steps)
+              for name in ("flows", "link_bins", "iterations")}
+    stats = collector.stats
+    assert (stats.flow_rows, stats.link_bin_rows, stats.iteration_rows) == tuple(totals.values())
+    assert totals["iterations"] == 18  # gpt-a's 8 and gpt-b's 10
+    assert sum(len(step) for step in steps) == sum(totals.values())
