@@ -213,9 +213,11 @@ def recovery_view(store: Store, topology: Topology, data: Any) -> list[Any]:
 
 
 def _newest(events: pd.DataFrame) -> tuple[str, datetime] | None:
+    """The newest failure that converged (it has flows to show), else the newest; events come newest first."""
     if events.empty:
         return None
-    first = events.iloc[0]
+    converged = events[events["convergence_ms"].notna()]
+    first = (converged if len(converged) else events).iloc[0]
     return str(first["link"]), pd.Timestamp(first["ts"]).tz_localize(UTC).to_pydatetime()
 
 

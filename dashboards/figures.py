@@ -138,7 +138,12 @@ def _width(util: float) -> float:
 
 
 def _link_label(row: Any) -> str:
-    return "DOWN" if row.status == "down" else f"{row.util * 100:.0f}%"
+    return "DOWN" if row.status == "down" else _percent(row.util * 100)
+
+
+def _percent(value: float) -> str:
+    """Enough digits to tell a quiet link from an idle one."""
+    return f"{value:.0f}%" if value >= 10 else f"{value:.2g}%" if value > 0 else "0%"
 
 
 def _link_hover(row: Any) -> str:
@@ -158,7 +163,7 @@ def ecmp_heatmap(health: pd.DataFrame, metric: str, label: str, selected: str = 
     leaves = list(dict.fromkeys(health["leaf"]))
     spines = list(dict.fromkeys(health["spine"]))
     grid = cells.pivot(index="leaf", columns="spine", values="value").reindex(index=leaves, columns=spines)
-    text = grid.map(lambda v: f"{v:.0f}" if metric == "pfc" else f"{v:.1f}%")
+    text = grid.map(lambda v: f"{v:.0f}" if metric == "pfc" else _percent(v))
     figure = go.Figure(go.Heatmap(
         z=grid.to_numpy(), x=spines, y=leaves, text=text.to_numpy(), texttemplate="%{text}",
         colorscale="RdBu_r" if metric == "share" else "YlOrRd",
@@ -282,6 +287,13 @@ def recovery_timeline(events: pd.DataFrame, start: datetime, end: datetime, sele
                     "line": {"width": [3 if token == selected else 0 for token in events["token"]],
                              "color": "#1f77b4"}},
         ))
+    open_failures = events[pd.to_numeric(events["convergence_ms"], errors="coerce").isna()]
+    if len(open_failures):
+        figure.add_trace(go.Scatter(
+            x=open_failures["ts"], y=[0.0] * len(open_failures), mode="markers+text", name="not converged",
+            customdata=open_failures["token"], text=[f"{link} not converged" for link in open_failures["link"]],
+            textposition="top center", hoverinfo="text", marker={"symbol": "x", "size": 12, "color": "#d62728"},
+        ))
     figure.update_layout(title="Fast recovery: convergence per link failure", margin=MARGIN, height=320,
                          xaxis={"range": [_naive(start), _naive(end)]},
                          yaxis={"title": {"text": "ms"}, "range": [0, _top(events)]}, clickmode="event",
@@ -339,10 +351,11 @@ def recovery_flows(
             marker={"size": 6}, hovertemplate="%{y}<br>%{x:.3f} ms<extra>" + link + "</extra>",
         ))
     figure.add_vline(x=0, line={"color": FAILED_LINK_COLOUR, "dash": "dash"}, annotation_text="failure")
-    for value, name in ((local_ms, "local"), (remote_ms, "remote")):
+    # Local below, remote above: the two are often close and their labels would overprint.
+    for value, name, where in ((local_ms, "local", "bottom right"), (remote_ms, "remote", "top right")):
         if value is not None and not pd.isna(value):
             figure.add_vline(x=float(value), line={"color": "#555", "dash": "dot"},
-                             annotation_text=f"{name} {float(value):.3f} ms", annotation_position="bottom right")
+                             annotation_text=f"{name} {float(value):.3f} ms", annotation_position=where)
     known = [float(v) for v in (local_ms, remote_ms) if v is not None and not pd.isna(v)]
     reach = max([5.0, *known])
     figure.update_layout(

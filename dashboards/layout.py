@@ -14,7 +14,9 @@ from pipeline.labels import APPS, TRAFFIC_CLASSES
 from pipeline.topology import Topology
 
 LIVE_INTERVAL_MS = 1000
-GRAPH_CONFIG = {"displaylogo": False, "responsive": True}
+# Not "responsive": that would drop each figure's own height, and charts like the per-flow recovery
+# view grow with what they show.
+GRAPH_CONFIG = {"displaylogo": False}
 SECTION = {"border": "1px solid #ddd", "borderRadius": "6px", "padding": "8px 12px", "margin": "10px 0",
            "background": "white"}
 ROW = {"display": "flex", "gap": "12px", "flexWrap": "wrap", "alignItems": "center"}

@@ -30,6 +30,7 @@ from dashboard_fabric import (
 
 from dashboards import callbacks, queries
 from dashboards.state import ViewState, from_query_string, window_payload
+from pipeline import records
 from pipeline.errors import StoreError
 from pipeline.store import Store
 
@@ -115,6 +116,18 @@ def test_recovery_event_and_its_flows_moving_links(store: Store, fabric: Fabric)
         expected = LOCAL_MS if flow["direction"].iloc[0] == "up" else REMOTE_MS
         assert delay_ms == pytest.approx(expected, abs=1e-3)
         assert flow[flow["link"] == FAILED_LINK]["ts_end"].max() == failed_at
+
+
+def test_the_recovery_view_opens_on_the_newest_failure_that_converged(store: Store, fabric: Fabric) -> None:
+    later = fabric.fail + timedelta(seconds=10)
+    store.insert_rows("events", [(later, later, "fast_recovery", "critical", ERROR_LINK, "", "leaf3", "",
+                                  "silent, not converged yet", None, None, None, 0, 0, 0, None, "{}")],
+                      column_names=records.column_names("events"))
+    window = window_payload(ViewState(), *_around(fabric))
+    timeline, rows, _, flows, status = callbacks.recovery_view(store, topology(), window)
+    assert status == "" and [row["link"] for row in rows] == [ERROR_LINK, FAILED_LINK]
+    assert "not converged" in {trace.name for trace in timeline.data}
+    assert flows.layout.title.text == f"Flows leaving {FAILED_LINK}"
 
 
 def test_flow_explorer_filters_and_hostile_values(store: Store, fabric: Fabric) -> None:

@@ -93,7 +93,8 @@ def test_fabric_map_draws_every_link_with_its_status_width_and_click_target() ->
     halo = [t for t in figure.data if t.line.color == figures.SELECTED_COLOUR]
     assert len(halo) == 1 and set(halo[0].customdata) == {"leaf1-spine2"}
     labels = next(t for t in figure.data if t.name == "links")
-    assert dict(zip(labels.customdata, labels.text, strict=True))["leaf1-spine1"] == "100%"
+    shown = dict(zip(labels.customdata, labels.text, strict=True))
+    assert (shown["leaf1-spine1"], shown["leaf1-spine2"], shown["leaf2-spine1"]) == ("100%", "10%", "0%")
     host_text = next(t for t in figure.data if t.name == "hosts").text
     assert host_text[0] == "8 active hosts" and host_text[1] == "0 active hosts"
 
@@ -158,11 +159,15 @@ def test_recovery_timeline_and_flows_in_ms_from_the_failure() -> None:
     events = pd.DataFrame([(failed, "leaf1-spine1", 3.4, 1.2, 3.4, 8, 8, 12, "leaf1-spine1@x")],
                           columns=["ts", "link", "convergence_ms", "local_convergence_ms", "remote_convergence_ms",
                                    "flows_affected", "flows_recovered", "packets_lost", "token"])
-    timeline = figures.recovery_timeline(events, T0, T0 + timedelta(minutes=1), selected="leaf1-spine1@x")
+    ongoing = pd.DataFrame([(failed + timedelta(seconds=5), "leaf2-spine2", None, None, None, 0, 0, 0, "l2@y")],
+                           columns=events.columns)
+    timeline = figures.recovery_timeline(pd.concat([ongoing, events]), T0, T0 + timedelta(minutes=1),
+                                         selected="leaf1-spine1@x")
     traces = {t.name: t for t in timeline.data}
-    assert list(traces["local"].y) == [1.2] and list(traces["remote"].y) == [3.4]
-    assert list(traces["convergence"].text) == ["leaf1-spine1 3.400 ms"]
-    assert list(traces["convergence"].customdata) == ["leaf1-spine1@x"]
+    assert list(traces["local"].y)[1:] == [1.2] and list(traces["remote"].y)[1:] == [3.4]
+    assert list(traces["convergence"].text)[1:] == ["leaf1-spine1 3.400 ms"]
+    assert list(traces["convergence"].customdata)[1] == "leaf1-spine1@x"
+    assert list(traces["not converged"].text) == ["leaf2-spine2 not converged"]
     rows = pd.DataFrame([
         ("flow 1", "leaf1-spine1", "up", failed - timedelta(milliseconds=900), failed, 100),
         ("flow 1", "leaf1-spine2", "up", failed + timedelta(microseconds=1200), failed + timedelta(seconds=1), 90),
