@@ -110,7 +110,8 @@ def _host(value: object) -> str:
 
 def _port(value: object) -> int | None:
     text = _text(value) if not isinstance(value, int) else str(value)
-    return int(text) if text.isdigit() and len(text) <= 5 and int(text) <= 65535 else None
+    digits = text.isascii() and text.isdigit() and len(text) <= 5  # '²'.isdigit() is True, int('²') fails
+    return int(text) if digits and int(text) <= 65535 else None
 
 
 def _flag(value: object, default: bool) -> bool:

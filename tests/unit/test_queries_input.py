@@ -28,7 +28,7 @@ from pipeline.topology import load_topology
 LINKS = load_topology(Path(__file__).resolve().parents[2] / "samples" / "topology.yaml").link_ids()
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 HOSTILE = (
-    "' OR 1=1 --", "'; DROP TABLE flows; --", "leaf1-spine1' OR '1'='1", "{start:String}", "\\'", "\x00",
+    "²", "٣", "' OR 1=1 --", "'; DROP TABLE flows; --", "leaf1-spine1' OR '1'='1", "{start:String}", "\\'", "\x00",
     "1e999", "../../etc/passwd", "<script>alert(1)</script>", "x" * 10_000, "%27%3B", "NaN", "-1",
     "9999999999999999999999", "2026-13-45T99:99:99", "leaf1-spine1@2026-01-01' --",
 )
@@ -82,6 +82,17 @@ def test_any_url_parses_without_error(search: str) -> None:
     state = from_query_string(search, LINKS)
     assert state.link in {"", *LINKS}
     assert from_query_string(to_query_string(state), LINKS) == state
+
+
+KEYS = ("live", "range", "from", "to", "link", "metric", "app", "class", "job", "host", "port", "event")
+
+
+@given(st.dictionaries(st.sampled_from(KEYS), st.one_of(st.text(max_size=80), st.integers(), st.none(),
+                                                        st.booleans())))
+def test_any_control_values_build_a_valid_state(values: dict[str, object]) -> None:
+    state = build_state(values, LINKS)
+    assert state.link in {"", *LINKS} and (state.port is None or 0 <= state.port <= 65535)
+    assert len(state.job) <= 64 and state.job.isprintable()
 
 
 def _all_queries(text: str) -> list[queries.Query]:
