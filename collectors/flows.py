@@ -222,7 +222,7 @@ class FlowTable:
         slots, new = self._slots({name: column[flow_first] for name, column in keys.items()}, hashes[flow_first])
         self._columns["dscp"][slots[new]] = decoded.dscp[rows[flow_first[new]]]
         if labels is not None:
-            self._label(slots, flow_id, flow_first, labels.take(rows))
+            self._label(slots, flow_id, flow_first, labels, rows)
 
         gaps = self._psn_gaps(decoded, rows, slots, flow_id)
         pause, burst = self._pauses(ts, flow_id, flow_first, slots)
@@ -294,15 +294,18 @@ class FlowTable:
             grown[: self._size] = column[: self._size]
             self._columns[name] = grown
 
-    def _label(self, slots: np.ndarray, flow_id: np.ndarray, flow_first: np.ndarray, labels: _Labels) -> None:
-        """Keep, per flow, the app label (and its detail) with the highest confidence seen so far."""
-        confidence = labels.confidence.astype(np.float32)
+    def _label(
+        self, slots: np.ndarray, flow_id: np.ndarray, flow_first: np.ndarray, labels: _Labels, rows: np.ndarray
+    ) -> None:
+        """Keep, per flow, the app label (and its detail) with the highest confidence seen so far (`labels` are the
+        batch's, `rows` the packets in group order)."""
+        confidence = labels.confidence[rows].astype(np.float32)
         best = np.maximum.reduceat(confidence, flow_first)
         at_best = np.flatnonzero(confidence == best[flow_id])
         flows, first = np.unique(flow_id[at_best], return_index=True)
         better = best[flows] > self._columns["confidence"][slots[flows]]
         target = slots[flows[better]]
-        source = at_best[first[better]]
+        source = rows[at_best[first[better]]]
         self._columns["confidence"][target] = best[flows[better]]
         self._columns["app"][target] = labels.app[source]
         if labels.detail is not None:
@@ -314,16 +317,17 @@ class FlowTable:
         """Per packet (in group order): whether it ends a pause (the row cut rule of the module docstring), and
         whether it starts a burst (a pause, or the flow's first packet). Reads the flow's last three packet
         times from before the batch, so call it before `_tails` moves them on."""
-        slot = slots[flow_id]
-        position = np.arange(len(ts)) - flow_first[flow_id]  # index of the packet within its flow in the batch
-        remembered = [self._columns[name][slot] for name in ("ts_last", "ts_previous", "ts_third")]
+        count = np.diff(np.append(flow_first, len(ts)))  # packets of each flow in the batch
+        remembered = [self._columns[name][slots] for name in ("ts_last", "ts_previous", "ts_third")]
 
         def back(k: int) -> np.ndarray:
-            """Time of the flow's packet k before each packet (0 if none)."""
-            earlier = ts[np.maximum(np.arange(len(ts)) - k, 0)]
-            value = np.where(position >= k, earlier, 0)
+            """Time of the flow's packet k before each packet (0 if none): the batch's own, except for a flow's
+            first k packets, which reach back into the remembered times."""
+            value = np.empty_like(ts)
+            value[k:] = ts[:-k]
             for j in range(k):
-                value = np.where(position == j, remembered[k - j - 1], value)
+                has = count > j
+                value[flow_first[has] + j] = remembered[k - j - 1][has]
             return value
 
         previous, second, third = back(1), back(2), back(3)
@@ -495,9 +499,6 @@ class _Labels:
     app: np.ndarray
     confidence: np.ndarray
     detail: np.ndarray | None
-
-    def take(self, rows: np.ndarray) -> _Labels:
-        return _Labels(self.app[rows], self.confidence[rows], None if self.detail is None else self.detail[rows])
 
 
 def _ip_objects(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
