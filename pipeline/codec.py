@@ -147,3 +147,17 @@ def decode(table: str, value: bytes) -> pa.Table:
         if not field.nullable and rows.column(field.name).null_count:
             raise DecodeError(f"column {field.name}: nulls in a non-nullable column")
     return rows.replace_schema_metadata(expected.metadata)
+
+
+def to_columns(rows: pa.Table) -> dict[str, np.ndarray]:
+    """A decoded table as numpy columns the way collectors build them: times as datetime64[us], strings,
+    addresses (16-byte bytes) and lists as object arrays — the shape detectors take."""
+    columns: dict[str, np.ndarray] = {}
+    for field, column in zip(rows.schema, rows.columns, strict=True):
+        if pa.types.is_timestamp(field.type):
+            columns[field.name] = column.cast(pa.int64()).to_numpy().astype("datetime64[us]")
+        elif pa.types.is_integer(field.type) or pa.types.is_floating(field.type):
+            columns[field.name] = column.to_numpy(zero_copy_only=False)
+        else:
+            columns[field.name] = np.array(column.to_pylist(), dtype=object)
+    return columns

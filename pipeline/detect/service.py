@@ -1,0 +1,82 @@
+"""The detectors as a Kafka consumer-group member (`fabricscope ingest --topology T`): record topics in,
+events topic out.
+
+A thin loop around DetectorSet: poll, decode, feed, produce the events, and commit the offsets only once
+those events are acknowledged. Detector state lives in memory: after a restart the detectors learn the
+fabric again from the records that follow (an episode open across the restart may be reported late or
+not at all), which the README states.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from kafka.structs import TopicPartition
+
+from pipeline import codec, records
+from pipeline.bus import BusConfig, Consumer, Producer
+from pipeline.detect.engine import INPUT_TABLES, DetectorSet, event_columns
+from pipeline.detect.events import Event
+from pipeline.errors import DecodeError
+
+log = logging.getLogger("fabricscope.detect")
+
+DEFAULT_GROUP = "fabricscope-detect"
+DEFAULT_POLL_TIMEOUT_MS = 200
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectorServiceConfig:
+    group: str = DEFAULT_GROUP
+    poll_timeout_ms: int = DEFAULT_POLL_TIMEOUT_MS
+
+
+class DetectorService:
+    """Runs `detectors` on every record topic; no I/O before run()."""
+
+    def __init__(self, config: DetectorServiceConfig, *, bus: BusConfig, detectors: DetectorSet) -> None:
+        self.config = config
+        self.bus = bus
+        self.detectors = detectors
+        self.events = 0
+        self.skipped = 0
+        self._tables = {records.topic(table): table for table in INPUT_TABLES}
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until `stop` is set, then emit what the detectors still hold (a clean shutdown loses no
+        episode that the data already showed)."""
+        consumer = Consumer(self.bus, group=self.config.group, topics=list(self._tables)).start()
+        producer = Producer(self.bus).start()
+        try:
+            while not stop.is_set():
+                polled = consumer.poll(self.config.poll_timeout_ms)
+                if not polled:
+                    continue
+                offsets: dict[TopicPartition, int] = {}
+                for record in polled:
+                    self._feed(record.topic, record.value, producer)
+                    offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
+                producer.flush()
+                consumer.commit(offsets)
+            self._emit(self.detectors.flush(), producer)
+            producer.flush()
+        finally:
+            producer.stop()
+            consumer.stop()
+
+    def _feed(self, topic: str, value: bytes, producer: Producer) -> None:
+        table = self._tables[topic]
+        try:
+            batch = codec.to_columns(codec.decode(table, value))
+        except DecodeError as exc:
+            self.skipped += 1  # the sink sends it to the DLQ with the reason; here it is only skipped
+            log.warning("skipped a %s message: %s", table, exc)
+            return
+        self._emit(self.detectors.update(table, batch), producer)
+
+    def _emit(self, events: list[Event], producer: Producer) -> None:
+        if events:
+            producer.send_batch("events", event_columns(events))
+            self.events += len(events)
