@@ -131,6 +131,23 @@ def test_the_stretched_job_of_the_congestion_sample_is_reported_slow_and_blames_
         assert it["allreduce_ms"] == pytest.approx(truth_ms[it["iteration"]], rel=0.05)
 
 
+@pytest.mark.parametrize(("sample", "seed"), [("combo", None), ("combo", 77), ("link_failure", None)])
+def test_outages_show_as_holes_between_the_rows_of_dense_flows(tmp_path: Path, sample: str, seed: int | None) -> None:
+    """The rows of flows whose packets come closer than the detectors' 5 ms silence leave the failed link empty
+    from the truth's failure time on, even when outage and repair fall inside one export interval."""
+    result = run(sample, seed, tmp_path)
+    rows = result.flows
+    start, end = rows["ts_start"].astype(np.int64), rows["ts_end"].astype(np.int64)
+    packets = rows["packets"].astype(np.int64)
+    dense = (packets < 2) | ((end - start) <= 5000 * (packets - 1))
+    for failure in (t for t in result.truth["events"] if t["kind"] == "fast_recovery"):
+        on_link = dense & (rows["link"] == failure["link"])
+        before = on_link & (start <= failure["ts_us"])
+        assert int(end[before].max()) == failure["ts_us"]
+        after = start[on_link & (start > failure["ts_us"])]  # none if the link stayed down
+        assert not len(after) or int(after.min()) > failure["ts_us"] + 5000
+
+
 @pytest.mark.parametrize("sample", [
     "link_failure",
     pytest.param("combo", marks=pytest.mark.xfail(strict=True, reason=(
