@@ -13,7 +13,6 @@ Targets (issue 3): ≥2M pkts/s at 128-byte snaplen; ≥10x ndpiReader and ≥50
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
 import struct
 import subprocess
@@ -134,7 +133,16 @@ def active_flows_rss(path: Path) -> tuple[int, float]:
             collector.process(batch)
             held = max(held, collector.active_flows)
     collector.finish()
-    return held, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return held, peak_rss_mb()
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS. Not getrusage: on Linux its ru_maxrss keeps the parent's peak across
+    fork and exec, while VmHWM belongs to this process's memory map only."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def main() -> None:
