@@ -33,7 +33,7 @@ from pipeline.detect.flowkey import describe, flow_keys
 PSN_MODULO = 1 << 24
 DIRECTIONS = ("up", "down")
 _COLUMNS = ("link", "link_code", "leaf", "spine", "direction", "key", "ts_start", "ts_end", "ts_tail",
-            "psn_first", "psn_last", "data")
+            "psn_first", "psn_last", "data", "dense")
 _DETAIL_FLOWS = 100
 
 
@@ -121,6 +121,7 @@ class FastRecoveryDetector:
                 "ts_tail": times_us(kept["ts_tail"]), "psn_first": kept["psn_first"].astype(np.int64),
                 "psn_last": kept["psn_last"].astype(np.int64),
                 "data": (kept["roce_write"] + kept["roce_read"] + kept["roce_send"]) > 0,
+                "dense": self._dense(kept),
             }
             self._rows = chunk if self._rows is None else {c: np.concatenate([self._rows[c], chunk[c]])
                                                            for c in _COLUMNS}
@@ -130,6 +131,14 @@ class FastRecoveryDetector:
         events = self._emit(watermark, final=False)
         self._prune(watermark)
         return events
+
+    def _dense(self, flows: Batch) -> np.ndarray:
+        """Rows whose packets are close enough to show a silence: one packet, or a mean spacing within
+        `silence_ms`. A sparse flow's row (BFD, keepalives) may span an outage and its repair, so it must
+        not hide the hole the dense flows leave."""
+        packets = flows["packets"].astype(np.int64)
+        span = times_us(flows["ts_end"]) - times_us(flows["ts_start"])
+        return (packets <= 1) | (span <= ms_to_us(self.config.silence_ms) * (packets - 1))
 
     def flush(self) -> list[Event]:
         """End of input: every row has arrived; declare what the data shows and emit every pending failure."""
@@ -161,8 +170,10 @@ class FastRecoveryDetector:
                     final: bool) -> list[_Failure]:
         """Failures among the holes of one link's rows (`part`: its row indexes by start time)."""
         silence, timeout = ms_to_us(self.config.silence_ms), ms_to_us(self.config.timeout_ms)
-        covered = np.maximum.accumulate(rows["ts_end"][part])
-        starts = rows["ts_start"][part]
+        dense = part[rows["dense"][part]]
+        shown = dense if len(dense) else part
+        covered = np.maximum.accumulate(rows["ts_end"][shown])
+        starts = rows["ts_start"][shown]
         hole = np.flatnonzero(starts[1:] > covered[:-1] + silence)
         holes: list[tuple[int, int | None]] = [(int(covered[i]), int(starts[i + 1])) for i in hole]
         holes.append((int(covered[-1]), None))
@@ -183,7 +194,7 @@ class FastRecoveryDetector:
             if not final and watermark < at + silence:
                 break
             failure = self._failure(rows, part, link, at, "silence", until)
-            moved = failure is not None and bool((failure.recovered_at >= 0).any())
+            moved = failure is not None and _moved(failure)
             settled = final or (until is not None and watermark >= until) or watermark >= at + timeout
             if not moved and not settled:
                 break
@@ -209,7 +220,8 @@ class FastRecoveryDetector:
             link=link, leaf=str(rows["leaf"][first]), spine=str(rows["spine"][first]), ts=ts, trigger=trigger,
             until=until, keys=rows["key"][carried], directions=rows["direction"][carried],
             psn_last=rows["psn_last"][carried], data=rows["data"][carried],
-            affected=rows["ts_tail"][carried] >= ts - ms_to_us(self.config.window_ms),
+            affected=_witnessed(rows["ts_tail"][carried], rows["ts_end"][carried], ts, until,
+                                ms_to_us(self.config.window_ms)),
         )
         self._recover(failure)
         return failure
@@ -305,6 +317,22 @@ class FastRecoveryDetector:
             kept = self._rows["ts_end"] >= keep_from
             self._rows = {c: self._rows[c][kept] for c in _COLUMNS}
         self._recent = [f for f in self._recent if f.ts >= horizon]
+
+
+def _witnessed(ts_tail: np.ndarray, ts_end: np.ndarray, ts: int, until: int | None, window: int) -> np.ndarray:
+    """Flows with >=3 packets on the link in the window before the failure. A row still running when the
+    link came back (`until`) belongs to a sparse flow whose one row spans the outage and its repair: its
+    tail is from after the repair, its packets before `ts` are unknown, and it is not counted."""
+    affected = ts_tail >= ts - window
+    return affected if until is None else affected & (ts_end <= until)
+
+
+def _moved(failure: _Failure) -> bool:
+    """Whether a silence is a failure: an affected flow went elsewhere, or, when none was affected (a
+    failure between bursts), any flow the link carried did. Flows that merely resume elsewhere after a
+    repair are not affected, so they no longer make a silence look like a failure."""
+    movers = failure.recovered_at >= 0
+    return bool(movers[failure.affected].any()) if failure.affected.any() else bool(movers.any())
 
 
 def psn_skipped(psn_last: np.ndarray, psn_first: np.ndarray) -> np.ndarray:

@@ -150,10 +150,7 @@ def test_outages_show_as_holes_between_the_rows_of_dense_flows(tmp_path: Path, s
 
 @pytest.mark.parametrize("sample", [
     "link_failure",
-    pytest.param("combo", marks=pytest.mark.xfail(strict=True, reason=(
-        "fast recovery judges silence on every row of the link, and the rows of sparse flows (BFD, BGP, TCP "
-        "keepalives: not cut at their own spacing) span both outages of this sample, which fall inside one "
-        "export interval; it needs to judge silence on rows dense enough to witness it"))),
+    "combo",
 ])
 def test_fast_recovery_from_the_collector_rows_matches_the_truth(tmp_path: Path, sample: str) -> None:
     result = run(sample, None, tmp_path)
