@@ -30,6 +30,8 @@ the config file (`--config FILE`). Bad values are rejected naming the file, line
 | fast_recovery | silence_ms | 5 | nothing on a link for this long after a packet, while its flows move: failed |
 | fast_recovery | timeout_ms | 2000 | a failure is reported at most this long after it, recovered or not |
 | fast_recovery | lateness_ms | 1000 | how late a flow row may arrive behind rows of other links (the active timeout) |
+| link_status | same_within_ms | 1000 | counter and traffic reports of a link's down (or up) this close are one |
+| link_status | flap_max_ms | 100 | an outage seen in the traffic that ends within this is also a `link_flap` |
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from pipeline.detect.congestion import CongestionConfig
 from pipeline.detect.ecmp import EcmpConfig
 from pipeline.detect.fast_recovery import FastRecoveryConfig
 from pipeline.detect.link_health import LinkHealthConfig
+from pipeline.detect.link_status import LinkStatusConfig
 from pipeline.errors import InputError
 from pipeline.yamlfile import LineDict, line_of, load_yaml
 
@@ -61,6 +64,7 @@ class DetectorConfig:
     congestion: CongestionConfig = field(default_factory=CongestionConfig)
     collective: CollectiveConfig = field(default_factory=CollectiveConfig)
     fast_recovery: FastRecoveryConfig = field(default_factory=FastRecoveryConfig)
+    link_status: LinkStatusConfig = field(default_factory=LinkStatusConfig)
 
 
 def load_detector_config(path: str | Path) -> DetectorConfig:

@@ -16,6 +16,7 @@ from pipeline.detect.ecmp import EcmpDetector
 from pipeline.detect.events import Batch, Event
 from pipeline.detect.fast_recovery import FastRecoveryDetector
 from pipeline.detect.link_health import LinkHealthDetector
+from pipeline.detect.link_status import LinkStatus
 from pipeline.topology import Topology
 
 INPUT_TABLES: tuple[str, ...] = ("flows", "link_bins", "iterations", "counters")
@@ -31,6 +32,7 @@ class DetectorSet:
         self.congestion = CongestionDetector(config.congestion)
         self.collective = CollectiveDetector(config.collective)
         self.fast_recovery = FastRecoveryDetector(config.fast_recovery)
+        self.link_status = LinkStatus(config.link_status)
         self.emitted = 0
 
     def update(self, table: str, batch: Batch) -> list[Event]:
@@ -49,6 +51,7 @@ class DetectorSet:
         elif table == "counters":
             self.fast_recovery.observe_counters(batch)
             events = self.link_health.update(batch)
+        events = self.link_status.merge(events)
         self.emitted += len(events)
         return events
 
@@ -56,7 +59,7 @@ class DetectorSet:
         """End of input: every detector closes what it holds; congestion first so slowdowns can blame it."""
         congestion = self.congestion.flush()
         self.collective.observe(congestion)
-        events = (
+        events = self.link_status.merge(
             congestion + self.ecmp.flush() + self.fast_recovery.flush() + self.link_health.flush()
             + self.collective.flush()
         )

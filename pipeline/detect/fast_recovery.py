@@ -305,7 +305,8 @@ class FastRecoveryDetector:
             flows_affected=affected, flows_recovered=back, packets_lost=int(lost.sum()), value=convergence,
             summary=f"{failure.link} failed ({failure.trigger.replace('_', '-')}): converged "
                     f"{text or 'never'}, {back}/{affected} flows recovered, {int(lost.sum())} packets lost",
-            details={"leaf": failure.leaf, "spine": failure.spine, "trigger": failure.trigger, "flows": flows},
+            details={"leaf": failure.leaf, "spine": failure.spine, "trigger": failure.trigger, "flows": flows,
+                     "link_back_us": failure.until},
         )
 
     def _prune(self, watermark: int) -> None:

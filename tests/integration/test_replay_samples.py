@@ -20,6 +20,7 @@ FABRICSCOPE = [sys.executable, "-m", "pipeline.cli"]
 CONVERGENCE_TOLERANCE_MS = 0.05
 CONGESTION_TOLERANCE_US = 50_000
 COUNTER_PERIOD_US = 100_000  # switches report oper status every 100 ms in the samples
+TRAFFIC_EARLY_US = 10_000  # traffic shows a link down at its last packet, up to one packet gap before the fault
 # Kinds the truth lists whenever they happen: the detectors must find each and invent none.
 CHECKED_KINDS = ("fast_recovery", "congestion", "ecmp_imbalance", "link_down", "link_up", "link_flap")
 
@@ -107,8 +108,12 @@ def test_events_equal_truth(replayed: tuple[str, Path]) -> None:
         assert abs(_us(got["ts_end"]) - want["ts_end_us"]) <= CONGESTION_TOLERANCE_US
     for kind in ("link_down", "link_up"):
         for want in expected[kind]:
-            assert any(e["link"] == want["link"] and 0 <= _us(e["ts"]) - want["ts_us"] <= COUNTER_PERIOD_US
+            assert any(e["link"] == want["link"]
+                       and -TRAFFIC_EARLY_US <= _us(e["ts"]) - want["ts_us"] <= COUNTER_PERIOD_US
                        for e in found[kind]), (kind, want)
+    for want in expected["link_flap"]:
+        assert any(e["link"] == want["link"] and abs(_us(e["ts"]) - want["ts_us"]) <= TRAFFIC_EARLY_US
+                   and abs(_us(e["ts_end"]) - want["ts_end_us"]) <= TRAFFIC_EARLY_US for e in found["link_flap"]), want
     for want in expected["ecmp_imbalance"]:
         assert any(e["device"] == want["leaf"] for e in found["ecmp_imbalance"]), want
 

@@ -1,0 +1,55 @@
+"""Counter and traffic reports of the same outage become one link_down and one link_up; brief traffic-seen
+outages are flaps."""
+
+from __future__ import annotations
+
+from pipeline.detect.events import Event, make_event
+from pipeline.detect.link_status import LinkStatus, LinkStatusConfig
+
+T0 = 1_767_225_600_000_000
+MS = 1000
+
+
+def counter_event(kind: str, ts: int, link: str = "leaf1-spine1") -> Event:
+    return make_event(kind, ts=ts, ts_end=ts, severity="info", link=link, device="leaf1", summary=kind)
+
+
+def failure(ts: int, back: int | None, link: str = "leaf1-spine1") -> Event:
+    return make_event("fast_recovery", ts=ts, ts_end=ts, severity="warning", link=link, device="leaf1",
+                      summary="failed", details={"link_back_us": back})
+
+
+def kinds(events: list[Event]) -> list[tuple[str, int]]:
+    return [(str(e["kind"]), int(e["ts"].astype("int64"))) for e in events]
+
+
+def test_counter_report_first_then_traffic_gives_one_down_and_one_up() -> None:
+    status = LinkStatus()
+    first = status.merge([counter_event("link_down", T0 + 77 * MS)])
+    later = status.merge([failure(T0, T0 + 127 * MS), counter_event("link_up", T0 + 177 * MS)])
+    assert kinds(first) == [("link_down", T0 + 77 * MS)]
+    assert kinds(later) == [("fast_recovery", T0), ("link_up", T0 + 127 * MS)]
+
+
+def test_brief_outage_seen_only_in_traffic_is_down_up_and_flap() -> None:
+    events = LinkStatus().merge([failure(T0, T0 + 25 * MS)])
+    assert kinds(events) == [("fast_recovery", T0), ("link_down", T0), ("link_up", T0 + 25 * MS),
+                             ("link_flap", T0)]
+    flap = events[-1]
+    assert int(flap["ts_end"].astype("int64")) == T0 + 25 * MS and flap["value"] == 25.0
+
+
+def test_longer_outage_is_not_a_flap_and_an_unrepaired_one_has_no_up() -> None:
+    status = LinkStatus(LinkStatusConfig(flap_max_ms=100))
+    assert kinds(status.merge([failure(T0, T0 + 150 * MS)])) == [
+        ("fast_recovery", T0), ("link_down", T0), ("link_up", T0 + 150 * MS)]
+    assert kinds(status.merge([failure(T0 + 5000 * MS, None, link="leaf2-spine1")])) == [
+        ("fast_recovery", T0 + 5000 * MS), ("link_down", T0 + 5000 * MS)]
+
+
+def test_a_counter_flap_is_not_reported_twice() -> None:
+    status = LinkStatus()
+    counter_flap = make_event("link_flap", ts=T0 - 10 * MS, ts_end=T0 + 60 * MS, severity="critical",
+                              link="leaf1-spine1", summary="flap")
+    status.merge([counter_flap])
+    assert "link_flap" not in [kind for kind, _ in kinds(status.merge([failure(T0, T0 + 25 * MS)]))]
