@@ -102,16 +102,19 @@ def _chunks(rows: pa.Table, key: bytes, max_bytes: int) -> list[Message]:
 
 def encode(table: str, batch: Batch, *, max_bytes: int = MAX_MESSAGE_BYTES) -> list[Message]:
     """Messages for a batch: rows grouped by key, each message one Arrow IPC stream ≤ max_bytes."""
-    rows = to_arrow(table, batch)
-    if rows.num_rows == 0:
-        return []
     column = key_column(table)
     if column is None:
-        return _chunks(rows, b"", max_bytes)
-    keys = pc.dictionary_encode(rows.column(column)).combine_chunks()
+        rows = to_arrow(table, batch)
+        return _chunks(rows, b"", max_bytes) if rows.num_rows else []
+    keys = pc.dictionary_encode(_key_array(batch, column))
     codes = keys.indices.to_numpy(zero_copy_only=False)
     order = np.argsort(codes, kind="stable")
-    grouped = rows.take(pa.array(order)) if np.any(order != np.arange(len(order))) else rows
+    if isinstance(batch, pa.Table):
+        rows = batch.take(pa.array(order))
+    else:  # reorder the numpy columns, far cheaper than an Arrow take over string columns
+        rows = to_arrow(table, {name: np.asarray(values)[order] for name, values in batch.items()})
+    if rows.num_rows == 0:
+        return []
     sorted_codes = codes[order]
     bounds = np.flatnonzero(np.diff(sorted_codes)) + 1
     starts = np.concatenate(([0], bounds))
@@ -119,8 +122,16 @@ def encode(table: str, batch: Batch, *, max_bytes: int = MAX_MESSAGE_BYTES) -> l
     messages: list[Message] = []
     for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
         key = str(keys.dictionary[sorted_codes[start]].as_py()).encode()
-        messages.extend(_chunks(grouped.slice(start, end - start), key, max_bytes))
+        messages.extend(_chunks(rows.slice(start, end - start), key, max_bytes))
     return messages
+
+
+def _key_array(batch: Batch, column: str) -> pa.Array:
+    if isinstance(batch, pa.Table):
+        return batch.column(column).combine_chunks()
+    if column not in batch:
+        raise ValueError(f"{column}: column missing from the batch")
+    return pa.array(np.asarray(batch[column]), type=pa.string())
 
 
 def decode(table: str, value: bytes) -> pa.Table:

@@ -1,0 +1,114 @@
+"""Detector throughput and event delay, measured in one run.
+
+1. Throughput: the collector's records of a generated fabric capture fed to the detectors (DetectorSet) as
+   the embedded replay does; flow rows (and link bins) per second of detector time.
+2. Delay: the same kind of capture replayed at --speed 1.0 through the embedded broker, sink and detectors;
+   for the link failure in it, the wall time from the convergence completing (failure ts + convergence, as
+   the ground truth gives it) to the fast_recovery event being readable in the events table.
+   Target (issue 5): events out within 1 s of the convergence completing.
+
+Run from the repository root: .venv/bin/python -m bench.detectors
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from collectors.collector import Collector
+from collectors.replay import replay_batches
+from collectors.synthetic.generator import generate
+from collectors.synthetic.scenario import load_scenario
+from pipeline.detect.engine import DetectorSet
+from pipeline.services import Services, ServicesConfig
+from pipeline.streaming import stream_to_store
+from pipeline.topology import load_topology
+
+SCENARIO = """
+name: bench-detectors
+duration_ms: {duration_ms}
+seed: 9
+capture: {{erspan_type: 2, snaplen: 128, ts_resolution: ns}}
+fabric: {{name: pod1, leaves: 4, spines: 2, hosts_per_leaf: 8}}
+traffic:
+  - {{kind: allreduce, job: train, hosts: 16, qps_per_pair: 2, period_ms: 30, burst_ms: 16, packet_gap_us: 200,
+     payload: 4096, message_packets: 4, start_ms: 2}}
+  - {{kind: p2p, hosts: 4, period_ms: 20, burst_ms: 4, packet_gap_us: 300, payload: 2048, message_packets: 2}}
+  - {{kind: bfd, interval_ms: 20}}
+faults:
+  - {{kind: congestion, link: leaf4-spine1, direction: down, start_ms: 1000, end_ms: 1600}}
+  - {{kind: link_failure, link: leaf2-spine2, at_ms: {failure_ms}, local_convergence_ms: 1.4,
+     remote_convergence_ms: 6.2}}
+"""
+
+
+def capture(tmp: Path, duration_ms: int, failure_ms: float) -> tuple[Path, Path, dict[str, object]]:
+    scenario = tmp / "bench-detectors.scenario.yaml"
+    scenario.write_text(SCENARIO.format(duration_ms=duration_ms, failure_ms=failure_ms), encoding="utf-8")
+    outputs = generate(load_scenario(scenario), tmp / "bench-detectors.pcap")
+    return outputs.pcap, outputs.topology, json.loads(outputs.truth.read_text())
+
+
+def throughput(pcap: Path, topology_path: Path) -> None:
+    topology = load_topology(topology_path)
+    steps = [dict(step.tables()) for step in Collector(topology).run(replay_batches([pcap], progress=False))]
+    rows: dict[str, int] = defaultdict(int)
+    detectors = DetectorSet(topology)
+    began = time.perf_counter()
+    for step in steps:
+        for table, batch in step.items():
+            rows[table] += len(next(iter(batch.values()), ()))
+            detectors.update(table, batch)
+    detectors.flush()
+    elapsed = time.perf_counter() - began
+    print(f"detectors: {rows['flows']:,} flow rows + {rows['link_bins']:,} link bins + {rows['iterations']:,} "
+          f"iterations in {elapsed:.2f} s = {rows['flows'] / elapsed:,.0f} flow rows/s "
+          f"({sum(rows.values()) / elapsed:,.0f} records/s)")
+
+
+def delay(pcap: Path, topology_path: Path, truth: dict[str, object], data_dir: Path) -> None:
+    topology = load_topology(topology_path)
+    failure = next(e for e in truth["events"] if e["kind"] == "fast_recovery")  # type: ignore[union-attr]
+    with Services(ServicesConfig(data_dir=data_dir)) as services:
+        first_ts_us: list[int] = []
+        started: list[float] = []
+
+        def batches():  # type: ignore[no-untyped-def]
+            for batch in replay_batches([pcap], speed=1.0, progress=False):
+                if not started:
+                    started.append(time.monotonic())
+                    first_ts_us.append(int(batch.ts_ns[0] // 1000))
+                yield batch
+
+        replay = threading.Thread(target=stream_to_store, kwargs=dict(
+            steps=(step.tables() for step in Collector(topology).run(batches())), bus=services.bus,
+            store=services.store, detectors=DetectorSet(topology), progress=False))
+        replay.start()
+        seen_at = None
+        while replay.is_alive() or seen_at is None:
+            rows = services.store.query("SELECT count() FROM events WHERE kind = 'fast_recovery'").rows
+            if rows[0][0]:
+                seen_at = time.monotonic()
+                break
+            time.sleep(0.02)
+        replay.join()
+    converged_us = failure["ts_us"] + failure["convergence_ms"] * 1000  # type: ignore[index]
+    due = started[0] + (converged_us - first_ts_us[0]) / 1e6
+    print(f"delay: fast_recovery in ClickHouse {seen_at - due:.3f} s after the convergence completed "
+          f"(capture second {(converged_us - first_ts_us[0]) / 1e6:.3f}; target ≤ 1 s)")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        pcap, topology, truth = capture(tmp, 4000, 2000.3)
+        throughput(pcap, topology)
+        delay(pcap, topology, truth, tmp / "store")
+
+
+if __name__ == "__main__":
+    main()
