@@ -19,12 +19,17 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from collectors.collector import Collector
+from collectors.collector import Collector, CollectorConfig
 from collectors.replay import replay_batches
 from collectors.synthetic.generator import generate
 from collectors.synthetic.scenario import load_scenario
+from pipeline.detect.config import DetectorConfig
+from pipeline.detect.congestion import CongestionConfig
+from pipeline.detect.ecmp import EcmpConfig
 from pipeline.detect.engine import DetectorSet
+from pipeline.detect.fast_recovery import FastRecoveryConfig
 from pipeline.services import Services, ServicesConfig
+from pipeline.sink import SinkConfig
 from pipeline.streaming import stream_to_store
 from pipeline.topology import load_topology
 
@@ -70,8 +75,22 @@ def throughput(pcap: Path, topology_path: Path) -> None:
           f"({sum(rows.values()) / elapsed:,.0f} records/s)")
 
 
-def delay(pcap: Path, topology_path: Path, truth: dict[str, object], data_dir: Path) -> None:
+def live_profile(active_timeout_s: float) -> tuple[CollectorConfig, DetectorConfig, SinkConfig]:
+    """Settings for events soon after the fact: flow rows exported every `active_timeout_s`, detectors
+    waiting a little longer than that for late rows, the sink inserting at least as often."""
+    lateness_ms = active_timeout_s * 1000 * 1.25
+    return (
+        CollectorConfig(active_timeout_s=active_timeout_s),
+        DetectorConfig(fast_recovery=FastRecoveryConfig(lateness_ms=lateness_ms),
+                       congestion=CongestionConfig(lateness_ms=lateness_ms),
+                       ecmp=EcmpConfig(lateness_ms=lateness_ms)),
+        SinkConfig(batch_wait_s=min(0.5, active_timeout_s)),
+    )
+
+
+def delay(pcap: Path, topology_path: Path, truth: dict[str, object], data_dir: Path, active_timeout_s: float) -> None:
     topology = load_topology(topology_path)
+    collector_config, detector_config, sink_config = live_profile(active_timeout_s)
     failure = next(e for e in truth["events"] if e["kind"] == "fast_recovery")  # type: ignore[union-attr]
     with Services(ServicesConfig(data_dir=data_dir)) as services:
         first_ts_us: list[int] = []
@@ -85,8 +104,9 @@ def delay(pcap: Path, topology_path: Path, truth: dict[str, object], data_dir: P
                 yield batch
 
         replay = threading.Thread(target=stream_to_store, kwargs=dict(
-            steps=(step.tables() for step in Collector(topology).run(batches())), bus=services.bus,
-            store=services.store, detectors=DetectorSet(topology), progress=False))
+            steps=(step.tables() for step in Collector(topology, collector_config).run(batches())),
+            bus=services.bus, store=services.store, detectors=DetectorSet(topology, detector_config),
+            sink_config=sink_config, progress=False))
         replay.start()
         seen_at = None
         while replay.is_alive() or seen_at is None:
@@ -98,8 +118,9 @@ def delay(pcap: Path, topology_path: Path, truth: dict[str, object], data_dir: P
         replay.join()
     converged_us = failure["ts_us"] + failure["convergence_ms"] * 1000  # type: ignore[index]
     due = started[0] + (converged_us - first_ts_us[0]) / 1e6
-    print(f"delay: fast_recovery in ClickHouse {seen_at - due:.3f} s after the convergence completed "
-          f"(capture second {(converged_us - first_ts_us[0]) / 1e6:.3f}; target ≤ 1 s)")
+    print(f"delay with {active_timeout_s} s active timeout: fast_recovery in ClickHouse {seen_at - due:.3f} s "
+          f"after the convergence completed (capture second {(converged_us - first_ts_us[0]) / 1e6:.3f}; "
+          f"target ≤ 1 s)")
 
 
 def main() -> None:
@@ -107,7 +128,8 @@ def main() -> None:
         tmp = Path(tmp_name)
         pcap, topology, truth = capture(tmp, 4000, 2000.3)
         throughput(pcap, topology)
-        delay(pcap, topology, truth, tmp / "store")
+        for active_timeout_s in (1.0, 0.2):
+            delay(pcap, topology, truth, tmp / f"store-{active_timeout_s}", active_timeout_s)
 
 
 if __name__ == "__main__":
