@@ -15,10 +15,13 @@ rows, and each RoCE burst is a row of its own: a packet starts a new row when th
 previous packet on the link exceeds `pause_min_ms` and `pause_factor` times the smaller of the two gaps
 before it (the flow needs 3 packets first). The smaller of two recent gaps is the flow's own packet
 spacing, taken locally so the rule needs no sequential pass: a burst's spacing is µs, so the silence after
-it cuts; a BFD session's spacing is tens of ms, so its next packet does not. Rows closed by a pause are
-exported in the same update. Every batch of rows carries, besides the FLOWS columns, BURST_START: whether
-the row began after a pause or is the flow's first on the link (a row begun by an interval boundary
-continues a burst) — the collector's input to DFI, not a contract column.
+it cuts; a BFD session's spacing is tens of ms, so its next packet does not. A pause is known as soon as
+packet time (the newest packet of any flow) has passed the flow's last packet by that much, not only when
+its next packet comes: the row is exported then (`close_at`, kept per flow), so the last rows of flows on a
+failed link, which have no next packet there, leave within milliseconds of the failure. With packets in
+time order this cuts exactly where the next packet would have. Every batch of rows carries, besides the
+FLOWS columns, BURST_START: whether the row began after a pause or is the flow's first on the link (a row
+begun by an interval boundary continues a burst) — the collector's input to DFI, not a contract column.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ _FLOW_STATE: tuple[tuple[str, str, object], ...] = (  # per flow, kept across ro
     ("detail", "object", ""), ("last_psn", "int64", -1), ("ts_last", "int64", 0), ("ts_previous", "int64", 0),
     ("ts_third", "int64", 0), ("row_interval", "int64", -1), ("row_first", "int64", 0), ("row_last", "int64", 0),
     ("row_tail", "int64", 0), ("row_psn_first", "int64", -1), ("row_psn_last", "int64", -1),
-    ("row_burst", "bool", False),
+    ("row_burst", "bool", False), ("close_at", "int64", np.iinfo(np.int64).max),
 )
 _PSN_HALF = 1 << 23
 _MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -381,7 +384,16 @@ class FlowTable:
         )
         previous[slots] = np.where(count >= 2, ts[np.maximum(flow_last - 1, 0)], last[slots])
         last[slots] = ts[flow_last]
+        self._columns["close_at"][slots] = self._close_at(last[slots], previous[slots], third[slots])
         return tail
+
+    def _close_at(self, last: np.ndarray, previous: np.ndarray, third: np.ndarray) -> np.ndarray:
+        """Packet time after which a flow whose last three packets came at these times has paused: a packet
+        later than this would start a new row by the pause rule (`_pauses`), so its open row is complete."""
+        spacing = np.where(third > 0, np.minimum(last - previous, previous - third), last - previous)
+        spacing = np.where(previous > 0, np.maximum(spacing, 0), 0)
+        wait = np.maximum(np.floor(self.config.pause_factor * spacing).astype(np.int64), self._pause_ns)
+        return np.where(previous > 0, last + wait, np.iinfo(np.int64).max)
 
     def _merge(
         self, seg_slot: np.ndarray, segments: dict[str, np.ndarray], continues: np.ndarray, last_of_flow: np.ndarray,
@@ -417,10 +429,12 @@ class FlowTable:
 
     # -- timeouts and export --------------------------------------------------------------------------
     def _expire(self, exported: list[dict[str, np.ndarray]]) -> None:
-        """Export rows whose interval has ended; every IDLE_SWEEP_S drop flows idle for idle_timeout_s."""
+        """Export rows whose interval has ended or whose flow has paused by packet time; every IDLE_SWEEP_S drop
+        flows idle for idle_timeout_s."""
         size = self._size
         interval = self._columns["row_interval"][:size]
-        done = np.flatnonzero((interval >= 0) & (interval < self._now // self._active_ns))
+        ended = (interval < self._now // self._active_ns) | (self._columns["close_at"][:size] < self._now)
+        done = np.flatnonzero((interval >= 0) & ended)
         exported.append(self._take_rows(done))
         if self._now - self._last_sweep < IDLE_SWEEP_S * 1e9:
             return

@@ -222,6 +222,22 @@ def test_rows_are_cut_at_pauses_and_exported_at_once() -> None:
     assert [(int(r["packets"]), bool(r[BURST_START])) for r in rows] == [(20, True), (2, True), (3, False)]
 
 
+def test_a_flow_that_falls_silent_is_exported_once_packet_time_passes_its_pause() -> None:
+    table = FlowTable()
+    burst = 10 * np.arange(20)  # 20 packets 10 ns apart: the pause is pause_min_ms (1 ms) after the last
+    assert table.update(packets(20, ts_ns=T0 + burst))["packets"].size == 0
+    other = {"src_port": 1}  # another flow moves packet time on; the silent flow has no next packet
+    assert table.update(packets(1, ts_ns=T0 + 190 + 1_000_000, **other))["packets"].size == 0
+    rows = table.update(packets(1, ts_ns=T0 + 190 + 1_000_001, **other))
+    assert [(int(r["packets"]), int(r["src_port"]), bool(r[BURST_START])) for r in rows_of(rows)] == [
+        (20, 49152, True)]
+    assert rows["ts_end"][0] == np.datetime64((T0 + 190) // 1000, "us")
+    resumed = table.update(packets(3, ts_ns=T0 + 3_000_000 + burst[:3]))  # resumes in a new row; the other flow
+    assert [(int(r["packets"]), int(r["src_port"])) for r in rows_of(resumed)] == [(2, 1)]  # has paused by now
+    resumed = [r for r in rows_of(table.flush()) if r["src_port"] == 49152]
+    assert [(int(r["packets"]), bool(r[BURST_START])) for r in resumed] == [(3, True)]
+
+
 def test_sparse_periodic_flows_are_not_cut_at_every_packet() -> None:
     rng = np.random.default_rng(5)
     ts = T0 + np.cumsum(rng.integers(20_000_000, 50_000_000, 30))  # BFD-like: every 20-50 ms
