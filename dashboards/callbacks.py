@@ -233,9 +233,11 @@ def flows_view(store: Store, topology: Topology, data: Any, now: datetime | None
     table_query = queries.flow_table(start, end, flow_filter)
     try:
         tables = set(queries.run(store, queries.existing_tables())["name"])
-        source = queries.mix_source(start, end, now or datetime.now(UTC), tables)
-        talkers = queries.run(store, queries.top_talkers(start, end, flow_filter))
-        mix = queries.run(store, queries.traffic_mix(start, end, flow_filter, source))
+        now = now or datetime.now(UTC)
+        talkers_source = queries.talkers_source(start, end, now, tables)
+        mix_source = queries.mix_source(start, end, now, tables)
+        talkers = queries.run(store, queries.top_talkers(start, end, flow_filter, talkers_source))
+        mix = queries.run(store, queries.traffic_mix(start, end, flow_filter, mix_source))
         table = queries.run(store, table_query)
     except StoreError as exc:
         return [no_update, no_update, no_update, table_query.shown(), str(exc)]

@@ -122,6 +122,7 @@ def layout(topology: Topology, live: bool) -> html.Div:
             ], style=ROW),
             html.Div([html.Div(_graph("top-talkers"), style=HALF), html.Div(_graph("traffic-mix"), style=HALF)],
                      style=ROW),
+            html.H4("Heaviest flows of the window's last minute"),
             _table("flow-table", FLOW_COLUMNS, sort_action="native", filter_action="native"),
             html.Details([html.Summary("query that filled this table"),
                           html.Pre(id="flow-query", style={"fontSize": "11px", "whiteSpace": "pre-wrap"})]),

@@ -25,7 +25,8 @@ STEPS_MS = (10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 30_000, 60_0
             1_800_000, 3_600_000, 21_600_000, 86_400_000)
 EVENT_LOOKBACK = timedelta(days=1)
 ACTIVE_HOSTS_SPAN = timedelta(minutes=1)
-RAW_MIX_SPAN = timedelta(minutes=2)
+RAW_FLOWS_SPAN = timedelta(minutes=2)
+FLOW_TABLE_SPAN = timedelta(minutes=1)
 AFFECTED_LOOKBACK = timedelta(milliseconds=10)
 RECOVERY_ROWS_BEFORE = timedelta(milliseconds=1500)
 RECOVERY_ROWS_AFTER = timedelta(milliseconds=1500)
@@ -130,14 +131,37 @@ TRAFFIC_SOURCES: tuple[TrafficSource, ...] = (
                   "toDateTime64(ts, 3)", "toDateTime64(ts, 6) + toIntervalHour(1)"),
 )
 
+
+@dataclass(frozen=True, slots=True)
+class TalkerRollup:
+    """A top-talkers table (bytes per address pair, link, app, class and job per bucket), chosen by span and
+    age like the traffic sources: minutes while the window's buckets stay few, hours beyond."""
+
+    table: str
+    step: timedelta
+    max_span: timedelta
+    retention: timedelta
+
+
+TALKER_ROLLUPS: tuple[TalkerRollup, ...] = (
+    TalkerRollup("flows_talkers_1m", timedelta(minutes=1), timedelta(hours=6), timedelta(days=14)),
+    TalkerRollup("flows_talkers_1h", timedelta(hours=1), timedelta(days=3650), timedelta(days=90)),
+)
+
 TABLES_SQL = """
 SELECT name FROM system.tables WHERE database = currentDatabase() AND name IN {names:Array(String)}
 """
 
 
 def existing_tables() -> Query:
-    """Which traffic sources this store has (a store migrated before the rollups has only the raw tables)."""
-    return Query(TABLES_SQL, {"names": [source.table for source in TRAFFIC_SOURCES]})
+    """Which rollups this store has (a store migrated before them has only the raw tables)."""
+    names = [source.table for source in TRAFFIC_SOURCES] + [rollup.table for rollup in TALKER_ROLLUPS]
+    return Query(TABLES_SQL, {"names": names})
+
+
+def bucket_start(value: datetime, step: timedelta) -> datetime:
+    """The start of the rollup bucket holding `value`: a rollup read from there covers the whole window."""
+    return value - (value - EPOCH.replace(tzinfo=value.tzinfo)) % step
 
 
 def traffic_source(start: datetime, end: datetime, now: datetime, tables: set[str]) -> TrafficSource:
@@ -399,9 +423,11 @@ class FlowFilter:
                 "job": self.job, "host": self.host, "port": self.port}
 
 
+# The time range is the PREWHERE: it alone decides which granules of the (link, direction, ts_start) key are
+# read, and the other columns are read only for the rows it keeps.
 FLOW_WHERE = f"""
-WHERE ts_start >= {_START} AND ts_start < {_END}
-  AND ({{link:String}} = '' OR link = {{link:String}})
+PREWHERE ts_start >= {_START} AND ts_start < {_END}
+WHERE ({{link:String}} = '' OR link = {{link:String}})
   AND ({{app:String}} = '' OR app = {{app:String}})
   AND ({{traffic_class:String}} = '' OR traffic_class = {{traffic_class:String}})
   AND ({{job:String}} = '' OR job = {{job:String}})
@@ -419,8 +445,41 @@ LIMIT {TOP_TALKERS}
 """
 
 
-def top_talkers(start: datetime, end: datetime, flow_filter: FlowFilter) -> Query:
-    return Query(TOP_TALKERS_SQL, flow_filter.parameters(start, end))
+def _rollup_talkers_sql(table: str) -> str:
+    return f"""
+SELECT {SRC_IP} AS src, {DST_IP} AS dst, sum(bytes) AS bytes, sum(packets) AS packets
+FROM {table}
+WHERE ts >= {_START} AND ts < {_END}
+  AND ({{link:String}} = '' OR link = {{link:String}})
+  AND ({{app:String}} = '' OR app = {{app:String}})
+  AND ({{traffic_class:String}} = '' OR traffic_class = {{traffic_class:String}})
+  AND ({{job:String}} = '' OR job = {{job:String}})
+  AND ({{host:String}} = '' OR src_ip = toIPv6OrDefault({{host:String}}) OR dst_ip = toIPv6OrDefault({{host:String}}))
+GROUP BY src_ip, dst_ip
+ORDER BY bytes DESC
+LIMIT {TOP_TALKERS}
+"""
+
+
+ROLLUP_TALKERS_SQL: dict[str, str] = {rollup.table: _rollup_talkers_sql(rollup.table) for rollup in TALKER_ROLLUPS}
+
+
+def talkers_source(start: datetime, end: datetime, now: datetime, tables: set[str]) -> TalkerRollup | None:
+    """The finest top-talkers rollup that spans and still holds the window; None: raw flows."""
+    for rollup in TALKER_ROLLUPS:
+        if rollup.table in tables and end - start <= rollup.max_span and now - start <= rollup.retention:
+            return rollup
+    return None
+
+
+def top_talkers(start: datetime, end: datetime, flow_filter: FlowFilter, source: TalkerRollup | None = None) -> Query:
+    """The heaviest address pairs: from raw flows for a short window or a port filter (the rollups keep no
+    ports), else from the rollup `source` names, its first bucket starting at or before `start`."""
+    if source is None or flow_filter.port != NO_PORT or end - start <= RAW_FLOWS_SPAN:
+        return Query(TOP_TALKERS_SQL, flow_filter.parameters(start, end))
+    parameters = flow_filter.parameters(bucket_start(start, source.step), end)
+    del parameters["port"]
+    return Query(ROLLUP_TALKERS_SQL[source.table], parameters)
 
 
 TRAFFIC_MIX_SQL = f"""
@@ -458,11 +517,9 @@ def traffic_mix(start: datetime, end: datetime, flow_filter: FlowFilter, source:
     """Bytes per app and traffic class: from raw flows for a short window or a host/port filter (the rollups
     keep neither), else from the flow rollup `source` names, its first bucket starting at or before `start`."""
     if source.table not in ROLLUP_MIX_SQL or flow_filter.host or flow_filter.port != NO_PORT \
-            or end - start <= RAW_MIX_SPAN:
+            or end - start <= RAW_FLOWS_SPAN:
         return Query(TRAFFIC_MIX_SQL, flow_filter.parameters(start, end))
-    step = timedelta(milliseconds=source.resolution_ms)
-    aligned = start - (start - EPOCH.replace(tzinfo=start.tzinfo)) % step
-    parameters = flow_filter.parameters(aligned, end)
+    parameters = flow_filter.parameters(bucket_start(start, timedelta(milliseconds=source.resolution_ms)), end)
     del parameters["host"], parameters["port"]
     return Query(ROLLUP_MIX_SQL[source.table], parameters)
 
@@ -489,6 +546,8 @@ ORDER BY bytes DESC
 
 
 def flow_table(start: datetime, end: datetime, flow_filter: FlowFilter) -> Query:
-    """The heaviest flows of the window, one row per flow key and link (grouped by a 64-bit hash of the key:
-    hashing wide IPv6 keys once is cheaper than a hash table keyed by them)."""
-    return Query(FLOW_TABLE_SQL, flow_filter.parameters(start, end))
+    """The heaviest flows of the window's last minute (FLOW_TABLE_SPAN), one row per flow key and link: a
+    bounded slice of raw rows whatever the window, so the table answers as fast for a day as for a minute
+    (top talkers and the mix cover the whole window). Grouped by a 64-bit hash of the key: hashing wide
+    IPv6 keys once is cheaper than a hash table keyed by them."""
+    return Query(FLOW_TABLE_SQL, flow_filter.parameters(max(start, end - FLOW_TABLE_SPAN), end))

@@ -25,6 +25,7 @@ from dashboard_fabric import (
     Fabric,
     affected_flows,
     fill,
+    flows,
     topology,
 )
 
@@ -37,6 +38,8 @@ from pipeline.store import Store
 pytestmark = pytest.mark.integration
 
 HOSTILE = "x' OR '1'='1'; DROP TABLE flows; --"
+# As the sink inserts: a repeated block is dropped from `flows` and from every view fed by the insert.
+DEDUP = {"deduplicate_blocks_in_dependent_materialized_views": 1}
 
 
 @pytest.fixture
@@ -148,6 +151,37 @@ def test_flow_explorer_filters_and_hostile_values(store: Store, fabric: Fabric) 
     hostile = queries.FlowFilter(link=HOSTILE, app=HOSTILE, traffic_class=HOSTILE, job=HOSTILE, host=HOSTILE)
     assert queries.run(store, queries.flow_table(start, end, hostile)).empty
     assert store.query("SELECT count() FROM flows").rows[0][0] > 0
+
+
+def _pairs(frame: pd.DataFrame) -> dict[tuple[str, str], tuple[int, int]]:
+    return {(r.src, r.dst): (int(r.bytes), int(r.packets)) for r in frame.itertuples()}
+
+
+def test_talker_rollups_equal_raw_flows_after_a_duplicate_insert(store: Store) -> None:
+    fabric = Fabric(start=datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1),
+                    fail=datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=59, seconds=30))
+    rows = flows(fabric)
+    for token in ("range-1", "range-1", "range-2"):
+        part = rows if token == "range-1" else rows.slice(0, 7)
+        store.insert_arrow("flows", part, settings={**DEDUP, "insert_deduplication_token": token})
+    raw_totals = store.query("SELECT count(), sum(packets), sum(bytes) FROM flows").rows[0]
+    assert raw_totals[0] == rows.num_rows + 7
+    keys = "link, app, traffic_class, job, src_ip, dst_ip"
+    by_key = f"SELECT {keys}, sum(flows) AS flows, sum(packets), sum(bytes) FROM {{table}} GROUP BY {keys}"
+    expected = store.query(f"SELECT {keys}, count(), sum(packets), sum(bytes) FROM flows GROUP BY {keys}").rows
+    start, end = fabric.start - timedelta(minutes=5), fabric.end + timedelta(seconds=1)
+    # Filters that keep at most TOP_TALKERS pairs, so that no tie decides which pairs are shown.
+    selections = (queries.FlowFilter(traffic_class="interactive"),
+                  queries.FlowFilter(app="rocev2", traffic_class="collective"),
+                  queries.FlowFilter(link=FAILED_LINK, job="job-b"), queries.FlowFilter(host="10.0.1.1"))
+    for rollup in queries.TALKER_ROLLUPS:
+        assert sorted(store.query(by_key.format(table=rollup.table)).rows) == sorted(expected), rollup.table
+        for selection in selections:
+            raw = queries.run(store, queries.top_talkers(start, end, selection))
+            query = queries.top_talkers(start, end, selection, rollup)
+            assert rollup.table in query.sql
+            rolled = queries.run(store, query)
+            assert not raw.empty and _pairs(rolled) == _pairs(raw), (rollup.table, selection)
 
 
 def test_every_dashboard_query_is_read_only(store: Store, fabric: Fabric) -> None:

@@ -104,6 +104,7 @@ def _all_queries(text: str) -> list[queries.Query]:
         queries.congestion_events(start, end, text, text), queries.recovery_events(start, end, text),
         queries.recovery_event(text, start), queries.recovery_flows(text, start, 3.4),
         queries.top_talkers(start, end, flow_filter), queries.traffic_mix(start, end, flow_filter),
+        *(queries.top_talkers(start, end, flow_filter, rollup) for rollup in queries.TALKER_ROLLUPS),
         queries.flow_table(start, end, flow_filter),
     ]
 
@@ -151,6 +152,35 @@ def test_traffic_mix_reads_a_rollup_unless_the_window_is_short_or_a_host_is_chos
                 queries.traffic_mix(start, end, queries.FlowFilter(port=22), source),
                 queries.traffic_mix(start, start + timedelta(minutes=1), queries.FlowFilter(), source)):
         assert raw.sql == queries.TRAFFIC_MIX_SQL
+
+
+def test_top_talkers_read_a_rollup_unless_the_window_is_short_or_a_port_is_chosen() -> None:
+    everything = {rollup.table for rollup in queries.TALKER_ROLLUPS}
+    start, end = T0 + timedelta(seconds=20), T0 + timedelta(minutes=30)
+    source = queries.talkers_source(start, end, end, everything)
+    assert source is not None and source.table == "flows_talkers_1m"
+    assert queries.talkers_source(start, start + timedelta(days=1), end, everything).table == "flows_talkers_1h"
+    assert queries.talkers_source(start, end, end + timedelta(days=30), everything).table == "flows_talkers_1h"
+    assert queries.talkers_source(start, end, end, set()) is None
+    rolled = queries.top_talkers(start, end, queries.FlowFilter(host="10.0.1.1"), source)
+    assert "FROM flows_talkers_1m" in rolled.sql and rolled.parameters["start"] == queries.time_parameter(T0)
+    assert rolled.parameters["host"] == "10.0.1.1" and "port" not in rolled.parameters
+    hourly = queries.top_talkers(start, end, queries.FlowFilter(), queries.TALKER_ROLLUPS[1])
+    assert hourly.parameters["start"] == queries.time_parameter(T0.replace(minute=0))
+    for raw in (queries.top_talkers(start, end, queries.FlowFilter(port=4791), source),
+                queries.top_talkers(start, start + timedelta(minutes=2), queries.FlowFilter(), source),
+                queries.top_talkers(start, end, queries.FlowFilter(), None)):
+        assert raw.sql == queries.TOP_TALKERS_SQL and raw.parameters["start"] == queries.time_parameter(start)
+
+
+def test_the_flow_table_reads_only_the_last_minute_of_any_window() -> None:
+    end = T0 + timedelta(days=1)
+    day = queries.flow_table(T0, end, queries.FlowFilter(app="rocev2"))
+    assert day.parameters["start"] == queries.time_parameter(end - timedelta(minutes=1))
+    assert day.parameters["end"] == queries.time_parameter(end) and day.parameters["app"] == "rocev2"
+    assert "PREWHERE ts_start >=" in day.sql and f"LIMIT {queries.TABLE_ROWS}" in day.sql
+    short = queries.flow_table(T0, T0 + timedelta(seconds=20), queries.FlowFilter())
+    assert short.parameters["start"] == queries.time_parameter(T0)
 
 
 def test_buckets_are_round_and_never_finer_than_a_bin() -> None:
