@@ -201,9 +201,10 @@ def panels(store: Store, topology: Topology, start: datetime, end: datetime,
     def flows() -> None:
         selection = queries.FlowFilter()
         tables = set(queries.run(store, queries.existing_tables())["name"])
-        source = queries.mix_source(start, end, now, tables)
-        for query in (queries.top_talkers(start, end, selection), queries.traffic_mix(start, end, selection, source),
-                      queries.flow_table(start, end, selection)):
+        talkers = queries.talkers_source(start, end, now, tables)
+        mix = queries.mix_source(start, end, now, tables)
+        for query in (queries.top_talkers(start, end, selection, talkers),
+                      queries.traffic_mix(start, end, selection, mix), queries.flow_table(start, end, selection)):
             queries.run(store, query)
 
     def latest() -> None:
@@ -228,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=10_000_000, help="flow rows to insert (default %(default)s)")
     parser.add_argument("--repeat", type=int, default=20, help="timed runs per panel and range")
     parser.add_argument("--data-dir", help="use (and keep) this store directory; filled when empty")
-    parser.add_argument("--ranges", default="1m,5m,15m,1h,24h", help="time ranges to time, ending at the newest data")
+    parser.add_argument("--ranges", default=",".join(RANGES),
+                        help="time ranges to time, ending at the newest data (default: every range the picker offers)")
     args = parser.parse_args(argv)
     topology = load_topology(TOPOLOGY)
     with tempfile.TemporaryDirectory(prefix="fabricscope-bench-") as scratch:
