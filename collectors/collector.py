@@ -3,8 +3,9 @@
 One object wires the stages in the order of DESIGN.md section 1: decode → attribute to link (inside the
 decoder) → DPI → flow table and link bins → DFI over a window of flow rows (traffic class, job, and the jobs'
 iterations). Every stage works on whole batches; the collector only passes columns along and keeps the
-counts people ask for (packets, malformed, skipped records). Flow rows reach the output when DFI has labelled
-them, at most one export interval of packet time after the flow table closed them.
+counts people ask for (packets, malformed, skipped records). Flow rows reach the output in the order the flow
+table closed them: at once when DFI already knows their flow, else (and so does every row after) at DFI's
+next run, at most one export interval of packet time later.
 """
 
 from __future__ import annotations

@@ -3,8 +3,11 @@ iterations are built, from a sliding window of recent rows.
 
 Behaviour needs history (a job shows only after a few iterations), so DFI reads the last `window_s` of packet
 time; and it costs a pass over that window, so it runs at most once per `every_s` of packet time (the flow
-export interval): rows are held until the next run, then labelled and released together. Bursts come from
-the rows themselves: the flow table cuts rows at pauses and flags the rows that began a burst.
+export interval). A row of a flow the last run classified is released at once with that run's class and job,
+so rows reach the detectors milliseconds after the flow table closed them; a row of a flow no run has seen yet
+is held until the next run, and so is every row after it: rows leave in the order the flow table exported
+them, which the detectors' lateness relies on. Bursts come from the rows themselves: the flow table cuts rows
+at pauses and flags the rows that began a burst.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from collectors.dfi import ROW_COLUMNS, DfiConfig, FlowWindow, classify_flows
+from collectors.dfi import ROW_COLUMNS, DfiConfig, FlowClasses, FlowWindow, classify_flows
 from collectors.dfi_jobs import BurstTrains
 from collectors.flows import BURST_START
 from collectors.iterations import IterationBuilder, IterationConfig
@@ -24,7 +27,9 @@ from pipeline.records import FLOWS, ITERATIONS, Column
 Columns = dict[str, np.ndarray]
 DEFAULT_WINDOW_S = 10.0  # a few periods of the slowest training step worth calling periodic
 WINDOW_COLUMNS = (*dict.fromkeys((*ROW_COLUMNS, "link")), BURST_START)
+_KEY_COLUMNS = ("src_port", "dst_port", "proto", "vni", "roce_qp")  # with the addresses: DFI's flow, no link
 _NEVER = np.iinfo(np.int64).min
+_CLASS_NAMES = np.asarray(TRAFFIC_CLASSES, dtype=object)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,58 +59,69 @@ class Labelled:
 
 
 class DfiStream:
-    """Holds exported flow rows until the next DFI run; call `flush` at the end of input."""
+    """Labels exported flow rows, holding those of flows DFI has not classified yet until its next run; call
+    `flush` at the end of input."""
 
     def __init__(self, config: DfiStreamConfig | None = None, exporter: str = "") -> None:
         self.config = config or DfiStreamConfig()
         self._every_ns = round(self.config.every_s * 1e9)
         self._window_us = round(self.config.window_s * 1e6)
         self._iterations = IterationBuilder(self.config.iterations, exporter)
-        self._pending: list[Columns] = []
+        self._pending: list[Columns] = []  # window columns of every row since the last run
+        self._held: list[Columns] = []  # rows waiting for the next run (a suffix of the pending ones)
+        self._known = _KnownFlows.empty()
         self._window: Columns | None = None
         self._missing_until_us = _NEVER  # latest row end dropped from the window
         self._ran: int | None = None  # interval of packet time of the last run
 
     def add(self, flows: Columns, now_ns: int) -> Labelled:
-        """Take rows (FLOWS columns plus BURST_START) exported by packet time `now_ns`; returns the labelled
-        rows and new iterations when this moves packet time into a new interval, else nothing."""
+        """Take rows (FLOWS columns plus BURST_START) exported by packet time `now_ns`; returns the rows it can
+        label now and, when this moves packet time into a new interval, the held rows and new iterations."""
+        released = _no_rows(FLOWS)
         if len(flows[BURST_START]):
-            self._pending.append(flows)
+            self._pending.append({name: flows[name] for name in WINDOW_COLUMNS})
+            labels = None if self._held else self._known.labels(flows)
+            if labels is None:
+                self._held.append(flows)
+            else:
+                released = _labelled(flows, *labels)
         interval = now_ns // self._every_ns
         if self._ran is None:
             self._ran = interval
         if interval <= self._ran:
-            return Labelled.empty()
+            return Labelled(released, _no_rows(ITERATIONS))
         self._ran = interval
-        return self._run(complete_before_us=interval * self._every_ns // 1000, now_us=now_ns // 1000)
+        ran = self._run(complete_before_us=interval * self._every_ns // 1000, now_us=now_ns // 1000, final=False)
+        parts = [part for part in (released, ran.flows) if len(part["ts_start"])]
+        return Labelled(_concat(parts) if parts else released, ran.iterations)
 
     def flush(self, flows: Columns) -> Labelled:
         """Take the last rows (the flow table's flush), label every held row and export every iteration (end of
         input)."""
         if len(flows[BURST_START]):
-            self._pending.append(flows)
-        return self._run(complete_before_us=np.iinfo(np.int64).max, now_us=np.iinfo(np.int64).max)
+            self._pending.append({name: flows[name] for name in WINDOW_COLUMNS})
+            self._held.append(flows)
+        return self._run(complete_before_us=np.iinfo(np.int64).max, now_us=np.iinfo(np.int64).max, final=True)
 
-    def _run(self, complete_before_us: int, now_us: int) -> Labelled:
+    def _run(self, complete_before_us: int, now_us: int, *, final: bool) -> Labelled:
         if not self._pending and self._window is None:
             return Labelled.empty()
         parts = [self._window] if self._window is not None else []
-        flows = _concat(self._pending) if self._pending else None
+        parts += self._pending
         self._pending = []
-        if flows is not None:
-            parts.append({name: flows[name] for name in WINDOW_COLUMNS})
         window = _concat(parts)
         bursts = BurstTrains.from_rows(window["ts_start"].astype(np.int64), window[BURST_START])
         classes = classify_flows(FlowWindow(window, bursts), self.config.dfi)
         iterations = self._iterations.update(window, classes, complete_before_us, self._missing_until_us)
+        if not final:
+            self._known = _KnownFlows.of(window, classes)
         self._trim(window, now_us)
-        if flows is None:
+        if not self._held:
             return Labelled(_no_rows(FLOWS), iterations)
+        flows = _concat(self._held)
+        self._held = []
         fresh = slice(len(window[BURST_START]) - len(flows[BURST_START]), None)
-        flows["traffic_class"] = np.asarray(TRAFFIC_CLASSES, dtype=object)[classes.traffic_class[fresh]]
-        flows["job"] = classes.job[fresh]
-        del flows[BURST_START]
-        return Labelled(flows, iterations)
+        return Labelled(_labelled(flows, classes.traffic_class[fresh], classes.job[fresh]), iterations)
 
     def _trim(self, window: Columns, now_us: int) -> None:
         """Keep the rows that ended within `window_s` of `now_us`."""
@@ -114,6 +130,55 @@ class DfiStream:
         if not keep.all():
             self._missing_until_us = max(self._missing_until_us, int(end[~keep].max()))
         self._window = {name: column[keep] for name, column in window.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class _KnownFlows:
+    """The class and job the last DFI run gave each flow of its window, by flow key (sorted)."""
+
+    keys: np.ndarray  # void, sorted
+    traffic_class: np.ndarray  # uint8
+    job: np.ndarray  # object, str
+
+    @classmethod
+    def empty(cls) -> _KnownFlows:
+        return cls(np.zeros(0, dtype="V1"), np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=object))
+
+    @classmethod
+    def of(cls, window: Columns, classes: FlowClasses) -> _KnownFlows:
+        _, first = np.unique(classes.flow, return_index=True)
+        keys = _flow_keys({name: column[first] for name, column in window.items()})
+        order = np.argsort(keys, kind="stable")
+        return cls(keys[order], classes.traffic_class[first][order], classes.job[first][order])
+
+    def labels(self, rows: Columns) -> tuple[np.ndarray, np.ndarray] | None:
+        """Class codes and jobs of `rows`, or None if any row's flow is unknown."""
+        if not len(self.keys):
+            return None
+        keys = _flow_keys(rows)
+        at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        if not (self.keys[at] == keys).all():
+            return None
+        return self.traffic_class[at], self.job[at]
+
+
+def _flow_keys(rows: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Each row's flow as DFI groups rows (addresses, ports, protocol, VNI, QP; not the link), one
+    fixed-width byte string per row so keys sort and compare as one array."""
+    count = len(rows["src_port"])
+    parts = [np.frombuffer(b"".join(rows[name].tolist()), dtype=np.uint8).reshape(count, 16)
+             for name in ("src_ip", "dst_ip")]
+    parts += [np.ascontiguousarray(rows[name]).view(np.uint8).reshape(count, -1) for name in _KEY_COLUMNS]
+    packed = np.ascontiguousarray(np.concatenate(parts, axis=1))
+    return packed.view(f"V{packed.shape[1]}").ravel()
+
+
+def _labelled(flows: Columns, traffic_class: np.ndarray, job: np.ndarray) -> Columns:
+    """`flows` as FLOWS columns with their DFI labels."""
+    rows = {name: column for name, column in flows.items() if name != BURST_START}
+    rows["traffic_class"] = _CLASS_NAMES[traffic_class]
+    rows["job"] = job
+    return rows
 
 
 def _no_rows(table: tuple[Column, ...]) -> Columns:

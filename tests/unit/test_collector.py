@@ -1,5 +1,5 @@
-"""DFI in the collector's stream: rows held until packet time enters a new export interval, then released
-labelled; every record table of a step is counted."""
+"""DFI in the collector's stream: rows of flows DFI knows leave at once, labelled; the others, and every row
+after them, wait until packet time enters a new export interval; every record table of a step is counted."""
 
 from __future__ import annotations
 
@@ -40,6 +40,26 @@ def test_rows_are_held_until_the_next_interval_then_released_labelled() -> None:
     traffic_class = np.concatenate([rows["traffic_class"] for rows in released])
     assert len(traffic_class) == 6 and set(traffic_class) == {"p2p", "interactive"}
     assert int(sum(rows["packets"].sum() for rows in released)) == 21
+
+
+def test_rows_of_known_flows_leave_at_once_and_an_unknown_flow_holds_every_row_after_it() -> None:
+    table, stream = FlowTable(), DfiStream()
+
+    def step(*batches: object) -> list[tuple[int, int, str]]:
+        batch = concat(*batches)
+        labelled = stream.add(table.update(batch), int(batch.ts_ns.max())).flows
+        return [(int(labelled["src_port"][i]), (int(labelled["ts_start"][i].astype(np.int64)) - T0 // 1000) // 100_000,
+                 str(labelled["traffic_class"][i])) for i in range(len(labelled["ts_start"]))]
+
+    def burst(at_ms: int, n: int = 5, **columns: object) -> object:
+        return packets(n, ts_ns=T0 + at_ms * 1_000_000 + np.arange(n) * 1000, **columns)
+
+    assert step(burst(0)) == []  # the burst's row is open
+    assert step(burst(1000)) == [(49152, 0, "p2p")]  # held until this run, which classifies the flow
+    assert step(burst(1500)) == [(49152, 10, "p2p")]  # closed by its pause, known: out at once
+    assert step(burst(1600, 3, src_port=5), burst(1700)) == []  # a flow no run has seen: held, with its step
+    assert step(burst(1800)) == []  # a known flow's row after it waits too: rows leave in order
+    assert step(burst(2000)) == [(49152, 15, "p2p"), (5, 16, "p2p"), (49152, 17, "p2p"), (49152, 18, "p2p")]
 
 
 def test_window_is_validated() -> None:
