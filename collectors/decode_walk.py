@@ -13,6 +13,7 @@ import numba
 import numpy as np
 
 from collectors import protocols as p
+from collectors.offsets import prefetch
 
 # Malformed-packet reasons (`status`); 0 = ok.
 OK = 0
@@ -42,6 +43,8 @@ SLAB_APP_L4 = 54  # 4 bytes from the innermost L4 header: ports
 SLAB_BTH = 58  # 13 bytes: the BTH and the AETH syndrome byte
 SLAB_WIDTH = 71
 SLAB_TILE = 256  # packets copied row-wise into an L1-sized tile, then transposed into the slab
+PREFETCH_AHEAD = 8  # packets: the walk asks for the header lines of packet i + 8 while it decodes packet i
+PREFETCH_SPAN = 128  # bytes of headers prefetched per packet: ERSPAN II + Ethernet + IPv4 + UDP + BTH + AETH
 
 
 @numba.njit(cache=True, inline="always")
@@ -242,7 +245,12 @@ def walk(
     `vlan_link` and left out of `vlan`. Outputs are left at their "absent" values for malformed packets.
     """
     tile = np.empty((SLAB_TILE, SLAB_WIDTH), dtype=np.uint8)
+    last = len(buf) - 1
     for i in range(len(offset)):
+        if i + PREFETCH_AHEAD < len(offset):
+            ahead = offset[i + PREFETCH_AHEAD]
+            for line in range(0, PREFETCH_SPAN, 64):
+                prefetch(buf, min(ahead + line, last))
         start = offset[i]
         end = start + caplen[i]
         st, tags, first_vid, last_vid, etype, at3, ipver, prot, at4, l4_end = _frame(buf, start, end)
