@@ -2,13 +2,15 @@
 
 Bins are keyed by (link, direction, epoch-aligned 10 ms slot). A bin stays open until the capture's
 watermark (latest timestamp seen minus `lateness_us`) has passed its end, so packets of one bin that
-arrive in two batches are still counted once.
+arrive in two batches are still counted once. Keys are grouped with numpy; the per-packet sums, minima and
+maxima into those groups are one compiled pass (ufunc.at per column cost ~5x more than the rest of the stage).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from collectors.packets import DecodedPackets
@@ -69,34 +71,15 @@ class LinkBins:
         slot = ts_us // LINK_BIN_US
         keys = (slot << 16) | (p.link[keep].astype(np.int64) << 2) | p.direction[keep].astype(np.int64)
         unique, inverse = np.unique(keys, return_inverse=True)
-        roce = p.is_roce[keep]
-        ect = roce & (p.ecn[keep] != 0)
-        ce = roce & (p.ecn[keep] == ECN_CE)
-        quanta = p.pfc_quanta[keep].astype(np.int64).sum(axis=1)
-        pause = (p.pfc_enable[keep] != 0) & (quanta > 0)
-        values = np.stack(
-            [
-                np.ones(len(ts_us), dtype=np.int64),
-                p.wire_len[keep].astype(np.int64),
-                roce,
-                ect,
-                ce,
-                roce & (p.bth_opcode[keep] == CNP_OPCODE),
-                pause,
-                quanta,
-            ],
-            axis=1,
-        ).astype(np.int64)
         sums = np.zeros((len(unique), len(_SUMS)), dtype=np.int64)
-        np.add.at(sums, inverse, values)
         first = np.full(len(unique), np.iinfo(np.int64).max, dtype=np.int64)
         last = np.full(len(unique), np.iinfo(np.int64).min, dtype=np.int64)
-        np.minimum.at(first, inverse, ts_us)
-        np.maximum.at(last, inverse, ts_us)
         first_ce = np.full(len(unique), _NO_CE, dtype=np.int64)
         last_ce = np.full(len(unique), -1, dtype=np.int64)
-        np.minimum.at(first_ce, inverse[ce], ts_us[ce])
-        np.maximum.at(last_ce, inverse[ce], ts_us[ce])
+        _accumulate(
+            keep, inverse, ts_us, p.wire_len, p.is_roce, p.ecn, p.bth_opcode, p.pfc_enable, p.pfc_quanta,
+            sums, first, last, first_ce, last_ce,
+        )
         return unique, sums, first, last, first_ce, last_ce
 
     def _merge(
@@ -165,3 +148,50 @@ def _reduce(ufunc: np.ufunc, unique: np.ndarray, inverse: np.ndarray, values: np
     out = np.full(len(unique), identity, dtype=np.int64)
     ufunc.at(out, inverse, values)
     return out
+
+
+@numba.njit(cache=True)
+def _accumulate(
+    keep: np.ndarray,
+    inverse: np.ndarray,
+    ts_us: np.ndarray,
+    wire_len: np.ndarray,
+    is_roce: np.ndarray,
+    ecn: np.ndarray,
+    opcode: np.ndarray,
+    pfc_enable: np.ndarray,
+    pfc_quanta: np.ndarray,
+    sums: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
+    first_ce: np.ndarray,
+    last_ce: np.ndarray,
+) -> None:
+    """Add the kept packets into their bins (`inverse` numbers the kept packets' bins, `ts_us` their times),
+    in the column order of _SUMS."""
+    kept = 0
+    for i in range(len(keep)):
+        if not keep[i]:
+            continue
+        group = inverse[kept]
+        ts = ts_us[kept]
+        kept += 1
+        roce = is_roce[i]
+        ce = roce and ecn[i] == ECN_CE
+        quanta = 0
+        for priority in range(pfc_quanta.shape[1]):
+            quanta += pfc_quanta[i, priority]
+        row = sums[group]
+        row[0] += 1
+        row[1] += wire_len[i]
+        row[2] += roce
+        row[3] += roce and ecn[i] != 0
+        row[4] += ce
+        row[5] += roce and opcode[i] == CNP_OPCODE
+        row[6] += pfc_enable[i] != 0 and quanta > 0
+        row[7] += quanta
+        first[group] = min(first[group], ts)
+        last[group] = max(last[group], ts)
+        if ce:
+            first_ce[group] = min(first_ce[group], ts)
+            last_ce[group] = max(last_ce[group], ts)
