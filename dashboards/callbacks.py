@@ -237,7 +237,7 @@ def flows_view(store: Store, topology: Topology, data: Any, now: datetime | None
         talkers_source = queries.talkers_source(start, end, now, tables)
         mix_source = queries.mix_source(start, end, now, tables)
         talkers = queries.run(store, queries.top_talkers(start, end, flow_filter, talkers_source))
-        mix = queries.run(store, queries.traffic_mix(start, end, flow_filter, mix_source))
+        mix = queries.run(store, queries.traffic_mix(start, end, flow_filter, mix_source, talkers_source))
         table = queries.run(store, table_query)
     except StoreError as exc:
         return [no_update, no_update, no_update, table_query.shown(), str(exc)]

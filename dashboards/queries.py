@@ -513,15 +513,39 @@ def mix_source(start: datetime, end: datetime, now: datetime, tables: set[str]) 
     return RAW_BINS
 
 
-def traffic_mix(start: datetime, end: datetime, flow_filter: FlowFilter, source: TrafficSource = RAW_BINS) -> Query:
-    """Bytes per app and traffic class: from raw flows for a short window or a host/port filter (the rollups
-    keep neither), else from the flow rollup `source` names, its first bucket starting at or before `start`."""
-    if source.table not in ROLLUP_MIX_SQL or flow_filter.host or flow_filter.port != NO_PORT \
-            or end - start <= RAW_FLOWS_SPAN:
-        return Query(TRAFFIC_MIX_SQL, flow_filter.parameters(start, end))
-    parameters = flow_filter.parameters(bucket_start(start, timedelta(milliseconds=source.resolution_ms)), end)
-    del parameters["host"], parameters["port"]
-    return Query(ROLLUP_MIX_SQL[source.table], parameters)
+def _talkers_mix_sql(table: str) -> str:
+    return f"""
+SELECT app, traffic_class, sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS rows
+FROM {table}
+WHERE ts >= {_START} AND ts < {_END}
+  AND ({{link:String}} = '' OR link = {{link:String}})
+  AND ({{app:String}} = '' OR app = {{app:String}})
+  AND ({{traffic_class:String}} = '' OR traffic_class = {{traffic_class:String}})
+  AND ({{job:String}} = '' OR job = {{job:String}})
+  AND ({{host:String}} = '' OR src_ip = toIPv6OrDefault({{host:String}}) OR dst_ip = toIPv6OrDefault({{host:String}}))
+GROUP BY app, traffic_class
+ORDER BY bytes DESC
+"""
+
+
+TALKERS_MIX_SQL: dict[str, str] = {rollup.table: _talkers_mix_sql(rollup.table) for rollup in TALKER_ROLLUPS}
+
+
+def traffic_mix(start: datetime, end: datetime, flow_filter: FlowFilter, source: TrafficSource = RAW_BINS,
+                talkers: TalkerRollup | None = None) -> Query:
+    """Bytes per app and traffic class: from raw flows for a short window or a port filter (no rollup keeps
+    ports); with a host filter from the talker rollup `talkers` (it keeps addresses, the flow rollups do not);
+    else from the flow rollup `source` names. A rollup is read from its first bucket at or before `start`."""
+    if flow_filter.port == NO_PORT and end - start > RAW_FLOWS_SPAN:
+        if flow_filter.host and talkers is not None:
+            parameters = flow_filter.parameters(bucket_start(start, talkers.step), end)
+            del parameters["port"]
+            return Query(TALKERS_MIX_SQL[talkers.table], parameters)
+        if not flow_filter.host and source.table in ROLLUP_MIX_SQL:
+            parameters = flow_filter.parameters(bucket_start(start, timedelta(milliseconds=source.resolution_ms)), end)
+            del parameters["host"], parameters["port"]
+            return Query(ROLLUP_MIX_SQL[source.table], parameters)
+    return Query(TRAFFIC_MIX_SQL, flow_filter.parameters(start, end))
 
 
 FLOW_TABLE_SQL = f"""

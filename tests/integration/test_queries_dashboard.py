@@ -182,6 +182,15 @@ def test_talker_rollups_equal_raw_flows_after_a_duplicate_insert(store: Store) -
             assert rollup.table in query.sql
             rolled = queries.run(store, query)
             assert not raw.empty and _pairs(rolled) == _pairs(raw), (rollup.table, selection)
+        host = queries.FlowFilter(host="10.0.1.1")
+        mix = queries.traffic_mix(start, end, host, queries.RAW_BINS, rollup)
+        assert rollup.table in mix.sql
+        raw_mix = _mix(queries.run(store, queries.traffic_mix(start, end, host)))
+        assert raw_mix and _mix(queries.run(store, mix)) == raw_mix, rollup.table
+
+
+def _mix(frame: pd.DataFrame) -> dict[tuple[str, str], tuple[int, int, int]]:
+    return {(r.app, r.traffic_class): (int(r.bytes), int(r.packets), int(r.rows)) for r in frame.itertuples()}
 
 
 def test_every_dashboard_query_is_read_only(store: Store, fabric: Fabric) -> None:

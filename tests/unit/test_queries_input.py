@@ -105,6 +105,7 @@ def _all_queries(text: str) -> list[queries.Query]:
         queries.recovery_event(text, start), queries.recovery_flows(text, start, 3.4),
         queries.top_talkers(start, end, flow_filter), queries.traffic_mix(start, end, flow_filter),
         *(queries.top_talkers(start, end, flow_filter, rollup) for rollup in queries.TALKER_ROLLUPS),
+        *(queries.traffic_mix(start, end, flow_filter, queries.RAW_BINS, rollup) for rollup in queries.TALKER_ROLLUPS),
         queries.flow_table(start, end, flow_filter),
     ]
 
@@ -167,6 +168,10 @@ def test_top_talkers_read_a_rollup_unless_the_window_is_short_or_a_port_is_chose
     assert rolled.parameters["host"] == "10.0.1.1" and "port" not in rolled.parameters
     hourly = queries.top_talkers(start, end, queries.FlowFilter(), queries.TALKER_ROLLUPS[1])
     assert hourly.parameters["start"] == queries.time_parameter(T0.replace(minute=0))
+    host_mix = queries.traffic_mix(start, end, queries.FlowFilter(host="10.0.1.1"), queries.RAW_BINS, source)
+    assert "FROM flows_talkers_1m" in host_mix.sql and host_mix.parameters["host"] == "10.0.1.1"
+    port_mix = queries.traffic_mix(start, end, queries.FlowFilter(host="10.0.1.1", port=22), queries.RAW_BINS, source)
+    assert port_mix.sql == queries.TRAFFIC_MIX_SQL
     for raw in (queries.top_talkers(start, end, queries.FlowFilter(port=4791), source),
                 queries.top_talkers(start, start + timedelta(minutes=2), queries.FlowFilter(), source),
                 queries.top_talkers(start, end, queries.FlowFilter(), None)):
