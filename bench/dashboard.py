@@ -38,6 +38,7 @@ HOUR_S = 3_600
 TARGET_P95_MS = 150.0
 APPS = ("rocev2", "rocev2-cnp", "nvme-tcp", "tls", "ssh", "bgp")
 CLASSES = ("collective", "control", "bulk", "interactive", "interactive", "control")
+BUSY_HOST = "10.0.1.1"  # the flow panel is timed unfiltered and with this host filter
 
 
 def _strings(values: tuple[str, ...], codes: np.ndarray) -> pa.Array:
@@ -198,20 +199,22 @@ def panels(store: Store, topology: Topology, start: datetime, end: datetime,
             queries.run(store, queries.recovery_event("leaf1-spine1", at))
             queries.run(store, queries.recovery_flows("leaf1-spine1", at, 3.0))
 
-    def flows() -> None:
-        selection = queries.FlowFilter()
-        tables = set(queries.run(store, queries.existing_tables())["name"])
-        talkers = queries.talkers_source(start, end, now, tables)
-        mix = queries.mix_source(start, end, now, tables)
-        for query in (queries.top_talkers(start, end, selection, talkers),
-                      queries.traffic_mix(start, end, selection, mix), queries.flow_table(start, end, selection)):
-            queries.run(store, query)
+    def flows(selection: queries.FlowFilter) -> Callable[[], None]:
+        def run() -> None:
+            tables = set(queries.run(store, queries.existing_tables())["name"])
+            talkers = queries.talkers_source(start, end, now, tables)
+            mix = queries.mix_source(start, end, now, tables)
+            for query in (queries.top_talkers(start, end, selection, talkers),
+                          queries.traffic_mix(start, end, selection, mix, talkers),
+                          queries.flow_table(start, end, selection)):
+                queries.run(store, query)
+        return run
 
     def latest() -> None:
         queries.run(store, queries.latest())
 
     return {"window": latest, "fabric+ecmp": fabric, "congestion": congestion, "recovery": recovery,
-            "flows": flows}
+            "flows": flows(queries.FlowFilter()), "flows host": flows(queries.FlowFilter(host=BUSY_HOST))}
 
 
 def measure(run: Callable[[], None], repeat: int) -> tuple[float, float]:
