@@ -29,7 +29,8 @@ the config file (`--config FILE`). Bad values are rejected naming the file, line
 | fast_recovery | window_ms | 10 | affected flows had ≥3 packets on the link within this before the failure |
 | fast_recovery | silence_ms | 5 | nothing on a link for this long after a packet, while its flows move: failed |
 | fast_recovery | timeout_ms | 2000 | a failure is reported at most this long after it, recovered or not |
-| fast_recovery | lateness_ms | 1000 | how late a flow row may arrive behind rows of other links (the active timeout) |
+| fast_recovery | lateness_ms | 50 | how late a dense flow's row may arrive after its last packet (README: ordering) |
+| fast_recovery | back_wait_ms | 100 | a recovered failure waits this long for its link to come back (a flap's end) |
 | link_status | same_within_ms | 1000 | counter and traffic reports of a link's down (or up) this close are one |
 | link_status | flap_max_ms | 100 | an outage seen in the traffic that ends within this is also a `link_flap` |
 """

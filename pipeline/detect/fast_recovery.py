@@ -44,7 +44,8 @@ class FastRecoveryConfig:
     window_ms: float = 10.0
     silence_ms: float = 5.0
     timeout_ms: float = 2000.0
-    lateness_ms: float = 1000.0
+    lateness_ms: float = 50.0
+    back_wait_ms: float = 100.0
 
 
 @dataclass
@@ -76,11 +77,16 @@ class _Failure:
 class FastRecoveryDetector:
     """`fast_recovery` events from `flows` rows, with oper-down from `counters` rows when present.
 
-    Assumes rows come in export intervals at most `lateness_ms` long (collectors/flows.py: epoch-aligned,
-    its active timeout): the rows of one interval in any order, but all of them before any row of a
-    later interval. Then once a row ending at `e` is seen, every row starting before `e - lateness_ms`
-    is in, which is what the silence rule needs. Emits each failure once all its affected flows
-    recovered, or once the watermark passes `ts + timeout_ms`, or at `flush`.
+    Ordering assumed: once a row ending at `e` is seen, every row of a dense flow (one that can show a
+    silence or be affected) that ended before `e - lateness_ms` is in. The collector gives this: its flow
+    table exports a row once packet time passes the flow's last packet by pause_factor x the flow's packet
+    spacing (8 x 5 ms = 40 ms at most for a flow with 3 packets in `window_ms`), and rows leave the collector
+    in that order. A row still open (its flow still sending) is not in, so a hole is judged a failure only
+    once the watermark has also passed the first packet of a flow that moved out of it: flows move only
+    after the failure, so by then every row the failed link carried up to its failure is in. Emits each
+    failure once all its affected flows recovered and the link came back or `back_wait_ms` passed (so a
+    brief outage is reported with its end), or once the link came back, or once the watermark passes
+    `ts + timeout_ms`, or at `flush`.
     """
 
     def __init__(self, config: FastRecoveryConfig | None = None) -> None:
@@ -195,6 +201,8 @@ class FastRecoveryDetector:
                 break
             failure = self._failure(rows, part, link, at, "silence", until)
             moved = failure is not None and _moved(failure)
+            if moved and failure is not None and not final and watermark < _first_move(failure):
+                break
             settled = final or (until is not None and watermark >= until) or watermark >= at + timeout
             if not moved and not settled:
                 break
@@ -251,6 +259,18 @@ class FastRecoveryDetector:
                     failure.new_link[i] = rows["link"][row]
                     failure.psn_first[i] = rows["psn_first"][row]
 
+    def _back_at(self, failure: _Failure) -> int | None:
+        """When the failed link carried traffic again: the first start after the failure among its rows (its
+        dense rows if it has any, as the silence rule reads them), None while there is none."""
+        rows = self._rows
+        if rows is None:
+            return None
+        on_link = np.flatnonzero(rows["link"] == failure.link)
+        dense = on_link[rows["dense"][on_link]]
+        shown = dense if len(dense) else on_link
+        after = rows["ts_start"][shown][rows["ts_start"][shown] > failure.ts]
+        return int(after.min()) if len(after) else None
+
     def _knock_on(self, failure: _Failure) -> bool:
         """True when every flow that moved had been on another link through the same spine that failed."""
         window = ms_to_us(self.config.timeout_ms)
@@ -271,9 +291,12 @@ class FastRecoveryDetector:
         waiting: list[_Failure] = []
         for failure in self._pending:
             self._recover(failure)
+            if failure.until is None:
+                failure.until = self._back_at(failure)
             back = failure.until is not None and watermark >= failure.until
             done = bool((failure.recovered_at[failure.affected] >= 0).all())
-            if final or back or done or watermark >= failure.ts + timeout:
+            waited = watermark >= failure.ts + ms_to_us(self.config.back_wait_ms)
+            if final or back or (done and waited) or watermark >= failure.ts + timeout:
                 events.append(self._event(failure))
             else:
                 waiting.append(failure)
@@ -334,6 +357,14 @@ def _moved(failure: _Failure) -> bool:
     repair are not affected, so they no longer make a silence look like a failure."""
     movers = failure.recovered_at >= 0
     return bool(movers[failure.affected].any()) if failure.affected.any() else bool(movers.any())
+
+
+def _first_move(failure: _Failure) -> int:
+    """The first packet on another link of a flow that moved out of the hole (an affected one if any was)."""
+    movers = failure.recovered_at >= 0
+    if failure.affected.any():
+        movers &= failure.affected
+    return int(failure.recovered_at[movers].min())
 
 
 def psn_skipped(psn_last: np.ndarray, psn_first: np.ndarray) -> np.ndarray:

@@ -237,18 +237,45 @@ def test_oper_down_reported_after_the_traffic_showed_the_failure_is_the_same_fai
     assert first["ts"] == np.datetime64(FAIL, "us")
 
 
-def test_rows_of_one_export_interval_in_any_order() -> None:
-    """1 s epoch-aligned export intervals as collectors/flows.py cuts them; the new link's rows come first."""
+def test_rows_of_one_export_interval_in_any_order_with_a_lateness_of_the_interval() -> None:
+    """Rows exported once per 1 s epoch-aligned interval (an exporter that does not close rows at pauses), the
+    new link's rows first: right when `lateness_ms` covers the interval."""
     second = T0 + 1000 * MS
     moved = [replace(r, end=second - 1, tail=second - 301) for r in after_failure(second)]
     interval_1 = [replace(r, start=second, end=second + 999 * MS, tail=second + 999 * MS - 300, psn=(0, 0))
                   for r in after_failure(second)]
-    detector = FastRecoveryDetector()
+    detector = FastRecoveryDetector(FastRecoveryConfig(lateness_ms=1000))
     assert detector.update(batch(moved)) == []
     assert detector.update(batch(before_failure()[:4])) == []
     event = only(detector.update(batch(interval_1)))
     assert event["ts"] == np.datetime64(FAIL, "us")
     assert (event["flows_affected"], event["flows_recovered"], event["packets_lost"]) == (3, 3, 37)
+
+
+def test_a_flow_still_sending_on_the_link_is_waited_for_before_a_hole_is_a_failure() -> None:
+    """Rows in the order the collector closes them: F1's burst ended 50 ms before the failure and its next one
+    went elsewhere, closed before F2's row, which ran on the link up to the failure, left the flow table."""
+    detector = FastRecoveryDetector()
+    assert detector.update(batch([row(F1, "leaf1-spine1", "up", FAIL - 60 * MS, FAIL - 50 * MS)])) == []
+    assert detector.update(batch([row(F1, "leaf1-spine2", "up", FAIL + MS, FAIL + 6 * MS)])) == []
+    assert detector.update(batch([row(F2, "leaf1-spine1", "up", T0, FAIL)])) == []
+    assert detector.update(batch([row(F2, "leaf1-spine2", "up", FAIL + 1500, FAIL + 60 * MS)])) == []
+    event = only(detector.update(batch([row(F4, "leaf2-spine1", "up", FAIL, FAIL + 160 * MS)])))
+    assert event["ts"] == np.datetime64(FAIL, "us")
+    assert (event["flows_affected"], event["flows_recovered"]) == (1, 1)
+    assert event["convergence_ms"] == pytest.approx(1.5)
+
+
+def test_a_recovered_failure_waits_a_little_for_the_link_to_come_back() -> None:
+    """Emitted once the link is seen back, with that time (a brief outage is reported with its end)."""
+    detector = FastRecoveryDetector()
+    rows = [row(F1, "leaf1-spine1", "up", T0, FAIL), row(F1, "leaf1-spine2", "up", FAIL + 1400, FAIL + 20 * MS)]
+    assert detector.update(batch(rows)) == []
+    assert detector.update(batch([row(F4, "leaf2-spine1", "up", T0, FAIL + 80 * MS)])) == []  # declared, waits
+    back = row(F1, "leaf1-spine1", "up", FAIL + 25 * MS, FAIL + 90 * MS)
+    event = only(detector.update(batch([back])))
+    assert json.loads(str(event["details"]))["link_back_us"] == FAIL + 25 * MS
+    assert event["local_convergence_ms"] == pytest.approx(1.4)
 
 
 def test_link_back_after_a_short_flap_leaves_a_hole_in_its_rows() -> None:
