@@ -3,7 +3,7 @@
 1. Throughput: the collector's records of a generated fabric capture fed to the detectors (DetectorSet) as
    the embedded replay does; flow rows (and link bins) per second of detector time.
 2. Delay: the same kind of capture replayed at --speed 1.0 through the embedded broker, sink and detectors,
-   with the default settings and with a live profile (0.2 s export interval, sink inserting every 0.2 s);
+   with the default settings and with the sink inserting every 0.1 s (a live profile);
    for the link failure in it, the wall time from the convergence completing (failure ts + convergence, as
    the ground truth gives it) to the fast_recovery event being readable in the events table.
    Target (issue 5): events out within 1 s of the convergence completing.
@@ -25,9 +25,8 @@ from collectors.replay import replay_batches
 from collectors.synthetic.generator import generate
 from collectors.synthetic.scenario import load_scenario
 from pipeline.detect.config import DetectorConfig
-from pipeline.detect.congestion import CongestionConfig
-from pipeline.detect.ecmp import EcmpConfig
 from pipeline.detect.engine import DetectorSet
+from pipeline.detect.events import Batch, Event
 from pipeline.services import Services, ServicesConfig
 from pipeline.sink import SinkConfig
 from pipeline.streaming import stream_to_store
@@ -78,16 +77,25 @@ def throughput(pcap: Path, topology_path: Path) -> None:
 Profile = tuple[CollectorConfig, DetectorConfig, SinkConfig]
 
 
-def live_profile(active_timeout_s: float) -> Profile:
-    """Settings for the other events soon after the fact too: flow rows exported every `active_timeout_s`,
-    the bin-fed detectors waiting a little longer than that for late bins, the sink inserting as often.
-    Fast recovery keeps its defaults: its lateness is set by pauses, not by the export interval."""
-    lateness_ms = active_timeout_s * 1000 * 1.25
-    return (
-        CollectorConfig(active_timeout_s=active_timeout_s),
-        DetectorConfig(congestion=CongestionConfig(lateness_ms=lateness_ms), ecmp=EcmpConfig(lateness_ms=lateness_ms)),
-        SinkConfig(batch_wait_s=min(0.5, active_timeout_s)),
-    )
+class TimedDetectors(DetectorSet):
+    """The detectors, noting when the first fast_recovery event left them (so the sink's share of the delay
+    shows apart from the collector's and the detectors')."""
+
+    emitted_at: float | None = None
+
+    def update(self, table: str, batch: Batch) -> list[Event]:
+        events = super().update(table, batch)
+        if self.emitted_at is None and any(event["kind"] == "fast_recovery" for event in events):
+            self.emitted_at = time.monotonic()
+        return events
+
+
+def live_profile(batch_wait_s: float) -> Profile:
+    """The defaults with the sink inserting every `batch_wait_s`: fast recovery's events leave the detectors
+    about 150 ms of packet time after the failure now (rows closed at pauses, lateness 50 ms + back_wait 100 ms),
+    so the sink's wait is
+    the larger share. A shorter export interval no longer helps: it only makes DFI run more often."""
+    return CollectorConfig(), DetectorConfig(), SinkConfig(batch_wait_s=batch_wait_s)
 
 
 def delay(pcap: Path, topology_path: Path, truth: dict[str, object], data_dir: Path, name: str,
@@ -106,9 +114,10 @@ def delay(pcap: Path, topology_path: Path, truth: dict[str, object], data_dir: P
                     first_ts_us.append(int(batch.ts_ns[0] // 1000))
                 yield batch
 
+        detectors = TimedDetectors(topology, detector_config)
         replay = threading.Thread(target=stream_to_store, kwargs=dict(
             steps=(step.tables() for step in Collector(topology, collector_config).run(batches())),
-            bus=services.bus, store=services.store, detectors=DetectorSet(topology, detector_config),
+            bus=services.bus, store=services.store, detectors=detectors,
             sink_config=sink_config, progress=False))
         replay.start()
         seen_at = None
@@ -121,7 +130,8 @@ def delay(pcap: Path, topology_path: Path, truth: dict[str, object], data_dir: P
         replay.join()
     converged_us = failure["ts_us"] + failure["convergence_ms"] * 1000  # type: ignore[index]
     due = started[0] + (converged_us - first_ts_us[0]) / 1e6
-    print(f"delay with {name}: fast_recovery in ClickHouse {seen_at - due:.3f} s "
+    out = "never" if detectors.emitted_at is None else f"{detectors.emitted_at - due:.3f} s"
+    print(f"delay with {name}: fast_recovery out of the detectors {out}, in ClickHouse {seen_at - due:.3f} s "
           f"after the convergence completed (capture second {(converged_us - first_ts_us[0]) / 1e6:.3f}; "
           f"target ≤ 1 s)")
 
@@ -132,7 +142,7 @@ def main() -> None:
         pcap, topology, truth = capture(tmp, 4000, 2000.3)
         throughput(pcap, topology)
         profiles = {"the defaults (1 s export interval)": (CollectorConfig(), DetectorConfig(), SinkConfig()),
-                    "a 0.2 s live profile": live_profile(0.2)}
+                    "the sink inserting every 0.1 s": live_profile(0.1)}
         for i, (name, profile) in enumerate(profiles.items()):
             delay(pcap, topology, truth, tmp / f"store-{i}", name, profile)
 
