@@ -91,10 +91,10 @@ class TimedDetectors(DetectorSet):
 
 
 def live_profile(batch_wait_s: float) -> Profile:
-    """The defaults with the sink inserting every `batch_wait_s`: fast recovery's events leave the detectors
-    about 150 ms of packet time after the failure now (rows closed at pauses, lateness 50 ms + back_wait 100 ms),
-    so the sink's wait is
-    the larger share. A shorter export interval no longer helps: it only makes DFI run more often."""
+    """The defaults with the sink inserting every `batch_wait_s`: fast recovery's events now leave the
+    detectors about 150 ms of packet time after the failure (rows closed at pauses, lateness_ms 50 +
+    back_wait_ms 100), so the sink's wait is the larger share. A shorter export interval no longer helps:
+    it only makes DFI run more often."""
     return CollectorConfig(), DetectorConfig(), SinkConfig(batch_wait_s=batch_wait_s)
 
 
