@@ -7,6 +7,12 @@ the next owner reads the intent, rebuilds exactly that range, and ClickHouse dro
 (materialized views too, with deduplicate_blocks_in_dependent_materialized_views). A ClickHouse outage
 pauses the partitions and retries with backoff while Kafka keeps the data; a message that cannot be
 decoded goes to `<topic>.dlq` with the reason in a header and the sink goes on.
+
+Inserting overlaps consuming: one insert thread runs one batch (the head range of each partition) while the
+consumer thread fetches and decodes the next, so up to two batches are in memory. A partition's next range
+is sent only once its previous one is committed — never two inserted-but-uncommitted ranges of a partition,
+which the single intent per partition relies on — and a rebalance waits for the insert in flight before
+giving partitions up, so nothing of this sink lands after their next owner starts.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -33,6 +40,8 @@ DEFAULT_GROUP = "fabricscope-sink"
 DEFAULT_BATCH_ROWS = 250_000
 DEFAULT_BATCH_WAIT_S = 0.5
 DEFAULT_POLL_TIMEOUT_MS = 200
+# While an insert runs the consumer polls briefly, so that the insert's commit and the next one follow soon.
+INFLIGHT_POLL_TIMEOUT_MS = 10
 DEFAULT_RETRY_INITIAL_S = 0.2
 DEFAULT_RETRY_MAX_S = 10.0
 INTENTS_TABLE = "sink_intents"
@@ -59,7 +68,8 @@ class SinkConfig:
 @dataclass
 class SinkStats:
     """What this sink made durable (rows per table of the ranges it inserted and committed), dead letters,
-    and where its time went (decoding messages, inserting into ClickHouse)."""
+    and where its time went: decoding messages, inserting into ClickHouse (in the insert thread), and the
+    consumer thread blocked waiting for an insert to finish (what overlapping could not hide)."""
 
     rows: dict[str, int] = field(default_factory=dict)
     messages: int = 0
@@ -68,11 +78,13 @@ class SinkStats:
     retries: int = 0
     decode_s: float = 0.0
     insert_s: float = 0.0
+    insert_wait_s: float = 0.0
 
 
 @dataclass
 class _Range:
-    """Buffered messages of one partition, offsets [first, end); `required_end` set when redoing an intent."""
+    """Buffered messages of one partition, offsets [first, end); `required_end` set when redoing an intent,
+    `inflight` while the insert thread has it."""
 
     tp: TopicPartition
     first: int
@@ -82,9 +94,18 @@ class _Range:
     rows: int = 0
     checksum: int = 0
     closed: bool = False
+    inflight: bool = False
 
     def token(self) -> str:
         return f"{self.tp.topic}/{self.tp.partition}/{self.first}-{self.end}/{self.checksum:08x}"
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """The batch the insert thread is inserting: at most one range per partition."""
+
+    batch: list[_Range]
+    future: Future[bool]
 
 
 class Sink:
@@ -104,6 +125,8 @@ class Sink:
         self._progress = threading.Condition()
         self._oldest = time.monotonic()
         self._generation = 0
+        self._pending: _Pending | None = None
+        self._inserter: ThreadPoolExecutor | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
@@ -160,22 +183,29 @@ class Sink:
         consumer = Consumer(self.bus, group=self.config.group, topics=list(self._tables),
                             on_assigned=self._on_assigned, on_revoked=self._on_revoked).start()
         producer = Producer(self.bus).start()
+        self._inserter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fabricscope-insert")
         try:
             last_record, generation = time.monotonic(), self._generation
             while not stop.is_set():
-                polled = consumer.poll(self.config.poll_timeout_ms)
+                polled = consumer.poll(self.config.poll_timeout_ms if self._pending is None
+                                       else INFLIGHT_POLL_TIMEOUT_MS)
                 self._load_intents(consumer, stop)
                 self._take(polled, consumer, producer, stop)
                 now = time.monotonic()
                 if polled or self._generation != generation:
                     last_record, generation = now, self._generation
+                if self._pending is not None and self._pending.future.done():
+                    self._settle(consumer, producer, stop)
                 if self._due(now):
-                    self._flush_all(consumer, producer, stop)
+                    self._flush(consumer, producer, stop)
                 elif (idle_exit_s is not None and self._assigned and not self._ranges
                       and now - last_record >= idle_exit_s):
                     return
-            self._flush_all(consumer, producer, stop, final=True)
+            while self._flush(consumer, producer, stop, final=True):
+                pass
         finally:
+            self._inserter.shutdown(wait=True)
+            self._pending = None
             producer.stop()
             consumer.stop()
 
@@ -186,8 +216,8 @@ class Sink:
             if self._generation != generation:
                 return  # a rebalance during an insert: the consumer reads again from the committed offsets
             self._add(record, producer)
-            if self._buffered_rows() >= self.config.batch_rows:
-                self._flush_all(consumer, producer, stop)
+            if sum(r.rows for r in self._unsent()) >= self.config.batch_rows:
+                self._flush(consumer, producer, stop)
 
     def _on_assigned(self, partitions: set[TopicPartition]) -> None:
         log.info("assigned %d partitions", len(partitions))
@@ -196,8 +226,11 @@ class Sink:
         self._new_partitions |= partitions
 
     def _on_revoked(self, partitions: set[TopicPartition]) -> None:
-        """Forget what was buffered: it was not committed, the next owner (maybe us) reads it again."""
+        """Let the insert in flight finish (it must not land after the next owner starts), then forget what
+        was buffered: it was not committed, the next owner (maybe us) reads it again."""
         self._generation += 1
+        if self._pending is not None:
+            wait([self._pending.future])
         self._assigned -= partitions
         for tp in partitions:
             self._ranges.pop(tp, None)
@@ -264,39 +297,74 @@ class Sink:
         with self._progress:
             self._stats.dead_letters += 1
 
-    def _buffered_rows(self) -> int:
-        return sum(r.rows for ranges in self._ranges.values() for r in ranges)
+    def _unsent(self) -> Iterator[_Range]:
+        """Buffered ranges the insert thread does not have."""
+        return (r for ranges in self._ranges.values() for r in ranges if not r.inflight)
 
     def _due(self, now: float) -> bool:
-        if not self._ranges:
+        unsent = list(self._unsent())
+        if not unsent:
             self._oldest = now
             return False
-        return (self._buffered_rows() >= self.config.batch_rows or now - self._oldest >= self.config.batch_wait_s
-                or any(r.closed for ranges in self._ranges.values() for r in ranges))
+        return (sum(r.rows for r in unsent) >= self.config.batch_rows or now - self._oldest >= self.config.batch_wait_s
+                or any(r.closed for r in unsent))
 
-    # -- flushing ----------------------------------------------------------------------------------
-    def _flush_all(self, consumer: Consumer, producer: Producer, stop: threading.Event, *,
-                   final: bool = False) -> None:
-        """Insert and commit every range that can be: one range per partition per round."""
+    # -- flushing ---------------------------------------------------------------------------------
+    def _flush(self, consumer: Consumer, producer: Producer, stop: threading.Event, *,
+               final: bool = False) -> bool:
+        """Settle the insert in flight, then hand the insert thread the head range of every partition.
+
+        Settling first keeps one inserted-but-uncommitted range per partition at most. False when nothing
+        was handed over: nothing to insert, or the insert in flight did not succeed (its ranges stay
+        buffered and go again on the next flush).
+        """
+        if self._pending is not None and not self._settle(consumer, producer, stop, final=final):
+            return False
         for ranges in self._ranges.values():
             for buffered in ranges:
                 if buffered.required_end is None:
                     buffered.closed = True
-        while True:
-            batch = [ranges[0] for ranges in self._ranges.values() if ranges and ranges[0].closed]
-            if not batch or not self._flush(batch, consumer, producer, stop, final=final):
-                break
-        self._ranges = {tp: ranges for tp, ranges in self._ranges.items() if ranges}
         self._oldest = time.monotonic()
+        batch = [ranges[0] for ranges in self._ranges.values() if ranges[0].closed]
+        if not batch:
+            return False
+        if self._inserter is None:
+            raise FabricscopeError("sink flushed outside run()")
+        for buffered in batch:
+            buffered.inflight = True
+        self._pending = _Pending(batch, self._inserter.submit(self._insert, batch, producer))
+        return True
 
-    def _flush(self, batch: list[_Range], consumer: Consumer, producer: Producer, stop: threading.Event, *,
-               final: bool) -> bool:
+    def _live(self, batch: Sequence[_Range]) -> list[_Range]:
+        """The ranges of `batch` still ours and still first in their partition (not revoked meanwhile)."""
+        return [r for r in batch if r.tp in self._assigned and self._ranges.get(r.tp, [None])[0] is r]
+
+    def _settle(self, consumer: Consumer, producer: Producer, stop: threading.Event, *, final: bool = False) -> bool:
+        """Wait for the insert in flight, retrying it here while ClickHouse is down, then commit its ranges."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return False
+        first: Future[bool] | None = pending.future
+
+        def attempt() -> bool:
+            nonlocal first
+            if first is not None:
+                future, first = first, None
+                started = time.perf_counter()
+                wait([future])
+                with self._progress:
+                    self._stats.insert_wait_s += time.perf_counter() - started
+                return future.result()
+            live = self._live(pending.batch)
+            return self._insert(live, producer) if live else True
+
         try:
-            done = self._with_retry(stop, lambda: self._insert(batch, producer), consumer,
-                                    attempts=1 if final else None)
+            done = self._with_retry(stop, attempt, consumer, attempts=1 if final else None)
         finally:
+            for buffered in pending.batch:
+                buffered.inflight = False
             consumer.resume(consumer.assignment())
-        live = [r for r in batch if r.tp in self._assigned and self._ranges.get(r.tp, [None])[0] is r]
+        live = self._live(pending.batch)
         if done is None or not live:
             return False
         try:
@@ -306,6 +374,7 @@ class Sink:
             return False
         for r in live:
             self._ranges[r.tp].pop(0)
+        self._ranges = {tp: ranges for tp, ranges in self._ranges.items() if ranges}
         with self._progress:
             for r in live:
                 table = self._tables[r.tp.topic]
