@@ -302,12 +302,16 @@ class Sink:
         return (r for ranges in self._ranges.values() for r in ranges if not r.inflight)
 
     def _due(self, now: float) -> bool:
+        """batch_rows buffered, or (no insert in flight) batch_wait passed or a range is complete. While an
+        insert runs the consumer keeps buffering instead of blocking on it, so the next insert is larger."""
         unsent = list(self._unsent())
         if not unsent:
             self._oldest = now
             return False
-        return (sum(r.rows for r in unsent) >= self.config.batch_rows or now - self._oldest >= self.config.batch_wait_s
-                or any(r.closed for r in unsent))
+        if sum(r.rows for r in unsent) >= self.config.batch_rows:
+            return True
+        return self._pending is None and (now - self._oldest >= self.config.batch_wait_s
+                                          or any(r.closed for r in unsent))
 
     # -- flushing ---------------------------------------------------------------------------------
     def _flush(self, consumer: Consumer, producer: Producer, stop: threading.Event, *,
