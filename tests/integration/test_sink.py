@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,42 @@ class CrashAfterInsert(Store):
     def insert_arrow(self, table: str, rows: pa.Table, *, settings: Any = None) -> None:
         super().insert_arrow(table, rows, settings=settings)
         raise Crash
+
+
+class RecordingStore(Store):
+    """Inserts for real and keeps each insert's (partition, first, end) offsets, read from its dedup token."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store.config)
+        self._client = store._client
+        self.ranges: list[tuple[int, int, int]] = []
+
+    def insert_arrow(self, table: str, rows: pa.Table, *, settings: Any = None) -> None:
+        super().insert_arrow(table, rows, settings=settings)
+        _, partition, span, _ = settings["insert_deduplication_token"].rsplit("/", 3)
+        first, end = span.split("-")
+        self.ranges.append((int(partition), int(first), int(end)))
+
+
+def test_inserts_overlapping_the_consumer_keep_each_partition_in_order_and_exact(
+        bus_config: BusConfig, clean_topics: list[str], store: Store) -> None:
+    batches = [random_flows(10_000, seed=seed) for seed in range(50, 58)]
+    _produce(bus_config, batches)
+    recording = RecordingStore(store)
+    sink = _sink(bus_config, recording, "sink-overlap").start()
+    try:
+        assert sink.wait_for_rows("flows", 80_000, timeout_s=WAIT_S)
+    finally:
+        sink.stop()
+    assert stored_sums(store) == expected_sums(batches)
+    assert stored_sums(store, "flows_1h") == expected_sums(batches)
+    by_partition: dict[int, list[tuple[int, int]]] = {}
+    for partition, first, end in recording.ranges:
+        by_partition.setdefault(partition, []).append((first, end))
+    assert max(len(spans) for spans in by_partition.values()) > 1
+    for spans in by_partition.values():  # each range starts where the previous one ended: none twice, none skipped
+        assert spans[0][0] == 0
+        assert all(end == following for (_, end), (following, _) in pairwise(spans))
 
 
 def test_rows_in_equal_rows_stored_and_malformed_messages_go_to_the_dlq(
