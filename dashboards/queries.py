@@ -445,16 +445,20 @@ LIMIT {TOP_TALKERS}
 """
 
 
-def _rollup_talkers_sql(table: str) -> str:
-    return f"""
-SELECT {SRC_IP} AS src, {DST_IP} AS dst, sum(bytes) AS bytes, sum(packets) AS packets
-FROM {table}
-WHERE ts >= {_START} AND ts < {_END}
+_TALKER_WHERE = f"""WHERE ts >= {_START} AND ts < {_END}
   AND ({{link:String}} = '' OR link = {{link:String}})
   AND ({{app:String}} = '' OR app = {{app:String}})
   AND ({{traffic_class:String}} = '' OR traffic_class = {{traffic_class:String}})
   AND ({{job:String}} = '' OR job = {{job:String}})
-  AND ({{host:String}} = '' OR src_ip = toIPv6OrDefault({{host:String}}) OR dst_ip = toIPv6OrDefault({{host:String}}))
+  AND ({{host:String}} = ''
+       OR src_ip = toIPv6OrDefault({{host:String}}) OR dst_ip = toIPv6OrDefault({{host:String}}))"""
+
+
+def _rollup_talkers_sql(table: str) -> str:
+    return f"""
+SELECT {SRC_IP} AS src, {DST_IP} AS dst, sum(bytes) AS bytes, sum(packets) AS packets
+FROM {table}
+{_TALKER_WHERE}
 GROUP BY src_ip, dst_ip
 ORDER BY bytes DESC
 LIMIT {TOP_TALKERS}
@@ -517,12 +521,7 @@ def _talkers_mix_sql(table: str) -> str:
     return f"""
 SELECT app, traffic_class, sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS rows
 FROM {table}
-WHERE ts >= {_START} AND ts < {_END}
-  AND ({{link:String}} = '' OR link = {{link:String}})
-  AND ({{app:String}} = '' OR app = {{app:String}})
-  AND ({{traffic_class:String}} = '' OR traffic_class = {{traffic_class:String}})
-  AND ({{job:String}} = '' OR job = {{job:String}})
-  AND ({{host:String}} = '' OR src_ip = toIPv6OrDefault({{host:String}}) OR dst_ip = toIPv6OrDefault({{host:String}}))
+{_TALKER_WHERE}
 GROUP BY app, traffic_class
 ORDER BY bytes DESC
 """
