@@ -35,119 +35,117 @@ class LinkBinsConfig:
     sampling_rate: int = 1
 
 
+@dataclass(frozen=True, slots=True)
+class _Bins:
+    """Open bins: their keys (slot << 16 | link << 2 | direction), the _SUMS columns, and the first/last
+    packet and first/last CE-marked packet of each (µs)."""
+
+    keys: np.ndarray
+    sums: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+    first_ce: np.ndarray
+    last_ce: np.ndarray
+
+    @staticmethod
+    def empty(size: int = 0) -> _Bins:
+        return _Bins(
+            keys=np.empty(size, dtype=np.int64),
+            sums=np.zeros((size, len(_SUMS)), dtype=np.int64),
+            first=np.full(size, np.iinfo(np.int64).max, dtype=np.int64),
+            last=np.full(size, np.iinfo(np.int64).min, dtype=np.int64),
+            first_ce=np.full(size, _NO_CE, dtype=np.int64),
+            last_ce=np.full(size, -1, dtype=np.int64),
+        )
+
+    def merge(self, other: _Bins) -> _Bins:
+        """One bin per key: sums added, first/last the earliest/latest of both."""
+        unique, inverse = np.unique(np.concatenate([self.keys, other.keys]), return_inverse=True)
+        merged = _Bins.empty(len(unique))
+        merged.keys[:] = unique
+        np.add.at(merged.sums, inverse, np.concatenate([self.sums, other.sums]))
+        np.minimum.at(merged.first, inverse, np.concatenate([self.first, other.first]))
+        np.maximum.at(merged.last, inverse, np.concatenate([self.last, other.last]))
+        np.minimum.at(merged.first_ce, inverse, np.concatenate([self.first_ce, other.first_ce]))
+        np.maximum.at(merged.last_ce, inverse, np.concatenate([self.last_ce, other.last_ce]))
+        return merged
+
+    def select(self, mask: np.ndarray) -> _Bins:
+        return _Bins(self.keys[mask], self.sums[mask], self.first[mask], self.last[mask], self.first_ce[mask],
+                     self.last_ce[mask])
+
+
 class LinkBins:
     """Accumulates decoded packets into link bins and hands out the bins that can no longer change."""
 
     def __init__(self, topology: Topology, config: LinkBinsConfig | None = None) -> None:
         self.topology = topology
         self.config = config or LinkBinsConfig()
-        self._keys = np.empty(0, dtype=np.int64)
-        self._sums = np.empty((0, len(_SUMS)), dtype=np.int64)
-        self._first = np.empty(0, dtype=np.int64)
-        self._last = np.empty(0, dtype=np.int64)
-        self._first_ce = np.empty(0, dtype=np.int64)
-        self._last_ce = np.empty(0, dtype=np.int64)
+        self._open = _Bins.empty()
         self._watermark_us = np.iinfo(np.int64).min
+        self._link_ids = np.array([link.id for link in topology.links], dtype=object)
+        self._leaves = np.array([link.leaf for link in topology.links], dtype=object)
+        self._spines = np.array([link.spine for link in topology.links], dtype=object)
+        self._directions = np.array(DIRECTIONS, dtype=object)
 
     def update(self, packets: DecodedPackets) -> dict[str, np.ndarray]:
         """Add a batch; return the bins closed by it as `link_bins` columns (possibly empty)."""
         keep = packets.ok & (packets.link >= 0)
         if keep.any():
-            self._merge(*self._aggregate(packets, keep))
+            self._open = self._open.merge(self._aggregate(packets, keep))
             self._watermark_us = max(self._watermark_us, int(packets.ts_ns[packets.ok].max() // 1000))
-        closing = self._slot_start(self._keys) + LINK_BIN_US <= self._watermark_us - self.config.lateness_us
+        closing = self._slot_start(self._open.keys) + LINK_BIN_US <= self._watermark_us - self.config.lateness_us
         return self._take(closing)
 
     def flush(self) -> dict[str, np.ndarray]:
         """Every open bin, at the end of input."""
-        return self._take(np.ones(len(self._keys), dtype=bool))
+        return self._take(np.ones(len(self._open.keys), dtype=bool))
 
     @staticmethod
     def _slot_start(keys: np.ndarray) -> np.ndarray:
         return (keys >> 16) * LINK_BIN_US
 
-    def _aggregate(self, p: DecodedPackets, keep: np.ndarray) -> tuple[np.ndarray, ...]:
+    @staticmethod
+    def _aggregate(p: DecodedPackets, keep: np.ndarray) -> _Bins:
         ts_us = p.ts_ns[keep] // 1000
         slot = ts_us // LINK_BIN_US
         keys = (slot << 16) | (p.link[keep].astype(np.int64) << 2) | p.direction[keep].astype(np.int64)
         unique, inverse = np.unique(keys, return_inverse=True)
-        sums = np.zeros((len(unique), len(_SUMS)), dtype=np.int64)
-        first = np.full(len(unique), np.iinfo(np.int64).max, dtype=np.int64)
-        last = np.full(len(unique), np.iinfo(np.int64).min, dtype=np.int64)
-        first_ce = np.full(len(unique), _NO_CE, dtype=np.int64)
-        last_ce = np.full(len(unique), -1, dtype=np.int64)
+        bins = _Bins.empty(len(unique))
+        bins.keys[:] = unique
         _accumulate(
             keep, inverse, ts_us, p.wire_len, p.is_roce, p.ecn, p.bth_opcode, p.pfc_enable, p.pfc_quanta,
-            sums, first, last, first_ce, last_ce,
+            bins.sums, bins.first, bins.last, bins.first_ce, bins.last_ce,
         )
-        return unique, sums, first, last, first_ce, last_ce
-
-    def _merge(
-        self,
-        keys: np.ndarray,
-        sums: np.ndarray,
-        first: np.ndarray,
-        last: np.ndarray,
-        first_ce: np.ndarray,
-        last_ce: np.ndarray,
-    ) -> None:
-        all_keys = np.concatenate([self._keys, keys])
-        unique, inverse = np.unique(all_keys, return_inverse=True)
-        merged = np.zeros((len(unique), len(_SUMS)), dtype=np.int64)
-        np.add.at(merged, inverse, np.concatenate([self._sums, sums]))
-        self._first = _reduce(np.minimum, unique, inverse, np.concatenate([self._first, first]), np.iinfo(np.int64).max)
-        self._last = _reduce(np.maximum, unique, inverse, np.concatenate([self._last, last]), np.iinfo(np.int64).min)
-        self._first_ce = _reduce(np.minimum, unique, inverse, np.concatenate([self._first_ce, first_ce]), _NO_CE)
-        self._last_ce = _reduce(np.maximum, unique, inverse, np.concatenate([self._last_ce, last_ce]), -1)
-        self._keys, self._sums = unique, merged
+        return bins
 
     def _take(self, mask: np.ndarray) -> dict[str, np.ndarray]:
-        keys, sums = self._keys[mask], self._sums[mask]
-        first, last = self._first[mask], self._last[mask]
-        first_ce, last_ce = self._first_ce[mask], self._last_ce[mask]
-        rest = ~mask
-        self._keys, self._sums = self._keys[rest], self._sums[rest]
-        self._first, self._last = self._first[rest], self._last[rest]
-        self._first_ce, self._last_ce = self._first_ce[rest], self._last_ce[rest]
-        return self._columns(keys, sums, first, last, first_ce, last_ce)
+        taken, self._open = self._open.select(mask), self._open.select(~mask)
+        return self._columns(taken)
 
-    def _columns(
-        self,
-        keys: np.ndarray,
-        sums: np.ndarray,
-        first: np.ndarray,
-        last: np.ndarray,
-        first_ce: np.ndarray,
-        last_ce: np.ndarray,
-    ) -> dict[str, np.ndarray]:
+    def _columns(self, bins: _Bins) -> dict[str, np.ndarray]:
+        keys = bins.keys
         link_index = (keys >> 2) & 0x3FFF
-        links = self.topology.links
         rate = self.config.sampling_rate
-        has_ce = sums[:, _SUMS.index("roce_ce")] > 0
+        has_ce = bins.sums[:, _SUMS.index("roce_ce")] > 0
         columns: dict[str, np.ndarray] = {
             "ts": self._slot_start(keys).astype("datetime64[us]"),
             "exporter": np.full(len(keys), self.config.exporter, dtype=object),
-            "link": np.array([links[i].id for i in link_index], dtype=object),
-            "direction": np.array([DIRECTIONS[d] for d in keys & 0x3], dtype=object),
-            "leaf": np.array([links[i].leaf for i in link_index], dtype=object),
-            "spine": np.array([links[i].spine for i in link_index], dtype=object),
-            "ts_first": first.astype("datetime64[us]"),
-            "ts_last": last.astype("datetime64[us]"),
+            "link": self._link_ids[link_index],
+            "direction": self._directions[keys & 0x3],
+            "leaf": self._leaves[link_index],
+            "spine": self._spines[link_index],
+            "ts_first": bins.first.astype("datetime64[us]"),
+            "ts_last": bins.last.astype("datetime64[us]"),
         }
         for i, name in enumerate(_SUMS):
             scale = rate if name in ("packets", "bytes") else 1
-            columns[name] = (sums[:, i] * scale).astype(np.uint64)
-        columns["ts_first_ce"] = np.where(has_ce, first_ce, 0).astype("datetime64[us]")
-        columns["ts_last_ce"] = np.where(has_ce, last_ce, 0).astype("datetime64[us]")
+            columns[name] = (bins.sums[:, i] * scale).astype(np.uint64)
+        columns["ts_first_ce"] = np.where(has_ce, bins.first_ce, 0).astype("datetime64[us]")
+        columns["ts_last_ce"] = np.where(has_ce, bins.last_ce, 0).astype("datetime64[us]")
         columns["sampling_rate"] = np.full(len(keys), rate, dtype=np.uint32)
         order = np.argsort(keys, kind="stable")
         return {name: column[order] for name, column in columns.items()}
-
-
-def _reduce(ufunc: np.ufunc, unique: np.ndarray, inverse: np.ndarray, values: np.ndarray, identity: int) -> np.ndarray:
-    out = np.full(len(unique), identity, dtype=np.int64)
-    ufunc.at(out, inverse, values)
-    return out
 
 
 @numba.njit(cache=True)
