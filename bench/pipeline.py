@@ -29,34 +29,11 @@ from pipeline.bus import Producer  # noqa: E402
 from pipeline.migrate import migrate  # noqa: E402
 from pipeline.sink import INSERT_SETTINGS, Sink, SinkConfig  # noqa: E402
 from pipeline.store import Store, StoreConfig, embedded_dsn  # noqa: E402
+from tests.pipeline_rows import random_flows  # noqa: E402
 
 LINKS = np.array([f"leaf{leaf}-spine{spine}" for leaf in range(1, 9) for spine in range(1, 5)], dtype=object)
 BATCH_FLOWS = 100_000
 TARGET_ROWS_S = 300_000
-
-
-def synthetic_flows(rows: int, seed: int) -> dict[str, np.ndarray]:
-    """Flow rows within the last hour over 32 links, counters random."""
-    rng = np.random.default_rng(seed)
-    batch = records.empty_columns("flows", rows)
-    start = (int(time.time()) - 3600) * 1_000_000 + rng.integers(0, 3_000_000_000, rows)
-    batch["ts_start"] = start.astype("datetime64[us]")
-    batch["ts_end"] = (start + rng.integers(0, 1_000_000, rows)).astype("datetime64[us]")
-    link = rng.integers(0, len(LINKS), rows)
-    batch["link"] = LINKS[link]
-    batch["leaf"] = np.array([name.split("-")[0] for name in LINKS], dtype=object)[link]
-    batch["spine"] = np.array([name.split("-")[1] for name in LINKS], dtype=object)[link]
-    batch["direction"] = np.array(["up", "down"], dtype=object)[rng.integers(0, 2, rows)]
-    batch["app"] = np.array(["rocev2", "tls", "bgp"], dtype=object)[rng.integers(0, 3, rows)]
-    ips = np.zeros((rows, 16), dtype=np.uint8)
-    ips[:, 10:12] = 0xFF
-    ips[:, 12:] = rng.integers(0, 256, (rows, 4), dtype=np.uint8)
-    batch["src_ip"], batch["dst_ip"] = ips, ips[::-1].copy()
-    batch["packets"] = rng.integers(1, 10_000, rows, dtype=np.uint64)
-    batch["bytes"] = batch["packets"] * 1024
-    batch["ecn_ce"] = rng.integers(0, 100, rows, dtype=np.uint64)
-    batch["sampling_rate"] = np.ones(rows, dtype=np.uint32)
-    return batch
 
 
 def rate(rows: int, seconds: float) -> str:
@@ -127,7 +104,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch-rows", type=int, default=250_000, help="sink rows per insert")
     args = parser.parse_args()
-    batches = [synthetic_flows(min(BATCH_FLOWS, args.rows - start), seed)
+    batches = [random_flows(min(BATCH_FLOWS, args.rows - start), seed=seed, links=LINKS,
+                            start_us=(int(time.time()) - 3600) * 1_000_000)
                for seed, start in enumerate(range(0, args.rows, BATCH_FLOWS))]
     with tempfile.TemporaryDirectory(prefix="fabricscope-bench-") as directory, EmbeddedBroker() as broker:
         store = Store(StoreConfig(dsn=embedded_dsn(directory), database="bench", create_database=True)).open()

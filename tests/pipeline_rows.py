@@ -14,17 +14,19 @@ START_US = 1_768_474_800_000_000
 SUMMED = ("packets", "bytes", "ecn_ce", "cnp")
 
 
-def random_flows(rows: int, *, seed: int = 0) -> dict[str, np.ndarray]:
-    """Flow rows over 8 links within one day, with random counters."""
+def random_flows(
+    rows: int, *, seed: int = 0, links: np.ndarray = LINKS, start_us: int = START_US
+) -> dict[str, np.ndarray]:
+    """Flow rows over `links` within the hour after `start_us`, with random counters (also bench.pipeline's)."""
     rng = np.random.default_rng(seed)
     batch = records.empty_columns("flows", rows)
-    start = START_US + rng.integers(0, 3_600_000_000, rows)  # within an hour
+    start = start_us + rng.integers(0, 3_600_000_000, rows)
     batch["ts_start"] = start.astype("datetime64[us]")
     batch["ts_end"] = (start + rng.integers(0, 1_000_000, rows)).astype("datetime64[us]")
-    link = rng.integers(0, len(LINKS), rows)
-    batch["link"] = LINKS[link]
-    batch["leaf"] = np.array([name.split("-")[0] for name in LINKS], dtype=object)[link]
-    batch["spine"] = np.array([name.split("-")[1] for name in LINKS], dtype=object)[link]
+    link = rng.integers(0, len(links), rows)
+    batch["link"] = links[link]
+    batch["leaf"] = np.array([name.split("-")[0] for name in links], dtype=object)[link]
+    batch["spine"] = np.array([name.split("-")[1] for name in links], dtype=object)[link]
     batch["direction"] = np.array(["up", "down"], dtype=object)[rng.integers(0, 2, rows)]
     batch["app"] = APPS[rng.integers(0, len(APPS), rows)]
     ips = np.zeros((rows, 16), dtype=np.uint8)
