@@ -1,0 +1,111 @@
+"""PacketRing against the real kernel: frames replayed into one end of a veth pair come out of the ring on
+the other end byte for byte (802.1Q tag restored), truncated to the snaplen with their full wire length, none
+dropped, none of the capture interface's own outgoing frames; bad interfaces are one-line input errors."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from netns import NetLab, needs_netns
+from scapy.all import IP, UDP, Dot1Q, Ether, IPv6, Raw, sendp, wrpcap
+
+from collectors.afpacket import PacketRing, RingStats
+from collectors.capture_source import CaptureSource
+from collectors.packets import PacketBatch
+from pipeline.errors import InputError
+from pipeline.topology import load_topology
+
+pytestmark = [pytest.mark.netns, needs_netns]
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+SNAPLEN = 256
+SMALL_RING = {"block_bytes": 1 << 20, "blocks": 4, "timeout_ms": 50}
+WAIT_S = 10
+
+
+def frames() -> list[bytes]:
+    """Frames shorter and longer than the snaplen, one beyond 1500 bytes, one 802.1Q-tagged, one IPv6."""
+    ether = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    return [
+        bytes(ether / IP(src="10.0.1.11", dst="10.0.2.11") / UDP(sport=49152, dport=4791) / Raw(b"a" * 18)),
+        bytes(ether / IP(src="10.0.1.11", dst="10.0.2.11") / UDP(sport=49152, dport=4791) / Raw(b"b" * 1400)),
+        bytes(ether / IP(src="10.0.1.12", dst="10.0.2.12") / UDP(sport=5000, dport=5001) / Raw(b"c" * 4000)),
+        bytes(ether / Dot1Q(vlan=3011, prio=3) / IP(src="10.0.1.13", dst="10.0.2.13") / UDP() / Raw(b"d" * 300)),
+        bytes(ether / IPv6(src="fd00::1", dst="fd00::2") / UDP(sport=7, dport=7) / Raw(b"e" * 64)),
+    ]
+
+
+def mirror_link(lab: NetLab, name: str) -> tuple[str, str, str]:
+    """A namespace that sends and a veth into this namespace that captures: (namespace, send end, capture
+    end). IPv6 is off on both ends so neither kernel adds frames of its own (router solicitations, MLD)."""
+    namespace = lab.namespace(name)
+    lab.run(namespace, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
+    send, capture = f"fs{lab.tag}s", f"fs{lab.tag}c"
+    lab.veth(send, capture, ns_a=namespace)
+    subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{capture}.disable_ipv6=1"], check=True)
+    return namespace, send, capture
+
+
+def receive(ring: PacketRing, expected: int) -> list[PacketBatch]:
+    """Batches until the kernel has handed over `expected` frames and all of them came out of the ring."""
+    stop = threading.Event()
+    batches: list[PacketBatch] = []
+    deadline = time.monotonic() + WAIT_S
+    for batch in ring.batches(stop):
+        batches.append(batch)
+        if sum(map(len, batches)) >= expected or time.monotonic() > deadline:
+            stop.set()
+    return batches
+
+
+def test_ring_returns_exactly_the_frames_received(tmp_path: Path) -> None:
+    sent = frames()
+    pcap = tmp_path / "frames.pcap"
+    wrpcap(str(pcap), [Ether(frame) for frame in sent])
+    with NetLab() as lab:
+        namespace, send, capture = mirror_link(lab, "mirror")
+        with PacketRing(capture, snaplen=SNAPLEN, **SMALL_RING) as ring:
+            before = time.time_ns()
+            sendp(Ether(sent[0]), iface=capture, verbose=False)  # outgoing on the capture interface: ignored
+            done = lab.run(namespace, ["tcpreplay", f"--intf1={send}", str(pcap)])
+            assert done.returncode == 0, done.stderr
+            batches = receive(ring, len(sent))
+            stats = ring.kernel_stats()
+    got = [bytes(b.data[b.offset[i] : b.offset[i] + b.caplen[i]]) for b in batches for i in range(len(b))]
+    assert got == [frame[:SNAPLEN] for frame in sent]
+    assert [int(w) for b in batches for w in b.wirelen] == [len(frame) for frame in sent]
+    stamps = [int(t) for b in batches for t in b.ts_ns]
+    assert stamps == sorted(stamps) and before <= stamps[0] and stamps[-1] <= time.time_ns()
+    assert all(b.interfaces == (capture,) and b.linktype == 1 and not b.interface.any() for b in batches)
+    assert stats == RingStats(packets=len(sent), drops=0, freezes=0)
+
+
+def test_quiet_interface_gives_empty_batches_until_stopped() -> None:
+    with NetLab() as lab:
+        _, _, capture = mirror_link(lab, "quiet")
+        with PacketRing(capture, **SMALL_RING) as ring:
+            stop = threading.Event()
+            seen = []
+            for batch in ring.batches(stop):
+                seen.append(len(batch))
+                if len(seen) == 3:
+                    stop.set()
+    assert seen == [0, 0, 0]
+
+
+def test_missing_interface_is_input_error_naming_it() -> None:
+    with pytest.raises(InputError, match="fsnosuch0: no such network interface"):
+        PacketRing("fsnosuch0")
+    with pytest.raises(InputError, match="fsnosuch0"):
+        CaptureSource(load_topology(SAMPLES / "topology.yaml"), "fsnosuch0")
+
+
+def test_bad_ring_options_are_input_errors() -> None:
+    with pytest.raises(InputError, match="lo: snaplen 0"):
+        PacketRing("lo", snaplen=0)
+    with pytest.raises(InputError, match="lo: ring block size 1000"):
+        PacketRing("lo", block_bytes=1000)
