@@ -17,6 +17,7 @@ from kafka.admin import NewTopic
 from kafka.codec import has_lz4, has_zstd
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from pipeline import codec, records
@@ -28,6 +29,8 @@ DEFAULT_LINGER_MS = 5
 DEFAULT_SESSION_TIMEOUT_MS = 6000
 DEFAULT_HEARTBEAT_INTERVAL_MS = 1500
 DEFAULT_REQUEST_TIMEOUT_MS = 30_000
+DEFAULT_BOOTSTRAP_TIMEOUT_MS = 30_000
+RECONNECT_BACKOFF_MAX_MS = 5_000  # kafka-python's 30 s would leave a restarted broker idle that long
 # Room for a ≤1 MiB message plus its key, headers and record batch overhead.
 MAX_REQUEST_BYTES = codec.MAX_MESSAGE_BYTES + (64 << 10)
 PRODUCER_BATCH_BYTES = 1 << 20
@@ -63,6 +66,7 @@ class BusConfig:
     session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS
     heartbeat_interval_ms: int = DEFAULT_HEARTBEAT_INTERVAL_MS
     request_timeout_ms: int = DEFAULT_REQUEST_TIMEOUT_MS
+    bootstrap_timeout_ms: int = DEFAULT_BOOTSTRAP_TIMEOUT_MS
 
     def common(self) -> dict[str, Any]:
         return {"bootstrap_servers": self.bootstrap.split(","), "client_id": self.client_id, **self.security}
@@ -102,6 +106,8 @@ class Producer:
                 batch_size=PRODUCER_BATCH_BYTES,
                 max_request_size=MAX_REQUEST_BYTES,
                 request_timeout_ms=self.config.request_timeout_ms,
+                bootstrap_timeout_ms=self.config.bootstrap_timeout_ms,
+                reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
             )
         except KafkaError as exc:
             raise _translate("producer start", exc) from exc
@@ -112,10 +118,12 @@ class Producer:
             raise BusError("producer used before start()")
         return self._producer
 
-    def send(self, topic: str, value: bytes, *, key: bytes | None = None, headers: Sequence[Header] = ()) -> None:
-        """Queue one message; errors surface at flush()."""
+    def send(
+        self, topic: str, value: bytes, *, key: bytes | None = None, headers: Sequence[Header] = ()
+    ) -> FutureRecordMetadata:
+        """Queue one message; errors surface at flush() or from the returned future."""
         try:
-            self._started().send(topic, value=value, key=key, headers=list(headers))
+            return self._started().send(topic, value=value, key=key, headers=list(headers))
         except KafkaError as exc:
             raise _translate(f"send to {topic}", exc) from exc
 
@@ -133,10 +141,11 @@ class Producer:
         except KafkaError as exc:
             raise _translate("flush", exc) from exc
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Close after sending what is queued; `timeout_s` bounds the wait (None: until sent)."""
         if self._producer is not None:
             try:
-                self._producer.close()
+                self._producer.close(timeout=timeout_s)
             except KafkaError as exc:
                 raise _translate("producer close", exc) from exc
             finally:
