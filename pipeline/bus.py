@@ -271,7 +271,8 @@ class Admin:
 
     def _client(self) -> KafkaAdminClient:
         try:
-            return KafkaAdminClient(**self.config.common(), request_timeout_ms=self.config.request_timeout_ms)
+            return KafkaAdminClient(**self.config.common(), request_timeout_ms=self.config.request_timeout_ms,
+                                    bootstrap_timeout_ms=self.config.bootstrap_timeout_ms)
         except KafkaError as exc:
             raise _translate("admin connect", exc) from exc
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from kafka.errors import KafkaError
 
 from pipeline import codec, records
-from pipeline.bus import BusConfig, Producer
+from pipeline.bus import Admin, BusConfig, Producer, pipeline_topics
 from pipeline.errors import BusError, InputError
 from pipeline.metrics import Delivery
 
@@ -84,6 +84,7 @@ class Outbox:
         self._thread = threading.Thread(target=self._deliver, name="fabricscope-outbox", daemon=True)
         self._file_serial = 0
         self._warned = False
+        self._topics_ready = False
         if self.config.disk_dir is not None:
             self._reload(self.config.disk_dir)
 
@@ -203,6 +204,10 @@ class Outbox:
             return [self._queue[index] for index in range(min(SEND_WINDOW, len(self._queue)))]
 
     def _connect(self) -> Producer:
+        """A producer, after making sure the topics exist (created on the first connection, kept after)."""
+        if not self._topics_ready:
+            Admin(self.bus).create_topics(pipeline_topics())
+            self._topics_ready = True
         producer = Producer(self.bus).start()
         if not self.delivery.connected:
             log.info("kafka %s: connected", self.bus.bootstrap)
