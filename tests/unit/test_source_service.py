@@ -1,0 +1,103 @@
+"""The service shell every live source shares: settings from flags, config file and defaults; /metrics."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import threading
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from collectors.source import Step
+from pipeline.errors import InputError
+from pipeline.metrics import Delivery, parse_listen, serve_metrics
+from pipeline.source_service import add_service_arguments, settle
+
+
+def _args(argv: list[str], config: Path | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", default=str(config) if config else None)
+    parser.add_argument("--listen")
+    add_service_arguments(parser, metrics_port=9711)
+    return parser.parse_args(argv)
+
+
+def test_flags_win_over_the_config_file_which_wins_over_defaults(tmp_path: Path) -> None:
+    config = tmp_path / "fabricscope.yaml"
+    config.write_text("sflow:\n  listen: 0.0.0.0:6343\n  drain: 5\n  topology: /etc/t.yaml\n")
+    args = _args(["--drain", "9"], config)
+    settle(args, "sflow", {"listen": "127.0.0.1:6343"})
+    assert (args.listen, args.drain, args.topology) == ("0.0.0.0:6343", 9.0, "/etc/t.yaml")
+    assert (args.metrics, args.buffer_memory_mb, args.exporter) == ("127.0.0.1:9711", 256, "fabricscope")
+
+
+def test_an_unknown_setting_names_the_file_and_line(tmp_path: Path) -> None:
+    config = tmp_path / "fabricscope.yaml"
+    config.write_text("sflow:\n  listen: 0.0.0.0:6343\n  lisen: 1\n")
+    with pytest.raises(InputError, match=rf"{config}:3: sflow.lisen: unknown setting"):
+        settle(_args([], config), "sflow", {"listen": None})
+
+
+def test_a_config_value_of_the_wrong_type_names_the_file_and_line(tmp_path: Path) -> None:
+    config = tmp_path / "fabricscope.yaml"
+    config.write_text("sflow:\n  drain: soon\n")
+    with pytest.raises(InputError, match=rf"{config}:2: sflow.drain: expected float, got 'soon'"):
+        settle(_args([], config), "sflow", {"listen": None})
+
+
+def test_the_topology_is_required_somewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FABRICSCOPE_TOPOLOGY", raising=False)
+    with pytest.raises(InputError, match="--topology: required"):
+        settle(_args([]), "sflow", {"listen": None})
+    monkeypatch.setenv("FABRICSCOPE_TOPOLOGY", "/etc/fabricscope/topology.yaml")
+    args = _args([])
+    settle(args, "sflow", {"listen": None})
+    assert args.topology == "/etc/fabricscope/topology.yaml"
+
+
+class _CountingSource:
+    name = "sflow"
+
+    def steps(self, stop: threading.Event) -> Iterator[Step]:
+        yield []
+
+    def counts(self) -> Mapping[str, int]:
+        return {"datagrams": 12, "malformed": 3}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_metrics_show_the_source_counts_and_delivery() -> None:
+    delivery = Delivery(sent=Counter(flows=40, counters=2), dropped=Counter(flows=5), memory_bytes=1024)
+    port = _free_port()
+    server = serve_metrics(f"127.0.0.1:{port}", _CountingSource(), delivery)
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        with pytest.raises(InputError, match=f"--metrics: cannot listen on 127.0.0.1:{port}"):
+            serve_metrics(f"127.0.0.1:{port}", _CountingSource(), delivery)
+    finally:
+        server.shutdown()
+    assert 'fabricscope_datagrams_total{source="sflow"} 12.0' in text
+    assert 'fabricscope_malformed_total{source="sflow"} 3.0' in text
+    assert 'fabricscope_records_sent_total{source="sflow",table="flows"} 40.0' in text
+    assert 'fabricscope_records_dropped_total{source="sflow",table="flows"} 5.0' in text
+    assert 'fabricscope_buffer_bytes{source="sflow",where="memory"} 1024.0' in text
+    assert 'fabricscope_kafka_connected{source="sflow"} 0.0' in text
+
+
+@pytest.mark.parametrize("text", ["6343", "host:", ":6343", "host:port", "h:70000"])
+def test_a_bad_listen_address_is_named(text: str) -> None:
+    with pytest.raises(InputError, match=f"--listen: '{text}' is not HOST:PORT"):
+        parse_listen(text, "--listen")
+
+
+def test_ipv6_listen_addresses_take_brackets() -> None:
+    assert parse_listen("[::1]:6343", "--listen") == ("::1", 6343)
