@@ -123,6 +123,13 @@ class Collector:
         labelled = self._dfi.add(flows, int(ok.max())) if len(ok) else Labelled.empty()
         return self._records(labelled, self._bins.update(decoded))
 
+    def advance(self, now_ns: int) -> Records:
+        """Live sources call this when no packet came for a while: packet time moves on to `now_ns` (the same
+        clock as the packets' timestamps), so rows and bins that time ends are exported without waiting for
+        the next packet."""
+        flows = self._flows.advance(now_ns)
+        return self._records(self._dfi.add(flows, now_ns), self._bins.advance(now_ns // 1000))
+
     def finish(self) -> Records:
         """Export every open flow row and bin, labelled, and every iteration (end of input)."""
         return self._records(self._dfi.flush(self._flows.flush()), self._bins.flush())

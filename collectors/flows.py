@@ -197,6 +197,15 @@ class FlowTable:
             self._expire(exported)
         return self._rows(exported)
 
+    def advance(self, now_ns: int) -> dict[str, np.ndarray]:
+        """Move packet time to `now_ns` with no packets (a live source's quiet moment): export the rows whose
+        interval or pause that ends, as a later packet would have."""
+        exported: list[dict[str, np.ndarray]] = []
+        if now_ns > self._now:
+            self._now = now_ns
+            self._expire(exported)
+        return self._rows(exported)
+
     def flush(self) -> dict[str, np.ndarray]:
         """Export every open row and forget all flows (end of input)."""
         block = self._take_rows(np.flatnonzero(self._columns["row_interval"][: self._size] >= 0))

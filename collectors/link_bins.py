@@ -93,7 +93,13 @@ class LinkBins:
         keep = packets.ok & (packets.link >= 0)
         if keep.any():
             self._open = self._open.merge(self._aggregate(packets, keep))
-            self._watermark_us = max(self._watermark_us, int(packets.ts_ns[packets.ok].max() // 1000))
+            return self.advance(int(packets.ts_ns[packets.ok].max() // 1000))
+        return self.advance(self._watermark_us)
+
+    def advance(self, now_us: int) -> dict[str, np.ndarray]:
+        """Move the watermark to `now_us` with no packets (a live source's quiet moment); return the bins
+        that closes."""
+        self._watermark_us = max(self._watermark_us, now_us)
         closing = self._slot_start(self._open.keys) + LINK_BIN_US <= self._watermark_us - self.config.lateness_us
         return self._take(closing)
 

@@ -77,3 +77,20 @@ def test_every_table_of_a_step_is_counted() -> None:
     assert (stats.flow_rows, stats.link_bin_rows, stats.iteration_rows) == tuple(totals.values())
     assert totals["iterations"] == 18  # gpt-a's 8 and gpt-b's 10
     assert sum(len(step) for step in steps) == sum(totals.values())
+
+
+def test_a_quiet_live_source_exports_by_advancing_time_without_packets() -> None:
+    topology = load_topology(SAMPLES / "link_failure.topology.yaml")
+    batches = list(replay_batches([SAMPLES / "link_failure.pcap"], progress=False))
+    whole = Collector(topology)
+    whole_packets = sum(int(step.flows["packets"].sum()) for step in whole.run(batches))
+    live = Collector(topology)
+    live_packets = sum(int(live.process(batch).flows["packets"].sum()) for batch in batches)
+    last_ns = int(batches[-1].ts_ns.max())
+    assert len(live.advance(last_ns - 1).flows["ts_start"]) == 0, "time that does not move ends nothing"
+    quiet = live.advance(last_ns + 10 * SECOND)
+    assert int(quiet.flows["packets"].sum()) > 0, "the last rows leave without another packet"
+    assert len(quiet.link_bins["ts"]) > 0
+    assert len(live.finish().flows["ts_start"]) == 0, "advancing past every timeout left nothing to flush"
+    assert live_packets + int(quiet.flows["packets"].sum()) == whole_packets
+    assert live.stats.flow_rows == whole.stats.flow_rows
