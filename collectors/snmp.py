@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from pyasn1.codec.ber import decoder, encoder
 from pyasn1.error import PyAsn1Error
+from pyasn1.type import univ
 from pysnmp.proto import api, rfc1905
 
 from collectors.source import Columns, Step
@@ -255,11 +256,15 @@ def _response(data: bytes) -> tuple[int, int, list[tuple[Oid, Any]]]:
 
 
 def _value(value: Any) -> Any:
+    """int for the integer types (counters, gauges, timeticks), str for octet strings, _END at an end of the
+    view; anything else (an OID-valued column a walk ran into past its own) as its text."""
     if isinstance(value, rfc1905.EndOfMibView | rfc1905.NoSuchObject | rfc1905.NoSuchInstance):
         return _END
-    if hasattr(value, "asOctets"):
+    if isinstance(value, univ.Integer):
+        return int(value)
+    if isinstance(value, univ.OctetString):
         return value.asOctets().decode("utf-8", errors="replace")
-    return int(value)
+    return value.prettyPrint()
 
 
 class Counter32Extender:

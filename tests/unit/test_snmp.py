@@ -166,6 +166,7 @@ def test_extender_wraps_and_resets() -> None:
 
 def test_walk_prefers_64_bit_and_maps_links(topology: Topology, agents: list[FakeAgent]) -> None:
     table = {**uptime(100), **interface(1, "lo", octets=5), **interface(49, "Ethernet49", octets=2**64 - 5, pkts=7)}
+    table[(*COLUMNS["ifOutErrors"][:-1], 22, 1)] = V2C.ObjectIdentifier((0, 0))  # ifSpecific: where a walk ends
     agent = start(agents, table, max_varbinds=23)  # answers cut mid-row: the walk resumes each column
     poller = SnmpPoller(topology, [SnmpTarget("leaf1", "127.0.0.1", agent.port, max_repetitions=3)])
     batch = asyncio.run(poller.poll())
