@@ -109,3 +109,22 @@ def test_bad_ring_options_are_input_errors() -> None:
         PacketRing("lo", snaplen=0)
     with pytest.raises(InputError, match="lo: ring block size 1000"):
         PacketRing("lo", block_bytes=1000)
+
+
+def test_drops_from_a_full_ring_are_counted_and_add_up(tmp_path: Path) -> None:
+    """Two 64 KiB blocks and nobody reading while 2,000 frames of 1 KB arrive: most are dropped. What the
+    ring returns plus the kernel's drop count (summed over reads, as the kernel zeroes it) is what was sent."""
+    pcap = tmp_path / "burst.pcap"
+    ether = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    wrpcap(str(pcap), [ether / IP(src="10.0.1.11", dst="10.0.2.11") / UDP(sport=i, dport=4791) / Raw(b"f" * 1000)
+                       for i in range(2000)])
+    with NetLab() as lab:
+        namespace, send, capture = mirror_link(lab, "burst")
+        with PacketRing(capture, block_bytes=1 << 16, blocks=2, timeout_ms=50) as ring:
+            done = lab.run(namespace, ["tcpreplay", "--topspeed", f"--intf1={send}", str(pcap)])
+            assert done.returncode == 0, done.stderr
+            first = ring.kernel_stats()
+            kept = sum(map(len, receive(ring, 2000 - first.drops)))
+            total = ring.kernel_stats()
+    assert first.drops > 0 and total.freezes > 0
+    assert kept + total.drops == total.packets == 2000
