@@ -41,6 +41,8 @@ PACKET_RX_RING = 5
 PACKET_STATISTICS = 6
 PACKET_VERSION = 10
 PACKET_IGNORE_OUTGOING = 23
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
 TPACKET_V3 = 2
 SO_ATTACH_FILTER = 26
 BPF_RET_K = 0x06  # BPF_RET | BPF_K: accept this many bytes of the packet
@@ -87,7 +89,8 @@ def interface_index(iface: str) -> int:
 
 
 class PacketRing:
-    """An AF_PACKET socket bound to one interface with a TPACKET_V3 receive ring (`blocks` x `block_bytes`)."""
+    """An AF_PACKET socket bound to one interface with a TPACKET_V3 receive ring (`blocks` x `block_bytes`),
+    the interface in promiscuous mode while it is open (unless `promiscuous` is False)."""
 
     def __init__(
         self,
@@ -97,6 +100,7 @@ class PacketRing:
         block_bytes: int = DEFAULT_BLOCK_BYTES,
         blocks: int = DEFAULT_BLOCKS,
         timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        promiscuous: bool = True,
     ) -> None:
         if not 0 < snaplen <= MAX_SNAPLEN:
             raise InputError(iface, f"snaplen {snaplen} outside 1..{MAX_SNAPLEN}")
@@ -109,6 +113,7 @@ class PacketRing:
         self.block_bytes = block_bytes
         self.blocks = blocks
         self.timeout_ms = timeout_ms
+        self.promiscuous = promiscuous
         self._totals = [0, 0, 0]
         self._stats_lock = threading.Lock()
         self._closed = False
@@ -137,6 +142,9 @@ class PacketRing:
         try:
             sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
             sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+            if self.promiscuous:  # a mirror port's frames are addressed to other hosts; ends with the socket
+                membership = struct.pack("iHH8s", index, PACKET_MR_PROMISC, 0, b"")  # struct packet_mreq
+                sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, membership)
             self._attach_snaplen(sock)
             request = struct.pack(
                 "7I", self.block_bytes, self.blocks, FRAME_BYTES, self.block_bytes // FRAME_BYTES * self.blocks,

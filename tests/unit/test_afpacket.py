@@ -25,6 +25,7 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 SNAPLEN = 256
 SMALL_RING = {"block_bytes": 1 << 20, "blocks": 4, "timeout_ms": 50}
 WAIT_S = 10
+IFF_PROMISC = 0x100
 
 
 def frames() -> list[bytes]:
@@ -128,3 +129,15 @@ def test_drops_from_a_full_ring_are_counted_and_add_up(tmp_path: Path) -> None:
             total = ring.kernel_stats()
     assert first.drops > 0 and total.freezes > 0
     assert kept + total.drops == total.packets == 2000
+
+
+def test_interface_is_promiscuous_only_while_the_ring_is_open() -> None:
+    with NetLab() as lab:
+        _, _, capture = mirror_link(lab, "promisc")
+        flags = Path(f"/sys/class/net/{capture}/flags")
+        with PacketRing(capture, **SMALL_RING):
+            opened = int(flags.read_text(), 16)
+        closed = int(flags.read_text(), 16)
+        with PacketRing(capture, promiscuous=False, **SMALL_RING):
+            asked_not = int(flags.read_text(), 16)
+    assert opened & IFF_PROMISC and not closed & IFF_PROMISC and not asked_not & IFF_PROMISC
