@@ -100,6 +100,14 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+def _announced(steps: Iterator[Step], message: str) -> Iterator[Step]:
+    """Say `message` once the source has produced its first step: from then on it is receiving."""
+    for index, step in enumerate(steps):
+        if index == 0:
+            print(message, file=sys.stderr, flush=True)
+        yield step
+
+
 def _counted(steps: Iterator[Step], delivery: Delivery) -> Iterator[Step]:
     """The embedded path's delivery figures: rows handed to the embedded broker, by table."""
     delivery.connected = True
@@ -153,11 +161,10 @@ def run_source(args: argparse.Namespace, source: Source) -> int:
     server = None if str(args.metrics) == "off" else serve_metrics(str(args.metrics), source, delivery)
     stop = _stop_on_signals()
     where = args.kafka or f"the embedded store in {args.data_dir}"
-    print(f"fabricscope {source.name}: running, records to {where}"
-          + (f", metrics on http://{args.metrics}/metrics" if server else "") + "; SIGTERM or Ctrl-C stops",
-          file=sys.stderr, flush=True)
+    message = (f"fabricscope {source.name}: receiving, records to {where}"
+               + (f", metrics on http://{args.metrics}/metrics" if server else "") + "; SIGTERM or Ctrl-C stops")
     try:
-        steps = source.steps(stop)
+        steps = _announced(source.steps(stop), message)
         summary = _to_kafka(args, steps, delivery) if args.kafka else _to_embedded_store(args, steps, delivery)
     finally:
         if server is not None:
