@@ -1,0 +1,429 @@
+"""Switch interface counters from gNMI / OpenConfig (openconfig-interfaces) as `counters` batches: live
+SAMPLE subscriptions through pygnmi, or notifications saved as JSON lines.
+
+A switch streams leaves as it likes: one update per leaf, or a whole container as one JSON (IETF) value,
+and not every leaf in every notification. So the last-known value of every leaf is kept per (device,
+interface) and each notification that touches an interface yields a full row of it; an interface's rows
+start once both its octet counters are known, so a half-known row never reads as a counter reset.
+
+A notification is one JSON object, in either of the two shapes collectors produce:
+
+1. pygnmi's (``telemetryParser`` of a SubscribeResponse; what `GnmiSource` receives)::
+
+     {"update": {"timestamp": 1700000000000000000,                     # ns since the epoch
+                 "prefix": "interfaces/interface[name=Ethernet1]",      # optional
+                 "update": [{"path": "state/counters", "val": {"in-octets": "123", "out-octets": "45"}},
+                            {"path": "state/oper-status", "val": "UP"}]}}
+
+2. gnmic's ``--format json`` (one message per line)::
+
+     {"source": "leaf1:6030", "subscription-name": "counters", "timestamp": 1700000000000000000,
+      "time": "2023-11-14T22:13:20Z", "prefix": "openconfig-interfaces:interfaces/interface[name=Ethernet1]",
+      "updates": [{"Path": "state/counters/in-octets", "values": {"state/counters/in-octets": "123"}}]}
+
+``{"sync_response": true}`` / ``{"sync-response": true}`` are skipped. Paths may carry module prefixes
+(``openconfig-interfaces:``) and JSON values module-qualified keys; both are dropped. Counters may be JSON
+numbers or decimal strings (RFC 7951 encodes uint64 as strings). Leaves read under
+``interfaces/interface[name=X]``: ``state/oper-status``, ``state/counters/{in,out}-{octets,unicast-pkts,
+multicast-pkts,broadcast-pkts,errors,discards}``, ``state/counters/{in,out}-pkts`` (used when the
+per-cast counters are absent), ``state/counters/in-fcs-errors``, ``ethernet/state/port-speed``
+(``SPEED_400GB``) and ``state/speed`` (bits/s, as ietf-interfaces has it).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pygnmi.client import gNMIclient, telemetryParser
+
+from collectors.snmp import counters_batch
+from collectors.source import Columns, Step
+from pipeline.errors import InputError
+from pipeline.topology import Topology
+
+DEFAULT_PATHS = ("interfaces/interface/state", "interfaces/interface/ethernet/state/port-speed")
+DEFAULT_SAMPLE_INTERVAL_S = 10.0
+DEFAULT_TICK_S = 0.5
+DEFAULT_BATCH_ROWS = 10_000
+FIRST_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 30.0
+
+# openconfig-interfaces leaf (relative to the interface) → counters column
+COUNTER_LEAVES: dict[str, str] = {
+    "state/counters/in-octets": "in_octets",
+    "state/counters/out-octets": "out_octets",
+    "state/counters/in-errors": "in_errors",
+    "state/counters/out-errors": "out_errors",
+    "state/counters/in-discards": "in_discards",
+    "state/counters/out-discards": "out_discards",
+    "state/counters/in-fcs-errors": "fcs_errors",
+}
+PACKET_LEAVES = ("unicast-pkts", "multicast-pkts", "broadcast-pkts")
+_SPEED = re.compile(r"SPEED_(\d+)(MB|GB)$")
+_UNITS = {"MB": 10**6, "GB": 10**9}
+
+
+@dataclass
+class _Interface:
+    """Last-known leaves of one interface (relative path → value)."""
+
+    leaves: dict[str, int] = field(default_factory=dict)
+    oper_up: bool = False
+    speed_bps: int = 0
+
+
+def split_path(path: str) -> list[tuple[str, dict[str, str]]]:
+    """gNMI path text → [(element name without module prefix, keys)]; '/' inside [k=v] is part of the key."""
+    elements: list[tuple[str, dict[str, str]]] = []
+    part, depth = "", 0
+    for char in path + "/":
+        if char == "/" and depth == 0:
+            if part:
+                name, _, rest = part.partition("[")
+                keys = dict(key.split("=", 1) for key in re.findall(r"([^\[\]]+=[^\]]*)\]", "[" + rest)) if rest else {}
+                elements.append((name.rsplit(":", 1)[-1], keys))
+            part = ""
+            continue
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        part += char
+    return elements
+
+
+def join_path(elements: Sequence[tuple[str, dict[str, str]]]) -> str:
+    return "/".join(name + "".join(f"[{key}={value}]" for key, value in keys.items()) for name, keys in elements)
+
+
+def _leaves(elements: list[tuple[str, dict[str, str]]], value: Any) -> Iterator[tuple[list[tuple[str, dict[str, str]]],
+                                                                                         Any]]:
+    """Every scalar under a JSON value, with its full path; YANG lists keyed by `name`."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = str(key).rsplit(":", 1)[-1]
+            if isinstance(item, list):
+                for entry in item:
+                    if isinstance(entry, dict):
+                        keys = {"name": str(entry["name"])} if "name" in entry else {}
+                        yield from _leaves([*elements, (name, keys)], entry)
+            else:
+                yield from _leaves([*elements, (name, {})], item)
+    else:
+        yield elements, value
+
+
+def notification_updates(item: Any) -> tuple[int | None, list[tuple[str, Any]]]:
+    """(timestamp ns or None, [(path, value)]) of one notification in either shape; ValueError if neither."""
+    if not isinstance(item, dict):
+        raise ValueError("not a JSON object")
+    if item.get("sync_response") or item.get("sync-response"):
+        return None, []
+    if isinstance(item.get("update"), dict):
+        body = item["update"]
+        updates = [(update.get("path") or "", update.get("val")) for update in _list(body, "update")]
+    elif "updates" in item:
+        body = item
+        updates = [(update.get("Path") or "", value) for update in _list(body, "updates")
+                   for value in dict(update.get("values") or {}).values()]
+    else:
+        raise ValueError("no 'update' or 'updates': not a gNMI notification")
+    prefix = str(body.get("prefix") or "")
+    timestamp = body.get("timestamp")
+    if timestamp is not None and (isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0):
+        raise ValueError(f"timestamp: expected nanoseconds, got {timestamp!r}")
+    return timestamp or None, [(f"{prefix}/{path}" if prefix else str(path), value) for path, value in updates]
+
+
+def _list(body: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    updates = body.get(key) or []
+    if not isinstance(updates, list) or not all(isinstance(update, dict) for update in updates):
+        raise ValueError(f"{key}: expected a list of objects")
+    return updates
+
+
+def _counter(path: str, value: Any) -> int:
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ValueError(f"{path}: expected a non-negative integer, got {value!r}")
+
+
+def _speed(path: str, value: Any) -> int:
+    if isinstance(value, str):
+        if value.rsplit(":", 1)[-1] == "SPEED_UNKNOWN":
+            return 0
+        match = _SPEED.search(value)
+        if match:
+            return int(match.group(1)) * _UNITS[match.group(2)]
+    return _counter(path, value)
+
+
+class NotificationParser:
+    """One device's notifications → counters rows, keeping its interfaces' last-known leaves."""
+
+    def __init__(self, device: str, topology: Topology | None = None, *, all_interfaces: bool = False,
+                 source: str = "gnmi") -> None:
+        self.device = device
+        self.topology = topology
+        self.all_interfaces = all_interfaces
+        self.source = source
+        self._interfaces: dict[str, _Interface] = {}
+
+    def rows(self, item: Any, received_ns: int) -> list[dict[str, Any]]:
+        """Rows for the interfaces this notification touched (ValueError names the bad field; then nothing
+        of the notification is kept)."""
+        timestamp, updates = notification_updates(item)
+        changes: dict[str, dict[str, Any]] = {}
+        for path, value in updates:
+            for elements, leaf in _leaves(split_path(path), value):
+                at = next((i for i, (name, keys) in enumerate(elements) if name == "interface" and "name" in keys),
+                          None)
+                if at is None:
+                    continue
+                relative = "/".join(name for name, _ in elements[at + 1:])
+                parsed = self._leaf(join_path(elements), relative, leaf)
+                if parsed is not None:
+                    changes.setdefault(elements[at][1]["name"], {})[relative] = parsed
+        rows = []
+        ts_us = (timestamp or received_ns) // 1000
+        for ifname, leaves in changes.items():
+            interface = self._interfaces.setdefault(ifname, _Interface())
+            for relative, parsed in leaves.items():
+                if relative == "state/oper-status":
+                    interface.oper_up = parsed
+                elif relative in ("ethernet/state/port-speed", "state/speed"):
+                    interface.speed_bps = parsed or interface.speed_bps
+                else:
+                    interface.leaves[relative] = parsed
+            row = self._row(ifname, interface, ts_us)
+            if row is not None:
+                rows.append(row)
+        return rows
+
+    @staticmethod
+    def _leaf(path: str, relative: str, value: Any) -> Any:
+        if relative == "state/oper-status":
+            return str(value).rsplit(":", 1)[-1] == "UP"
+        if relative in ("ethernet/state/port-speed", "state/speed"):
+            return _speed(path, value)
+        if relative.startswith("state/counters/"):
+            return _counter(path, value)
+        return None
+
+    def _row(self, ifname: str, interface: _Interface, ts_us: int) -> dict[str, Any] | None:
+        leaves = interface.leaves
+        if "state/counters/in-octets" not in leaves or "state/counters/out-octets" not in leaves:
+            return None
+        link = self.topology.link_for_counter(self.device, ifname) if self.topology else None
+        if link is None and self.topology is not None and not self.all_interfaces:
+            return None
+        row: dict[str, Any] = {column: leaves.get(leaf, 0) for leaf, column in COUNTER_LEAVES.items()}
+        for direction in ("in", "out"):
+            kinds = [f"state/counters/{direction}-{kind}" for kind in PACKET_LEAVES]
+            if any(kind in leaves for kind in kinds):
+                row[f"{direction}_pkts"] = sum(leaves.get(kind, 0) for kind in kinds)
+            else:
+                row[f"{direction}_pkts"] = leaves.get(f"state/counters/{direction}-pkts", 0)
+        row.update(ts=ts_us, device=self.device, ifname=ifname, link=link or "", oper_up=int(interface.oper_up),
+                   speed_bps=interface.speed_bps, pfc_rx_pause=0, pfc_tx_pause=0, ecn_marked=0, source=self.source)
+        return row
+
+
+def read_gnmi_file(path: str | Path, device: str, *, topology: Topology | None = None, all_interfaces: bool = False,
+                   batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[Columns]:
+    """Counters batches from a file of gNMI notifications, one JSON object per line (either shape above).
+
+    Without a topology every interface is kept (link ''). A bad line is bad input: InputError names the
+    file, the line and the field. A notification without a timestamp takes the file's modification time.
+    """
+    source = str(path)
+    try:
+        handle = Path(path).open(encoding="utf-8")  # noqa: SIM115 - closed by the `with` below
+        modified_ns = Path(path).stat().st_mtime_ns
+    except OSError as exc:
+        raise InputError(source, f"cannot read: {exc.strerror or exc}") from exc
+    parser = NotificationParser(device, topology, all_interfaces=all_interfaces)
+    with handle:
+        rows: list[dict[str, Any]] = []
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.extend(parser.rows(json.loads(line), modified_ns))
+            except json.JSONDecodeError as exc:
+                raise InputError(source, f"not JSON: {exc.msg}", line=number) from exc
+            except ValueError as exc:
+                raise InputError(source, str(exc), line=number) from exc
+            if len(rows) >= batch_rows:
+                yield counters_batch(rows)
+                rows = []
+        if rows:
+            yield counters_batch(rows)
+
+
+@dataclass(frozen=True)
+class GnmiTarget:
+    """One switch's gNMI server. TLS options are pygnmi's: without `insecure`, the server certificate is
+    checked against `path_root` (or fetched from the server when no certificate is given)."""
+
+    device: str
+    host: str
+    port: int = 6030
+    username: str = ""
+    password: str = ""
+    insecure: bool = False
+    path_cert: str | None = None
+    path_key: str | None = None
+    path_root: str | None = None
+    skip_verify: bool = False
+    override: str | None = None
+    connect_timeout_s: float = 5.0
+
+
+class GnmiSource:
+    """collectors.source.Source over one SAMPLE subscription per target, each in its own thread.
+
+    A dropped or ended stream is subscribed again after a backoff that doubles up to MAX_BACKOFF_S (and
+    starts over once notifications flow). Steps carry the rows that arrived since the last one.
+    """
+
+    name = "gnmi"
+
+    def __init__(
+        self,
+        topology: Topology,
+        targets: Sequence[GnmiTarget],
+        paths: Sequence[str] = DEFAULT_PATHS,
+        *,
+        sample_interval_s: float = DEFAULT_SAMPLE_INTERVAL_S,
+        tick_s: float = DEFAULT_TICK_S,
+        all_interfaces: bool = False,
+        encoding: str = "json_ietf",
+        first_backoff_s: float = FIRST_BACKOFF_S,
+        max_backoff_s: float = MAX_BACKOFF_S,
+    ) -> None:
+        self.topology = topology
+        self.targets = list(targets)
+        self.paths = list(paths)
+        self.sample_interval_s = sample_interval_s
+        self.tick_s = tick_s
+        self.all_interfaces = all_interfaces
+        self.encoding = encoding
+        self.first_backoff_s = first_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._rows: queue.Queue[list[dict[str, Any]]] = queue.Queue()
+        self._lock = threading.Lock()
+        self._totals = {"notifications": 0, "rows": 0, "errors": 0, "reconnects": 0, "malformed": 0}
+        self._streams: dict[str, tuple[gNMIclient, Any]] = {}
+        self._halt = threading.Event()
+
+    def request(self) -> dict[str, Any]:
+        """pygnmi's subscribe request: STREAM mode, every path SAMPLEd every `sample_interval_s`."""
+        interval_ns = round(self.sample_interval_s * 1e9)
+        return {"mode": "stream", "encoding": self.encoding, "subscription": [
+            {"path": path, "mode": "sample", "sample_interval": interval_ns} for path in self.paths]}
+
+    def steps(self, stop: threading.Event) -> Iterator[Step]:
+        self._halt.clear()
+        threads = [threading.Thread(target=self._follow, args=(target,), name=f"gnmi-{target.device}", daemon=True)
+                   for target in self.targets]
+        for thread in threads:
+            thread.start()
+        try:
+            while not stop.is_set():
+                yield self._step(wait=True)
+        finally:
+            self._halt.set()
+            with self._lock:
+                streams = list(self._streams.values())
+            for client, stream in streams:
+                stream.cancel()
+                client.close()
+            for thread in threads:
+                thread.join(timeout=max(target.connect_timeout_s for target in self.targets) + 1)
+        final = self._step(wait=False)
+        if final:
+            yield final
+
+    def _step(self, *, wait: bool) -> Step:
+        rows: list[dict[str, Any]] = []
+        try:
+            rows.extend(self._rows.get(timeout=self.tick_s) if wait else self._rows.get_nowait())
+            while True:
+                rows.extend(self._rows.get_nowait())
+        except queue.Empty:
+            pass
+        if not rows:
+            return []
+        self._count("rows", len(rows))
+        return [("counters", counters_batch(rows))]
+
+    def _count(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self._totals[name] += amount
+
+    def _follow(self, target: GnmiTarget) -> None:
+        """Subscribe, read, and on any end of the stream subscribe again after the backoff, until halted."""
+        parser = NotificationParser(target.device, self.topology, all_interfaces=self.all_interfaces)
+        delay = self.first_backoff_s
+        attempt = 0
+        while not self._halt.is_set():
+            if attempt:
+                self._count("reconnects")
+            attempt += 1
+            try:
+                if self._read(target, parser):
+                    delay = self.first_backoff_s
+            except Exception:  # grpc.RpcError, a connect timeout, pygnmi's gNMIException or its TypeError when
+                # Capabilities fails: whatever ends the stream is counted, and the target subscribed again
+                if not self._halt.is_set():
+                    self._count("errors")
+            finally:
+                with self._lock:
+                    self._streams.pop(target.device, None)
+            self._halt.wait(delay)
+            delay = min(delay * 2, self.max_backoff_s)
+
+    def _read(self, target: GnmiTarget, parser: NotificationParser) -> bool:
+        """One subscription until the stream ends; True if notifications arrived."""
+        client = gNMIclient(target=(target.host, target.port), username=target.username, password=target.password,
+                            insecure=target.insecure, path_cert=target.path_cert, path_key=target.path_key,
+                            path_root=target.path_root, skip_verify=target.skip_verify, override=target.override,
+                            gnmi_timeout=target.connect_timeout_s)
+        received = False
+        try:
+            client.connect()
+            stream = client.subscribe(subscribe=self.request())
+            with self._lock:
+                self._streams[target.device] = (client, stream)
+            if self._halt.is_set():
+                stream.cancel()
+            for response in stream:
+                item = telemetryParser(response)
+                if item is None or "sync_response" in item:
+                    if item is None:
+                        self._count("malformed")
+                    continue
+                received = True
+                self._count("notifications")
+                try:
+                    rows = parser.rows(item, time.time_ns())
+                except ValueError:
+                    self._count("malformed")
+                    continue
+                if rows:
+                    self._rows.put(rows)
+        finally:
+            client.close()
+        return received
+
+    def counts(self) -> Mapping[str, int]:
+        with self._lock:
+            return dict(self._totals)
