@@ -27,6 +27,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("capture", "live: a mirror port or ERSPAN destination interface through the collector (needs CAP_NET_RAW)"),
     ("sflow", "live: sFlow v5 flow and counter samples from the switches"),
     ("snmp", "live: poll the switches' IF-MIB counters over SNMP"),
+    ("gnmi", "live: OpenConfig interface counters from gNMI subscriptions (or a JSON file)"),
     ("dashboard", "serve the web dashboard (read-only) for the store"),
     ("ingest", "sink (and detectors) as Kafka consumer-group members: topics into ClickHouse"),
     ("events", "list detected events, oldest first"),

@@ -18,13 +18,14 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from collectors.source import Source, Step
 from pipeline.errors import InputError
 from pipeline.metrics import Delivery, serve_metrics
 from pipeline.yamlfile import LineDict, line_of, load_yaml
 
+T = TypeVar("T")
 SERVICE_DEFAULTS: dict[str, Any] = {
     "buffer_memory_mb": 256,
     "buffer_dir": None,
@@ -78,6 +79,29 @@ def settle(args: argparse.Namespace, section: str, defaults: Mapping[str, Any]) 
             setattr(args, dest, value)
     if not args.topology:
         raise InputError("--topology", f"required (on the command line or as {section}.topology in --config)")
+
+
+def device_target(item: Any, kind: type[T], defaults: Mapping[str, Any], where: str, *, default_port: int) -> T:
+    """A switch to poll or subscribe to: DEVICE=HOST[:PORT] from a flag (IPv6 as [addr]:port), or a mapping of
+    `kind`'s fields from the config file; `defaults` fill what neither gives (e.g. the community)."""
+    if isinstance(item, str):
+        device, sep, address = item.partition("=")
+        if address.startswith("[") or address.count(":") == 1:
+            host, _, port = address.rpartition(":")
+        else:  # a bare name, IPv4 or IPv6 address
+            host, port = address, str(default_port)
+        host = host.strip("[]")
+        if not sep or not device or not host or not port.isdigit():
+            raise InputError(where, f"'{item}' is not DEVICE=HOST[:PORT]")
+        fields: Mapping[str, Any] = {"device": device, "host": host, "port": int(port)}
+    elif isinstance(item, dict) and {"device", "host"} <= set(item):
+        fields = {str(key): value for key, value in item.items()}
+    else:
+        raise InputError(where, f"a target is DEVICE=HOST[:PORT] or a mapping with device and host, not {item!r}")
+    try:
+        return kind(**{**defaults, **fields})
+    except (TypeError, ValueError) as exc:
+        raise InputError(where, f"target {fields.get('device')}: {exc}") from exc
 
 
 def _typed(value: Any, default: Any, source: str, line: int, name: str) -> Any:
