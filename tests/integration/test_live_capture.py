@@ -1,6 +1,8 @@
-"""Issue 7's check: a sample replayed by tcpreplay from a mirror-source namespace at a known rate into the
-capture interface, read live by CaptureSource. Every packet tcpreplay sent is either captured or counted
-as a kernel drop, and with no drops the flows summed over the capture equal the sample's ground truth."""
+"""Issue 7's check: each leaf of the sample fabric is a namespace that replays its own ERSPAN mirror stream
+(the sample's records from its loopback 10.254.0.N) with tcpreplay at a known rate into a packet-broker
+namespace, whose bridge floods them out of one port to the collector's capture interface, read live by
+CaptureSource. Every packet the leaves sent is either captured or counted as a kernel drop, and with no
+drops the flows summed over the capture equal the sample's ground truth."""
 
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from netns import NetLab, needs_netns
+from netns import NetLab, ip, needs_netns
 
 from collectors.capture_source import CaptureSource
+from collectors.pcapfile import open_capture
 from collectors.source import Columns
 from pipeline.topology import load_topology
 
@@ -25,19 +28,54 @@ pytestmark = [pytest.mark.netns, needs_netns]
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 KEY = ("link", "direction", "src_ip", "dst_ip", "src_port", "dst_port", "proto", "vlan", "vni", "roce_qp")
 SUMS = ("packets", "bytes", "ecn_ect", "ecn_ce", "cnp")
-RATE_PPS = 20_000
+RATE_PPS = 5_000  # per leaf
 WAIT_S = 20
+LEAVES = 4
+OUTER_IPV4_SOURCE_LAST = 14 + 15  # last byte of the outer IPv4 source address after the Ethernet header
 
 
-def mirror_link(lab: NetLab) -> tuple[str, str, str]:
-    """The mirror source's namespace and a veth from it into this namespace, where the collector captures:
-    (namespace, send end, capture end). IPv6 is off on both ends so neither kernel adds frames of its own."""
-    namespace = lab.namespace("mirror")
-    lab.run(namespace, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
-    send, capture = f"fs{lab.tag}m", f"fs{lab.tag}c"
-    lab.veth(send, capture, ns_a=namespace, mtu=9000)
+def leaf_spine_lab(lab: NetLab, leaves: int) -> tuple[list[tuple[str, str]], str]:
+    """Leaf namespaces and their veths into a packet-broker namespace's bridge, plus the bridge's port to this
+    namespace: ([(leaf namespace, send end)], capture end). IPv6 is off everywhere so no kernel adds frames."""
+    quiet = ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]
+    broker = lab.namespace("broker")
+    lab.run(broker, quiet)
+    # Where br_netfilter is loaded, its IP checks would drop the mirrored frames truncated to 128 bytes (their
+    # IPv4 total length is the original's): a packet broker forwards frames without looking inside.
+    lab.run(broker, ["sysctl", "-qew", "net.bridge.bridge-nf-call-iptables=0", "net.bridge.bridge-nf-call-arptables=0",
+                     "net.bridge.bridge-nf-call-ip6tables=0"])
+    # Without snooping the bridge joins no group of its own (224.0.0.106) and so sends no IGMP report.
+    ip("link", "add", "fabric", "mtu", "9000", "type", "bridge", "mcast_snooping", "0", namespace=broker)
+    ip("link", "set", "fabric", "up", namespace=broker)
+    sources = []
+    for n in range(1, leaves + 1):
+        leaf = lab.namespace(f"leaf{n}")
+        lab.run(leaf, quiet)
+        send, port = f"fs{lab.tag}l{n}", f"fs{lab.tag}p{n}"
+        lab.veth(send, port, ns_a=leaf, ns_b=broker)
+        ip("link", "set", port, "master", "fabric", namespace=broker)
+        sources.append((leaf, send))
+    uplink, capture = f"fs{lab.tag}u", f"fs{lab.tag}c"
+    lab.veth(uplink, capture, ns_a=broker)
+    ip("link", "set", uplink, "master", "fabric", namespace=broker)
     subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{capture}.disable_ipv6=1"], check=True)
-    return namespace, send, capture
+    return sources, capture
+
+
+def split_by_leaf(pcap: Path, out: Path) -> list[Path]:
+    """The sample's records in one pcap per leaf, keyed by the ERSPAN source 10.254.0.N (outer IPv4 source)."""
+    with open_capture(pcap) as capture:
+        header = bytes(capture.data[:24])
+        records: dict[int, list[bytes]] = defaultdict(list)
+        for batch in capture:
+            for at, length in zip(batch.offset.tolist(), batch.caplen.tolist(), strict=True):
+                records[int(batch.data[at + OUTER_IPV4_SOURCE_LAST])].append(bytes(batch.data[at - 16 : at + length]))
+    paths = []
+    for leaf, chunks in sorted(records.items()):
+        path = out / f"leaf{leaf}.pcap"
+        path.write_bytes(header + b"".join(chunks))
+        paths.append(path)
+    return paths
 
 
 def summed_flows(parts: list[Columns]) -> dict[tuple[object, ...], dict[str, int]]:
@@ -61,30 +99,35 @@ def _address(raw: bytes) -> str:
 
 
 @pytest.mark.parametrize("name", ["mixed", "link_failure"])
-def test_replayed_sample_is_captured_whole_and_equals_truth(name: str) -> None:
+def test_replayed_sample_is_captured_whole_and_equals_truth(name: str, tmp_path: Path) -> None:
     truth = json.loads((SAMPLES / f"{name}.truth.json").read_text())
+    pcaps = split_by_leaf(SAMPLES / f"{name}.pcap", tmp_path)
     with NetLab() as lab:
-        namespace, send, capture = mirror_link(lab)
+        sources, capture = leaf_spine_lab(lab, LEAVES)
+        assert len(pcaps) == LEAVES
         source = CaptureSource(
             load_topology(SAMPLES / f"{name}.topology.yaml"), capture, block_bytes=1 << 20, blocks=64, timeout_ms=50
         )
         stop = threading.Event()
         steps = source.steps(stop)
         parts = [columns for table, columns in next(steps) if table == "flows"]  # the ring is open
-        replay = lab.popen(
-            namespace, ["tcpreplay", f"--intf1={send}", f"--pps={RATE_PPS}", str(SAMPLES / f"{name}.pcap")],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )
+        replays = [
+            lab.popen(leaf, ["tcpreplay", f"--intf1={send}", f"--pps={RATE_PPS}", str(pcap)],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for (leaf, send), pcap in zip(sources, pcaps, strict=True)
+        ]
         deadline = time.monotonic() + WAIT_S
         for step in steps:
             parts += [columns for table, columns in step if table == "flows"]
             kernel = source.kernel_stats()
-            settled = replay.poll() is not None and source.counts()["packets"] + kernel.drops >= kernel.packets
+            replayed = all(replay.poll() is not None for replay in replays)
+            settled = replayed and source.counts()["packets"] + kernel.drops >= kernel.packets
             if (settled and kernel.packets >= truth["packets"]) or time.monotonic() > deadline:
                 stop.set()
-        output, errors = replay.communicate()
-    assert replay.returncode == 0, errors
-    sent = int(re.search(r"Successful packets:\s+(\d+)", output).group(1))  # type: ignore[union-attr]
+        outputs = [replay.communicate() for replay in replays]
+    assert [replay.returncode for replay in replays] == [0] * LEAVES, [errors for _, errors in outputs]
+    sent = sum(int(re.search(r"Successful packets:\s+(\d+)", output).group(1))  # type: ignore[union-attr]
+               for output, _ in outputs)
     counts = source.counts()
     assert sent == truth["packets"]
     assert counts["packets"] + counts["kernel_drops"] == sent == source.kernel_stats().packets
