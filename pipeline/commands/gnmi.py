@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from collectors.source import Columns, Step
+from collectors.source import Columns, Source, Step
 from pipeline.errors import InputError
 from pipeline.source_service import add_service_arguments, settle
 
@@ -65,9 +65,10 @@ class GnmiFileSource:
         return {"rows": self._rows}
 
 
-def run(args: argparse.Namespace) -> int:
+def build_source(args: argparse.Namespace) -> Source:
+    """The source the settings describe (nothing connects before it runs)."""
     from collectors.gnmi import DEFAULT_PATHS, GnmiSource, GnmiTarget, read_gnmi_file
-    from pipeline.source_service import device_target, run_source
+    from pipeline.source_service import device_target
     from pipeline.topology import load_topology
 
     settle(args, "gnmi", DEFAULTS)
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         if not Path(args.file).is_file():
             raise InputError(args.file, "no such file")
         batches = read_gnmi_file(args.file, args.device, topology=topology, all_interfaces=bool(args.all_interfaces))
-        return run_source(args, GnmiFileSource(batches))
+        return GnmiFileSource(batches)
     credentials = {"username": str(args.username), "password": str(args.password or ""),
                    "insecure": bool(args.insecure), "skip_verify": bool(args.skip_verify),
                    "path_root": args.root_cert}
@@ -89,6 +90,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--target", "at least one DEVICE=HOST:PORT (or gnmi.targets in --config), or --file")
     if args.interval <= 0:
         raise InputError("--interval", "must be positive")
-    source = GnmiSource(topology, targets, args.path or DEFAULT_PATHS, sample_interval_s=args.interval,
-                        all_interfaces=bool(args.all_interfaces))
-    return run_source(args, source)
+    return GnmiSource(topology, targets, args.path or DEFAULT_PATHS, sample_interval_s=args.interval,
+                      all_interfaces=bool(args.all_interfaces))
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.source_service import run_source
+
+    return run_source(args, build_source(args))

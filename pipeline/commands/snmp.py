@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from collectors.source import Source
 from pipeline.errors import InputError
 from pipeline.source_service import add_service_arguments, settle
+
+if TYPE_CHECKING:
+    from collectors.snmp import SnmpTarget
 
 METRICS_PORT = 9712
 DEFAULTS: dict[str, Any] = {
@@ -32,19 +36,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_service_arguments(parser, metrics_port=METRICS_PORT)
 
 
-def run(args: argparse.Namespace) -> int:
-    from collectors.snmp import SnmpSource, SnmpTarget
-    from pipeline.source_service import device_target, run_source
-    from pipeline.topology import load_topology
+def snmp_targets(args: argparse.Namespace) -> list[SnmpTarget]:
+    """The agents to poll, from --target flags or the config file's `snmp.targets` (after `settle`)."""
+    from collectors.snmp import SnmpTarget
+    from pipeline.source_service import device_target
 
-    settle(args, "snmp", DEFAULTS)
     where = "--target" if args.target else f"{args.config}: snmp.targets"
     targets = [device_target(item, SnmpTarget, {"community": str(args.community)}, where, default_port=161)
                for item in (args.target or args.targets or [])]
     if not targets:
         raise InputError("--target", "at least one DEVICE=HOST[:PORT] (or snmp.targets in --config)")
+    return targets
+
+
+def build_source(args: argparse.Namespace) -> Source:
+    """The source the settings describe (nothing connects before it runs)."""
+    from collectors.snmp import SnmpSource
+    from pipeline.topology import load_topology
+
+    settle(args, "snmp", DEFAULTS)
+    targets = snmp_targets(args)
     if args.interval <= 0:
         raise InputError("--interval", "must be positive")
-    source = SnmpSource(load_topology(args.topology), targets, interval_s=args.interval,
-                        all_interfaces=bool(args.all_interfaces))
-    return run_source(args, source)
+    return SnmpSource(load_topology(args.topology), targets, interval_s=args.interval,
+                      all_interfaces=bool(args.all_interfaces))
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.source_service import run_source
+
+    return run_source(args, build_source(args))
