@@ -99,3 +99,14 @@ class NetLab:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.close()
+
+
+def mirror_link(lab: NetLab) -> tuple[str, str, str]:
+    """A mirror source's namespace and a veth from it into this namespace, where a collector captures:
+    (namespace, send end, capture end). IPv6 is off on both ends so neither kernel adds frames of its own."""
+    namespace = lab.namespace("mirror")
+    lab.run(namespace, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
+    send, capture = f"fs{lab.tag}m", f"fs{lab.tag}c"
+    lab.veth(send, capture, ns_a=namespace, mtu=9000)
+    subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{capture}.disable_ipv6=1"], check=True)
+    return namespace, send, capture

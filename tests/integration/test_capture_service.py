@@ -16,15 +16,16 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from netns import NetLab, needs_netns
-from test_live_capture import RATE_PPS, SAMPLES, mirror_link
+from netns import NetLab, mirror_link, needs_netns
 
 from pipeline import codec, records
 from pipeline.bus import BusConfig, Consumer
 
 pytestmark = [pytest.mark.integration, pytest.mark.netns, needs_netns]
 
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 SAMPLE = "mixed"
+RATE_PPS = 20_000
 
 
 def _free_port() -> int:
