@@ -153,11 +153,13 @@ def _to_kafka(args: argparse.Namespace, steps: Iterator[Step], delivery: Deliver
         disk_bytes=int(args.buffer_disk_mb) << 20,
     )
     outbox = Outbox(bus, config, delivery).start()
-    for step in steps:
-        for table, batch in step:
-            if len(next(iter(batch.values()), ())):
-                outbox.put(table, batch)
-    left = outbox.close(timeout_s=float(args.drain))
+    try:
+        for step in steps:
+            for table, batch in step:
+                if len(next(iter(batch.values()), ())):
+                    outbox.put(table, batch)
+    finally:  # also on bad input: what was accepted before it is still sent
+        left = outbox.close(timeout_s=float(args.drain))
     where = f"{left} messages left in {args.buffer_dir} for the next start" if left else "nothing left buffered"
     return f"{sum(delivery.sent.values())} rows sent to {args.kafka}, {sum(delivery.dropped.values())} dropped; {where}"
 

@@ -17,7 +17,7 @@ import numpy as np
 from pipeline.bus import BusConfig, Producer
 from pipeline.detect.engine import DetectorSet, event_columns
 from pipeline.detect.events import Batch, times_us
-from pipeline.errors import FabricscopeError
+from pipeline.errors import FabricscopeError, InputError
 from pipeline.sink import Sink, SinkConfig
 from pipeline.store import Store
 
@@ -89,10 +89,15 @@ def stream_to_store(
     producer = Producer(bus).start()
     sent: Counter[str] = Counter()
     try:
-        for table, batch in _interleave(steps, sources):
-            if rows_of(batch):
-                _send(producer, table, batch, sent)
-                _send(producer, "events", event_columns(detectors.update(table, batch)), sent)
+        try:
+            for table, batch in _interleave(steps, sources):
+                if rows_of(batch):
+                    _send(producer, table, batch, sent)
+                    _send(producer, "events", event_columns(detectors.update(table, batch)), sent)
+        except InputError:  # bad input ends the run, but what was accepted before it still reaches ClickHouse
+            producer.flush()
+            _drain(sink, sent, drain_timeout_s, progress)
+            raise
         _send(producer, "events", event_columns(detectors.flush()), sent)
         producer.flush()
         _drain(sink, sent, drain_timeout_s, progress)
