@@ -118,8 +118,8 @@ class PacketRing:
         self._stats_lock = threading.Lock()
         self._closed = False
         self._next_block = 0
-        index = interface_index(iface)
-        self._socket = self._open_socket(index)
+        self._index = interface_index(iface)
+        self._socket = self._open_socket(self._index)
         try:
             self._map = mmap.mmap(self._socket.fileno(), block_bytes * blocks, mmap.MAP_SHARED,
                                   mmap.PROT_READ | mmap.PROT_WRITE)
@@ -175,11 +175,25 @@ class PacketRing:
         poller.register(self._socket.fileno(), select.POLLIN | select.POLLERR)
         while not stop.is_set():
             if not self._ready_blocks():
-                poller.poll(self.timeout_ms)
+                if any(event & select.POLLERR for _, event in poller.poll(self.timeout_ms)):
+                    self._socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # clears it (below)
+                if not self._ready_blocks():
+                    self._check_interface()
             yield self._take()
         last = self._take()
         if len(last):
             yield last
+
+    def _check_interface(self) -> None:
+        """After a quiet wait, make sure the interface still exists. When it goes down the kernel flags the
+        socket (ENETDOWN) and poll returns at once until the flag is read, as `batches` does; capture then
+        resumes by itself when the link comes back. A removed interface leaves the socket unbound for good."""
+        try:
+            present = socket.if_nametoindex(self.iface) == self._index
+        except OSError:
+            present = False
+        if not present:
+            raise InputError(self.iface, "interface removed while capturing")
 
     def _ready_blocks(self) -> list[int]:
         """Indexes of the blocks the kernel has handed over, in ring order from the next one to read."""

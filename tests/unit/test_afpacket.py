@@ -141,3 +141,27 @@ def test_interface_is_promiscuous_only_while_the_ring_is_open() -> None:
         with PacketRing(capture, promiscuous=False, **SMALL_RING):
             asked_not = int(flags.read_text(), 16)
     assert opened & IFF_PROMISC and not closed & IFF_PROMISC and not asked_not & IFF_PROMISC
+
+
+def test_capture_survives_a_link_flap_and_stops_when_the_interface_goes(tmp_path: Path) -> None:
+    pcap = tmp_path / "frames.pcap"
+    sent = frames()
+    wrpcap(str(pcap), [Ether(frame) for frame in sent])
+    with NetLab() as lab:
+        namespace, send, capture = mirror_link(lab, "flap")
+        with PacketRing(capture, **SMALL_RING) as ring:
+            stop = threading.Event()
+            batches = ring.batches(stop)
+            subprocess.run(["ip", "link", "set", capture, "down"], check=True)
+            assert [len(next(batches)) for _ in range(3)] == [0, 0, 0]
+            subprocess.run(["ip", "link", "set", capture, "up"], check=True)
+            assert lab.run(namespace, ["tcpreplay", f"--intf1={send}", str(pcap)]).returncode == 0
+            kept, deadline = 0, time.monotonic() + WAIT_S
+            while kept < len(sent) and time.monotonic() < deadline:
+                kept += len(next(batches))
+            assert kept == len(sent)
+            subprocess.run(["ip", "link", "del", capture], check=True)
+            with pytest.raises(InputError, match=f"{capture}: interface removed while capturing"):
+                for _ in range(100):
+                    next(batches)
+            assert ring.kernel_stats() == RingStats(packets=len(sent), drops=0, freezes=0)
