@@ -4,7 +4,10 @@ dropped, none of the capture interface's own outgoing frames; bad interfaces are
 
 from __future__ import annotations
 
+import shlex
+import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -165,3 +168,19 @@ def test_capture_survives_a_link_flap_and_stops_when_the_interface_goes(tmp_path
                 for _ in range(100):
                     next(batches)
             assert ring.kernel_stats() == RingStats(packets=len(sent), drops=0, freezes=0)
+
+
+@pytest.mark.skipif(shutil.which("capsh") is None, reason="capsh (Debian libcap2-bin) is not installed")
+def test_without_cap_net_raw_is_input_error_naming_the_interface() -> None:
+    script = "\n".join((
+        "from collectors.afpacket import PacketRing",
+        "from pipeline.errors import InputError",
+        "try:",
+        "    PacketRing('lo')",
+        "except InputError as error:",
+        "    print(error)",
+    ))
+    command = shlex.join([sys.executable, "-c", script])
+    done = subprocess.run(["capsh", "--drop=cap_net_raw", "--", "-c", command], capture_output=True, text=True,
+                          cwd=SAMPLES.parent, check=True)
+    assert done.stdout.strip() == "lo: permission denied: live capture needs root or CAP_NET_RAW"
