@@ -301,12 +301,11 @@ def _copy_frames(
             if status & TP_STATUS_VLAN_VALID and length >= MAC_ADDRESS_BYTES:
                 tpid = halves[(pos + PKT_VLAN_TPID) >> 1] if status & TP_STATUS_VLAN_TPID_VALID else ETH_P_8021Q
                 tci = words[(pos + PKT_VLAN_TCI) >> 2] & 0xFFFF
-                data[at : at + MAC_ADDRESS_BYTES] = ring[src : src + MAC_ADDRESS_BYTES]
-                data[at + 12], data[at + 13] = tpid >> 8, tpid & 0xFF
-                data[at + 14], data[at + 15] = tci >> 8, tci & 0xFF
+                tag = at + MAC_ADDRESS_BYTES
+                data[at:tag] = ring[src : src + MAC_ADDRESS_BYTES]
+                data[tag], data[tag + 1], data[tag + 2], data[tag + 3] = tpid >> 8, tpid & 0xFF, tci >> 8, tci & 0xFF
                 rest = length - MAC_ADDRESS_BYTES
-                head = at + MAC_ADDRESS_BYTES + VLAN_TAG_BYTES
-                data[head : head + rest] = ring[src + MAC_ADDRESS_BYTES : src + length]
+                data[tag + VLAN_TAG_BYTES : tag + VLAN_TAG_BYTES + rest] = ring[src + MAC_ADDRESS_BYTES : src + length]
                 length += VLAN_TAG_BYTES
                 wire += VLAN_TAG_BYTES
             else:
