@@ -88,7 +88,7 @@ def split_path(path: str) -> list[tuple[str, dict[str, str]]]:
         if char == "/" and depth == 0:
             if part:
                 name, _, rest = part.partition("[")
-                keys = dict(key.split("=", 1) for key in re.findall(r"([^\[\]]+=[^\]]*)\]", "[" + rest)) if rest else {}
+                keys = dict(re.findall(r"\[([^=\]]+)=([^\]]*)\]", "[" + rest))
                 elements.append((name.rsplit(":", 1)[-1], keys))
             part = ""
             continue
@@ -130,12 +130,13 @@ def notification_updates(item: Any) -> tuple[int | None, list[tuple[str, Any]]]:
     elif "updates" in item:
         body = item
         updates = [(update.get("Path") or "", value) for update in _list(body, "updates")
-                   for value in dict(update.get("values") or {}).values()]
+                   for value in _values(update).values()]
     else:
         raise ValueError("no 'update' or 'updates': not a gNMI notification")
     prefix = str(body.get("prefix") or "")
     timestamp = body.get("timestamp")
-    if timestamp is not None and (isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0):
+    if timestamp is not None and (isinstance(timestamp, bool) or not isinstance(timestamp, int)
+                                  or not 0 <= timestamp < 2**63):
         raise ValueError(f"timestamp: expected nanoseconds, got {timestamp!r}")
     return timestamp or None, [(f"{prefix}/{path}" if prefix else str(path), value) for path, value in updates]
 
@@ -147,12 +148,20 @@ def _list(body: dict[str, Any], key: str) -> list[dict[str, Any]]:
     return updates
 
 
+def _values(update: dict[str, Any]) -> dict[str, Any]:
+    values = update.get("values") or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"updates: values of {update.get('Path')!r} is not an object")
+    return values
+
+
 def _counter(path: str, value: Any) -> int:
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    """A uint64 leaf: a JSON number or a decimal string (RFC 7951)."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64:
         return value
-    raise ValueError(f"{path}: expected a non-negative integer, got {value!r}")
+    raise ValueError(f"{path}: expected a non-negative integer below 2^64, got {value!r}")
 
 
 def _speed(path: str, value: Any) -> int:

@@ -327,7 +327,11 @@ class _TargetState:
 
 
 class SnmpPoller:
-    """Polls every due target once per `poll()`; failures are counted, never raised, and back off."""
+    """Polls every due target once per `poll()`; failures are counted, never raised, and back off.
+
+    A row's `ts` is when its target's poll started. Only interfaces the topology's `counters:` entries map
+    are kept, unless `all_interfaces` (then unmapped ones come with link '').
+    """
 
     def __init__(self, topology: Topology, targets: Sequence[SnmpTarget], *, all_interfaces: bool = False) -> None:
         self.topology = topology
@@ -519,3 +523,7 @@ class SnmpSource:
 
     def counts(self) -> Mapping[str, int]:
         return self.poller.counts()
+
+    def errors_by_target(self) -> Mapping[tuple[str, str], int]:
+        """Failed polls by (device, reason): timeout, malformed, unreachable, agent-error, os-error N."""
+        return dict(self.poller.errors_by_target)

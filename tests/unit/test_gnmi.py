@@ -3,6 +3,7 @@ values, last-known leaves merged per interface, and bad lines named with file, l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -10,8 +11,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collectors.gnmi import NotificationParser, read_gnmi_file, split_path
+from collectors.snmp import counters_batch
 from pipeline import codec, records
 from pipeline.errors import InputError
 from pipeline.topology import Topology, load_topology
@@ -133,9 +137,14 @@ def test_file_of_both_shapes_reads_as_typed_batches(tmp_path: Path, topology: To
         ("[1, 2]", "not a JSON object"),
         (json.dumps({"foo": 1}), "no 'update' or 'updates'"),
         (json.dumps(pygnmi(-5, [])), "timestamp: expected nanoseconds"),
+        (json.dumps(pygnmi(2**63, [])), "timestamp: expected nanoseconds"),
         (json.dumps({"update": {"update": "nope"}}), "update: expected a list of objects"),
+        (json.dumps({"updates": [{"Path": "x", "values": [1]}]}), "updates: values of 'x' is not an object"),
         (json.dumps(pygnmi(T0, [{"path": "interfaces/interface[name=Ethernet2]/state/counters/in-octets",
                                  "val": "-3"}])),
+         r"interfaces/interface\[name=Ethernet2\]/state/counters/in-octets: expected a non-negative integer"),
+        (json.dumps(pygnmi(T0, [{"path": "interfaces/interface[name=Ethernet2]/state/counters/in-octets",
+                                 "val": str(2**64)}])),
          r"interfaces/interface\[name=Ethernet2\]/state/counters/in-octets: expected a non-negative integer"),
         (json.dumps(pygnmi(T0, [{"path": "interfaces/interface[name=Ethernet2]/state",
                                  "val": {"counters": {"out-errors": 1.5}}}])),
@@ -151,6 +160,36 @@ def test_a_bad_line_is_named(tmp_path: Path, line: str, reason: str) -> None:
     path.write_text(good + "\n" + line + "\n")
     with pytest.raises(InputError, match=f"leaf1.gnmi.jsonl:2: {reason}"):
         list(read_gnmi_file(path, "leaf1"))
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-5, 2**65) | st.text(max_size=12),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                    max_leaves=12)
+COUNTER = st.sampled_from([2**64 - 1, 2**64, str(2**64)]) | st.integers(-5, 2**65) | st.from_regex(
+    r"[0-9]{1,21}", fullmatch=True) | JSON
+STATE = st.fixed_dictionaries(
+    {"counters": st.fixed_dictionaries({"in-octets": COUNTER, "out-octets": COUNTER},
+                                       optional={"in-pkts": COUNTER, "in-errors": COUNTER})},
+    optional={"oper-status": JSON, "speed": COUNTER})
+SHAPES = st.one_of(
+    JSON,
+    st.builds(lambda ts, path, val: {"update": {"timestamp": ts, "update": [{"path": path, "val": val}]}},
+              st.sampled_from([2**63 - 1, 2**63]) | st.integers(-5, 2**65) | JSON,
+              st.just("interfaces/interface[name=E1]/state") | st.sampled_from(["interfaces", "", "x[y"]),
+              STATE | JSON),
+    st.builds(lambda prefix, values: {"prefix": prefix, "updates": [{"Path": "state", "values": values}]},
+              st.sampled_from(["interfaces/interface[name=E1]", ""]) | JSON, st.dictionaries(st.text(), STATE)),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(SHAPES)
+def test_any_json_is_a_row_or_a_value_error(item: Any) -> None:
+    """Whatever a switch or a file holds, parsing gives rows or ValueError (the source counts it as
+    malformed, the file reader names it), never another exception; rows always fit the columns."""
+    parser = NotificationParser("leaf1", all_interfaces=True)
+    with contextlib.suppress(ValueError):
+        counters_batch(parser.rows(item, 0))
 
 
 def test_a_missing_file_is_bad_input(tmp_path: Path) -> None:
