@@ -420,7 +420,7 @@ class SflowDecoder:
 
     def decode_datagrams(self, datagrams: Sequence[bytes], arrival_ns: Sequence[int] | np.ndarray) -> SflowBatch:
         """Datagrams as separate byte strings (tests, replays): concatenated once, then `decode`."""
-        lengths = np.fromiter((len(d) for d in datagrams), dtype=np.int64, count=len(datagrams))
+        lengths = np.array(list(map(len, datagrams)), dtype=np.int64)
         offsets = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64) if len(datagrams) else lengths
         data = np.frombuffer(b"".join(datagrams), dtype=np.uint8)
         return self.decode(data, offsets, lengths, np.asarray(arrival_ns, dtype=np.int64))
@@ -456,7 +456,7 @@ class SflowDecoder:
         for reason, count in zip(*np.unique(dr_reason[:n_drops], return_counts=True), strict=True):
             self.stats.drop_reasons[int(reason)] = self.stats.drop_reasons.get(int(reason), 0) + int(count)
         agent_id, agents = self._agent_ids(dg_agent)
-        self._count_lost(agents[agent_id], dg_status, dg_sub_agent, dg_sequence)
+        self._count_lost(agent_id, agents, dg_status, dg_sub_agent, dg_sequence)
         columns = {name: column[:n_packets] for name, column in pk.items()}
         batches = self._batches(data, columns, pk_caplen[:n_packets], pk_wirelen[:n_packets], agent_id, agents,
                                 arrival_ns)
@@ -480,18 +480,20 @@ class SflowDecoder:
         return inverse.ravel().astype(np.int64), names
 
     def _count_lost(
-        self, agents: np.ndarray, status: np.ndarray, sub_agent: np.ndarray, sequence: np.ndarray
+        self, agent_id: np.ndarray, agents: np.ndarray, status: np.ndarray, sub_agent: np.ndarray,
+        sequence: np.ndarray,
     ) -> None:
         """Datagrams missing between consecutive sequence numbers of one agent and sub-agent (a lower
-        number is a restart, not a loss)."""
-        for agent, sub, number, bad in zip(agents.tolist(), sub_agent.tolist(), sequence.tolist(),
-                                           status.tolist(), strict=True):
-            if bad in (TRUNCATED, BAD_VERSION, BAD_AGENT_ADDRESS):
-                continue
-            last = self._sequences.get((agent, sub))
-            if last is not None and number > last:
-                self.stats.lost_datagrams += number - last - 1
-            self._sequences[(agent, sub)] = number
+        number is a restart, not a loss). Python runs once per agent and sub-agent, not per datagram."""
+        read = (status < 0) | (status >= SAMPLE_PAST_END)  # the header, sequence number included, was read
+        source = (agent_id << 32) | sub_agent
+        for key in np.unique(source[read]).tolist():
+            numbers = sequence[read & (source == key)]
+            name = (str(agents[key >> 32]), key & 0xFFFFFFFF)
+            last = self._sequences.get(name)
+            steps = np.diff(numbers if last is None else np.concatenate(([last], numbers)))
+            self.stats.lost_datagrams += int((steps[steps > 0] - 1).sum())
+            self._sequences[name] = int(numbers[-1])
 
     def _interface_index(self, name: str) -> int:
         index = self._names.get(name)
@@ -514,13 +516,16 @@ class SflowDecoder:
         port_in = (agent << 33) | (pk["input"] + 1)  # ifIndex -1 (none) .. 2**32 - 1 fits in 33 bits
         port_out = (agent << 33) | (pk["output"] + 1)
         ports, inverse = np.unique(np.concatenate([port_in, port_out]), return_inverse=True)
-        mapped = np.array([(agents[k >> 33], (k & _PORT_MASK) - 1) in self.topology.sflow_ports
-                           for k in ports.tolist()], dtype=bool)[inverse.ravel()]
-        port = np.where(~mapped[: len(agent)] & mapped[len(agent) :], port_out, port_in)
-        ports, inverse = np.unique(port, return_inverse=True)
-        index = np.array([self._interface_index(self._port_name(agents[k >> 33], (k & _PORT_MASK) - 1))
-                          for k in ports.tolist()], dtype=np.uint16)
-        interface = index[inverse.ravel()]
+        found = [(str(agents[k >> 33]), (k & _PORT_MASK) - 1) for k in ports.tolist()]
+        mapped = np.array([port in self.topology.sflow_ports for port in found], dtype=bool)
+        by_in, by_out = inverse.ravel()[: len(agent)], inverse.ravel()[len(agent) :]
+        chosen = np.where(~mapped[by_in] & mapped[by_out], by_out, by_in)
+        used = np.zeros(len(found), dtype=bool)
+        used[chosen] = True
+        index = np.zeros(len(found), dtype=np.uint16)
+        for i in np.flatnonzero(used).tolist():
+            index[i] = self._interface_index(self._port_name(*found[i]))
+        interface = index[chosen]
         ts_ns = arrival_ns[pk["datagram"]]
         batches = {}
         for rate in np.unique(pk["rate"]).tolist():
