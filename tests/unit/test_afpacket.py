@@ -184,3 +184,20 @@ def test_without_cap_net_raw_is_input_error_naming_the_interface() -> None:
     done = subprocess.run(["capsh", "--drop=cap_net_raw", "--", "-c", command], capture_output=True, text=True,
                           cwd=SAMPLES.parent, check=True)
     assert done.stdout.strip() == "lo: permission denied: live capture needs root or CAP_NET_RAW"
+
+
+def test_capture_source_steps_are_empty_while_idle_then_the_final_flush() -> None:
+    with NetLab() as lab:
+        _, _, capture = mirror_link(lab, "idle")
+        source = CaptureSource(load_topology(SAMPLES / "topology.yaml"), capture, **SMALL_RING)
+        stop = threading.Event()
+        steps = []
+        for step in source.steps(stop):
+            steps.append(step)
+            if len(steps) == 2:
+                stop.set()
+    assert source.name == "capture"
+    assert steps[:2] == [[], []]
+    assert [table for table, _ in steps[2]] == ["flows", "link_bins", "iterations"] and len(steps) == 3
+    assert source.counts() == dict.fromkeys(
+        ("packets", "bytes", "kernel_drops", "kernel_freezes", "malformed", "unattributed", "flow_rows"), 0)
