@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
-from netns import NetLab, needs_netns
-from scapy.all import IP, UDP, Dot1Q, Ether, IPv6, Raw, sendp, wrpcap
+from netns import NetLab, mirror_link, needs_netns
+from scapy.all import IP, UDP, Dot1Q, Ether, IPv6, Raw, rdpcap, sendp, wrpcap
 
 from collectors.afpacket import PacketRing, RingStats
 from collectors.capture_source import CaptureSource
+from collectors.collector import CollectorConfig
 from collectors.packets import PacketBatch
 from pipeline.errors import InputError
 from pipeline.topology import load_topology
@@ -29,6 +30,7 @@ SNAPLEN = 256
 SMALL_RING = {"block_bytes": 1 << 20, "blocks": 4, "timeout_ms": 50}
 WAIT_S = 10
 IFF_PROMISC = 0x100
+HEAD_RECORDS = 200
 
 
 def frames() -> list[bytes]:
@@ -41,17 +43,6 @@ def frames() -> list[bytes]:
         bytes(ether / Dot1Q(vlan=3011, prio=3) / IP(src="10.0.1.13", dst="10.0.2.13") / UDP() / Raw(b"d" * 300)),
         bytes(ether / IPv6(src="fd00::1", dst="fd00::2") / UDP(sport=7, dport=7) / Raw(b"e" * 64)),
     ]
-
-
-def mirror_link(lab: NetLab, name: str) -> tuple[str, str, str]:
-    """A namespace that sends and a veth into this namespace that captures: (namespace, send end, capture
-    end). IPv6 is off on both ends so neither kernel adds frames of its own (router solicitations, MLD)."""
-    namespace = lab.namespace(name)
-    lab.run(namespace, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
-    send, capture = f"fs{lab.tag}s", f"fs{lab.tag}c"
-    lab.veth(send, capture, ns_a=namespace)
-    subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{capture}.disable_ipv6=1"], check=True)
-    return namespace, send, capture
 
 
 def receive(ring: PacketRing, expected: int) -> list[PacketBatch]:
@@ -71,7 +62,7 @@ def test_ring_returns_exactly_the_frames_received(tmp_path: Path) -> None:
     pcap = tmp_path / "frames.pcap"
     wrpcap(str(pcap), [Ether(frame) for frame in sent])
     with NetLab() as lab:
-        namespace, send, capture = mirror_link(lab, "mirror")
+        namespace, send, capture = mirror_link(lab)
         with PacketRing(capture, snaplen=SNAPLEN, **SMALL_RING) as ring:
             before = time.time_ns()
             sendp(Ether(sent[0]), iface=capture, verbose=False)  # outgoing on the capture interface: ignored
@@ -90,7 +81,7 @@ def test_ring_returns_exactly_the_frames_received(tmp_path: Path) -> None:
 
 def test_quiet_interface_gives_empty_batches_until_stopped() -> None:
     with NetLab() as lab:
-        _, _, capture = mirror_link(lab, "quiet")
+        _, _, capture = mirror_link(lab)
         with PacketRing(capture, **SMALL_RING) as ring:
             stop = threading.Event()
             seen = []
@@ -123,7 +114,7 @@ def test_drops_from_a_full_ring_are_counted_and_add_up(tmp_path: Path) -> None:
     wrpcap(str(pcap), [ether / IP(src="10.0.1.11", dst="10.0.2.11") / UDP(sport=i, dport=4791) / Raw(b"f" * 1000)
                        for i in range(2000)])
     with NetLab() as lab:
-        namespace, send, capture = mirror_link(lab, "burst")
+        namespace, send, capture = mirror_link(lab)
         with PacketRing(capture, block_bytes=1 << 16, blocks=2, timeout_ms=50) as ring:
             done = lab.run(namespace, ["tcpreplay", "--topspeed", f"--intf1={send}", str(pcap)])
             assert done.returncode == 0, done.stderr
@@ -136,7 +127,7 @@ def test_drops_from_a_full_ring_are_counted_and_add_up(tmp_path: Path) -> None:
 
 def test_interface_is_promiscuous_only_while_the_ring_is_open() -> None:
     with NetLab() as lab:
-        _, _, capture = mirror_link(lab, "promisc")
+        _, _, capture = mirror_link(lab)
         flags = Path(f"/sys/class/net/{capture}/flags")
         with PacketRing(capture, **SMALL_RING):
             opened = int(flags.read_text(), 16)
@@ -151,7 +142,7 @@ def test_capture_survives_a_link_flap_and_stops_when_the_interface_goes(tmp_path
     sent = frames()
     wrpcap(str(pcap), [Ether(frame) for frame in sent])
     with NetLab() as lab:
-        namespace, send, capture = mirror_link(lab, "flap")
+        namespace, send, capture = mirror_link(lab)
         with PacketRing(capture, **SMALL_RING) as ring:
             stop = threading.Event()
             batches = ring.batches(stop)
@@ -188,7 +179,7 @@ def test_without_cap_net_raw_is_input_error_naming_the_interface() -> None:
 
 def test_capture_source_steps_are_empty_while_idle_then_the_final_flush() -> None:
     with NetLab() as lab:
-        _, _, capture = mirror_link(lab, "idle")
+        _, _, capture = mirror_link(lab)
         source = CaptureSource(load_topology(SAMPLES / "topology.yaml"), capture, **SMALL_RING)
         stop = threading.Event()
         steps = []
@@ -201,3 +192,25 @@ def test_capture_source_steps_are_empty_while_idle_then_the_final_flush() -> Non
     assert [table for table, _ in steps[2]] == ["flows", "link_bins", "iterations"] and len(steps) == 3
     assert source.counts() == dict.fromkeys(
         ("packets", "bytes", "kernel_drops", "kernel_freezes", "malformed", "unattributed", "flow_rows"), 0)
+
+
+def test_capture_source_exports_rows_while_the_link_is_quiet(tmp_path: Path) -> None:
+    """No packet follows the replay, yet every flow row leaves before stop: idle wake-ups move packet time."""
+    pcap = tmp_path / "head.pcap"
+    wrpcap(str(pcap), rdpcap(str(SAMPLES / "mixed.pcap"), count=HEAD_RECORDS))
+    with NetLab() as lab:
+        namespace, send, capture = mirror_link(lab)
+        source = CaptureSource(load_topology(SAMPLES / "mixed.topology.yaml"), capture,
+                               collector_config=CollectorConfig(active_timeout_s=0.2), **SMALL_RING)
+        stop = threading.Event()
+        steps = source.steps(stop)
+        next(steps)  # the ring is open
+        assert lab.run(namespace, ["tcpreplay", f"--intf1={send}", str(pcap)]).returncode == 0
+        exported, deadline = 0, time.monotonic() + WAIT_S
+        for step in steps:
+            if stop.is_set():
+                continue  # the final flush
+            exported += sum(int(columns["packets"].sum()) for table, columns in step if table == "flows")
+            if exported >= HEAD_RECORDS or time.monotonic() > deadline:
+                stop.set()
+    assert exported == source.counts()["packets"] == HEAD_RECORDS
