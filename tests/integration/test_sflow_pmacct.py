@@ -186,6 +186,7 @@ def test_sflow_entry_attributes_plain_frames_and_counter_samples_arrive(tmp_path
     source = SflowSource(load_topology(SAMPLES / "topology.yaml"), "127.0.0.1", 0)
     process, log = pmacctd(tmp_path, pcap, source.port, replays=plays, delay_s=10)
     tables = collect(source, process, log)
+    assert source.counts()["lost_datagrams"] == 0 and source.counts()["malformed"] == 0
     assert without_filler(tables["flows"], plays) == dict(expected)
     counters = {name: np.concatenate([part[name] for part in tables["counters"]]) for name in tables["counters"][0]}
     assert set(counters["link"]) == {"leaf1-spine1"}
