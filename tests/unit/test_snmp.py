@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pyasn1.codec.ber import decoder, encoder
 from pysnmp.proto import api, rfc1905
 
@@ -45,9 +47,11 @@ class FakeAgent:
     """A v2c agent on 127.0.0.1 serving `table` ({OID: value}) to GETBULK; `max_varbinds` truncates answers
     the way a real agent does when the message would be too big."""
 
-    def __init__(self, table: Table, *, max_varbinds: int = 1000) -> None:
+    def __init__(self, table: Table, *, max_varbinds: int = 1000,
+                 mangle: Callable[[bytes], bytes] | None = None) -> None:
         self.table = table
         self.max_varbinds = max_varbinds
+        self.mangle = mangle
         self.requests = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
@@ -85,7 +89,11 @@ class FakeAgent:
                                                for oid, value in answers[: self.max_varbinds]])
             reply = V2C.apiMessage.get_response(message)
             V2C.apiMessage.set_pdu(reply, response)
-            self.sock.sendto(encoder.encode(reply), peer)
+            answer = encoder.encode(reply)
+            try:
+                self.sock.sendto(self.mangle(answer) if self.mangle else answer, peer)
+            except OSError:  # closed by the test meanwhile
+                return
 
     def close(self) -> None:
         self.sock.close()
@@ -241,3 +249,31 @@ def test_source_steps_poll_every_interval_and_stop(topology: Topology, agents: l
             stop.set()
     assert len(batches) == 3 and empty > 0
     assert source.name == "snmp" and source.counts()["polls"] == 3 and source.counts()["rows"] == 3
+
+
+@settings(max_examples=100, deadline=None)
+@given(flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(1, 255)), min_size=1, max_size=4),
+       cut=st.none() | st.integers(0, 10_000))
+def test_damaged_answers_are_counted_never_raised(flips: list[tuple[int, int]], cut: int | None) -> None:
+    """Real answers with bytes flipped or cut: the poll ends, never raises, and a failure has a reason of
+    its own (no 'internal' catch-all). A flip that still decodes may rename the interface or move an OID
+    out of its column (the column then reads as ended), so rows are not promised."""
+
+    def mangle(answer: bytes) -> bytes:
+        damaged = bytearray(answer)
+        for position, mask in flips:
+            damaged[position % len(damaged)] ^= mask
+        return bytes(damaged[:cut] if cut is not None else damaged)
+
+    agent = FakeAgent({**uptime(100), **interface(49, "Ethernet49", octets=5)}, mangle=mangle)
+    try:
+        topology = load_topology(Path(__file__).parents[2] / "samples" / "topology.yaml")
+        poller = SnmpPoller(topology, [SnmpTarget("leaf1", "127.0.0.1", agent.port, timeout_s=0.05, retries=0)],
+                            all_interfaces=True)
+        batch = asyncio.run(poller.poll())
+    finally:
+        agent.close()
+    counts = poller.counts()
+    assert counts["polls"] == 1 and counts["errors"] <= 1
+    assert set(batch) == {column.name for column in records.COUNTERS}
+    assert all(not reason.startswith("internal") for _device, reason in poller.errors_by_target)
