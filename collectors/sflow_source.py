@@ -64,15 +64,13 @@ class SflowSource:
         self.receive_buffer = self._socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
 
     def steps(self, stop: threading.Event) -> Iterator[Step]:
-        """A step per tick (empty when nothing arrived); after `stop`, every collector's final flush."""
+        """A step per tick (what quiet collectors' time ended when nothing arrived); after `stop`, every
+        collector's final flush."""
         try:
             poller = select.poll()
             poller.register(self._socket, select.POLLIN)
             while not stop.is_set():
-                if not poller.poll(self.tick_s * 1000):
-                    yield []
-                    continue
-                yield self._step(*self._drain())
+                yield self._step(*self._drain()) if poller.poll(self.tick_s * 1000) else self._advance(set())
             yield [table for collector in self._collectors.values() for table in collector.finish().tables()]
         finally:
             self.close()
@@ -111,6 +109,18 @@ class SflowSource:
         if len(decoded.counters["ts"]):
             self._counter_rows += len(decoded.counters["ts"])
             step.append(("counters", decoded.counters))
+        return step + self._advance(set(decoded.packets))
+
+    def _advance(self, fed: set[int]) -> Step:
+        """Packets are stamped on arrival, so a collector that got none this tick moves its packet time on to
+        now: the rows and bins of a quiet agent leave without waiting for its next sample."""
+        now = time.time_ns()
+        step: Step = []
+        for rate, collector in self._collectors.items():
+            if rate not in fed:
+                records = collector.advance(now)
+                if len(records):
+                    step += records.tables()
         return step
 
     def counts(self) -> Mapping[str, int]:

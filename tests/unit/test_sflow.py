@@ -9,6 +9,7 @@ import ipaddress
 import socket
 import struct
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from scapy.layers.inet import GRE, IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
+from collectors.collector import CollectorConfig
 from collectors.decode import Decoder
 from collectors.sflow import SflowBatch, SflowDecoder, with_sflow_interfaces
 from collectors.sflow_source import SflowSource
@@ -353,3 +355,22 @@ def test_source_turns_received_datagrams_into_flows_and_counters() -> None:
         "lost_datagrams": 0, "packets": 2, "malformed_packets": 0, "unattributed": 0,
         "flow_rows": source.counts()["flow_rows"], "counter_rows": 2,
     }
+
+
+def test_a_quiet_agents_rows_leave_before_stop() -> None:
+    """Packets are stamped on arrival: idle ticks move each collector's packet time on, ending its rows."""
+    config = CollectorConfig(active_timeout_s=0.1, idle_timeout_s=0.1)
+    source = SflowSource(load_topology(SAMPLES / "topology.yaml"), "127.0.0.1", 0, tick_s=0.05,
+                         collector_config=config)
+    stop = threading.Event()
+    steps = source.steps(stop)
+    next(steps)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        sender.sendto(datagram([flow_sample([raw_packet_header(plain())], rate=2)]), ("127.0.0.1", source.port))
+    deadline = time.monotonic() + 10
+    packets = 0
+    for step in steps:
+        packets += sum(int(columns["packets"].sum()) for table, columns in step if table == "flows")
+        if packets or time.monotonic() > deadline:
+            stop.set()
+            assert packets == 2, "the row left on an idle tick, before stop"
