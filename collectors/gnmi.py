@@ -279,8 +279,10 @@ def read_gnmi_file(path: str | Path, device: str, *, topology: Topology | None =
 
 @dataclass(frozen=True)
 class GnmiTarget:
-    """One switch's gNMI server. TLS options are pygnmi's: without `insecure`, the server certificate is
-    checked against `path_root` (or fetched from the server when no certificate is given)."""
+    """One switch's gNMI server. Unless `insecure`, TLS: the server's certificate is verified against
+    `path_root` (a CA or the server's own certificate; `override` names the host it must be issued to), and
+    `path_cert` + `path_key` add a client certificate. With neither, pygnmi fetches the server's
+    certificate and trusts it (no verification: say `path_root` in production)."""
 
     device: str
     host: str
@@ -294,6 +296,13 @@ class GnmiTarget:
     skip_verify: bool = False
     override: str | None = None
     connect_timeout_s: float = 5.0
+
+    def tls_files(self) -> dict[str, str | None]:
+        """pygnmi's path_cert/path_key/path_root: it reads a lone `path_cert` as the certificate to trust
+        and `path_root` only together with a client key, so a lone root goes in as its path_cert."""
+        if self.path_cert and self.path_key:
+            return {"path_cert": self.path_cert, "path_key": self.path_key, "path_root": self.path_root}
+        return {"path_cert": self.path_root or self.path_cert, "path_key": None, "path_root": None}
 
 
 class GnmiSource:
@@ -403,9 +412,8 @@ class GnmiSource:
     def _read(self, target: GnmiTarget, parser: NotificationParser) -> bool:
         """One subscription until the stream ends; True if notifications arrived."""
         client = gNMIclient(target=(target.host, target.port), username=target.username, password=target.password,
-                            insecure=target.insecure, path_cert=target.path_cert, path_key=target.path_key,
-                            path_root=target.path_root, skip_verify=target.skip_verify, override=target.override,
-                            gnmi_timeout=target.connect_timeout_s)
+                            insecure=target.insecure, **target.tls_files(), skip_verify=target.skip_verify,
+                            override=target.override, gnmi_timeout=target.connect_timeout_s)
         received = False
         try:
             client.connect()

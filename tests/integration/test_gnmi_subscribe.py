@@ -7,6 +7,8 @@ leaves), and ending or dropping the stream to make the source subscribe again.
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import json
 import re
 import threading
@@ -19,6 +21,10 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from pygnmi.spec.v080 import gnmi_pb2, gnmi_pb2_grpc
 
 from collectors.gnmi import GnmiSource, GnmiTarget
@@ -112,6 +118,54 @@ def target() -> Iterator[tuple[Target, int]]:
     server.start()
     yield servicer, port
     server.stop(grace=None).wait()
+
+
+def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.SubjectAlternativeName([x509.DNSName(name),
+                                                               x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                                  critical=False)
+                   .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_tls_target_verified_against_path_root(tmp_path: Path, topology: Topology, trusted: bool) -> None:
+    cert, key = self_signed(tmp_path, "leaf1")
+    stranger, _ = self_signed(tmp_path, "stranger")
+    servicer = Target()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    gnmi_pb2_grpc.add_gNMIServicer_to_server(servicer, server)
+    credentials = grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
+    port = server.add_secure_port("127.0.0.1:0", credentials)
+    server.start()
+    try:
+        root = cert if trusted else stranger
+        source = GnmiSource(topology, [GnmiTarget("leaf1", "127.0.0.1", port, path_root=str(root),
+                                                  connect_timeout_s=1)], tick_s=0.1, first_backoff_s=0.1)
+        stop = threading.Event()
+        rows = 0
+        deadline = time.monotonic() + 15
+        for step in source.steps(stop):
+            rows += sum(len(batch["ts"]) for _table, batch in step)
+            if rows or source.counts()["errors"] >= 2 or time.monotonic() > deadline:
+                stop.set()
+    finally:
+        server.stop(grace=None).wait()
+    if trusted:
+        assert rows > 0 and len(servicer.requests) == 1
+    else:  # a server whose certificate the root does not vouch for is never subscribed to
+        assert rows == 0 and servicer.requests == [] and source.counts()["errors"] >= 2
 
 
 def test_rows_from_a_subscription_that_is_dropped_ended_and_resumed(target: tuple[Target, int],
