@@ -277,3 +277,22 @@ def test_damaged_answers_are_counted_never_raised(flips: list[tuple[int, int]], 
     assert counts["polls"] == 1 and counts["errors"] <= 1
     assert set(batch) == {column.name for column in records.COUNTERS}
     assert all(not reason.startswith("internal") for _device, reason in poller.errors_by_target)
+
+
+def test_source_stops_in_the_middle_of_a_poll(topology: Topology) -> None:
+    """A poll waiting on a silent agent (here up to 40 s) is abandoned at stop, not waited out or counted."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        target = SnmpTarget("leaf1", "127.0.0.1", silent.getsockname()[1], timeout_s=10, retries=3)
+        source = SnmpSource(topology, [target], interval_s=60, tick_s=0.05)
+        stop = threading.Event()
+        steps = list(_until_stopped(source, stop, after=3))
+    assert steps == [[], [], []]
+    assert source.counts()["polls"] == 1 and source.counts()["errors"] == 0
+
+
+def _until_stopped(source: SnmpSource, stop: threading.Event, *, after: int) -> Iterator[Any]:
+    for count, step in enumerate(source.steps(stop), start=1):
+        yield step
+        if count == after:
+            stop.set()
