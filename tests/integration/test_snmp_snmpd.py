@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -30,7 +31,12 @@ from pipeline.detect.link_health import counter_rates
 from pipeline.topology import Topology, load_topology
 from tests.netns import NetLab, ip, needs_netns
 
-pytestmark = [pytest.mark.netns, needs_netns]
+pytestmark = [
+    pytest.mark.netns,
+    needs_netns,
+    pytest.mark.skipif(shutil.which("snmpd") is None or shutil.which("snmpget") is None,
+                       reason="Debian snmpd and snmp (snmpget) are not installed (make test installs them)"),
+]
 
 TOPOLOGY = """\
 fabric: lab
