@@ -88,7 +88,6 @@ ERROR_COLUMNS: dict[str, str] = {
 }
 MAIN_WALK = ("ifName", "ifOperStatus", "ifHighSpeed", *HC_FALLBACK, *ERROR_COLUMNS.values())
 FALLBACK_WALK = ("ifDescr", "ifSpeed", *HC_FALLBACK.values(), "ifInNUcastPkts", "ifOutNUcastPkts")
-_NAME_OF = {oid: name for name, oid in COLUMNS.items()}
 
 OPER_UP = 1
 TWO_32 = 2**32
