@@ -339,7 +339,7 @@ class GnmiSource:
         self._rows: queue.Queue[list[dict[str, Any]]] = queue.Queue()
         self._lock = threading.Lock()
         self._totals = {"notifications": 0, "rows": 0, "errors": 0, "reconnects": 0, "malformed": 0}
-        self._streams: dict[str, tuple[gNMIclient, Any]] = {}
+        self._streams: dict[GnmiTarget, tuple[gNMIclient, Any]] = {}
         self._halt = threading.Event()
 
     def request(self) -> dict[str, Any]:
@@ -405,7 +405,7 @@ class GnmiSource:
                     self._count("errors")
             finally:
                 with self._lock:
-                    self._streams.pop(target.device, None)
+                    self._streams.pop(target, None)
             self._halt.wait(delay)
             delay = min(delay * 2, self.max_backoff_s)
 
@@ -419,7 +419,7 @@ class GnmiSource:
             client.connect()
             stream = client.subscribe(subscribe=self.request())
             with self._lock:
-                self._streams[target.device] = (client, stream)
+                self._streams[target] = (client, stream)
             if self._halt.is_set():
                 stream.cancel()
             for response in stream:
