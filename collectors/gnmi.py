@@ -266,10 +266,11 @@ def read_gnmi_file(path: str | Path, device: str, *, topology: Topology | None =
                 continue
             try:
                 rows.extend(parser.rows(json.loads(line), modified_ns))
-            except json.JSONDecodeError as exc:
-                raise InputError(source, f"not JSON: {exc.msg}", line=number) from exc
-            except ValueError as exc:
-                raise InputError(source, str(exc), line=number) from exc
+            except ValueError as exc:  # JSONDecodeError too; the rows before the bad line are still given
+                if rows:
+                    yield counters_batch(rows)
+                reason = f"not JSON: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+                raise InputError(source, reason, line=number) from exc
             if len(rows) >= batch_rows:
                 yield counters_batch(rows)
                 rows = []

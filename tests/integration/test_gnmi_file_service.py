@@ -1,5 +1,5 @@
 """`fabricscope gnmi --file`: saved gNMI notifications through the embedded pipeline into ClickHouse, and a bad
-line named with its file and line (exit 2) without losing the rows before it."""
+line named with its file and line (exit 2) without losing the rows accepted before it."""
 
 from __future__ import annotations
 
@@ -58,3 +58,6 @@ def test_a_bad_line_is_named(tmp_path: Path) -> None:
                         "--data-dir", str(tmp_path / "store"), "--metrics", "off")
     assert done.returncode == 2
     assert f"{saved}:2: not JSON" in done.stderr
+    query = _fabricscope("query", "SELECT link, in_octets FROM counters", "--format", "json",
+                         "--data-dir", str(tmp_path / "store"))
+    assert json.loads(query.stdout) == [{"link": "leaf1-spine1", "in_octets": 5}], "the row before the bad line"
