@@ -168,7 +168,8 @@ def plain_frames() -> list[Ether]:
 
 def test_sflow_entry_attributes_plain_frames_and_counter_samples_arrive(tmp_path: Path) -> None:
     """sfprobe's first counter poll comes 1-20 s after it starts (random), and its clock only ticks when
-    packets come: the file is played twice, 10 s apart, the second time over 20 s after the start."""
+    packets come: the file is played twice, 10 s apart, the second time over 20 s after the start. A poll
+    may fall in the middle of a play (its plugin ticks between packets), so the counts are only bounded."""
     frames = plain_frames()
     plain = tmp_path / "plain.pcap"
     wrpcap(str(plain), frames)
@@ -194,6 +195,5 @@ def test_sflow_entry_attributes_plain_frames_and_counter_samples_arrive(tmp_path
     assert set(counters["source"]) == {"sflow"} and set(counters["oper_up"]) == {1}
     assert set(counters["speed_bps"]) == {IFSPEED}
     assert ((counters["in_pkts"] > 0) & (counters["in_pkts"] <= (len(frames) + FILLER) * plays)).all()
-    assert counters["in_pkts"].max() >= len(frames)  # the poll after the second play counts the first
     assert (counters["in_octets"] > 0).all()
     assert source.counts()["samples_counter"] == len(counters["ts"]) == source.counts()["counter_rows"]
