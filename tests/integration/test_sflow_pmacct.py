@@ -168,8 +168,9 @@ def plain_frames() -> list[Ether]:
 
 def test_sflow_entry_attributes_plain_frames_and_counter_samples_arrive(tmp_path: Path) -> None:
     """sfprobe's first counter poll comes 1-20 s after it starts (random), and its clock only ticks when
-    packets come: the file is played twice, 10 s apart, the second time over 20 s after the start. A poll
-    may fall in the middle of a play (its plugin ticks between packets), so the counts are only bounded."""
+    packets come: the file is played at 11 s and 22 s (pmacctd waits the delay before each play), so by the
+    second play its clock has passed 20 s. A poll may fall in the middle of a play (the plugin ticks between
+    packets), so the counts are only bounded."""
     frames = plain_frames()
     plain = tmp_path / "plain.pcap"
     wrpcap(str(plain), frames)
@@ -185,10 +186,11 @@ def test_sflow_entry_attributes_plain_frames_and_counter_samples_arrive(tmp_path
                             ("ecn_ce", int(ip.tos & 3 == 3)), ("cnp", 0)):
             expected[key][name] += value * plays
     source = SflowSource(load_topology(SAMPLES / "topology.yaml"), "127.0.0.1", 0)
-    process, log = pmacctd(tmp_path, pcap, source.port, replays=plays, delay_s=10)
+    process, log = pmacctd(tmp_path, pcap, source.port, replays=plays, delay_s=11)
     tables = collect(source, process, log)
     assert source.counts()["lost_datagrams"] == 0 and source.counts()["malformed"] == 0
     assert without_filler(tables["flows"], plays) == dict(expected)
+    assert tables["counters"], source.counts()
     counters = {name: np.concatenate([part[name] for part in tables["counters"]]) for name in tables["counters"][0]}
     assert set(counters["link"]) == {"leaf1-spine1"}
     assert set(counters["device"]) == {AGENT} and set(counters["ifname"]) == {str(IFINDEX)}
