@@ -28,23 +28,34 @@ from pipeline.topology import Topology
 VERSION = 5
 INTERFACE_PREFIX = "sflow:"
 
-# Field tables, in the spec's order and with its names ("type" = XDR type, sizes in bytes).
-DATAGRAM = (("version", 4), ("agent_address", "address"), ("sub_agent_id", 4), ("sequence_number", 4),
-            ("uptime", 4), ("samples", "sample_record<>"))
-ADDRESS_TYPES = {0: 0, 1: 4, 2: 16}  # UNKNOWN, IP_V4, IP_V6 -> address bytes
-SAMPLE_RECORD = (("data_format", 4), ("sample_data", "opaque<>"))  # data_format = enterprise << 12 | format
-FLOW_SAMPLE = 1  # sequence_number, source_id, sampling_rate, sample_pool, drops, input, output, flow_records<>
-COUNTERS_SAMPLE = 2  # sequence_number, source_id, counters<>
-FLOW_SAMPLE_EXPANDED = 3  # source_id and input/output as (type|format, index|value) pairs
+# Field tables in the spec's order and with its names (bytes; a list<> or opaque<> is its 4-byte count here).
+# A datagram: version, agent_address (type, then 0/4/16 bytes), sub_agent_id, sequence_number, uptime,
+# samples<>; each sample_record: data_format (enterprise << 12 | format), then its sample_data as an opaque.
+ADDRESS_UNKNOWN, ADDRESS_IP_V4, ADDRESS_IP_V6 = 0, 1, 2
+FLOW_SAMPLE = 1
+FLOW_SAMPLE_FIELDS = (
+    ("sequence_number", 4), ("source_id", 4), ("sampling_rate", 4), ("sample_pool", 4), ("drops", 4),
+    ("input", 4), ("output", 4), ("flow_records", 4),
+)
+COUNTERS_SAMPLE = 2
+COUNTERS_SAMPLE_FIELDS = (("sequence_number", 4), ("source_id", 4), ("counters", 4))
+FLOW_SAMPLE_EXPANDED = 3
+FLOW_SAMPLE_EXPANDED_FIELDS = (
+    ("sequence_number", 4), ("source_id_type", 4), ("source_id_index", 4), ("sampling_rate", 4),
+    ("sample_pool", 4), ("drops", 4), ("input_format", 4), ("input_value", 4), ("output_format", 4),
+    ("output_value", 4), ("flow_records", 4),
+)
 COUNTERS_SAMPLE_EXPANDED = 4
-DISCARDED_PACKET = 5  # sequence_number, source_id (expanded), drops, inputifindex, outputifindex, reason, records
-FLOW_SAMPLE_FIXED = 32  # bytes before flow_records<> (count included)
-FLOW_SAMPLE_EXPANDED_FIXED = 44
-COUNTERS_SAMPLE_FIXED = 12
-COUNTERS_SAMPLE_EXPANDED_FIXED = 16
-DISCARDED_PACKET_FIXED = 32
-RAW_PACKET_HEADER = 1  # flow record: header_protocol, frame_length, stripped, header<>
-RAW_PACKET_HEADER_FIXED = 16
+COUNTERS_SAMPLE_EXPANDED_FIELDS = (
+    ("sequence_number", 4), ("source_id_type", 4), ("source_id_index", 4), ("counters", 4),
+)
+DISCARDED_PACKET = 5  # the dropped-packet extension
+DISCARDED_PACKET_FIELDS = (
+    ("sequence_number", 4), ("source_id_type", 4), ("source_id_index", 4), ("drops", 4), ("inputifindex", 4),
+    ("outputifindex", 4), ("reason", 4), ("discard_records", 4),
+)
+RAW_PACKET_HEADER = 1  # flow record
+RAW_PACKET_HEADER_FIELDS = (("header_protocol", 4), ("frame_length", 4), ("stripped", 4), ("header", 4))
 HEADER_PROTOCOL_ETHERNET = 1  # ETHERNET-ISO88023
 IF_COUNTERS = 1  # counter record: generic interface counters, 88 bytes
 IF_COUNTERS_FIELDS = (
@@ -72,9 +83,18 @@ def _offsets(table: tuple[tuple[str, int], ...]) -> dict[str, int]:
     return result
 
 
-_IF = _offsets(IF_COUNTERS_FIELDS)
-_ETH = _offsets(ETHERNET_COUNTERS_FIELDS)
-# Offsets the compiled walk reads (numba freezes module-level ints, not dicts).
+_FS, _FSX = _offsets(FLOW_SAMPLE_FIELDS), _offsets(FLOW_SAMPLE_EXPANDED_FIELDS)
+_DP, _RH = _offsets(DISCARDED_PACKET_FIELDS), _offsets(RAW_PACKET_HEADER_FIELDS)
+_IF, _ETH = _offsets(IF_COUNTERS_FIELDS), _offsets(ETHERNET_COUNTERS_FIELDS)
+# Offsets and sizes the compiled walk reads (numba freezes module-level ints, not dicts).
+FS_RATE, FS_INPUT, FS_OUTPUT, FS_RECORDS = (
+    _FS["sampling_rate"], _FS["input"], _FS["output"], _FS["flow_records"])
+FSX_RATE, FSX_INPUT_FORMAT, FSX_INPUT_VALUE = _FSX["sampling_rate"], _FSX["input_format"], _FSX["input_value"]
+FSX_OUTPUT_FORMAT, FSX_OUTPUT_VALUE, FSX_RECORDS = (
+    _FSX["output_format"], _FSX["output_value"], _FSX["flow_records"])
+DP_REASON, DP_RECORDS = _DP["reason"], _DP["discard_records"]
+RH_PROTOCOL, RH_FRAME_LENGTH, RH_STRIPPED, RH_HEADER_LENGTH = (
+    _RH["header_protocol"], _RH["frame_length"], _RH["stripped"], _RH["header"])
 IF_INDEX, IF_SPEED, IF_STATUS = _IF["ifIndex"], _IF["ifSpeed"], _IF["ifStatus"]
 IF_IN_OCTETS, IF_IN_UCAST, IF_IN_MULTICAST = _IF["ifInOctets"], _IF["ifInUcastPkts"], _IF["ifInMulticastPkts"]
 IF_IN_BROADCAST, IF_IN_DISCARDS, IF_IN_ERRORS = _IF["ifInBroadcastPkts"], _IF["ifInDiscards"], _IF["ifInErrors"]
@@ -82,6 +102,12 @@ IF_OUT_OCTETS, IF_OUT_UCAST, IF_OUT_MULTICAST = _IF["ifOutOctets"], _IF["ifOutUc
 IF_OUT_BROADCAST, IF_OUT_DISCARDS, IF_OUT_ERRORS = (
     _IF["ifOutBroadcastPkts"], _IF["ifOutDiscards"], _IF["ifOutErrors"])
 ETH_FCS_ERRORS = _ETH["dot3StatsFCSErrors"]
+FLOW_SAMPLE_FIXED = sum(size for _, size in FLOW_SAMPLE_FIELDS)  # bytes up to the first flow record
+FLOW_SAMPLE_EXPANDED_FIXED = sum(size for _, size in FLOW_SAMPLE_EXPANDED_FIELDS)
+COUNTERS_SAMPLE_FIXED = sum(size for _, size in COUNTERS_SAMPLE_FIELDS)
+COUNTERS_SAMPLE_EXPANDED_FIXED = sum(size for _, size in COUNTERS_SAMPLE_EXPANDED_FIELDS)
+DISCARDED_PACKET_FIXED = sum(size for _, size in DISCARDED_PACKET_FIELDS)
+RAW_PACKET_HEADER_FIXED = sum(size for _, size in RAW_PACKET_HEADER_FIELDS)
 IF_COUNTERS_SIZE = sum(size for _, size in IF_COUNTERS_FIELDS)
 ETHERNET_COUNTERS_SIZE = sum(size for _, size in ETHERNET_COUNTERS_FIELDS)
 IF_STATUS_OPER_UP = 2  # ifStatus bit 0 = ifAdminStatus up, bit 1 = ifOperStatus up
@@ -158,21 +184,19 @@ def _flow_sample(
     """(malformed reason or -1, packets written so far) for the flow sample in buf[p:end]."""
     if end - p < (FLOW_SAMPLE_EXPANDED_FIXED if expanded else FLOW_SAMPLE_FIXED):
         return BAD_SAMPLE, n
-    q = p + (12 if expanded else 8)  # sequence_number and source_id
-    rate = _u32(buf, q)
     if expanded:
-        source_in = _interface(_u32(buf, q + 12), _u32(buf, q + 16))
-        source_out = _interface(_u32(buf, q + 20), _u32(buf, q + 24))
-        q += 28
+        rate, count = _u32(buf, p + FSX_RATE), _u32(buf, p + FSX_RECORDS)
+        source_in = _interface(_u32(buf, p + FSX_INPUT_FORMAT), _u32(buf, p + FSX_INPUT_VALUE))
+        source_out = _interface(_u32(buf, p + FSX_OUTPUT_FORMAT), _u32(buf, p + FSX_OUTPUT_VALUE))
+        q = p + FLOW_SAMPLE_EXPANDED_FIXED
     else:
-        word_in, word_out = _u32(buf, q + 12), _u32(buf, q + 16)
+        rate, count = _u32(buf, p + FS_RATE), _u32(buf, p + FS_RECORDS)
+        word_in, word_out = _u32(buf, p + FS_INPUT), _u32(buf, p + FS_OUTPUT)  # format in the top 2 bits
         source_in = _interface(word_in >> 30, word_in & NO_INTERFACE)
         source_out = _interface(word_out >> 30, word_out & NO_INTERFACE)
-        q += 20
+        q = p + FLOW_SAMPLE_FIXED
     if rate == 0:
         return BAD_SAMPLING_RATE, n
-    count = _u32(buf, q)
-    q += 4
     first = n
     skipped_records, other_protocol = 0, 0
     for _ in range(count):
@@ -187,8 +211,8 @@ def _flow_sample(
         else:
             if length < RAW_PACKET_HEADER_FIXED:
                 return BAD_RAW_HEADER, first
-            protocol, frame_length = _u32(buf, body), _u32(buf, body + 4)
-            stripped, header_length = _u32(buf, body + 8), _u32(buf, body + 12)
+            protocol, frame_length = _u32(buf, body + RH_PROTOCOL), _u32(buf, body + RH_FRAME_LENGTH)
+            stripped, header_length = _u32(buf, body + RH_STRIPPED), _u32(buf, body + RH_HEADER_LENGTH)
             wirelen = frame_length - stripped
             if header_length > length - RAW_PACKET_HEADER_FIXED or stripped > frame_length \
                     or wirelen > MAX_CAPLEN or header_length > wirelen:
@@ -280,8 +304,7 @@ def _discarded_packet(
     """(malformed reason or -1, drop rows so far); its flow records are checked for framing only."""
     if end - p < DISCARDED_PACKET_FIXED or n == len(dr_datagram):
         return BAD_SAMPLE, n
-    reason = _u32(buf, p + 24)
-    count = _u32(buf, p + 28)
+    reason, count = _u32(buf, p + DP_REASON), _u32(buf, p + DP_RECORDS)
     q = p + DISCARDED_PACKET_FIXED
     for _ in range(count):
         if end - q < 8 or _u32(buf, q + 4) > end - q - 8:
@@ -318,7 +341,8 @@ def walk(
             dg_status[d] = BAD_VERSION
         else:
             address_type = _u32(buf, p + 4)
-            size = 4 if address_type == 1 else 16 if address_type == 2 else 0 if address_type == 0 else -1
+            size = 4 if address_type == ADDRESS_IP_V4 else 16 if address_type == ADDRESS_IP_V6 else \
+                0 if address_type == ADDRESS_UNKNOWN else -1
             if size < 0:
                 dg_status[d] = BAD_AGENT_ADDRESS
             elif end - p < 8 + size + 16:
