@@ -567,6 +567,8 @@ class SflowDecoder:
     def _counters(
         self, agents: np.ndarray, arrival_ns: np.ndarray, datagram: np.ndarray, values: np.ndarray
     ) -> dict[str, np.ndarray]:
+        """A `counters` row per generic interface record: `ts` is the datagram's arrival (sFlow carries only the
+        agent's uptime), `device` the agent's address, `ifname` the ifIndex; columns sFlow lacks stay 0."""
         rows = records.empty_columns("counters", len(datagram))
         if not len(datagram):
             return rows
