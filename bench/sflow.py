@@ -56,7 +56,7 @@ TOPOLOGY = SAMPLES / "topology.yaml"
 COLLECTOR_IP, AGENT_IP = "198.51.100.1", "198.51.100.2"
 BATCH_DATAGRAMS = 3_000  # about what one 4 MiB receive batch holds
 QUIET_S = 1.5
-LADDER_PPS = (25_000, 50_000, 75_000, 100_000, 125_000, 150_000)  # datagrams/s asked of tcpreplay
+LADDER_PPS = (25_000, 50_000, 100_000, 150_000, 175_000, 200_000, 250_000)  # datagrams/s asked of tcpreplay
 LADDER_SECONDS = 1.5
 SETTLE_S = 3.0
 
