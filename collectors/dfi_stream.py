@@ -168,7 +168,8 @@ def _flow_keys(rows: Mapping[str, np.ndarray]) -> np.ndarray:
     count = len(rows["src_port"])
     parts = [np.frombuffer(b"".join(rows[name].tolist()), dtype=np.uint8).reshape(count, 16)
              for name in ("src_ip", "dst_ip")]
-    parts += [np.ascontiguousarray(rows[name]).view(np.uint8).reshape(count, -1) for name in _KEY_COLUMNS]
+    parts += [np.ascontiguousarray(rows[name]).view(np.uint8).reshape(count, rows[name].dtype.itemsize)
+              for name in _KEY_COLUMNS]
     packed = np.ascontiguousarray(np.concatenate(parts, axis=1))
     return packed.view(f"V{packed.shape[1]}").ravel()
 

@@ -17,6 +17,7 @@ from pipeline.broker import EmbeddedBroker
 from pipeline.bus import Admin, BusConfig, pipeline_topics
 from pipeline.migrate import migrate
 from pipeline.store import Store, StoreConfig, embedded_dsn
+from pipeline.topology import Topology, load_topology
 
 _databases = itertools.count()
 
@@ -77,3 +78,11 @@ def store(store_factory: Callable[..., Store]) -> Store:
 def data_dir(tmp_path: Path) -> Path:
     """A data directory for a subprocess (a second process cannot share the session's chdb directory)."""
     return tmp_path / "fabricscope"
+
+
+@pytest.fixture
+def topology(request: pytest.FixtureRequest, tmp_path: Path) -> Topology:
+    """The test module's own small fabric: its TOPOLOGY text loaded as a topology file."""
+    path = tmp_path / "topology.yaml"
+    path.write_text(request.module.TOPOLOGY)
+    return load_topology(path)

@@ -28,7 +28,7 @@ from cryptography.x509.oid import NameOID
 from pygnmi.spec.v080 import gnmi_pb2, gnmi_pb2_grpc
 
 from collectors.gnmi import GnmiSource, GnmiTarget
-from pipeline.topology import Topology, load_topology
+from pipeline.topology import Topology
 
 TOPOLOGY = """\
 fabric: lab
@@ -100,13 +100,6 @@ class Target(gnmi_pb2_grpc.gNMIServicer):
             self.sent += 2
         yield gnmi_pb2.SubscribeResponse(update=whole)
         yield gnmi_pb2.SubscribeResponse(update=leaves)
-
-
-@pytest.fixture
-def topology(tmp_path: Path) -> Topology:
-    path = tmp_path / "topology.yaml"
-    path.write_text(TOPOLOGY)
-    return load_topology(path)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ import pytest
 
 from collectors.snmp import COLUMNS, SYS_UPTIME, TWO_32, SnmpPoller, SnmpTarget
 from pipeline.detect.link_health import counter_rates
-from pipeline.topology import Topology, load_topology
+from pipeline.topology import Topology
 from tests.netns import NetLab, ip, needs_netns
 
 pytestmark = [
@@ -87,13 +87,6 @@ class Leaf:
     data_address: str  # Ethernet49's
     peer_address: str  # the far end of Ethernet49
     port_name: str
-
-
-@pytest.fixture
-def topology(tmp_path: Path) -> Topology:
-    path = tmp_path / "topology.yaml"
-    path.write_text(TOPOLOGY)
-    return load_topology(path)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ after them, wait until packet time enters a new export interval; every record ta
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -94,3 +95,18 @@ def test_a_quiet_live_source_exports_by_advancing_time_without_packets() -> None
     assert len(live.finish().flows["ts_start"]) == 0, "advancing past every timeout left nothing to flush"
     assert live_packets + int(quiet.flows["packets"].sum()) == whole_packets
     assert live.stats.flow_rows == whole.stats.flow_rows
+
+
+def test_traffic_after_a_quiet_spell_longer_than_the_dfi_window_is_labelled_again() -> None:
+    """A live source idles (advance empties DFI's window), then packets come back: nothing may break."""
+    topology = load_topology(SAMPLES / "mixed.topology.yaml")
+    batches = list(replay_batches([SAMPLES / "mixed.pcap"], progress=False))
+    collector = Collector(topology)
+    exported = sum(int(collector.process(batch).flows["packets"].sum()) for batch in batches)
+    last_ns = int(batches[-1].ts_ns.max())
+    for tick in range(1, 60):
+        exported += int(collector.advance(last_ns + tick * SECOND // 2).flows["packets"].sum())
+    later = [dataclasses.replace(batch, ts_ns=batch.ts_ns + 30 * SECOND) for batch in batches]
+    exported += sum(int(step.flows["packets"].sum()) for step in collector.run(later))
+    once = sum(int(step.flows["packets"].sum()) for step in Collector(topology).run(batches))
+    assert exported == 2 * once

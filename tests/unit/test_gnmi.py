@@ -18,7 +18,7 @@ from collectors.gnmi import NotificationParser, read_gnmi_file, split_path
 from collectors.snmp import counters_batch
 from pipeline import codec, records
 from pipeline.errors import InputError
-from pipeline.topology import Topology, load_topology
+from pipeline.topology import Topology
 
 TOPOLOGY = """\
 fabric: lab
@@ -30,13 +30,6 @@ counters:
   - {device: leaf1, ifname: Ethernet2, link: leaf1-spine2}
 """
 T0 = 1_700_000_000_000_000_000
-
-
-@pytest.fixture
-def topology(tmp_path: Path) -> Topology:
-    path = tmp_path / "topology.yaml"
-    path.write_text(TOPOLOGY)
-    return load_topology(path)
 
 
 def pygnmi(timestamp: int, updates: list[dict[str, Any]], prefix: str | None = None) -> dict[str, Any]:

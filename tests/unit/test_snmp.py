@@ -133,13 +133,6 @@ def uptime(ticks: int) -> Table:
 
 
 @pytest.fixture
-def topology(tmp_path: Path) -> Topology:
-    path = tmp_path / "topology.yaml"
-    path.write_text(TOPOLOGY)
-    return load_topology(path)
-
-
-@pytest.fixture
 def agents() -> Iterator[list[FakeAgent]]:
     started: list[FakeAgent] = []
     yield started
