@@ -6,7 +6,6 @@ drops the flows summed over the capture equal the sample's ground truth."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 import subprocess
@@ -17,17 +16,14 @@ from pathlib import Path
 
 import pytest
 from netns import NetLab, ip, needs_netns
+from sample_flows import SAMPLES, summed_flows, truth_flows
 
 from collectors.capture_source import CaptureSource
 from collectors.pcapfile import open_capture
-from collectors.source import Columns
 from pipeline.topology import load_topology
 
 pytestmark = [pytest.mark.netns, needs_netns]
 
-SAMPLES = Path(__file__).resolve().parents[2] / "samples"
-KEY = ("link", "direction", "src_ip", "dst_ip", "src_port", "dst_port", "proto", "vlan", "vni", "roce_qp")
-SUMS = ("packets", "bytes", "ecn_ect", "ecn_ce", "cnp")
 RATE_PPS = 5_000  # per leaf
 WAIT_S = 20
 LEAVES = 4
@@ -78,26 +74,6 @@ def split_by_leaf(pcap: Path, out: Path) -> list[Path]:
     return paths
 
 
-def summed_flows(parts: list[Columns]) -> dict[tuple[object, ...], dict[str, int]]:
-    """Flow rows summed per truth key over the whole capture (live rows are cut by arrival time)."""
-    flows: dict[tuple[object, ...], dict[str, int]] = defaultdict(lambda: dict.fromkeys(SUMS, 0))
-    for rows in parts:
-        for i in range(len(rows["packets"])):
-            key = tuple(
-                _address(rows[name][i]) if name.endswith("_ip") else
-                rows[name][i] if rows[name].dtype == object else int(rows[name][i])
-                for name in KEY
-            )
-            for name in SUMS:
-                flows[key][name] += int(rows[name][i])
-    return dict(flows)
-
-
-def _address(raw: bytes) -> str:
-    address = ipaddress.IPv6Address(raw)
-    return str(address.ipv4_mapped or address)
-
-
 @pytest.mark.parametrize("name", ["mixed", "link_failure"])
 def test_replayed_sample_is_captured_whole_and_equals_truth(name: str, tmp_path: Path) -> None:
     truth = json.loads((SAMPLES / f"{name}.truth.json").read_text())
@@ -135,6 +111,6 @@ def test_replayed_sample_is_captured_whole_and_equals_truth(name: str, tmp_path:
     flows = summed_flows(parts)
     assert sum(flow["packets"] for flow in flows.values()) == counts["packets"]
     if counts["kernel_drops"] == 0:
-        expected = {tuple(flow[k] for k in KEY): {s: flow[s] for s in SUMS} for flow in truth["flows"]}
+        expected = truth_flows(name)
         assert set(flows) == set(expected)
         assert {key: flows[key] for key in expected if flows[key] != expected[key]} == {}

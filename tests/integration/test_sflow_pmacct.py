@@ -3,17 +3,15 @@ exports sFlow v5 to SflowSource on loopback. With 1-in-1 sampling the flows equa
 with 1-in-N they agree within sampling error and say N; an `sflow:` topology entry attributes frames that
 carry no ERSPAN, and sfprobe's counter samples arrive as `counters` rows of that link.
 
-pmacctd never hands its plugin the last few packets of a savefile (seen: 2-5), so every pcap given to it
-ends with FILLER frames that no link claims; the test ignores their flows. sfprobe copies at most 128 bytes
-of each frame, so the collector recovers lengths from the inner IP header, as for any truncated mirror.
+Every pcap given to pmacctd ends with FILLER frames (tests/pmacct.py says why) whose flows are ignored.
+sfprobe copies at most 128 bytes of each frame, so the collector recovers lengths from the inner IP
+header, as for any truncated mirror.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
-import struct
 import subprocess
 import threading
 import time
@@ -22,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pmacct import AGENT, FILLER, FILLER_IP, IFINDEX, IFSPEED, pmacctd, with_filler
+from sample_flows import SAMPLES, SUMS, summed_flows, truth_flows
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
-from test_live_capture import KEY, SUMS, summed_flows
 
 from collectors.sflow_source import SflowSource
 from collectors.source import Columns
@@ -34,43 +33,9 @@ from pipeline.topology import load_topology
 
 pytestmark = pytest.mark.skipif(shutil.which("pmacctd") is None, reason="Debian pmacct is not installed")
 
-SAMPLES = Path(__file__).resolve().parents[2] / "samples"
-AGENT = "192.0.2.1"  # samples/topology.yaml: ifindex 49 of this agent is leaf1-spine1
-IFINDEX = 49
-IFSPEED = 400_000_000_000
-FILLER = 64
-FILLER_IP = "203.0.113.1"  # TEST-NET-3: a flow of its own, in no truth
 QUIET_S = 1.5  # pmacctd has finished when its log says so and no datagram came for this long
 DEADLINE_S = 40
 SIGMAS = 4
-
-
-def with_filler(pcap: Path, out: Path) -> None:
-    """`pcap` followed by FILLER unattributable frames, in the same file format."""
-    data = pcap.read_bytes()
-    order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-    frame = bytes(Ether(src="02:00:00:00:ff:01", dst="02:00:00:00:ff:02") / IP(src=FILLER_IP, dst=FILLER_IP)
-                  / UDP(sport=9, dport=9) / Raw(b"\0" * 18))  # IP: pmacctd passes nothing else to its plugins
-    seconds = struct.unpack_from(order + "I", data, 24)[0]
-    record = struct.pack(order + "IIII", seconds, 0, len(frame), len(frame)) + frame
-    out.write_bytes(data + record * FILLER)
-
-
-def pmacctd(tmp: Path, pcap: Path, port: int, *, sampling: int = 1, replays: int = 1, delay_s: int = 0
-            ) -> tuple[subprocess.Popen[str], Path]:
-    """pmacctd exporting `pcap` (played `replays` times, `delay_s` apart) as sFlow to 127.0.0.1:port."""
-    config, log = tmp / "pmacctd.conf", tmp / "pmacctd.log"
-    config.write_text("\n".join([
-        "daemonize: false", f"pcap_savefile: {pcap}", "pcap_savefile_wait: true",
-        f"pcap_savefile_replay: {replays}", f"pcap_savefile_delay: {delay_s}", f"sampling_rate: {sampling}",
-        "plugins: sfprobe[s]", f"sfprobe_receiver[s]: 127.0.0.1:{port}", f"sfprobe_agentip[s]: {AGENT}",
-        "sfprobe_agentsubid[s]: 7", f"sfprobe_ifindex[s]: {IFINDEX}", "sfprobe_direction[s]: in",
-        f"sfprobe_ifspeed[s]: {IFSPEED}", "",
-    ]))
-    handle = log.open("w")
-    process = subprocess.Popen(["pmacctd", "-f", str(config)], stdout=handle, stderr=subprocess.STDOUT, text=True)
-    handle.close()
-    return process, log
 
 
 def collect(source: SflowSource, process: subprocess.Popen[str], log: Path) -> dict[str, list[Columns]]:
@@ -100,11 +65,6 @@ def without_filler(parts: list[Columns], plays: int = 1) -> dict[tuple[object, .
     flows = summed_flows(parts)
     assert sum(sums["packets"] for key, sums in flows.items() if key[2] == FILLER_IP) <= FILLER * plays
     return {key: sums for key, sums in flows.items() if key[2] != FILLER_IP}
-
-
-def truth_flows(name: str) -> dict[tuple[object, ...], dict[str, int]]:
-    truth = json.loads((SAMPLES / f"{name}.truth.json").read_text())
-    return {tuple(flow[k] for k in KEY): {s: flow[s] for s in SUMS} for flow in truth["flows"]}
 
 
 def per_link(flows: dict[tuple[object, ...], dict[str, int]]) -> dict[str, dict[str, int]]:

@@ -14,7 +14,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_sflow_pmacct import FILLER_IP, SAMPLES, pmacctd, truth_flows, with_filler
+from pmacct import FILLER_IP, pmacctd, with_filler
+from sample_flows import SAMPLES, truth_flows
 
 from pipeline import codec, records
 from pipeline.bus import BusConfig, Consumer
