@@ -20,7 +20,7 @@ demo: $(BIN)/.installed system-deps
 	$(BIN)/fabricscope demo
 
 test: $(BIN)/.installed system-deps
-	$(BIN)/ruff check collectors pipeline dashboards tests bench
+	$(BIN)/ruff check collectors pipeline dashboards simulator fabricscope tests bench scripts
 	$(BIN)/python -m pytest
 
 bench: $(BIN)/.installed system-deps

@@ -27,9 +27,10 @@ import numpy as np
 from bench.flows_pcap import write_distinct_flows
 from collectors.collector import Collector
 from collectors.pcapfile import open_capture
-from collectors.synthetic.generator import generate
-from collectors.synthetic.scenario import load_scenario
+from pipeline.detect.ecmp import EcmpConfig
 from pipeline.topology import load_topology
+from simulator.generator import generate
+from simulator.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPOLOGY = ROOT / "samples" / "topology.yaml"
@@ -185,7 +186,7 @@ def main() -> None:
                 ),
                 encoding="utf-8",
             )
-            outputs = generate(load_scenario(scenario_path), tmp / f"bench-{snaplen}.pcap")
+            outputs = generate(load_scenario(scenario_path), tmp / f"bench-{snaplen}.pcap", imbalance=EcmpConfig())
             size_mb = outputs.pcap.stat().st_size / 1e6
             label = "full frames" if snaplen == 0 else f"{snaplen}-byte snaplen"
             rates, note = measure(outputs.pcap, outputs.packets, tmp)

@@ -22,15 +22,16 @@ from pathlib import Path
 
 from collectors.collector import Collector, CollectorConfig
 from collectors.replay import replay_batches
-from collectors.synthetic.generator import generate
-from collectors.synthetic.scenario import load_scenario
+from fabricscope.services import Services, ServicesConfig
 from pipeline.detect.config import DetectorConfig
+from pipeline.detect.ecmp import EcmpConfig
 from pipeline.detect.engine import DetectorSet
 from pipeline.detect.events import Batch, Event
-from pipeline.services import Services, ServicesConfig
 from pipeline.sink import SinkConfig
 from pipeline.streaming import stream_to_store
 from pipeline.topology import load_topology
+from simulator.generator import generate
+from simulator.scenario import load_scenario
 
 SCENARIO = """
 name: bench-detectors
@@ -53,7 +54,7 @@ faults:
 def capture(tmp: Path, duration_ms: int, failure_ms: float) -> tuple[Path, Path, dict[str, object]]:
     scenario = tmp / "bench-detectors.scenario.yaml"
     scenario.write_text(SCENARIO.format(duration_ms=duration_ms, failure_ms=failure_ms), encoding="utf-8")
-    outputs = generate(load_scenario(scenario), tmp / "bench-detectors.pcap")
+    outputs = generate(load_scenario(scenario), tmp / "bench-detectors.pcap", imbalance=EcmpConfig())
     return outputs.pcap, outputs.topology, json.loads(outputs.truth.read_text())
 
 

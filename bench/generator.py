@@ -10,8 +10,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from collectors.synthetic.generator import generate
-from collectors.synthetic.scenario import load_scenario
+from pipeline.detect.ecmp import EcmpConfig
+from simulator.generator import generate
+from simulator.scenario import load_scenario
 
 SCENARIO = """
 name: bench
@@ -39,7 +40,7 @@ def main() -> None:
         path.write_text(SCENARIO.format(duration_ms=max(1, args.packets // RECORDS_PER_MS)), encoding="utf-8")
         scenario = load_scenario(path)
         began = time.perf_counter()
-        outputs = generate(scenario, Path(tmp) / "bench.pcap", progress=True)
+        outputs = generate(scenario, Path(tmp) / "bench.pcap", progress=True, imbalance=EcmpConfig())
         elapsed = time.perf_counter() - began
         size = outputs.pcap.stat().st_size
     print(f"generator: {outputs.packets:,} packets ({size / 1e6:.1f} MB pcap + counters + truth) in {elapsed:.2f} s "

@@ -22,12 +22,12 @@ from collectors.afpacket import (
     interface_index,
 )
 from collectors.collector import Collector, CollectorConfig
-from collectors.source import Step
+from pipeline.source import Step
 from pipeline.topology import Topology
 
 
 class CaptureSource:
-    """Live capture on one interface as a collectors.source.Source. The ring opens when `steps` starts and
+    """Live capture on one interface as a pipeline.source.Source. The ring opens when `steps` starts and
     closes when it returns; `counts` may be read from another thread meanwhile."""
 
     name = "capture"

@@ -23,8 +23,8 @@ import numpy as np
 
 from collectors.collector import DEFAULT_EXPORTER, Collector, CollectorConfig
 from collectors.sflow import SflowDecoder, with_sflow_interfaces
-from collectors.source import Step
 from pipeline.errors import InputError
+from pipeline.source import Step
 from pipeline.topology import Topology
 
 DEFAULT_PORT = 6343
@@ -37,7 +37,7 @@ SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # root may exceed net.co
 
 
 class SflowSource:
-    """sFlow on `host:port` as a collectors.source.Source. The socket is bound here, so a taken port or a
+    """sFlow on `host:port` as a pipeline.source.Source. The socket is bound here, so a taken port or a
     bad address is reported before anything starts and `port` is the real one when 0 was asked; `steps`
     closes it when it returns. `counts` may be read from another thread meanwhile."""
 

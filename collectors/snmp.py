@@ -29,8 +29,8 @@ from pyasn1.error import PyAsn1Error
 from pyasn1.type import univ
 from pysnmp.proto import api, rfc1905
 
-from collectors.source import Columns, Step
 from pipeline import records
+from pipeline.source import Columns, Step
 from pipeline.topology import Topology
 
 Oid = tuple[int, ...]
@@ -475,7 +475,7 @@ class _Reader:
 
 
 class SnmpSource:
-    """collectors.source.Source over SnmpPoller: a poll every `interval_s`, a step at least every `tick_s`."""
+    """pipeline.source.Source over SnmpPoller: a poll every `interval_s`, a step at least every `tick_s`."""
 
     name = "snmp"
 

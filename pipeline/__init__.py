@@ -1,1 +1,1 @@
-"""fabricscope pipeline: the contracts (topology, records, store, bus), the sink, detectors and CLI."""
+"""fabricscope pipeline: the contracts (topology, records, source, store, bus), the sink and the detectors."""

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
 OUT = ROOT / "docs" / "screenshots"
 VIEWS = ("fabric", "ecmp", "congestion", "recovery", "flows")
-FABRICSCOPE = [sys.executable, "-m", "pipeline.cli"]
+FABRICSCOPE = [sys.executable, "-m", "fabricscope.cli"]
 SETTLE_S = 6.0
 
 

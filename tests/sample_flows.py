@@ -8,7 +8,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from collectors.source import Columns
+from pipeline.source import Columns
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 KEY = ("link", "direction", "src_ip", "dst_ip", "src_port", "dst_port", "proto", "vlan", "vni", "roce_qp")

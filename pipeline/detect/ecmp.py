@@ -1,6 +1,6 @@
 """ECMP imbalance: how evenly a leaf spreads its upward bytes over its uplinks, per time window.
 
-The definition is pipeline/detect/README.md's (the generator's truth, collectors/synthetic/imbalance.py,
+The definition is pipeline/detect/README.md's (the generator's truth, simulator/imbalance.py,
 applies it to the packets it writes). Each epoch-aligned window gives every uplink of a leaf its share
 of the leaf's `up` bytes. An uplink that carried nothing in the window is left out (a link dead all
 window is link_down's and fast_recovery's news, not ECMP's), so n counts the uplinks in use; one that

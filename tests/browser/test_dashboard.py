@@ -36,7 +36,7 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 WAIT_S = 60
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
-FABRICSCOPE = [sys.executable, "-m", "pipeline.cli"]
+FABRICSCOPE = [sys.executable, "-m", "fabricscope.cli"]
 CONVERGENCE_TOLERANCE_MS = 0.05
 VIEWS = ("fabric", "ecmp", "congestion", "recovery", "flows")
 

@@ -41,7 +41,7 @@ def _metric(port: int, name: str) -> float:
 
 
 def _start(arguments: list[str]) -> subprocess.Popen[str]:
-    service = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *arguments], stderr=subprocess.PIPE, text=True,
+    service = subprocess.Popen([sys.executable, "-m", "fabricscope.cli", *arguments], stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert service.stderr is not None
     for line in service.stderr:
@@ -98,7 +98,7 @@ def test_sigterm_in_embedded_mode_leaves_every_row_in_clickhouse(tmp_path: Path)
     code, said, _ = _run_capture(["--data-dir", str(data_dir)])
     assert code == 0, said
     query = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "query", "SELECT sum(packets) AS packets FROM flows",
+        [sys.executable, "-m", "fabricscope.cli", "query", "SELECT sum(packets) AS packets FROM flows",
          "--format", "json", "--data-dir", str(data_dir)], capture_output=True, text=True, timeout=120,
     )
     assert query.returncode == 0, query.stderr

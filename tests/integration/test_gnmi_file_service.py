@@ -29,7 +29,7 @@ def _notification(index: int, ifname: str, octets: int) -> str:
 
 
 def _fabricscope(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=180)
+    return subprocess.run([sys.executable, "-m", "fabricscope.cli", *args], capture_output=True, text=True, timeout=180)
 
 
 def test_a_notification_file_lands_as_counters_rows(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
-FABRICSCOPE = [sys.executable, "-m", "pipeline.cli"]
+FABRICSCOPE = [sys.executable, "-m", "fabricscope.cli"]
 
 pytestmark = pytest.mark.integration
 

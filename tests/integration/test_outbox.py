@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from pipeline_rows import random_flows
 
+from fabricscope.outbox import Outbox, OutboxConfig
 from pipeline import codec, records
 from pipeline.broker import BrokerConfig, EmbeddedBroker
 from pipeline.bus import BusConfig, Consumer
-from pipeline.outbox import Outbox, OutboxConfig
 
 pytestmark = pytest.mark.integration
 

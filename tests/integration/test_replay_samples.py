@@ -16,7 +16,7 @@ import pytest
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 NAMES = ("mixed", "allreduce_congestion", "link_failure", "combo")
-FABRICSCOPE = [sys.executable, "-m", "pipeline.cli"]
+FABRICSCOPE = [sys.executable, "-m", "fabricscope.cli"]
 CONVERGENCE_TOLERANCE_MS = 0.05
 CONGESTION_TOLERANCE_US = 50_000
 COUNTER_PERIOD_US = 100_000  # switches report oper status every 100 ms in the samples

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from collectors.synthetic.generator import generate
-from collectors.synthetic.scenario import load_scenario
+from pipeline.detect.ecmp import EcmpConfig
+from simulator.generator import generate
+from simulator.scenario import load_scenario
 
 pytestmark = pytest.mark.tshark
 
@@ -100,7 +101,7 @@ def test_fresh_generation_agrees_with_tshark(tmp_path: Path) -> None:
     scenario_path = tmp_path / "fresh.scenario.yaml"
     scenario_path.write_text(text.replace("at_ms: 123.4, recover_ms: 250", "at_ms: 80, recover_ms: 140")
                              .replace("down_ms: 320.5, up_ms: 345", "down_ms: 100, up_ms: 130"))
-    outputs = generate(load_scenario(scenario_path), tmp_path / "fresh.pcap", seed=99)
+    outputs = generate(load_scenario(scenario_path), tmp_path / "fresh.pcap", seed=99, imbalance=EcmpConfig())
     truth = json.loads(outputs.truth.read_text())
     assert truth["seed"] == 99 and truth["erspan_type"] == 2 and truth["ecn_ce"] > 0
     check(outputs.pcap, outputs.truth)

@@ -28,7 +28,7 @@ from scapy.packet import Raw
 from scapy.utils import wrpcap
 
 from collectors.sflow_source import SflowSource
-from collectors.source import Columns
+from pipeline.source import Columns
 from pipeline.topology import load_topology
 
 pytestmark = pytest.mark.skipif(shutil.which("pmacctd") is None, reason="Debian pmacct is not installed")

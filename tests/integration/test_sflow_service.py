@@ -42,7 +42,7 @@ def test_sigterm_flushes_what_pmacct_sent_through_kafka(
 ) -> None:
     listen, metrics = _free_port(socket.SOCK_DGRAM), _free_port(socket.SOCK_STREAM)
     service = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "sflow", "--listen", f"127.0.0.1:{listen}", "--kafka",
+        [sys.executable, "-m", "fabricscope.cli", "sflow", "--listen", f"127.0.0.1:{listen}", "--kafka",
          bus_config.bootstrap, "--metrics", f"127.0.0.1:{metrics}", "--topology", str(SAMPLES / "topology.yaml")],
         stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )

@@ -28,7 +28,7 @@ TIMEOUT_S = 180
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pipeline.cli", *args]
+    return [sys.executable, "-m", "fabricscope.cli", *args]
 
 
 def _ingest(broker: str, data_dir: Path, *extra: str) -> subprocess.Popen[str]:

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import COMMANDS
+from fabricscope.cli import COMMANDS
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
 
 def fabricscope(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "fabricscope.cli", *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize("command", [name for name, _ in COMMANDS])

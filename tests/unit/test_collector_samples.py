@@ -16,11 +16,12 @@ import pytest
 
 from collectors.collector import Collector
 from collectors.replay import replay_batches
-from collectors.synthetic.generator import generate
-from collectors.synthetic.scenario import load_scenario
+from pipeline.detect.ecmp import EcmpConfig
 from pipeline.detect.engine import DetectorSet
 from pipeline.detect.events import Event
 from pipeline.topology import load_topology
+from simulator.generator import generate
+from simulator.scenario import load_scenario
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 KEY = ("link", "direction", "src_ip", "dst_ip", "src_port", "dst_port", "proto", "vlan", "vni", "roce_qp")
@@ -43,7 +44,8 @@ def run(sample: str, seed: int | None, tmp_path: Path) -> Run:
     if seed is None:
         pcap, truth_path = SAMPLES / f"{sample}.pcap", SAMPLES / f"{sample}.truth.json"
     else:
-        outputs = generate(load_scenario(SAMPLES / f"{sample}.scenario.yaml"), tmp_path / f"{sample}.pcap", seed)
+        outputs = generate(load_scenario(SAMPLES / f"{sample}.scenario.yaml"),
+                           tmp_path / f"{sample}.pcap", seed, imbalance=EcmpConfig())
         pcap, truth_path = outputs.pcap, outputs.truth
     topology = load_topology(SAMPLES / f"{sample}.topology.yaml")
     detectors = DetectorSet(topology)

@@ -12,7 +12,7 @@ from werkzeug.security import generate_password_hash
 from dashboards.app import create_app, dashboard_server
 from dashboards.auth import AuthConfig, load_auth
 from dashboards.server import DashboardServer, check_exposure
-from pipeline import cli
+from fabricscope import cli
 from pipeline.errors import InputError
 from pipeline.store import Store, StoreConfig
 from pipeline.topology import load_topology

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.cli import build_parser
-from pipeline.commands import capture, gnmi, sflow, snmp
+from fabricscope.cli import build_parser
+from fabricscope.commands import capture, gnmi, sflow, snmp
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -39,7 +39,7 @@ def test_every_compose_service_runs_a_command_fabricscope_accepts() -> None:
         assert _parse(argv).command_name == name
         for variable in spec["environment"]:
             assert variable.startswith("FABRICSCOPE_")
-            assert any(variable in path.read_text() for path in (ROOT / "pipeline").rglob("*.py")), variable
+            assert any(variable in path.read_text() for path in (ROOT / "fabricscope").rglob("*.py")), variable
 
 
 def test_the_dockerfile_copies_what_exists() -> None:

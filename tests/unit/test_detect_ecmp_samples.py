@@ -12,10 +12,11 @@ import pytest
 
 from collectors.collector import Collector
 from collectors.replay import replay_batches
-from collectors.synthetic.generator import generate
-from collectors.synthetic.scenario import load_scenario
 from pipeline.detect import EcmpDetector
+from pipeline.detect.ecmp import EcmpConfig
 from pipeline.topology import load_topology
+from simulator.generator import generate
+from simulator.scenario import load_scenario
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 NAMES = ("mixed", "allreduce_congestion", "link_failure", "combo")
@@ -66,7 +67,7 @@ def test_fresh_capture_imbalance_matches_the_truth(tmp_path: Path, name: str, se
     scenario = tmp_path / f"{name}.scenario.yaml"
     scenario.write_text("\n".join(f'start: "{start}"' if line.startswith("start:") else line
                                   for line in text.splitlines()))
-    outputs = generate(load_scenario(scenario), tmp_path / f"{name}.pcap", seed)
+    outputs = generate(load_scenario(scenario), tmp_path / f"{name}.pcap", seed, imbalance=EcmpConfig())
     truth = expected(outputs.truth)
     assert any(t["windows"] == 2 for t in truth) and any(t["windows"] == 1 for t in truth)
     assert_same(detected(outputs.pcap, outputs.topology), truth)

@@ -15,9 +15,10 @@ import pytest
 
 from collectors.collector import Collector
 from collectors.replay import replay_batches
-from collectors.synthetic.generator import generate
-from collectors.synthetic.scenario import load_scenario
+from pipeline.detect.ecmp import EcmpConfig
 from pipeline.topology import load_topology
+from simulator.generator import generate
+from simulator.scenario import load_scenario
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 KEY = ("link", "direction", "src_ip", "dst_ip", "src_port", "dst_port", "proto", "vlan", "vni", "roce_qp")
@@ -54,7 +55,8 @@ def partition(jobs: dict[tuple[object, ...], str]) -> set[frozenset[tuple[object
     ("mixed", None), ("mixed", 5), ("link_failure", None), ("combo", 77), ("allreduce_congestion", 21),
 ])
 def test_labels_classes_and_jobs_match_the_ground_truth(tmp_path: Path, sample: str, seed: int | None) -> None:
-    outputs = generate(load_scenario(SAMPLES / f"{sample}.scenario.yaml"), tmp_path / f"{sample}.pcap", seed)
+    outputs = generate(load_scenario(SAMPLES / f"{sample}.scenario.yaml"), tmp_path / f"{sample}.pcap", seed,
+                       imbalance=EcmpConfig())
     truth: dict[str, Any] = json.loads(outputs.truth.read_text())
     expected = {tuple(flow[name] for name in KEY): flow for flow in truth["flows"]}
     found = last_labels(outputs.pcap, SAMPLES / f"{sample}.topology.yaml")

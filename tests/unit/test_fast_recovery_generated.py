@@ -16,11 +16,12 @@ import pytest
 from collectors.collector import Collector, CollectorConfig
 from collectors.pcapfile import open_capture
 from collectors.replay import replay_batches
-from collectors.synthetic.generator import generate
-from collectors.synthetic.scenario import load_scenario
+from pipeline.detect.ecmp import EcmpConfig
 from pipeline.detect.engine import DetectorSet
 from pipeline.detect.events import Event
 from pipeline.topology import load_topology
+from simulator.generator import generate
+from simulator.scenario import load_scenario
 
 SCENARIO = """
 name: generated-failure
@@ -53,7 +54,7 @@ def detect(case: dict[str, object], tmp_path: Path, *, streamed: bool) -> tuple[
     )
     scenario_path = tmp_path / "generated.scenario.yaml"
     scenario_path.write_text(SCENARIO.format(**{**case, "faults": faults}))
-    outputs = generate(load_scenario(scenario_path), tmp_path / "generated.pcap")
+    outputs = generate(load_scenario(scenario_path), tmp_path / "generated.pcap", imbalance=EcmpConfig())
     topology = load_topology(outputs.topology)
     detectors = DetectorSet(topology)
     events: list[Event] = []

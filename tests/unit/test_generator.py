@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from collectors.synthetic.generator import Outputs, generate
-from collectors.synthetic.pcap import ipv4_checksums
-from collectors.synthetic.scenario import load_scenario
+from pipeline.detect.ecmp import EcmpConfig
 from pipeline.records import column_names
 from pipeline.topology import load_topology
+from simulator.generator import Outputs, generate
+from simulator.pcap import ipv4_checksums
+from simulator.scenario import load_scenario
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
@@ -46,7 +47,7 @@ def make(tmp_path: Path, name: str, seed: int | None = None, *, erspan: int = 3,
          resolution: str = "ns") -> Outputs:
     scenario_path = tmp_path / f"{name}.scenario.yaml"
     scenario_path.write_text(SMALL.format(erspan=erspan, snaplen=snaplen, resolution=resolution))
-    return generate(load_scenario(scenario_path), tmp_path / f"{name}.pcap", seed)
+    return generate(load_scenario(scenario_path), tmp_path / f"{name}.pcap", seed, imbalance=EcmpConfig())
 
 
 def digest(outputs: Outputs) -> list[str]:
@@ -188,7 +189,7 @@ def test_counters_cumulative_and_consistent(small: tuple[Outputs, dict]) -> None
 
 def test_derived_topology_equals_sample(tmp_path: Path) -> None:
     scenario = load_scenario(SAMPLES / "mixed.scenario.yaml")
-    from collectors.synthetic.fabric import Fabric
+    from simulator.fabric import Fabric
 
     derived = Fabric(scenario.fabric).write_topology(tmp_path / "derived.yaml")
     sample = load_topology(SAMPLES / "topology.yaml")
@@ -198,7 +199,7 @@ def test_derived_topology_equals_sample(tmp_path: Path) -> None:
 
 
 def test_cli_writes_the_four_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pipeline.cli import main
+    from fabricscope.cli import main
 
     scenario = tmp_path / "cli.scenario.yaml"
     scenario.write_text(SMALL.format(erspan=2, snaplen=0, resolution="us"))

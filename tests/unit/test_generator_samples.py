@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from collectors.synthetic.generator import Outputs, generate
-from collectors.synthetic.scenario import load_scenario
+from pipeline.detect.ecmp import EcmpConfig
+from simulator.generator import Outputs, generate
+from simulator.scenario import load_scenario
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 NAMES = ("mixed", "allreduce_congestion", "link_failure", "combo")
@@ -18,7 +19,8 @@ MAX_PCAP_BYTES = 5_000_000
 
 @pytest.mark.parametrize("name", NAMES)
 def test_sample_matches_fresh_generation(tmp_path: Path, name: str) -> None:
-    fresh = generate(load_scenario(SAMPLES / f"{name}.scenario.yaml"), tmp_path / f"{name}.pcap")
+    fresh = generate(load_scenario(SAMPLES / f"{name}.scenario.yaml"), tmp_path / f"{name}.pcap",
+                     imbalance=EcmpConfig())
     committed = Outputs.beside(SAMPLES / f"{name}.pcap")
     for ours, theirs in zip((fresh.pcap, fresh.counters, fresh.truth, fresh.topology),
                             (committed.pcap, committed.counters, committed.truth, committed.topology), strict=True):

@@ -6,7 +6,7 @@ import ipaddress
 import json
 from datetime import UTC, datetime
 
-from pipeline.results import to_json, to_table
+from fabricscope.results import to_json, to_table
 from pipeline.store import QueryResult
 
 RESULT = QueryResult(

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from collectors.synthetic.scenario import load_scenario
-from pipeline.cli import EXIT_BAD_INPUT, main
+from fabricscope.cli import EXIT_BAD_INPUT, main
 from pipeline.errors import ScenarioError
+from simulator.scenario import load_scenario
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from fabricscope.services import ServicesConfig, kafka_security
 from pipeline.errors import InputError
-from pipeline.services import ServicesConfig, kafka_security
 from pipeline.store import embedded_dsn
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from collectors.source import Step
+from fabricscope.metrics import Delivery, parse_listen, serve_metrics
+from fabricscope.source_service import add_service_arguments, settle
 from pipeline.errors import InputError
-from pipeline.metrics import Delivery, parse_listen, serve_metrics
-from pipeline.source_service import add_service_arguments, settle
+from pipeline.source import Step
 
 
 def _args(argv: list[str], config: Path | None = None) -> argparse.Namespace:

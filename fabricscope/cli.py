@@ -1,0 +1,99 @@
+"""`fabricscope` command line (DESIGN.md section 7, a contract): the one place the parts are wired.
+
+Exit codes: 0 ok, 2 bad input (one line naming the file/field), 1 internal error.
+Each subcommand lives in `fabricscope.commands.<name>` and is imported only when it runs, so
+`fabricscope --help` stays fast and a command's heavy dependencies load only for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from pipeline.errors import FabricscopeError, InputError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+DEFAULT_DATA_DIR = ".fabricscope"
+
+# (name, one-line help) in the order `--help` lists them.
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("demo", "embedded broker + ClickHouse + a live synthetic fabric + the dashboard on http://127.0.0.1:8050"),
+    ("replay", "run pcap/pcapng captures through the collector into ClickHouse (or --out FILE)"),
+    ("simulate", "generate a synthetic fabric capture, its counters and ground truth from a scenario"),
+    ("capture", "live: a mirror port or ERSPAN destination interface through the collector (needs CAP_NET_RAW)"),
+    ("sflow", "live: sFlow v5 flow and counter samples from the switches"),
+    ("snmp", "live: poll the switches' IF-MIB counters over SNMP"),
+    ("gnmi", "live: OpenConfig interface counters from gNMI subscriptions (or a JSON file)"),
+    ("dashboard", "serve the web dashboard (read-only) for the store"),
+    ("ingest", "sink (and detectors) as Kafka consumer-group members: topics into ClickHouse"),
+    ("events", "list detected events, oldest first"),
+    ("query", "run one read-only SQL query against the store"),
+)
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("common options (also FABRICSCOPE_* environment variables)")
+    group.add_argument(
+        "--data-dir",
+        default=os.environ.get("FABRICSCOPE_DATA_DIR", DEFAULT_DATA_DIR),
+        help="embedded store directory (default: %(default)s)",
+    )
+    group.add_argument(
+        "--kafka",
+        default=os.environ.get("FABRICSCOPE_KAFKA"),
+        metavar="BOOTSTRAP",
+        help="Kafka bootstrap servers host:port[,...]; absent: start the embedded broker",
+    )
+    group.add_argument(
+        "--clickhouse",
+        default=os.environ.get("FABRICSCOPE_CLICKHOUSE"),
+        metavar="DSN",
+        help="ClickHouse DSN http(s)://user:pass@host:8123/db; absent: embedded chdb under --data-dir",
+    )
+    group.add_argument(
+        "--config", default=os.environ.get("FABRICSCOPE_CONFIG"), metavar="FILE", help="YAML configuration file"
+    )
+    return common
+
+
+def _command_module(name: str) -> ModuleType:
+    return importlib.import_module(f"fabricscope.commands.{name}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fabricscope",
+        description="Network telemetry and visualisation for AI training fabrics.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = _common_options()
+    for name, summary in COMMANDS:
+        sub = subparsers.add_parser(name, help=summary, description=summary, parents=[common])
+        _command_module(name).add_arguments(sub)
+        sub.set_defaults(command_name=name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `fabricscope` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(_command_module(args.command_name).run(args))
+    except InputError as exc:
+        print(f"fabricscope {args.command_name}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except FabricscopeError as exc:
+        print(f"fabricscope {args.command_name}: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+    except KeyboardInterrupt:
+        print(f"fabricscope {args.command_name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

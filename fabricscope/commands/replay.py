@@ -1,0 +1,132 @@
+"""`fabricscope replay PCAP... --topology T [--out FILE]`: run captures through the collector.
+
+With `--out` the flow records go to a Parquet/JSONL file and nothing else starts. Without it, records go
+through Kafka into ClickHouse (the embedded broker and chdb unless --kafka/--clickhouse are given), and the
+command returns only when every record is in ClickHouse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from pipeline.errors import InputError
+
+if TYPE_CHECKING:
+    from pipeline.streaming import Step, TimedBatches
+    from pipeline.topology import Topology
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pcaps", nargs="+", metavar="PCAP", help="pcap or pcapng files, replayed in order")
+    parser.add_argument("--topology", required=True, metavar="T", help="topology YAML (DESIGN section 4)")
+    parser.add_argument(
+        "--speed", default="max", help="'max' (as fast as possible) or a factor of real time, e.g. 1.0"
+    )
+    parser.add_argument("--counters", metavar="FILE", help="switch counters JSONL to send with the packets")
+    parser.add_argument("--out", metavar="FILE", help="write flow records to FILE (.parquet or .jsonl), no Kafka")
+    parser.add_argument("--exporter", default="fabricscope", help="collector name in every record")
+    parser.add_argument("--active-timeout", type=float, default=1.0, metavar="S", help="flow export interval, ≤1 s")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def parse_speed(text: str) -> float | None:
+    """None for 'max', else a positive factor of real time."""
+    if text == "max":
+        return None
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = -1.0
+    if speed <= 0:
+        raise InputError("--speed", f"'{text}' is neither 'max' nor a positive number")
+    return speed
+
+
+def _counters(args: argparse.Namespace) -> list[TimedBatches]:
+    from pipeline.counterfile import read_counters
+    from pipeline.streaming import TimedBatches
+
+    return [TimedBatches("counters", read_counters(args.counters))] if args.counters else []
+
+
+def _produce_only(args: argparse.Namespace, steps: Iterable[Step]) -> str:
+    """--kafka given: records go to the cluster; `fabricscope ingest` members insert them and detect."""
+    from fabricscope.services import kafka_security
+    from pipeline.bus import Admin, BusConfig, Producer, pipeline_topics
+    from pipeline.streaming import rows_of
+
+    bus = BusConfig(bootstrap=args.kafka, security=kafka_security(args.config))
+    Admin(bus).create_topics(pipeline_topics())
+    producer = Producer(bus).start()
+    sent = 0
+    try:
+        for source in _counters(args):
+            producer.send_batch("counters", source.until(None))
+        for step in steps:
+            for table, batch in step:
+                if rows_of(batch):
+                    producer.send_batch(table, batch)
+                    sent += rows_of(batch)
+        producer.flush()
+    finally:
+        producer.stop()
+    return f"{sent} records sent to {args.kafka}"
+
+
+def _into_embedded_store(args: argparse.Namespace, topology: Topology, steps: Iterable[Step]) -> str:
+    from fabricscope.services import Services, ServicesConfig
+    from pipeline.detect.config import load_detector_config
+    from pipeline.detect.engine import DetectorSet
+    from pipeline.streaming import stream_to_store
+
+    detector_config = load_detector_config(args.config) if args.config else None
+    sources = _counters(args)
+    with Services(ServicesConfig.from_args(args)) as services:
+        summary = stream_to_store(
+            steps,
+            bus=services.bus,
+            store=services.store,
+            detectors=DetectorSet(topology, detector_config),
+            side_sources=sources,
+            progress=not args.no_progress,
+        )
+    return str(summary)
+
+
+def run(args: argparse.Namespace) -> int:
+    from collectors.collector import Collector, CollectorConfig
+    from collectors.pcapfile import open_capture
+    from collectors.replay import replay_batches
+    from pipeline.recordfile import RecordFileWriter
+    from pipeline.topology import load_topology
+
+    topology = load_topology(args.topology)
+    speed = parse_speed(args.speed)
+    for pcap in args.pcaps:
+        open_capture(pcap).close()  # a missing or foreign file is named before anything starts
+    if not 0 < args.active_timeout <= 1:
+        raise InputError("--active-timeout", "must be in (0, 1] seconds")
+    collector = Collector(
+        topology, CollectorConfig(exporter=args.exporter, active_timeout_s=args.active_timeout)
+    )
+    batches = replay_batches(args.pcaps, speed=speed, progress=not args.no_progress)
+    steps = (step.tables() for step in collector.run(batches))
+    if args.out is not None:
+        with RecordFileWriter(args.out, "flows") as writer:
+            for step in steps:
+                writer.write(dict(step)["flows"])
+        summary = f"{writer.rows} flow rows written to {args.out}"
+    elif args.kafka is not None:
+        summary = _produce_only(args, steps)
+    else:
+        summary = _into_embedded_store(args, topology, steps)
+    stats = collector.stats
+    print(
+        f"{stats.packets} packets, {stats.malformed} malformed skipped, {stats.unattributed} not attributed "
+        f"to a link; {summary}",
+        file=sys.stderr,
+    )
+    return 0

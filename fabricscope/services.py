@@ -1,0 +1,112 @@
+"""The broker and the store one run needs: given (--kafka, --clickhouse) or embedded (tansu, chdb).
+
+Embedded mode is the same code with local parts (DESIGN.md section 3): the store is chdb under the data
+directory, held by this process alone, and the broker is tansu on a free loopback port for the run. The
+store opens first, so a directory held by another process is reported before anything starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
+
+from fabricscope.cli import DEFAULT_DATA_DIR
+from pipeline.broker import EmbeddedBroker
+from pipeline.bus import Admin, BusConfig, pipeline_topics
+from pipeline.errors import InputError
+from pipeline.migrate import migrate
+from pipeline.store import Store, StoreConfig, embedded_dsn
+
+SECURITY_PREFIXES = ("security_protocol", "sasl_", "ssl_")
+
+
+def kafka_security(config_file: str | None) -> dict[str, Any]:
+    """The `kafka:` section of the configuration file: kafka-python security options, passed through."""
+    if not config_file:
+        return {}
+    try:
+        loaded = yaml.safe_load(Path(config_file).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(config_file, f"cannot read the configuration: {exc}") from exc
+    section = loaded.get("kafka", {}) if isinstance(loaded, dict) else None
+    if not isinstance(section, dict):
+        raise InputError(config_file, "kafka: must be a mapping of security options")
+    for key in section:
+        if not str(key).startswith(SECURITY_PREFIXES):
+            raise InputError(config_file, f"kafka.{key}: not a Kafka security option "
+                             "(security_protocol, sasl_*, ssl_*)")
+    return {str(key): value for key, value in section.items()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServicesConfig:
+    """`kafka`/`clickhouse` None: embedded. `migrate` brings the store's schema up to date on start."""
+
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    kafka: str | None = None
+    clickhouse: str | None = None
+    kafka_security: Mapping[str, Any] = field(default_factory=dict)
+    database: str | None = None
+    migrate: bool = True
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, *, migrate: bool = True) -> ServicesConfig:
+        """From the CLI's common options (--data-dir, --kafka, --clickhouse, --config)."""
+        return cls(data_dir=Path(args.data_dir), kafka=args.kafka, clickhouse=args.clickhouse,
+                   kafka_security=kafka_security(args.config), migrate=migrate)
+
+    def store_config(self) -> StoreConfig:
+        return StoreConfig(dsn=self.clickhouse or embedded_dsn(self.data_dir), database=self.database,
+                           create_database=self.migrate)
+
+
+class Services:
+    """Opens the store (migrated) and the bus (embedded broker started, topics created); stop() undoes both."""
+
+    def __init__(self, config: ServicesConfig) -> None:
+        self.config = config
+        self.store = Store(config.store_config())
+        self.broker: EmbeddedBroker | None = None
+        self._bus: BusConfig | None = None
+
+    @property
+    def bus(self) -> BusConfig:
+        if self._bus is None:
+            raise RuntimeError("services not started")
+        return self._bus
+
+    def start(self) -> Services:
+        self.store.open()
+        try:
+            if self.config.migrate:
+                migrate(self.store)
+            if self.config.kafka is None:
+                self.broker = EmbeddedBroker().start()
+                self._bus = self.broker.bus_config()
+            else:
+                self._bus = BusConfig(bootstrap=self.config.kafka, security=dict(self.config.kafka_security))
+                Admin(self._bus).create_topics(pipeline_topics())
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+        self._bus = None
+        self.store.close()
+
+    def __enter__(self) -> Services:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.stop()

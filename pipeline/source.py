@@ -1,0 +1,31 @@
+"""What every long-running source (live capture, sFlow, SNMP, gNMI) gives the service that runs it.
+
+A source turns what it receives into record batches and keeps running totals; the service
+(fabricscope.source_service) owns everything else: the stop signal, Kafka or the embedded store, buffering,
+and the Prometheus metrics made from `counts()`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Protocol
+
+import numpy as np
+
+Columns = dict[str, np.ndarray]
+Step = list[tuple[str, Columns]]  # (table of pipeline.records, batch) pairs completed together
+
+
+class Source(Protocol):
+    """A live source. `steps` blocks on its input and yields at least every `tick_s` (an empty step when
+    nothing arrived) so the service can see `stop`; once `stop` is set it yields its final flush (open
+    flows, pending counters) and returns. Malformed input is counted in `counts()`, never raised."""
+
+    name: str  # "capture", "sflow", "snmp", "gnmi": the metrics prefix and the `source` of counters rows
+
+    def steps(self, stop: threading.Event) -> Iterator[Step]: ...
+
+    def counts(self) -> Mapping[str, int]:
+        """Cumulative totals since start, by metric name (e.g. packets, kernel_drops, malformed, errors)."""
+        ...
