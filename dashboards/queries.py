@@ -230,7 +230,7 @@ SELECT link,
        maxIfOrNull(ts, kind IN ('fast_recovery', 'link_down')) AS last_down,
        maxIfOrNull(ts, kind = 'link_up') AS last_up,
        countIf(kind IN ('congestion', 'pfc_storm') AND ts_end >= {_START}) AS congestion_events
-FROM events
+FROM incidents
 WHERE ts >= {{lookback:DateTime64(6, 'UTC')}} AND ts < {_END} AND link != ''
 GROUP BY link
 """
@@ -317,7 +317,7 @@ def iterations(start: datetime, end: datetime, job: str, link: str) -> Query:
 
 SLOWDOWNS_SQL = f"""
 SELECT job, ts, ts_end, summary, value, details
-FROM events
+FROM incidents
 WHERE kind = 'collective_slowdown' AND ts < {_END} AND ts_end >= {_START}
   AND ({{job:String}} = '' OR job = {{job:String}})
 ORDER BY ts
@@ -331,7 +331,7 @@ def slowdowns(start: datetime, end: datetime, job: str) -> Query:
 
 CONGESTION_EVENTS_SQL = f"""
 SELECT ts, ts_end, kind, severity, link, direction, job, value, summary, details
-FROM events
+FROM incidents
 WHERE kind IN ('congestion', 'pfc_storm') AND ts < {_END} AND ts_end >= {_START}
   AND ({{link:String}} = '' OR link = {{link:String}})
   AND ({{job:String}} = '' OR job = {{job:String}} OR position(details, {{job:String}}) > 0)
@@ -348,7 +348,7 @@ def congestion_events(start: datetime, end: datetime, link: str, job: str) -> Qu
 RECOVERY_EVENTS_SQL = f"""
 SELECT ts, ts_end, link, direction, device, severity, convergence_ms, local_convergence_ms,
        remote_convergence_ms, flows_affected, flows_recovered, packets_lost, summary
-FROM events
+FROM incidents
 WHERE kind = 'fast_recovery' AND ts >= {_START} AND ts < {_END}
   AND ({{link:String}} = '' OR link = {{link:String}})
 ORDER BY ts DESC
@@ -363,7 +363,7 @@ def recovery_events(start: datetime, end: datetime, link: str) -> Query:
 
 RECOVERY_EVENT_SQL = """
 SELECT ts, link, convergence_ms, local_convergence_ms, remote_convergence_ms
-FROM events
+FROM incidents
 WHERE kind = 'fast_recovery' AND link = {link:String} AND ts = {at:DateTime64(6, 'UTC')}
 LIMIT 1
 """

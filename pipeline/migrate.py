@@ -46,11 +46,12 @@ RAW_LAYOUTS: dict[str, RawLayout] = {
 
 
 def render_raw_tables() -> str:
-    """The CREATE TABLE statements of every records.py table, as migration 001 holds them."""
+    """The CREATE TABLE statements of every records.py table, as migration 001 holds them: the columns it
+    created (`since` 1); later columns come with the migration that added them."""
     parts = ["-- Raw record tables, rendered from pipeline/records.py by `python -m pipeline.migrate`.\n"]
     for table, columns in records.TABLES.items():
         layout = RAW_LAYOUTS[table]
-        body = ",\n".join(f"    `{column.name}` {column.clickhouse}" for column in columns)
+        body = ",\n".join(f"    `{column.name}` {column.clickhouse}" for column in columns if column.since == 1)
         body += f",\n    `{RETENTION_COLUMN}` DateTime MATERIALIZED now()"
         parts.append(
             f"\nCREATE TABLE IF NOT EXISTS {table}\n(\n{body}\n)\nENGINE = MergeTree\n"

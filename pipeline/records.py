@@ -11,7 +11,7 @@ tables below; change a column here, together with a migration and its tests.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +28,7 @@ class Column:
     arrow: pa.DataType
     numpy: str
     doc: str
+    since: int = 1  # the migration that added the column (1: the raw tables of 001_raw_tables.sql)
 
 
 def _ts(name: str, doc: str) -> Column:
@@ -134,6 +135,10 @@ EVENTS: tuple[Column, ...] = (
     _u(64, "packets_lost", "fast_recovery: PSN numbers the affected RoCE flows skipped"),
     _f("value", "kind-specific figure (congestion: peak CE ratio)", nullable=True),
     _str("details", "JSON text"),
+    replace(_str("event_id", "stable for the life of one incident: its open, update and close rows share it"),
+            since=5),
+    replace(_lc("state", "open while the incident goes on, closed once it ended"), since=5),
+    replace(_ts("updated", "data time this row was written; readers keep each event_id's latest row"), since=5),
 )
 
 LINK_BIN_US = 10_000

@@ -1,4 +1,6 @@
-"""`fabricscope events [--kind K] [--since T] [--format json|table]`: the detected events, oldest first.
+"""`fabricscope events [--kind K] [--since T] [--format json|table]`: the detected incidents, oldest first.
+
+One row per incident (the `incidents` view: each event_id's latest row), open ones included.
 
 --since takes an ISO 8601 time (UTC unless it says otherwise) or a look-back such as 30s, 15m, 2h, 7d.
 """
@@ -18,7 +20,7 @@ _LOOK_BACK = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 COLUMNS = ("ts", "ts_end", "kind", "severity", "link", "direction", "device", "job", "summary",
            "convergence_ms", "local_convergence_ms", "remote_convergence_ms", "flows_affected",
-           "flows_recovered", "packets_lost", "value", "details")
+           "flows_recovered", "packets_lost", "value", "details", "event_id", "state", "updated")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.limit <= 0:
         raise InputError("--limit", "must be positive")
     since = parse_since(args.since, now=datetime.now(UTC)) if args.since else datetime(1970, 1, 1, tzinfo=UTC)
-    sql = (f"SELECT {', '.join(COLUMNS)} FROM events "
+    sql = (f"SELECT {', '.join(COLUMNS)} FROM incidents "
            "WHERE ts >= {since:DateTime64(6, 'UTC')} AND ({kind:String} = '' OR kind = {kind:String}) "
            "ORDER BY ts, kind, link LIMIT {limit:UInt32}")
     parameters = {"since": since.replace(tzinfo=None), "kind": args.kind or "", "limit": args.limit}

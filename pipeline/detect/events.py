@@ -1,11 +1,15 @@
 """Event rows as every detector emits them: exactly the `events` columns of pipeline/records.py.
 
 Detectors keep time as int64 microseconds since the epoch (cheap to compare and subtract); this module
-converts at the edges: batch columns in, event rows out.
+converts at the edges: batch columns in, event rows out. Every event is an incident (DESIGN.md section 5):
+a detector may write it when it opens (`state` open), again when it changes, and when it closes; the rows
+share an `event_id` derived from what identifies the incident, so a detector rebuilt after a restart
+names the same incident the same way.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -20,6 +24,7 @@ Batch = dict[str, np.ndarray]
 EVENT_COLUMNS: tuple[str, ...] = tuple(column_names("events"))
 US_PER_MS = 1000
 US_PER_S = 1_000_000
+STATES = ("open", "closed")
 
 
 def times_us(column: np.ndarray) -> np.ndarray:
@@ -55,13 +60,20 @@ def make_event(
     flows_affected: int = 0,
     flows_recovered: int = 0,
     packets_lost: int = 0,
+    state: str = "closed",
+    updated: int | None = None,
+    identity: tuple[Any, ...] | None = None,
 ) -> Event:
-    """One event row; `ts`/`ts_end` in microseconds since the epoch, text as plain `str` (not numpy's),
-    `details` serialised to JSON text."""
+    """One event row; `ts`/`ts_end`/`updated` in microseconds since the epoch, text as plain `str` (not
+    numpy's), `details` serialised to JSON text. The `event_id` hashes `kind` and `identity` (default: the
+    link, direction, device, job and `ts`), which must not change between an incident's rows; `updated`
+    (default: `ts_end`) is the data time the row is written at, increasing over one incident's rows."""
     if kind not in EVENT_KINDS:
         raise ValueError(f"unknown event kind {kind!r}")
     if severity not in SEVERITIES:
         raise ValueError(f"unknown severity {severity!r}")
+    if state not in STATES:
+        raise ValueError(f"unknown state {state!r}")
     row: Event = {
         "ts": np.datetime64(int(ts), "us"),
         "ts_end": np.datetime64(int(ts_end), "us"),
@@ -80,8 +92,22 @@ def make_event(
         "packets_lost": int(packets_lost),
         "value": None if value is None else float(value),
         "details": json.dumps(details or {}, sort_keys=True, default=_json_default),
+        "event_id": incident_id(kind, *(identity or (link, direction, device, job, ts))),
+        "state": state,
+        "updated": np.datetime64(int(ts_end if updated is None else updated), "us"),
     }
     return row
+
+
+def incident_id(kind: str, *identity: Any) -> str:
+    """A stable id for one incident: the same detector seeing the same incident gives the same id."""
+    text = "\x1f".join(str(part) for part in (kind, *identity))
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def event_us(event: Event, column: str) -> int:
+    """An event row's time column as int64 microseconds."""
+    return int(np.datetime64(event[column], "us").astype(np.int64))
 
 
 def _json_default(value: Any) -> Any:
