@@ -15,7 +15,9 @@ the config file (`--config FILE`). Bad values are rejected naming the file, line
 | congestion | min_ect | 10 | … counted only in bins with at least this many ECN-capable RoCE packets |
 | congestion | cnp_per_bin | 0 | … or (0: off) holds this many CNPs, which travel away from the congestion |
 | congestion | pfc_per_bin | 0 | … or (0: off) this many PFC pause frames, likewise |
-| congestion | merge_gap_ms | 50 | CE-marked bins this close form one run, emitted after this much quiet |
+| congestion | clear_ms | 100 | busy unmarked bins (≥ `min_ect`, no CE) this long, summed over bursts, end an episode |
+| congestion | idle_ms | 1000 | no ECN-capable traffic on the link direction for this long ends an episode |
+| congestion | update_ratio | 0.1 | an open episode is written again when its peak CE ratio grew by this much |
 | congestion | storm_ms | 500 | pauses in consecutive bins for at least this long make a `pfc_storm` |
 | congestion | storm_gap_ms | 10 | largest gap between paused bins within one storm |
 | congestion | top_flows | 5 | flows named in a congestion event's details |

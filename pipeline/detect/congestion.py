@@ -1,9 +1,13 @@
 """All-reduce congestion per link and direction from 10 ms `link_bins`: ECN-CE episodes and PFC storms.
 
 A bin is congested when its RoCE CE ratio (in bins with enough ECN-capable packets) crosses a threshold.
-CE-marked bins closer than the merge gap form one run, reported as an episode if any of its bins was
-congested, once the link direction has been quiet for that gap. Event times are the first/last
-CE-marked packet of the episode (DESIGN.md section 6): packet timestamps, not bin edges.
+An episode is one incident (DESIGN.md section 6): it starts at a CE-marked bin and spans the idle gaps
+of the traffic it marks, so congestion that persists over many all-reduce iterations is one event. Bins
+without enough ECN-capable packets neither extend nor end it; it ends after `clear_ms` of busy, unmarked
+bins (counted across bursts) or `idle_ms` without ECN-capable traffic. It is written as open once a
+congested bin is past the lateness bound (as soon as it is known), again when its peak CE ratio grows
+by `update_ratio`, and closed once its flow rows are in. Event times are the first/last CE-marked
+packet of the episode: packet timestamps, not bin edges.
 
 CNPs travel back to the sender and PFC pauses to the upstream switch, away from the congested queue,
 so alone they do not say which link direction is congested: they are counted into the episode of the
@@ -16,7 +20,7 @@ given, name the jobs and top flows of an episode.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,6 +29,8 @@ from pipeline.detect.flowkey import describe, flow_keys
 from pipeline.records import LINK_BIN_US
 
 OPPOSITE = {"up": "down", "down": "up"}
+SIGNAL_MARGIN_MS = 50.0  # CNPs and pauses counted this far around an episode: pauses lead, CNPs trail
+MAX_BURST_DETAILS = 200
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,7 +41,9 @@ class CongestionConfig:
     min_ect: int = 10
     cnp_per_bin: int = 0
     pfc_per_bin: int = 0
-    merge_gap_ms: float = 50.0
+    clear_ms: float = 100.0
+    idle_ms: float = 1000.0
+    update_ratio: float = 0.1
     storm_ms: float = 500.0
     storm_gap_ms: float = 10.0
     top_flows: int = 5
@@ -60,6 +68,14 @@ class _Run:
     quanta: int = 0
     peak_ratio: float | None = None
     congested: bool = False
+    first_congested: int = 0  # start of the first congested bin
+    last_busy: int = 0  # start of the latest bin with ECN-capable traffic
+    clean_us: int = 0  # busy, unmarked bin time since the last marked bin
+    bursts: list[list[int]] = field(default_factory=list)  # [first bin, CE marks] per burst of traffic
+    announced: float | None = None  # peak CE ratio last written; None until the incident is open
+    opened: bool = False  # some row of the incident was written
+    updated: int = 0  # data time of its latest row
+    ended_at: int = 0  # data time the episode was found over
 
 
 class _Recent:
@@ -136,13 +152,23 @@ class CongestionDetector:
                            "quanta": bins["pfc_quanta"][signals].astype(np.int64)})
         events: list[Event] = []
         order = np.argsort(ts, kind="stable")
-        for row in order[(congested | (ce > 0))[order]]:
+        clear, idle = ms_to_us(config.clear_ms), ms_to_us(config.idle_ms)
+        for row in order[(congested | (ce > 0) | (ect > 0))[order]]:
             key = (links[row], directions[row])
-            ended = self._extend(self._episodes, key, bins, int(row), int(ts[row]), config.merge_gap_ms,
-                                 float(ratio[row]) if enough[row] else None)
-            self._episodes[key].congested |= bool(congested[row])
-            if ended is not None:
-                self._end(key, ended)
+            marked = bool(congested[row] or ce[row] > 0)
+            run = self._episodes.get(key)
+            if run is not None and ts[row] > run.last_busy + LINK_BIN_US + idle:
+                self._end(key, self._episodes.pop(key), at=run.last_busy + LINK_BIN_US + idle)
+                run = None
+            if run is None and not marked:
+                continue
+            if run is None:
+                run = self._episodes[key] = _Run(first_bin=int(ts[row]), last_bin=int(ts[row]), ts_first=0,
+                                                 ts_last=0, last_busy=int(ts[row]))
+            self._add_bin(run, bins, int(row), int(ts[row]), marked=marked, busy=bool(enough[row]),
+                          congested=bool(congested[row]), ratio=float(ratio[row]) if enough[row] else None)
+            if run.clean_us >= clear:
+                self._end(key, self._episodes.pop(key), at=int(ts[row]) + LINK_BIN_US)
         for row in order[(pause > 0)[order]]:
             key = (links[row], directions[row])
             ended = self._extend(self._storms, key, bins, int(row), int(ts[row]), config.storm_gap_ms, None)
@@ -156,10 +182,11 @@ class CongestionDetector:
         return events + self._close_quiet()
 
     def flush(self) -> list[Event]:
-        """End of input: emit every open congested episode and PFC storm."""
+        """End of input: close every episode (written once more if it was open) and PFC storm."""
         for key, run in list(self._episodes.items()):
-            self._end(key, run)
-        events = [self._episode_event(key, run) for key, run in self._ended if not self._inherited(key, run)]
+            self._end(key, run, at=self._latest)
+        events = [self._episode_event(key, run, state="closed") for key, run in self._ended
+                  if run.opened or not self._inherited(key, run)]
         storms = [self._storm_event(key, run) for key, run in self._storms.items()]
         self._ended.clear()
         self._ended_up.clear()
@@ -168,6 +195,33 @@ class CongestionDetector:
         self._flows = _Recent()
         self._signals = _Recent()
         return events + [storm for storm in storms if storm is not None]
+
+    @staticmethod
+    def _add_bin(run: _Run, bins: Batch, row: int, ts: int, *, marked: bool, busy: bool, congested: bool,
+                 ratio: float | None) -> None:
+        """Add a bin of the link direction's traffic to its open episode: a marked bin extends it and resets
+        the clean stretch, a busy unmarked one adds to that stretch; either counts into the current burst."""
+        if marked:
+            first, last, first_ce, last_ce = (int(times_us(bins[c][row : row + 1])[0]) for c in _BIN_COLUMNS)
+            ect, ce, pause, quanta = (int(bins[c][row]) for c in _COUNT_COLUMNS)
+            run.ts_first = run.ts_first or first
+            run.last_bin, run.ts_last, run.bins, run.clean_us = ts, last, run.bins + 1, 0
+            if ce:
+                run.ts_first_ce = run.ts_first_ce or first_ce
+                run.ts_last_ce = last_ce
+            run.ect, run.ce = run.ect + ect, run.ce + ce
+            run.pause, run.quanta = run.pause + pause, run.quanta + quanta
+            if ratio is not None:
+                run.peak_ratio = max(run.peak_ratio or 0.0, ratio)
+            if congested and not run.congested:
+                run.congested, run.first_congested = True, ts
+        elif busy:
+            run.clean_us += LINK_BIN_US
+        if int(bins["roce_ect"][row]) or marked:
+            if not run.bursts or ts > run.last_busy + LINK_BIN_US:
+                run.bursts.append([ts, 0])
+            run.bursts[-1][1] += int(bins["roce_ce"][row])
+            run.last_busy = ts
 
     @staticmethod
     def _extend(runs: dict[tuple[str, str], _Run], key: tuple[str, str], bins: Batch, row: int,
@@ -192,35 +246,52 @@ class CongestionDetector:
         return ended
 
     def _close_quiet(self) -> list[Event]:
-        """End runs whose link direction has been quiet for the gap; emit episodes once flow rows are in."""
+        """End episodes whose link direction carried no ECN-capable traffic for `idle_ms`; write episodes
+        as open once known past the lateness bound (again when their peak grows), closed once their flow
+        rows are in."""
         config = self.config
         global_time = self._latest - ms_to_us(config.lateness_ms)
 
-        def quiet(key: tuple[str, str], run: _Run, gap_ms: float) -> bool:
-            now = max(self._link_time.get(key, global_time), global_time)
-            return now > run.last_bin + LINK_BIN_US + ms_to_us(gap_ms)
+        def now(key: tuple[str, str]) -> int:
+            return max(self._link_time.get(key, global_time), global_time)
 
         events: list[Event] = []
-        for key in [k for k, run in self._storms.items() if quiet(k, run, config.storm_gap_ms)]:
+        for key in [k for k, run in self._storms.items()
+                    if now(k) > run.last_bin + LINK_BIN_US + ms_to_us(config.storm_gap_ms)]:
             storm = self._storm_event(key, self._storms.pop(key))
             events += [storm] if storm is not None else []
-        for key in [k for k, run in self._episodes.items() if quiet(k, run, config.merge_gap_ms)]:
-            self._end(key, self._episodes.pop(key))
-        wait_ms = config.merge_gap_ms + config.flows_wait_ms
-        ready = [(k, run) for k, run in self._ended if quiet(k, run, wait_ms)]
-        self._ended = [(k, run) for k, run in self._ended if not quiet(k, run, wait_ms)]
-        events += [self._episode_event(key, run) for key, run in ready if not self._inherited(key, run)]
+        idle = ms_to_us(config.idle_ms)
+        for key in [k for k, run in self._episodes.items() if now(k) > run.last_busy + LINK_BIN_US + idle]:
+            run = self._episodes.pop(key)
+            self._end(key, run, at=run.last_busy + LINK_BIN_US + idle)
+        for key, run in self._episodes.items():
+            known = run.congested and global_time >= run.first_congested + LINK_BIN_US
+            grown = run.announced is None or (run.peak_ratio or 0.0) >= run.announced + config.update_ratio
+            if known and grown and (run.opened or not self._inherited(key, run)):
+                events.append(self._episode_event(key, run, state="open"))
+                run.announced = run.peak_ratio or 0.0
+        flows_wait = ms_to_us(config.flows_wait_ms)
+
+        def ready(key: tuple[str, str], run: _Run) -> bool:
+            return now(key) >= max(run.ended_at, run.last_bin + LINK_BIN_US + flows_wait)
+
+        done = [(k, run) for k, run in self._ended if ready(k, run)]
+        self._ended = [(k, run) for k, run in self._ended if not ready(k, run)]
+        events += [self._episode_event(key, run, state="closed") for key, run in done
+                   if run.opened or not self._inherited(key, run)]
+        margin = ms_to_us(SIGNAL_MARGIN_MS)
         keep_from = min([run.first_bin for run in self._episodes.values()]
                         + [run.first_bin for _, run in self._ended]
-                        + [global_time - ms_to_us(config.flows_wait_ms + config.merge_gap_ms) - LINK_BIN_US])
-        self._flows.prune(keep_from - ms_to_us(config.merge_gap_ms))
-        self._signals.prune(keep_from - ms_to_us(config.merge_gap_ms))
+                        + [global_time - flows_wait - idle - LINK_BIN_US])
+        self._flows.prune(keep_from - margin)
+        self._signals.prune(keep_from - margin)
         self._ended_up = [(link, run) for link, run in self._ended_up if run.last_bin >= keep_from - LINK_BIN_US]
         return events
 
-    def _end(self, key: tuple[str, str], run: _Run) -> None:
-        """A run ended: congested ones wait to be emitted; upward ones are remembered as the source of
-        the marks their packets carry further down."""
+    def _end(self, key: tuple[str, str], run: _Run, *, at: int) -> None:
+        """An episode ended at data time `at`: congested ones wait for their flow rows; upward ones are
+        remembered as the source of the marks their packets carry further down."""
+        run.ended_at = at
         if run.congested:
             self._ended.append((key, run))
         if key[1] == "up":
@@ -238,21 +309,25 @@ class CongestionDetector:
                        and r.first_bin <= run.last_bin and r.last_bin >= run.first_bin)
         return 0 < run.ce <= upstream
 
-    def _episode_event(self, key: tuple[str, str], run: _Run) -> Event:
+    def _episode_event(self, key: tuple[str, str], run: _Run, *, state: str) -> Event:
         link, direction = key
         start, end = run.first_bin, run.last_bin + LINK_BIN_US
         ts = run.ts_first_ce or run.ts_first
         ts_end = run.ts_last_ce or run.ts_last
         cnp, pause, quanta = self._signals_on(link, direction, start, end)
         jobs, top = self._flows_through(link, direction, start, end)
+        marks = [ce for first, ce in run.bursts if first <= run.last_bin]
         ratio = "n/a" if run.peak_ratio is None else f"{run.peak_ratio:.1%}"
+        run.opened, run.updated = True, max(self._latest, run.updated + 1)
         return make_event(
             "congestion", ts=ts, ts_end=ts_end, severity="warning", link=link, direction=direction,
-            job=jobs[0] if len(jobs) == 1 else "", value=run.peak_ratio,
-            summary=f"congestion on {link} {direction}: peak CE ratio {ratio}, {run.ce} CE, {cnp} CNP, "
-                    f"{pause} PFC pauses" + (f", jobs {', '.join(jobs)}" if jobs else ""),
+            job=jobs[0] if len(jobs) == 1 else "", value=run.peak_ratio, state=state, updated=run.updated,
+            identity=(link, direction, run.first_bin),
+            summary=f"congestion on {link} {direction}: peak CE ratio {ratio}, {run.ce} CE over {len(marks)} "
+                    f"bursts, {cnp} CNP, {pause} PFC pauses" + (f", jobs {', '.join(jobs)}" if jobs else ""),
             details={"ce": run.ce, "ect": run.ect, "cnp": cnp, "pfc_pause": pause, "pfc_quanta": quanta,
-                     "bins": run.bins, "jobs": jobs, "top_flows": top},
+                     "bins": run.bins, "bursts": len(marks), "marks_per_burst": marks[:MAX_BURST_DETAILS],
+                     "jobs": jobs, "top_flows": top},
         )
 
     def _storm_event(self, key: tuple[str, str], run: _Run) -> Event | None:
@@ -269,12 +344,12 @@ class CongestionDetector:
         )
 
     def _signals_on(self, link: str, direction: str, start: int, end: int) -> tuple[int, int, int]:
-        """CNPs in the opposite direction and pauses in any direction of the link, within the merge gap
+        """CNPs in the opposite direction and pauses in any direction of the link, within SIGNAL_MARGIN_MS
         around [start, end): pauses build before the first mark and CNPs trail the last by a round trip."""
         rows = self._signals.rows()
         if rows is None:
             return 0, 0, 0
-        gap = ms_to_us(self.config.merge_gap_ms)
+        gap = ms_to_us(SIGNAL_MARGIN_MS)
         here = (rows["link"] == link) & (rows["ts_end"] >= start - gap) & (rows["ts_end"] < end + gap)
         cnp = int(rows["cnp"][here & (rows["direction"] == OPPOSITE.get(direction, direction))].sum())
         return cnp, int(rows["pause"][here].sum()), int(rows["quanta"][here].sum())

@@ -105,6 +105,15 @@ def incident_id(kind: str, *identity: Any) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
+def latest_rows(events: list[Event]) -> list[Event]:
+    """Each incident's latest row, in the order the incidents first appeared: what readers of the store see
+    through the `incidents` view."""
+    latest: dict[str, Event] = {}
+    for event in events:
+        latest[event["event_id"]] = event
+    return list(latest.values())
+
+
 def event_us(event: Event, column: str) -> int:
     """An event row's time column as int64 microseconds."""
     return int(np.datetime64(event[column], "us").astype(np.int64))

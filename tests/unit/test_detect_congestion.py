@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline.detect.congestion import CongestionConfig, CongestionDetector
+from pipeline.detect.events import latest_rows
 from pipeline.records import LINK_BIN_US, empty_columns
 
 T0 = 1_700_000_000_000_000  # a multiple of 10 ms: bins are epoch-aligned
@@ -81,20 +82,70 @@ def test_adjacent_bins_merge_into_one_episode_timed_by_marked_packets() -> None:
     assert detector.flush() == []
 
 
-def test_episode_split_across_batches_waits_for_the_quiet_gap() -> None:
+def test_episode_split_across_batches_waits_for_a_stretch_of_clean_traffic() -> None:
     detector = CongestionDetector(NO_FLOWS)
     assert detector.update(bins(clean(0, 9) + EPISODE[:3])) == []
     assert detector.update(bins(EPISODE[3:5] + clean(15, 17))) == []
-    assert detector.update(bins(EPISODE[5:] + clean(20, 24))) == []  # quiet for less than the merge gap
-    events = detector.update(bins(clean(25, 26)))
+    assert detector.update(bins(EPISODE[5:] + clean(20, 24))) == []  # clean for less than clear_ms
+    events = detector.update(bins(clean(25, 30)))
     assert len(events) == 1 and json.loads(str(events[0]["details"]))["ce"] == 65
+    assert events[0]["state"] == "closed"
 
 
-def test_gap_longer_than_merge_gap_makes_two_episodes() -> None:
+def test_a_stretch_of_clean_traffic_longer_than_clear_ms_makes_two_episodes() -> None:
     rows = [{"k": 1, "ect": 100, "ce": 20}, *clean(2, 7), {"k": 8, "ect": 100, "ce": 20}, *clean(9, 20)]
-    detector = CongestionDetector(CongestionConfig(merge_gap_ms=50))
+    detector = CongestionDetector(CongestionConfig(clear_ms=50, flows_wait_ms=0))
     events = detector.update(bins(rows)) + detector.flush()
     assert [e["ts"] for e in events] == [np.datetime64(T0 + k * LINK_BIN_US + 1_200, "us") for k in (1, 8)]
+    assert len({e["event_id"] for e in events}) == 2
+
+
+def iterations(count: int, period: int, marked: bool, first: int = 0) -> list[dict[str, int]]:
+    """All-reduce bursts of 4 bins every `period` bins, idle in between (no bins at all)."""
+    return [{"k": first + i * period + b, "ect": 100, "ce": 20 if marked else 0}
+            for i in range(count) for b in range(4)]
+
+
+def test_congestion_over_many_iterations_with_idle_gaps_is_one_incident() -> None:
+    detector = CongestionDetector(NO_FLOWS)
+    rows = iterations(30, 20, marked=True) + iterations(10, 20, marked=False, first=600)
+    events = latest_rows(detector.update(bins(rows)) + detector.flush())
+    assert len(events) == 1
+    details = json.loads(str(events[0]["details"]))
+    assert (details["bursts"], details["marks_per_burst"]) == (30, [80] * 30)
+    assert events[0]["ts"] == np.datetime64(T0 + 1_200, "us")
+    assert events[0]["ts_end"] == np.datetime64(T0 + (29 * 20 + 3) * LINK_BIN_US + 8_800, "us")
+
+
+def test_silence_longer_than_idle_ms_ends_an_episode() -> None:
+    detector = CongestionDetector(CongestionConfig(idle_ms=500, flows_wait_ms=0, lateness_ms=0))
+    events = detector.update(bins(iterations(3, 20, marked=True)))
+    events += detector.update(bins(iterations(3, 20, marked=True, first=200)))  # 1.4 s later: a new job run
+    events += detector.flush()
+    closed = [e for e in events if e["state"] == "closed"]
+    assert [e["ts"] for e in closed] == [np.datetime64(T0 + k * LINK_BIN_US + 1_200, "us") for k in (0, 200)]
+
+
+def test_an_incident_is_written_open_as_soon_as_known_and_closed_with_the_same_id() -> None:
+    detector = CongestionDetector(CongestionConfig(lateness_ms=1000, flows_wait_ms=0))
+    first = detector.update(bins(iterations(2, 20, marked=True)))
+    assert first == []  # not yet past the lateness bound
+    opened = detector.update(bins(iterations(10, 20, marked=True, first=40)))
+    assert [e["state"] for e in opened] == ["open"]
+    rest = detector.update(bins(iterations(10, 20, marked=False, first=240))) + detector.flush()
+    assert [e["state"] for e in rest] == ["closed"]
+    assert rest[0]["event_id"] == opened[0]["event_id"]
+    assert rest[0]["updated"] > opened[0]["updated"]
+    assert json.loads(str(rest[0]["details"]))["bursts"] == 12
+
+
+def test_an_open_incident_is_written_again_when_its_peak_grows() -> None:
+    detector = CongestionDetector(CongestionConfig(lateness_ms=0, flows_wait_ms=0))
+    mild = [{"k": k, "ect": 100, "ce": 10} for k in range(0, 4)]
+    worse = [{"k": k, "ect": 100, "ce": 40} for k in range(20, 24)]
+    events = detector.update(bins(mild)) + detector.update(bins(worse)) + detector.flush()
+    assert [(e["state"], e["value"]) for e in events] == [("open", 0.1), ("open", 0.4), ("closed", 0.4)]
+    assert len({e["event_id"] for e in events}) == 1
 
 
 def test_bins_with_few_ect_packets_do_not_count_and_clean_links_raise_nothing() -> None:
