@@ -2,8 +2,10 @@
 
 The baseline is the median all-reduce time of the job's recent normal iterations (it needs a few
 first), so it follows a job whose message sizes drift but not one that is being slowed down right now.
-Consecutive slow iterations form one event, which names as likely causes the links whose congestion
-episodes overlap the slow iterations and that those iterations crossed.
+Slow iterations form one incident until `clear_iterations` normal ones in a row end it (one stretched
+stretch, one event). It is written open at its first slow iteration and closed once over, naming as
+likely causes the links whose congestion episodes overlap the slow iterations and that those iterations
+crossed. A job whose iteration numbers start again (a new run of it) starts a new baseline.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ BLAME_KINDS = ("congestion", "pfc_storm")
 class CollectiveConfig:
     """Collective-slowdown thresholds (defaults in pipeline/detect/README.md)."""
 
-    factor: float = 1.5
+    factor: float = 1.25
     baseline_iterations: int = 5
+    clear_iterations: int = 3
     baseline_window: int = 20
     blame_wait_ms: float = 1000.0
     congestion_memory_ms: float = 60_000.0
@@ -54,8 +57,11 @@ class _Congestion:
 class _Job:
     normal: deque[float]
     last_iteration: int = -1
+    last_end: int = 0
     slow: list[_Iteration] = field(default_factory=list)
     baseline_ms: float = 0.0
+    calm: int = 0  # normal iterations in a row since the last slow one
+    updated: int = 0
 
 
 class CollectiveDetector:
@@ -86,56 +92,74 @@ class CollectiveDetector:
             return []
         jobs = iterations["job"].astype(str)
         numbers = iterations["iteration"].astype(np.int64)
-        for row in np.lexsort((numbers, jobs)):
+        opened: list[Event] = []
+        for row in np.lexsort((ts, jobs)):
             links = frozenset(str(link) for link in iterations["links"][row])
-            self._iteration(jobs[row], _Iteration(int(numbers[row]), int(ts[row]), int(ts_end[row]),
-                                                  float(iterations["allreduce_ms"][row]), links))
+            opened += self._iteration(jobs[row], _Iteration(int(numbers[row]), int(ts[row]), int(ts_end[row]),
+                                                            float(iterations["allreduce_ms"][row]), links))
         self._latest = max(self._latest, int(ts_end.max()))
         horizon = self._latest - ms_to_us(self.config.congestion_memory_ms)
         self._congestion = [c for c in self._congestion if c.ts_end >= horizon]
         ready_by = self._latest - ms_to_us(self.config.blame_wait_ms)
         ready = [done for done in self._done if done[1][-1].ts_end <= ready_by]
         self._done = [done for done in self._done if done[1][-1].ts_end > ready_by]
-        return [self._event(*done) for done in ready]
+        return opened + [self._event(*done, state="closed") for done in ready]
 
     def flush(self) -> list[Event]:
-        """End of input: emit finished and still-open slow episodes."""
+        """End of input: close finished and still-open slow stretches."""
         for job, state in self._jobs.items():
             if state.slow:
                 self._done.append((job, state.slow, state.baseline_ms))
                 state.slow = []
-        events = [self._event(*done) for done in self._done]
+        events = [self._event(*done, state="closed") for done in self._done]
         self._done = []
         return events
 
-    def _iteration(self, job: str, it: _Iteration) -> None:
+    def _iteration(self, job: str, it: _Iteration) -> list[Event]:
+        """Judge one iteration; returns the open row of a slowdown it starts."""
         config = self.config
         state = self._jobs.setdefault(job, _Job(normal=deque(maxlen=config.baseline_window)))
         if it.iteration <= state.last_iteration:
-            return
-        state.last_iteration = it.iteration
-        if len(state.normal) >= config.baseline_iterations:
-            baseline = statistics.median(state.normal)
+            if it.ts <= state.last_end:
+                return []  # a repeat or a straggler of the current run
+            self._finish(job, state)
+            state.normal.clear()  # numbers start again: a new run of the job, judged on its own baseline
+        state.last_iteration, state.last_end = it.iteration, it.ts_end
+        if len(state.normal) >= config.baseline_iterations or state.slow:
+            baseline = state.baseline_ms if state.slow else statistics.median(state.normal)
             if it.allreduce_ms > baseline * config.factor:
-                if not state.slow:
-                    state.baseline_ms = baseline
-                state.slow.append(it)
-                return
+                state.calm = 0
+                if state.slow:
+                    state.slow.append(it)
+                    return []
+                state.baseline_ms, state.slow = baseline, [it]
+                return [self._event(job, state.slow, baseline, state="open")]
+        if state.slow:
+            state.calm += 1
+            if state.calm >= config.clear_iterations:
+                self._finish(job, state)
+        state.normal.append(it.allreduce_ms)
+        return []
+
+    def _finish(self, job: str, state: _Job) -> None:
         if state.slow:
             self._done.append((job, state.slow, state.baseline_ms))
-            state.slow = []
-        state.normal.append(it.allreduce_ms)
+        state.slow, state.calm = [], 0
 
-    def _event(self, job: str, slow: list[_Iteration], baseline_ms: float) -> Event:
+    def _event(self, job: str, slow: list[_Iteration], baseline_ms: float, *, state: str) -> Event:
         worst = max(it.allreduce_ms for it in slow)
         blamed = self._blame(slow)
         first, last = slow[0].iteration, slow[-1].iteration
         span = f"iteration {first}" if first == last else f"iterations {first}-{last}"
         cause = f"; likely cause: {', '.join(b['link'] + ' ' + b['direction'] for b in blamed)}" if blamed else ""
+        job_state = self._jobs.get(job)
+        updated = max(self._latest, slow[-1].ts_end, (job_state.updated + 1) if job_state else 0)
+        if job_state:
+            job_state.updated = updated
         return make_event(
             "collective_slowdown", ts=slow[0].ts, ts_end=slow[-1].ts_end, severity="warning", job=job,
             link=blamed[0]["link"] if blamed else "", direction=blamed[0]["direction"] if blamed else "unknown",
-            value=worst / baseline_ms,
+            value=worst / baseline_ms, state=state, updated=updated, identity=(job, slow[0].ts),
             summary=f"job {job} all-reduce up to {worst / baseline_ms:.1f}x its baseline "
                     f"({worst:.2f} ms vs {baseline_ms:.2f} ms) over {span}{cause}",
             details={"baseline_ms": baseline_ms, "factor": self.config.factor,

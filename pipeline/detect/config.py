@@ -23,9 +23,10 @@ the config file (`--config FILE`). Bad values are rejected naming the file, line
 | congestion | top_flows | 5 | flows named in a congestion event's details |
 | congestion | lateness_ms | 1000 | how late a bin may arrive behind later bins of other links |
 | congestion | flows_wait_ms | 1000 | how much longer an episode waits for its flow rows (0 if none are fed) |
-| collective | factor | 1.5 | an iteration is slow when its all-reduce takes more than baseline × this |
+| collective | factor | 1.25 | an iteration is slow when its all-reduce takes more than baseline × this |
 | collective | baseline_iterations | 5 | normal iterations needed before a job's baseline exists |
 | collective | baseline_window | 20 | the baseline is the median of this many most recent normal iterations |
+| collective | clear_iterations | 3 | this many normal iterations in a row end a slowdown incident |
 | collective | blame_wait_ms | 1000 | a finished slowdown waits this long for congestion events to blame |
 | collective | congestion_memory_ms | 60000 | how long congestion events are kept for blaming |
 | fast_recovery | window_ms | 10 | affected flows had ≥3 packets on the link within this before the failure |

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.detect.collective import CollectiveDetector
-from pipeline.detect.events import make_event
+from pipeline.detect.events import latest_rows, make_event
 from pipeline.records import empty_columns
 
 T0 = 1_700_000_000_000_000
@@ -45,10 +45,12 @@ def test_consecutive_slow_iterations_are_one_event_blaming_the_congested_links_c
         congestion("leaf4-spine1", T0 + 9 * PERIOD, T0 + 9 * PERIOD + 20 * MS, 0.5),  # not crossed
         congestion("leaf3-spine1", T0 + 30 * PERIOD, T0 + 31 * PERIOD, 0.5),  # not during the slowdown
     ])
-    assert detector.update(iterations({n: d for n, d in SLOW.items() if n < 20})) == []  # waits for blame
+    opened = detector.update(iterations({n: d for n, d in SLOW.items() if n < 20}))  # closing waits for blame
+    assert [(e["state"], e["ts"]) for e in opened] == [("open", np.datetime64(T0 + 8 * PERIOD, "us"))]
     events = detector.update(iterations({n: d for n, d in SLOW.items() if n >= 20}))
     assert len(events) == 1
     event = events[0]
+    assert (event["state"], event["event_id"]) == ("closed", opened[0]["event_id"])
     assert (event["kind"], event["job"], event["link"], event["direction"]) == (
         "collective_slowdown", "llama", "leaf3-spine2", "down")
     assert event["ts"] == np.datetime64(T0 + 8 * PERIOD, "us")
@@ -64,7 +66,7 @@ def test_consecutive_slow_iterations_are_one_event_blaming_the_congested_links_c
 
 def test_congestion_reported_after_the_slowdown_ended_is_still_blamed() -> None:
     detector = CollectiveDetector()
-    assert detector.update(iterations({n: d for n, d in SLOW.items() if n < 15})) == []
+    assert [e["state"] for e in detector.update(iterations({n: d for n, d in SLOW.items() if n < 15}))] == ["open"]
     detector.observe([congestion("leaf1-spine1", T0 + 8 * PERIOD, T0 + 8 * PERIOD + 5 * MS, 0.2)])
     events = detector.update(iterations({n: d for n, d in SLOW.items() if n >= 15}))
     assert [b["link"] for b in json.loads(str(events[0]["details"]))["links"]] == ["leaf1-spine1"]
@@ -73,7 +75,7 @@ def test_congestion_reported_after_the_slowdown_ended_is_still_blamed() -> None:
 def test_jitter_raises_nothing_and_a_slowdown_open_at_the_end_is_flushed() -> None:
     detector = CollectiveDetector()
     assert detector.update(iterations(NORMAL)) == []
-    assert detector.update(iterations({n: 30.0 for n in range(40, 43)})) == []
+    assert [e["state"] for e in detector.update(iterations({n: 30.0 for n in range(40, 43)}))] == ["open"]
     events = detector.flush()
     assert len(events) == 1 and json.loads(str(events[0]["details"]))["links"] == []
     assert events[0]["link"] == ""
@@ -85,3 +87,32 @@ def test_no_slowdown_before_a_baseline_exists_and_jobs_are_separate() -> None:
     assert detector.update(iterations(slow_start, job="bert")) == []
     assert detector.update(iterations(NORMAL)) == []
     assert detector.flush() == []
+
+
+def test_slow_iterations_with_a_few_normal_ones_between_are_one_incident() -> None:
+    """A stretch where congestion spares an iteration now and then is one slowdown, not one per slow run."""
+    stretched = {**NORMAL, **{n: 16.0 for n in range(10, 30) if n % 4}}
+    detector = CollectiveDetector()
+    events = detector.update(iterations(stretched)) + detector.flush()
+    assert [e["state"] for e in events] == ["open", "closed"]
+    assert json.loads(str(events[-1]["details"]))["iterations"][-1]["iteration"] == 29
+
+
+def test_a_job_run_again_with_iteration_numbers_from_zero_is_judged_again() -> None:
+    """The demo regenerates its jobs every cycle: iteration numbers restart, and the slowdown of the second
+    run must still be found."""
+    detector = CollectiveDetector()
+    first = detector.update(iterations(SLOW)) + detector.flush()
+    later = {n + 50: d for n, d in SLOW.items()}  # starts after the first run ended...
+    second = iterations(later)
+    second["iteration"] -= 50  # ...numbered from 0 again
+    events = detector.update(second) + detector.flush()
+    assert [e["state"] for e in latest_rows(first)] == [e["state"] for e in latest_rows(events)] == ["closed"]
+    assert events[-1]["ts"] == np.datetime64(T0 + 58 * PERIOD, "us")
+
+
+def test_the_default_factor_finds_the_demo_stretch_from_40_to_60_ms() -> None:
+    demo = {n: (59.4 if 20 <= n < 40 else 39.9) for n in range(60)}
+    detector = CollectiveDetector()
+    events = latest_rows(detector.update(iterations(demo)) + detector.flush())
+    assert len(events) == 1 and events[0]["value"] == pytest.approx(59.4 / 39.9)
