@@ -19,6 +19,15 @@ A starting in the hole (a failure between all-reduce bursts affects no flow, and
 A hole no flow moved out of is an idle pause, not a failure. Nor is a link whose flows all moved
 only because another link through the same spine failed (the far side of that failure), or went
 back to the link they had left when it failed (it was repaired).
+
+No event without evidence (DESIGN.md section 6): a silence is a failure only if a flow it carried was
+cut and reappeared on another link of the leaf: a RoCE data flow that skipped PSNs across the move, or
+a flow still sending at `ts` (its last packet on L within `gap_factor` times its own packet spacing)
+that then stayed away for longer than that; or, between bursts, if flows moved while the link's own
+sessions (BFD, LLDP, BGP) fell silent. A flow that moved promptly without loss is an ECMP rehash, no
+evidence. Convergence is measured on the interrupted flows: those still sending at `ts` or that
+skipped PSNs; a flow whose burst had ended before `ts` and came back on its next burst resumed after
+idle and is listed apart in the details. Oper-down from counters is evidence on its own.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ class FastRecoveryConfig:
     timeout_ms: float = 2000.0
     lateness_ms: float = 50.0
     back_wait_ms: float = 100.0
+    gap_factor: float = 2.0
 
 
 @dataclass
@@ -64,9 +74,12 @@ class _Failure:
     psn_last: np.ndarray
     data: np.ndarray
     affected: np.ndarray
+    last_seen: np.ndarray  # each flow's last packet on the link up to the failure
+    spacing: np.ndarray  # its packet spacing there (from its last three packets)
     recovered_at: np.ndarray = field(init=False)
     new_link: np.ndarray = field(init=False)
     psn_first: np.ndarray = field(init=False)
+    updated: int = field(init=False, default=0)  # data time of the incident's latest row, 0 before the first
 
     def __post_init__(self) -> None:
         self.recovered_at = np.full(len(self.keys), -1, dtype=np.int64)
@@ -197,19 +210,31 @@ class FastRecoveryDetector:
         for at, until in holes:
             if at <= judged:
                 continue
-            if not final and watermark < at + silence:
+            last = self._last_packet(rows, part, at, until)
+            if not final and watermark < last + silence:
                 break
-            failure = self._failure(rows, part, link, at, "silence", until)
-            moved = failure is not None and _moved(failure)
-            if moved and failure is not None and not final and watermark < _first_move(failure):
+            failure = self._failure(rows, part, link, last, "silence", until)
+            evident = failure is not None and self._evidence(rows, part, failure, watermark)
+            if evident and failure is not None and not final and watermark < self._first_move(failure):
                 break
             settled = final or (until is not None and watermark >= until) or watermark >= at + timeout
-            if not moved and not settled:
+            if not evident and not settled:
                 break
             judged = self._judged[link] = at
-            if moved and failure is not None:
+            if evident and failure is not None:
                 failures.append(failure)
         return failures
+
+    def _last_packet(self, rows: dict[str, np.ndarray], part: np.ndarray, at: int, until: int | None) -> int:
+        """The link's last packet before a hole in its dense rows: `at`, or a later packet of a sparse flow
+        (BFD after the burst) that then fell silent for longer than its own spacing allows. A sparse row
+        ending just before the link came back spans the outage and its repair, and says nothing."""
+        ends, tails = rows["ts_end"][part], rows["ts_tail"][part]
+        inside = ends > at
+        if until is not None:
+            spacing = np.where((tails > 0) & (tails < ends), (ends - tails) // 2, until - at)
+            inside &= until - ends > self.config.gap_factor * spacing
+        return int(ends[inside].max()) if inside.any() else at
 
     def _failure(self, rows: dict[str, np.ndarray], part: np.ndarray, link: str, ts: int, trigger: str,
                  until: int | None) -> _Failure | None:
@@ -230,6 +255,8 @@ class FastRecoveryDetector:
             psn_last=rows["psn_last"][carried], data=rows["data"][carried],
             affected=_witnessed(rows["ts_tail"][carried], rows["ts_end"][carried], ts, until,
                                 ms_to_us(self.config.window_ms)),
+            last_seen=rows["ts_end"][carried],
+            spacing=np.maximum((rows["ts_end"][carried] - rows["ts_tail"][carried]) // 2, 1),
         )
         self._recover(failure)
         return failure
@@ -284,8 +311,57 @@ class FastRecoveryDetector:
         moved = np.flatnonzero(failure.recovered_at >= 0)
         return all(failure.keys[i].tobytes() in self._left.get(str(failure.new_link[i]), ()) for i in moved)
 
+    def _interrupted(self, failure: _Failure) -> np.ndarray:
+        """Affected flows the failure cut, the ones convergence is measured on: recovered elsewhere after
+        skipping PSNs, or still sending at `ts` (their last packet on the link within `gap_factor` times
+        their own packet spacing). The others had ended their burst before the failure and resumed after
+        idle on another link."""
+        recovered = failure.affected & (failure.recovered_at >= 0)
+        sending = failure.ts - failure.last_seen <= self.config.gap_factor * failure.spacing
+        return recovered & (self._skipped(failure) | sending)
+
+    def _cut(self, failure: _Failure) -> np.ndarray:
+        """Interrupted flows that show it themselves: PSNs skipped, or away from the link for longer than
+        their own packet spacing allows (an ECMP rehash moves a flow within it, without loss)."""
+        away = failure.recovered_at - failure.last_seen > self.config.gap_factor * failure.spacing
+        return self._interrupted(failure) & (self._skipped(failure) | away)
+
+    @staticmethod
+    def _skipped(failure: _Failure) -> np.ndarray:
+        return failure.data & (failure.recovered_at >= 0) & (psn_skipped(failure.psn_last, failure.psn_first) > 0)
+
+    def _first_move(self, failure: _Failure) -> int:
+        """The first packet on another link of a cut flow (of any flow that moved, when none was)."""
+        cut = self._cut(failure)
+        movers = cut if cut.any() else failure.recovered_at >= 0
+        return int(failure.recovered_at[movers].min())
+
+    def _evidence(self, rows: dict[str, np.ndarray], part: np.ndarray, failure: _Failure, watermark: int) -> bool:
+        """Whether a silent hole of a link is a failure (DESIGN.md section 6: no event without evidence).
+        Not if the link carried anything inside it (a sparse flow's packet: it was alive). Yes if an
+        interrupted flow shows the cut itself (`_cut`). Between bursts, when no flow was sending: yes if
+        flows moved to another link of the leaf while a session of the link itself (BFD, LLDP, BGP:
+        neither `up` nor `down`, they never move) went silent for longer than its own packet spacing
+        allows; an ECMP rehash moves flows but leaves those, and a burst that ended is no silence of theirs."""
+        end = watermark if failure.until is None else failure.until
+        starts = rows["ts_start"][part]
+        if ((starts > failure.ts) & (starts < end)).any():
+            return False
+        if self._cut(failure).any():
+            return True
+        movers = failure.recovered_at >= 0
+        if not movers.any():
+            return False
+        before = part[(rows["ts_end"][part] <= failure.ts) & ~np.isin(rows["direction"][part], DIRECTIONS)]
+        tail, last = rows["ts_tail"][before], rows["ts_end"][before]
+        spaced = (tail > 0) & (tail < last)
+        allowed = self.config.gap_factor * (last - tail) // 2
+        return bool((spaced & (failure.ts - last <= allowed) & (end - last > allowed)).any())
+
     # -- emission ----------------------------------------------------------------------------------------
     def _emit(self, watermark: int, *, final: bool) -> list[Event]:
+        """Write each failure open when declared, closed once its flows recovered and its link came back or
+        `back_wait_ms` passed, once the link came back, at the timeout, or at the end of input."""
         timeout = ms_to_us(self.config.timeout_ms)
         events: list[Event] = []
         waiting: list[_Failure] = []
@@ -297,39 +373,51 @@ class FastRecoveryDetector:
             done = bool((failure.recovered_at[failure.affected] >= 0).all())
             waited = watermark >= failure.ts + ms_to_us(self.config.back_wait_ms)
             if final or back or (done and waited) or watermark >= failure.ts + timeout:
-                events.append(self._event(failure))
+                events.append(self._event(failure, state="closed"))
             else:
+                if not failure.updated:
+                    events.append(self._event(failure, state="open"))
                 waiting.append(failure)
         self._pending = waiting
         return events
 
-    def _event(self, failure: _Failure) -> Event:
+    def _event(self, failure: _Failure, *, state: str) -> Event:
         recovered = (failure.recovered_at >= 0) & failure.affected
+        interrupted = self._interrupted(failure)
+        resumed = recovered & ~interrupted
         delay_ms = (failure.recovered_at - failure.ts) / 1000
-        converged = {d: float(delay_ms[recovered & (failure.directions == d)].max())
-                     if (recovered & (failure.directions == d)).any() else None for d in DIRECTIONS}
+        converged = {d: float(delay_ms[interrupted & (failure.directions == d)].max())
+                     if (interrupted & (failure.directions == d)).any() else None for d in DIRECTIONS}
         present = [v for v in converged.values() if v is not None]
         convergence = max(present) if present else None
         lost = psn_skipped(failure.psn_last, failure.psn_first)
         lost = np.where(recovered & failure.data, lost, 0)
         flows = [{"flow": describe(failure.keys[i]), "direction": str(failure.directions[i]),
                   "new_link": str(failure.new_link[i]) or None,
-                  "convergence_ms": float(delay_ms[i]) if recovered[i] else None,
+                  "convergence_ms": float(delay_ms[i]) if interrupted[i] else None,
                   "packets_lost": int(lost[i]) if recovered[i] and failure.data[i] else None}
-                 for i in np.argsort(-np.where(recovered, delay_ms, np.inf))[:_DETAIL_FLOWS] if failure.affected[i]]
+                 for i in np.argsort(-np.where(interrupted, delay_ms, -np.inf))[:_DETAIL_FLOWS]
+                 if failure.affected[i] and not resumed[i]]
+        idle = [{"flow": describe(failure.keys[i]), "direction": str(failure.directions[i]),
+                 "new_link": str(failure.new_link[i]), "back_after_ms": float(delay_ms[i])}
+                for i in np.flatnonzero(resumed)[:_DETAIL_FLOWS]]
         affected, back = int(failure.affected.sum()), int(recovered.sum())
         ts_end = int(failure.recovered_at[recovered].max()) if back else failure.ts
         text = ", ".join(f"{name} {value:.3f} ms" for name, value in
                          (("local", converged["up"]), ("remote", converged["down"])) if value is not None)
+        failure.updated = max(self._latest, failure.updated + 1)
         return make_event(
             "fast_recovery", ts=failure.ts, ts_end=ts_end, severity="warning" if back == affected else "critical",
             link=failure.link, device=failure.leaf, convergence_ms=convergence,
             local_convergence_ms=converged["up"], remote_convergence_ms=converged["down"],
             flows_affected=affected, flows_recovered=back, packets_lost=int(lost.sum()), value=convergence,
+            state=state, updated=failure.updated,
             summary=f"{failure.link} failed ({failure.trigger.replace('_', '-')}): converged "
                     f"{text or 'never'}, {back}/{affected} flows recovered, {int(lost.sum())} packets lost",
             details={"leaf": failure.leaf, "spine": failure.spine, "trigger": failure.trigger, "flows": flows,
-                     "link_back_us": failure.until},
+                     "interrupted": int(interrupted.sum()),
+                     "median_convergence_ms": float(np.median(delay_ms[interrupted])) if interrupted.any() else None,
+                     "resumed_after_idle": idle, "link_back_us": failure.until},
         )
 
     def _prune(self, watermark: int) -> None:
@@ -349,22 +437,6 @@ def _witnessed(ts_tail: np.ndarray, ts_end: np.ndarray, ts: int, until: int | No
     tail is from after the repair, its packets before `ts` are unknown, and it is not counted."""
     affected = ts_tail >= ts - window
     return affected if until is None else affected & (ts_end <= until)
-
-
-def _moved(failure: _Failure) -> bool:
-    """Whether a silence is a failure: an affected flow went elsewhere, or, when none was affected (a
-    failure between bursts), any flow the link carried did. Flows that merely resume elsewhere after a
-    repair are not affected, so they no longer make a silence look like a failure."""
-    movers = failure.recovered_at >= 0
-    return bool(movers[failure.affected].any()) if failure.affected.any() else bool(movers.any())
-
-
-def _first_move(failure: _Failure) -> int:
-    """The first packet on another link of a flow that moved out of the hole (an affected one if any was)."""
-    movers = failure.recovered_at >= 0
-    if failure.affected.any():
-        movers &= failure.affected
-    return int(failure.recovered_at[movers].min())
 
 
 def psn_skipped(psn_last: np.ndarray, psn_first: np.ndarray) -> np.ndarray:

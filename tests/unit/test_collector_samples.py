@@ -18,7 +18,7 @@ from collectors.collector import Collector
 from collectors.replay import replay_batches
 from pipeline.detect.ecmp import EcmpConfig
 from pipeline.detect.engine import DetectorSet
-from pipeline.detect.events import Event
+from pipeline.detect.events import Event, latest_rows
 from pipeline.topology import load_topology
 from simulator.generator import generate
 from simulator.scenario import load_scenario
@@ -58,7 +58,7 @@ def run(sample: str, seed: int | None, tmp_path: Path) -> Run:
     events += detectors.flush()
     merged = {table: {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
               for table, parts in tables.items()}
-    return Run(merged["flows"], merged["iterations"], events, json.loads(truth_path.read_text()))
+    return Run(merged["flows"], merged["iterations"], latest_rows(events), json.loads(truth_path.read_text()))
 
 
 def _address(raw: bytes) -> str:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pytest
 
-from pipeline.detect.events import EVENT_COLUMNS
+from pipeline.detect.events import EVENT_COLUMNS, latest_rows
 from pipeline.detect.fast_recovery import FastRecoveryConfig, FastRecoveryDetector, psn_skipped
 from pipeline.records import empty_columns
 
@@ -66,7 +66,7 @@ def batch(rows: list[Row]) -> dict[str, np.ndarray]:
         columns["ts_end"][i] = np.datetime64(r.end, "us")
         columns["ts_tail"][i] = np.datetime64(r.tail, "us")
         columns["psn_first"][i], columns["psn_last"][i] = r.psn
-        columns["packets"][i] = 1000
+        columns["packets"][i] = 1000 if r.direction != "unknown" else (r.end - r.start) * 2 // (r.end - r.tail) + 1
         columns["roce_ack" if r.flow.acks else "roce_write"][i] = 1000
     return columns
 
@@ -140,7 +140,8 @@ def test_far_side_of_the_failed_spine_is_not_a_failure_of_its_own() -> None:
 def test_flow_that_never_recovers_is_reported_after_the_timeout() -> None:
     detector = FastRecoveryDetector()
     stuck = row(F4, "leaf1-spine1", "up", T0 + 300 * MS, FAIL - 50, psn=(0, 99))
-    assert detector.update(batch([*before_failure(), stuck, *after_failure(FAIL + 1500 * MS)])) == []
+    opened = detector.update(batch([*before_failure(), stuck, *after_failure(FAIL + 1500 * MS)]))
+    assert [e["state"] for e in opened] == ["open"]  # declared as soon as known, 4 of 5 flows back so far
     keep_going = [row(F1, "leaf1-spine2", "up", FAIL + 1500 * MS + 1, FAIL + 3100 * MS)]
     event = only(detector.update(batch(keep_going)))
     assert (event["flows_affected"], event["flows_recovered"], event["packets_lost"]) == (5, 4, 37)
@@ -259,7 +260,8 @@ def test_a_flow_still_sending_on_the_link_is_waited_for_before_a_hole_is_a_failu
     assert detector.update(batch([row(F1, "leaf1-spine1", "up", FAIL - 60 * MS, FAIL - 50 * MS)])) == []
     assert detector.update(batch([row(F1, "leaf1-spine2", "up", FAIL + MS, FAIL + 6 * MS)])) == []
     assert detector.update(batch([row(F2, "leaf1-spine1", "up", T0, FAIL)])) == []
-    assert detector.update(batch([row(F2, "leaf1-spine2", "up", FAIL + 1500, FAIL + 60 * MS)])) == []
+    opened = detector.update(batch([row(F2, "leaf1-spine2", "up", FAIL + 1500, FAIL + 60 * MS)]))
+    assert [(e["state"], e["ts"]) for e in opened] == [("open", np.datetime64(FAIL, "us"))]
     event = only(detector.update(batch([row(F4, "leaf2-spine1", "up", FAIL, FAIL + 160 * MS)])))
     assert event["ts"] == np.datetime64(FAIL, "us")
     assert (event["flows_affected"], event["flows_recovered"]) == (1, 1)
@@ -271,7 +273,8 @@ def test_a_recovered_failure_waits_a_little_for_the_link_to_come_back() -> None:
     detector = FastRecoveryDetector()
     rows = [row(F1, "leaf1-spine1", "up", T0, FAIL), row(F1, "leaf1-spine2", "up", FAIL + 1400, FAIL + 20 * MS)]
     assert detector.update(batch(rows)) == []
-    assert detector.update(batch([row(F4, "leaf2-spine1", "up", T0, FAIL + 80 * MS)])) == []  # declared, waits
+    opened = detector.update(batch([row(F4, "leaf2-spine1", "up", T0, FAIL + 80 * MS)]))  # declared, waits
+    assert [e["state"] for e in opened] == ["open"]
     back = row(F1, "leaf1-spine1", "up", FAIL + 25 * MS, FAIL + 90 * MS)
     event = only(detector.update(batch([back])))
     assert json.loads(str(event["details"]))["link_back_us"] == FAIL + 25 * MS
@@ -317,3 +320,57 @@ def test_failure_between_bursts_is_timed_by_control_traffic_and_affects_no_flow(
     event = only(FastRecoveryDetector().update(batch(rows)))
     assert event["ts"] == np.datetime64(FAIL, "us")
     assert (event["flows_affected"], event["flows_recovered"], event["convergence_ms"]) == (0, 0, None)
+
+
+def control(link: str, start: int, end: int, interval: int = 20 * MS) -> Row:
+    """A session of the link itself (BFD): neither up nor down, one packet every `interval`."""
+    return row(Flow("10.254.0.1", "10.254.0.2", 0), link, "unknown", start, end, tail=end - 2 * interval)
+
+
+def test_flows_moved_promptly_without_loss_are_an_ecmp_rehash_not_a_failure() -> None:
+    """Another link came back and ECMP moved leaf1-spine1's flows to spine2 within their packet spacing,
+    without skipping a PSN: the link fell silent, but nothing was cut."""
+    rows = [
+        row(F1, "leaf1-spine1", "up", T0, FAIL, psn=(0, 1000)),
+        row(F2, "leaf1-spine1", "up", T0 + 5, FAIL - 50, psn=(7000, 7300)),
+        row(F1, "leaf1-spine2", "up", FAIL + 150, FAIL + 900 * MS, psn=(1001, 5000)),
+        row(F2, "leaf1-spine2", "up", FAIL + 100, FAIL + 900 * MS, psn=(7301, 9000)),
+        row(F4, "leaf2-spine1", "up", T0, FAIL + 2600 * MS),
+    ]
+    detector = FastRecoveryDetector()
+    assert detector.update(batch(rows)) + detector.flush() == []
+
+
+def test_a_link_still_carrying_its_own_session_inside_the_hole_has_not_failed() -> None:
+    """Only the flows toward one leaf were cut (the remote half of that leaf's failure): leaf1-spine1's BFD
+    went on, so the failure is not on this link."""
+    rows = [*before_failure(), *after_failure(FAIL + 1500 * MS),
+            control("leaf1-spine1", T0, FAIL - 10 * MS), control("leaf1-spine1", FAIL + 10 * MS, FAIL + 1500 * MS)]
+    detector = FastRecoveryDetector()
+    assert detector.update(batch(rows)) + detector.flush() == []
+
+
+def test_a_burst_that_ended_before_the_failure_resumed_after_idle_and_is_not_in_the_convergence() -> None:
+    """F4's burst ended 7 ms before the failure (its spacing is 150 µs) and came back on its next burst 88 ms
+    later on spine2: listed as resumed after idle, not an 88 ms convergence."""
+    ended = row(F4, "leaf1-spine1", "up", FAIL - 12 * MS, FAIL - 7 * MS, psn=(0, 40))
+    resumed = row(F4, "leaf1-spine2", "up", FAIL + 88 * MS, FAIL + 93 * MS, psn=(41, 80))
+    rows = [*before_failure(), ended, *after_failure(FAIL + 1500 * MS), resumed]
+    event = only(latest_rows(FastRecoveryDetector().update(batch(rows))))
+    assert event["local_convergence_ms"] == pytest.approx(1.4)
+    details = json.loads(str(event["details"]))
+    assert [f["back_after_ms"] for f in details["resumed_after_idle"]] == [pytest.approx(88.0)]
+    assert event["flows_affected"] == 5 and details["interrupted"] == 4
+
+
+def test_a_failure_between_bursts_needs_the_links_own_sessions_to_fall_silent() -> None:
+    """Between bursts nothing is cut: the failure shows as BFD silent on the link while the flows' next
+    bursts go elsewhere. The same move with BFD going on is a rehash."""
+    burst = row(F1, "leaf1-spine1", "up", FAIL - 20 * MS, FAIL - 12 * MS, psn=(0, 50))
+    next_burst = row(F1, "leaf1-spine2", "up", FAIL + 18 * MS, FAIL + 26 * MS, psn=(51, 100))
+    other = row(F4, "leaf2-spine1", "up", T0, FAIL + 2600 * MS)
+    failed = [burst, control("leaf1-spine1", T0, FAIL), next_burst, other]
+    events = latest_rows(FastRecoveryDetector().update(batch(failed)))
+    assert [(e["link"], e["ts"], e["flows_affected"]) for e in events] == [("leaf1-spine1", np.datetime64(FAIL, "us"), 0)]
+    rehashed = [burst, control("leaf1-spine1", T0, FAIL + 2600 * MS), next_burst, other]
+    assert FastRecoveryDetector().update(batch(rehashed)) == []
