@@ -52,17 +52,18 @@ class DetectorSet:
             self.fast_recovery.observe_counters(batch)
             events = self.link_health.update(batch)
         events = self.link_status.merge(events)
+        self.ecmp.observe(events)
         self.emitted += len(events)
         return events
 
     def flush(self) -> list[Event]:
-        """End of input: every detector closes what it holds; congestion first so slowdowns can blame it."""
+        """End of input: every detector closes what it holds; congestion first so slowdowns can blame it, and
+        outages before ECMP so the imbalance they cause stays theirs."""
         congestion = self.congestion.flush()
         self.collective.observe(congestion)
-        events = self.link_status.merge(
-            congestion + self.ecmp.flush() + self.fast_recovery.flush() + self.link_health.flush()
-            + self.collective.flush()
-        )
+        outages = self.link_status.merge(self.fast_recovery.flush() + self.link_health.flush())
+        self.ecmp.observe(outages)
+        events = self.link_status.merge(congestion + self.ecmp.flush()) + outages + self.collective.flush()
         self.emitted += len(events)
         return events
 

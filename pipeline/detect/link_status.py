@@ -51,8 +51,10 @@ class LinkStatus:
 
     def _first(self, kind: str, link: str, ts: int) -> bool:
         """True when no report of this transition on this link was made within `same_within_ms`."""
-        seen = self._reported.setdefault((kind, link), [])
-        if any(abs(ts - other) <= ms_to_us(self.config.same_within_ms) for other in seen):
+        window = ms_to_us(self.config.same_within_ms)
+        seen = self._reported[(kind, link)] = [other for other in self._reported.get((kind, link), [])
+                                               if other >= ts - 2 * window]  # bounded in a long run
+        if any(abs(ts - other) <= window for other in seen):
             return False
         seen.append(ts)
         return True
@@ -71,7 +73,9 @@ class LinkStatus:
             events.append(make_event("link_up", ts=back, ts_end=back, severity="info", link=link, device=device,
                                      summary=f"{link} up, traffic back", details={"source": "traffic"}))
         brief = back - down <= ms_to_us(self.config.flap_max_ms)
-        overlapping = any(start <= back and down <= end for start, end in self._flaps.get(link, []))
+        self._flaps[link] = [(start, end) for start, end in self._flaps.get(link, [])
+                             if end >= down - ms_to_us(self.config.same_within_ms)]
+        overlapping = any(start <= back and down <= end for start, end in self._flaps[link])
         if brief and not overlapping:
             self._flaps.setdefault(link, []).append((down, back))
             events.append(make_event(
