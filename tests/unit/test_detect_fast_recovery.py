@@ -371,6 +371,7 @@ def test_a_failure_between_bursts_needs_the_links_own_sessions_to_fall_silent() 
     other = row(F4, "leaf2-spine1", "up", T0, FAIL + 2600 * MS)
     failed = [burst, control("leaf1-spine1", T0, FAIL), next_burst, other]
     events = latest_rows(FastRecoveryDetector().update(batch(failed)))
-    assert [(e["link"], e["ts"], e["flows_affected"]) for e in events] == [("leaf1-spine1", np.datetime64(FAIL, "us"), 0)]
+    assert [(e["link"], e["ts"], e["flows_affected"]) for e in events] == [
+        ("leaf1-spine1", np.datetime64(FAIL, "us"), 0)]
     rehashed = [burst, control("leaf1-spine1", T0, FAIL + 2600 * MS), next_burst, other]
     assert FastRecoveryDetector().update(batch(rehashed)) == []
