@@ -21,6 +21,7 @@ demo: $(BIN)/.installed system-deps
 
 test: $(BIN)/.installed system-deps
 	$(BIN)/ruff check collectors pipeline dashboards simulator fabricscope tests bench scripts
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 bench: $(BIN)/.installed system-deps

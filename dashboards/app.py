@@ -29,7 +29,8 @@ def create_app(store: Store, topology: Topology, *, auth: AuthConfig | None = No
     """The dashboard for `topology` reading `store` (already open); `live` follows the newest data by default,
     `auth` requires a login on every request, `latency` times every request, `metrics` serves /metrics
     (behind the same login as the pages)."""
-    app = dash.Dash(__name__, title=f"fabricscope · {topology.fabric}", update_title=None)
+    # update_title "": the tab keeps its title while callbacks run
+    app = dash.Dash(__name__, title=f"fabricscope · {topology.fabric}", update_title="")
     app.layout = layout(topology, live)
     callbacks.register(app, store, topology, live=live)
     if metrics is not None:
