@@ -10,6 +10,8 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from collectors.collector import Collector
+from collectors.replay import replay_batches
 from dashboards.app import create_app
 from dashboards.latency import RequestLatency
 from fabricscope.commands import ingest
@@ -21,7 +23,8 @@ from pipeline.sink import SinkStats
 from pipeline.store import Store, StoreConfig
 from pipeline.topology import load_topology
 
-TOPOLOGY_FILE = Path(__file__).resolve().parents[2] / "samples" / "topology.yaml"
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+TOPOLOGY_FILE = SAMPLES / "topology.yaml"
 
 
 def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -107,6 +110,18 @@ def test_open_incidents_follow_the_latest_row_of_each_incident() -> None:
     assert detectors.open_incidents == 1
     track([{"event_id": "a", "state": "closed"}])
     assert detectors.open_incidents == 0 and detectors.emitted == 6
+
+
+def test_open_incidents_of_a_sample_rise_while_its_episode_lasts_and_fall_to_zero_at_the_end() -> None:
+    topology = load_topology(SAMPLES / "allreduce_congestion.topology.yaml")
+    detectors, latest, seen_open = DetectorSet(topology), {}, 0
+    for records in Collector(topology).run(replay_batches([SAMPLES / "allreduce_congestion.pcap"], progress=False)):
+        for table, batch in records.tables():
+            latest.update((event["event_id"], event["state"]) for event in detectors.update(table, batch))
+            assert detectors.open_incidents == sum(state == "open" for state in latest.values())
+            seen_open = max(seen_open, detectors.open_incidents)
+    latest.update((event["event_id"], event["state"]) for event in detectors.flush())
+    assert seen_open >= 1 and set(latest.values()) == {"closed"} and detectors.open_incidents == 0
 
 
 def test_ingest_refuses_a_bad_metrics_address_before_starting_anything() -> None:
