@@ -3,7 +3,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := tshark chromium chromium-driver libndpi-bin tcpdump tcpreplay pmacct snmpd snmp iproute2
+SYSTEM_PACKAGES := tshark chromium chromium-driver libndpi-bin tcpdump tcpreplay pmacct snmpd snmp iproute2 libcap2-bin systemd
 
 .PHONY: demo test lint bench system-deps clean
 
@@ -21,6 +21,7 @@ demo: $(BIN)/.installed system-deps
 
 test: $(BIN)/.installed system-deps
 	$(BIN)/ruff check collectors pipeline dashboards simulator fabricscope tests bench scripts
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 bench: $(BIN)/.installed system-deps

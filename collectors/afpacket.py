@@ -197,7 +197,7 @@ class PacketRing:
 
     def _ready_blocks(self) -> list[int]:
         """Indexes of the blocks the kernel has handed over, in ring order from the next one to read."""
-        ready = []
+        ready: list[int] = []
         index = self._next_block
         while len(ready) < self.blocks and self._words[self._status_word[index]] & TP_STATUS_USER:
             ready.append(index)
@@ -294,8 +294,8 @@ def _copy_frames(
         pos = block + words[(block + BLOCK_FIRST_PKT) >> 2]
         for _ in range(words[(block + BLOCK_NUM_PKTS) >> 2]):
             status = words[(pos + PKT_STATUS) >> 2]
-            length = np.int64(words[(pos + PKT_SNAPLEN) >> 2])
-            wire = np.int64(words[(pos + PKT_LEN) >> 2])
+            length = int(np.int64(words[(pos + PKT_SNAPLEN) >> 2]))  # int64 in numba, as in offsets._u32
+            wire = int(np.int64(words[(pos + PKT_LEN) >> 2]))
             src = pos + halves[(pos + PKT_MAC) >> 1]
             offset[n] = at
             if status & TP_STATUS_VLAN_VALID and length >= MAC_ADDRESS_BYTES:

@@ -250,7 +250,7 @@ def walk(
         if i + PREFETCH_AHEAD < len(offset):
             ahead = offset[i + PREFETCH_AHEAD]
             for line in range(0, PREFETCH_SPAN, 64):
-                prefetch(buf, min(ahead + line, last))
+                prefetch(buf, min(ahead + line, last))  # type: ignore[call-arg]  # numba stubs: @intrinsic drops typingctx
         start = offset[i]
         end = start + caplen[i]
         st, tags, first_vid, last_vid, etype, at3, ipver, prot, at4, l4_end = _frame(buf, start, end)

@@ -138,7 +138,10 @@ class _Flows:
         count = len(first_row)
 
         def total(*names: str) -> np.ndarray:
-            return sum(np.bincount(flow, rows[name].astype(np.float64), count) for name in names)
+            summed = np.zeros(count, dtype=np.float64)
+            for name in names:
+                summed += np.bincount(flow, rows[name].astype(np.float64), count)
+            return summed
 
         first_us = np.full(count, np.iinfo(np.int64).max, dtype=np.int64)
         last_us = np.full(count, np.iinfo(np.int64).min, dtype=np.int64)

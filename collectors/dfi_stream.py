@@ -12,7 +12,7 @@ at pauses and flags the rows that began a burst.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -186,7 +186,7 @@ def _no_rows(table: tuple[Column, ...]) -> Columns:
     return {column.name: np.zeros(0, dtype=column.numpy) for column in table}
 
 
-def _concat(parts: list[Mapping[str, np.ndarray]]) -> Columns:
+def _concat(parts: Sequence[Mapping[str, np.ndarray]]) -> Columns:
     if len(parts) == 1:
         return dict(parts[0])
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}

@@ -11,7 +11,7 @@ its end plus `gap_ms` lies before the time up to which every row has arrived —
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,7 +109,7 @@ class IterationBuilder:
             periods.append(0.0 if previous is None else (iteration.ts - previous) / 1000)
             self._count[iteration.job] = number + 1
             self._last_start[iteration.job] = iteration.ts
-        values: dict[str, list[object]] = {
+        values: dict[str, Sequence[object]] = {
             "ts": [i.ts for i in found], "ts_end": [i.ts_end for i in found],
             "exporter": [self._exporter] * len(found), "job": [i.job for i in found], "iteration": numbers,
             "allreduce_ms": [(i.ts_end - i.ts) / 1000 for i in found], "period_ms": periods,

@@ -51,7 +51,7 @@ def prefetch(typingctx: object, buf: types.Array, at: types.Integer) -> tuple[Si
     predict; loops that know where later headers are issue these a few records ahead so the misses overlap.
     """
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):
         array_type = signature.args[0]
         array = context.make_array(array_type)(context, builder, args[0])
         pointer = cgutils.get_item_pointer(context, builder, array_type, array, [args[1]], wraparound=False)
@@ -67,16 +67,18 @@ def prefetch(typingctx: object, buf: types.Array, at: types.Integer) -> tuple[Si
 
 @numba.njit(cache=True, inline="always")
 def _u32(buf: np.ndarray, p: int, big: bool) -> int:
+    # int64 operands (not int() of the uint8: numba would make that unsigned, and unsigned plus signed a
+    # float); int() of the int64 result stays int64 in numba and is the declared int for the type checker
     b0, b1, b2, b3 = np.int64(buf[p]), np.int64(buf[p + 1]), np.int64(buf[p + 2]), np.int64(buf[p + 3])
     if big:
-        return (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
-    return (b3 << 24) | (b2 << 16) | (b1 << 8) | b0
+        return int((b0 << 24) | (b1 << 16) | (b2 << 8) | b3)
+    return int((b3 << 24) | (b2 << 16) | (b1 << 8) | b0)
 
 
 @numba.njit(cache=True, inline="always")
 def _u16(buf: np.ndarray, p: int, big: bool) -> int:
     b0, b1 = np.int64(buf[p]), np.int64(buf[p + 1])
-    return (b0 << 8) | b1 if big else (b1 << 8) | b0
+    return int((b0 << 8) | b1 if big else (b1 << 8) | b0)
 
 
 @numba.njit(cache=True)

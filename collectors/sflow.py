@@ -154,7 +154,8 @@ MIN_DROP = 8 + DISCARDED_PACKET_FIXED
 
 @numba.njit(cache=True, inline="always")
 def _u32(buf: np.ndarray, p: int) -> int:
-    return (np.int64(buf[p]) << 24) | (np.int64(buf[p + 1]) << 16) | (np.int64(buf[p + 2]) << 8) | np.int64(buf[p + 3])
+    return int((np.int64(buf[p]) << 24) | (np.int64(buf[p + 1]) << 16) | (np.int64(buf[p + 2]) << 8)
+               | np.int64(buf[p + 3]))  # int64 in numba, as in offsets._u32
 
 
 @numba.njit(cache=True, inline="always")

@@ -91,7 +91,7 @@ class SflowSource:
 
     def _drain(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Receive every datagram ready now (up to the buffer's room) without blocking."""
-        view = memoryview(self._buffer)
+        view = self._buffer.data  # a writable memoryview of the receive buffer
         limit = len(self._buffer) - MAX_DATAGRAM
         offsets: list[int] = []
         lengths: list[int] = []

@@ -30,6 +30,7 @@ from pyasn1.type import univ
 from pysnmp.proto import api, rfc1905
 
 from pipeline import records
+from pipeline.errors import SourceError
 from pipeline.source import Columns, Step
 from pipeline.topology import Topology
 
@@ -118,11 +119,12 @@ class SnmpTarget:
             raise ValueError(f"snmp target {self.device}: version {self.version!r} is not supported, only 2c")
 
 
-class PollFailed(Exception):
-    """A target's poll gave nothing usable; `reason` is the label its error count is kept under."""
+class PollFailed(SourceError):
+    """A target's poll gave nothing usable; `reason` is the label its error count is kept under. The next
+    poll may succeed, so it is retriable."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
+        super().__init__(f"{reason}: {detail}" if detail else reason, retriable=True)
         self.reason = reason
 
 

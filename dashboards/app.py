@@ -6,32 +6,55 @@ store through callbacks, per request, so many users can share one process.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import dash
+from flask import Response
 
 from dashboards import callbacks
 from dashboards.auth import AuthConfig, install_auth
+from dashboards.latency import RequestLatency, install_request_timing
 from dashboards.layout import layout
 from dashboards.server import DEFAULT_HOST, DEFAULT_PORT, DashboardServer, check_exposure
 from pipeline.store import Store
 from pipeline.topology import Topology
 
+METRICS_ROUTE = "/metrics"
+# Renders the metrics page: (body, content type); the wiring supplies it, so this package needs no metrics library.
+MetricsPage = Callable[[], tuple[bytes, str]]
 
-def create_app(store: Store, topology: Topology, *, auth: AuthConfig | None = None, live: bool = True) -> dash.Dash:
+
+def create_app(store: Store, topology: Topology, *, auth: AuthConfig | None = None, live: bool = True,
+               latency: RequestLatency | None = None, metrics: MetricsPage | None = None) -> dash.Dash:
     """The dashboard for `topology` reading `store` (already open); `live` follows the newest data by default,
-    `auth` requires a login on every request."""
-    app = dash.Dash(__name__, title=f"fabricscope · {topology.fabric}", update_title=None)
+    `auth` requires a login on every request, `latency` times every request, `metrics` serves /metrics
+    (behind the same login as the pages)."""
+    # update_title "": the tab keeps its title while callbacks run
+    app = dash.Dash(__name__, title=f"fabricscope · {topology.fabric}", update_title="")
     app.layout = layout(topology, live)
     callbacks.register(app, store, topology, live=live)
+    if metrics is not None:
+        render = metrics
+
+        def metrics_route() -> Response:
+            body, content_type = render()
+            return Response(body, content_type=content_type)
+
+        app.server.add_url_rule(METRICS_ROUTE, "metrics", metrics_route)
+    if latency is not None:
+        install_request_timing(app.server, latency)  # before the login check, so refusals are timed too
     if auth is not None:
         install_auth(app.server, auth)
     return app
 
 
 def dashboard_server(store: Store, topology: Topology, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                     auth: AuthConfig | None = None, live: bool = True) -> DashboardServer:
+                     auth: AuthConfig | None = None, live: bool = True,
+                     latency: RequestLatency | None = None, metrics: MetricsPage | None = None) -> DashboardServer:
     """A server for the dashboard, not yet bound; refuses a non-loopback host without auth."""
     check_exposure(host, auth is not None)
-    return DashboardServer(create_app(store, topology, auth=auth, live=live).server, host=host, port=port)
+    app = create_app(store, topology, auth=auth, live=live, latency=latency, metrics=metrics)
+    return DashboardServer(app.server, host=host, port=port)
 
 
 def run_dashboard(store: Store, topology: Topology, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,

@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 import yaml
 from flask import Flask, Response, redirect, request, session
 from werkzeug.security import check_password_hash
+from werkzeug.wrappers import Response as BaseResponse
 
 from pipeline.errors import InputError
 
@@ -80,7 +81,7 @@ def install_auth(server: Flask, config: AuthConfig) -> None:
     server.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict")
 
     @server.before_request
-    def _require_login() -> Response | None:
+    def _require_login() -> BaseResponse | None:
         if session.get(SESSION_KEY):
             return None
         token = request.args.get("token", "")

@@ -297,7 +297,7 @@ def register(app: dash.Dash, store: Store, topology: Topology, *, live: bool) ->
 
 def _bind(app: dash.Dash, view: Callable[[Store, Topology, Any], list[Any]], store: Store, topology: Topology,
           targets: list[str]) -> None:
-    outputs = [Output(*target.split(".")) for target in targets]
+    outputs = [Output(component, prop) for component, prop in (target.split(".", 1) for target in targets)]
 
     @app.callback(outputs, Input("window", "data"))
     def _section(data: Any) -> list[Any]:

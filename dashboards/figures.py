@@ -314,7 +314,7 @@ def _naive(value: datetime) -> datetime:
     return (timestamp.tz_convert("UTC").tz_localize(None) if timestamp.tzinfo else timestamp).to_pydatetime()
 
 
-def _ms(value: object) -> str:
+def _ms(value: float | None) -> str:
     return "n/a" if value is None or pd.isna(value) else f"{float(value):.3f} ms"
 
 

@@ -6,8 +6,11 @@ Built from the topology only (no data): every figure and table is filled by call
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
-from dash import dash_table, dcc, html
+from dash import dcc, html
+from dash.dash_table.DataTable import DataTable
+from dash.development.base_component import Component
 
 from dashboards.state import HEATMAP_METRICS, RANGES
 from pipeline.labels import APPS, TRAFFIC_CLASSES
@@ -16,12 +19,12 @@ from pipeline.topology import Topology
 LIVE_INTERVAL_MS = 1000
 # Not "responsive": that would drop each figure's own height, and charts like the per-flow recovery
 # view grow with what they show.
-GRAPH_CONFIG = {"displaylogo": False}
+GRAPH_CONFIG: dcc.Graph.Config = {"displaylogo": False}
 SECTION = {"border": "1px solid #ddd", "borderRadius": "6px", "padding": "8px 12px", "margin": "10px 0",
            "background": "white"}
 ROW = {"display": "flex", "gap": "12px", "flexWrap": "wrap", "alignItems": "center"}
 HALF = {"flex": "1 1 560px", "minWidth": "420px"}
-TABLE_STYLE = {
+TABLE_STYLE: dict[str, Any] = {
     "style_table": {"overflowX": "auto", "maxHeight": "360px", "overflowY": "auto"},
     "style_cell": {"fontFamily": "monospace", "fontSize": "12px", "padding": "2px 6px", "textAlign": "left",
                    "maxWidth": "420px", "whiteSpace": "normal"},
@@ -37,11 +40,11 @@ FLOW_COLUMNS = ("first", "last", "link", "direction", "src", "src_port", "dst", 
                 "app", "traffic_class", "job", "packets", "bytes", "ecn_ce", "cnp", "psn_gaps")
 
 
-def _table(table_id: str, columns: tuple[str, ...], **options: object) -> dash_table.DataTable:
+def _table(table_id: str, columns: tuple[str, ...], **options: Any) -> DataTable:
     # DataTable is deprecated in Dash 4 in favour of dash-ag-grid, which is not a dependency of fabricscope.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return dash_table.DataTable(
+        return DataTable(
             id=table_id, data=[], columns=[{"name": c, "id": c} for c in columns], **TABLE_STYLE, **options
         )
 
@@ -50,7 +53,7 @@ def _graph(graph_id: str) -> dcc.Graph:
     return dcc.Graph(id=graph_id, config=GRAPH_CONFIG)
 
 
-def _section(title: str, section_id: str, *children: object) -> html.Section:
+def _section(title: str, section_id: str, *children: Component) -> html.Section:
     return html.Section(
         [html.H3(title, style={"margin": "4px 0"}), html.Div(id=f"{section_id}-status", className="status",
                                                              style={"color": "#b03a2e"}), *children],

@@ -10,6 +10,23 @@ dropped and queued figures, and a scrape turns both into metric families. Names:
     fabricscope_lag_seconds{source}                 age of the oldest message Kafka has not acknowledged
     fabricscope_kafka_connected{source}             1 while the producer is connected
     fabricscope_kafka_reconnects_total{source}      failed sends or connects, each followed by a backoff
+
+The services that read the topics (`ingest`) and the dashboard export their own figures the same way,
+read at scrape time from the component (`Sink.stats`, `DetectorService.counts()`, `RequestLatency`):
+
+    fabricscope_sink_rows_total{table}              rows inserted and committed (= rows in ClickHouse)
+    fabricscope_sink_messages_total                 Kafka messages consumed
+    fabricscope_sink_inserts_total                  ranges inserted and committed
+    fabricscope_sink_insert_seconds_total           time spent in ClickHouse inserts (insert thread)
+    fabricscope_sink_insert_wait_seconds_total      time the consumer waited for an insert to finish
+    fabricscope_sink_retries_total                  retries after ClickHouse was unavailable
+    fabricscope_sink_dlq_messages_total             messages sent to <topic>.dlq
+    fabricscope_detector_rows_total{table}          rows fed to the detectors
+    fabricscope_detector_events_total               event rows produced to the events topic
+    fabricscope_detector_skipped_total              messages the detectors could not decode
+    fabricscope_detector_open_incidents             incidents open now
+    fabricscope_detector_lag_seconds                how long the last message processed had waited in Kafka
+    fabricscope_dashboard_request_seconds{route}    histogram of the dashboard's answer times
 """
 
 from __future__ import annotations
@@ -18,14 +35,21 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
+from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from pipeline.errors import InputError
 from pipeline.source import Source
+
+if TYPE_CHECKING:  # the live sources import this module: no sink, detectors or Flask for them
+    from dashboards.latency import RequestLatency
+    from pipeline.detect.service import DetectorService
+    from pipeline.sink import Sink
 
 
 @dataclass
@@ -80,6 +104,88 @@ class SourceMetrics(Collector):
         yield reconnects
 
 
+def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation)
+    family.add_metric([], value)
+    return family
+
+
+class SinkMetrics(Collector):
+    """A prometheus_client collector over one sink's stats."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.sink.stats
+        rows = CounterMetricFamily("fabricscope_sink_rows", "rows inserted into ClickHouse and committed",
+                                   labels=["table"])
+        for table, count in sorted(stats.rows.items()):
+            rows.add_metric([table], count)
+        yield rows
+        yield _counter("fabricscope_sink_messages", "Kafka messages consumed by the sink", stats.messages)
+        yield _counter("fabricscope_sink_inserts", "ranges inserted and committed", stats.inserts)
+        yield _counter("fabricscope_sink_insert_seconds", "time spent in ClickHouse inserts", stats.insert_s)
+        yield _counter("fabricscope_sink_insert_wait_seconds", "time the consumer waited for an insert",
+                       stats.insert_wait_s)
+        yield _counter("fabricscope_sink_retries", "retries after ClickHouse was unavailable", stats.retries)
+        yield _counter("fabricscope_sink_dlq_messages", "messages sent to the dead-letter topics",
+                       stats.dead_letters)
+
+
+class DetectorMetrics(Collector):
+    """A prometheus_client collector over the detectors' consumer-group member."""
+
+    def __init__(self, service: DetectorService) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self.service.counts()
+        rows = CounterMetricFamily("fabricscope_detector_rows", "rows fed to the detectors", labels=["table"])
+        for table, count in sorted(counts.rows.items()):
+            rows.add_metric([table], count)
+        yield rows
+        yield _counter("fabricscope_detector_messages", "Kafka messages consumed by the detectors", counts.messages)
+        yield _counter("fabricscope_detector_events", "event rows produced to the events topic", counts.events)
+        yield _counter("fabricscope_detector_skipped", "messages the detectors could not decode", counts.skipped)
+        incidents = GaugeMetricFamily("fabricscope_detector_open_incidents", "incidents open now")
+        incidents.add_metric([], counts.open_incidents)
+        yield incidents
+        lag = GaugeMetricFamily("fabricscope_detector_lag_seconds",
+                                "how long the last message processed had waited in Kafka")
+        lag.add_metric([], counts.lag_s)
+        yield lag
+
+
+class DashboardMetrics(Collector):
+    """A prometheus_client collector over the dashboard's request latency."""
+
+    def __init__(self, latency: RequestLatency) -> None:
+        self.latency = latency
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily("fabricscope_dashboard_request_seconds",
+                                       "time the dashboard took to answer a request", labels=["route"])
+        bounds = [str(bound) for bound in self.latency.buckets_s] + ["+Inf"]
+        for route, histogram in sorted(self.latency.snapshot().items()):
+            cumulative = list(accumulate(histogram.buckets))
+            family.add_metric([route], list(zip(bounds, cumulative, strict=True)), histogram.sum_s)
+        yield family
+
+
+def registry_of(*collectors: Collector) -> CollectorRegistry:
+    """A registry of its own (not the process-wide default) holding `collectors`."""
+    registry = CollectorRegistry()
+    for collector in collectors:
+        registry.register(collector)
+    return registry
+
+
+def metrics_page(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """The Prometheus text of `registry` and its content type (the dashboard's /metrics route)."""
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
 def parse_listen(text: str, option: str) -> tuple[str, int]:
     """HOST:PORT (IPv6 as [addr]:port) → (host, port); InputError naming the option otherwise."""
     host, sep, port = text.rpartition(":")
@@ -91,9 +197,12 @@ def parse_listen(text: str, option: str) -> tuple[str, int]:
 
 def serve_metrics(listen: str, source: Source, delivery: Delivery) -> WSGIServer:
     """Serve /metrics on HOST:PORT in a daemon thread; a taken port is bad input naming --metrics."""
+    return serve_registry(listen, registry_of(SourceMetrics(source, delivery)))
+
+
+def serve_registry(listen: str, registry: CollectorRegistry) -> WSGIServer:
+    """Serve `registry` on /metrics at HOST:PORT in a daemon thread; a taken port is bad input naming --metrics."""
     host, port = parse_listen(listen, "--metrics")
-    registry = CollectorRegistry()
-    registry.register(SourceMetrics(source, delivery))
     try:
         server, _ = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:

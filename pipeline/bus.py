@@ -86,6 +86,7 @@ class Record:
     key: bytes | None
     value: bytes
     headers: tuple[Header, ...]
+    timestamp_ms: int = -1  # the producer's create time (epoch ms); -1 when the broker gave none
 
 
 class Producer:
@@ -212,7 +213,8 @@ class Consumer:
         except KafkaError as exc:
             raise _translate("poll", exc) from exc
         return [
-            Record(m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers or ()))
+            Record(m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers or ()),
+                   -1 if m.timestamp is None else int(m.timestamp))
             for messages in polled.values()
             for m in messages
         ]

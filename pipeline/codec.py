@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -22,7 +23,7 @@ KEY_COLUMNS = ("link", "job")
 _IP_BYTES = 16
 _SCHEMA_MARGIN = 1.25
 
-Batch = Mapping[str, np.ndarray] | pa.Table
+Batch: TypeAlias = Mapping[str, np.ndarray] | pa.Table
 
 
 @dataclass(frozen=True, slots=True)

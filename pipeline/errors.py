@@ -7,7 +7,10 @@
     ├── StoreError          ClickHouse refused or is unreachable (`retriable` says if a retry can help)
     │   └── StoreLockedError  the embedded data directory is held by another process
     ├── BusError            Kafka refused or is unreachable (`retriable` says if a retry can help)
-    └── DecodeError         a Kafka message is not a valid record batch (it goes to the DLQ)
+    ├── DecodeError         a Kafka message is not a valid record batch (it goes to the DLQ)
+    └── SourceError         a live source could not read a switch (`retriable` says if the next try can help)
+        └── PollFailed      collectors.snmp: one SNMP poll gave nothing usable (`reason` labels its count)
+            └── BadAnswer   the agent's answer is not a usable SNMPv2c response
 """
 
 from __future__ import annotations
@@ -64,3 +67,13 @@ class DecodeError(FabricscopeError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class SourceError(FabricscopeError):
+    """A live source could not read a switch (unreachable, timed out, answered garbage); `retriable` is True
+    when the next poll or connection may succeed. Sources count these and go on; one reaches the user only
+    when the source cannot run at all."""
+
+    def __init__(self, message: str, *, retriable: bool = False) -> None:
+        super().__init__(message)
+        self.retriable = retriable

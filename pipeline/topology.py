@@ -223,7 +223,7 @@ class _Parser:
                 raise self.fail(leaves, name, f"leaf '{name}' must be a mapping like {{hosts: [\"10.0.1.0/24\"]}}")
             self._no_unknown_keys(spec, {"hosts"}, f"leaf '{name}'")
             hosts = spec.get("hosts", LineList())
-            if not isinstance(hosts, list):
+            if not isinstance(hosts, LineList):
                 raise self.fail(spec, "hosts", f"leaf '{name}': 'hosts' must be a list of prefixes")
             networks: list[IPNetwork] = []
             for i, prefix in enumerate(hosts):

@@ -3,6 +3,8 @@ the link's /31 addresses (direction unknown), LLDP, and ARP for the BGP neighbou
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import numpy as np
 from scapy.layers.inet import IP
 
@@ -16,6 +18,13 @@ from simulator.templates import TemplateTable
 BGP_PORT = 179
 BFD_PORT = 3784
 NO_IP = "::"
+
+
+class Where(TypedDict):
+    """The link a control flow stays on and which end sends it (Flow's link-local fields)."""
+
+    link: int
+    from_leaf: bool
 
 
 class ControlTraffic:
@@ -33,7 +42,7 @@ class ControlTraffic:
         mine, peer = (link.leaf_ip, link.spine_ip) if from_leaf else (link.spine_ip, link.leaf_ip)
         mac, peer_mac = ((Fabric.leaf_mac(link.leaf), Fabric.spine_mac(link.spine)) if from_leaf
                          else (Fabric.spine_mac(link.spine), Fabric.leaf_mac(link.leaf)))
-        where = {"link": link.index, "from_leaf": from_leaf}
+        where = Where(link=link.index, from_leaf=from_leaf)
         if kind == "bgp":
             leaf_port = 40000 + link.index
             ports = (leaf_port, BGP_PORT) if from_leaf else (BGP_PORT, leaf_port)

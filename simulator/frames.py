@@ -78,6 +78,7 @@ def udp(flow: Flow, src_mac: str, dst_mac: str, payload: Packet | bytes, tos: in
 
 
 def icmp_echo(flow: Flow, src_mac: str, dst_mac: str, reply: bool, payload: bytes) -> Packet:
+    echo: Packet
     if ":" in flow.src_ip:
         echo = ICMPv6EchoReply(id=0x77, seq=1) if reply else ICMPv6EchoRequest(id=0x77, seq=1)
     else:

@@ -248,7 +248,7 @@ class _Parser:
 
     def _items(self, key: str, specs: dict[str, _ParamSpec]) -> list[tuple[Item, LineDict]]:
         items = self.doc.get(key, LineList())
-        if not isinstance(items, list):
+        if not isinstance(items, LineList):
             raise self.fail(self.doc, key, f"'{key}' must be a list of {{kind: ..., ...}}")
         result: list[tuple[Item, LineDict]] = []
         for i, entry in enumerate(items):
@@ -276,7 +276,8 @@ class _Parser:
             if not isinstance(value, bool):
                 raise self.fail(entry, name, f"'{name}' must be true or false")
             return value
-        if isinstance(value, bool) or not isinstance(value, types) or not low <= value <= high:
+        if (isinstance(value, bool) or not isinstance(value, types) or not isinstance(value, int | float)
+                or not low <= value <= high):
             what = "an integer" if types == (int,) else "a number"
             raise self.fail(entry, name, f"'{name}' must be {what} in {low:g}..{high:g}")
         return float(value) if float in types else value

@@ -150,7 +150,9 @@ def fast_recovery(cap: Capture, c: _Columns, down: LinkDown) -> dict[str, Any] |
     fabric_link = cap.fabric.links[down.link]
     other_links = [link.index for link in cap.fabric.links if link.leaf == fabric_link.leaf and link.index != down.link]
     elsewhere = np.isin(c.link, other_links) & (c.ts > ts)
-    local, remote, recovered, lost = [], [], 0, 0
+    local: list[float] = []  # ms from the failure to the flow's first packet elsewhere, by direction
+    remote: list[float] = []
+    recovered, lost = 0, 0
     for key in affected:
         rows = np.flatnonzero(window & (c.key == key))
         flow = cap.flows[int(c.flow[rows[0]])]

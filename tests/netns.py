@@ -1,8 +1,9 @@
 """Test hosts in Linux network namespaces joined by veth pairs (Debian iproute2), for the live-source tests.
 
 A `NetLab` owns every namespace and veth it makes and deletes them on exit, so a failed test leaves
-nothing behind. Tests that need it use `needs_netns`: where this process may not create namespaces (not
-root, no iproute2), they are skipped with the reason printed, never silently passed.
+nothing behind. Tests that need it use `needs_netns` (and `needs_tcpreplay` to send into them): where this
+process may not create namespaces (not root, no iproute2), they are skipped with the reason printed, and
+under CI they fail (tests/requirements.py), never silently passed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import subprocess
 from collections.abc import Sequence
 from types import TracebackType
 
-import pytest
+from requirements import requires
 
 _serial = itertools.count()
 
@@ -34,7 +35,9 @@ def netns_unavailable() -> str | None:
 
 
 _REASON = netns_unavailable()
-needs_netns = pytest.mark.skipif(_REASON is not None, reason=f"network namespaces unavailable: {_REASON}")
+needs_netns = requires(_REASON is None, f"network namespaces unavailable: {_REASON}")
+needs_tcpreplay = requires(shutil.which("tcpreplay") is not None,
+                           "Debian tcpreplay is not installed (make test installs it)")
 
 
 def ip(*args: str, namespace: str | None = None) -> None:

@@ -31,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
 
     from dashboards.app import dashboard_server
     from dashboards.auth import load_auth
+    from dashboards.latency import RequestLatency
+    from fabricscope.metrics import DashboardMetrics, metrics_page, registry_of
     from pipeline.store import Store, StoreConfig, embedded_dsn
     from pipeline.topology import load_topology
 
@@ -41,7 +43,10 @@ def run(args: argparse.Namespace) -> int:
     topology = load_topology(args.topology)
     auth = load_auth(args.auth) if args.auth else None
     store = Store(StoreConfig(dsn=args.clickhouse or embedded_dsn(args.data_dir)))
-    server = dashboard_server(store, topology, host=args.host, port=args.port, auth=auth, live=not args.history)
+    latency = RequestLatency()
+    registry = registry_of(DashboardMetrics(latency))  # on the dashboard's own /metrics, behind --auth
+    server = dashboard_server(store, topology, host=args.host, port=args.port, auth=auth, live=not args.history,
+                              latency=latency, metrics=lambda: metrics_page(registry))
     server.bind()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request, several per second when live
     with store:

@@ -18,9 +18,12 @@ from typing import TYPE_CHECKING
 from pipeline.errors import InputError
 
 if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
+
     from pipeline.detect.engine import DetectorSet
 
 DEFAULT_LOG_LEVEL = "INFO"
+METRICS_PORT = 9714
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topology", metavar="T", default=os.environ.get("FABRICSCOPE_TOPOLOGY"),
                         help="topology YAML: also run the detectors (consumer group fabricscope-detect), "
                         "events to the events topic")
+    parser.add_argument("--metrics", metavar="HOST:PORT", default=f"127.0.0.1:{METRICS_PORT}",
+                        help="serve Prometheus /metrics (sink and detectors) here, 'off' for none "
+                        "(default: %(default)s)")
 
 
 def _detectors(args: argparse.Namespace) -> DetectorSet | None:
@@ -52,11 +58,14 @@ def _detectors(args: argparse.Namespace) -> DetectorSet | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fabricscope.metrics import DetectorMetrics, SinkMetrics, parse_listen, registry_of, serve_registry
     from fabricscope.services import Services, ServicesConfig
     from pipeline.sink import Sink, SinkConfig
 
     if args.batch_rows <= 0 or args.batch_wait <= 0:
         raise InputError("--batch-rows/--batch-wait", "must be positive")
+    if args.metrics != "off":
+        parse_listen(args.metrics, "--metrics")  # checked before anything starts
     logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     detectors = _detectors(args)
     stop = threading.Event()
@@ -68,18 +77,28 @@ def run(args: argparse.Namespace) -> int:
         sink = Sink(SinkConfig(group=args.group, batch_rows=args.batch_rows, batch_wait_s=args.batch_wait),
                     bus=services.bus, store=services.store)
         detecting, detectors_stop = None, threading.Event()
+        collectors: list[Collector] = [SinkMetrics(sink)]
         if detectors is not None:
             from pipeline.detect.service import DetectorService, DetectorServiceConfig
 
             service = DetectorService(DetectorServiceConfig(), bus=services.bus, detectors=detectors)
+            collectors.append(DetectorMetrics(service))
             detecting = threading.Thread(target=service.run, args=(detectors_stop,), name="fabricscope-detect")
-            detecting.start()
-        sink.run(stop, idle_exit_s=args.until_idle)
-        if detecting is not None:
-            detectors_stop.set()  # the detectors emit what they still hold, then stop
-            detecting.join()
-            if not stop.is_set():
-                sink.run(stop, idle_exit_s=args.until_idle)  # a batch load: insert those last events too
+        server = None if args.metrics == "off" else serve_registry(args.metrics, registry_of(*collectors))
+        if server is not None:
+            print(f"fabricscope ingest: metrics on http://{args.metrics}/metrics", file=sys.stderr, flush=True)
+        try:
+            if detecting is not None:
+                detecting.start()
+            sink.run(stop, idle_exit_s=args.until_idle)
+            if detecting is not None:
+                detectors_stop.set()  # the detectors emit what they still hold, then stop
+                detecting.join()
+                if not stop.is_set():
+                    sink.run(stop, idle_exit_s=args.until_idle)  # a batch load: insert those last events too
+        finally:
+            if server is not None:
+                server.shutdown()
         stats = sink.stats
     print(f"fabricscope ingest: {stats.messages} messages, rows {stats.rows}, {stats.dead_letters} to the DLQ",
           file=sys.stderr)

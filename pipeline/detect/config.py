@@ -93,7 +93,7 @@ def load_detector_config(path: str | Path) -> DetectorConfig:
         if not isinstance(settings, LineDict):
             raise InputError(source, f"detectors.{name} must be a mapping of setting to value",
                              line=line_of(section, name))
-        default = sections[name].default_factory()  # type: ignore[misc]
+        default = getattr(DetectorConfig(), name)
         chosen[name] = _section(source, name, settings, default)
     return DetectorConfig(**chosen)
 

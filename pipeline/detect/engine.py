@@ -34,6 +34,23 @@ class DetectorSet:
         self.fast_recovery = FastRecoveryDetector(config.fast_recovery)
         self.link_status = LinkStatus(config.link_status)
         self.emitted = 0
+        self._open: set[str] = set()
+
+    @property
+    def open_incidents(self) -> int:
+        """Incidents whose latest row says `state: open` (rows without an `event_id` are never open)."""
+        return len(self._open)
+
+    def _track(self, events: list[Event]) -> list[Event]:
+        """Count what leaves and keep which incidents are open, from the rows themselves."""
+        for event in events:
+            event_id = event.get("event_id")
+            if event_id and event.get("state") == "open":
+                self._open.add(event_id)
+            elif event_id:
+                self._open.discard(event_id)
+        self.emitted += len(events)
+        return events
 
     def update(self, table: str, batch: Batch) -> list[Event]:
         """Feed one batch of `table` rows (INPUT_TABLES); other tables are ignored."""
@@ -53,8 +70,7 @@ class DetectorSet:
             events = self.link_health.update(batch)
         events = self.link_status.merge(events)
         self.ecmp.observe(events)
-        self.emitted += len(events)
-        return events
+        return self._track(events)
 
     def flush(self) -> list[Event]:
         """End of input: every detector closes what it holds; congestion first so slowdowns can blame it, and
@@ -64,8 +80,7 @@ class DetectorSet:
         outages = self.link_status.merge(self.fast_recovery.flush() + self.link_health.flush())
         self.ecmp.observe(outages)
         events = self.link_status.merge(congestion + self.ecmp.flush()) + outages + self.collective.flush()
-        self.emitted += len(events)
-        return events
+        return self._track(events)
 
 
 def event_columns(events: list[Event]) -> dict[str, np.ndarray]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import Counter
 from dataclasses import dataclass
 
 from kafka.structs import TopicPartition
@@ -25,6 +27,20 @@ log = logging.getLogger("fabricscope.detect")
 
 DEFAULT_GROUP = "fabricscope-detect"
 DEFAULT_POLL_TIMEOUT_MS = 200
+
+
+@dataclass(frozen=True)
+class DetectorCounts:
+    """What the detectors took in and gave out: rows by input table, events emitted, messages skipped,
+    incidents open now, and how long the last message processed had waited in Kafka (production to
+    detection; 0 before the first)."""
+
+    rows: dict[str, int]
+    messages: int
+    events: int
+    skipped: int
+    open_incidents: int
+    lag_s: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,7 +58,18 @@ class DetectorService:
         self.detectors = detectors
         self.events = 0
         self.skipped = 0
+        self.messages = 0
+        self.rows: Counter[str] = Counter()
+        self.lag_s = 0.0
+        self._lock = threading.Lock()
         self._tables = {records.topic(table): table for table in INPUT_TABLES}
+
+    def counts(self) -> DetectorCounts:
+        """A consistent snapshot of the counters, safe to take from another thread (a /metrics scrape)."""
+        with self._lock:
+            return DetectorCounts(rows=dict(self.rows), messages=self.messages, events=self.events,
+                                  skipped=self.skipped, open_incidents=self.detectors.open_incidents,
+                                  lag_s=self.lag_s)
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set, then emit what the detectors still hold (a clean shutdown loses no
@@ -58,6 +85,9 @@ class DetectorService:
                 for record in polled:
                     self._feed(record.topic, record.value, producer)
                     offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
+                    if record.timestamp_ms >= 0:
+                        with self._lock:
+                            self.lag_s = max(0.0, time.time() - record.timestamp_ms / 1000)
                 producer.flush()
                 consumer.commit(offsets)
             self._emit(self.detectors.flush(), producer)
@@ -69,14 +99,20 @@ class DetectorService:
     def _feed(self, topic: str, value: bytes, producer: Producer) -> None:
         table = self._tables[topic]
         try:
-            batch = codec.to_columns(codec.decode(table, value))
+            decoded = codec.decode(table, value)
         except DecodeError as exc:
-            self.skipped += 1  # the sink sends it to the DLQ with the reason; here it is only skipped
+            with self._lock:
+                self.messages += 1
+                self.skipped += 1  # the sink sends it to the DLQ with the reason; here it is only skipped
             log.warning("skipped a %s message: %s", table, exc)
             return
-        self._emit(self.detectors.update(table, batch), producer)
+        with self._lock:
+            self.messages += 1
+            self.rows[table] += decoded.num_rows
+        self._emit(self.detectors.update(table, codec.to_columns(decoded)), producer)
 
     def _emit(self, events: list[Event], producer: Producer) -> None:
         if events:
             producer.send_batch("events", event_columns(events))
-            self.events += len(events)
+            with self._lock:
+                self.events += len(events)

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from dashboard_fabric import BACKUP_LINK, FAILED_LINK, REMOTE_MS, Fabric, fill, topology
+from requirements import require
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
@@ -51,8 +52,8 @@ def dashboard(store: Store) -> Iterator[tuple[str, Fabric]]:
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
-    if not (Path(CHROMIUM).exists() and shutil.which(CHROMEDRIVER)):
-        pytest.skip("Debian chromium and chromium-driver are not installed")
+    require(Path(CHROMIUM).exists() and shutil.which(CHROMEDRIVER),
+            "Debian chromium and chromium-driver are not installed (make test installs them)")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

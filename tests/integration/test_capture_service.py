@@ -16,12 +16,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from netns import NetLab, mirror_link, needs_netns
+from netns import NetLab, mirror_link, needs_netns, needs_tcpreplay
 
 from pipeline import codec, records
 from pipeline.bus import BusConfig, Consumer
 
-pytestmark = [pytest.mark.integration, pytest.mark.netns, needs_netns]
+pytestmark = [pytest.mark.integration, pytest.mark.netns, needs_netns, needs_tcpreplay]
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 SAMPLE = "mixed"

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from requirements import require
 from scapy.contrib.erspan import ERSPAN_II, ERSPAN_III, ERSPAN_PlatformSpecific
 from scapy.contrib.mac_control import MACControlClassBasedFlowControl
 from scapy.contrib.roce import AETH, BTH, cnp
@@ -180,8 +181,8 @@ def cross_check(path: Path) -> int:
 
 @pytest.fixture(scope="module", autouse=True)
 def _needs_tshark() -> None:
-    if shutil.which("tshark") is None:
-        pytest.fail("tshark is required (Debian package tshark; `make system-deps`)")
+    require(shutil.which("tshark") is not None, "tshark is required (Debian package tshark; `make system-deps`)",
+            everywhere=True)
 
 
 def test_scapy_mix_matches_tshark(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ def test_replay_to_kafka_then_ingest_with_detectors(broker: str, clean_topics: l
     )
     fabricscope(
         "ingest", "--kafka", broker, "--topology", str(SAMPLES / "topology.yaml"), "--until-idle", "6",
-        "--group", f"ingest-{tmp_path.name}", "--data-dir", data_dir,
+        "--group", f"ingest-{tmp_path.name}", "--data-dir", data_dir, "--metrics", "off",
     )
     truth = json.loads((SAMPLES / "link_failure.truth.json").read_text())
     flows = json.loads(fabricscope("query", "SELECT sum(packets) AS p FROM flows", "--format", "json",

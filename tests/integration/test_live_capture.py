@@ -15,14 +15,14 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from netns import NetLab, ip, needs_netns
+from netns import NetLab, ip, needs_netns, needs_tcpreplay
 from sample_flows import SAMPLES, summed_flows, truth_flows
 
 from collectors.capture_source import CaptureSource
 from collectors.pcapfile import open_capture
 from pipeline.topology import load_topology
 
-pytestmark = [pytest.mark.netns, needs_netns]
+pytestmark = [pytest.mark.netns, needs_netns, needs_tcpreplay]
 
 RATE_PPS = 5_000  # per leaf
 WAIT_S = 20

@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from requirements import require
 
 from pipeline.detect.ecmp import EcmpConfig
 from simulator.generator import generate
@@ -83,8 +84,8 @@ def check(pcap: Path, truth_path: Path) -> None:
 
 @pytest.fixture(autouse=True)
 def _tshark() -> None:
-    if shutil.which("tshark") is None:
-        pytest.fail("tshark is required (Debian package tshark; `make test` installs it)")
+    require(shutil.which("tshark") is not None, "tshark is required (Debian package tshark; `make test` installs it)",
+            everywhere=True)
 
 
 @pytest.mark.parametrize("name", ["mixed", "allreduce_congestion", "link_failure", "combo"])

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pmacct import AGENT, FILLER, FILLER_IP, IFINDEX, IFSPEED, pmacctd, with_filler
+from requirements import requires
 from sample_flows import SAMPLES, SUMS, summed_flows, truth_flows
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
@@ -31,7 +32,7 @@ from collectors.sflow_source import SflowSource
 from pipeline.source import Columns
 from pipeline.topology import load_topology
 
-pytestmark = pytest.mark.skipif(shutil.which("pmacctd") is None, reason="Debian pmacct is not installed")
+pytestmark = requires(shutil.which("pmacctd") is not None, "Debian pmacct is not installed (make test installs it)")
 
 QUIET_S = 1.5  # pmacctd has finished when its log says so and no datagram came for this long
 DEADLINE_S = 40

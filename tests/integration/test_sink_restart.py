@@ -34,7 +34,7 @@ def _cli(*args: str) -> list[str]:
 def _ingest(broker: str, data_dir: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         _cli("ingest", "--kafka", broker, "--data-dir", str(data_dir), "--group", "restart",
-             "--batch-rows", "4000", "--batch-wait", "0.1", *extra),
+             "--batch-rows", "4000", "--batch-wait", "0.1", "--metrics", "off", *extra),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
@@ -93,7 +93,8 @@ def test_query_is_read_only_and_events_list_in_order(
     producer.send_batch("events", events)
     producer.flush()
     producer.stop()
-    loaded = subprocess.run(_cli("ingest", "--kafka", broker, "--data-dir", str(data_dir), "--until-idle", "1"),
+    loaded = subprocess.run(_cli("ingest", "--kafka", broker, "--data-dir", str(data_dir), "--until-idle", "1",
+                                 "--metrics", "off"),
                             capture_output=True, text=True, timeout=TIMEOUT_S)
     assert loaded.returncode == 0, loaded.stderr
     refused = _query(data_dir, "INSERT INTO events (kind) VALUES ('link_down')")

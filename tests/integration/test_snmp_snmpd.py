@@ -30,12 +30,13 @@ from collectors.snmp import COLUMNS, SYS_UPTIME, TWO_32, SnmpPoller, SnmpTarget
 from pipeline.detect.link_health import counter_rates
 from pipeline.topology import Topology
 from tests.netns import NetLab, ip, needs_netns
+from tests.requirements import requires
 
 pytestmark = [
     pytest.mark.netns,
     needs_netns,
-    pytest.mark.skipif(shutil.which("snmpd") is None or shutil.which("snmpget") is None,
-                       reason="Debian snmpd and snmp (snmpget) are not installed (make test installs them)"),
+    requires(shutil.which("snmpd") is not None and shutil.which("snmpget") is not None,
+             "Debian snmpd and snmp (snmpget) are not installed (make test installs them)"),
 ]
 
 TOPOLOGY = """\

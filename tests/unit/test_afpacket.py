@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from netns import NetLab, mirror_link, needs_netns
+from netns import NetLab, mirror_link, needs_netns, needs_tcpreplay
+from requirements import requires
 from scapy.all import IP, UDP, Dot1Q, Ether, IPv6, Raw, rdpcap, sendp, wrpcap
 
 from collectors.afpacket import PacketRing, RingStats
@@ -23,7 +24,7 @@ from collectors.packets import PacketBatch
 from pipeline.errors import InputError
 from pipeline.topology import load_topology
 
-pytestmark = [pytest.mark.netns, needs_netns]
+pytestmark = [pytest.mark.netns, needs_netns, needs_tcpreplay]
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 SNAPLEN = 256
@@ -161,7 +162,7 @@ def test_capture_survives_a_link_flap_and_stops_when_the_interface_goes(tmp_path
             assert ring.kernel_stats() == RingStats(packets=len(sent), drops=0, freezes=0)
 
 
-@pytest.mark.skipif(shutil.which("capsh") is None, reason="capsh (Debian libcap2-bin) is not installed")
+@requires(shutil.which("capsh") is not None, "capsh (Debian libcap2-bin) is not installed (make test installs it)")
 def test_without_cap_net_raw_is_input_error_naming_the_interface() -> None:
     script = "\n".join((
         "from collectors.afpacket import PacketRing",

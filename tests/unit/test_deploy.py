@@ -10,8 +10,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
+from requirements import requires
 
 from fabricscope.cli import build_parser
 from fabricscope.commands import capture, gnmi, sflow, snmp
@@ -75,7 +75,7 @@ def test_the_capture_env_example_holds_capture_flags() -> None:
     assert (args.iface, args.snaplen) == ("ens2f1", 256)
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed here")
+@requires(shutil.which("systemd-analyze") is not None, "systemd-analyze (Debian systemd) is not installed here")
 def test_the_systemd_unit_verifies(tmp_path: Path) -> None:
     """systemd-analyze checks every key and that ExecStart is executable: point it at this checkout's venv."""
     executable = shutil.which("fabricscope") or str(ROOT / ".venv" / "bin" / "fabricscope")

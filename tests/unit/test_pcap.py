@@ -19,6 +19,7 @@ from pcap_builders import (
     pcapng_spb,
     read_all,
 )
+from requirements import requires
 
 from collectors.pcapfile import PcapFile, PcapngFile, open_capture
 from pipeline.errors import InputError
@@ -201,7 +202,7 @@ def test_pcapng_interface_of_another_link_type_is_skipped(tmp_path: Path) -> Non
     assert stats.skipped["other_linktype"] == 1 and stats.records == 2
 
 
-@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux /proc")
+@requires(Path("/proc/self/smaps").exists(), "needs Linux /proc")
 def test_mapping_asks_for_huge_pages(tmp_path: Path) -> None:
     """The capture's mapping carries MADV_HUGEPAGE ('hg' in its VmFlags): cold full-frame captures are read
     in 2 MB pages instead of one fault per few 4 KB pages."""
