@@ -124,7 +124,8 @@ def test_recovery_event_and_its_flows_moving_links(store: Store, fabric: Fabric)
 def test_the_recovery_view_opens_on_the_newest_failure_that_converged(store: Store, fabric: Fabric) -> None:
     later = fabric.fail + timedelta(seconds=10)
     store.insert_rows("events", [(later, later, "fast_recovery", "critical", ERROR_LINK, "", "leaf3", "",
-                                  "silent, not converged yet", None, None, None, 0, 0, 0, None, "{}")],
+                                  "silent, not converged yet", None, None, None, 0, 0, 0, None, "{}",
+                                  "open-failure", "open", later)],
                       column_names=records.column_names("events"))
     window = window_payload(ViewState(), *_around(fabric))
     timeline, rows, _, flows, status = callbacks.recovery_view(store, topology(), window)
