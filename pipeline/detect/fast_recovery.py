@@ -111,6 +111,7 @@ class FastRecoveryDetector:
         self._pending: list[_Failure] = []
         self._recent: list[_Failure] = []
         self._left: dict[str, set[bytes]] = {}
+        self._undecided: dict[str, tuple[str, int]] = {}  # link -> (spine, start) of a hole still being judged
         self._link_codes: dict[str, int] = {}
         self._latest = np.iinfo(np.int64).min
 
@@ -219,7 +220,9 @@ class FastRecoveryDetector:
                 break
             settled = final or (until is not None and watermark >= until) or watermark >= at + timeout
             if not evident and not settled:
+                self._undecided[link] = (str(rows["spine"][part[0]]), last)
                 break
+            self._undecided.pop(link, None)
             judged = self._judged[link] = at
             if evident and failure is not None:
                 failures.append(failure)
@@ -299,12 +302,24 @@ class FastRecoveryDetector:
         return int(after.min()) if len(after) else None
 
     def _knock_on(self, failure: _Failure) -> bool:
-        """True when every flow that moved had been on another link through the same spine that failed."""
+        """True when every flow that moved had been on another link through the same spine that failed
+        before (the far side of that failure: its flows dropped at the spine until rerouted)."""
         window = ms_to_us(self.config.timeout_ms)
-        others = [f.keys for f in self._recent
-                  if f.link != failure.link and f.spine == failure.spine and abs(f.ts - failure.ts) <= window]
+        others = [f.keys for f in self._recent if f is not failure and f.link != failure.link
+                  and f.spine == failure.spine and failure.ts - window <= f.ts <= failure.ts]
         moved = failure.keys[failure.recovered_at >= 0]
         return bool(others) and bool(np.isin(moved, np.concatenate(others)).all())
+
+    def _may_explain(self, failure: _Failure) -> bool:
+        """Whether another link through the same spine fell silent first and is still being judged: if it
+        failed, this silence may be its far side, so this one waits before it is written."""
+        timeout = ms_to_us(self.config.timeout_ms)
+        return any(link != failure.link and spine == failure.spine and failure.ts - timeout <= at <= failure.ts
+                   for link, (spine, at) in self._undecided.items())
+
+    def _forget(self, failure: _Failure) -> None:
+        self._recent = [f for f in self._recent if f is not failure]
+        self._left.pop(failure.link, None)
 
     def _returning(self, failure: _Failure) -> bool:
         """True when every flow that moved went back to a link it had left when that link failed (repaired)."""
@@ -341,8 +356,10 @@ class FastRecoveryDetector:
         Not if the link carried anything inside it (a sparse flow's packet: it was alive). Yes if an
         interrupted flow shows the cut itself (`_cut`). Between bursts, when no flow was sending: yes if
         flows moved to another link of the leaf while a session of the link itself (BFD, LLDP, BGP:
-        neither `up` nor `down`, they never move) went silent for longer than its own packet spacing
-        allows; an ECMP rehash moves flows but leaves those, and a burst that ended is no silence of theirs."""
+        neither `up` nor `down`, they never move), sending up to the failure, stayed silent for a hole
+        longer than its own packet spacing allows (a hole shorter than that says nothing of a session
+        that sends once a second, whatever its last exported row); an ECMP rehash moves flows but leaves
+        those, and a burst that ended is no silence of theirs."""
         end = watermark if failure.until is None else failure.until
         starts = rows["ts_start"][part]
         if ((starts > failure.ts) & (starts < end)).any():
@@ -356,7 +373,7 @@ class FastRecoveryDetector:
         tail, last = rows["ts_tail"][before], rows["ts_end"][before]
         spaced = (tail > 0) & (tail < last)
         allowed = self.config.gap_factor * (last - tail) // 2
-        return bool((spaced & (failure.ts - last <= allowed) & (end - last > allowed)).any())
+        return bool((spaced & (failure.ts - last <= allowed) & (end - failure.ts > allowed)).any())
 
     # -- emission ----------------------------------------------------------------------------------------
     def _emit(self, watermark: int, *, final: bool) -> list[Event]:
@@ -369,6 +386,13 @@ class FastRecoveryDetector:
             self._recover(failure)
             if failure.until is None:
                 failure.until = self._back_at(failure)
+            if not failure.updated and failure.trigger == "silence":
+                if not final and self._may_explain(failure):
+                    waiting.append(failure)
+                    continue
+                if self._knock_on(failure) or self._returning(failure):  # a failure declared since explains it
+                    self._forget(failure)
+                    continue
             back = failure.until is not None and watermark >= failure.until
             done = bool((failure.recovered_at[failure.affected] >= 0).all())
             waited = watermark >= failure.ts + ms_to_us(self.config.back_wait_ms)

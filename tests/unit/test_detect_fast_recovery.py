@@ -375,3 +375,25 @@ def test_a_failure_between_bursts_needs_the_links_own_sessions_to_fall_silent() 
         ("leaf1-spine1", np.datetime64(FAIL, "us"), 0)]
     rehashed = [burst, control("leaf1-spine1", T0, FAIL + 2600 * MS), next_burst, other]
     assert FastRecoveryDetector().update(batch(rehashed)) == []
+
+
+def test_the_far_side_of_a_failure_declared_first_is_dropped_once_the_failure_is_known() -> None:
+    """leaf4-spine2 fails between bursts: only its BFD shows it, 40 ms later. The next burst of leaf3's flow
+    toward leaf4 is dropped at spine2 until leaf3 reroutes it through spine1, skipping PSNs: leaf3-spine2's
+    silence is declared first, but waits while leaf4-spine2's earlier silence is judged: once that is a failure,
+    it explains this one, which is never written."""
+    toward = Flow("10.0.3.1", "10.0.4.1", 301)
+    first = [
+        row(toward, "leaf3-spine2", "up", FAIL - 40 * MS, FAIL - 30 * MS, psn=(0, 60)),
+        row(toward, "leaf4-spine2", "down", FAIL - 40 * MS, FAIL - 30 * MS, psn=(0, 60)),
+        control("leaf4-spine2", T0, FAIL),
+        row(toward, "leaf3-spine2", "up", FAIL + 2 * MS, FAIL + 6 * MS, psn=(61, 90)),
+        row(toward, "leaf3-spine1", "up", FAIL + 17 * MS, FAIL + 70 * MS, psn=(132, 500)),
+    ]
+    later = [row(toward, "leaf3-spine1", "up", FAIL + 70 * MS + 1, FAIL + 2600 * MS, psn=(501, 9000)),
+             row(toward, "leaf4-spine1", "down", FAIL + 17 * MS, FAIL + 2600 * MS, psn=(132, 9000))]
+    detector = FastRecoveryDetector()
+    assert detector.update(batch(first)) == []  # leaf3-spine2 is declared, leaf4-spine2 not yet judged
+    assert [(f.link, f.updated) for f in detector._pending] == [("leaf3-spine2", 0)]
+    events = detector.update(batch(later)) + detector.flush()
+    assert [e["link"] for e in latest_rows(events)] == ["leaf4-spine2"]
