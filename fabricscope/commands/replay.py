@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from pipeline.errors import InputError
 
 if TYPE_CHECKING:
+    from fabricscope.config import Config
     from pipeline.streaming import Step, TimedBatches
     from pipeline.topology import Topology
 
@@ -52,13 +53,12 @@ def _counters(args: argparse.Namespace) -> list[TimedBatches]:
     return [TimedBatches("counters", read_counters(args.counters))] if args.counters else []
 
 
-def _produce_only(args: argparse.Namespace, steps: Iterable[Step]) -> str:
+def _produce_only(args: argparse.Namespace, config: Config, steps: Iterable[Step]) -> str:
     """--kafka given: records go to the cluster; `fabricscope ingest` members insert them and detect."""
-    from fabricscope.services import kafka_security
     from pipeline.bus import Admin, BusConfig, Producer, pipeline_topics
     from pipeline.streaming import rows_of
 
-    bus = BusConfig(bootstrap=args.kafka, security=kafka_security(args.config))
+    bus = BusConfig(bootstrap=args.kafka, security=dict(config.kafka))
     Admin(bus).create_topics(pipeline_topics())
     producer = Producer(bus).start()
     sent = 0
@@ -76,27 +76,25 @@ def _produce_only(args: argparse.Namespace, steps: Iterable[Step]) -> str:
     return f"{sent} records sent to {args.kafka}"
 
 
-def _into_embedded_store(args: argparse.Namespace, topology: Topology, steps: Iterable[Step]) -> str:
+def _into_embedded_store(args: argparse.Namespace, config: Config, topology: Topology, steps: Iterable[Step]) -> str:
     from fabricscope.services import Services, ServicesConfig
-    from pipeline.detect.config import load_detector_config
     from pipeline.detect.engine import DetectorSet
     from pipeline.streaming import stream_to_store
 
-    detector_config = load_detector_config(args.config) if args.config else None
     sources = _counters(args)
-    with Services(ServicesConfig.from_args(args)) as services:
+    with Services(ServicesConfig.from_args(args, config.kafka)) as services:
         summary = stream_to_store(
             steps,
             bus=services.bus,
             store=services.store,
-            detectors=DetectorSet(topology, detector_config),
+            detectors=DetectorSet(topology, config.detectors),
             side_sources=sources,
             progress=not args.no_progress,
         )
     return str(summary)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, config: Config) -> int:
     from collectors.collector import Collector, CollectorConfig
     from collectors.pcapfile import open_capture
     from collectors.replay import replay_batches
@@ -120,9 +118,9 @@ def run(args: argparse.Namespace) -> int:
                 writer.write(dict(step)["flows"])
         summary = f"{writer.rows} flow rows written to {args.out}"
     elif args.kafka is not None:
-        summary = _produce_only(args, steps)
+        summary = _produce_only(args, config, steps)
     else:
-        summary = _into_embedded_store(args, topology, steps)
+        summary = _into_embedded_store(args, config, topology, steps)
     stats = collector.stats
     print(
         f"{stats.packets} packets, {stats.malformed} malformed skipped, {stats.unattributed} not attributed "
