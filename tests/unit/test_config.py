@@ -158,3 +158,12 @@ def test_the_sflow_source_binds_in_start_not_in_its_constructor() -> None:
         with pytest.raises(InputError, match="is in use"):
             SflowSource(load_topology(TOPOLOGY), SflowConfig(listen=f"127.0.0.1:{bound}")).start()
     SflowSource(load_topology(TOPOLOGY), SflowConfig(listen=f"127.0.0.1:{bound}")).start().stop()  # released
+
+
+def test_the_readme_example_loads(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = readme.split("## Configuration", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = settle(["snmp", "--topology", TOPOLOGY], example, tmp_path)
+    assert config.kafka["security_protocol"] == "SASL_SSL"
+    assert (config.capture.iface, config.snmp.community, config.service.drain) == ("ens2f1", "fabricscope", 60.0)
+    assert config.detectors.congestion.ce_ratio == 0.05 and config.dashboard.host == "0.0.0.0"
