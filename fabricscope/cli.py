@@ -2,7 +2,8 @@
 
 Exit codes: 0 ok, 2 bad input (one line naming the file/field), 1 internal error.
 Each subcommand lives in `fabricscope.commands.<name>` and is imported only when it runs, so
-`fabricscope --help` stays fast and a command's heavy dependencies load only for it.
+`fabricscope --help` stays fast and a command's heavy dependencies load only for it. `--config FILE` is
+read here, once, into the typed fabricscope.config.Config the command runs with.
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from collectors.collector import DEFAULT_ACTIVE_TIMEOUT_S, DEFAULT_EXPORTER
+
     parser.add_argument("pcaps", nargs="+", metavar="PCAP", help="pcap or pcapng files, replayed in order")
     parser.add_argument("--topology", required=True, metavar="T", help="topology YAML (DESIGN section 4)")
     parser.add_argument(
@@ -28,8 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--counters", metavar="FILE", help="switch counters JSONL to send with the packets")
     parser.add_argument("--out", metavar="FILE", help="write flow records to FILE (.parquet or .jsonl), no Kafka")
-    parser.add_argument("--exporter", default="fabricscope", help="collector name in every record")
-    parser.add_argument("--active-timeout", type=float, default=1.0, metavar="S", help="flow export interval, ≤1 s")
+    parser.add_argument("--exporter", default=DEFAULT_EXPORTER,
+                        help="collector name in every record (default: %(default)s)")
+    parser.add_argument("--active-timeout", type=float, default=DEFAULT_ACTIVE_TIMEOUT_S, metavar="S",
+                        help="flow export interval, ≤1 s (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
