@@ -26,7 +26,7 @@ def field_default(cls: type, key: str) -> Any:
 
 def shown(value: Any) -> str:
     """A default as --help shows it."""
-    if value is None or value == ():
+    if value is None or value in ((), ""):
         return "none"
     if isinstance(value, bool):
         return "on" if value else "off"
