@@ -68,6 +68,10 @@ class SinkConfig:
     def validate(self, origin: Origin = IN_CODE) -> None:
         if not self.group:
             raise origin.error("group", "must name a consumer group")
+        unknown = sorted(set(self.tables) - set(records.TABLES))
+        if unknown or not self.tables:
+            raise origin.error("tables", f"not record tables: {', '.join(unknown) or 'none given'} "
+                               f"(known: {', '.join(records.TABLES)})")
         for key in ("batch_rows", "batch_wait_s", "poll_timeout_ms", "retry_initial_s", "retry_max_s"):
             if getattr(self, key) <= 0:
                 raise origin.error(key, "must be positive")

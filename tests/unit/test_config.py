@@ -117,6 +117,13 @@ def test_a_bad_value_is_an_error_naming_file_and_line(tmp_path: Path, text: str,
     assert str(caught.value).startswith(f"{config_file(tmp_path)}:{line}: {message}")
 
 
+def test_the_ingest_sink_section_is_validated(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=rf"^{tmp_path}/fabricscope.yaml:3: sink.tables: not record tables: flws"):
+        settle(["ingest"], "sink:\n  batch_rows: 10\n  tables: [flows, flws]\n", tmp_path)
+    with pytest.raises(InputError, match=r"^--batch-wait: must be positive"):
+        settle(["ingest", "--batch-wait", "0"])
+
+
 def test_a_bad_target_in_the_file_names_its_line(tmp_path: Path) -> None:
     text = "snmp:\n  targets:\n    - {device: leaf1, host: 10.0.0.11}\n    - {device: leaf2}\n"
     with pytest.raises(InputError, match=rf"^{tmp_path}/fabricscope.yaml:4: snmp.targets: a target is"):
