@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from collectors.afpacket import DEFAULT_BLOCK_BYTES, DEFAULT_BLOCKS, DEFAULT_SNAPLEN, PacketRing
-from collectors.capture_source import CaptureSource
+from collectors.capture_source import CaptureConfig, CaptureSource
 from collectors.packets import PacketBatch
 from collectors.pcapfile import open_capture
 from pipeline.topology import load_topology
@@ -145,8 +145,9 @@ def capture_ours(lab: Lab, loops: int, pps: int | None, options: RingOptions, *,
     source: CaptureSource | RingOnly
     if decode:
         source = CaptureSource(
-            load_topology(SAMPLES / "topology.yaml"), lab.capture, snaplen=options.snaplen,
-            block_bytes=options.block_bytes, blocks=options.blocks,
+            load_topology(SAMPLES / "topology.yaml"),
+            CaptureConfig(iface=lab.capture, snaplen=options.snaplen, block_bytes=options.block_bytes,
+                          ring_mb=(options.block_bytes * options.blocks) >> 20),
         )
     else:
         source = RingOnly(lab.capture, options)

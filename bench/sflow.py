@@ -46,7 +46,7 @@ from collectors.sflow import (
     walk,
     with_sflow_interfaces,
 )
-from collectors.sflow_source import DEFAULT_RECEIVE_BUFFER, SflowSource
+from collectors.sflow_source import DEFAULT_RECEIVE_BUFFER, SflowConfig, SflowSource
 from pipeline.topology import load_topology
 from tests.netns import NetLab, netns_unavailable
 
@@ -228,7 +228,7 @@ def live(datagrams: list[bytes], total: int, tmp: Path) -> None:
         lab = Lab(netlab, tmp / "sflow.pcap")
         netlab.address(lab.capture, f"{COLLECTOR_IP}/24")
         mac = Path(f"/sys/class/net/{lab.capture}/address").read_text().strip()
-        source = SflowSource(load_topology(TOPOLOGY), COLLECTOR_IP, 0)
+        source = SflowSource(load_topology(TOPOLOGY), SflowConfig(listen=f"{COLLECTOR_IP}:0")).start()
         sflow_pcap(datagrams, mac, source.port, lab.pcap)
         ours = capture_sflow(lab, source, loops)
         samples = source.counts()["samples_flow"]
@@ -238,7 +238,7 @@ def live(datagrams: list[bytes], total: int, tmp: Path) -> None:
         holder.close()
         ladder = []
         for pps in LADDER_PPS:
-            step = SflowSource(load_topology(TOPOLOGY), COLLECTOR_IP, source.port)
+            step = SflowSource(load_topology(TOPOLOGY), SflowConfig(listen=f"{COLLECTOR_IP}:{source.port}")).start()
             ladder.append(capture_sflow(lab, step, max(1, round(pps * LADDER_SECONDS / len(datagrams))), pps))
     print(f"\nlive: {len(datagrams):,} datagrams x {loops} loops by tcpreplay --topspeed into a veth; "
           f"the socket's queue and tcpdump's ring both {DEFAULT_RECEIVE_BUFFER // 2**20} MiB (counts are datagrams)")

@@ -9,49 +9,81 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 from collectors.afpacket import (
     DEFAULT_BLOCK_BYTES,
-    DEFAULT_BLOCKS,
     DEFAULT_SNAPLEN,
     DEFAULT_TIMEOUT_MS,
+    MAX_SNAPLEN,
     PacketRing,
     RingStats,
     interface_index,
 )
 from collectors.collector import Collector, CollectorConfig
+from pipeline.errors import InputError
+from pipeline.settings import IN_CODE, Origin
 from pipeline.source import Step
 from pipeline.topology import Topology
 
+MIN_SNAPLEN = 64
+DEFAULT_RING_MB = 128
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaptureConfig:
+    """The `capture` command's settings (config section `capture:`): the interface the mirror sessions
+    arrive on (required by the source's start(), not here: a shared config file leaves it to each host),
+    the bytes kept per frame, and the kernel ring (`ring_mb` in blocks of `block_bytes`)."""
+
+    iface: str | None = None
+    snaplen: int = DEFAULT_SNAPLEN
+    ring_mb: int = DEFAULT_RING_MB
+    block_bytes: int = DEFAULT_BLOCK_BYTES
+    timeout_ms: int = DEFAULT_TIMEOUT_MS
+
+    @property
+    def blocks(self) -> int:
+        return max(1, (self.ring_mb << 20) // self.block_bytes)
+
+    def validate(self, origin: Origin = IN_CODE) -> None:
+        if not MIN_SNAPLEN <= self.snaplen <= MAX_SNAPLEN:
+            raise origin.error("snaplen", f"must be within {MIN_SNAPLEN}..{MAX_SNAPLEN} bytes")
+        if self.ring_mb < self.block_bytes >> 20:
+            raise origin.error("ring_mb", f"must be at least {self.block_bytes >> 20}")
+        if self.timeout_ms <= 0:
+            raise origin.error("timeout_ms", "must be positive")
+
 
 class CaptureSource:
-    """Live capture on one interface as a pipeline.source.Source. The ring opens when `steps` starts and
-    closes when it returns; `counts` may be read from another thread meanwhile."""
+    """Live capture on one interface as a pipeline.source.Source. start() checks the interface; the ring
+    opens when `steps` starts and closes when it returns; `counts` may be read from another thread meanwhile."""
 
     name = "capture"
 
-    def __init__(
-        self,
-        topology: Topology,
-        iface: str,
-        *,
-        snaplen: int = DEFAULT_SNAPLEN,
-        collector_config: CollectorConfig | None = None,
-        block_bytes: int = DEFAULT_BLOCK_BYTES,
-        blocks: int = DEFAULT_BLOCKS,
-        timeout_ms: int = DEFAULT_TIMEOUT_MS,
-    ) -> None:
-        interface_index(iface)  # a missing interface is bad input, reported before anything starts
-        self.iface = iface
-        self.snaplen = snaplen
-        self.block_bytes = block_bytes
-        self.blocks = blocks
-        self.timeout_ms = timeout_ms
+    def __init__(self, topology: Topology, config: CaptureConfig, *,
+                 collector_config: CollectorConfig | None = None) -> None:
+        self.config = config
+        self.iface = config.iface or ""
+        self.snaplen = config.snaplen
+        self.block_bytes = config.block_bytes
+        self.blocks = config.blocks
+        self.timeout_ms = config.timeout_ms
         self.collector = Collector(topology, collector_config)
         self._bytes = 0
         self._ring: PacketRing | None = None
+
+    def start(self) -> CaptureSource:
+        """Check the interface exists: a missing one is bad input, reported before anything runs."""
+        if not self.iface:
+            raise InputError("--iface", "required (the interface receiving the mirrored traffic)")
+        interface_index(self.iface)
+        return self
+
+    def stop(self) -> None:
+        """Nothing to release: the ring is open only while `steps` runs."""
 
     def steps(self, stop: threading.Event) -> Iterator[Step]:
         """One step per ring wake-up (at least every `timeout_ms`); after `stop`, the collector's final flush.

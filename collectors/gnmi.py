@@ -46,6 +46,7 @@ from pygnmi.client import gNMIclient, telemetryParser
 
 from collectors.snmp import counters_batch
 from pipeline.errors import InputError
+from pipeline.settings import IN_CODE, Origin
 from pipeline.source import Columns, Step
 from pipeline.topology import Topology
 
@@ -53,6 +54,9 @@ DEFAULT_PATHS = ("interfaces/interface/state", "interfaces/interface/ethernet/st
 DEFAULT_SAMPLE_INTERVAL_S = 10.0
 DEFAULT_TICK_S = 0.5
 DEFAULT_BATCH_ROWS = 10_000
+DEFAULT_PORT = 6030
+DEFAULT_ENCODING = "json_ietf"
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
 
@@ -287,7 +291,7 @@ class GnmiTarget:
 
     device: str
     host: str
-    port: int = 6030
+    port: int = DEFAULT_PORT
     username: str = ""
     password: str = ""
     insecure: bool = False
@@ -296,7 +300,7 @@ class GnmiTarget:
     path_root: str | None = None
     skip_verify: bool = False
     override: str | None = None
-    connect_timeout_s: float = 5.0
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
 
     def tls_files(self) -> dict[str, str | None]:
         """pygnmi's path_cert/path_key/path_root: it reads a lone `path_cert` as the certificate to trust
@@ -306,42 +310,78 @@ class GnmiTarget:
         return {"path_cert": self.path_root or self.path_cert, "path_key": None, "path_root": None}
 
 
+@dataclass(frozen=True, kw_only=True)
+class GnmiConfig:
+    """The `gnmi` command's settings (config section `gnmi:`): the targets and the credentials of those that
+    give none, the SAMPLE subscription, and the reconnect backoff; or `file` + `device` to read saved
+    notifications instead."""
+
+    targets: tuple[GnmiTarget, ...] = ()
+    username: str = ""
+    password: str = ""
+    insecure: bool = False
+    skip_verify: bool = False
+    root_cert: str | None = None
+    interval: float = DEFAULT_SAMPLE_INTERVAL_S
+    path: tuple[str, ...] = DEFAULT_PATHS
+    all_interfaces: bool = False
+    file: str | None = None
+    device: str | None = None
+    tick_s: float = DEFAULT_TICK_S
+    encoding: str = DEFAULT_ENCODING
+    first_backoff_s: float = FIRST_BACKOFF_S
+    max_backoff_s: float = MAX_BACKOFF_S
+
+    def validate(self, origin: Origin = IN_CODE) -> None:
+        if self.file:
+            if not self.device:
+                raise origin.error("device", "required with --file: the device the notifications come from")
+            if not Path(self.file).is_file():
+                raise InputError(self.file, "no such file")
+            return
+        if not self.targets:
+            raise origin.error("targets", "at least one DEVICE=HOST:PORT (or gnmi.targets in --config), or --file")
+        for key in ("interval", "tick_s", "first_backoff_s", "max_backoff_s"):
+            if getattr(self, key) <= 0:
+                raise origin.error(key, "must be positive")
+        if not self.path:
+            raise origin.error("path", "at least one subscription path")
+
+
 class GnmiSource:
     """pipeline.source.Source over one SAMPLE subscription per target, each in its own thread.
 
-    A dropped or ended stream is subscribed again after a backoff that doubles up to MAX_BACKOFF_S (and
-    starts over once notifications flow). Steps carry the rows that arrived since the last one.
+    A dropped or ended stream is subscribed again after a backoff that doubles up to `max_backoff_s` (and
+    starts over once notifications flow). Steps carry the rows that arrived since the last one. Nothing
+    connects before `steps` runs.
     """
 
     name = "gnmi"
 
-    def __init__(
-        self,
-        topology: Topology,
-        targets: Sequence[GnmiTarget],
-        paths: Sequence[str] = DEFAULT_PATHS,
-        *,
-        sample_interval_s: float = DEFAULT_SAMPLE_INTERVAL_S,
-        tick_s: float = DEFAULT_TICK_S,
-        all_interfaces: bool = False,
-        encoding: str = "json_ietf",
-        first_backoff_s: float = FIRST_BACKOFF_S,
-        max_backoff_s: float = MAX_BACKOFF_S,
-    ) -> None:
+    def __init__(self, topology: Topology, config: GnmiConfig) -> None:
+        self.config = config
         self.topology = topology
-        self.targets = list(targets)
-        self.paths = list(paths)
-        self.sample_interval_s = sample_interval_s
-        self.tick_s = tick_s
-        self.all_interfaces = all_interfaces
-        self.encoding = encoding
-        self.first_backoff_s = first_backoff_s
-        self.max_backoff_s = max_backoff_s
+        self.targets = list(config.targets)
+        self.paths = list(config.path)
+        self.sample_interval_s = config.interval
+        self.tick_s = config.tick_s
+        self.all_interfaces = config.all_interfaces
+        self.encoding = config.encoding
+        self.first_backoff_s = config.first_backoff_s
+        self.max_backoff_s = config.max_backoff_s
         self._rows: queue.Queue[list[dict[str, Any]]] = queue.Queue()
         self._lock = threading.Lock()
         self._totals = {"notifications": 0, "rows": 0, "errors": 0, "reconnects": 0, "malformed": 0}
         self._streams: dict[GnmiTarget, tuple[gNMIclient, Any]] = {}
         self._halt = threading.Event()
+
+    def start(self) -> GnmiSource:
+        """Nothing to open ahead: each target's thread connects when `steps` runs."""
+        return self
+
+    def stop(self) -> None:
+        """Ask every target's thread to end its stream (`steps` does it too when it returns)."""
+        self._halt.set()
 
     def request(self) -> dict[str, Any]:
         """pygnmi's subscribe request: STREAM mode, every path SAMPLEd every `sample_interval_s`."""
@@ -455,6 +495,12 @@ class GnmiFileSource:
     def __init__(self, batches: Iterator[Columns]) -> None:
         self._batches = batches
         self._rows = 0
+
+    def start(self) -> GnmiFileSource:
+        return self
+
+    def stop(self) -> None:
+        """Nothing held: the file is read as `steps` runs."""
 
     def steps(self, stop: threading.Event) -> Iterator[Step]:
         for batch in self._batches:

@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 
 import numpy as np
@@ -24,10 +25,12 @@ import numpy as np
 from collectors.collector import DEFAULT_EXPORTER, Collector, CollectorConfig
 from collectors.sflow import SflowDecoder, with_sflow_interfaces
 from pipeline.errors import InputError
+from pipeline.settings import IN_CODE, Origin, split_host_port
 from pipeline.source import Step
 from pipeline.topology import Topology
 
 DEFAULT_PORT = 6343
+DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_PORT}"
 DEFAULT_RECEIVE_BUFFER = 32 * 1024 * 1024  # the kernel's queue: absorbs a burst while a tick decodes
 DEFAULT_BATCH_BYTES = 4 * 1024 * 1024  # datagrams decoded together per tick, at most
 DEFAULT_TICK_S = 0.5
@@ -36,45 +39,85 @@ MAX_DATAGRAM = 65_535
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # root may exceed net.core.rmem_max with it
 
 
+@dataclass(frozen=True, kw_only=True)
+class SflowConfig:
+    """The `sflow` command's settings (config section `sflow:`): the UDP address agents send to, and how
+    the socket is drained."""
+
+    listen: str = DEFAULT_LISTEN
+    tick_s: float = DEFAULT_TICK_S
+    gather_s: float = DEFAULT_GATHER_S
+    receive_buffer: int = DEFAULT_RECEIVE_BUFFER
+    batch_bytes: int = DEFAULT_BATCH_BYTES
+
+    @property
+    def host(self) -> str:
+        return (split_host_port(self.listen) or ("", 0))[0]
+
+    @property
+    def port(self) -> int:
+        return (split_host_port(self.listen) or ("", 0))[1]
+
+    def validate(self, origin: Origin = IN_CODE) -> None:
+        parsed = split_host_port(self.listen)
+        if parsed is None or not 0 <= parsed[1] <= 65_535:
+            raise origin.error("listen", f"'{self.listen}' is not HOST:PORT")
+        for key in ("tick_s", "gather_s", "receive_buffer", "batch_bytes"):
+            if getattr(self, key) <= 0:
+                raise origin.error(key, "must be positive")
+
+
 class SflowSource:
-    """sFlow on `host:port` as a pipeline.source.Source. The socket is bound here, so a taken port or a
-    bad address is reported before anything starts and `port` is the real one when 0 was asked; `steps`
-    closes it when it returns. `counts` may be read from another thread meanwhile."""
+    """sFlow on `config.listen` as a pipeline.source.Source. start() binds the socket, so a taken port or a
+    bad address is reported before anything runs and `port` is the real one when 0 was asked; stop() (or the
+    end of `steps`) closes it. `counts` may be read from another thread meanwhile."""
 
     name = "sflow"
 
     def __init__(
         self,
         topology: Topology,
-        host: str,
-        port: int = DEFAULT_PORT,
+        config: SflowConfig | None = None,
         *,
         exporter: str = DEFAULT_EXPORTER,
         collector_config: CollectorConfig | None = None,
-        tick_s: float = DEFAULT_TICK_S,
-        gather_s: float = DEFAULT_GATHER_S,
-        receive_buffer: int = DEFAULT_RECEIVE_BUFFER,
-        batch_bytes: int = DEFAULT_BATCH_BYTES,
     ) -> None:
+        self.config = config or SflowConfig()
         self.topology = with_sflow_interfaces(topology)
         self.decoder = SflowDecoder(self.topology)
-        self.tick_s = tick_s
-        self.gather_s = gather_s
+        self.tick_s = self.config.tick_s
+        self.gather_s = self.config.gather_s
         self._config = dataclasses.replace(collector_config or CollectorConfig(), exporter=exporter)
         self._collectors: dict[int, Collector] = {}
-        self._buffer = np.empty(max(batch_bytes, MAX_DATAGRAM) + MAX_DATAGRAM, dtype=np.uint8)
+        self._buffer = np.empty(max(self.config.batch_bytes, MAX_DATAGRAM) + MAX_DATAGRAM, dtype=np.uint8)
         self._counter_rows = 0
-        self._socket = _bind(host, port, receive_buffer)
-        self.host, self.port = host, self._socket.getsockname()[1]
-        self.receive_buffer = self._socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        self._socket: socket.socket | None = None
+        self.host, self.port = self.config.host, self.config.port
+        self.receive_buffer = 0
+
+    def start(self) -> SflowSource:
+        """Bind the socket (once); InputError naming --listen when the address is taken or not this host's."""
+        if self._socket is None:
+            self._socket = _bind(self.config.host, self.config.port, self.config.receive_buffer)
+            self.port = self._socket.getsockname()[1]
+            self.receive_buffer = self._socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        return self
+
+    def stop(self) -> None:
+        """Close the socket; the next start() binds again."""
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
 
     def steps(self, stop: threading.Event) -> Iterator[Step]:
         """A step per tick (what quiet collectors' time ended when nothing arrived); after `stop`, every
         collector's final flush. Unless the last drain filled the buffer, datagrams gather for `gather_s`
-        first, so a trickle costs a step per `gather_s`, not one per datagram."""
+        first, so a trickle costs a step per `gather_s`, not one per datagram. Starts the source if needed."""
+        sock = self.start()._socket
+        assert sock is not None
         try:
             poller = select.poll()
-            poller.register(self._socket, select.POLLIN)
+            poller.register(sock, select.POLLIN)
             full = False
             while not stop.is_set():
                 if not poller.poll(self.tick_s * 1000):
@@ -87,10 +130,12 @@ class SflowSource:
                 yield self._step(offsets, lengths, arrivals)
             yield [table for collector in self._collectors.values() for table in collector.finish().tables()]
         finally:
-            self.close()
+            self.stop()
 
     def _drain(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Receive every datagram ready now (up to the buffer's room) without blocking."""
+        sock = self._socket
+        assert sock is not None
         view = self._buffer.data  # a writable memoryview of the receive buffer
         limit = len(self._buffer) - MAX_DATAGRAM
         offsets: list[int] = []
@@ -99,7 +144,7 @@ class SflowSource:
         position = 0
         while position <= limit:
             try:
-                size = self._socket.recv_into(view[position:], MAX_DATAGRAM, socket.MSG_DONTWAIT)
+                size = sock.recv_into(view[position:], MAX_DATAGRAM, socket.MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 break
             offsets.append(position)
@@ -157,10 +202,10 @@ class SflowSource:
         }
 
     def close(self) -> None:
-        self._socket.close()
+        self.stop()
 
     def __enter__(self) -> SflowSource:
-        return self
+        return self.start()
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None

@@ -31,6 +31,7 @@ from pysnmp.proto import api, rfc1905
 
 from pipeline import records
 from pipeline.errors import SourceError
+from pipeline.settings import IN_CODE, Origin
 from pipeline.source import Columns, Step
 from pipeline.topology import Topology
 
@@ -97,6 +98,8 @@ MAX_WALK_REQUESTS = 1000  # a walk that has not ended after this many GETBULKs i
 MAX_BACKOFF_CYCLES = 8  # a failing target is retried every 1, 2, 4, then at most 8 poll intervals
 DEFAULT_INTERVAL_S = 10.0
 DEFAULT_TICK_S = 0.5
+DEFAULT_PORT = 161
+DEFAULT_COMMUNITY = "public"
 
 _V2C = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
 
@@ -107,8 +110,8 @@ class SnmpTarget:
 
     device: str
     host: str
-    port: int = 161
-    community: str = "public"
+    port: int = DEFAULT_PORT
+    community: str = DEFAULT_COMMUNITY
     version: str = "2c"
     timeout_s: float = 1.0
     retries: int = 1
@@ -476,23 +479,44 @@ class _Reader:
         return self.integer("ifSpeed") or 0
 
 
+@dataclass(frozen=True, kw_only=True)
+class SnmpConfig:
+    """The `snmp` command's settings (config section `snmp:`): the agents, the community of the targets
+    that name none, and the polling period."""
+
+    targets: tuple[SnmpTarget, ...] = ()
+    community: str = DEFAULT_COMMUNITY
+    interval: float = DEFAULT_INTERVAL_S
+    all_interfaces: bool = False
+    tick_s: float = DEFAULT_TICK_S
+
+    def validate(self, origin: Origin = IN_CODE) -> None:
+        if not self.targets:
+            raise origin.error("targets", "at least one DEVICE=HOST[:PORT] (or snmp.targets in --config)")
+        if self.interval <= 0:
+            raise origin.error("interval", "must be positive")
+        if self.tick_s <= 0:
+            raise origin.error("tick_s", "must be positive")
+
+
 class SnmpSource:
-    """pipeline.source.Source over SnmpPoller: a poll every `interval_s`, a step at least every `tick_s`."""
+    """pipeline.source.Source over SnmpPoller: a poll every `config.interval` seconds, a step at least every
+    `tick_s`. Sockets open when `steps` runs (a poll's transport), never in the constructor."""
 
     name = "snmp"
 
-    def __init__(
-        self,
-        topology: Topology,
-        targets: Sequence[SnmpTarget],
-        *,
-        interval_s: float = DEFAULT_INTERVAL_S,
-        tick_s: float = DEFAULT_TICK_S,
-        all_interfaces: bool = False,
-    ) -> None:
-        self.poller = SnmpPoller(topology, targets, all_interfaces=all_interfaces)
-        self.interval_s = interval_s
-        self.tick_s = tick_s
+    def __init__(self, topology: Topology, config: SnmpConfig) -> None:
+        self.config = config
+        self.poller = SnmpPoller(topology, config.targets, all_interfaces=config.all_interfaces)
+        self.interval_s = config.interval
+        self.tick_s = config.tick_s
+
+    def start(self) -> SnmpSource:
+        """Nothing to open ahead: each poll opens its transports (and closes them)."""
+        return self
+
+    def stop(self) -> None:
+        """Nothing held between polls."""
 
     def steps(self, stop: threading.Event) -> Iterator[Step]:
         loop = asyncio.new_event_loop()

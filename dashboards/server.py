@@ -10,14 +10,34 @@ import errno
 import ipaddress
 import socket
 import threading
+from dataclasses import dataclass
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from pipeline.errors import InputError
+from pipeline.settings import IN_CODE, Origin
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8050
 LISTEN_BACKLOG = 128
+
+
+@dataclass(frozen=True, kw_only=True)
+class DashboardConfig:
+    """The `dashboard` command's settings (config section `dashboard:`; `demo` serves with them too): where
+    it listens, the `auth` file of who may log in (required off loopback), and whether it opens in history
+    mode instead of following live data."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    auth: str | None = None
+    history: bool = False
+
+    def validate(self, origin: Origin = IN_CODE) -> None:
+        if not 0 <= self.port <= 65535:
+            raise origin.error("port", f"{self.port} is not a TCP port")
+        if not self.host:
+            raise origin.error("host", "must name an address to listen on")
 
 
 def is_loopback(host: str) -> bool:
@@ -72,8 +92,9 @@ class DashboardServer:
         self.port = int(self._server.port)
 
     def start(self) -> DashboardServer:
-        """Bind and serve in a background thread (tests, the demo)."""
-        self.bind()
+        """Bind (unless bind() already did) and serve in a background thread until stop()."""
+        if self._server is None:
+            self.bind()
         assert self._server is not None
         self._thread = threading.Thread(target=self._server.serve_forever, name="dashboard", daemon=True)
         self._thread.start()
@@ -90,8 +111,9 @@ class DashboardServer:
             self._server.server_close()
 
     def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
+        if self._server is not None:
+            if self._thread is not None:
+                self._server.shutdown()
+                self._thread.join()
             self._server.server_close()
         self._server = self._thread = None

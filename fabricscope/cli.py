@@ -2,7 +2,8 @@
 
 Exit codes: 0 ok, 2 bad input (one line naming the file/field), 1 internal error.
 Each subcommand lives in `fabricscope.commands.<name>` and is imported only when it runs, so
-`fabricscope --help` stays fast and a command's heavy dependencies load only for it.
+`fabricscope --help` stays fast and a command's heavy dependencies load only for it. `--config FILE` is
+read here, once, into the typed fabricscope.config.Config the command runs with.
 """
 
 from __future__ import annotations
@@ -65,7 +66,9 @@ def _command_module(name: str) -> ModuleType:
     return importlib.import_module(f"fabricscope.commands.{name}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or with `command` only that command's options (the others' modules, and
+    the components whose config dataclasses give their defaults, are then not imported)."""
     parser = argparse.ArgumentParser(
         prog="fabricscope",
         description="Network telemetry and visualisation for AI training fabrics.",
@@ -74,16 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
     common = _common_options()
     for name, summary in COMMANDS:
         sub = subparsers.add_parser(name, help=summary, description=summary, parents=[common])
-        _command_module(name).add_arguments(sub)
+        if command is None or name == command:
+            _command_module(name).add_arguments(sub)
         sub.set_defaults(command_name=name)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `fabricscope` console script."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the `fabricscope` console script: parse, read --config once, run the command."""
+    from fabricscope.config import load_config
+
+    words = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((word for word in words if not word.startswith("-")), None)
+    args = build_parser(chosen if chosen in dict(COMMANDS) else None).parse_args(words)
     try:
-        return int(_command_module(args.command_name).run(args))
+        return int(_command_module(args.command_name).run(args, load_config(args)))
     except InputError as exc:
         print(f"fabricscope {args.command_name}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

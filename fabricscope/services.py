@@ -14,34 +14,21 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import yaml
-
 from fabricscope.cli import DEFAULT_DATA_DIR
+from fabricscope.config import kafka_section
 from pipeline.broker import EmbeddedBroker
 from pipeline.bus import Admin, BusConfig, pipeline_topics
-from pipeline.errors import InputError
 from pipeline.migrate import migrate
 from pipeline.store import Store, StoreConfig, embedded_dsn
-
-SECURITY_PREFIXES = ("security_protocol", "sasl_", "ssl_")
+from pipeline.yamlfile import load_yaml
 
 
 def kafka_security(config_file: str | None) -> dict[str, Any]:
-    """The `kafka:` section of the configuration file: kafka-python security options, passed through."""
+    """The `kafka:` section of a configuration file alone: kafka-python security options, passed through.
+    (A command gets it from fabricscope.config, which reads the file once for every section.)"""
     if not config_file:
         return {}
-    try:
-        loaded = yaml.safe_load(Path(config_file).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(config_file, f"cannot read the configuration: {exc}") from exc
-    section = loaded.get("kafka", {}) if isinstance(loaded, dict) else None
-    if not isinstance(section, dict):
-        raise InputError(config_file, "kafka: must be a mapping of security options")
-    for key in section:
-        if not str(key).startswith(SECURITY_PREFIXES):
-            raise InputError(config_file, f"kafka.{key}: not a Kafka security option "
-                             "(security_protocol, sasl_*, ssl_*)")
-    return {str(key): value for key, value in section.items()}
+    return kafka_section(load_yaml(config_file), config_file)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,10 +43,12 @@ class ServicesConfig:
     migrate: bool = True
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, *, migrate: bool = True) -> ServicesConfig:
-        """From the CLI's common options (--data-dir, --kafka, --clickhouse, --config)."""
+    def from_args(cls, args: argparse.Namespace, security: Mapping[str, Any] | None = None, *,
+                  migrate: bool = True) -> ServicesConfig:
+        """From the CLI's common options (--data-dir, --kafka, --clickhouse) and the `kafka:` security options
+        of the run's Config."""
         return cls(data_dir=Path(args.data_dir), kafka=args.kafka, clickhouse=args.clickhouse,
-                   kafka_security=kafka_security(args.config), migrate=migrate)
+                   kafka_security=dict(security or {}), migrate=migrate)
 
     def store_config(self) -> StoreConfig:
         return StoreConfig(dsn=self.clickhouse or embedded_dsn(self.data_dir), database=self.database,

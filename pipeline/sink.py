@@ -32,6 +32,7 @@ from kafka.structs import TopicPartition
 from pipeline import codec, records
 from pipeline.bus import Admin, BusConfig, Consumer, Producer, Record
 from pipeline.errors import DecodeError, FabricscopeError, StoreError
+from pipeline.settings import IN_CODE, Origin
 from pipeline.store import Store
 
 log = logging.getLogger("fabricscope.sink")
@@ -63,6 +64,17 @@ class SinkConfig:
     poll_timeout_ms: int = DEFAULT_POLL_TIMEOUT_MS
     retry_initial_s: float = DEFAULT_RETRY_INITIAL_S
     retry_max_s: float = DEFAULT_RETRY_MAX_S
+
+    def validate(self, origin: Origin = IN_CODE) -> None:
+        if not self.group:
+            raise origin.error("group", "must name a consumer group")
+        unknown = sorted(set(self.tables) - set(records.TABLES))
+        if unknown or not self.tables:
+            raise origin.error("tables", f"not record tables: {', '.join(unknown) or 'none given'} "
+                               f"(known: {', '.join(records.TABLES)})")
+        for key in ("batch_rows", "batch_wait_s", "poll_timeout_ms", "retry_initial_s", "retry_max_s"):
+            if getattr(self, key) <= 0:
+                raise origin.error(key, "must be positive")
 
 
 @dataclass

@@ -18,11 +18,18 @@ Step = list[tuple[str, Columns]]  # (table of pipeline.records, batch) pairs com
 
 
 class Source(Protocol):
-    """A live source. `steps` blocks on its input and yields at least every `tick_s` (an empty step when
-    nothing arrived) so the service can see `stop`; once `stop` is set it yields its final flush (open
-    flows, pending counters) and returns. Malformed input is counted in `counts()`, never raised."""
+    """A live source. Its constructor does no I/O; `start` opens what it needs (a socket, a check of the
+    interface) and reports bad settings as InputError before anything runs; `steps` (which starts it if
+    needed) blocks on its input and yields at least every `tick_s` (an empty step when nothing arrived) so
+    the service can see `stop`; once `stop` is set it yields its final flush (open flows, pending counters)
+    and returns, releasing what `start` opened. `stop()` releases it too. Malformed input is counted in
+    `counts()`, never raised."""
 
     name: str  # "capture", "sflow", "snmp", "gnmi": the metrics prefix and the `source` of counters rows
+
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
 
     def steps(self, stop: threading.Event) -> Iterator[Step]: ...
 

@@ -7,42 +7,34 @@ truncates to --snaplen and reports its drops, which go to /metrics and the final
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from fabricscope.source_service import add_service_arguments, settle
-from pipeline.errors import InputError
+from collectors.capture_source import CaptureConfig
+from fabricscope.options import option
+from fabricscope.source_service import add_service_arguments
+
+if TYPE_CHECKING:
+    from fabricscope.config import Config
 
 METRICS_PORT = 9710
-DEFAULTS = {"iface": None, "snaplen": 65_535, "ring_mb": 128}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--iface", metavar="IF", help="interface the mirror sessions (or ERSPAN tunnels) arrive on")
-    parser.add_argument("--snaplen", type=int, metavar="BYTES",
-                        help="bytes kept per frame; 256 keeps every header and TLS SNI (default: 65535)")
-    parser.add_argument("--ring-mb", type=int, metavar="MB",
-                        help="kernel ring size; larger rides out longer bursts (default: 128)")
+    option(parser, CaptureConfig, "iface", "--iface", metavar="IF",
+           help="interface the mirror sessions (or ERSPAN tunnels) arrive on")
+    option(parser, CaptureConfig, "snaplen", "--snaplen", type=int, metavar="BYTES",
+           help="bytes kept per frame; 256 keeps every header and TLS SNI")
+    option(parser, CaptureConfig, "ring_mb", "--ring-mb", type=int, metavar="MB",
+           help="kernel ring size; larger rides out longer bursts")
     add_service_arguments(parser, metrics_port=METRICS_PORT)
 
 
-def run(args: argparse.Namespace) -> int:
-    from collectors.afpacket import DEFAULT_BLOCK_BYTES, MAX_SNAPLEN
+def run(args: argparse.Namespace, config: Config) -> int:
     from collectors.capture_source import CaptureSource
     from collectors.collector import CollectorConfig
     from fabricscope.source_service import run_source
     from pipeline.topology import load_topology
 
-    settle(args, "capture", DEFAULTS)
-    if not args.iface:
-        raise InputError("--iface", "required (the interface receiving the mirrored traffic)")
-    if not 64 <= args.snaplen <= MAX_SNAPLEN:
-        raise InputError("--snaplen", f"must be within 64..{MAX_SNAPLEN} bytes")
-    if args.ring_mb < DEFAULT_BLOCK_BYTES >> 20:
-        raise InputError("--ring-mb", f"must be at least {DEFAULT_BLOCK_BYTES >> 20}")
-    source = CaptureSource(
-        load_topology(args.topology),
-        args.iface,
-        snaplen=args.snaplen,
-        collector_config=CollectorConfig(exporter=args.exporter),
-        blocks=(args.ring_mb << 20) // DEFAULT_BLOCK_BYTES,
-    )
-    return run_source(args, source)
+    source = CaptureSource(load_topology(config.required_topology()), config.capture,
+                           collector_config=CollectorConfig(exporter=config.service.exporter))
+    return run_source(args, config, source)

@@ -9,47 +9,63 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
+from dashboards.server import DashboardConfig
+from fabricscope.options import option
 from pipeline.errors import InputError
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8050
+if TYPE_CHECKING:
+    from fabricscope.config import Config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on (default: %(default)s)")
-    parser.add_argument("--auth", metavar="FILE", default=os.environ.get("FABRICSCOPE_AUTH"),
-                        help="YAML of users (password hashes) and/or tokens; required off loopback")
+    add_listen_arguments(parser)
+    option(parser, DashboardConfig, "auth", "--auth", metavar="FILE", default=os.environ.get("FABRICSCOPE_AUTH"),
+           help="YAML of users (password hashes) and/or tokens; required off loopback")
     parser.add_argument("--topology", metavar="FILE", default=os.environ.get("FABRICSCOPE_TOPOLOGY"),
                         help="topology YAML the map is drawn from (or FABRICSCOPE_TOPOLOGY)")
-    parser.add_argument("--history", action="store_true", help="open in history mode instead of following live data")
+    option(parser, DashboardConfig, "history", "--history", action="store_true",
+           help="open in history mode instead of following live data")
 
 
-def run(args: argparse.Namespace) -> int:
+def add_listen_arguments(parser: argparse.ArgumentParser) -> None:
+    """--host and --port (also the demo's)."""
+    option(parser, DashboardConfig, "host", "--host", help="address to listen on")
+    option(parser, DashboardConfig, "port", "--port", type=int, help="port to listen on")
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
     import logging
 
     from dashboards.app import dashboard_server
     from dashboards.auth import load_auth
     from dashboards.latency import RequestLatency
+    from fabricscope.lifecycle import service_setup
     from fabricscope.metrics import DashboardMetrics, metrics_page, registry_of
     from pipeline.store import Store, StoreConfig, embedded_dsn
     from pipeline.topology import load_topology
 
-    if not args.topology:
+    if not config.topology:
         raise InputError("--topology", "the map needs the topology file: --topology FILE or FABRICSCOPE_TOPOLOGY")
-    if not 0 <= args.port <= 65535:
-        raise InputError("--port", f"{args.port} is not a TCP port")
-    topology = load_topology(args.topology)
-    auth = load_auth(args.auth) if args.auth else None
+    settings = config.dashboard
+    topology = load_topology(config.topology)
+    auth = load_auth(settings.auth) if settings.auth else None
     store = Store(StoreConfig(dsn=args.clickhouse or embedded_dsn(args.data_dir)))
     latency = RequestLatency()
     registry = registry_of(DashboardMetrics(latency))  # on the dashboard's own /metrics, behind --auth
-    server = dashboard_server(store, topology, host=args.host, port=args.port, auth=auth, live=not args.history,
-                              latency=latency, metrics=lambda: metrics_page(registry))
-    server.bind()
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request, several per second when live
-    with store:
-        print(f"fabricscope dashboard on {server.url} (reading {store.config.location})", file=sys.stderr, flush=True)
-        server.serve_forever()
+    server = dashboard_server(store, topology, host=settings.host, port=settings.port, auth=auth,
+                              live=not settings.history, latency=latency, metrics=lambda: metrics_page(registry))
+    server.bind()  # a taken port is reported before anything else starts
+    try:
+        # werkzeug logs a line per request, several per second when live
+        stop = service_setup(config.service.log_level, quiet={"werkzeug": logging.WARNING})
+        with store:
+            server.start()
+            print(f"fabricscope dashboard on {server.url} (reading {store.config.location})", file=sys.stderr,
+                  flush=True)
+            while not stop.wait(1.0):
+                pass
+    finally:
+        server.stop()
     return 0

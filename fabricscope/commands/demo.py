@@ -11,22 +11,25 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from fabricscope.commands.dashboard import add_listen_arguments
 from pipeline.errors import InputError
 
-DEFAULT_PORT = 8050
+if TYPE_CHECKING:
+    from fabricscope.config import Config
+
 DEFAULT_CYCLE_S = 120
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="dashboard address (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="dashboard port (default: %(default)s)")
+    add_listen_arguments(parser)
     parser.add_argument("--cycle", type=int, default=DEFAULT_CYCLE_S, metavar="S",
                         help="seconds of synthetic traffic per fault cycle (default: %(default)s)")
     parser.add_argument("--cycles", type=int, default=0, metavar="N", help="stop after N cycles (default: run on)")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, config: Config) -> int:
     from collectors.collector import Collector
     from collectors.replay import replay_batches
     from dashboards.app import dashboard_server
@@ -43,11 +46,12 @@ def run(args: argparse.Namespace) -> int:
     if args.cycle < MIN_CYCLE_S:
         raise InputError("--cycle", f"must be at least {MIN_CYCLE_S} s (a congestion episode and a failure fit in it)")
     fabric = LiveFabric(Path(args.data_dir) / "demo", imbalance=EcmpConfig(), cycle_s=args.cycle)
-    with Services(ServicesConfig.from_args(args)) as services:
+    with Services(ServicesConfig.from_args(args, config.kafka)) as services:
         cycles = iter(fabric)
         first = next(cycles)
         topology = load_topology(first.topology)
-        server = dashboard_server(services.store, topology, host=args.host, port=args.port).start()
+        server = dashboard_server(services.store, topology, host=config.dashboard.host,
+                                  port=config.dashboard.port).start()
         print(f"fabricscope demo: dashboard on {server.url} — synthetic fabric '{topology.fabric}' live, "
               f"a congestion episode and a link failure every {args.cycle} s; Ctrl-C to stop", file=sys.stderr,
               flush=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import re
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from fabricscope.commands.query import add_format_argument, read_only_config, read_only_query
 from pipeline.errors import InputError
@@ -21,6 +22,9 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 COLUMNS = ("ts", "ts_end", "kind", "severity", "link", "direction", "device", "job", "summary",
            "convergence_ms", "local_convergence_ms", "remote_convergence_ms", "flows_affected",
            "flows_recovered", "packets_lost", "value", "details", "event_id", "state", "updated")
+
+if TYPE_CHECKING:
+    from fabricscope.config import Config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +46,8 @@ def parse_since(text: str, *, now: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, config: Config) -> int:
+    del config  # no component of this command is configured in --config
     from fabricscope.results import render
     from pipeline.store import Store
 

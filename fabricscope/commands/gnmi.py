@@ -9,70 +9,56 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from fabricscope.source_service import add_service_arguments, settle
-from pipeline.errors import InputError
+from collectors.gnmi import GnmiConfig
+from fabricscope.options import option
+from fabricscope.source_service import add_service_arguments
 from pipeline.source import Source
 
+if TYPE_CHECKING:
+    from fabricscope.config import Config
+
 METRICS_PORT = 9713
-DEFAULTS: dict[str, Any] = {
-    "target": None, "targets": None, "username": "", "password": "", "insecure": False, "skip_verify": False,
-    "root_cert": None, "interval": 10.0, "path": None, "all_interfaces": False, "file": None, "device": None,
-}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", action="append", metavar="DEVICE=HOST:PORT",
-                        help="a switch's gNMI server, repeatable; DEVICE is its name in the topology's counters")
-    parser.add_argument("--username", help="gNMI user")
-    parser.add_argument("--password", default=os.environ.get("FABRICSCOPE_GNMI_PASSWORD"),
-                        help="gNMI password (better: FABRICSCOPE_GNMI_PASSWORD)")
-    parser.add_argument("--insecure", action="store_true", default=None, help="plaintext gRPC, no TLS")
-    parser.add_argument("--skip-verify", action="store_true", default=None, help="TLS without checking the certificate")
-    parser.add_argument("--root-cert", metavar="FILE", help="CA certificate the servers' certificates are checked with")
-    parser.add_argument("--interval", type=float, metavar="S", help="SAMPLE interval (default: 10)")
-    parser.add_argument("--path", action="append", metavar="PATH",
-                        help="subscription path, repeatable (default: interfaces/interface/state and port-speed)")
-    parser.add_argument("--all-interfaces", action="store_true", default=None,
-                        help="also record interfaces the topology does not map (link '')")
-    parser.add_argument("--file", metavar="FILE",
-                        help="read notifications from this JSON-lines file instead, then exit")
-    parser.add_argument("--device", help="with --file: the device the notifications come from")
+    option(parser, GnmiConfig, "targets", "--target", action="append", metavar="DEVICE=HOST:PORT",
+           help="a switch's gNMI server, repeatable; DEVICE is its name in the topology's counters")
+    option(parser, GnmiConfig, "username", "--username", help="gNMI user")
+    option(parser, GnmiConfig, "password", "--password", default=os.environ.get("FABRICSCOPE_GNMI_PASSWORD"),
+           help="gNMI password (better: FABRICSCOPE_GNMI_PASSWORD)")
+    option(parser, GnmiConfig, "insecure", "--insecure", action="store_true", help="plaintext gRPC, no TLS")
+    option(parser, GnmiConfig, "skip_verify", "--skip-verify", action="store_true",
+           help="TLS without checking the certificate")
+    option(parser, GnmiConfig, "root_cert", "--root-cert", metavar="FILE",
+           help="CA certificate the servers' certificates are checked with")
+    option(parser, GnmiConfig, "interval", "--interval", type=float, metavar="S", help="SAMPLE interval")
+    option(parser, GnmiConfig, "path", "--path", action="append", metavar="PATH",
+           help="subscription path, repeatable")
+    option(parser, GnmiConfig, "all_interfaces", "--all-interfaces", action="store_true",
+           help="also record interfaces the topology does not map (link '')")
+    option(parser, GnmiConfig, "file", "--file", metavar="FILE",
+           help="read notifications from this JSON-lines file instead, then exit")
+    option(parser, GnmiConfig, "device", "--device", help="with --file: the device the notifications come from")
     add_service_arguments(parser, metrics_port=METRICS_PORT)
 
 
-def build_source(args: argparse.Namespace) -> Source:
+def build_source(config: Config) -> Source:
     """The source the settings describe (nothing connects before it runs)."""
-    from collectors.gnmi import DEFAULT_PATHS, GnmiFileSource, GnmiSource, GnmiTarget, read_gnmi_file
-    from fabricscope.source_service import device_target
+    from collectors.gnmi import GnmiFileSource, GnmiSource, read_gnmi_file
     from pipeline.topology import load_topology
 
-    settle(args, "gnmi", DEFAULTS)
-    topology = load_topology(args.topology)
-    if args.file:
-        if not args.device:
-            raise InputError("--device", "required with --file: the device the notifications come from")
-        if not Path(args.file).is_file():
-            raise InputError(args.file, "no such file")
-        batches = read_gnmi_file(args.file, args.device, topology=topology, all_interfaces=bool(args.all_interfaces))
-        return GnmiFileSource(batches)
-    credentials = {"username": str(args.username), "password": str(args.password or ""),
-                   "insecure": bool(args.insecure), "skip_verify": bool(args.skip_verify),
-                   "path_root": args.root_cert}
-    where = "--target" if args.target else f"{args.config}: gnmi.targets"
-    targets = [device_target(item, GnmiTarget, credentials, where, default_port=6030)
-               for item in (args.target or args.targets or [])]
-    if not targets:
-        raise InputError("--target", "at least one DEVICE=HOST:PORT (or gnmi.targets in --config), or --file")
-    if args.interval <= 0:
-        raise InputError("--interval", "must be positive")
-    return GnmiSource(topology, targets, args.path or DEFAULT_PATHS, sample_interval_s=args.interval,
-                      all_interfaces=bool(args.all_interfaces))
+    settings = config.gnmi
+    topology = load_topology(config.required_topology())
+    if settings.file:
+        assert settings.device is not None  # GnmiConfig.validate
+        return GnmiFileSource(read_gnmi_file(settings.file, settings.device, topology=topology,
+                                             all_interfaces=settings.all_interfaces))
+    return GnmiSource(topology, settings)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, config: Config) -> int:
     from fabricscope.source_service import run_source
 
-    return run_source(args, build_source(args))
+    return run_source(args, config, build_source(config))

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.errors import InputError, StoreError
 
 if TYPE_CHECKING:
+    from fabricscope.config import Config
     from pipeline.store import QueryResult, Store, StoreConfig
 
 
@@ -27,7 +28,8 @@ def add_format_argument(parser: argparse.ArgumentParser) -> None:
                         help="output format (default: %(default)s)")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, config: Config) -> int:
+    del config  # no component of this command is configured in --config
     from fabricscope.results import render
     from pipeline.store import Store
 

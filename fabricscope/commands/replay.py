@@ -15,11 +15,14 @@ from typing import TYPE_CHECKING
 from pipeline.errors import InputError
 
 if TYPE_CHECKING:
+    from fabricscope.config import Config
     from pipeline.streaming import Step, TimedBatches
     from pipeline.topology import Topology
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from collectors.collector import DEFAULT_ACTIVE_TIMEOUT_S, DEFAULT_EXPORTER
+
     parser.add_argument("pcaps", nargs="+", metavar="PCAP", help="pcap or pcapng files, replayed in order")
     parser.add_argument("--topology", required=True, metavar="T", help="topology YAML (DESIGN section 4)")
     parser.add_argument(
@@ -27,8 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--counters", metavar="FILE", help="switch counters JSONL to send with the packets")
     parser.add_argument("--out", metavar="FILE", help="write flow records to FILE (.parquet or .jsonl), no Kafka")
-    parser.add_argument("--exporter", default="fabricscope", help="collector name in every record")
-    parser.add_argument("--active-timeout", type=float, default=1.0, metavar="S", help="flow export interval, ≤1 s")
+    parser.add_argument("--exporter", default=DEFAULT_EXPORTER,
+                        help="collector name in every record (default: %(default)s)")
+    parser.add_argument("--active-timeout", type=float, default=DEFAULT_ACTIVE_TIMEOUT_S, metavar="S",
+                        help="flow export interval, ≤1 s (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -52,13 +57,12 @@ def _counters(args: argparse.Namespace) -> list[TimedBatches]:
     return [TimedBatches("counters", read_counters(args.counters))] if args.counters else []
 
 
-def _produce_only(args: argparse.Namespace, steps: Iterable[Step]) -> str:
+def _produce_only(args: argparse.Namespace, config: Config, steps: Iterable[Step]) -> str:
     """--kafka given: records go to the cluster; `fabricscope ingest` members insert them and detect."""
-    from fabricscope.services import kafka_security
     from pipeline.bus import Admin, BusConfig, Producer, pipeline_topics
     from pipeline.streaming import rows_of
 
-    bus = BusConfig(bootstrap=args.kafka, security=kafka_security(args.config))
+    bus = BusConfig(bootstrap=args.kafka, security=dict(config.kafka))
     Admin(bus).create_topics(pipeline_topics())
     producer = Producer(bus).start()
     sent = 0
@@ -76,27 +80,25 @@ def _produce_only(args: argparse.Namespace, steps: Iterable[Step]) -> str:
     return f"{sent} records sent to {args.kafka}"
 
 
-def _into_embedded_store(args: argparse.Namespace, topology: Topology, steps: Iterable[Step]) -> str:
+def _into_embedded_store(args: argparse.Namespace, config: Config, topology: Topology, steps: Iterable[Step]) -> str:
     from fabricscope.services import Services, ServicesConfig
-    from pipeline.detect.config import load_detector_config
     from pipeline.detect.engine import DetectorSet
     from pipeline.streaming import stream_to_store
 
-    detector_config = load_detector_config(args.config) if args.config else None
     sources = _counters(args)
-    with Services(ServicesConfig.from_args(args)) as services:
+    with Services(ServicesConfig.from_args(args, config.kafka)) as services:
         summary = stream_to_store(
             steps,
             bus=services.bus,
             store=services.store,
-            detectors=DetectorSet(topology, detector_config),
+            detectors=DetectorSet(topology, config.detectors),
             side_sources=sources,
             progress=not args.no_progress,
         )
     return str(summary)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, config: Config) -> int:
     from collectors.collector import Collector, CollectorConfig
     from collectors.pcapfile import open_capture
     from collectors.replay import replay_batches
@@ -120,9 +122,9 @@ def run(args: argparse.Namespace) -> int:
                 writer.write(dict(step)["flows"])
         summary = f"{writer.rows} flow rows written to {args.out}"
     elif args.kafka is not None:
-        summary = _produce_only(args, steps)
+        summary = _produce_only(args, config, steps)
     else:
-        summary = _into_embedded_store(args, topology, steps)
+        summary = _into_embedded_store(args, config, topology, steps)
     stats = collector.stats
     print(
         f"{stats.packets} packets, {stats.malformed} malformed skipped, {stats.unattributed} not attributed "

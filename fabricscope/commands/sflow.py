@@ -8,25 +8,27 @@ topology's `sflow:` entries (agent + ifIndex) unless an ERSPAN session or mirror
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from fabricscope.source_service import add_service_arguments, settle
+from collectors.sflow_source import SflowConfig
+from fabricscope.options import option
+from fabricscope.source_service import add_service_arguments
+
+if TYPE_CHECKING:
+    from fabricscope.config import Config
 
 METRICS_PORT = 9711
-DEFAULTS = {"listen": "0.0.0.0:6343"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--listen", metavar="HOST:PORT", help="UDP address the agents send to (default: 0.0.0.0:6343)")
+    option(parser, SflowConfig, "listen", "--listen", metavar="HOST:PORT", help="UDP address the agents send to")
     add_service_arguments(parser, metrics_port=METRICS_PORT)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, config: Config) -> int:
     from collectors.sflow_source import SflowSource
-    from fabricscope.metrics import parse_listen
     from fabricscope.source_service import run_source
     from pipeline.topology import load_topology
 
-    settle(args, "sflow", DEFAULTS)
-    host, port = parse_listen(str(args.listen), "--listen")
-    source = SflowSource(load_topology(args.topology), host, port, exporter=args.exporter)
-    return run_source(args, source)
+    source = SflowSource(load_topology(config.required_topology()), config.sflow, exporter=config.service.exporter)
+    return run_source(args, config, source)

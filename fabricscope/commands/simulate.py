@@ -6,6 +6,10 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fabricscope.config import Config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the scenario's)")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, config: Config) -> int:
+    del config  # no component of this command is configured in --config
     from pipeline.detect.ecmp import EcmpConfig
     from simulator.generator import generate
     from simulator.scenario import load_scenario

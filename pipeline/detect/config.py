@@ -76,8 +76,12 @@ class DetectorConfig:
 def load_detector_config(path: str | Path) -> DetectorConfig:
     """The `detectors:` section of a YAML config file (other sections are someone else's); defaults
     for whatever it leaves out. Raises InputError naming the file and line of a bad section, key or value."""
-    source = str(path)
-    document = load_yaml(path)
+    return detector_config(load_yaml(path), str(path))
+
+
+def detector_config(document: LineDict, source: str) -> DetectorConfig:
+    """The `detectors:` section of a config file already parsed with pipeline.yamlfile (fabricscope.config
+    reads the file once for every section)."""
     section = document.get("detectors")
     if section is None:
         return DetectorConfig()

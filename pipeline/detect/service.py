@@ -45,12 +45,15 @@ class DetectorCounts:
 
 @dataclass(frozen=True, kw_only=True)
 class DetectorServiceConfig:
+    """The detectors' consumer-group membership (the thresholds are pipeline.detect.config.DetectorConfig)."""
+
     group: str = DEFAULT_GROUP
     poll_timeout_ms: int = DEFAULT_POLL_TIMEOUT_MS
 
 
 class DetectorService:
-    """Runs `detectors` on every record topic; no I/O before run()."""
+    """Runs `detectors` on every record topic; no I/O before start() (a background thread until stop())
+    or run() (in the caller's thread until its `stop` is set)."""
 
     def __init__(self, config: DetectorServiceConfig, *, bus: BusConfig, detectors: DetectorSet) -> None:
         self.config = config
@@ -62,7 +65,35 @@ class DetectorService:
         self.rows: Counter[str] = Counter()
         self.lag_s = 0.0
         self._lock = threading.Lock()
+        self.error: BaseException | None = None
         self._tables = {records.topic(table): table for table in INPUT_TABLES}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> DetectorService:
+        """Run in a background thread until stop()."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run_thread, name="fabricscope-detect", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run_thread(self) -> None:
+        try:
+            self.run(self._stop)
+        except BaseException as exc:
+            self.error = exc
+            log.exception("detectors stopped on an error")
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop the background thread once the detectors emitted what they still hold; re-raise what made
+        it fail."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+        if self.error is not None:
+            raise self.error
 
     def counts(self) -> DetectorCounts:
         """A consistent snapshot of the counters, safe to take from another thread (a /metrics scrape)."""

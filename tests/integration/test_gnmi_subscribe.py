@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pygnmi.spec.v080 import gnmi_pb2, gnmi_pb2_grpc
 
-from collectors.gnmi import GnmiSource, GnmiTarget
+from collectors.gnmi import GnmiConfig, GnmiSource, GnmiTarget
 from pipeline.topology import Topology
 
 TOPOLOGY = """\
@@ -144,8 +144,8 @@ def test_tls_target_verified_against_path_root(tmp_path: Path, topology: Topolog
     server.start()
     try:
         root = cert if trusted else stranger
-        source = GnmiSource(topology, [GnmiTarget("leaf1", "127.0.0.1", port, path_root=str(root),
-                                                  connect_timeout_s=1)], tick_s=0.1, first_backoff_s=0.1)
+        source = GnmiSource(topology, GnmiConfig(targets=(GnmiTarget("leaf1", "127.0.0.1", port, path_root=str(root),
+                                                             connect_timeout_s=1),), tick_s=0.1, first_backoff_s=0.1))
         stop = threading.Event()
         rows = 0
         deadline = time.monotonic() + 15
@@ -164,8 +164,9 @@ def test_tls_target_verified_against_path_root(tmp_path: Path, topology: Topolog
 def test_rows_from_a_subscription_that_is_dropped_ended_and_resumed(target: tuple[Target, int],
                                                                     topology: Topology) -> None:
     servicer, port = target
-    source = GnmiSource(topology, [GnmiTarget("leaf1", "127.0.0.1", port, insecure=True, connect_timeout_s=2)],
-                        sample_interval_s=2.5, tick_s=0.1, first_backoff_s=0.1)
+    source = GnmiSource(topology, GnmiConfig(targets=(GnmiTarget("leaf1", "127.0.0.1", port, insecure=True,
+                                                         connect_timeout_s=2),),
+                                   interval=2.5, tick_s=0.1, first_backoff_s=0.1))
     stop = threading.Event()
     rows: list[dict[str, Any]] = []
     deadline = time.monotonic() + 20
@@ -205,8 +206,8 @@ def test_rows_from_a_subscription_that_is_dropped_ended_and_resumed(target: tupl
 def test_an_absent_target_is_counted_and_retried_until_stopped(topology: Topology) -> None:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
     port = server.add_insecure_port("127.0.0.1:0")  # bound, never started: nothing answers there
-    source = GnmiSource(topology, [GnmiTarget("leaf1", "127.0.0.1", port, insecure=True, connect_timeout_s=0.3)],
-                        tick_s=0.1, first_backoff_s=0.05)
+    source = GnmiSource(topology, GnmiConfig(targets=(GnmiTarget("leaf1", "127.0.0.1", port, insecure=True,
+                                                         connect_timeout_s=0.3),), tick_s=0.1, first_backoff_s=0.05))
     stop = threading.Event()
     steps = 0
     deadline = time.monotonic() + 20

@@ -18,7 +18,7 @@ import pytest
 from netns import NetLab, ip, needs_netns, needs_tcpreplay
 from sample_flows import SAMPLES, summed_flows, truth_flows
 
-from collectors.capture_source import CaptureSource
+from collectors.capture_source import CaptureConfig, CaptureSource
 from collectors.pcapfile import open_capture
 from pipeline.topology import load_topology
 
@@ -82,7 +82,8 @@ def test_replayed_sample_is_captured_whole_and_equals_truth(name: str, tmp_path:
         sources, capture = leaf_spine_lab(lab, LEAVES)
         assert len(pcaps) == LEAVES
         source = CaptureSource(
-            load_topology(SAMPLES / f"{name}.topology.yaml"), capture, block_bytes=1 << 20, blocks=64, timeout_ms=50
+            load_topology(SAMPLES / f"{name}.topology.yaml"),
+            CaptureConfig(iface=capture, block_bytes=1 << 20, ring_mb=64, timeout_ms=50),
         )
         stop = threading.Event()
         steps = source.steps(stop)

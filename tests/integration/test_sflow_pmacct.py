@@ -28,7 +28,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
-from collectors.sflow_source import SflowSource
+from collectors.sflow_source import SflowConfig, SflowSource
 from pipeline.source import Columns
 from pipeline.topology import load_topology
 
@@ -80,7 +80,7 @@ def per_link(flows: dict[tuple[object, ...], dict[str, int]]) -> dict[str, dict[
 def test_unsampled_export_equals_truth(tmp_path: Path, name: str) -> None:
     pcap = tmp_path / f"{name}.pcap"
     with_filler(SAMPLES / f"{name}.pcap", pcap)
-    source = SflowSource(load_topology(SAMPLES / "topology.yaml"), "127.0.0.1", 0)
+    source = SflowSource(load_topology(SAMPLES / "topology.yaml"), SflowConfig(listen="127.0.0.1:0")).start()
     process, log = pmacctd(tmp_path, pcap, source.port)
     tables = collect(source, process, log)
     counts = source.counts()
@@ -101,7 +101,7 @@ def test_sampled_export_estimates_truth_within_sampling_error(tmp_path: Path) ->
     name, rate = "link_failure", 10
     pcap = tmp_path / f"{name}.pcap"
     with_filler(SAMPLES / f"{name}.pcap", pcap)
-    source = SflowSource(load_topology(SAMPLES / "topology.yaml"), "127.0.0.1", 0)
+    source = SflowSource(load_topology(SAMPLES / "topology.yaml"), SflowConfig(listen="127.0.0.1:0")).start()
     process, log = pmacctd(tmp_path, pcap, source.port, sampling=rate)
     tables = collect(source, process, log)
     assert source.counts()["lost_datagrams"] == 0 and source.counts()["malformed"] == 0
@@ -146,7 +146,7 @@ def test_sflow_entry_attributes_plain_frames_and_counter_samples_arrive(tmp_path
         for name, value in (("packets", 1), ("bytes", len(frame)), ("ecn_ect", int(ip.tos & 3 in (1, 2, 3))),
                             ("ecn_ce", int(ip.tos & 3 == 3)), ("cnp", 0)):
             expected[key][name] += value * plays
-    source = SflowSource(load_topology(SAMPLES / "topology.yaml"), "127.0.0.1", 0)
+    source = SflowSource(load_topology(SAMPLES / "topology.yaml"), SflowConfig(listen="127.0.0.1:0")).start()
     process, log = pmacctd(tmp_path, pcap, source.port, replays=plays, delay_s=11)
     tables = collect(source, process, log)
     assert source.counts()["lost_datagrams"] == 0 and source.counts()["malformed"] == 0

@@ -18,7 +18,7 @@ from requirements import requires
 from scapy.all import IP, UDP, Dot1Q, Ether, IPv6, Raw, rdpcap, sendp, wrpcap
 
 from collectors.afpacket import PacketRing, RingStats
-from collectors.capture_source import CaptureSource
+from collectors.capture_source import CaptureConfig, CaptureSource
 from collectors.collector import CollectorConfig
 from collectors.packets import PacketBatch
 from pipeline.errors import InputError
@@ -29,6 +29,7 @@ pytestmark = [pytest.mark.netns, needs_netns, needs_tcpreplay]
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 SNAPLEN = 256
 SMALL_RING = {"block_bytes": 1 << 20, "blocks": 4, "timeout_ms": 50}
+SMALL_CAPTURE = {"block_bytes": 1 << 20, "ring_mb": 4, "timeout_ms": 50}  # the same ring as CaptureConfig
 WAIT_S = 10
 IFF_PROMISC = 0x100
 HEAD_RECORDS = 200
@@ -97,7 +98,7 @@ def test_missing_interface_is_input_error_naming_it() -> None:
     with pytest.raises(InputError, match="fsnosuch0: no such network interface"):
         PacketRing("fsnosuch0")
     with pytest.raises(InputError, match="fsnosuch0"):
-        CaptureSource(load_topology(SAMPLES / "topology.yaml"), "fsnosuch0")
+        CaptureSource(load_topology(SAMPLES / "topology.yaml"), CaptureConfig(iface="fsnosuch0")).start()
 
 
 def test_bad_ring_options_are_input_errors() -> None:
@@ -181,7 +182,7 @@ def test_without_cap_net_raw_is_input_error_naming_the_interface() -> None:
 def test_capture_source_steps_are_empty_while_idle_then_the_final_flush() -> None:
     with NetLab() as lab:
         _, _, capture = mirror_link(lab)
-        source = CaptureSource(load_topology(SAMPLES / "topology.yaml"), capture, **SMALL_RING)
+        source = CaptureSource(load_topology(SAMPLES / "topology.yaml"), CaptureConfig(iface=capture, **SMALL_CAPTURE))
         stop = threading.Event()
         steps = []
         for step in source.steps(stop):
@@ -201,8 +202,9 @@ def test_capture_source_exports_rows_while_the_link_is_quiet(tmp_path: Path) -> 
     wrpcap(str(pcap), rdpcap(str(SAMPLES / "mixed.pcap"), count=HEAD_RECORDS))
     with NetLab() as lab:
         namespace, send, capture = mirror_link(lab)
-        source = CaptureSource(load_topology(SAMPLES / "mixed.topology.yaml"), capture,
-                               collector_config=CollectorConfig(active_timeout_s=0.2), **SMALL_RING)
+        source = CaptureSource(load_topology(SAMPLES / "mixed.topology.yaml"),
+                               CaptureConfig(iface=capture, **SMALL_CAPTURE),
+                               collector_config=CollectorConfig(active_timeout_s=0.2))
         stop = threading.Event()
         steps = source.steps(stop)
         next(steps)  # the ring is open

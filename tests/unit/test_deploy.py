@@ -14,7 +14,8 @@ import yaml
 from requirements import requires
 
 from fabricscope.cli import build_parser
-from fabricscope.commands import capture, gnmi, sflow, snmp
+from fabricscope.commands import gnmi
+from fabricscope.config import Config, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -50,21 +51,18 @@ def test_the_dockerfile_copies_what_exists() -> None:
             assert (ROOT / source).exists(), source
 
 
-def _settled(command: object, name: str) -> argparse.Namespace:
-    args = _parse([name, "--config", str(DEPLOY / "fabricscope.yaml"), "--topology", str(TOPOLOGY)])
-    command.settle(args, name, command.DEFAULTS)  # type: ignore[attr-defined]
-    return args
+def _settled(name: str) -> Config:
+    return load_config(_parse([name, "--config", str(DEPLOY / "fabricscope.yaml"), "--topology", str(TOPOLOGY)]))
 
 
 def test_the_example_settings_are_accepted_by_each_source() -> None:
-    assert _settled(capture, "capture").snaplen == 256
-    assert _settled(sflow, "sflow").listen == "0.0.0.0:6343"
-    polled = snmp.snmp_targets(_settled(snmp, "snmp"))
+    assert _settled("capture").capture.snaplen == 256
+    assert _settled("sflow").sflow.listen == "0.0.0.0:6343"
+    polled = _settled("snmp").snmp.targets
     assert [(t.device, t.host, t.port, t.timeout_s) for t in polled] == [
         ("leaf1", "10.0.0.11", 161, 1.0), ("leaf2", "10.0.0.12", 161, 1.0), ("spine1", "10.0.0.1", 161, 2.0)]
     assert {target.community for target in polled} == {"fabricscope"}
-    subscribed = gnmi.build_source(_parse(["gnmi", "--config", str(DEPLOY / "fabricscope.yaml"),
-                                           "--topology", str(TOPOLOGY)]))
+    subscribed = gnmi.build_source(_settled("gnmi"))
     assert [(t.device, t.host, t.port, t.insecure) for t in subscribed.targets] == [("leaf3", "10.0.0.13", 6030, True)]
 
 

@@ -24,7 +24,7 @@ from scapy.packet import Raw
 from collectors.collector import CollectorConfig
 from collectors.decode import Decoder
 from collectors.sflow import SflowBatch, SflowDecoder, with_sflow_interfaces
-from collectors.sflow_source import SflowSource
+from collectors.sflow_source import SflowConfig, SflowSource
 from pipeline.errors import InputError
 from pipeline.topology import Topology, load_topology
 
@@ -328,18 +328,18 @@ def test_mutated_datagrams_never_raise(topology: Topology, changes: list[tuple[i
 # -- the source ----------------------------------------------------------------------------------------------
 def test_source_binds_a_free_port_and_reports_a_taken_one_as_input_error() -> None:
     topology = load_topology(SAMPLES / "topology.yaml")
-    with SflowSource(topology, "127.0.0.1", 0) as source:
+    with SflowSource(topology, SflowConfig(listen="127.0.0.1:0")) as source:
         assert source.port > 0
         with pytest.raises(InputError, match=rf"^--listen: 127\.0\.0\.1:{source.port} is in use: "):
-            SflowSource(topology, "127.0.0.1", source.port)
+            SflowSource(topology, SflowConfig(listen=f"127.0.0.1:{source.port}")).start()
     with pytest.raises(InputError, match=r"^--listen: no-such-host\.invalid:6343: not an address"):
-        SflowSource(topology, "no-such-host.invalid", 6343)
+        SflowSource(topology, SflowConfig(listen="no-such-host.invalid:6343")).start()
     with pytest.raises(InputError, match="port must be"):
-        SflowSource(topology, "127.0.0.1", 70_000)
+        SflowSource(topology, SflowConfig(listen="127.0.0.1:70000")).start()
 
 
 def test_source_turns_received_datagrams_into_flows_and_counters() -> None:
-    source = SflowSource(load_topology(SAMPLES / "topology.yaml"), "127.0.0.1", 0, tick_s=0.05)
+    source = SflowSource(load_topology(SAMPLES / "topology.yaml"), SflowConfig(listen="127.0.0.1:0", tick_s=0.05))
     stop = threading.Event()
     steps = source.steps(stop)
     assert next(steps) == []
@@ -369,7 +369,7 @@ def test_source_turns_received_datagrams_into_flows_and_counters() -> None:
 def test_a_quiet_agents_rows_leave_before_stop() -> None:
     """Packets are stamped on arrival: idle ticks move each collector's packet time on, ending its rows."""
     config = CollectorConfig(active_timeout_s=0.1, idle_timeout_s=0.1)
-    source = SflowSource(load_topology(SAMPLES / "topology.yaml"), "127.0.0.1", 0, tick_s=0.05,
+    source = SflowSource(load_topology(SAMPLES / "topology.yaml"), SflowConfig(listen="127.0.0.1:0", tick_s=0.05),
                          collector_config=config)
     stop = threading.Event()
     steps = source.steps(stop)

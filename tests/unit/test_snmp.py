@@ -21,6 +21,7 @@ from collectors.snmp import (
     SYS_UPTIME,
     TWO_32,
     Counter32Extender,
+    SnmpConfig,
     SnmpPoller,
     SnmpSource,
     SnmpTarget,
@@ -227,7 +228,8 @@ def test_silent_target_times_out_and_backs_off(topology: Topology, agents: list[
 
 def test_source_steps_poll_every_interval_and_stop(topology: Topology, agents: list[FakeAgent]) -> None:
     agent = start(agents, interface(49, "Ethernet49", octets=9))
-    source = SnmpSource(topology, [SnmpTarget("leaf1", "127.0.0.1", agent.port)], interval_s=0.2, tick_s=0.05)
+    source = SnmpSource(topology, SnmpConfig(targets=(SnmpTarget("leaf1", "127.0.0.1", agent.port),), interval=0.2,
+                                         tick_s=0.05))
     stop = threading.Event()
     batches = []
     empty = 0
@@ -277,7 +279,7 @@ def test_source_stops_in_the_middle_of_a_poll(topology: Topology) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
         silent.bind(("127.0.0.1", 0))
         target = SnmpTarget("leaf1", "127.0.0.1", silent.getsockname()[1], timeout_s=10, retries=3)
-        source = SnmpSource(topology, [target], interval_s=60, tick_s=0.05)
+        source = SnmpSource(topology, SnmpConfig(targets=(target,), interval=60, tick_s=0.05))
         stop = threading.Event()
         steps = list(_until_stopped(source, stop, after=3))
     assert steps == [[], [], []]

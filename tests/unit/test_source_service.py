@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import socket
 import threading
 import urllib.request
@@ -12,55 +11,57 @@ from pathlib import Path
 
 import pytest
 
+from fabricscope.cli import build_parser
+from fabricscope.config import Config, load_config
 from fabricscope.metrics import Delivery, parse_listen, serve_metrics
-from fabricscope.source_service import add_service_arguments, settle
 from pipeline.errors import InputError
 from pipeline.source import Step
 
 
-def _args(argv: list[str], config: Path | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--config", default=str(config) if config else None)
-    parser.add_argument("--listen")
-    add_service_arguments(parser, metrics_port=9711)
-    return parser.parse_args(argv)
+def _settled(argv: list[str], config: Path | None = None) -> Config:
+    return load_config(build_parser("sflow").parse_args(
+        ["sflow", *(["--config", str(config)] if config else []), *argv]))
 
 
 def test_flags_win_over_the_config_file_which_wins_over_defaults(tmp_path: Path) -> None:
     config = tmp_path / "fabricscope.yaml"
     config.write_text("sflow:\n  listen: 0.0.0.0:6343\n  drain: 5\n  topology: /etc/t.yaml\n")
-    args = _args(["--drain", "9"], config)
-    settle(args, "sflow", {"listen": "127.0.0.1:6343"})
-    assert (args.listen, args.drain, args.topology) == ("0.0.0.0:6343", 9.0, "/etc/t.yaml")
-    assert (args.metrics, args.buffer_memory_mb, args.exporter) == ("127.0.0.1:9711", 256, "fabricscope")
+    settled = _settled(["--drain", "9"], config)
+    assert (settled.sflow.listen, settled.service.drain, settled.topology) == ("0.0.0.0:6343", 9.0, "/etc/t.yaml")
+    assert (settled.service.metrics, settled.service.buffer_memory_mb, settled.service.exporter) == (
+        "127.0.0.1:9711", 256, "fabricscope")
 
 
 def test_an_unknown_setting_names_the_file_and_line(tmp_path: Path) -> None:
     config = tmp_path / "fabricscope.yaml"
     config.write_text("sflow:\n  listen: 0.0.0.0:6343\n  lisen: 1\n")
     with pytest.raises(InputError, match=rf"{config}:3: sflow.lisen: unknown setting"):
-        settle(_args([], config), "sflow", {"listen": None})
+        _settled(["--topology", "t.yaml"], config)
 
 
 def test_a_config_value_of_the_wrong_type_names_the_file_and_line(tmp_path: Path) -> None:
     config = tmp_path / "fabricscope.yaml"
     config.write_text("sflow:\n  drain: soon\n")
     with pytest.raises(InputError, match=rf"{config}:2: sflow.drain: expected float, got 'soon'"):
-        settle(_args([], config), "sflow", {"listen": None})
+        _settled(["--topology", "t.yaml"], config)
 
 
 def test_the_topology_is_required_somewhere(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FABRICSCOPE_TOPOLOGY", raising=False)
     with pytest.raises(InputError, match="--topology: required"):
-        settle(_args([]), "sflow", {"listen": None})
+        _settled([])
     monkeypatch.setenv("FABRICSCOPE_TOPOLOGY", "/etc/fabricscope/topology.yaml")
-    args = _args([])
-    settle(args, "sflow", {"listen": None})
-    assert args.topology == "/etc/fabricscope/topology.yaml"
+    assert _settled([]).topology == "/etc/fabricscope/topology.yaml"
 
 
 class _CountingSource:
     name = "sflow"
+
+    def start(self) -> _CountingSource:
+        return self
+
+    def stop(self) -> None:
+        pass
 
     def steps(self, stop: threading.Event) -> Iterator[Step]:
         yield []
