@@ -128,11 +128,14 @@ def jobs(cap: Capture, c: _Columns) -> dict[str, Any]:
     result = {}
     for name, job in cap.jobs.items():
         mine = np.isin(c.flow, job.flows) & c.data & (iteration >= 0)
-        iterations = []
-        for k in np.unique(iteration[mine]):
-            ts = c.ts[mine & (iteration == k)]
-            iterations.append({"iteration": int(k), "start_us": _us(ts.min()), "end_us": _us(ts.max()),
-                               "allreduce_ms": round(float(ts.max() - ts.min()) / 1e6, 3)})
+        numbers, inverse = np.unique(iteration[mine], return_inverse=True)
+        first = np.full(len(numbers), np.iinfo(np.int64).max)
+        last = np.zeros(len(numbers), dtype=np.int64)
+        np.minimum.at(first, inverse, c.ts[mine])
+        np.maximum.at(last, inverse, c.ts[mine])
+        iterations = [{"iteration": int(k), "start_us": _us(t0), "end_us": _us(t1),
+                       "allreduce_ms": round(float(t1 - t0) / 1e6, 3)}
+                      for k, t0, t1 in zip(numbers.tolist(), first.tolist(), last.tolist(), strict=True)]
         result[name] = {"hosts": [h.ip4 for h in job.hosts], "period_ms": job.period_ms, "iterations": iterations}
     return result
 
