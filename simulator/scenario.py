@@ -92,7 +92,7 @@ _FAULT_PARAMS: dict[str, _ParamSpec] = {
         "share": (_Num, None, 0.0, 1.0),
     },
 }
-_TOP_KEYS = {"name", "start", "duration_ms", "seed", "capture", "fabric", "traffic", "faults"}
+_TOP_KEYS = {"name", "start", "duration_ms", "seed", "capture", "fabric", "traffic", "faults", "incident_truth"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -135,6 +135,9 @@ class Scenario:
     fabric: FabricSpec
     traffic: tuple[Item, ...]
     faults: tuple[Item, ...] = field(default=())
+    # truth with every incident's detail: fast recovery's interrupted flows apart from those resumed after
+    # idle, and collective_slowdown events (off by default so the committed samples stay byte-identical)
+    incident_truth: bool = False
 
     @property
     def end_ns(self) -> int:
@@ -181,12 +184,19 @@ class _Parser:
             fabric=fabric,
             traffic=tuple(item for item, _ in traffic),
             faults=tuple(item for item, _ in faults),
+            incident_truth=self._flag(doc, "incident_truth"),
         )
 
     def _known(self, mapping: LineDict, allowed: set[str] | dict[str, Any], where: str) -> None:
         for key in mapping:
             if key not in allowed:
                 raise self.fail(mapping, key, f"unknown key '{key}' in {where} (allowed: {', '.join(sorted(allowed))})")
+
+    def _flag(self, mapping: LineDict, key: str) -> bool:
+        value = mapping.get(key, False)
+        if not isinstance(value, bool):
+            raise self.fail(mapping, key, f"'{key}' must be true or false")
+        return value
 
     def _integer(self, mapping: LineDict, key: str, default: int | None, low: int, high: int) -> int:
         value = mapping.get(key, default)
