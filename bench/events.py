@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import ipaddress
 import json
 import os
 import shutil
@@ -177,7 +178,7 @@ def _leaf(row: Row) -> str:
 
 def _same_place(kind: str, truth: Row, event: Row) -> bool:
     if kind == "collective_slowdown":
-        return truth["job"] == event.get("job")
+        return event.get("job") in truth["job_names"]
     if kind == "ecmp_imbalance":
         return _leaf(truth) == _leaf(event)
     if kind == "congestion":
@@ -256,25 +257,29 @@ def _errors(values: list[float]) -> str:
     return f"max {max(values):,.0f}, median {statistics.median(values):,.0f}"
 
 
-def _fast_recovery_figures(result: KindResult) -> list[str]:
+def _fast_recovery_figures(result: KindResult, start_us: int) -> list[str]:
+    def at(truth: Row) -> str:
+        return f"{truth['link']} at {(truth['ts_us'] - start_us) / 1e6:.3f} s"
+
     lines = []
     for name in ("local_convergence_ms", "remote_convergence_ms", "convergence_ms"):
-        diffs, one_sided = [], 0
+        diffs, one_sided = [], []
         for truth, event in result.pairs:
             expected, got = truth.get(name), event.get(name)
             if expected is None and got is None:
                 continue
             if expected is None or got is None:
-                one_sided += 1
+                one_sided.append(f"{at(truth)}: {got} vs {expected}")
                 continue
             diffs.append(abs(float(got) - float(expected)))
         within = sum(d <= CONVERGENCE_GOAL_MS for d in diffs)
         worst = f"{max(diffs):.3f}" if diffs else "n/a"
+        listed = f" ({', '.join(one_sided)})" if one_sided else ""
         lines.append(f"    {name:<22} max |error| {worst} ms; within {CONVERGENCE_GOAL_MS} ms: {within}/{len(diffs)}; "
-                     f"present on one side only: {one_sided}")
+                     f"present on one side only: {len(one_sided)}{listed}")
     for name in ("flows_affected", "flows_recovered", "packets_lost"):
         wrong = [(t, e) for t, e in result.pairs if int(e.get(name) or 0) != int(t.get(name) or 0)]
-        detail = ", ".join(f"{t['link']}@{t['ts_us']}: {e.get(name)} vs {t.get(name)}" for t, e in wrong[:8])
+        detail = ", ".join(f"{at(t)}: {e.get(name)} vs {t.get(name)}" for t, e in wrong[:8])
         lines.append(f"    {name:<22} mismatches {len(wrong)}/{len(result.pairs)}" + (f" ({detail}" + (
             ", ..." if len(wrong) > 8 else "") + ")" if wrong else ""))
     return lines
@@ -297,7 +302,7 @@ def report(truth: dict[str, Any], results: list[KindResult], how: str) -> None:
             print(f"{r.kind:<20} |ts_end error| µs: {_errors(interval)}")
     fast = next(r for r in results if r.kind == "fast_recovery")
     print("\nfast_recovery, matched pairs (detected vs truth):")
-    for line in _fast_recovery_figures(fast):
+    for line in _fast_recovery_figures(fast, start_us):
         print(line)
     for r in results:
         if not r.missed and not r.false_positives:
@@ -312,7 +317,17 @@ def report(truth: dict[str, Any], results: list[KindResult], how: str) -> None:
         print(f"\nother kinds detected (no truth): {', '.join(other)}")
 
 
+def job_names(job: str, hosts: list[str]) -> set[str]:
+    """What a detected event may call a truth job: its scenario name, or the collector's name for the
+    collective group it infers from the traffic (collectors/dfi.py: `job-` and its lowest host address)."""
+    lowest = min(hosts, key=lambda host: ipaddress.ip_address(host).packed) if hosts else ""
+    return {job, f"job-{lowest}"}
+
+
 def evaluate(truth: dict[str, Any], events: list[Row]) -> list[KindResult]:
+    for incident in truth["events"]:
+        if incident["kind"] == "collective_slowdown":
+            incident["job_names"] = job_names(incident["job"], truth["jobs"][incident["job"]]["hosts"])
     by_kind: dict[str, list[Row]] = {}
     for event in events:
         by_kind.setdefault(event["kind"], []).append(event)
