@@ -190,7 +190,7 @@ def _close_in_time(kind: str, truth: Row, event: Row) -> bool:
     slack = TOLERANCE_US[kind]
     if kind in POINT_KINDS:
         return abs(event["ts_us"] - truth["ts_us"]) <= slack
-    end = truth.get("ts_end_us", truth["ts_us"])
+    end = int(truth.get("ts_end_us") or truth["ts_us"])
     return event["ts_us"] <= end + slack and event["ts_end_us"] >= truth["ts_us"] - slack
 
 
