@@ -63,6 +63,7 @@ TOLERANCE_US = {
 }
 POINT_KINDS = {"fast_recovery", "link_down", "link_up"}
 CONVERGENCE_GOAL_MS = 0.05
+CONTEXT_US = 2_000_000  # a false positive is shown with the truth incident that began this long before it
 Row = dict[str, Any]
 
 
@@ -90,6 +91,9 @@ def soak_outputs(scenario: Path) -> tuple[Path, Path, Path, Path]:
     for made, final in zip((outputs.pcap, outputs.topology, outputs.counters, outputs.truth), paths, strict=True):
         made.replace(final)  # the pcap last: a crash mid-way leaves no complete-looking set
     print(f"soak: generated {folder.relative_to(ROOT)} in {time.perf_counter() - began:.1f} s")
+    for stale in folder.parent.glob(f"{folder.name.rsplit('-', 1)[0]}-*"):
+        if stale != folder:  # an older scenario or simulator: ~0.5 GB each
+            shutil.rmtree(stale, ignore_errors=True)
     return paths
 
 
@@ -251,6 +255,16 @@ def _describe(row: Row) -> str:
     return " ".join(str(p) for p in parts)
 
 
+def _context(event: Row, incidents: list[Row]) -> str:
+    """The latest truth incident that began up to CONTEXT_US before the event: what it may be a consequence of."""
+    before = [t for t in incidents if event["ts_us"] - CONTEXT_US <= t["ts_us"] <= event["ts_us"]]
+    if not before:
+        return "[no truth incident in the 2 s before]"
+    t = before[-1]
+    where = t.get("link") or t.get("job") or t.get("leaf") or ""
+    return f"[{(event['ts_us'] - t['ts_us']) / 1e3:,.1f} ms after truth {t['kind']} {where}]"
+
+
 def _errors(values: list[float]) -> str:
     if not values:
         return "max n/a, median n/a"
@@ -304,14 +318,19 @@ def report(truth: dict[str, Any], results: list[KindResult], how: str) -> None:
     print("\nfast_recovery, matched pairs (detected vs truth):")
     for line in _fast_recovery_figures(fast, start_us):
         print(line)
+    everything = sorted(truth["events"], key=lambda t: t["ts_us"])
     for r in results:
         if not r.missed and not r.false_positives:
             continue
-        print(f"\n{r.kind}: {len(r.missed)} missed, {len(r.false_positives)} false positive(s)")
+        duplicates = [e for e in r.false_positives
+                      if any(_same_place(r.kind, t, e) and _close_in_time(r.kind, t, e) for t in r.truth)]
+        print(f"\n{r.kind}: {len(r.missed)} missed, {len(r.false_positives)} false positive(s), {len(duplicates)} of "
+              f"them [dup]: a second event for a truth incident another event matched")
         for t in r.missed:
             print(f"  MISSED {_when(t['ts_us'], start_us)}  {_describe(t)}")
         for e in r.false_positives:
-            print(f"  FALSE  {_when(e['ts_us'], start_us)}  {_describe(e)}")
+            tag = "[dup]" if any(e is d for d in duplicates) else _context(e, everything)
+            print(f"  FALSE  {_when(e['ts_us'], start_us)}  {_describe(e)}  {tag}")
     other = sorted({e["kind"] for r in results for e in r.detected} - set(KINDS))
     if other:
         print(f"\nother kinds detected (no truth): {', '.join(other)}")
