@@ -63,7 +63,7 @@ TOLERANCE_US = {
 }
 POINT_KINDS = {"fast_recovery", "link_down", "link_up"}
 CONVERGENCE_GOAL_MS = 0.05
-CONTEXT_US = 2_000_000  # a false positive is shown with the truth incident that began this long before it
+CONTEXT_US = 2_000_000  # a false positive is shown with the nearest truth incident this close to it
 Row = dict[str, Any]
 
 
@@ -256,13 +256,14 @@ def _describe(row: Row) -> str:
 
 
 def _context(event: Row, incidents: list[Row]) -> str:
-    """The latest truth incident that began up to CONTEXT_US before the event: what it may be a consequence of."""
-    before = [t for t in incidents if event["ts_us"] - CONTEXT_US <= t["ts_us"] <= event["ts_us"]]
-    if not before:
-        return "[no truth incident in the 2 s before]"
-    t = before[-1]
+    """The truth incident nearest in time (within CONTEXT_US): what the event may be a consequence of."""
+    near = [t for t in incidents if abs(event["ts_us"] - t["ts_us"]) <= CONTEXT_US]
+    if not near:
+        return f"[no truth incident within {CONTEXT_US / 1e6:g} s]"
+    t = min(near, key=lambda t: abs(event["ts_us"] - t["ts_us"]))
     where = t.get("link") or t.get("job") or t.get("leaf") or ""
-    return f"[{(event['ts_us'] - t['ts_us']) / 1e3:,.1f} ms after truth {t['kind']} {where}]"
+    gap = (event["ts_us"] - t["ts_us"]) / 1e3
+    return f"[{abs(gap):,.1f} ms {'after' if gap >= 0 else 'before'} truth {t['kind']} {where}]"
 
 
 def _errors(values: list[float]) -> str:
