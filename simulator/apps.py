@@ -253,9 +253,10 @@ class AppTraffic:
         rate = self.item.params["exchanges_per_s"]
         interval = 1e9 / rate
         first = ctx.ms(self.item.params["start_ms"])
+        until = ctx.until(self.item)
         for conversation in self.conversations:
             t0 = first + int(ctx.rng.uniform(0, interval))
-            n = max(0, int((ctx.scenario.end_ns - t0 - len(conversation.opening) * STEP_GAP_NS) // interval))
+            n = max(0, int((until - t0 - len(conversation.opening) * STEP_GAP_NS) // interval))
             begin = t0 + len(conversation.opening) * STEP_GAP_NS + (np.arange(n) * interval).astype(np.int64)
             begin += ctx.rng.integers(0, int(interval * 0.2) + 1, n)
             steps = conversation.opening + conversation.exchange
@@ -266,7 +267,7 @@ class AppTraffic:
             flow = np.repeat([s.flow for s in steps], sizes).astype(np.int32)
             template = np.repeat([s.template for s in steps], sizes).astype(np.int32)
             payload = np.repeat([s.tcp_payload for s in steps], sizes).astype(np.int64)
-            keep = t < ctx.scenario.end_ns
+            keep = t < until
             t, flow, template, payload = t[keep], flow[keep], template[keep], payload[keep]
             seq, ack = _tcp_numbers(ctx, t, flow, payload)
             ctx.emissions.add(t, flow, template, seq=seq, ack=ack)

@@ -37,6 +37,12 @@ class Context:
         """Scenario time in ms -> absolute ns."""
         return self.scenario.start_ns + round(value * 1e6)
 
+    def until(self, item: Item) -> int:
+        """Absolute ns at which a traffic item stops starting anything new: its `end_ms`, or the end of the
+        capture when it has none (-1)."""
+        end_ms = item.params.get("end_ms", -1.0)
+        return self.scenario.end_ns if end_ms < 0 else min(self.ms(end_ms), self.scenario.end_ns)
+
     def spread_hosts(self, count: int) -> list[Host]:
         """`count` hosts taken round-robin across leaves, so ring neighbours sit behind different leaves."""
         leaves = self.fabric.spec.leaves

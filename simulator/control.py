@@ -67,7 +67,8 @@ class ControlTraffic:
     def emit(self, ctx: Context, stretch: Stretch) -> None:
         interval = round(self.item.params["interval_ms"] * 1e6)
         first = ctx.ms(self.item.params["start_ms"])
+        until = ctx.until(self.item)
         for flow, template in self.senders:
-            t = first + int(ctx.rng.integers(0, interval)) + np.arange(0, ctx.scenario.end_ns - first, interval)
-            t = t[t < ctx.scenario.end_ns]
+            t = first + int(ctx.rng.integers(0, interval)) + np.arange(0, until - first, interval)
+            t = t[t < until]
             ctx.emissions.add(t, flow, template)

@@ -28,6 +28,7 @@ name: demo-{cycle}
 start: "{start}"
 duration_ms: {duration_ms}
 seed: {seed}
+incident_truth: true
 capture: {{erspan_type: 3, snaplen: 160, ts_resolution: us}}
 fabric: {{name: pod1, leaves: 4, spines: 2, hosts_per_leaf: 8, speed_gbps: 400}}
 traffic:

@@ -77,7 +77,8 @@ class RdmaGroup:
         p = self.item.params
         period, burst, gap = round(p["period_ms"] * 1e6), round(p["burst_ms"] * 1e6), p["packet_gap_us"] * 1e3
         first = ctx.ms(p["start_ms"])
-        starts = np.arange(first, ctx.scenario.end_ns, period, dtype=np.int64)
+        # iterations start until the job's end; the last one runs to completion (a job stops cleanly)
+        starts = np.arange(first, ctx.until(self.item), period, dtype=np.int64)
         flows = [qp.data for qp in self.qps]
         factors = np.array([stretch.factor(flows, int(t)) for t in starts])
         per_burst = max(1, int(burst // gap))

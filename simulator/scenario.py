@@ -21,6 +21,8 @@ APP_KINDS = ("nvme_tcp", "nfs", "tls", "c10d", "ssh", "dns", "ntp", "ptp", "icmp
 CONTROL_KINDS = ("bgp", "bfd", "lldp", "arp")
 FAULT_KINDS = ("congestion", "link_failure", "link_flap", "ecmp_imbalance")
 MIN_SNAPLEN = 128
+MAX_DURATION_MS = 3_600_000.0  # an hour of fabric time: long enough for a soak
+_T = MAX_DURATION_MS  # upper bound of every scenario time
 DEFAULT_COLLECTOR = "198.51.100.10"
 
 _Num = (int, float)
@@ -31,7 +33,8 @@ _ROCE_COMMON: _ParamSpec = {
     "qps_per_pair": ((int,), 1, 1, 16),
     "period_ms": (_Num, 50.0, 0.1, 1e6),
     "burst_ms": (_Num, 10.0, 0.01, 1e6),
-    "start_ms": (_Num, 0.0, 0.0, 1e6),
+    "start_ms": (_Num, 0.0, 0.0, _T),
+    "end_ms": (_Num, -1.0, -1.0, _T),
     "packet_gap_us": (_Num, 200.0, 0.1, 1e6),
     "payload": ((int,), 1024, 16, 4096),
     "message_packets": ((int,), 4, 1, 1024),
@@ -47,11 +50,13 @@ _TRAFFIC_PARAMS: dict[str, _ParamSpec] = {
             "payload": ((int,), 256, 0, 8900),
             "ipv6": ((bool,), False, 0, 1),
             "vlan": ((int,), 0, 0, 4094),
-            "start_ms": (_Num, 0.0, 0.0, 1e6),
+            "start_ms": (_Num, 0.0, 0.0, _T),
+            "end_ms": (_Num, -1.0, -1.0, _T),
         }
         for kind in APP_KINDS
     },
-    **{kind: {"interval_ms": (_Num, 100.0, 0.01, 1e6), "start_ms": (_Num, 0.0, 0.0, 1e6)} for kind in CONTROL_KINDS},
+    **{kind: {"interval_ms": (_Num, 100.0, 0.01, 1e6), "start_ms": (_Num, 0.0, 0.0, _T),
+              "end_ms": (_Num, -1.0, -1.0, _T)} for kind in CONTROL_KINDS},
 }
 _TRAFFIC_PARAMS["tls"]["sni"] = ((str,), "checkpoints.storage.example.com", 0, 0)
 _TRAFFIC_PARAMS["unknown"]["port"] = ((int,), 47123, 1024, 65535)
@@ -61,23 +66,23 @@ _FAULT_PARAMS: dict[str, _ParamSpec] = {
     "congestion": {
         "link": ((str,), None, 0, 0),
         "direction": ((str,), None, 0, 0),
-        "start_ms": (_Num, None, 0.0, 1e6),
-        "end_ms": (_Num, None, 0.0, 1e6),
+        "start_ms": (_Num, None, 0.0, _T),
+        "end_ms": (_Num, None, 0.0, _T),
         "peak_ce_ratio": (_Num, 0.5, 0.0, 1.0),
         "stretch": (_Num, 1.5, 1.0, 100.0),
         "pfc_interval_us": (_Num, 500.0, 1.0, 1e6),
     },
     "link_failure": {
         "link": ((str,), None, 0, 0),
-        "at_ms": (_Num, None, 0.0, 1e6),
-        "recover_ms": (_Num, -1.0, -1.0, 1e6),
+        "at_ms": (_Num, None, 0.0, _T),
+        "recover_ms": (_Num, -1.0, -1.0, _T),
         "local_convergence_ms": (_Num, 1.0, 0.0, 1e5),
         "remote_convergence_ms": (_Num, 5.0, 0.0, 1e5),
     },
     "link_flap": {
         "link": ((str,), None, 0, 0),
-        "down_ms": (_Num, None, 0.0, 1e6),
-        "up_ms": (_Num, None, 0.0, 1e6),
+        "down_ms": (_Num, None, 0.0, _T),
+        "up_ms": (_Num, None, 0.0, _T),
         "local_convergence_ms": (_Num, 1.0, 0.0, 1e5),
         "remote_convergence_ms": (_Num, 3.0, 0.0, 1e5),
     },
@@ -87,7 +92,7 @@ _FAULT_PARAMS: dict[str, _ParamSpec] = {
         "share": (_Num, None, 0.0, 1.0),
     },
 }
-_TOP_KEYS = {"name", "start", "duration_ms", "seed", "capture", "fabric", "traffic", "faults"}
+_TOP_KEYS = {"name", "start", "duration_ms", "seed", "capture", "fabric", "traffic", "faults", "incident_truth"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -130,6 +135,9 @@ class Scenario:
     fabric: FabricSpec
     traffic: tuple[Item, ...]
     faults: tuple[Item, ...] = field(default=())
+    # truth with every incident's detail: fast recovery's interrupted flows apart from those resumed after
+    # idle, and collective_slowdown events (off by default so the committed samples stay byte-identical)
+    incident_truth: bool = False
 
     @property
     def end_ns(self) -> int:
@@ -156,11 +164,13 @@ class _Parser:
         name = doc.get("name")
         if not isinstance(name, str) or not _NAME.match(name):
             raise self.fail(doc, "name", "'name' must be a word of letters, digits, '_', '.' or '-'")
-        duration = self._number(doc, "duration_ms", None, 1.0, 600_000.0)
+        duration = self._number(doc, "duration_ms", None, 1.0, MAX_DURATION_MS)
         seed = self._integer(doc, "seed", 1, 0, 2**32 - 1)
         fabric = self._fabric()
         traffic = self._items("traffic", _TRAFFIC_PARAMS)
         faults = self._items("faults", _FAULT_PARAMS)
+        for item, container in traffic:
+            self._check_traffic_window(item, container, duration)
         for item, container in faults:
             self._check_fault(item, container, fabric, duration)
         self._check_rdma(traffic, faults, fabric)
@@ -174,12 +184,19 @@ class _Parser:
             fabric=fabric,
             traffic=tuple(item for item, _ in traffic),
             faults=tuple(item for item, _ in faults),
+            incident_truth=self._flag(doc, "incident_truth"),
         )
 
     def _known(self, mapping: LineDict, allowed: set[str] | dict[str, Any], where: str) -> None:
         for key in mapping:
             if key not in allowed:
                 raise self.fail(mapping, key, f"unknown key '{key}' in {where} (allowed: {', '.join(sorted(allowed))})")
+
+    def _flag(self, mapping: LineDict, key: str) -> bool:
+        value = mapping.get(key, False)
+        if not isinstance(value, bool):
+            raise self.fail(mapping, key, f"'{key}' must be true or false")
+        return value
 
     def _integer(self, mapping: LineDict, key: str, default: int | None, low: int, high: int) -> int:
         value = mapping.get(key, default)
@@ -328,6 +345,14 @@ class _Parser:
                 if p["job"] in jobs:
                     raise self.fail(entry, "job", f"job '{p['job']}' is named twice")
                 jobs.add(p["job"])
+
+    def _check_traffic_window(self, item: Item, entry: LineDict, duration_ms: float) -> None:
+        """A traffic item sends from `start_ms` until `end_ms` (-1, the default: the end of the capture)."""
+        start, end = item.params["start_ms"], item.params["end_ms"]
+        if not start < duration_ms:
+            raise self.fail(entry, "start_ms", "'start_ms' must fall inside the capture")
+        if end >= 0 and not start < end <= duration_ms:
+            raise self.fail(entry, "end_ms", "'end_ms' must come after 'start_ms' and within duration_ms")
 
     def _window(self, entry: LineDict, start: str, end: str, duration_ms: float) -> None:
         if not entry[start] < entry[end] <= duration_ms:

@@ -14,9 +14,10 @@ from simulator.context import Job
 from simulator.emissions import Emissions
 from simulator.fabric import Fabric
 from simulator.faults import Episode, Marks
-from simulator.flows import FlowTable
+from simulator.flows import Flow, FlowTable
 from simulator.imbalance import ImbalanceRule, imbalance_events
 from simulator.pcap import Written
+from simulator.rdma import SEND, WRITE
 from simulator.routing import FIRST_HOP, SECOND_HOP, LinkDown, Records
 from simulator.scenario import Scenario
 from simulator.templates import OPCODE_CNP, ROCE_DATA_OPCODES, TemplateArrays
@@ -26,6 +27,7 @@ AFFECTED_MIN_PACKETS = 3
 CE_BIN_NS = 10_000_000
 CE_BIN_MIN_PACKETS = 10
 PSN_MOD = 1 << 24
+MESSAGE_END_OPCODES = frozenset((*(WRITE[r] for r in ("last", "only")), *(SEND[r] for r in ("last", "only"))))
 
 
 @dataclass(frozen=True)
@@ -128,11 +130,14 @@ def jobs(cap: Capture, c: _Columns) -> dict[str, Any]:
     result = {}
     for name, job in cap.jobs.items():
         mine = np.isin(c.flow, job.flows) & c.data & (iteration >= 0)
-        iterations = []
-        for k in np.unique(iteration[mine]):
-            ts = c.ts[mine & (iteration == k)]
-            iterations.append({"iteration": int(k), "start_us": _us(ts.min()), "end_us": _us(ts.max()),
-                               "allreduce_ms": round(float(ts.max() - ts.min()) / 1e6, 3)})
+        numbers, inverse = np.unique(iteration[mine], return_inverse=True)
+        first = np.full(len(numbers), np.iinfo(np.int64).max)
+        last = np.zeros(len(numbers), dtype=np.int64)
+        np.minimum.at(first, inverse, c.ts[mine])
+        np.maximum.at(last, inverse, c.ts[mine])
+        iterations = [{"iteration": int(k), "start_us": _us(t0), "end_us": _us(t1),
+                       "allreduce_ms": round(float(t1 - t0) / 1e6, 3)}
+                      for k, t0, t1 in zip(numbers.tolist(), first.tolist(), last.tolist(), strict=True)]
         result[name] = {"hosts": [h.ip4 for h in job.hosts], "period_ms": job.period_ms, "iterations": iterations}
     return result
 
@@ -148,29 +153,37 @@ def fast_recovery(cap: Capture, c: _Columns, down: LinkDown) -> dict[str, Any] |
     keys, counts = np.unique(c.key[window], return_counts=True)
     affected = keys[counts >= AFFECTED_MIN_PACKETS]
     fabric_link = cap.fabric.links[down.link]
-    other_links = [link.index for link in cap.fabric.links if link.leaf == fabric_link.leaf and link.index != down.link]
-    elsewhere = np.isin(c.link, other_links) & (c.ts > ts)
+    leaf_links = [link.index for link in cap.fabric.links if link.leaf == fabric_link.leaf]
+    after = np.isin(c.link, leaf_links) & (c.ts > ts)
     local: list[float] = []  # ms from the failure to the flow's first packet elsewhere, by direction
     remote: list[float] = []
     recovered, lost = 0, 0
+    interrupted, resumed, returned = 0, [], []
     for key in affected:
         rows = np.flatnonzero(window & (c.key == key))
         flow = cap.flows[int(c.flow[rows[0]])]
         direction = cap.topology.direction(fabric_link.id, flow.src_ip, flow.dst_ip) if flow.src_ip != "::" \
             else "unknown"
-        later = np.flatnonzero(elsewhere & (c.key == key)
+        later = np.flatnonzero(after & (c.key == key)
                                & (cap.records.hop == (FIRST_HOP if direction == "up" else SECOND_HOP)))
         if direction == "unknown" or len(later) == 0:
             continue
-        recovered += 1
         back = int(c.ts[later[0]]) - ts
-        (local if direction == "up" else remote).append(back / 1e6)
+        if c.link[later[0]] == down.link:  # idle through the outage, back on the repaired link
+            returned.append(_flow_brief(flow, direction, back))
+            continue
+        recovered += 1
+        if _interrupted(cap, c, rows[-1], later[0]):
+            interrupted += 1
+            (local if direction == "up" else remote).append(back / 1e6)
+        else:  # its burst had ended; the next one took another link
+            resumed.append(_flow_brief(flow, direction, back))
         if c.data[rows[-1]]:
             lost += int((c.psn[later[0]] - c.psn[rows[-1]] - 1) % PSN_MOD)
     local_ms = round(max(local), 3) if local else None
     remote_ms = round(max(remote), 3) if remote else None
     measured = [v for v in (local_ms, remote_ms) if v is not None]
-    return {
+    event = {
         "kind": "fast_recovery", "link": fabric_link.id, "ts_us": _us(ts), "failure_us": _us(down.t_down),
         "local_convergence_ms": local_ms, "remote_convergence_ms": remote_ms,
         "convergence_ms": max(measured) if measured else None,
@@ -178,6 +191,28 @@ def fast_recovery(cap: Capture, c: _Columns, down: LinkDown) -> dict[str, Any] |
         "configured_local_convergence_ms": down.local_ns / 1e6,
         "configured_remote_convergence_ms": down.remote_ns / 1e6,
     }
+    if cap.scenario.incident_truth:
+        event |= {"flows_interrupted": interrupted, "resumed_after_idle": resumed, "returned_after_repair": returned}
+    return event
+
+
+def _flow_brief(flow: Flow, direction: str, back_ns: int) -> dict[str, Any]:
+    return {"src_ip": flow.src_ip, "dst_ip": flow.dst_ip, "src_port": flow.src_port, "dst_port": flow.dst_port,
+            "roce_qp": flow.roce_qp, "direction": direction, "back_ms": round(back_ns / 1e6, 3)}
+
+
+def _interrupted(cap: Capture, c: _Columns, last_row: int, next_row: int) -> bool:
+    """Whether the failure cut the flow (DESIGN.md section 6) rather than finding it idle. A RoCE data
+    flow was cut unless its last packet on the failed link ended a message (LAST/ONLY) and its first
+    packet elsewhere follows it without a PSN skipped. Another flow (ACK, TCP, UDP) was cut when packets
+    it sent in between were lost, or when it came back within the affected window (its own spacing)."""
+    if c.data[last_row] and c.data[next_row]:
+        ended = int(c.opcode[last_row]) in MESSAGE_END_OPCODES
+        return not ended or int((c.psn[next_row] - c.psn[last_row] - 1) % PSN_MOD) > 0
+    sent = np.flatnonzero(cap.emissions.flow == c.flow[last_row])
+    before, after = int(cap.records.packet[last_row]), int(cap.records.packet[next_row])
+    lost = bool(((sent > before) & (sent < after)).any())
+    return lost or int(c.ts[next_row] - c.ts[last_row]) <= AFFECTED_WINDOW_NS
 
 
 def congestion(cap: Capture, c: _Columns, number: int, ep: Episode) -> dict[str, Any] | None:
@@ -204,6 +239,37 @@ def congestion(cap: Capture, c: _Columns, number: int, ep: Episode) -> dict[str,
         "cnp": cnps, "pfc_pauses": pauses, "jobs": job_names,
         "configured_peak_ce_ratio": ep.fault.params["peak_ce_ratio"], "configured_stretch": ep.fault.params["stretch"],
     }
+
+
+def slowdowns(cap: Capture, c: _Columns, job_truth: dict[str, Any]) -> list[dict[str, Any]]:
+    """One collective_slowdown per congestion fault and job it stretches: the job's data crosses the
+    congested link and direction during the episode, and the iterations starting in it are listed with
+    their all-reduce times against the job's baseline (the median of its iterations outside every episode)."""
+    events: list[dict[str, Any]] = []
+    spans = [(_us(ep.start), _us(ep.end)) for ep in cap.episodes]
+    for name, job in cap.jobs.items():
+        iterations = job_truth[name]["iterations"]
+        normal = [i["allreduce_ms"] for i in iterations
+                  if not any(start <= i["start_us"] < end for start, end in spans)]
+        if not normal:
+            continue
+        baseline = float(np.median(normal))
+        mine = np.isin(c.flow, job.flows) & c.data
+        for ep, (start, end) in zip(cap.episodes, spans, strict=True):
+            hop = FIRST_HOP if ep.up else SECOND_HOP
+            crosses = mine & (c.link == ep.link) & (cap.records.hop == hop) & (c.ts >= ep.start) & (c.ts < ep.end)
+            during = [i for i in iterations if start <= i["start_us"] < end]
+            if ep.fault.params["stretch"] <= 1.0 or not crosses.any() or not during:
+                continue
+            worst = max(i["allreduce_ms"] for i in during)
+            events.append({
+                "kind": "collective_slowdown", "job": name, "link": cap.fabric.links[ep.link].id,
+                "direction": "up" if ep.up else "down", "ts_us": during[0]["start_us"],
+                "ts_end_us": during[-1]["end_us"], "iterations": [i["iteration"] for i in during],
+                "allreduce_ms": [i["allreduce_ms"] for i in during], "baseline_ms": round(baseline, 3),
+                "peak_ratio": round(worst / baseline, 3), "configured_stretch": ep.fault.params["stretch"],
+            })
+    return events
 
 
 def link_events(cap: Capture, down: LinkDown) -> list[dict[str, Any]]:
@@ -243,6 +309,9 @@ def ground_truth(cap: Capture, imbalance: ImbalanceRule) -> dict[str, Any]:
                 for f in cap.scenario.faults if f.kind == "ecmp_imbalance"}
     links = [(link.id, cap.topology.link(link.id).leaf) for link in cap.fabric.links]
     events += imbalance_events(c.ts, c.wire, uplinks(cap, c), links, injected, imbalance)
+    job_truth = jobs(cap, c)
+    if cap.scenario.incident_truth:
+        events += slowdowns(cap, c, job_truth)
     events.sort(key=lambda e: (e.get("ts_us", 0), e["kind"]))
     apps = Counter(cap.flows[int(f)].app for f in c.flow)
     s = cap.scenario
@@ -261,6 +330,6 @@ def ground_truth(cap: Capture, imbalance: ImbalanceRule) -> dict[str, Any]:
         "ecn_ce": int(c.ce.sum()),
         "cnp": int(c.cnp.sum()),
         "flows": flows(cap, c),
-        "jobs": jobs(cap, c),
+        "jobs": job_truth,
         "events": events,
     }

@@ -45,9 +45,20 @@ def test_good_scenario_values(tmp_path: Path) -> None:
     assert failure.params["local_convergence_ms"] == 0.5
     assert failure.params["remote_convergence_ms"] == 5.0
     assert failure.line == 10
+    assert scenario.traffic[0].params["end_ms"] == -1.0  # sends until the end of the capture
+    assert not scenario.incident_truth
 
 
-@pytest.mark.parametrize("name", ["mixed", "allreduce_congestion", "link_failure", "combo"])
+def test_soak_is_long_with_many_faults() -> None:
+    soak = load_scenario(SAMPLES / "soak.scenario.yaml")
+    assert soak.duration_ns >= 30 * 60 * 10**9 and soak.incident_truth
+    kinds = [fault.kind for fault in soak.faults]
+    assert kinds.count("link_failure") + kinds.count("link_flap") >= 20 and kinds.count("link_flap") >= 2
+    assert kinds.count("congestion") >= 5
+    assert any(item.params.get("end_ms", -1) >= 0 for item in soak.traffic)  # jobs stop
+
+
+@pytest.mark.parametrize("name", ["mixed", "allreduce_congestion", "link_failure", "combo", "soak"])
 def test_sample_scenarios_load(name: str) -> None:
     scenario = load_scenario(SAMPLES / f"{name}.scenario.yaml")
     assert scenario.name == name
@@ -74,6 +85,11 @@ BAD = [
     (GOOD.replace("  - {kind: tls", "  - {kind: allreduce, job: j1, hosts: 2}\n  - {kind: tls"), 7, "named twice"),
     (GOOD.replace("duration_ms: 20", "duration_ms: [20"), 3, "invalid YAML"),
     (GOOD.replace("duration_ms: 20\n", ""), 1, "'duration_ms' must be a number"),
+    (GOOD.replace("duration_ms: 20", "duration_ms: 3600001"), 2, "'duration_ms' must be a number in 1..3.6e+06"),
+    (GOOD.replace("sni: a.example.com}", "sni: a.example.com, start_ms: 5, end_ms: 5}"), 7,
+     "'end_ms' must come after 'start_ms'"),
+    (GOOD.replace("burst_ms: 4}", "burst_ms: 4, start_ms: 20}"), 6, "'start_ms' must fall inside"),
+    (GOOD.replace("name: tiny", "name: tiny\nincident_truth: 1"), 2, "'incident_truth' must be true or false"),
 ]
 
 
