@@ -117,6 +117,7 @@ class CongestionDetector:
         self._ended_up: list[tuple[str, _Run]] = []
         self._spine_of: dict[str, str] = {}
         self._storms: dict[tuple[str, str], _Run] = {}
+        self._spans: dict[str, list[tuple[int, int]]] = {}  # link -> [first bin, end) of closed episodes
         self._link_time: dict[tuple[str, str], int] = {}
         self._latest = np.iinfo(np.int64).min
         self._flows = _Recent()
@@ -286,6 +287,9 @@ class CongestionDetector:
         self._flows.prune(keep_from - margin)
         self._signals.prune(keep_from - margin)
         self._ended_up = [(link, run) for link, run in self._ended_up if run.last_bin >= keep_from - LINK_BIN_US]
+        storms_from = min([keep_from] + [run.first_bin for run in self._storms.values()])
+        self._spans = {link: kept for link, spans in self._spans.items()
+                       if (kept := [span for span in spans if span[1] >= storms_from - margin])}
         return events
 
     def _end(self, key: tuple[str, str], run: _Run, *, at: int) -> None:
@@ -319,6 +323,8 @@ class CongestionDetector:
         marks = [ce for first, ce in run.bursts if first <= run.last_bin]
         ratio = "n/a" if run.peak_ratio is None else f"{run.peak_ratio:.1%}"
         run.opened, run.updated = True, max(self._latest, run.updated + 1)
+        if state == "closed":
+            self._spans.setdefault(link, []).append((start, end))
         return make_event(
             "congestion", ts=ts, ts_end=ts_end, severity="warning", link=link, direction=direction,
             job=jobs[0] if len(jobs) == 1 else "", value=run.peak_ratio, state=state, updated=run.updated,
@@ -331,9 +337,10 @@ class CongestionDetector:
         )
 
     def _storm_event(self, key: tuple[str, str], run: _Run) -> Event | None:
-        """A PFC pause run long enough to be a storm, else nothing."""
+        """A PFC pause run long enough to be a storm, else nothing; nothing either when it is the pauses of a
+        congestion episode of the link (they are in that incident's details: one incident, one event)."""
         duration = run.last_bin + LINK_BIN_US - run.first_bin
-        if duration < ms_to_us(self.config.storm_ms):
+        if duration < ms_to_us(self.config.storm_ms) or self._part_of_congestion(key[0], run):
             return None
         link, direction = key
         return make_event(
@@ -342,6 +349,16 @@ class CongestionDetector:
             summary=f"PFC storm on {link} {direction}: {run.pause} pause frames over {duration / 1000:.0f} ms",
             details={"pfc_pause": run.pause, "pfc_quanta": run.quanta, "bins": run.bins},
         )
+
+    def _part_of_congestion(self, link: str, storm: _Run) -> bool:
+        """Whether a storm's pauses belong to a congestion episode of the same link: it overlaps the episode
+        and ends no later than `storm_ms` after it (a storm that outlives its congestion is one of its own)."""
+        start, end = storm.first_bin, storm.last_bin + LINK_BIN_US
+        margin, outlive = ms_to_us(SIGNAL_MARGIN_MS), ms_to_us(self.config.storm_ms)
+        episodes = [(run.first_bin, run.last_bin + LINK_BIN_US) for (other, _), run in
+                    [*self._episodes.items(), *self._ended] if other == link and run.congested]
+        return any(first - margin <= end and start <= last + margin and end <= last + outlive
+                   for first, last in episodes + self._spans.get(link, []))
 
     def _signals_on(self, link: str, direction: str, start: int, end: int) -> tuple[int, int, int]:
         """CNPs in the opposite direction and pauses in any direction of the link, within SIGNAL_MARGIN_MS

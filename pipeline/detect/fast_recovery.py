@@ -33,6 +33,7 @@ idle and is listed apart in the details. Oper-down from counters is evidence on 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, overload
 
 import numpy as np
 
@@ -106,8 +107,8 @@ class FastRecoveryDetector:
         self.config = config or FastRecoveryConfig()
         self._rows: dict[str, np.ndarray] | None = None
         self._judged: dict[str, int] = {}
-        self._down_since: dict[str, int] = {}
-        self._down_used: dict[str, int] = {}
+        self._down_since: dict[str, int] = {}  # link -> start of the outage the counters show now
+        self._downs: dict[str, list[int]] = {}  # link -> outage starts not judged yet
         self._pending: list[_Failure] = []
         self._recent: list[_Failure] = []
         self._left: dict[str, set[bytes]] = {}
@@ -116,7 +117,8 @@ class FastRecoveryDetector:
         self._latest = np.iinfo(np.int64).min
 
     def observe_counters(self, counters: Batch) -> None:
-        """Note when each link was first reported operationally down (cleared when it is up again)."""
+        """Note when each link was reported operationally down (each outage once, however briefly: the up
+        report may arrive before the flow rows reach the down time)."""
         ts = times_us(counters["ts"])
         for row in np.argsort(ts, kind="stable"):
             link = str(counters["link"][row])
@@ -124,8 +126,9 @@ class FastRecoveryDetector:
                 continue
             if counters["oper_up"][row]:
                 self._down_since.pop(link, None)
-            else:
-                self._down_since.setdefault(link, int(ts[row]))
+            elif link not in self._down_since:
+                self._down_since[link] = int(ts[row])
+                self._downs.setdefault(link, []).append(int(ts[row]))
 
     def update(self, flows: Batch) -> list[Event]:
         direction = flows["direction"].astype(str)
@@ -199,14 +202,14 @@ class FastRecoveryDetector:
         holes.append((int(covered[-1]), None))
         judged = self._judged.get(link, np.iinfo(np.int64).min)
         failures: list[_Failure] = []
-        down = self._down_since.get(link)
-        if down is not None and self._down_used.get(link) != down and watermark >= down:
-            self._down_used[link] = down
+        ends = rows["ts_end"][part]
+        for down in [down for down in self._downs.get(link, []) if watermark >= down]:
+            self._downs[link].remove(down)
             at, until = next(((t, r) for t, r in holes if r is None or down < r))
-            if min(at, down) > judged:
-                failure = self._failure(rows, part, link, min(at, down), "oper_down", until)
-                if failure is not None:
-                    failures.append(failure)
+            sparse = ends[(ends > at) & (ends <= down)]  # packets after the dense ones, before the report
+            last = min(max(at, int(sparse.max()) if len(sparse) else at), down)
+            if last > judged:
+                failures.append(self._failure(rows, part, link, last, "oper_down", until, empty_ok=True))
                 judged = self._judged[link] = max(at, down)
         for at, until in holes:
             if at <= judged:
@@ -239,19 +242,28 @@ class FastRecoveryDetector:
             inside &= until - ends > self.config.gap_factor * spacing
         return int(ends[inside].max()) if inside.any() else at
 
+    @overload
     def _failure(self, rows: dict[str, np.ndarray], part: np.ndarray, link: str, ts: int, trigger: str,
-                 until: int | None) -> _Failure | None:
+                 until: int | None, *, empty_ok: Literal[True]) -> _Failure: ...
+
+    @overload
+    def _failure(self, rows: dict[str, np.ndarray], part: np.ndarray, link: str, ts: int, trigger: str,
+                 until: int | None, *, empty_ok: bool = False) -> _Failure | None: ...
+
+    def _failure(self, rows: dict[str, np.ndarray], part: np.ndarray, link: str, ts: int, trigger: str,
+                 until: int | None, *, empty_ok: bool = False) -> _Failure | None:
         """The flows `link` (rows `part`) carried up to `ts` (last row per flow starting by then, ending
         within the timeout) and where they went; affected are those whose 3rd-to-last packet is within
-        the window. None if the link carried no up or down flow."""
+        the window. None if the link carried no up or down flow, unless `empty_ok` (oper-down needs no flow
+        to be a failure)."""
         recent = ts - ms_to_us(self.config.timeout_ms)
         on_link = part[(rows["ts_start"][part] <= ts) & (rows["ts_end"][part] >= recent)]
         on_link = on_link[np.isin(rows["direction"][on_link], DIRECTIONS)]
-        if not len(on_link):
+        if not len(on_link) and not empty_ok:
             return None
         order = on_link[np.lexsort((rows["ts_end"][on_link], rows["key"][on_link]))]
-        carried = order[np.r_[rows["key"][order][1:] != rows["key"][order][:-1], True]]
-        first = carried[0]
+        carried = order[np.r_[rows["key"][order][1:] != rows["key"][order][:-1], True]] if len(order) else order
+        first = part[0]
         failure = _Failure(
             link=link, leaf=str(rows["leaf"][first]), spine=str(rows["spine"][first]), ts=ts, trigger=trigger,
             until=until, keys=rows["key"][carried], directions=rows["direction"][carried],
@@ -302,13 +314,19 @@ class FastRecoveryDetector:
         return int(after.min()) if len(after) else None
 
     def _knock_on(self, failure: _Failure) -> bool:
-        """True when every flow that moved had been on another link through the same spine that failed
-        before (the far side of that failure: its flows dropped at the spine until rerouted)."""
+        """True when every flow that moved had been on another failed link through the same spine, within
+        the timeout (the far side of that failure: its flows dropped at the spine until rerouted). When
+        each explains the other, the one whose silence more flows left is the failure."""
         window = ms_to_us(self.config.timeout_ms)
-        others = [f.keys for f in self._recent if f is not failure and f.link != failure.link
-                  and f.spine == failure.spine and failure.ts - window <= f.ts <= failure.ts]
         moved = failure.keys[failure.recovered_at >= 0]
-        return bool(others) and bool(np.isin(moved, np.concatenate(others)).all())
+        for other in self._recent:
+            if (other is failure or other.link == failure.link or other.spine != failure.spine
+                    or abs(other.ts - failure.ts) > window or not np.isin(moved, other.keys).all()):
+                continue
+            theirs = other.keys[other.recovered_at >= 0]
+            if not np.isin(theirs, failure.keys).all() or (len(moved), -failure.ts) < (len(theirs), -other.ts):
+                return True
+        return False
 
     def _may_explain(self, failure: _Failure) -> bool:
         """Whether another link through the same spine fell silent first and is still being judged: if it

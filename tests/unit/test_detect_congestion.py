@@ -225,3 +225,17 @@ def test_marks_carried_down_from_an_upstream_link_are_not_congestion_there() -> 
     events += detector.update(bins(more, link="leaf4-spine2", direction="down"))
     events += detector.flush()
     assert sorted((e["link"], e["direction"]) for e in events) == [("leaf1-spine2", "up"), ("leaf4-spine2", "down")]
+
+
+def test_pauses_of_a_congestion_episode_are_part_of_its_incident_not_a_storm_of_their_own() -> None:
+    """The congested queue pauses its upstream for as long as the episode lasts: one incident. Pauses that go on
+    well after the congestion ended are a PFC storm of their own."""
+    detector = CongestionDetector(CongestionConfig(storm_ms=100, flows_wait_ms=0))
+    marked = [{"k": k, "ect": 100, "ce": 30} for k in range(0, 20)] + clean(20, 40)
+    pauses = [{"k": k, "pause": 4} for k in range(2, 20)]
+    events = detector.update(bins(marked)) + detector.update(bins(pauses, direction="unknown")) + detector.flush()
+    assert [e["kind"] for e in latest_rows(events)] == ["congestion"]
+    detector = CongestionDetector(CongestionConfig(storm_ms=100, flows_wait_ms=0))
+    stuck = [{"k": k, "pause": 4} for k in range(2, 60)]
+    events = detector.update(bins(marked)) + detector.update(bins(stuck, direction="unknown")) + detector.flush()
+    assert sorted(e["kind"] for e in latest_rows(events)) == ["congestion", "pfc_storm"]

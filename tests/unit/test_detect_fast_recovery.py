@@ -397,3 +397,20 @@ def test_the_far_side_of_a_failure_declared_first_is_dropped_once_the_failure_is
     assert [(f.link, f.updated) for f in detector._pending] == [("leaf3-spine2", 0)]
     events = detector.update(batch(later)) + detector.flush()
     assert [e["link"] for e in latest_rows(events)] == ["leaf4-spine2"]
+
+
+def test_oper_down_in_a_quiet_gap_is_a_failure_at_the_links_last_packet_even_when_up_came_first() -> None:
+    """Between jobs the link carries only sparse sessions; the counters report it down and up again before the
+    flow rows reach that time. The failure is still reported, at the link's last packet before the report."""
+    last_session = FAIL - 164 * MS
+    rows = [row(F1, "leaf1-spine1", "up", T0, T0 + 100 * MS, psn=(0, 900)),  # the job's last burst, long before
+            control("leaf1-spine1", T0, last_session, interval=300 * MS),
+            control("leaf1-spine1", FAIL + 250 * MS, FAIL + 2600 * MS, interval=300 * MS),
+            row(F4, "leaf2-spine1", "up", T0, FAIL + 2600 * MS)]
+    detector = FastRecoveryDetector()
+    detector.observe_counters(counters("leaf1-spine1", FAIL, up=False))
+    detector.observe_counters(counters("leaf1-spine1", FAIL + 200 * MS, up=True))
+    events = latest_rows(detector.update(batch(rows)) + detector.flush())
+    assert [(e["link"], e["ts"], e["flows_affected"]) for e in events] == [
+        ("leaf1-spine1", np.datetime64(last_session, "us"), 0)]
+    assert json.loads(str(events[0]["details"]))["trigger"] == "oper_down"
