@@ -21,13 +21,13 @@ only because another link through the same spine failed (the far side of that fa
 back to the link they had left when it failed (it was repaired).
 
 No event without evidence (DESIGN.md section 6): a silence is a failure only if a flow it carried was
-cut and reappeared on another link of the leaf: a RoCE data flow that skipped PSNs across the move, or
-a flow still sending at `ts` (its last packet on L within `gap_factor` times its own packet spacing)
-that then stayed away for longer than that; or, between bursts, if flows moved while the link's own
-sessions (BFD, LLDP, BGP) fell silent. A flow that moved promptly without loss is an ECMP rehash, no
-evidence. Convergence is measured on the interrupted flows: those still sending at `ts` or that
-skipped PSNs; a flow whose burst had ended before `ts` and came back on its next burst resumed after
-idle and is listed apart in the details. Oper-down from counters is evidence on its own.
+cut and reappeared on another link of the leaf (a RoCE data flow that skipped PSNs across the move, or
+one that stayed away for longer than `gap_factor` times its own packet spacing), or, between bursts,
+if flows moved while the link's own sessions (BFD, LLDP, BGP) fell silent. A flow that moved promptly
+without loss is an ECMP rehash, no evidence. Convergence is measured on the interrupted flows: those
+that skipped PSNs or were back elsewhere within `window_ms`; a flow whose burst had ended and that came
+back on its next burst with nothing lost resumed after idle and is listed apart in the details.
+Oper-down from counters is evidence on its own.
 """
 
 from __future__ import annotations
@@ -346,12 +346,12 @@ class FastRecoveryDetector:
 
     def _interrupted(self, failure: _Failure) -> np.ndarray:
         """Affected flows the failure cut, the ones convergence is measured on: recovered elsewhere after
-        skipping PSNs, or still sending at `ts` (their last packet on the link within `gap_factor` times
-        their own packet spacing). The others had ended their burst before the failure and resumed after
-        idle on another link."""
+        skipping PSNs (a RoCE data flow cut mid-message loses the packets in flight), or back elsewhere
+        within `window_ms` of their last packet on the link (still sending when it failed). The others had
+        ended their burst: they came back later, on their next one, with nothing lost (resumed after idle)."""
         recovered = failure.affected & (failure.recovered_at >= 0)
-        sending = failure.ts - failure.last_seen <= self.config.gap_factor * failure.spacing
-        return recovered & (self._skipped(failure) | sending)
+        prompt = failure.recovered_at - failure.last_seen <= ms_to_us(self.config.window_ms)
+        return recovered & (self._skipped(failure) | prompt)
 
     def _cut(self, failure: _Failure) -> np.ndarray:
         """Interrupted flows that show it themselves: PSNs skipped, or away from the link for longer than
