@@ -24,12 +24,18 @@ def iso(t_ns: int) -> str:
 
 
 def write_counters(path: Path, fabric: Fabric, start_ns: int, end_ns: int, records: Records, written: Written,
-                   pfc: np.ndarray, marked: np.ndarray, downs: list[LinkDown], rng: np.random.Generator) -> int:
+                   pfc: np.ndarray, marked: np.ndarray, downs: list[LinkDown], rng: np.random.Generator, *,
+                   on_change: bool = False) -> int:
     """Write one line per interface per 100 ms; ports are 2*link (leaf end) and 2*link+1 (spine end).
     A frame counts at a sample when its copy's time is at or before it; samples run until every copy
-    is counted (the last hops of packets sent just before the end land a few µs later). Returns the line count."""
+    is counted (the last hops of packets sent just before the end land a few µs later). With `on_change`,
+    every link going down or up is also a sample at that instant, as gNMI ON_CHANGE reports it.
+    Returns the line count."""
     last = max(end_ns, int(records.t_ns.max()) if len(records) else end_ns)
     samples = start_ns + INTERVAL_NS * np.arange(-(-(last - start_ns) // INTERVAL_NS) + 1, dtype=np.int64)
+    if on_change:
+        changes = np.array([t for down in downs for t in (down.t_down, down.t_up)], dtype=np.int64)
+        samples = np.union1d(samples, changes[(changes >= start_ns) & (changes <= samples[-1])])
     n_ports = 2 * len(fabric.links)
     link = records.link.astype(np.int64)
     tx = 2 * link + np.where(records.from_leaf, 0, 1)

@@ -86,7 +86,7 @@ def generate(scenario: Scenario, pcap: Path, seed: int | None = None, *, imbalan
     topology = fabric.write_topology(outputs.topology)
     is_pause = np.isin(emissions.flow[merged.packet], [ep.pfc_flow for ep in episodes])
     write_counters(outputs.counters, fabric, scenario.start_ns, scenario.end_ns, merged, written, is_pause,
-                   marks.marked_here, downs, rng)
+                   marks.marked_here, downs, rng, on_change=scenario.capture.oper_on_change)
     all_cnp_episode = np.concatenate([np.full(len(base), -1, np.int16), cnp_episode,
                                       np.full(len(pauses), -1, np.int16)])
     truth = ground_truth(Capture(

@@ -98,12 +98,15 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 @dataclass(frozen=True, slots=True)
 class Capture:
-    """How the collector receives the mirrors: ERSPAN type, pcap snaplen (0 = full) and timestamp unit."""
+    """How the collector receives the mirrors: ERSPAN type, pcap snaplen (0 = full) and timestamp unit; and
+    whether the switches also report oper-status changes the moment they happen (gNMI ON_CHANGE, SNMP
+    traps) besides the 100 ms counter samples."""
 
     erspan_type: int = 2
     snaplen: int = 0
     ts_resolution: str = "us"
     collector: str = DEFAULT_COLLECTOR
+    oper_on_change: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +235,7 @@ class _Parser:
 
     def _capture(self) -> Capture:
         section = self._section("capture")
-        self._known(section, {"erspan_type", "snaplen", "ts_resolution", "collector"}, "capture")
+        self._known(section, {"erspan_type", "snaplen", "ts_resolution", "collector", "oper_on_change"}, "capture")
         erspan = section.get("erspan_type", 2)
         if erspan not in (2, 3) or isinstance(erspan, bool):
             raise self.fail(section, "erspan_type", "'erspan_type' must be 2 or 3")
@@ -247,7 +250,11 @@ class _Parser:
             ipaddress.IPv4Address(collector)
         except ValueError:
             raise self.fail(section, "collector", f"'collector' must be an IPv4 address, not '{collector}'") from None
-        return Capture(erspan_type=int(erspan), snaplen=snaplen, ts_resolution=str(resolution), collector=collector)
+        on_change = section.get("oper_on_change", False)
+        if not isinstance(on_change, bool):
+            raise self.fail(section, "oper_on_change", "'oper_on_change' must be true or false")
+        return Capture(erspan_type=int(erspan), snaplen=snaplen, ts_resolution=str(resolution), collector=collector,
+                       oper_on_change=on_change)
 
     def _fabric(self) -> FabricSpec:
         section = self._section("fabric")

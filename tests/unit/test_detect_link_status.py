@@ -53,3 +53,13 @@ def test_a_counter_flap_is_not_reported_twice() -> None:
                               link="leaf1-spine1", summary="flap")
     status.merge([counter_flap])
     assert "link_flap" not in [kind for kind, _ in kinds(status.merge([failure(T0, T0 + 25 * MS)]))]
+
+
+def test_an_outage_the_counters_report_on_change_is_a_flap_when_brief() -> None:
+    """gNMI ON_CHANGE reports a 60 ms outage that the traffic sees end only when the flows return, 270 ms later."""
+    status = LinkStatus()
+    events = status.merge([failure(T0, T0 + 270 * MS), counter_event("link_down", T0 + 100),
+                           counter_event("link_up", T0 + 60 * MS)])
+    assert [kind for kind, _ in kinds(events)] == ["fast_recovery", "link_down", "link_up", "link_flap"]
+    flap = events[-1]
+    assert (int(flap["ts"].astype("int64")), int(flap["ts_end"].astype("int64"))) == (T0, T0 + 60 * MS)
