@@ -2,7 +2,10 @@
 
 Run as many as the topics have partitions against --kafka/--clickhouse; each takes a share. Without
 --kafka it starts the embedded broker and prints its address for producers. SIGTERM or Ctrl-C stops it
-after it has flushed what it holds; what it had not inserted stays uncommitted in Kafka.
+after it has flushed what it holds; what it had not inserted stays uncommitted in Kafka. The detectors
+checkpoint their state under --data-dir (detectors/<group>.state), so an incident open when it stops, or
+is killed, goes on as the same incident after it starts again; with --until-idle the input is complete
+and they close what is open before it exits.
 """
 
 from __future__ import annotations
@@ -10,9 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fabricscope.options import option
+from pipeline.detect.service import DEFAULT_GROUP as DEFAULT_DETECT_GROUP
+from pipeline.detect.service import DetectorServiceConfig
 from pipeline.sink import SinkConfig
 
 if TYPE_CHECKING:
@@ -28,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from fabricscope.source_service import LOG_LEVELS, ServiceConfig
 
     option(parser, SinkConfig, "group", "--group", help="consumer group")
+    parser.add_argument("--detect-group", metavar="GROUP", default=DEFAULT_DETECT_GROUP,
+                        help="the detectors' consumer group, whose state is checkpointed as "
+                        "<data-dir>/detectors/GROUP.state (default: %(default)s)")
     option(parser, SinkConfig, "batch_rows", "--batch-rows", type=int, help="rows buffered before an insert")
     option(parser, SinkConfig, "batch_wait_s", "--batch-wait", type=float, metavar="S",
            help="longest a row waits before its insert, in seconds")
@@ -69,9 +78,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
         detecting = None
         collectors: list[Collector] = [SinkMetrics(sink)]
         if detectors is not None:
-            from pipeline.detect.service import DetectorService, DetectorServiceConfig
+            from pipeline.detect.service import DetectorService
 
-            detecting = DetectorService(DetectorServiceConfig(), bus=services.bus, detectors=detectors)
+            state = Path(args.data_dir) / "detectors" / f"{args.detect_group}.state"
+            detecting = DetectorService(DetectorServiceConfig(group=args.detect_group, checkpoint=state),
+                                        bus=services.bus, detectors=detectors)
             collectors.append(DetectorMetrics(detecting))
         server = None if args.metrics == "off" else serve_registry(args.metrics, registry_of(*collectors))
         if server is not None:
@@ -81,9 +92,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 detecting.start()
             sink.run(stop, idle_exit_s=args.until_idle)
             if detecting is not None:
-                detecting.stop()  # the detectors emit what they still hold, then stop
-                if not stop.is_set():
-                    sink.run(stop, idle_exit_s=args.until_idle)  # a batch load: insert those last events too
+                detecting.stop()  # the detectors checkpoint what they hold: open incidents go on after a restart
+                if not stop.is_set():  # a batch load is complete: close what is open and insert those events too
+                    detecting.flush()
+                    sink.run(stop, idle_exit_s=args.until_idle)
         finally:
             if server is not None:
                 server.shutdown()

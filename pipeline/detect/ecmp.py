@@ -40,7 +40,7 @@ class _Episode:
     last_window: int
     peak: float
     peak_shares: dict[str, float]
-    bytes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    bytes: dict[str, int] = field(default_factory=dict)
     windows: int = 0
 
 
@@ -69,7 +69,7 @@ class EcmpDetector:
         self._uplinks: dict[str, list[str]] = defaultdict(list)
         for link in topology.links:
             self._uplinks[link.leaf].append(link.id)
-        self._pending: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self._pending: dict[int, dict[str, int]] = {}  # window -> uplink -> bytes (plain dicts: picklable)
         self._episodes: dict[str, _Episode] = {}
         self._latest = np.iinfo(np.int64).min
         self._judged_through = np.iinfo(np.int64).min
@@ -126,7 +126,8 @@ class EcmpDetector:
         np.add.at(sums, inverse, bins["bytes"][mask].astype(np.uint64))
         for key, size in zip(keys.tolist(), sums.tolist(), strict=True):
             window, index = divmod(key, len(names))
-            self._pending[window][str(names[index])] += size
+            uplinks = self._pending.setdefault(window, {})
+            uplinks[str(names[index])] = uplinks.get(str(names[index]), 0) + size
         closable = (self._latest - ms_to_us(self.config.lateness_ms)) // window_us - 1
         return self._close_windows(closable)
 
@@ -164,7 +165,7 @@ class EcmpDetector:
                 if worst > episode.peak:
                     episode.peak, episode.peak_shares = worst, shares
                 for link, size in uplink_bytes.items():
-                    episode.bytes[link] += size
+                    episode.bytes[link] = episode.bytes.get(link, 0) + size
         for leaf in [leaf for leaf, episode in self._episodes.items() if episode.last_window < last]:
             events.append(self._event(leaf, self._episodes.pop(leaf)))
         return events

@@ -2,9 +2,10 @@
 events topic out.
 
 A thin loop around DetectorSet: poll, decode, feed, produce the events, and commit the offsets only once
-those events are acknowledged. Detector state lives in memory: after a restart the detectors learn the
-fabric again from the records that follow (an episode open across the restart may be reported late or
-not at all), which the README states.
+those events are acknowledged. With a checkpoint file (pipeline.detect.checkpoint), the detectors' state
+is saved every `checkpoint_s` before the offsets it covers are committed, and restored on start: an
+incident open across a restart, clean or killed, stays one incident. Without one, state lives in memory
+and a restart learns the fabric again from the records that follow.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 from kafka.structs import TopicPartition
 
 from pipeline import codec, records
 from pipeline.bus import BusConfig, Consumer, Producer
+from pipeline.detect.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from pipeline.detect.engine import INPUT_TABLES, DetectorSet, event_columns
 from pipeline.detect.events import Event
 from pipeline.errors import DecodeError
@@ -27,6 +30,7 @@ log = logging.getLogger("fabricscope.detect")
 
 DEFAULT_GROUP = "fabricscope-detect"
 DEFAULT_POLL_TIMEOUT_MS = 200
+DEFAULT_CHECKPOINT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,8 @@ class DetectorServiceConfig:
 
     group: str = DEFAULT_GROUP
     poll_timeout_ms: int = DEFAULT_POLL_TIMEOUT_MS
+    checkpoint: Path | None = None
+    checkpoint_s: float = DEFAULT_CHECKPOINT_S
 
 
 class DetectorService:
@@ -103,29 +109,59 @@ class DetectorService:
                                   lag_s=self.lag_s)
 
     def run(self, stop: threading.Event) -> None:
-        """Consume until `stop` is set, then emit what the detectors still hold (a clean shutdown loses no
-        episode that the data already showed)."""
+        """Consume until `stop` is set. Then, with a checkpoint file, save the state as it is (open incidents
+        stay open and go on after the restart); without one, emit what the detectors still hold (a clean
+        shutdown loses no episode that the data already showed)."""
+        checkpoint = self.config.checkpoint
+        restored = load_checkpoint(checkpoint) if checkpoint is not None else None
+        if restored is not None:
+            self.detectors = restored.detectors
+            log.info("detectors restored from %s: %d incidents open", checkpoint, self.detectors.open_incidents)
+        positions: dict[tuple[str, int], int] = dict(restored.offsets) if restored is not None else {}
         consumer = Consumer(self.bus, group=self.config.group, topics=list(self._tables)).start()
         producer = Producer(self.bus).start()
+        saved, unsaved = time.monotonic(), False
         try:
             while not stop.is_set():
-                polled = consumer.poll(self.config.poll_timeout_ms)
-                if not polled:
-                    continue
-                offsets: dict[TopicPartition, int] = {}
-                for record in polled:
+                for record in consumer.poll(self.config.poll_timeout_ms):
+                    where = (record.topic, record.partition)
+                    if record.offset < positions.get(where, 0):
+                        continue  # the restored state holds it already
                     self._feed(record.topic, record.value, producer)
-                    offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
+                    positions[where], unsaved = record.offset + 1, True
                     if record.timestamp_ms >= 0:
                         with self._lock:
                             self.lag_s = max(0.0, time.time() - record.timestamp_ms / 1000)
-                producer.flush()
-                consumer.commit(offsets)
-            self._emit(self.detectors.flush(), producer)
-            producer.flush()
+                if unsaved and (checkpoint is None or time.monotonic() - saved >= self.config.checkpoint_s):
+                    self._commit(positions, consumer, producer)
+                    saved, unsaved = time.monotonic(), False
+            if checkpoint is None:
+                self._emit(self.detectors.flush(), producer)
+            self._commit(positions, consumer, producer)
         finally:
             producer.stop()
             consumer.stop()
+
+    def flush(self) -> None:
+        """Emit what the detectors hold and checkpoint the emptied state: the input is complete (a batch
+        load). For a service that is not running (after stop())."""
+        producer = Producer(self.bus).start()
+        try:
+            self._emit(self.detectors.flush(), producer)
+            producer.flush()
+            if self.config.checkpoint is not None:
+                restored = load_checkpoint(self.config.checkpoint)
+                offsets = restored.offsets if restored is not None else {}
+                save_checkpoint(self.config.checkpoint, Checkpoint(self.detectors, offsets))
+        finally:
+            producer.stop()
+
+    def _commit(self, positions: dict[tuple[str, int], int], consumer: Consumer, producer: Producer) -> None:
+        """Events out first, then the state (checkpoint), then the offsets: never an offset past the state."""
+        producer.flush()
+        if self.config.checkpoint is not None:
+            save_checkpoint(self.config.checkpoint, Checkpoint(self.detectors, dict(positions)))
+        consumer.commit({TopicPartition(topic, partition): offset for (topic, partition), offset in positions.items()})
 
     def _feed(self, topic: str, value: bytes, producer: Producer) -> None:
         table = self._tables[topic]

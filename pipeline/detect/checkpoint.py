@@ -1,0 +1,55 @@
+"""The detectors' state on disk, so an incident open when `ingest` stops (or is killed) is the same incident
+after it starts again: not lost, not reported twice.
+
+A checkpoint is the whole DetectorSet and, per partition, the offset of the next record it has not seen.
+The service writes it before it commits those offsets to Kafka, so the committed offsets never pass the
+state: after a restart the consumer resumes at or before the checkpoint and the records the state already
+holds are skipped. The file is written whole and renamed into place, so a kill mid-write leaves the last
+one. It lives beside the member (the data directory), like the flow table of a collector: it is pickled
+Python, trusted like the program itself, never read from anywhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.detect.engine import DetectorSet
+from pipeline.errors import InputError
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    detectors: DetectorSet
+    offsets: dict[tuple[str, int], int]  # (topic, partition) -> next offset to read
+
+
+def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
+    """Write the checkpoint atomically (a temporary file renamed over the last one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    with temporary.open("wb") as out:
+        pickle.dump((FORMAT_VERSION, checkpoint), out, protocol=pickle.HIGHEST_PROTOCOL)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temporary, path)
+
+
+def load_checkpoint(path: Path) -> Checkpoint | None:
+    """The last checkpoint, None when there is none. One of another version or unreadable is bad input
+    naming the file: remove it to start the detectors afresh."""
+    if not path.is_file():
+        return None
+    try:
+        with path.open("rb") as source:
+            version, checkpoint = pickle.load(source)
+    except Exception as exc:  # a truncated or foreign file: say which, never start from half a state
+        raise InputError(str(path), f"detector checkpoint unreadable ({exc}); remove it to start afresh") from exc
+    if version != FORMAT_VERSION or not isinstance(checkpoint, Checkpoint):
+        raise InputError(str(path), f"detector checkpoint of format {version}, expected {FORMAT_VERSION}; "
+                         "remove it to start afresh")
+    return checkpoint
