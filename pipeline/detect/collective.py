@@ -10,6 +10,7 @@ crossed. A job whose iteration numbers start again (a new run of it) starts a ne
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.detect.events import Batch, Event, make_event, ms_to_us, times_us
+from pipeline.detect.events import Batch, Event, event_us, make_event, ms_to_us, times_us
 
 BLAME_KINDS = ("congestion", "pfc_storm")
 
@@ -76,15 +77,32 @@ class CollectiveDetector:
         self._jobs: dict[str, _Job] = {}
         self._done: list[tuple[str, list[_Iteration], float]] = []
         self._congestion: list[_Congestion] = []
+        self._outages: dict[str, list[int | None]] = {}  # link -> [failed, back or None], the latest per link
         self._latest = np.iinfo(np.int64).min
 
     def observe(self, events: list[Event]) -> None:
-        """Remember congestion and PFC-storm events (from CongestionDetector or the events topic)."""
+        """Remember congestion and PFC-storm events to blame, and link outages (fast_recovery, link_down,
+        link_up): an iteration that crossed a link while it failed or came back is that failure's
+        consequence, judged neither slow nor normal."""
         for event in events:
-            if event["kind"] in BLAME_KINDS:
+            kind, link = event["kind"], str(event["link"])
+            if kind in BLAME_KINDS:
                 self._congestion.append(_Congestion(
-                    event["kind"], event["link"], event["direction"], int(times_us(np.array([event["ts"]]))[0]),
-                    int(times_us(np.array([event["ts_end"]]))[0]), event["value"]))
+                    kind, link, event["direction"], event_us(event, "ts"), event_us(event, "ts_end"), event["value"]))
+            elif kind in ("fast_recovery", "link_down"):
+                back = json.loads(str(event["details"])).get("link_back_us") if kind == "fast_recovery" else None
+                known = self._outages.get(link)
+                if known is None or (known[1] is not None and known[1] < event_us(event, "ts")):
+                    self._outages[link] = [event_us(event, "ts"), None]
+                if back is not None:
+                    self._outages[link][1] = int(back)
+            elif kind == "link_up" and link in self._outages:
+                self._outages[link][1] = event_us(event, "ts")
+
+    def _during_outage(self, it: _Iteration) -> bool:
+        """Whether an iteration crossed a link between its failure and its return (or since its failure)."""
+        return any(link in it.links and down <= it.ts_end and (up is None or it.ts <= up)
+                   for link, (down, up) in self._outages.items() if down is not None)
 
     def update(self, iterations: Batch) -> list[Event]:
         ts, ts_end = times_us(iterations["ts"]), times_us(iterations["ts_end"])
@@ -125,6 +143,8 @@ class CollectiveDetector:
             self._finish(job, state)
             state.normal.clear()  # numbers start again: a new run of the job, judged on its own baseline
         state.last_iteration, state.last_end = it.iteration, it.ts_end
+        if self._during_outage(it):
+            return []
         if len(state.normal) >= config.baseline_iterations or state.slow:
             baseline = state.baseline_ms if state.slow else statistics.median(state.normal)
             if it.allreduce_ms > baseline * config.factor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline import records
-from pipeline.detect.collective import CollectiveDetector
+from pipeline.detect.collective import BLAME_KINDS, CollectiveDetector
 from pipeline.detect.config import DetectorConfig
 from pipeline.detect.congestion import CongestionDetector
 from pipeline.detect.ecmp import EcmpDetector
@@ -70,6 +70,7 @@ class DetectorSet:
             events = self.link_health.update(batch)
         events = self.link_status.merge(events)
         self.ecmp.observe(events)
+        self.collective.observe([event for event in events if event["kind"] not in BLAME_KINDS])
         return self._track(events)
 
     def flush(self) -> list[Event]:
@@ -79,6 +80,7 @@ class DetectorSet:
         self.collective.observe(congestion)
         outages = self.link_status.merge(self.fast_recovery.flush() + self.link_health.flush())
         self.ecmp.observe(outages)
+        self.collective.observe(outages)
         events = self.link_status.merge(congestion + self.ecmp.flush()) + outages + self.collective.flush()
         return self._track(events)
 

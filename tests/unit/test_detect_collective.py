@@ -116,3 +116,15 @@ def test_the_default_factor_finds_the_demo_stretch_from_40_to_60_ms() -> None:
     detector = CollectiveDetector()
     events = latest_rows(detector.update(iterations(demo)) + detector.flush())
     assert len(events) == 1 and events[0]["value"] == pytest.approx(59.4 / 39.9)
+
+
+def test_an_iteration_stretched_while_a_link_it_crossed_failed_or_came_back_belongs_to_that_failure() -> None:
+    """A link the job crosses fails during iteration 20 and is back during iteration 25: those iterations are
+    the failure's consequence, not a collective slowdown; the same stretch elsewhere in time is one."""
+    stretched = {**NORMAL, 20: 33.0, 25: 33.0, 33: 33.0}
+    detector = CollectiveDetector()
+    detector.observe([make_event("fast_recovery", ts=T0 + 20 * PERIOD + 5 * MS, ts_end=T0 + 20 * PERIOD + 7 * MS,
+                                 severity="warning", link="leaf3-spine1", summary="",
+                                 details={"link_back_us": T0 + 25 * PERIOD + 9 * MS})])
+    events = latest_rows(detector.update(iterations(stretched)) + detector.flush())
+    assert [json.loads(str(e["details"]))["iterations"][0]["iteration"] for e in events] == [33]
