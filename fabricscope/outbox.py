@@ -72,7 +72,7 @@ class _Entry:
 
 
 class Outbox:
-    """start() → put()… → close(); `delivery` (rows sent and dropped by table, queue sizes) feeds the metrics."""
+    """start() → put()… → stop(); `delivery` (rows sent and dropped by table, queue sizes) feeds the metrics."""
 
     def __init__(self, bus: BusConfig, config: OutboxConfig | None = None, delivery: Delivery | None = None) -> None:
         self.config = config or OutboxConfig()
@@ -85,8 +85,6 @@ class Outbox:
         self._file_serial = 0
         self._warned = False
         self._topics_ready = False
-        if self.config.disk_dir is not None:
-            self._reload(self.config.disk_dir)
 
     @property
     def queued(self) -> int:
@@ -94,6 +92,9 @@ class Outbox:
             return len(self._queue)
 
     def start(self) -> Outbox:
+        """Take back what an earlier run left in the disk buffer, then deliver in the background."""
+        if self.config.disk_dir is not None:
+            self._reload(self.config.disk_dir)
         self._thread.start()
         return self
 
@@ -102,7 +103,7 @@ class Outbox:
         for message in codec.encode(table, batch):
             self._enqueue(table, message.key, message.value, message.rows)
 
-    def close(self, timeout_s: float) -> int:
+    def stop(self, timeout_s: float) -> int:
         """Deliver what is queued for up to `timeout_s`, then stop; returns the messages left (on disk they
         are sent at the next start, in memory they are lost and logged)."""
         deadline = time.monotonic() + timeout_s

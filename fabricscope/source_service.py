@@ -124,7 +124,7 @@ def _to_kafka(args: argparse.Namespace, config: Config, steps: Iterator[Step], d
                 if len(next(iter(batch.values()), ())):
                     outbox.put(table, batch)
     finally:  # also on bad input: what was accepted before it is still sent
-        left = outbox.close(timeout_s=float(service.drain))
+        left = outbox.stop(timeout_s=float(service.drain))
     where = f"{left} messages left in {service.buffer_dir} for the next start" if left else "nothing left buffered"
     return f"{sum(delivery.sent.values())} rows sent to {args.kafka}, {sum(delivery.dropped.values())} dropped; {where}"
 

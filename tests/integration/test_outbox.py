@@ -61,7 +61,7 @@ def test_records_wait_for_kafka_and_overflow_is_counted_not_silent(caplog: pytes
 
     with EmbeddedBroker(BrokerConfig(port=port)) as broker:
         _wait_until_empty(outbox, 60)
-        assert outbox.close(timeout_s=10) == 0
+        assert outbox.stop(timeout_s=10) == 0
         accepted = 6 * 2_000 - delivery.dropped["flows"]
         assert delivery.sent["flows"] == accepted
         assert delivery.memory_bytes == 0 and delivery.oldest_queued_s is None
@@ -75,16 +75,16 @@ def test_a_disk_buffer_is_sent_by_the_next_run(tmp_path: Path) -> None:
     first = Outbox(bus, config).start()
     batch = random_flows(3_000, seed=7)
     first.put("flows", batch)
-    assert first.close(timeout_s=1) > 0
+    assert first.stop(timeout_s=1) > 0
     assert first.delivery.dropped["flows"] == 0
     assert list((tmp_path / "buffer").glob("*.flows.msg"))
 
     with EmbeddedBroker(BrokerConfig(port=port)) as broker:
         second = Outbox(bus, config)
-        assert second.delivery.disk_bytes > 0
+        assert second.delivery.disk_bytes == 0  # nothing read before start()
         second.start()
         _wait_until_empty(second, 60)
-        assert second.close(timeout_s=10) == 0
+        assert second.stop(timeout_s=10) == 0
         assert second.delivery.sent["flows"] == 3_000
         assert not list((tmp_path / "buffer").glob("*.msg"))
         rows = _rows_in_kafka(broker.bus_config(), 3_000)
