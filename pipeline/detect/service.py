@@ -92,8 +92,8 @@ class DetectorService:
             log.exception("detectors stopped on an error")
 
     def stop(self, timeout_s: float | None = None) -> None:
-        """Stop the background thread once the detectors emitted what they still hold; re-raise what made
-        it fail."""
+        """Stop the background thread once the detectors checkpointed (or, without a checkpoint, emitted) what
+        they still hold; re-raise what made it fail."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
