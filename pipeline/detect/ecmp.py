@@ -5,21 +5,16 @@ applies it to the packets it writes). Each epoch-aligned window gives every upli
 of the leaf's `up` bytes. An uplink that carried nothing in the window is left out (a link dead all
 window is link_down's and fast_recovery's news, not ECMP's), so n counts the uplinks in use; one that
 failed within the window keeps its smaller share. Consecutive imbalanced windows of a leaf form one event.
-Windows within `window_ms` of a link outage (from its failure to its return, or `failure_hold_ms` when it
-does not come back) are not imbalance of their own on the failed link's leaf, nor on another leaf whose
-uplink to the failed link's spine is the one under its share: that is the failure's consequence (the
-remaining uplinks, the other leaves' reroute around the spine, the move back), part of its incident.
 """
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.detect.events import Batch, Event, event_us, make_event, ms_to_us, times_us
+from pipeline.detect.events import Batch, Event, make_event, ms_to_us, times_us
 from pipeline.topology import Topology
 
 
@@ -31,7 +26,6 @@ class EcmpConfig:
     threshold: float = 0.15
     min_bytes: int = 1_000_000
     lateness_ms: float = 1000.0
-    failure_hold_ms: float = 60_000.0
 
 
 @dataclass
@@ -73,43 +67,6 @@ class EcmpDetector:
         self._episodes: dict[str, _Episode] = {}
         self._latest = np.iinfo(np.int64).min
         self._judged_through = np.iinfo(np.int64).min
-        self._spine_of = {link.id: link.spine for link in topology.links}
-        self._outages: dict[str, list[int | None]] = {}  # link -> [down, up or None], the latest per link
-        self._past: list[tuple[str, int, int]] = []
-
-    def observe(self, events: list[Event]) -> None:
-        """Note link outages from fast_recovery, link_down and link_up events (any detector's)."""
-        for event in events:
-            kind, link = event["kind"], str(event["link"])
-            if kind in ("fast_recovery", "link_down"):
-                outage = self._outages.get(link)
-                if outage is None or (outage[1] is not None and outage[1] < event_us(event, "ts")):
-                    if outage is not None:
-                        self._past.append((link, int(outage[0] or 0), int(outage[1] or 0)))
-                    self._outages[link] = [event_us(event, "ts"), None]
-                back = json.loads(str(event["details"])).get("link_back_us") if kind == "fast_recovery" else None
-                if back is not None:
-                    self._outages[link][1] = int(back)
-            elif kind == "link_up" and link in self._outages and self._outages[link][1] is None:
-                self._outages[link][1] = event_us(event, "ts")
-
-    def _failure_consequence(self, window: int, leaf: str, shares: dict[str, float]) -> bool:
-        """Whether a leaf's uneven window lies within `window_ms` of an outage that explains it."""
-        window_us, hold = ms_to_us(self.config.window_ms), ms_to_us(self.config.failure_hold_ms)
-        start, end = window * window_us, (window + 1) * window_us
-        self._past = [span for span in self._past if span[2] >= start - 2 * window_us]
-        spans = self._past + [(link, int(down or 0), int(up) if up is not None else int(down or 0) + hold)
-                              for link, (down, up) in self._outages.items()]
-        for link, down, up in spans:
-            if not (down - window_us < end and start < up + window_us):
-                continue
-            if self._leaf_of.get(link) == leaf:
-                return True
-            toward_spine = [other for other in shares if self._spine_of.get(other) == self._spine_of.get(link)]
-            if any(shares[other] < 1 / len(shares) for other in toward_spine):
-                return True
-        return False
-
     def update(self, bins: Batch) -> list[Event]:
         window_us = ms_to_us(self.config.window_ms)
         ts = times_us(bins["ts"])
@@ -153,8 +110,7 @@ class EcmpDetector:
                 shares = window_shares(uplink_bytes)
                 worst = deviation(shares)
                 imbalanced = (len(shares) >= 2 and sum(uplink_bytes.values()) >= self.config.min_bytes
-                              and worst > self.config.threshold
-                              and not self._failure_consequence(window, leaf, shares))
+                              and worst > self.config.threshold)
                 if not imbalanced:
                     if episode is not None:
                         events.append(self._event(leaf, self._episodes.pop(leaf)))

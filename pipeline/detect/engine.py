@@ -69,17 +69,15 @@ class DetectorSet:
             self.fast_recovery.observe_counters(batch)
             events = self.link_health.update(batch)
         events = self.link_status.merge(events)
-        self.ecmp.observe(events)
         self.collective.observe([event for event in events if event["kind"] not in BLAME_KINDS])
         return self._track(events)
 
     def flush(self) -> list[Event]:
         """End of input: every detector closes what it holds; congestion first so slowdowns can blame it, and
-        outages before ECMP so the imbalance they cause stays theirs."""
+        outages before the slowdowns so iterations they stretched stay theirs."""
         congestion = self.congestion.flush()
         self.collective.observe(congestion)
         outages = self.link_status.merge(self.fast_recovery.flush() + self.link_health.flush())
-        self.ecmp.observe(outages)
         self.collective.observe(outages)
         events = self.link_status.merge(congestion + self.ecmp.flush()) + outages + self.collective.flush()
         return self._track(events)

@@ -75,8 +75,9 @@ class LinkStatus:
         return ([event] if self._first(kind, link, ts) else []) + flap
 
     def _flap(self, up_event: Event, link: str, down: int, up: int) -> list[Event]:
-        """A `link_flap` for an outage that ended within `flap_max_ms`, once."""
-        if not 0 <= up - down <= ms_to_us(self.config.flap_max_ms):
+        """A `link_flap` for an outage shorter than `flap_max_ms`, once. Strictly shorter: polled counters
+        time an outage to their interval, and one that spans exactly one poll may have lasted longer."""
+        if not 0 <= up - down < ms_to_us(self.config.flap_max_ms):
             return []
         self._flaps[link] = [(start, end) for start, end in self._flaps.get(link, [])
                              if end >= down - ms_to_us(self.config.same_within_ms)]

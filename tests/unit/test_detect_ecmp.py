@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from pipeline.detect.ecmp import EcmpConfig, EcmpDetector
-from pipeline.detect.events import make_event
 from pipeline.records import empty_columns
 from pipeline.topology import load_topology
 
@@ -79,22 +78,3 @@ def test_an_uplink_failing_within_a_window_keeps_its_share_and_is_left_out_once_
     assert [(e["ts"], e["ts_end"]) for e in events] == [(np.datetime64(T0, "us"), np.datetime64(T0 + S, "us"))]
     assert json.loads(str(events[0]["details"]))["shares"] == pytest.approx({"leaf1-spine1": 0.8, "leaf1-spine2": 0.2})
 
-
-def test_imbalance_a_failure_explains_belongs_to_that_failure() -> None:
-    """leaf3-spine1 fails in window 2 and is back in window 5: leaf3's uneven windows around the outage and
-    leaf1's spine1 uplink under its share (its traffic toward leaf3 rerouted around spine1) raise nothing;
-    leaf1's spine1 uplink over its share is imbalance of its own, and so is anything well after the return."""
-    detector = EcmpDetector(TOPOLOGY)
-    detector.observe([make_event("fast_recovery", ts=T0 + 2 * S + 300_000, ts_end=T0 + 2 * S + 301_000,
-                                 severity="warning", link="leaf3-spine1", summary="",
-                                 details={"link_back_us": T0 + 5 * S + 200_000})])
-    uneven = {w: (2_000_000, 8_000_000) for w in range(1, 7)}
-    assert detector.update(up_bins(uneven, leaf="leaf3")) + detector.update(up_bins(uneven)) == []
-    later = {9: (2_000_000, 8_000_000), **{w: (5_000_000, 5_000_000) for w in range(10, 14)}}
-    events = detector.update(up_bins(later))
-    assert [(e["device"], e["ts"]) for e in events] == [("leaf1", np.datetime64(T0 + 9 * S, "us"))]
-    over = {w: (8_000_000, 2_000_000) for w in range(20, 23)}
-    detector.observe([make_event("link_down", ts=T0 + 21 * S, ts_end=T0 + 21 * S, severity="critical",
-                                 link="leaf3-spine1", summary="")])
-    events = detector.update(up_bins(over)) + detector.flush()
-    assert [(e["device"], e["ts"]) for e in events] == [("leaf1", np.datetime64(T0 + 20 * S, "us"))]

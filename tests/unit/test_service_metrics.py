@@ -15,6 +15,7 @@ from collectors.replay import replay_batches
 from dashboards.app import create_app
 from dashboards.latency import RequestLatency
 from fabricscope.commands import ingest
+from fabricscope.config import load_config
 from fabricscope.metrics import DashboardMetrics, DetectorMetrics, SinkMetrics, metrics_page, registry_of
 from pipeline.detect.engine import DetectorSet
 from pipeline.detect.service import DetectorCounts
@@ -131,4 +132,4 @@ def test_ingest_refuses_a_bad_metrics_address_before_starting_anything() -> None
     args = parser.parse_args(["--metrics", "nowhere"])
     args.data_dir = args.kafka = args.clickhouse = args.config = None
     with pytest.raises(InputError, match="--metrics: 'nowhere' is not HOST:PORT"):
-        ingest.run(args)
+        ingest.run(args, load_config(args))
