@@ -1,0 +1,95 @@
+"""A read-only query is one read on the real engine: nothing written, nothing read outside the store,
+no setting changed; what is refused is refused before it runs, and ordinary reads still pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import StoreError
+from pipeline.store import Store
+
+REFUSED = {
+    "into outfile truncate": ("SELECT 1 INTO OUTFILE '{out}' TRUNCATE", "INTO OUTFILE"),
+    "into outfile append": ("SELECT 1 INTO OUTFILE '{out}' APPEND", "INTO OUTFILE"),
+    "into outfile compressed": ("SELECT 1 INTO OUTFILE '{out}' COMPRESSION 'gzip'", "INTO OUTFILE"),
+    "into outfile and stdout": ("SELECT 1 INTO OUTFILE '{out}' AND STDOUT", "INTO OUTFILE"),
+    "into outfile after a comment": ("SELECT 1 /* ; */ iNtO -- x\n OuTfIlE '{out}'", "INTO OUTFILE"),
+    "scalar file": ("SELECT file('/etc/passwd')", "file()"),
+    "scalar file mixed case": ("sElEcT FiLe('/etc/passwd')", "FiLe()"),
+    "scalar file quoted name": ("SELECT `file`('/etc/passwd')", "file()"),
+    "file in a subquery": ("SELECT * FROM (SELECT file('/etc/passwd') AS f)", "file()"),
+    "file in a CTE": ("WITH x AS (SELECT file('/etc/passwd')) SELECT * FROM x", "file()"),
+    "file after IN": ("SELECT 1 WHERE 'x' IN file('/etc/passwd', 'LineAsString')", "file()"),
+    "table function file": ("SELECT * FROM file('/etc/passwd', 'LineAsString')", "file()"),
+    "table function url": ("SELECT * FROM url('http://127.0.0.1:9/', CSV, 'a String')", "url()"),
+    "url in a join": ("SELECT 1 FROM numbers(1) JOIN url('http://127.0.0.1:9/', CSV, 'a String') AS u ON 1",
+                      "url()"),
+    "s3 in a subquery": ("SELECT 1 WHERE 1 IN (SELECT * FROM s3('http://127.0.0.1:9/b/k', CSV, 'a UInt8'))",
+                         "s3()"),
+    "remote": ("SELECT * FROM remote('127.0.0.1:9', system.one)", "remote()"),
+    "remoteSecure": ("SELECT * FROM remoteSecure('127.0.0.1:9', system.one)", "remoteSecure()"),
+    "cluster": ("SELECT * FROM cluster('default', system.one)", "cluster()"),
+    "mysql": ("SELECT * FROM mysql('127.0.0.1:9', 'd', 't', 'u', 'p')", "mysql()"),
+    "postgresql": ("SELECT * FROM postgresql('127.0.0.1:9', 'd', 't', 'u', 'p')", "postgresql()"),
+    "hdfs": ("SELECT * FROM hdfs('hdfs://127.0.0.1:9/x', CSV, 'a UInt8')", "hdfs()"),
+    "executable": ("SELECT * FROM executable('x.sh', CSV, 'a UInt8')", "executable()"),
+    "input": ("SELECT * FROM input('a UInt8')", "input()"),
+    "iceberg": ("SELECT * FROM icebergLocal('/tmp/x')", "icebergLocal()"),
+    "sqlite": ("SELECT * FROM sqlite('/tmp/x.db', 't')", "sqlite()"),
+    "describe a file": ("DESCRIBE TABLE file('/etc/passwd', 'LineAsString')", "file()"),
+    "settings lift readonly": ("SELECT 1 SETTINGS readonly = 0", "SETTINGS"),
+    "settings mixed case": ("SELECT 1 sEtTiNgS allow_ddl = 1", "SETTINGS"),
+    "set": ("SET readonly = 0", "Set is not a read"),
+    "two statements": ("SELECT 1; SELECT 2", "Multi-statements"),
+    "read then write": ("SELECT 1; INSERT INTO events (kind) VALUES ('x')", "Multi-statements"),
+    "insert": ("INSERT INTO events (kind) VALUES ('x')", "Insert is not a read"),
+    "insert into function file": ("INSERT INTO FUNCTION file('{out}', 'CSV') SELECT 1", "Insert is not a read"),
+    "alter": ("ALTER TABLE events DELETE WHERE 1", "is not a read"),
+    "drop": ("DROP TABLE events", "is not a read"),
+    "kill query": ("KILL QUERY WHERE 1", "KillQuery is not a read"),
+    "optimize": ("OPTIMIZE TABLE events", "Optimize is not a read"),
+    "use": ("USE system", "Use is not a read"),
+}
+
+READS = {
+    "string literals that look like the refused": ("SELECT 'file(' AS a, 'INTO OUTFILE x' AS b, ';' AS c",
+                                                   [("file(", "INTO OUTFILE x", ";")]),
+    "a literal with a line break": ("SELECT 'x\nFunction file' AS a", [("x\nFunction file",)]),
+    "comments": ("SELECT /* file('/etc/passwd') ; SETTINGS readonly=0 */ 1 AS a -- INTO OUTFILE 'x'",
+                 [(1,)]),
+    "a trailing semicolon": ("SELECT 1 AS a;", [(1,)]),
+    "numbers and a subquery": ("SELECT sum(number) AS s FROM (SELECT number FROM numbers(4))", [(6,)]),
+    "a store table": ("SELECT count() AS n FROM events", [(0,)]),
+    "limit": ("SELECT number FROM numbers(5) ORDER BY number LIMIT 2", [(0,), (1,)]),
+}
+
+
+@pytest.mark.parametrize("sql, reason", list(REFUSED.values()), ids=list(REFUSED))
+def test_what_is_not_a_single_read_is_refused_before_it_runs(store: Store, tmp_path: Path, sql: str,
+                                                             reason: str) -> None:
+    out = tmp_path / "out.csv"
+    with pytest.raises(StoreError) as refused:
+        store.query_readonly(sql.format(out=out))
+    assert reason in str(refused.value)
+    assert not refused.value.retriable
+    assert not out.exists()
+    assert store.query_readonly("SELECT count() FROM events").rows == [(0,)]
+
+
+@pytest.mark.parametrize("sql, rows", list(READS.values()), ids=list(READS))
+def test_reads_still_pass(store: Store, sql: str, rows: list[tuple[object, ...]]) -> None:
+    assert store.query_readonly(sql).rows == rows
+
+
+def test_show_describe_and_exists_are_reads(store: Store) -> None:
+    assert ("events",) in store.query_readonly("SHOW TABLES").rows
+    assert store.query_readonly("DESCRIBE TABLE events").rows
+    assert store.query_readonly("EXISTS TABLE events").rows == [(1,)]
+    assert "CREATE TABLE" in store.query_readonly("SHOW CREATE TABLE events").rows[0][0]
+
+
+def test_bound_parameters_still_bind(store: Store) -> None:
+    result = store.query_readonly("SELECT {text:String} AS text", parameters={"text": "file('/etc/passwd')"})
+    assert result.rows == [("file('/etc/passwd')",)]
