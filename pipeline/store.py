@@ -178,9 +178,14 @@ class Store:
         self._call("command", "command", sql, parameters=dict(parameters or {}), settings=dict(settings or {}))
 
     def query(self, sql: str, *, parameters: Mapping[str, Any] | None = None,
-              settings: Mapping[str, Any] | None = None) -> QueryResult:
-        """Run a query with bound parameters ({name:Type} placeholders) and return all its rows."""
-        result = self._call("query", "query", sql, parameters=dict(parameters or {}), settings=dict(settings or {}))
+              settings: Mapping[str, Any] | None = None, aware_times: bool = False) -> QueryResult:
+        """Run a query with bound parameters ({name:Type} placeholders) and return all its rows.
+
+        Times are naive UTC datetimes (the driver's default), or with aware_times UTC-aware ones.
+        """
+        extra = {"tz_mode": "aware"} if aware_times else {}
+        result = self._call("query", "query", sql, parameters=dict(parameters or {}), settings=dict(settings or {}),
+                            **extra)
         return QueryResult(list(result.column_names), [t.name for t in result.column_types],
                            [tuple(row) for row in result.result_rows])
 
@@ -190,7 +195,7 @@ class Store:
 
         ClickHouse parses the text, bound as a parameter so nothing of it runs (formatQuery refuses several
         statements); the single statement it prints is judged on its EXPLAIN AST (pipeline/readonly.py),
-        and that same statement is the one run.
+        and that same statement is the one run. Its times are UTC-aware, for people and programs to read.
         """
         from pipeline.readonly import refusal
 
@@ -201,7 +206,7 @@ class Store:
         reason = refusal([row[0] for row in ast.rows])
         if reason:
             raise StoreError(f"refused, not a single read: {reason}")
-        return self.query(statement, parameters=parameters, settings=READONLY_SETTINGS)
+        return self.query(statement, parameters=parameters, settings=READONLY_SETTINGS, aware_times=True)
 
     def insert_arrow(self, table: str, rows: pa.Table, *, settings: Mapping[str, Any] | None = None) -> None:
         """Insert an Arrow table whose columns carry the table's names."""

@@ -93,3 +93,26 @@ def test_show_describe_and_exists_are_reads(store: Store) -> None:
 def test_bound_parameters_still_bind(store: Store) -> None:
     result = store.query_readonly("SELECT {text:String} AS text", parameters={"text": "file('/etc/passwd')"})
     assert result.rows == [("file('/etc/passwd')",)]
+
+
+def test_every_type_the_engine_returns_renders_as_json(store: Store) -> None:
+    import json
+
+    from fabricscope.results import to_json, to_table
+
+    assert json.loads(to_json(store.query_readonly("SELECT * FROM system.tables")))  # UUIDs, arrays, times
+    result = store.query_readonly(
+        "SELECT toUUID('00000000-0000-0000-0000-000000000001') AS uuid, toIPv4('10.0.0.1') AS v4, "
+        "toIPv6('::ffff:10.1.2.3') AS mapped, toDecimal64(1.25, 4) AS dec, "
+        "toDateTime('2026-01-15 11:00:00', 'Europe/Paris') AS paris, toDateTime64('2026-01-15 11:00:00.25', 3) AS t64, "
+        "toDate('2026-01-15') AS day, toFixedString('ab', 3) AS raw, [[1.5, nan]] AS floats, "
+        "map('k', toIPv4('1.2.3.4')) AS m, tuple(1, 'a', inf) AS t, CAST((1, 'x') AS Tuple(a UInt8, b String)) AS nt, "
+        "toInt128(-5) AS big, true AS yes, CAST(NULL AS Nullable(UUID)) AS nothing"
+    )
+    assert json.loads(to_json(result)) == [{
+        "uuid": "00000000-0000-0000-0000-000000000001", "v4": "10.0.0.1", "mapped": "10.1.2.3", "dec": "1.2500",
+        "paris": "2026-01-15T10:00:00Z", "t64": "2026-01-15T11:00:00.250000Z", "day": "2026-01-15",
+        "raw": "ab\x00", "floats": [[1.5, None]], "m": {"k": "1.2.3.4"}, "t": [1, "a", None],
+        "nt": {"a": 1, "b": "x"}, "big": -5, "yes": True, "nothing": None,
+    }]
+    assert "2026-01-15T10:00:00Z" in to_table(result)
