@@ -199,8 +199,15 @@ class Store:
         """
         from pipeline.readonly import refusal
 
-        statement = self.query("SELECT formatQuery({sql:String})", parameters={"sql": sql},
-                               settings=READONLY_SETTINGS).rows[0][0]
+        try:
+            statement = self.query("SELECT formatQuery({sql:String})", parameters={"sql": sql},
+                                   settings=READONLY_SETTINGS).rows[0][0]
+        except StoreError as exc:
+            if exc.retriable:
+                raise
+            if "Multi-statements" in str(exc):
+                raise StoreError("refused, not a single read: several statements; run one at a time") from exc
+            raise StoreError(str(exc).split(": In scope SELECT formatQuery(")[0]) from exc
         # EXPLAIN AST only parses; without settings, as the driver writes them into the text as SETTINGS.
         ast = self.query(f"EXPLAIN AST {statement}", parameters=parameters)
         reason = refusal([row[0] for row in ast.rows])

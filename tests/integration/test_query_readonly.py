@@ -42,8 +42,8 @@ REFUSED = {
     "settings lift readonly": ("SELECT 1 SETTINGS readonly = 0", "SETTINGS"),
     "settings mixed case": ("SELECT 1 sEtTiNgS allow_ddl = 1", "SETTINGS"),
     "set": ("SET readonly = 0", "Set is not a read"),
-    "two statements": ("SELECT 1; SELECT 2", "Multi-statements"),
-    "read then write": ("SELECT 1; INSERT INTO events (kind) VALUES ('x')", "Multi-statements"),
+    "two statements": ("SELECT 1; SELECT 2", "several statements"),
+    "read then write": ("SELECT 1; INSERT INTO events (kind) VALUES ('x')", "several statements"),
     "insert": ("INSERT INTO events (kind) VALUES ('x')", "Insert is not a read"),
     "insert into function file": ("INSERT INTO FUNCTION file('{out}', 'CSV') SELECT 1", "Insert is not a read"),
     "alter": ("ALTER TABLE events DELETE WHERE 1", "is not a read"),
@@ -116,3 +116,10 @@ def test_every_type_the_engine_returns_renders_as_json(store: Store) -> None:
         "nt": {"a": 1, "b": "x"}, "big": -5, "yes": True, "nothing": None,
     }]
     assert "2026-01-15T10:00:00Z" in to_table(result)
+
+
+def test_a_syntax_error_names_the_users_text_not_the_parse_around_it(store: Store) -> None:
+    with pytest.raises(StoreError) as wrong:
+        store.query_readonly("SELEC 1")
+    assert "Syntax error" in str(wrong.value) and "formatQuery" not in str(wrong.value)
+    assert not wrong.value.retriable
