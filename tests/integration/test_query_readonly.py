@@ -38,6 +38,11 @@ REFUSED = {
     "input": ("SELECT * FROM input('a UInt8')", "input()"),
     "iceberg": ("SELECT * FROM icebergLocal('/tmp/x')", "icebergLocal()"),
     "sqlite": ("SELECT * FROM sqlite('/tmp/x.db', 't')", "sqlite()"),
+    "file in a lambda": ("SELECT arrayMap(x -> file(x), ['/etc/passwd'])", "file()"),
+    "file in a union": ("SELECT 1 UNION ALL SELECT length(file('/etc/passwd'))", "file()"),
+    "file inside view()": ("SELECT * FROM view(SELECT file('/etc/passwd'))", "file()"),
+    "file in a comma join": ("SELECT * FROM numbers(2) AS n, fIlE('/etc/passwd', 'LineAsString') AS f", "fIlE()"),
+    "explain": ("EXPLAIN SELECT 1", "Explain is not a read"),
     "describe a file": ("DESCRIBE TABLE file('/etc/passwd', 'LineAsString')", "file()"),
     "settings lift readonly": ("SELECT 1 SETTINGS readonly = 0", "SETTINGS"),
     "settings mixed case": ("SELECT 1 sEtTiNgS allow_ddl = 1", "SETTINGS"),
@@ -62,6 +67,9 @@ READS = {
     "a trailing semicolon": ("SELECT 1 AS a;", [(1,)]),
     "numbers and a subquery": ("SELECT sum(number) AS s FROM (SELECT number FROM numbers(4))", [(6,)]),
     "a store table": ("SELECT count() AS n FROM events", [(0,)]),
+    "a column named file": ("SELECT 1 AS file", [(1,)]),
+    "values and merge": ("SELECT count() AS n FROM VALUES('a UInt8', 1, 2) WHERE a IN (SELECT count() FROM "
+                         "merge(currentDatabase(), '^events$'))", [(0,)]),
     "limit": ("SELECT number FROM numbers(5) ORDER BY number LIMIT 2", [(0,), (1,)]),
 }
 
