@@ -25,7 +25,7 @@ from pipeline.errors import StoreError, StoreLockedError
 EMBEDDED_SCHEME = "chdb"
 EMBEDDED_SUBDIR = "clickhouse"
 DEFAULT_DATABASE = "default"
-READONLY_SETTINGS: Mapping[str, Any] = {"readonly": 1}
+READONLY_SETTINGS: Mapping[str, Any] = {"readonly": 1, "allow_ddl": 0}
 # Server error codes after which the same request may succeed: timeout, too many queries, socket timeout,
 # network, memory limit, too many parts, system error, keeper.
 RETRIABLE_CODES = frozenset({159, 202, 209, 210, 241, 252, 425, 999})
@@ -178,15 +178,42 @@ class Store:
         self._call("command", "command", sql, parameters=dict(parameters or {}), settings=dict(settings or {}))
 
     def query(self, sql: str, *, parameters: Mapping[str, Any] | None = None,
-              settings: Mapping[str, Any] | None = None) -> QueryResult:
-        """Run a query with bound parameters ({name:Type} placeholders) and return all its rows."""
-        result = self._call("query", "query", sql, parameters=dict(parameters or {}), settings=dict(settings or {}))
+              settings: Mapping[str, Any] | None = None, aware_times: bool = False) -> QueryResult:
+        """Run a query with bound parameters ({name:Type} placeholders) and return all its rows.
+
+        Times are naive UTC datetimes (the driver's default), or with aware_times UTC-aware ones.
+        """
+        extra = {"tz_mode": "aware"} if aware_times else {}
+        result = self._call("query", "query", sql, parameters=dict(parameters or {}), settings=dict(settings or {}),
+                            **extra)
         return QueryResult(list(result.column_names), [t.name for t in result.column_types],
                            [tuple(row) for row in result.result_rows])
 
     def query_readonly(self, sql: str, *, parameters: Mapping[str, Any] | None = None) -> QueryResult:
-        """A query the server refuses to let write or change anything (readonly=1)."""
-        return self.query(sql, parameters=parameters, settings=READONLY_SETTINGS)
+        """One read, and nothing else: a statement that would write, change settings or reach outside the
+        store is refused (StoreError, not retriable) before it runs; the server also runs it with readonly=1.
+
+        ClickHouse parses the text, bound as a parameter so nothing of it runs (formatQuery refuses several
+        statements); the single statement it prints is judged on its EXPLAIN AST (pipeline/readonly.py),
+        and that same statement is the one run. Its times are UTC-aware, for people and programs to read.
+        """
+        from pipeline.readonly import refusal
+
+        try:
+            statement = self.query("SELECT formatQuery({sql:String})", parameters={"sql": sql},
+                                   settings=READONLY_SETTINGS).rows[0][0]
+        except StoreError as exc:
+            if exc.retriable:
+                raise
+            if "Multi-statements" in str(exc):
+                raise StoreError("refused, not a single read: several statements; run one at a time") from exc
+            raise StoreError(str(exc).split(": In scope SELECT formatQuery(")[0]) from exc
+        # EXPLAIN AST only parses; without settings, as the driver writes them into the text as SETTINGS.
+        ast = self.query(f"EXPLAIN AST {statement}", parameters=parameters)
+        reason = refusal([row[0] for row in ast.rows])
+        if reason:
+            raise StoreError(f"refused, not a single read: {reason}")
+        return self.query(statement, parameters=parameters, settings=READONLY_SETTINGS, aware_times=True)
 
     def insert_arrow(self, table: str, rows: pa.Table, *, settings: Mapping[str, Any] | None = None) -> None:
         """Insert an Arrow table whose columns carry the table's names."""

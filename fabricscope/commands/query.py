@@ -1,7 +1,9 @@
 """`fabricscope query "SQL" [--format json|table]`: run one read-only query against the store.
 
-The server enforces read-only (readonly=1), so no statement can change data, whatever it says. A SQL
-error is bad input (exit 2); a store held by another process or unreachable is exit 1.
+The store runs one read and nothing else (Store.query_readonly): several statements, a write, KILL, SET or
+SETTINGS, INTO OUTFILE and functions that reach files or the network (file, url, remote, s3, ...) are
+refused before anything runs, and the server runs the read with readonly=1. A refused or wrong statement
+is bad input (exit 2, one line); a store held by another process or unreachable is exit 1.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ if TYPE_CHECKING:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sql", metavar="SQL", help="one SELECT (or SHOW/DESCRIBE) statement")
+    parser.add_argument("sql", metavar="SQL",
+                        help="one SELECT (or SHOW/DESCRIBE/EXISTS) statement that reads only the store")
     add_format_argument(parser)
 
 

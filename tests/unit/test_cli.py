@@ -3,6 +3,7 @@ line that names the file or field, and nothing starts before the input is checke
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,53 @@ def test_replay_out_writes_jsonl_flows(tmp_path: Path) -> None:
     lines = out.read_text().splitlines()
     assert len(lines) > 0
     assert f"{len(lines)} flow rows written" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated embedded store, made in a process of its own (chdb serves one directory per process)."""
+    directory = tmp_path_factory.mktemp("query")
+    subprocess.run([sys.executable, "-c", "import sys\nfrom pipeline.migrate import migrate\n"
+                    "from pipeline.store import Store, StoreConfig, embedded_dsn\n"
+                    "with Store(StoreConfig(dsn=embedded_dsn(sys.argv[1]))) as store:\n    migrate(store)\n",
+                    str(directory)], check=True, timeout=120)
+    return directory
+
+
+@pytest.mark.parametrize("how", ["TRUNCATE", "APPEND"])
+def test_query_into_outfile_is_refused_and_the_store_stays_whole(data_dir: Path, how: str) -> None:
+    metadata = data_dir / "clickhouse" / "metadata" / "default" / "flows.sql"
+    before = metadata.read_bytes()
+    line = one_line_error(fabricscope("query", f"SELECT 1 INTO OUTFILE '{metadata}' {how}", "--data-dir",
+                                      str(data_dir)))
+    assert "query: SQL: " in line and "INTO OUTFILE" in line
+    assert metadata.read_bytes() == before
+    done = fabricscope("query", "SELECT count() AS n FROM flows", "--format", "json", "--data-dir", str(data_dir))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [{"n": 0}]
+
+
+@pytest.mark.parametrize("sql, reason", [
+    ("SELECT file('/etc/passwd')", "file()"),
+    ("SELECT * FROM (SELECT FILE('/etc/passwd'))", "FILE()"),
+    ("SELECT * FROM url('http://127.0.0.1:9/', CSV, 'a String')", "url()"),
+    ("SELECT 1; SELECT 2", "several statements"),
+    ("SELECT 1 SETTINGS readonly = 0", "SETTINGS"),
+    ("SET readonly = 0", "not a read"),
+    ("KILL QUERY WHERE 1 SYNC", "not a read"),
+    ("INSERT INTO flows (app) VALUES ('x')", "not a read"),
+    ("DROP TABLE flows", "not a read"),
+])
+def test_query_that_is_not_a_single_read_exits_2_with_one_line(data_dir: Path, sql: str, reason: str) -> None:
+    done = fabricscope("query", sql, "--data-dir", str(data_dir))
+    line = one_line_error(done)
+    assert "query: SQL: " in line and reason in line
+    assert "root:" not in done.stdout
+
+
+def test_query_json_renders_system_tables(data_dir: Path) -> None:
+    done = fabricscope("query", "SELECT * FROM system.tables WHERE database = 'default'", "--format", "json",
+                       "--data-dir", str(data_dir))
+    assert done.returncode == 0, done.stderr
+    tables = json.loads(done.stdout)
+    assert any(table["name"] == "flows" and len(table["uuid"]) == 36 for table in tables)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+from uuid import UUID
 
 from fabricscope.results import to_json, to_table
 from pipeline.store import QueryResult
@@ -35,3 +37,31 @@ def test_table_columns_are_aligned() -> None:
 def test_an_empty_result_says_so() -> None:
     assert to_table(QueryResult([], [], [])) == "(no rows)"
     assert to_json(QueryResult([], [], [])) == "[]"
+
+
+def test_every_clickhouse_value_becomes_json_without_loss() -> None:
+    paris = timezone(timedelta(hours=1))
+    result = QueryResult(
+        columns=["uuid", "v4", "v6", "dec", "naive", "paris", "day", "raw", "nested", "map", "inf", "time"],
+        types=["UUID", "IPv4", "IPv6", "Decimal(18, 4)", "DateTime", "DateTime('Europe/Paris')", "Date",
+               "FixedString(4)", "Array(Tuple(UUID, Float64))", "Map(IPv4, Array(Decimal(9, 2)))", "Float64",
+               "Time"],
+        rows=[(UUID(int=1), ipaddress.IPv4Address("10.0.0.1"), ipaddress.IPv6Address("fd00::1"), Decimal("1.2500"),
+               datetime(2026, 1, 15, 11, 0), datetime(2026, 1, 15, 12, 0, tzinfo=paris), date(2026, 1, 15),
+               b"ab\x00\xff", [(UUID(int=2), float("-inf"))], {ipaddress.IPv4Address("1.2.3.4"): [Decimal("0.10")]},
+               float("inf"), timedelta(hours=11))],
+    )
+    assert json.loads(to_json(result)) == [{
+        "uuid": "00000000-0000-0000-0000-000000000001", "v4": "10.0.0.1", "v6": "fd00::1", "dec": "1.2500",
+        "naive": "2026-01-15T11:00:00Z", "paris": "2026-01-15T12:00:00+01:00", "day": "2026-01-15",
+        "raw": "ab\x00\\xff", "nested": [["00000000-0000-0000-0000-000000000002", None]],
+        "map": {"1.2.3.4": ["0.10"]}, "inf": None, "time": "11:00:00",
+    }]
+    assert "00000000-0000-0000-0000-000000000001" in to_table(result)
+
+
+def test_a_result_without_column_names_keeps_its_values() -> None:
+    """KILL QUERY ... SYNC answers rows and no names (it is refused as a query now, but rendering holds)."""
+    result = QueryResult([], [], [("finished", UUID(int=3))])
+    assert json.loads(to_json(result)) == [{"_1": "finished", "_2": "00000000-0000-0000-0000-000000000003"}]
+    assert to_table(result).splitlines()[0].split() == ["_1", "_2"]
