@@ -107,3 +107,46 @@ def test_only_the_process_holding_the_listener_owns_it() -> None:
                 assert not _owns_listener(other.pid, port)
             finally:
                 other.kill()
+
+
+def _broker_child(pid: int) -> int | None:
+    """The tansu child of `pid`, from /proc/PID/task/*/children (psutil is not a dependency)."""
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            pids = children.read_text().split()
+        except OSError:
+            continue
+        for child in pids:
+            try:
+                if b"tansu" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    return int(child)
+            except OSError:
+                continue
+    return None
+
+
+def test_a_killed_replay_leaves_no_broker_behind(tmp_path: Path) -> None:
+    """`fabricscope replay` in embedded mode, SIGKILLed while it paces a sample in real time."""
+    command = [sys.executable, "-m", "fabricscope.cli", "replay", str(ROOT / "samples" / "mixed.pcap"),
+               "--topology", str(ROOT / "samples" / "topology.yaml"), "--data-dir", str(tmp_path / "data"),
+               "--speed", "1.0"]
+    replay = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    broker_pid = None
+    try:
+        deadline = time.monotonic() + 60
+        while broker_pid is None and time.monotonic() < deadline and replay.poll() is None:
+            broker_pid = _broker_child(replay.pid)
+            time.sleep(0.1)
+        assert broker_pid is not None, f"replay started no broker (exit {replay.poll()})"
+        time.sleep(1.0)  # past the broker's start, into the run
+        assert replay.poll() is None, "the replay ended before it could be killed"
+        replay.send_signal(signal.SIGKILL)
+        replay.wait(timeout=10)
+        assert _wait_gone(broker_pid, GONE_WITHIN_S), f"broker {broker_pid} outlived the killed replay"
+    finally:
+        if replay.poll() is None:
+            replay.kill()
+            replay.wait()
+        if broker_pid and _alive(broker_pid):
+            os.kill(broker_pid, signal.SIGKILL)
