@@ -125,11 +125,23 @@ def _broker_child(pid: int) -> int | None:
     return None
 
 
-def test_a_killed_replay_leaves_no_broker_behind(tmp_path: Path) -> None:
-    """`fabricscope replay` in embedded mode, SIGKILLed while it paces a sample in real time."""
-    command = [sys.executable, "-m", "fabricscope.cli", "replay", str(ROOT / "samples" / "mixed.pcap"),
-               "--topology", str(ROOT / "samples" / "topology.yaml"), "--data-dir", str(tmp_path / "data"),
-               "--speed", "1.0"]
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("run", ["replay", "demo"])
+def test_a_killed_run_leaves_no_broker_behind(run: str, tmp_path: Path) -> None:
+    """`fabricscope replay` (pacing a sample in real time) or `demo`, embedded, SIGKILLed mid-run."""
+    arguments = {
+        "replay": [str(ROOT / "samples" / "mixed.pcap"), "--topology", str(ROOT / "samples" / "topology.yaml"),
+                   "--speed", "1.0"],
+        "demo": ["--port", str(_free_port()), "--cycle", "20"],
+    }[run]
+    command = [sys.executable, "-m", "fabricscope.cli", run, *arguments, "--data-dir", str(tmp_path / "data")]
     replay = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
     broker_pid = None
@@ -138,12 +150,12 @@ def test_a_killed_replay_leaves_no_broker_behind(tmp_path: Path) -> None:
         while broker_pid is None and time.monotonic() < deadline and replay.poll() is None:
             broker_pid = _broker_child(replay.pid)
             time.sleep(0.1)
-        assert broker_pid is not None, f"replay started no broker (exit {replay.poll()})"
+        assert broker_pid is not None, f"{run} started no broker (exit {replay.poll()})"
         time.sleep(1.0)  # past the broker's start, into the run
-        assert replay.poll() is None, "the replay ended before it could be killed"
+        assert replay.poll() is None, f"the {run} ended before it could be killed"
         replay.send_signal(signal.SIGKILL)
         replay.wait(timeout=10)
-        assert _wait_gone(broker_pid, GONE_WITHIN_S), f"broker {broker_pid} outlived the killed replay"
+        assert _wait_gone(broker_pid, GONE_WITHIN_S), f"broker {broker_pid} outlived the killed {run}"
     finally:
         if replay.poll() is None:
             replay.kill()
