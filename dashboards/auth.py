@@ -6,24 +6,39 @@ The `--auth FILE` is YAML:
       alice: "scrypt:32768:8:1$..."
     tokens:                     # opaque secrets, at least 16 characters
       - "4f9c0d8e5b7a6c3e"
+    lockout:                    # optional; these are the defaults
+      failures: 10              # a client address may fail this many logins in a row...
+      window_s: 60              # ...and earns one more try every window_s / failures seconds
 
 A browser can log in once with `?token=...` (a signed session cookie then carries it) or answer the basic
 auth prompt; scripts send `Authorization: Bearer <token>`. Hashes, never passwords, live in the file:
 `python -c "from werkzeug.security import generate_password_hash as h; print(h('secret'))"`.
+
+A login answer does not tell whether a user name exists: an unknown name is checked against a dummy hash
+made with the same method and parameters as the file's own hashes, so it costs the same scrypt work as a
+known name with a wrong password, and secrets are compared in constant time. Failed logins (a wrong basic
+auth password, an unknown `?token=` or bearer token) are limited per client address by a token bucket:
+after `failures` of them the address gets `429 Too Many Requests` with `Retry-After`, for every login
+attempt, right or wrong, until the bucket refills (`failures` per `window_s`). A request without any
+credential, or with a valid session, never counts. Behind a reverse proxy every client has the proxy's
+address, so one client's guesses lock out all of them: put the limit in the proxy there.
 """
 
 from __future__ import annotations
 
 import hmac
+import math
 import secrets
+import threading
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
 import yaml
 from flask import Flask, Response, redirect, request, session
-from werkzeug.security import check_password_hash
+from werkzeug.security import check_password_hash, generate_password_hash
 from werkzeug.wrappers import Response as BaseResponse
 
 from pipeline.errors import InputError
@@ -32,6 +47,28 @@ MIN_TOKEN_LENGTH = 16
 HASH_METHODS = ("scrypt:", "pbkdf2:")
 REALM = "fabricscope"
 SESSION_KEY = "fabricscope_auth"
+DEFAULT_LOCKOUT_FAILURES = 10
+DEFAULT_LOCKOUT_WINDOW_S = 60.0
+MAX_TRACKED_CLIENTS = 10_000  # beyond this, clients whose bucket has refilled are forgotten
+DEFAULT_HASH_METHOD = "scrypt"  # werkzeug's default, for a file with tokens only
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LockoutConfig:
+    """Failed logins per client address: `failures` in a row, then one more per window_s / failures."""
+
+    failures: int = DEFAULT_LOCKOUT_FAILURES
+    window_s: float = DEFAULT_LOCKOUT_WINDOW_S
+
+
+def _dummy_hash(users: Mapping[str, str]) -> str:
+    """A hash of a random secret with the method and parameters of the file's first hash."""
+    method = next(iter(users.values())).rsplit("$", 2)[0] if users else DEFAULT_HASH_METHOD
+    return generate_password_hash(secrets.token_urlsafe(16), method=method)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,13 +77,52 @@ class AuthConfig:
 
     users: Mapping[str, str]
     tokens: tuple[str, ...]
+    lockout: LockoutConfig = field(default_factory=LockoutConfig)
+    _dummy: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_dummy", _dummy_hash(self.users))
 
     def check_password(self, user: str, password: str) -> bool:
+        """The same hash work whether `user` exists or not: an unknown one is checked against the dummy."""
         stored = self.users.get(user)
-        return stored is not None and check_password_hash(stored, password)
+        matches = check_password_hash(stored if stored is not None else self._dummy, password)
+        return matches and stored is not None
 
     def check_token(self, token: str) -> bool:
-        return any(hmac.compare_digest(token.encode(), known.encode()) for known in self.tokens)
+        """Compared with every token, each in constant time: the answer's timing names no token."""
+        matched = False
+        for known in self.tokens:
+            matched |= hmac.compare_digest(token.encode(), known.encode())
+        return matched
+
+
+class FailedLogins:
+    """A token bucket of failed logins per client address; thread safe (Flask serves requests on threads)."""
+
+    def __init__(self, config: LockoutConfig) -> None:
+        self.config = config
+        self._rate = config.failures / config.window_s
+        self._buckets: dict[str, tuple[float, float]] = {}  # address: (tries left, when)
+        self._lock = threading.Lock()
+
+    def _left(self, address: str, now: float) -> float:
+        tries, when = self._buckets.get(address, (float(self.config.failures), now))
+        return min(float(self.config.failures), tries + (now - when) * self._rate)
+
+    def retry_after_s(self, address: str) -> int:
+        """0 when `address` may try to log in, else the whole seconds until it may."""
+        with self._lock:
+            left = self._left(address, _now())
+        return 0 if left >= 1.0 else max(1, math.ceil((1.0 - left) / self._rate))
+
+    def failed(self, address: str) -> None:
+        now = _now()
+        with self._lock:
+            self._buckets[address] = (max(0.0, self._left(address, now) - 1.0), now)
+            if len(self._buckets) > MAX_TRACKED_CLIENTS:
+                for known in [a for a in self._buckets if self._left(a, now) >= self.config.failures]:
+                    del self._buckets[known]
 
 
 def load_auth(path: str | Path) -> AuthConfig:
@@ -58,8 +134,8 @@ def load_auth(path: str | Path) -> AuthConfig:
         raise InputError(source, f"cannot read the auth file: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise InputError(source, f"not valid YAML: {exc}") from None
-    if not isinstance(document, dict) or not set(document) <= {"users", "tokens"}:
-        raise InputError(source, "expected a mapping with 'users' and/or 'tokens'")
+    if not isinstance(document, dict) or not set(document) <= {"users", "tokens", "lockout"}:
+        raise InputError(source, "expected a mapping with 'users' and/or 'tokens' (and optionally 'lockout')")
     users = document.get("users") or {}
     tokens = document.get("tokens") or []
     if not isinstance(users, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in users.items()):
@@ -72,30 +148,57 @@ def load_auth(path: str | Path) -> AuthConfig:
         raise InputError(source, f"'tokens' must be a list of strings of at least {MIN_TOKEN_LENGTH} characters")
     if not users and not tokens:
         raise InputError(source, "no users and no tokens: nobody could log in")
-    return AuthConfig(users=dict(users), tokens=tuple(tokens))
+    return AuthConfig(users=dict(users), tokens=tuple(tokens), lockout=_lockout(source, document.get("lockout")))
+
+
+def _lockout(source: str, section: object) -> LockoutConfig:
+    if section is None:
+        return LockoutConfig()
+    if not isinstance(section, dict) or not set(section) <= {"failures", "window_s"}:
+        raise InputError(source, "'lockout' may set 'failures' and 'window_s'")
+    failures = section.get("failures", DEFAULT_LOCKOUT_FAILURES)
+    window_s = section.get("window_s", DEFAULT_LOCKOUT_WINDOW_S)
+    if isinstance(failures, bool) or not isinstance(failures, int) or failures < 1:
+        raise InputError(source, "lockout.failures: expected a whole number of at least 1")
+    if isinstance(window_s, bool) or not isinstance(window_s, int | float) or not 0 < window_s < math.inf:
+        raise InputError(source, "lockout.window_s: expected a number of seconds above 0")
+    return LockoutConfig(failures=failures, window_s=float(window_s))
 
 
 def install_auth(server: Flask, config: AuthConfig) -> None:
     """Refuse every request (pages, assets, callbacks) that carries no valid credential."""
     server.secret_key = secrets.token_bytes(32)
     server.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict")
+    failures = FailedLogins(config.lockout)
 
     @server.before_request
     def _require_login() -> BaseResponse | None:
         if session.get(SESSION_KEY):
             return None
         token = request.args.get("token", "")
+        header = request.headers.get("Authorization", "")
+        bearer = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+        credentials = request.authorization
+        basic = credentials if credentials is not None and credentials.type == "basic" else None
+        if not (token or bearer or basic):
+            return _challenge()
+        address = request.remote_addr or ""
+        wait_s = failures.retry_after_s(address)
+        if wait_s:
+            return Response("fabricscope: too many failed logins from this address; try again later\n", 429,
+                            {"Retry-After": str(wait_s)})
         if token and config.check_token(token):
             session[SESSION_KEY] = True
             rest = [(k, v) for k, v in request.args.items(multi=True) if k != "token"]
             return redirect(request.path + (f"?{urlencode(rest)}" if rest else ""))
-        header = request.headers.get("Authorization", "")
-        if header.startswith("Bearer ") and config.check_token(header.removeprefix("Bearer ").strip()):
+        if bearer and config.check_token(bearer):
             return None
-        credentials = request.authorization
-        if credentials is not None and credentials.type == "basic" and config.check_password(
-                credentials.username or "", credentials.password or ""):
+        if basic is not None and config.check_password(basic.username or "", basic.password or ""):
             session[SESSION_KEY] = True
             return None
+        failures.failed(address)
+        return _challenge()
+
+    def _challenge() -> Response:
         challenge = {"WWW-Authenticate": f'Basic realm="{REALM}"'} if config.users else {}
         return Response("fabricscope: login required (basic auth, a bearer token or ?token=)\n", 401, challenge)
