@@ -98,7 +98,7 @@ def test_query_is_read_only_and_events_list_in_order(
                             capture_output=True, text=True, timeout=TIMEOUT_S)
     assert loaded.returncode == 0, loaded.stderr
     refused = _query(data_dir, "INSERT INTO events (kind) VALUES ('link_down')")
-    assert refused.returncode == 2 and "readonly" in refused.stderr.lower()
+    assert refused.returncode == 2 and "not a read" in refused.stderr.lower()
     listed = subprocess.run(_cli("events", "--data-dir", str(data_dir), "--since", "1h", "--kind", "link_down",
                                  "--format", "json"), capture_output=True, text=True, timeout=TIMEOUT_S)
     assert listed.returncode == 0, listed.stderr
