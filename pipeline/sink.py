@@ -30,6 +30,7 @@ import pyarrow as pa
 from kafka.structs import TopicPartition
 
 from pipeline import codec, records
+from pipeline.background import Background
 from pipeline.bus import Admin, BusConfig, Consumer, Producer, Record
 from pipeline.errors import DecodeError, FabricscopeError, StoreError
 from pipeline.settings import IN_CODE, Origin
@@ -139,35 +140,26 @@ class Sink:
         self._generation = 0
         self._pending: _Pending | None = None
         self._inserter: ThreadPoolExecutor | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.error: BaseException | None = None
+        self._background = Background("fabricscope-sink", self.run, log, on_error=self._wake)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> Sink:
         """Run the sink in a background thread until stop()."""
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run_thread, name="fabricscope-sink", daemon=True)
-        self._thread.start()
+        self._background.start()
         return self
 
-    def _run_thread(self) -> None:
-        try:
-            self.run(self._stop)
-        except BaseException as exc:
-            self.error = exc
-            log.exception("sink stopped on an error")
-            with self._progress:
-                self._progress.notify_all()
+    def _wake(self) -> None:
+        with self._progress:
+            self._progress.notify_all()
 
     def stop(self, timeout_s: float | None = None) -> None:
         """Stop the background thread after flushing what it holds; re-raise what made it fail."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
-        if self.error is not None:
-            raise self.error
+        self._background.stop(timeout_s)
+
+    @property
+    def error(self) -> BaseException | None:
+        """What ended the background thread, None while it runs or after a clean stop."""
+        return self._background.error
 
     @property
     def stats(self) -> SinkStats:

@@ -20,6 +20,7 @@ from pathlib import Path
 from kafka.structs import TopicPartition
 
 from pipeline import codec, records
+from pipeline.background import Background
 from pipeline.bus import BusConfig, Consumer, Producer
 from pipeline.detect.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from pipeline.detect.engine import INPUT_TABLES, DetectorSet, event_columns
@@ -71,35 +72,19 @@ class DetectorService:
         self.rows: Counter[str] = Counter()
         self.lag_s = 0.0
         self._lock = threading.Lock()
-        self.error: BaseException | None = None
         self._tables = {records.topic(table): table for table in INPUT_TABLES}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._background = Background("fabricscope-detect", self.run, log)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> DetectorService:
         """Run in a background thread until stop()."""
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run_thread, name="fabricscope-detect", daemon=True)
-        self._thread.start()
+        self._background.start()
         return self
-
-    def _run_thread(self) -> None:
-        try:
-            self.run(self._stop)
-        except BaseException as exc:
-            self.error = exc
-            log.exception("detectors stopped on an error")
 
     def stop(self, timeout_s: float | None = None) -> None:
         """Stop the background thread once the detectors checkpointed (or, without a checkpoint, emitted) what
         they still hold; re-raise what made it fail."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
-        if self.error is not None:
-            raise self.error
+        self._background.stop(timeout_s)
 
     def counts(self) -> DetectorCounts:
         """A consistent snapshot of the counters, safe to take from another thread (a /metrics scrape)."""
