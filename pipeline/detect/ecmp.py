@@ -67,6 +67,7 @@ class EcmpDetector:
         self._episodes: dict[str, _Episode] = {}
         self._latest = np.iinfo(np.int64).min
         self._judged_through = np.iinfo(np.int64).min
+
     def update(self, bins: Batch) -> list[Event]:
         window_us = ms_to_us(self.config.window_ms)
         ts = times_us(bins["ts"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline import records
-from pipeline.detect.collective import BLAME_KINDS, CollectiveDetector
+from pipeline.detect.collective import CollectiveDetector
 from pipeline.detect.config import DetectorConfig
 from pipeline.detect.congestion import CongestionDetector
 from pipeline.detect.ecmp import EcmpDetector
@@ -62,25 +62,23 @@ class DetectorSet:
             events = self.fast_recovery.update(batch)
         elif table == "link_bins":
             events = self.congestion.update(batch) + self.ecmp.update(batch)
-            self.collective.observe(events)
         elif table == "iterations":
             events = self.collective.update(batch)
         elif table == "counters":
             self.fast_recovery.observe_counters(batch)
             events = self.link_health.update(batch)
         events = self.link_status.merge(events)
-        self.collective.observe([event for event in events if event["kind"] not in BLAME_KINDS])
+        self.collective.observe(events)  # congestion to blame, outages whose iterations are theirs
         return self._track(events)
 
     def flush(self) -> list[Event]:
-        """End of input: every detector closes what it holds; congestion first so slowdowns can blame it, and
-        outages before the slowdowns so iterations they stretched stay theirs."""
-        congestion = self.congestion.flush()
-        self.collective.observe(congestion)
-        outages = self.link_status.merge(self.fast_recovery.flush() + self.link_health.flush())
-        self.collective.observe(outages)
-        events = self.link_status.merge(congestion + self.ecmp.flush()) + outages + self.collective.flush()
-        return self._track(events)
+        """End of input: every detector closes what it holds; the slowdowns last, so they can blame the
+        congestion and leave to the outages the iterations those stretched."""
+        closed = self.link_status.merge(
+            self.congestion.flush() + self.ecmp.flush() + self.fast_recovery.flush() + self.link_health.flush()
+        )
+        self.collective.observe(closed)
+        return self._track(closed + self.collective.flush())
 
 
 def event_columns(events: list[Event]) -> dict[str, np.ndarray]:

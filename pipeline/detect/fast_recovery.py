@@ -33,7 +33,6 @@ Oper-down from counters is evidence on its own.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, overload
 
 import numpy as np
 
@@ -209,7 +208,9 @@ class FastRecoveryDetector:
             sparse = ends[(ends > at) & (ends <= down)]  # packets after the dense ones, before the report
             last = min(max(at, int(sparse.max()) if len(sparse) else at), down)
             if last > judged:
-                failures.append(self._failure(rows, part, link, last, "oper_down", until, empty_ok=True))
+                failure = self._failure(rows, part, link, last, "oper_down", until, empty_ok=True)
+                assert failure is not None  # empty_ok: oper-down needs no flow
+                failures.append(failure)
                 judged = self._judged[link] = max(at, down)
         for at, until in holes:
             if at <= judged:
@@ -241,14 +242,6 @@ class FastRecoveryDetector:
             spacing = np.where((tails > 0) & (tails < ends), (ends - tails) // 2, until - at)
             inside &= until - ends > self.config.gap_factor * spacing
         return int(ends[inside].max()) if inside.any() else at
-
-    @overload
-    def _failure(self, rows: dict[str, np.ndarray], part: np.ndarray, link: str, ts: int, trigger: str,
-                 until: int | None, *, empty_ok: Literal[True]) -> _Failure: ...
-
-    @overload
-    def _failure(self, rows: dict[str, np.ndarray], part: np.ndarray, link: str, ts: int, trigger: str,
-                 until: int | None, *, empty_ok: bool = False) -> _Failure | None: ...
 
     def _failure(self, rows: dict[str, np.ndarray], part: np.ndarray, link: str, ts: int, trigger: str,
                  until: int | None, *, empty_ok: bool = False) -> _Failure | None:
