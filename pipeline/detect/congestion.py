@@ -154,9 +154,14 @@ class CongestionDetector:
         events: list[Event] = []
         order = np.argsort(ts, kind="stable")
         clear, idle = ms_to_us(config.clear_ms), ms_to_us(config.idle_ms)
-        for row in order[(congested | (ce > 0) | (ect > 0))[order]]:
+        marked_bins = congested | (ce > 0)
+        # unmarked traffic matters only to a link direction with an episode open, or opening in this batch
+        keys = np.char.add(np.char.add(links, "\x1f"), directions)
+        episodes = [f"{link}\x1f{direction}" for link, direction in self._episodes] + keys[marked_bins].tolist()
+        wanted = marked_bins | ((ect > 0) & np.isin(keys, episodes))
+        for row in order[wanted[order]]:
             key = (links[row], directions[row])
-            marked = bool(congested[row] or ce[row] > 0)
+            marked = bool(marked_bins[row])
             run = self._episodes.get(key)
             if run is not None and ts[row] > run.last_busy + LINK_BIN_US + idle:
                 self._end(key, self._episodes.pop(key), at=run.last_busy + LINK_BIN_US + idle)
