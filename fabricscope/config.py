@@ -64,6 +64,8 @@ TOPOLOGY = "topology"
 FLAG_NAMES = {"targets": "--target", "batch_wait_s": "--batch-wait"}  # the flags not named `--` + the key
 SECURITY_PREFIXES = ("security_protocol", "sasl_", "ssl_")
 TARGET_PORTS = {"snmp": 161, "gnmi": 6030}
+# no setting is larger: socket buffers and ports are C ints, and Event.wait refuses timeouts past ~9.2e9 s
+MAX_SETTING = 2**31 - 1
 
 
 def section_class(name: str) -> type:
@@ -299,17 +301,28 @@ def _typed(value: Any, hint: Any, source: str, line: int, name: str) -> Any:
             raise InputError(source, f"{name}: expected true or false, got {value!r}", line=line)
         return value
     if hint in (int, float) and not isinstance(value, bool):
-        if isinstance(value, int) or (hint is float and isinstance(value, float)):
-            return hint(value)
-        if isinstance(value, str):
-            try:
-                return hint(value)
-            except ValueError:
-                pass
+        number = _number(value, hint)
+        if number is not None:
+            if not -MAX_SETTING <= number <= MAX_SETTING:  # NaN fails this too
+                raise InputError(source, f"{name}: expected a finite number in -{MAX_SETTING:,}..{MAX_SETTING:,}, "
+                                 f"got {value!r}", line=line)
+            return number
     if hint is str and isinstance(value, str | int | float) and not isinstance(value, bool):
         return str(value)
     what = getattr(hint, "__name__", str(hint))
     raise InputError(source, f"{name}: expected {what}, got {value!r}", line=line)
+
+
+def _number(value: Any, hint: type) -> int | float | None:
+    """`value` as an int or float setting (a number, or a string of one), None if it is not one."""
+    if isinstance(value, int) or (hint is float and isinstance(value, float)):
+        return typing.cast(int | float, hint(value))
+    if isinstance(value, str):
+        try:
+            return typing.cast(int | float, hint(value))
+        except ValueError:
+            return None
+    return None
 
 
 def _targets(section: str, config: Any, items: tuple[Any, ...], origin: Origin, lines: list[int]) -> tuple[Any, ...]:

@@ -105,6 +105,12 @@ def test_an_unknown_key_is_an_error_naming_file_and_line(tmp_path: Path, text: s
     ("sink:\n  batch_wait_s: [1]\n", 2, "sink.batch_wait_s: expected float, got [1]"),
     ("dashboard:\n  port: 80\n  host: [a]\n", 3, "dashboard.host: expected str, got ['a']"),
     ("snmp:\n  targets: leaf1\n", 2, "snmp.targets: expected a list, got 'leaf1'"),
+    # NaN, inf and numbers past any setting were taken as they were and failed (or hung) later
+    ("sink:\n  batch_wait_s: .nan\n", 2,
+     "sink.batch_wait_s: expected a finite number in -2,147,483,647..2,147,483,647, got nan"),
+    ("sink:\n  batch_wait_s: 'inf'\n", 2, "sink.batch_wait_s: expected a finite number"),
+    ("sflow:\n  receive_buffer: 100000000000000000000000000\n", 2, "sflow.receive_buffer: expected a finite"),
+    ("gnmi:\n  interval: 1.0e+400\n", 2, "gnmi.interval: expected a finite number"),
     # well typed, but not a valid value: validate() names it where it was written
     ("capture:\n  ring_mb: 64\n  snaplen: 10\n", 3, "capture.snaplen: must be within 64..262144 bytes"),
     ("service:\n  log_level: LOUD\n", 2, "service.log_level: must be one of DEBUG, INFO, WARNING, ERROR"),
