@@ -369,7 +369,28 @@ def device_target(item: Any, kind: Callable[..., Any], defaults: Mapping[str, An
         fields = {str(key): value for key, value in item.items()}
     else:
         raise error(f"a target is DEVICE=HOST[:PORT] or a mapping with device and host, not {item!r}")
+    fields = _typed_target(fields, kind, error)
     try:
         return kind(**{**defaults, **fields})
     except (TypeError, ValueError) as exc:
         raise error(f"target {fields.get('device')}: {exc}") from exc
+
+
+def _typed_target(fields: Mapping[str, Any], kind: Callable[..., Any],
+                  error: Callable[[str], InputError]) -> dict[str, Any]:
+    """A target's fields as its class types them, the port a port; a bad one is named with the target."""
+    hints = typing.get_type_hints(kind)
+    typed: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key not in hints:
+            typed[key] = value  # the class refuses it, by name
+            continue
+        try:
+            typed[key] = _typed(value, hints[key], "", 0, key)
+        except InputError as exc:
+            raise error(f"target {fields.get('device')}: {exc.reason}") from None
+    if not typed.get("device") or not typed.get("host"):
+        raise error(f"a target's device and host must not be empty, not {dict(fields)!r}")
+    if "port" in typed and not 0 < typed["port"] < 2**16:
+        raise error(f"target {fields.get('device')}: port must be in 1..65535, not {typed['port']}")
+    return typed

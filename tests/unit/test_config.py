@@ -138,6 +138,24 @@ def test_a_bad_target_in_the_file_names_its_line(tmp_path: Path) -> None:
         settle(["snmp", "--topology", TOPOLOGY, "--target", "leaf1"])
 
 
+@pytest.mark.parametrize(("target", "reason"), [
+    ("{device: leaf1, host: 10.0.0.11, port: 100000000000000000000000000}", "target leaf1: port: expected a finite"),
+    ("{device: leaf1, host: 10.0.0.11, port: 0}", "target leaf1: port must be in 1..65535, not 0"),
+    ("{device: leaf1, host: 10.0.0.11, timeout_s: .nan}", "target leaf1: timeout_s: expected a finite number"),
+    ("{device: leaf1, host: [10.0.0.11]}", "target leaf1: host: expected str"),
+    ("{device: '', host: 10.0.0.11}", "a target's device and host must not be empty"),
+    ("'leaf1=10.0.0.11:70000'", "target leaf1: port must be in 1..65535, not 70000"),
+])
+def test_a_target_is_typed_as_its_class(tmp_path: Path, target: str, reason: str) -> None:
+    """A target mapping from the file was passed through as written: a port of 10^26 or a host list
+    reached the socket."""
+    text = f"snmp:\n  targets:\n    - {target}\n"
+    with pytest.raises(InputError) as caught:
+        settle(["snmp", "--topology", TOPOLOGY], text, tmp_path)
+    assert (caught.value.source, caught.value.line) == (config_file(tmp_path), 3)
+    assert caught.value.reason.startswith(f"snmp.targets: {reason}"), caught.value.reason
+
+
 def test_a_bad_flag_value_names_the_flag(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"^--snaplen: must be within"):
         settle(["capture", "--topology", TOPOLOGY, "--snaplen", "10"], "capture:\n  snaplen: 256\n", tmp_path)
