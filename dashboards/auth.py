@@ -12,7 +12,9 @@ The `--auth FILE` is YAML:
 
 A browser can log in once with `?token=...` (a signed session cookie then carries it) or answer the basic
 auth prompt; scripts send `Authorization: Bearer <token>`. Hashes, never passwords, live in the file:
-`python -c "from werkzeug.security import generate_password_hash as h; print(h('secret'))"`.
+`python -c "from werkzeug.security import generate_password_hash as h; print(h('secret'))"`. The file is
+checked whole before the dashboard listens: a hash werkzeug could not run, or one costing more than scrypt
+N=2^17, r=16, p=4 or pbkdf2 5M iterations per login, is refused with its line.
 
 A login answer does not tell whether a user name exists: an unknown name is checked against a dummy hash
 made with the same method and parameters as the file's own hashes, so it costs the same scrypt work as a

@@ -31,7 +31,7 @@ from fabricscope.cli import EXIT_BAD_INPUT, EXIT_OK, main
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 TOPOLOGY = SAMPLES / "topology.yaml"
-EXAMPLES = 60
+EXAMPLES = 100
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
