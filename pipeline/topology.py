@@ -253,6 +253,7 @@ class _Parser:
         links: list[Link] = []
         lines: dict[tuple[str, str, str, str], int] = {}  # a link as cabled → the line it is written on
         ports: dict[tuple[str, str], tuple[str, int]] = {}  # (switch, port) → the link using it, its line
+        count: dict[str, int] = {}  # links of each leaf-spine pair so far
         for i, item in enumerate(spec):
             if not isinstance(item, LineDict):
                 raise self.fail(spec, i, "each link must be a mapping {leaf: ..., spine: ...}")
@@ -269,8 +270,8 @@ class _Parser:
                 raise self.fail(spec, i, f"link {base} is listed twice (lines {lines[cabled]} and {line}); a "
                                          "parallel link needs its own leaf_port or spine_port")
             lines[cabled] = line
-            parallel = sum(1 for link in links if link.leaf == leaf and link.spine == spine)
-            link_id = base if parallel == 0 else f"{base}#{parallel + 1}"
+            count[base] = count.get(base, 0) + 1
+            link_id = base if count[base] == 1 else f"{base}#{count[base]}"
             for switch, port, key in ((leaf, leaf_port, "leaf_port"), (spine, spine_port, "spine_port")):
                 if port and (switch, port) in ports:
                     other, other_line = ports[(switch, port)]
@@ -282,9 +283,9 @@ class _Parser:
 
     def _port(self, item: LineDict, key: str) -> str:
         value = item.get(key, "")
-        if not isinstance(value, str):
+        if isinstance(value, bool) or not isinstance(value, str | int):
             raise self.fail(item, key, f"'{key}' must be an interface name")
-        return value
+        return str(value)
 
     def _link_ref(self, item: LineDict, link_ids: set[str], where: str) -> str:
         link = item.get("link")
