@@ -289,7 +289,7 @@ class _Parser:
 
     def _link_ref(self, item: LineDict, link_ids: set[str], where: str) -> str:
         link = item.get("link")
-        if link not in link_ids:
+        if not isinstance(link, str) or link not in link_ids:
             raise self.fail(item, "link", f"{where} names link '{link}', which is not in the fabric")
         return str(link)
 

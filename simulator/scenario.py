@@ -288,7 +288,7 @@ class _Parser:
             if not isinstance(entry, LineDict):
                 raise self.fail(items, i, f"each entry of '{key}' must be a mapping with a 'kind'")
             kind = entry.get("kind")
-            if kind not in specs:
+            if not isinstance(kind, str) or kind not in specs:
                 raise self.fail(entry, "kind", f"unknown {key} kind '{kind}' (known: {', '.join(specs)})")
             spec = specs[kind]
             self._known(entry, {"kind", *spec}, f"{key} kind '{kind}'")

@@ -261,7 +261,7 @@ def test_fuzz_scenario(workdir: Path, content: bytes) -> None:
 @given(content=mutated(VALID_CONFIG, YAML_SWAPS))
 def test_fuzz_config(workdir: Path, content: bytes) -> None:
     fuzz(workdir, "config.yaml", content, lambda path: gnmi_argv(workdir, path),
-         also=(str(workdir / "absent.jsonl"), "--"))
+         also=(str(workdir / "absent.jsonl"),))
 
 
 @FUZZ

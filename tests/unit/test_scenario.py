@@ -78,6 +78,7 @@ BAD = [
     (GOOD.replace("ts_resolution: ns", "ts_resolution: ms"), 3, "'ts_resolution'"),
     (GOOD.replace("spines: 2", "spines: 0"), 4, "'spines' must be an integer"),
     (GOOD.replace("kind: tls", "kind: quic"), 7, "unknown traffic kind 'quic'"),
+    (GOOD.replace("kind: tls", "kind: [tls]"), 7, "unknown traffic kind '['tls']'"),  # was a TypeError
     (GOOD.replace("job: j1, ", ""), 6, "'job' is required"),
     (GOOD.replace("burst_ms: 4", "burst_ms: -4"), 6, "'burst_ms' must be a number"),
     (GOOD.replace("flows: 1", "flows: 1, port: 9"), 7, "unknown key 'port'"),

@@ -128,6 +128,7 @@ def test_direction_vectorised_matches_scalar(tmp_path: Path) -> None:
         (MINIMAL.replace('"10.0.2.0/24"', '"10.0.1.128/25"'), 6, "overlaps"),
         (MINIMAL + "links:\n  - {leaf: leaf9, spine: spine1}\n", 8, "leaf 'leaf9'"),
         (MINIMAL + "mirrors:\n  - {erspan_session: 11, link: leaf1-spine7}\n", 8, "link 'leaf1-spine7'"),
+        (MINIMAL + "mirrors:\n  - {erspan_session: 11, link: [leaf1-spine1]}\n", 8, "link '['leaf1-spine1']'"),
         (MINIMAL + "mirrors:\n  - {erspan_session: 4000, link: leaf1-spine1}\n", 8, "0..1023"),
         (
             MINIMAL + "mirrors:\n  - {vlan: 10, link: leaf1-spine1}\n  - {vlan: 10, link: leaf2-spine1}\n",
