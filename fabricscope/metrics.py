@@ -31,6 +31,7 @@ read at scrape time from the component (`Sink.stats`, `DetectorService.counts()`
     fabricscope_alerts_failed_attempts_total{webhook}  POSTs that failed (each retried or dead-lettered)
     fabricscope_alerts_dead_letter_total{webhook}   alerts given up on (retry window over, or refused)
     fabricscope_alerts_queued{webhook}              alerts waiting for their webhook
+    fabricscope_alerts_resent_total{webhook}        open incidents' alerts sent again (Alertmanager's resend)
 """
 
 from __future__ import annotations
@@ -175,13 +176,16 @@ class AlertMetrics(Collector):
                                      labels=["webhook"])
         dead = CounterMetricFamily("fabricscope_alerts_dead_letter", "alerts given up on", labels=["webhook"])
         queued = GaugeMetricFamily("fabricscope_alerts_queued", "alerts waiting for their webhook", labels=["webhook"])
+        resent = CounterMetricFamily("fabricscope_alerts_resent", "open incidents' alerts sent again",
+                                     labels=["webhook"])
         for webhook, counts in sorted(self.notifier.counts().items()):
             for state in ("open", "update", "close"):
                 sent.add_metric([webhook, state], counts.sent.get(state, 0))
             failed.add_metric([webhook], counts.failed_attempts)
             dead.add_metric([webhook], counts.dead_letters)
             queued.add_metric([webhook], counts.queued)
-        yield from (sent, failed, dead, queued)
+            resent.add_metric([webhook], counts.resent)
+        yield from (sent, failed, dead, queued, resent)
 
 
 class DashboardMetrics(Collector):

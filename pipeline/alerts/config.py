@@ -12,6 +12,11 @@
           backoff_s: 1                        # first retry after ~this, doubling (with jitter) up to backoff_max_s
           backoff_max_s: 60
           retry_window_s: 600                 # an alert undelivered this long after it was queued is dead-lettered
+          resend_s: 60                        # alertmanager: open incidents sent again this often (see below)
+
+Alertmanager resolves an alert that is not sent again within its `resolve_timeout` (5 min by default) and
+expects its clients to re-send active alerts: for an `alertmanager` webhook, the latest alert of each open
+incident is sent again every `resend_s` (same body, same dedupe key) until its close goes out.
 
 A bad section, key or value is an InputError naming the file and line.
 """
@@ -34,7 +39,8 @@ DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_BACKOFF_S = 1.0
 DEFAULT_BACKOFF_MAX_S = 60.0
 DEFAULT_RETRY_WINDOW_S = 600.0
-_NUMBERS = ("timeout_s", "backoff_s", "backoff_max_s", "retry_window_s")
+DEFAULT_RESEND_S = 60.0
+_NUMBERS = ("timeout_s", "backoff_s", "backoff_max_s", "retry_window_s", "resend_s")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +57,7 @@ class WebhookConfig:
     backoff_s: float = DEFAULT_BACKOFF_S
     backoff_max_s: float = DEFAULT_BACKOFF_MAX_S
     retry_window_s: float = DEFAULT_RETRY_WINDOW_S
+    resend_s: float = DEFAULT_RESEND_S
 
     @property
     def label(self) -> str:

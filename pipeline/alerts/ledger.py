@@ -29,14 +29,24 @@ MAX_CLOSED = 10_000  # closed incidents remembered per webhook: far more than a 
 
 @dataclass
 class Step:
-    """The newest row of one incident a webhook took: its data time, whether it closed, its labels."""
+    """The newest alert of one incident a webhook took: its row's data time, its step (open, update,
+    close), its labels, and in `done` while the incident is open, its row (what is sent again on a resend)."""
 
     updated: int
-    closed: bool
+    state: str
     labels: dict[str, str]
+    event: dict[str, Any] | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.state == "close"
 
     def dump(self) -> list[Any]:
-        return [self.updated, self.closed, self.labels]
+        return [self.updated, self.state, self.labels, self.event]
+
+    def alert(self) -> Alert | None:
+        """The alert to send again while the incident is open."""
+        return None if self.closed or self.event is None else Alert(self.state, self.event, self.labels)
 
 
 class Ledger:
@@ -54,16 +64,21 @@ class Ledger:
         if seen is not None and (seen.closed or (event["updated"], closed) <= (seen.updated, seen.closed)):
             return []
         labels = seen.labels if seen is not None else identity_labels(event)
-        _remember(self.taken, event_id, Step(event["updated"], closed, labels))
+        state = "close" if closed else "update" if seen is not None else "open"
+        _remember(self.taken, event_id, Step(event["updated"], state, labels))
         if seen is None and closed:
             return [Alert("open", event, labels), Alert("close", event, labels)]
-        return [Alert("close" if closed else "update" if seen is not None else "open", event, labels)]
+        return [Alert(state, event, labels)]
 
     def finished(self, alert: Alert) -> None:
         """The alert was delivered or dead-lettered: it is not sent again."""
         event = alert.event
-        _remember(self.done, str(event["event_id"]), Step(event["updated"], alert.state == "close",
-                                                          dict(alert.labels)))
+        kept = None if alert.state == "close" else dict(event)
+        _remember(self.done, str(event["event_id"]), Step(event["updated"], alert.state, dict(alert.labels), kept))
+
+    def firing(self) -> list[Alert]:
+        """The latest alert done of each open incident."""
+        return [alert for step in self.done.values() if (alert := step.alert()) is not None]
 
 
 def _remember(steps: dict[str, Step], event_id: str, step: Step) -> None:
@@ -86,7 +101,7 @@ def load_ledgers(path: Path, webhooks: Iterable[str]) -> dict[str, Ledger]:
             saved = document["webhooks"]
         except (ValueError, KeyError, AttributeError, OSError) as exc:
             raise InputError(str(path), f"alert ledger unreadable ({exc}); remove it to start afresh") from exc
-    return {name: Ledger({event_id: Step(int(step[0]), bool(step[1]), dict(step[2]))
+    return {name: Ledger({event_id: Step(int(step[0]), str(step[1]), dict(step[2]), step[3])
                           for event_id, step in saved.get(name, {}).items()}) for name in webhooks}
 
 

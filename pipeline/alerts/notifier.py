@@ -103,6 +103,7 @@ class Notifier:
         path = self.config.ledger
         self._ledgers = load_ledgers(path, names) if path is not None else {name: Ledger() for name in names}
         for webhook in self.webhooks:
+            webhook.restore_firing(self._ledgers[webhook.name].firing())
             webhook.start()
         consumer = Consumer(self.bus, group=self.config.group, topics=[records.topic("events")]).start()
         try:

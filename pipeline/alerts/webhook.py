@@ -6,6 +6,10 @@ alert off the queue. A refused connection, a timeout, a 5xx, 408 or 429 is retri
 backoff with jitter; an alert still undelivered `retry_window_s` after it was queued, or refused with any
 other status (the receiver will not take that body), is dead-lettered: counted, logged once per outage,
 and not sent again. A new alert queued behind a long outage still gets its own full window.
+
+For Alertmanager, which resolves an alert its client stops sending, the sender also re-sends the latest
+delivered alert of each open incident every `resend_s` while its queue is empty; a failed resend waits for
+the next round (the alert itself was delivered).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,12 +38,13 @@ _IDLE_WAIT_S = 0.2
 
 @dataclass(frozen=True)
 class WebhookCounts:
-    """Alerts delivered by alert state, failed POSTs, alerts dead-lettered, alerts waiting."""
+    """Alerts delivered by alert state, failed POSTs, alerts dead-lettered, alerts waiting, resends."""
 
     sent: dict[str, int]
     failed_attempts: int
     dead_letters: int
     queued: int
+    resent: int
 
 
 class RefusedError(Exception):
@@ -74,8 +79,16 @@ class Webhook:
         self._dead = 0
         self._outage_logged = False
         self._dead_logged = False
+        self._firing: dict[str, Alert] = {}  # Alertmanager: the latest alert delivered of each open incident
+        self._resent = 0
+        self._next_resend = 0.0
+
+    def restore_firing(self, alerts: Iterable[Alert]) -> None:
+        """Before start(): the open incidents' latest alerts an earlier run delivered, to keep re-sending."""
+        self._firing.update((str(alert.event["event_id"]), alert) for alert in alerts)
 
     def start(self) -> Webhook:
+        self._next_resend = time.monotonic() + self.config.resend_s
         self._thread.start()
         return self
 
@@ -104,11 +117,11 @@ class Webhook:
 
     def counts(self) -> WebhookCounts:
         with self._lock:
-            return WebhookCounts(dict(self._sent), self._failed, self._dead, len(self._queue))
+            return WebhookCounts(dict(self._sent), self._failed, self._dead, len(self._queue), self._resent)
 
     def _head(self) -> _Queued | None:
         with self._lock:
-            while not self._queue and not self._stop.is_set():
+            if not self._queue:
                 self._lock.wait(_IDLE_WAIT_S)
             return self._queue[0] if self._queue else None
 
@@ -117,6 +130,7 @@ class Webhook:
         while not self._stop.is_set():
             head = self._head()
             if head is None:
+                self._resend()
                 continue
             try:
                 self._post(render(head.alert, self.config.format))
@@ -147,9 +161,34 @@ class Webhook:
         except (urllib.error.URLError, OSError) as exc:
             raise RefusedError(str(getattr(exc, "reason", exc)), retriable=True) from exc
 
+    def _resend(self) -> None:
+        if self.config.format != "alertmanager" or time.monotonic() < self._next_resend:
+            return
+        self._next_resend = time.monotonic() + self.config.resend_s
+        with self._lock:
+            firing = list(self._firing.values())
+        for alert in firing:
+            with self._lock:
+                if self._queue or self._stop.is_set() or alert.event["event_id"] not in self._firing:
+                    return  # new alerts go first; the next round resends
+            try:
+                self._post(render(alert, self.config.format))
+            except RefusedError as exc:
+                with self._lock:
+                    self._failed += 1
+                self._log_outage(exc)
+                return
+            with self._lock:
+                self._resent += 1
+
     def _finish(self, head: _Queued, *, delivered: bool) -> None:
+        event_id = str(head.alert.event["event_id"])
         with self._lock:
             self._queue.popleft()
+            if head.alert.state == "close":
+                self._firing.pop(event_id, None)
+            elif delivered and self.config.format == "alertmanager":
+                self._firing[event_id] = head.alert
             if delivered:
                 self._sent[head.alert.state] += 1
                 if self._outage_logged:

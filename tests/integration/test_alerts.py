@@ -37,7 +37,8 @@ pytestmark = pytest.mark.integration
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 T0 = 1_780_000_000_000_000  # µs since the epoch
-FAST = {"backoff_s": 0.05, "backoff_max_s": 0.2}  # retries come quickly; the windows stay generous
+# retries come quickly; the windows stay generous; no resend unless a test asks for it
+FAST = {"backoff_s": 0.05, "backoff_max_s": 0.2, "retry_window_s": 120.0, "resend_s": 3600.0}
 _groups = itertools.count()
 
 
@@ -46,7 +47,7 @@ def group() -> str:
 
 
 def webhook(receiver: Receiver, name: str, **settings: Any) -> WebhookConfig:
-    return WebhookConfig(name=name, url=receiver.url, **{**FAST, "retry_window_s": 120.0, **settings})
+    return WebhookConfig(name=name, url=receiver.url, **{**FAST, **settings})
 
 
 def congestion(state: str, updated_ms: int) -> Event:
@@ -163,6 +164,33 @@ def test_a_receiver_down_for_a_while_gets_every_alert_once_in_order(bus_config: 
     assert len(sent) == len(set(sent)) == 5
     assert counts.sent == {"open": 2, "update": 1, "close": 2} and counts.dead_letters == 0
     assert counts.failed_attempts >= receiver.refused + 3
+
+
+def test_alertmanager_gets_open_incidents_again_until_they_close(bus_config: BusConfig,
+                                                                   clean_topics: list[str]) -> None:
+    receiver = Receiver().start()
+    notifier = Notifier(AlertsConfig(webhooks=(webhook(receiver, "am", format="alertmanager", resend_s=0.1),)),
+                        NotifierConfig(group=group()), bus=bus_config).start()
+    other = make_event("congestion", ts=T0, ts_end=T0 + 1000, severity="warning", link="leaf3-spine2",
+                       direction="up", summary="another episode", state="open", updated=T0 + 1000)
+
+    def annotations() -> list[tuple[str, str]]:
+        return [(body[0]["labels"]["event_id"], body[0]["annotations"]["state"]) for body in receiver.bodies()]
+
+    try:
+        produce(bus_config, congestion("open", 50))
+        first = congestion("open", 50)["event_id"]
+        assert wait_for(lambda: annotations().count((first, "open")) >= 3)  # sent, then sent again
+        produce(bus_config, congestion("closed", 2000), other)
+        assert wait_for(lambda: annotations().count((other["event_id"], "open")) >= 3)
+        counts = notifier.counts()["am"]
+    finally:
+        notifier.stop()
+        receiver.stop()
+    seen = annotations()
+    closed_at = seen.index((first, "close"))
+    assert (first, "open") not in seen[closed_at:] and seen.count((first, "close")) == 1
+    assert counts.resent >= 4 and counts.sent == {"open": 2, "close": 1}
 
 
 def metrics_text(notifier: Notifier, port: int) -> str:

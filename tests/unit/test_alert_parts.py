@@ -110,6 +110,7 @@ def test_the_ledger_saved_holds_what_was_done_not_what_was_queued(tmp_path: Path
     ledger.finished(sent)
     save_ledgers(tmp_path / "alerts.ledger", {"pager": ledger})
     restored = load_ledgers(tmp_path / "alerts.ledger", ["pager", "new"])
+    assert restored["pager"].firing() == [sent]  # still open: sent again to Alertmanager after the restart
     assert restored["pager"].alerts(opened) == []
     assert [a.state for a in restored["pager"].alerts(closed)] == ["close"]
     assert [a.state for a in restored["new"].alerts(opened)] == ["open"]
