@@ -14,7 +14,7 @@ import pytest
 
 from fabricscope.cli import build_parser
 from fabricscope.config import load_config
-from pipeline.alerts.body import Alert, alertmanager_body, event_rows, json_body, render
+from pipeline.alerts.body import Alert, alertmanager_body, event_rows, identity_labels, json_body, render
 from pipeline.alerts.config import AlertsConfig, WebhookConfig
 from pipeline.alerts.ledger import Ledger, load_ledgers, save_ledgers
 from pipeline.detect.engine import event_columns
@@ -164,3 +164,16 @@ def test_a_bad_alerts_section_exits_2_with_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     expected = f"fabricscope replay: {path}:4: alerts.webhooks[0].format: 'xml' is not one of alertmanager, json"
     assert done.stderr.strip().splitlines() == [expected]
+
+
+def test_the_readme_alerts_example_loads_and_its_alertmanager_body_is_what_is_sent(tmp_path: Path) -> None:
+    section = (Path(__file__).resolve().parents[2] / "README.md").read_text().split("## Alerts\n", 1)[1]
+    config = settle(section.split("```yaml\n", 1)[1].split("```", 1)[0], tmp_path)
+    assert [(w.label, w.format) for w in config.webhooks] == [("alertmanager", "alertmanager"), ("ops-bot", "json")]
+    shown = json.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
+    (row,) = rows(make_event("fast_recovery", ts=1768478400259851, ts_end=1768478400261611, severity="critical",
+                             link="leaf2-spine2", device="leaf2", summary=shown[0]["annotations"]["summary"],
+                             convergence_ms=1.76, local_convergence_ms=1.76, remote_convergence_ms=1.412,
+                             flows_affected=12, flows_recovered=12, packets_lost=96,
+                             details={"trigger": "oper-down", "flows": 12}))
+    assert shown == alertmanager_body(Alert("close", row, identity_labels(row)))
