@@ -2,7 +2,7 @@
 
     alerts:
       webhooks:
-        - name: pager                         # the `webhook` label of the metrics (default: the URL's host:port)
+        - name: pager                         # the `webhook` label of the metrics (default: the URL's host[:port])
           url: http://alertmanager:9093/api/v2/alerts
           format: alertmanager                # or json (the event row)
           kinds: [fast_recovery, link_down]   # default: every kind
@@ -61,8 +61,11 @@ class WebhookConfig:
 
     @property
     def label(self) -> str:
-        """What the metrics and the log call this webhook."""
-        return self.name or urlsplit(self.url).netloc
+        """What the metrics and the log call this webhook: never the URL itself, which may hold a secret."""
+        if self.name:
+            return self.name
+        parts = urlsplit(self.url)
+        return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
 
     def wants(self, kind: str) -> bool:
         return not self.kinds or kind in self.kinds

@@ -31,7 +31,7 @@ from pipeline.alerts.ledger import Ledger, load_ledgers, save_ledgers
 from pipeline.alerts.webhook import Webhook, WebhookCounts
 from pipeline.background import Background
 from pipeline.bus import BusConfig, Consumer
-from pipeline.errors import DecodeError
+from pipeline.errors import BusError, DecodeError
 
 log = logging.getLogger("fabricscope.alerts")
 
@@ -73,6 +73,12 @@ class Notifier:
         self._background = Background("fabricscope-alerts", self.run, log)
 
     def start(self) -> Notifier:
+        """Load the ledger (one unreadable is bad input naming the file), then consume in the background."""
+        names = [webhook.name for webhook in self.webhooks]
+        path = self.config.ledger
+        self._ledgers = load_ledgers(path, names) if path is not None else {name: Ledger() for name in names}
+        for webhook in self.webhooks:
+            webhook.restore_firing(self._ledgers[webhook.name].firing())
         self._background.start()
         return self
 
@@ -99,13 +105,9 @@ class Notifier:
         return self.error is None
 
     def run(self, stop: threading.Event) -> None:
-        names = [webhook.name for webhook in self.webhooks]
-        path = self.config.ledger
-        self._ledgers = load_ledgers(path, names) if path is not None else {name: Ledger() for name in names}
-        for webhook in self.webhooks:
-            webhook.restore_firing(self._ledgers[webhook.name].firing())
-            webhook.start()
         consumer = Consumer(self.bus, group=self.config.group, topics=[records.topic("events")]).start()
+        for webhook in self.webhooks:
+            webhook.start()
         try:
             while not stop.is_set():
                 for record in consumer.poll(self.config.poll_timeout_ms):
@@ -158,13 +160,21 @@ class Notifier:
             self._lock.notify_all()
 
     def _commit(self, consumer: Consumer) -> None:
-        """Save the ledger, then commit each partition up to its oldest message with an alert still queued."""
+        """Save the ledger, then commit each partition this member holds up to its oldest message with an
+        alert still queued. A partition taken away by a rebalance keeps its queued alerts here (they still go
+        out) and is committed again only if it comes back; a failed commit is tried again on the next round."""
+        assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
         with self._lock:
-            offsets = {where: min(self._pending[where], default=next_offset)
-                       for where, next_offset in self._consumed.items()}
+            offsets = {where: min(self._pending.get(where, ()), default=next_offset)
+                       for where, next_offset in self._consumed.items() if where in assigned}
             dirty, self._dirty = self._dirty, False
             if dirty and self.config.ledger is not None:
                 save_ledgers(self.config.ledger, self._ledgers)
         moved = {where: offset for where, offset in offsets.items() if self._committed.get(where) != offset}
-        consumer.commit({TopicPartition(topic, partition): offset for (topic, partition), offset in moved.items()})
+        try:
+            consumer.commit({TopicPartition(topic, partition): offset
+                             for (topic, partition), offset in moved.items()})
+        except BusError as exc:
+            log.warning("alerts: offsets not committed (%s); trying again", exc)
+            return
         self._committed.update(moved)

@@ -202,8 +202,8 @@ class Webhook:
     def _log_outage(self, exc: RefusedError) -> None:
         if not self._outage_logged:
             self._outage_logged = True
-            log.warning("webhook %s (%s) failed: %s; retrying with backoff for up to %g s per alert",
-                        self.name, self.config.url, exc, self.config.retry_window_s)
+            log.warning("webhook %s failed: %s; retrying with backoff for up to %g s per alert",
+                        self.name, exc, self.config.retry_window_s)
 
     def _dead_letter(self, head: _Queued, exc: RefusedError) -> None:
         if not self._dead_logged:

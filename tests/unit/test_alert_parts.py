@@ -128,12 +128,14 @@ def settle(text: str, tmp_path: Path) -> AlertsConfig:
 def test_webhooks_come_from_the_alerts_section(tmp_path: Path) -> None:
     config = settle("alerts:\n  webhooks:\n    - {url: 'http://am:9093/api/v2/alerts', format: alertmanager,\n"
                     "       kinds: [fast_recovery], headers: {X-Org: 7}, timeout_s: 2}\n"
-                    "    - {name: bot, url: 'https://bot.example/hook', basic_auth: 'u:p'}\n", tmp_path)
+                    "    - {name: bot, url: 'https://bot.example/hook', basic_auth: 'u:p'}\n"
+                    "    - {url: 'https://me:secret@hooks.example/T0/B1'}\n", tmp_path)
     assert config.webhooks == (
         WebhookConfig(url="http://am:9093/api/v2/alerts", format="alertmanager", kinds=("fast_recovery",),
                       headers={"X-Org": "7"}, timeout_s=2.0),
-        WebhookConfig(name="bot", url="https://bot.example/hook", basic_auth="u:p"))
-    assert [w.label for w in config.webhooks] == ["am:9093", "bot"]
+        WebhookConfig(name="bot", url="https://bot.example/hook", basic_auth="u:p"),
+        WebhookConfig(url="https://me:secret@hooks.example/T0/B1"))
+    assert [w.label for w in config.webhooks] == ["am:9093", "bot", "hooks.example"]  # no secret in a label
     assert not config.webhooks[0].wants("congestion") and config.webhooks[1].wants("congestion")
 
 
