@@ -1,8 +1,10 @@
 """pipeline.alerts without Kafka: the bodies against the formats they claim, the ledger's one-alert-per-step
-rule, and the `alerts:` config section named with file:line when it is wrong."""
+rule, the `alerts:` config section named with file:line when it is wrong, and one webhook's sender against
+a real local HTTP receiver."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -11,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alert_receiver import Receiver
 
 from fabricscope.cli import build_parser
 from fabricscope.config import load_config
 from pipeline.alerts.body import Alert, alertmanager_body, event_rows, identity_labels, json_body, render
 from pipeline.alerts.config import AlertsConfig, WebhookConfig
 from pipeline.alerts.ledger import Ledger, load_ledgers, save_ledgers
+from pipeline.alerts.webhook import Webhook
 from pipeline.detect.engine import event_columns
 from pipeline.detect.events import Event, make_event
 from pipeline.errors import InputError
@@ -179,3 +183,32 @@ def test_the_readme_alerts_example_loads_and_its_alertmanager_body_is_what_is_se
                              flows_affected=12, flows_recovered=12, packets_lost=96,
                              details={"trigger": "oper-down", "flows": 12}))
     assert shown == alertmanager_body(Alert("close", row, identity_labels(row)))
+
+
+def test_a_body_the_receiver_refuses_is_dead_lettered_at_once_and_headers_and_auth_are_sent(
+        caplog: pytest.LogCaptureFixture) -> None:
+    receiver = Receiver().start()
+    done: list[str] = []
+    config = WebhookConfig(name="strict", url=receiver.url, headers={"X-Org": "7"}, basic_auth="user:pa:ss",
+                           retry_window_s=600.0)
+    webhook = Webhook(config, lambda alert, ticket: done.append(alert.dedupe_key)).start()
+    opened, closed = rows(failure("open", T0 + 2_000), failure("closed", T0 + 9_000))
+    try:
+        receiver.status = 400
+        webhook.put(Alert("open", opened, {}))
+        webhook.put(Alert("update", opened, {}))
+        assert webhook.wait_idle(60)  # not retried for the retry window: a 400 will not change
+        receiver.status = 200
+        webhook.put(Alert("close", closed, {}))
+        assert webhook.wait_idle(60)
+    finally:
+        webhook.stop()
+        receiver.stop()
+    counts = webhook.counts()
+    assert (counts.sent, counts.dead_letters, counts.failed_attempts) == ({"close": 1}, 2, 2)
+    assert done == [f"{opened['event_id']}:open:{T0 + 2_000}", f"{opened['event_id']}:update:{T0 + 2_000}",
+                    f"{closed['event_id']}:close:{T0 + 9_000}"]
+    (headers,) = receiver.headers
+    assert headers["X-Org"] == "7" and headers["Content-Type"] == "application/json"
+    assert base64.b64decode(headers["Authorization"].removeprefix("Basic ")) == b"user:pa:ss"
+    assert len([r for r in caplog.records if "dead-lettered" in r.getMessage()]) == 1
