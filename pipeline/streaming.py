@@ -103,6 +103,8 @@ def stream_to_store(
         except InputError:  # bad input ends the run, but what was accepted before it still reaches ClickHouse
             producer.flush()
             _drain(sink, sent, drain_timeout_s, progress)
+            if notifier is not None:  # and its alerts go out
+                _deliver(notifier, sent["events"], drain_timeout_s)
             raise
         _send(producer, "events", event_columns(detectors.flush()), sent)
         producer.flush()
