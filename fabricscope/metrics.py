@@ -27,6 +27,11 @@ read at scrape time from the component (`Sink.stats`, `DetectorService.counts()`
     fabricscope_detector_open_incidents             incidents open now
     fabricscope_detector_lag_seconds                how long the last message processed had waited in Kafka
     fabricscope_dashboard_request_seconds{route}    histogram of the dashboard's answer times
+    fabricscope_alerts_sent_total{webhook,state}    alerts a webhook took (2xx), by step: open, update, close
+    fabricscope_alerts_failed_attempts_total{webhook}  POSTs that failed (each retried or dead-lettered)
+    fabricscope_alerts_dead_letter_total{webhook}   alerts given up on (retry window over, or refused)
+    fabricscope_alerts_queued{webhook}              alerts waiting for their webhook
+    fabricscope_alerts_resent_total{webhook}        open incidents' alerts sent again (Alertmanager's resend)
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from pipeline.source import Source
 
 if TYPE_CHECKING:  # the live sources import this module: no sink, detectors or Flask for them
     from dashboards.latency import RequestLatency
+    from pipeline.alerts.notifier import Notifier
     from pipeline.detect.service import DetectorService
     from pipeline.sink import Sink
 
@@ -155,6 +161,31 @@ class DetectorMetrics(Collector):
                                 "how long the last message processed had waited in Kafka")
         lag.add_metric([], counts.lag_s)
         yield lag
+
+
+class AlertMetrics(Collector):
+    """A prometheus_client collector over the alert notifier's webhooks."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+
+    def collect(self) -> Iterator[Metric]:
+        sent = CounterMetricFamily("fabricscope_alerts_sent", "alerts a webhook took, by step",
+                                   labels=["webhook", "state"])
+        failed = CounterMetricFamily("fabricscope_alerts_failed_attempts", "webhook POSTs that failed",
+                                     labels=["webhook"])
+        dead = CounterMetricFamily("fabricscope_alerts_dead_letter", "alerts given up on", labels=["webhook"])
+        queued = GaugeMetricFamily("fabricscope_alerts_queued", "alerts waiting for their webhook", labels=["webhook"])
+        resent = CounterMetricFamily("fabricscope_alerts_resent", "open incidents' alerts sent again",
+                                     labels=["webhook"])
+        for webhook, counts in sorted(self.notifier.counts().items()):
+            for state in ("open", "update", "close"):
+                sent.add_metric([webhook, state], counts.sent.get(state, 0))
+            failed.add_metric([webhook], counts.failed_attempts)
+            dead.add_metric([webhook], counts.dead_letters)
+            queued.add_metric([webhook], counts.queued)
+            resent.add_metric([webhook], counts.resent)
+        yield from (sent, failed, dead, queued, resent)
 
 
 class DashboardMetrics(Collector):

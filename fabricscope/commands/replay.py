@@ -81,12 +81,14 @@ def _produce_only(args: argparse.Namespace, config: Config, steps: Iterable[Step
 
 
 def _into_embedded_store(args: argparse.Namespace, config: Config, topology: Topology, steps: Iterable[Step]) -> str:
+    from fabricscope.alerting import alerts_summary, build_notifier
     from fabricscope.services import Services, ServicesConfig
     from pipeline.detect.engine import DetectorSet
     from pipeline.streaming import stream_to_store
 
     sources = _counters(args)
     with Services(ServicesConfig.from_args(args, config.kafka)) as services:
+        notifier = build_notifier(config, services.bus, "fabricscope-alerts")
         summary = stream_to_store(
             steps,
             bus=services.bus,
@@ -94,8 +96,9 @@ def _into_embedded_store(args: argparse.Namespace, config: Config, topology: Top
             detectors=DetectorSet(topology, config.detectors),
             side_sources=sources,
             progress=not args.no_progress,
+            notifier=notifier,
         )
-    return str(summary)
+    return str(summary) + alerts_summary(notifier)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
