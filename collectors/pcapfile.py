@@ -107,7 +107,7 @@ class PcapFile(CaptureFile):
         self.max_caplen = min(snaplen, offsets.MAX_CAPLEN) if snaplen > 0 else offsets.MAX_CAPLEN
 
     def _batches(self) -> Iterator[PacketBatch]:
-        pos, end, last_sec = 24, len(self.data), -1
+        pos, end = 24, len(self.data)
         frac_limit, scale = (1_000_000_000, 1) if self.nanosecond else (1_000_000, 1_000)
         while pos < end:
             out_offset = np.empty(self.batch_size, dtype=np.int64)
@@ -115,8 +115,8 @@ class PcapFile(CaptureFile):
             wirelen = np.empty(self.batch_size, dtype=np.uint32)
             ts_sec = np.empty(self.batch_size, dtype=np.int64)
             ts_frac = np.empty(self.batch_size, dtype=np.int64)
-            n, pos, last_sec, stop = offsets.scan_pcap(
-                self.data, pos, end, self.big_endian, frac_limit, self.max_caplen, last_sec,
+            n, pos, stop = offsets.scan_pcap(
+                self.data, pos, end, self.big_endian, frac_limit, self.max_caplen,
                 out_offset, caplen, wirelen, ts_sec, ts_frac, self._skips,
             )
             if n:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pcap_builders import pcap_header, pcap_record
 from test_flows import SECOND, T0, concat, packets
 
 from collectors.collector import Collector
@@ -110,3 +111,28 @@ def test_traffic_after_a_quiet_spell_longer_than_the_dfi_window_is_labelled_agai
     exported += sum(int(step.flows["packets"].sum()) for step in collector.run(later))
     once = sum(int(step.flows["packets"].sum()) for step in Collector(topology).run(batches))
     assert exported == 2 * once
+
+
+def test_a_two_day_gap_loses_no_iteration(tmp_path: Path) -> None:
+    """The sample cut in two with the second half two days later: each half's iterations, as when each half is
+    replayed alone (issue 13, item 2: one DFI run over rows days apart found no job)."""
+    topology = load_topology(SAMPLES / "allreduce_congestion.topology.yaml")
+    records = [
+        (int(ts), bytes(batch.data[start : start + length]))
+        for batch in replay_batches([SAMPLES / "allreduce_congestion.pcap"], progress=False)
+        for start, length, ts in zip(batch.offset, batch.caplen, batch.ts_ns, strict=True)
+    ]
+    half, gap = len(records) // 2, 2 * 86_400 * SECOND
+
+    def iterations(name: str, part: list[tuple[int, bytes]]) -> int:
+        path = tmp_path / name
+        path.write_bytes(pcap_header(nano=True) + b"".join(pcap_record(ts, f, nano=True) for ts, f in part))
+        collector = Collector(topology)
+        steps = collector.run(replay_batches([path], progress=False))
+        packets = sum(int(step.flows["packets"].sum()) for step in steps)
+        assert packets == len(part)
+        return collector.stats.iteration_rows
+
+    alone = iterations("first.pcap", records[:half]) + iterations("second.pcap", records[half:])
+    moved = records[:half] + [(ts + gap, frame) for ts, frame in records[half:]]
+    assert alone > 0 and iterations("gap.pcap", moved) == alone
