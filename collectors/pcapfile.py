@@ -38,14 +38,35 @@ _OPT_END, _OPT_IF_NAME, _OPT_IF_TSRESOL, _OPT_IF_TSOFFSET = 0, 2, 9, 14
 
 @dataclass
 class CaptureStats:
-    """What a reader kept and what it skipped, by reason (collectors.offsets.SKIP_REASONS)."""
+    """What a reader kept and what it skipped, by reason (collectors.offsets.SKIP_REASONS); `interfaces`: the
+    pcapng interface blocks read (None for classic pcap, which has no such block)."""
 
     records: int = 0
     skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(offsets.SKIP_REASONS, 0))
+    interfaces: int | None = None
 
     @property
     def skipped_total(self) -> int:
         return sum(self.skipped.values())
+
+    def skipped_text(self) -> str:
+        """E.g. '3 records skipped (2 bad_caplen, 1 past_eof)', or '0 records skipped'."""
+        reasons = ", ".join(f"{count} {name}" for name, count in self.skipped.items() if count)
+        return f"{self.skipped_total} records skipped" + (f" ({reasons})" if reasons else "")
+
+    def unreadable(self) -> str | None:
+        """Why damage left nothing to read in the file, or None when a record was read (or none was there)."""
+        if self.records or not self.skipped_total:
+            return None
+        if self.interfaces == 0:
+            return f"no readable interface description block, so no packet: {self.skipped_text()}"
+        return f"no readable record: {self.skipped_text()}"
+
+    def add(self, other: CaptureStats) -> None:
+        """Add `other`'s records and skips (a replay's totals over its files)."""
+        self.records += other.records
+        for name, count in other.skipped.items():
+            self.skipped[name] += count
 
 
 class CaptureFile(ABC):
@@ -158,6 +179,7 @@ class PcapngFile(CaptureFile):
         pos, end = 0, len(self.data)
         big = False
         self.interfaces = []
+        self.stats.interfaces = 0
         section: list[int] = []  # section-local interface id -> index into self.interfaces
         while pos < end:
             out_offset = np.empty(self.batch_size, dtype=np.int64)
@@ -199,6 +221,7 @@ class PcapngFile(CaptureFile):
                     length = self._block_length(pos, big)
                     section.append(len(self.interfaces))
                     self.interfaces.append(self._parse_idb(pos, length, big))
+                    self.stats.interfaces = len(self.interfaces)
                     if len(self.interfaces) == 1:
                         self.linktype = self.interfaces[0].linktype
                 pos += length
