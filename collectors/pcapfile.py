@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import stat
 import struct
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -284,6 +285,7 @@ def _to_ns(raw: np.ndarray, tsresol: int) -> np.ndarray:
 
 
 def _map_file(path: str) -> mmap.mmap:
+    _require_regular(path)
     try:
         with open(path, "rb") as handle:
             if os.fstat(handle.fileno()).st_size == 0:
@@ -306,6 +308,20 @@ def _advise_huge_pages(mapping: mmap.mmap) -> None:
             mapping.madvise(advice)
 
 
+def _require_regular(path: str) -> None:
+    """Refuse a FIFO, socket or device before opening it: opening a FIFO blocks until a writer comes, and a
+    stream cannot be mapped. Live traffic goes through `fabricscope capture`."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise _input_error(path, exc) from None
+    if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+        return  # a directory is named by the open that follows
+    kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    raise InputError(path, f"is {kind}, not a capture file (one written by tcpdump -w); live traffic goes "
+                           "through `fabricscope capture --iface`")
+
+
 def _input_error(path: str, exc: OSError) -> InputError:
     """The one-line reason a file could not be opened, as the CLI reports it."""
     if isinstance(exc, IsADirectoryError):
@@ -320,6 +336,7 @@ def _input_error(path: str, exc: OSError) -> InputError:
 def open_capture(path: str | Path, *, batch_size: int = DEFAULT_BATCH_SIZE) -> CaptureFile:
     """A reader for `path`, chosen by its magic number; InputError when it is neither pcap nor pcapng."""
     name = str(path)
+    _require_regular(name)
     try:
         with open(name, "rb") as handle:
             magic = handle.read(4)

@@ -4,6 +4,7 @@ damage leaves nothing to read is bad input (exit 2, one line naming it) without 
 from __future__ import annotations
 
 import json
+import os
 import struct
 from collections import Counter
 from pathlib import Path
@@ -84,3 +85,13 @@ def test_the_summary_of_nothing_sent_says_zero_rows() -> None:
     """Issue 13, item 8: it read ' rows in ClickHouse' with the count missing."""
     assert str(StreamSummary(Counter(), 0)) == "0 rows in ClickHouse; 0 events"
     assert str(StreamSummary(Counter(flows=3), 1)) == "3 flows rows in ClickHouse; 1 events"
+
+
+def test_a_fifo_is_refused_at_once_instead_of_waiting_for_a_writer(tmp_path: Path) -> None:
+    """Issue 13, item 8: opening a FIFO with no writer blocked replay silently (the helper's timeout fails a
+    hang). Captures are mapped files; a live stream goes through `capture`."""
+    fifo = tmp_path / "live.pcap"
+    os.mkfifo(fifo)
+    line = one_line_error(fabricscope("replay", str(good_pcap(tmp_path / "good.pcap")), str(fifo), "--topology",
+                                      str(SAMPLES / "topology.yaml"), "--out", str(tmp_path / "x.jsonl")))
+    assert f"{fifo}: is a FIFO, not a capture file" in line
