@@ -87,9 +87,14 @@ class Collector:
     def __init__(self, topology: Topology, config: CollectorConfig | None = None) -> None:
         self.config = config or CollectorConfig()
         self.stats = CollectorStats()
+        self._topology = topology
         self._decoder = Decoder(topology)
+        self._start_epoch()
+
+    def _start_epoch(self) -> None:
+        """Empty flow table, link bins and DFI window: at the start, and when packet time steps back."""
         self._flows = FlowTable(
-            topology,
+            self._topology,
             FlowTableConfig(
                 active_timeout_s=self.config.active_timeout_s,
                 idle_timeout_s=self.config.idle_timeout_s,
@@ -100,7 +105,7 @@ class Collector:
             ),
         )
         self._bins = LinkBins(
-            topology, LinkBinsConfig(exporter=self.config.exporter, sampling_rate=self.config.sampling_rate)
+            self._topology, LinkBinsConfig(exporter=self.config.exporter, sampling_rate=self.config.sampling_rate)
         )
         self._dfi = DfiStream(
             DfiStreamConfig(window_s=self.config.dfi_window_s, every_s=self.config.active_timeout_s),
@@ -139,16 +144,21 @@ class Collector:
     def run(self, batches: Iterable[PacketBatch]) -> Iterator[Records]:
         """Process every batch, then finish; yields only non-empty steps.
 
-        Where packet time jumps (either way) by more than the DFI window, packet time is first advanced one
-        window past the last packet, so the rows before the jump are exported and labelled on their own: one
-        DFI run over rows days apart finds no job in either side (a 2-day gap lost 9 of 19 iterations).
+        Where packet time jumps forward by more than the DFI window, packet time is first advanced one window
+        past the last packet, so the rows before the jump are exported and labelled on their own: one DFI run
+        over rows days apart finds no job in either side (a 2-day gap lost 9 of 19 iterations). Where it steps
+        back that far, everything open is exported and a new epoch starts empty: state whose clock is ahead of
+        the packets would cut their flows and drop their iterations.
         """
         jump_ns = round(self.config.dfi_window_s * 1e9)
         last_ns: int | None = None
         for batch in batches:
             for part in _time_segments(batch, jump_ns):
-                if last_ns is not None and abs(int(part.ts_ns[0]) - last_ns) > jump_ns:
-                    step = self.advance(last_ns + jump_ns)
+                first_ns = int(part.ts_ns[0])
+                if last_ns is not None and abs(first_ns - last_ns) > jump_ns:
+                    step = self.advance(last_ns + jump_ns) if first_ns > last_ns else self.finish()
+                    if first_ns < last_ns:
+                        self._start_epoch()
                     if len(step):
                         yield step
                 step = self.process(part)
