@@ -4,6 +4,8 @@ Nothing is counted twice: the source keeps its own totals (`Source.counts()`), t
 dropped and queued figures, and a scrape turns both into metric families. Names:
 
     fabricscope_<count>_total{source}               each key of Source.counts(): packets, kernel_drops, malformed…
+    fabricscope_<count>_by_reason_total{source,reason}  the same count split by reason, for the sources that
+                                                    give it (pipeline.source.ReasonCounts): malformed packets…
     fabricscope_records_sent_total{source,table}    rows acknowledged by Kafka (or sent to the embedded broker)
     fabricscope_records_dropped_total{source,table} rows dropped because the buffer was full while Kafka was away
     fabricscope_buffer_bytes{source,where}          encoded messages waiting, in memory and on disk
@@ -49,7 +51,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from pipeline.errors import InputError
-from pipeline.source import Source
+from pipeline.source import ReasonCounts, Source
 
 if TYPE_CHECKING:  # the live sources import this module: no sink, detectors or Flask for them
     from dashboards.latency import RequestLatency
@@ -84,6 +86,13 @@ class SourceMetrics(Collector):
             family = CounterMetricFamily(f"fabricscope_{key}", f"{key} counted by the {name} source", labels=["source"])
             family.add_metric([name], value)
             yield family
+        if isinstance(self.source, ReasonCounts):
+            for key, reasons in sorted(self.source.counts_by_reason().items()):
+                family = CounterMetricFamily(f"fabricscope_{key}_by_reason", f"{key} counted by the {name} source, "
+                                             "by reason", labels=["source", "reason"])
+                for reason, value in sorted(reasons.items()):
+                    family.add_metric([name, reason], value)
+                yield family
         sent = CounterMetricFamily("fabricscope_records_sent", "rows delivered to Kafka", labels=["source", "table"])
         dropped = CounterMetricFamily("fabricscope_records_dropped", "rows dropped with the buffer full",
                                       labels=["source", "table"])

@@ -69,7 +69,7 @@ class StreamSummary:
     events: int
 
     def __str__(self) -> str:
-        tables = ", ".join(f"{rows} {table}" for table, rows in sorted(self.sent.items()))
+        tables = ", ".join(f"{rows} {table}" for table, rows in sorted(self.sent.items())) or "0"
         return f"{tables} rows in ClickHouse; {self.events} events"
 
 
