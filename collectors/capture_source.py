@@ -119,3 +119,7 @@ class CaptureSource:
             "unattributed": stats.unattributed,
             "flow_rows": stats.flow_rows,
         }
+
+    def counts_by_reason(self) -> Mapping[str, Mapping[str, int]]:
+        """Malformed packets by the decoder's reason (pipeline.source.ReasonCounts)."""
+        return {"malformed": dict(self.collector.stats.malformed_by_reason)}

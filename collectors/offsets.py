@@ -17,10 +17,11 @@ from numba.core.typing import Signature
 from numba.extending import intrinsic
 
 MAX_CAPLEN = 256 * 1024  # larger captured (or original) lengths are corruption, not frames
-MAX_TS_JUMP_S = 86_400  # a jump of more than a day between consecutive records is taken as corruption
+RESYNC_CHAIN = 3  # after damage, a position is trusted when this many valid records follow each other from it
+RESYNC_STEPS = 16  # ...looking at most this many headers (empty records are stepped over, not counted)
 
 # Skip reasons, indexes into the `skips` counter array the scans update in place.
-SKIP_BAD_HEADER = 0  # timestamp fraction out of range, implausible time jump, bad block length or trailer
+SKIP_BAD_HEADER = 0  # timestamp fraction out of range, bad block length or trailer (time jumps are not damage)
 SKIP_BAD_CAPLEN = 1  # caplen above snaplen/256 KiB, or above the original length
 SKIP_PAST_EOF = 2  # record runs past the end of the file
 SKIP_EMPTY = 3  # zero captured bytes
@@ -82,17 +83,15 @@ def _u16(buf: np.ndarray, p: int, big: bool) -> int:
 
 
 @numba.njit(cache=True)
-def _pcap_header(
-    buf: np.ndarray, p: int, end: int, big: bool, frac_limit: int, max_caplen: int, last_sec: int
-) -> int:
-    """-1 when the record header at `p` is valid, else the skip reason."""
+def _pcap_header(buf: np.ndarray, p: int, end: int, big: bool, frac_limit: int, max_caplen: int) -> int:
+    """-1 when the record header at `p` can be decoded, else the skip reason. The time is not judged: captures
+    legitimately jump (a gap of days, a clock step back), and a wrong time is still a readable record."""
     if p + 16 > end:
         return SKIP_PAST_EOF
-    sec = _u32(buf, p, big)
     frac = _u32(buf, p + 4, big)
     caplen = _u32(buf, p + 8, big)
     wirelen = _u32(buf, p + 12, big)
-    if frac >= frac_limit or (last_sec >= 0 and abs(sec - last_sec) > MAX_TS_JUMP_S):
+    if frac >= frac_limit:
         return SKIP_BAD_HEADER
     if caplen > max_caplen or wirelen < caplen or wirelen > MAX_CAPLEN:
         return SKIP_BAD_CAPLEN
@@ -104,20 +103,35 @@ def _pcap_header(
 
 
 @numba.njit(cache=True)
-def _pcap_resync(
-    buf: np.ndarray, p: int, end: int, big: bool, frac_limit: int, max_caplen: int, last_sec: int
-) -> int:
-    """First position after `p` holding a valid header whose successor is valid too and close in time (or is
-    the end of the file); -1 if none."""
+def _pcap_chain(buf: np.ndarray, q: int, end: int, big: bool, frac_limit: int, max_caplen: int) -> bool:
+    """Whether `q` starts a plausible run of records: RESYNC_CHAIN valid ones in a row (empty records stepped
+    over), or valid ones up to the exact end of the file or to a last record the file cut short."""
+    valid = 0
+    for _ in range(RESYNC_STEPS):
+        if q == end:
+            return valid > 0
+        reason = _pcap_header(buf, q, end, big, frac_limit, max_caplen)
+        if reason == -1:
+            valid += 1
+            if valid == RESYNC_CHAIN:
+                return True
+            q += 16 + _u32(buf, q + 8, big)
+        elif reason == SKIP_EMPTY:
+            q += 16
+        else:
+            return reason == SKIP_PAST_EOF and valid > 0
+    return False
+
+
+@numba.njit(cache=True)
+def _pcap_resync(buf: np.ndarray, p: int, end: int, big: bool, frac_limit: int, max_caplen: int) -> int:
+    """First position after `p` that starts a plausible run of records (see _pcap_chain); -1 if none."""
     q = p + 1
     while q + 16 <= end:
-        if _pcap_header(buf, q, end, big, frac_limit, max_caplen, last_sec) == -1:
-            nxt = q + 16 + _u32(buf, q + 8, big)
-            if nxt == end:
-                return q
-            reason = _pcap_header(buf, nxt, end, big, frac_limit, max_caplen, _u32(buf, q, big))
-            if reason == -1 or reason in (SKIP_EMPTY, SKIP_PAST_EOF):
-                return q
+        if _pcap_header(buf, q, end, big, frac_limit, max_caplen) == -1 and _pcap_chain(
+            buf, q, end, big, frac_limit, max_caplen
+        ):
+            return q
         q += 1
     return -1
 
@@ -130,30 +144,27 @@ def scan_pcap(
     big: bool,
     frac_limit: int,
     max_caplen: int,
-    last_sec: int,
     offset: np.ndarray,
     caplen: np.ndarray,
     wirelen: np.ndarray,
     ts_sec: np.ndarray,
     ts_frac: np.ndarray,
     skips: np.ndarray,
-) -> tuple[int, int, int, int]:
-    """Fill the output columns from classic-pcap records at `pos`; return (count, next pos, last sec, stop)."""
+) -> tuple[int, int, int]:
+    """Fill the output columns from classic-pcap records at `pos`; return (count, next pos, stop)."""
     n = 0
     cap = len(offset)
     while pos < end:
         if n == cap:
-            return n, pos, last_sec, STOP_FULL
-        reason = _pcap_header(buf, pos, end, big, frac_limit, max_caplen, last_sec)
+            return n, pos, STOP_FULL
+        reason = _pcap_header(buf, pos, end, big, frac_limit, max_caplen)
         if reason == -1:
             length = _u32(buf, pos + 8, big)
-            sec = _u32(buf, pos, big)
             offset[n] = pos + 16
             caplen[n] = length
             wirelen[n] = _u32(buf, pos + 12, big)
-            ts_sec[n] = sec
+            ts_sec[n] = _u32(buf, pos, big)
             ts_frac[n] = _u32(buf, pos + 4, big)
-            last_sec = sec
             n += 1
             pos += 16 + length
         elif reason == SKIP_EMPTY:
@@ -161,11 +172,11 @@ def scan_pcap(
             pos += 16
         else:
             skips[reason] += 1
-            nxt = _pcap_resync(buf, pos, end, big, frac_limit, max_caplen, last_sec)
+            nxt = _pcap_resync(buf, pos, end, big, frac_limit, max_caplen)
             if nxt < 0:
-                return n, end, last_sec, STOP_END
+                return n, end, STOP_END
             pos = nxt
-    return n, pos, last_sec, STOP_END
+    return n, pos, STOP_END
 
 
 @numba.njit(cache=True)

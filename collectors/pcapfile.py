@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import stat
 import struct
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -38,14 +39,35 @@ _OPT_END, _OPT_IF_NAME, _OPT_IF_TSRESOL, _OPT_IF_TSOFFSET = 0, 2, 9, 14
 
 @dataclass
 class CaptureStats:
-    """What a reader kept and what it skipped, by reason (collectors.offsets.SKIP_REASONS)."""
+    """What a reader kept and what it skipped, by reason (collectors.offsets.SKIP_REASONS); `interfaces`: the
+    pcapng interface blocks read (None for classic pcap, which has no such block)."""
 
     records: int = 0
     skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(offsets.SKIP_REASONS, 0))
+    interfaces: int | None = None
 
     @property
     def skipped_total(self) -> int:
         return sum(self.skipped.values())
+
+    def skipped_text(self) -> str:
+        """E.g. '3 records skipped (2 bad_caplen, 1 past_eof)', or '0 records skipped'."""
+        reasons = ", ".join(f"{count} {name}" for name, count in self.skipped.items() if count)
+        return f"{self.skipped_total} records skipped" + (f" ({reasons})" if reasons else "")
+
+    def unreadable(self) -> str | None:
+        """Why damage left nothing to read in the file, or None when a record was read (or none was there)."""
+        if self.records or not self.skipped_total:
+            return None
+        if self.interfaces == 0:
+            return f"no readable interface description block, so no packet: {self.skipped_text()}"
+        return f"no readable record: {self.skipped_text()}"
+
+    def add(self, other: CaptureStats) -> None:
+        """Add `other`'s records and skips (a replay's totals over its files)."""
+        self.records += other.records
+        for name, count in other.skipped.items():
+            self.skipped[name] += count
 
 
 class CaptureFile(ABC):
@@ -107,7 +129,7 @@ class PcapFile(CaptureFile):
         self.max_caplen = min(snaplen, offsets.MAX_CAPLEN) if snaplen > 0 else offsets.MAX_CAPLEN
 
     def _batches(self) -> Iterator[PacketBatch]:
-        pos, end, last_sec = 24, len(self.data), -1
+        pos, end = 24, len(self.data)
         frac_limit, scale = (1_000_000_000, 1) if self.nanosecond else (1_000_000, 1_000)
         while pos < end:
             out_offset = np.empty(self.batch_size, dtype=np.int64)
@@ -115,8 +137,8 @@ class PcapFile(CaptureFile):
             wirelen = np.empty(self.batch_size, dtype=np.uint32)
             ts_sec = np.empty(self.batch_size, dtype=np.int64)
             ts_frac = np.empty(self.batch_size, dtype=np.int64)
-            n, pos, last_sec, stop = offsets.scan_pcap(
-                self.data, pos, end, self.big_endian, frac_limit, self.max_caplen, last_sec,
+            n, pos, stop = offsets.scan_pcap(
+                self.data, pos, end, self.big_endian, frac_limit, self.max_caplen,
                 out_offset, caplen, wirelen, ts_sec, ts_frac, self._skips,
             )
             if n:
@@ -158,6 +180,7 @@ class PcapngFile(CaptureFile):
         pos, end = 0, len(self.data)
         big = False
         self.interfaces = []
+        self.stats.interfaces = 0
         section: list[int] = []  # section-local interface id -> index into self.interfaces
         while pos < end:
             out_offset = np.empty(self.batch_size, dtype=np.int64)
@@ -199,6 +222,7 @@ class PcapngFile(CaptureFile):
                     length = self._block_length(pos, big)
                     section.append(len(self.interfaces))
                     self.interfaces.append(self._parse_idb(pos, length, big))
+                    self.stats.interfaces = len(self.interfaces)
                     if len(self.interfaces) == 1:
                         self.linktype = self.interfaces[0].linktype
                 pos += length
@@ -261,6 +285,7 @@ def _to_ns(raw: np.ndarray, tsresol: int) -> np.ndarray:
 
 
 def _map_file(path: str) -> mmap.mmap:
+    _require_regular(path)
     try:
         with open(path, "rb") as handle:
             if os.fstat(handle.fileno()).st_size == 0:
@@ -283,6 +308,20 @@ def _advise_huge_pages(mapping: mmap.mmap) -> None:
             mapping.madvise(advice)
 
 
+def _require_regular(path: str) -> None:
+    """Refuse a FIFO, socket or device before opening it: opening a FIFO blocks until a writer comes, and a
+    stream cannot be mapped. Live traffic goes through `fabricscope capture`."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise _input_error(path, exc) from None
+    if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+        return  # a directory is named by the open that follows
+    kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    raise InputError(path, f"is {kind}, not a capture file (one written by tcpdump -w); live traffic goes "
+                           "through `fabricscope capture --iface`")
+
+
 def _input_error(path: str, exc: OSError) -> InputError:
     """The one-line reason a file could not be opened, as the CLI reports it."""
     if isinstance(exc, IsADirectoryError):
@@ -297,6 +336,7 @@ def _input_error(path: str, exc: OSError) -> InputError:
 def open_capture(path: str | Path, *, batch_size: int = DEFAULT_BATCH_SIZE) -> CaptureFile:
     """A reader for `path`, chosen by its magic number; InputError when it is neither pcap nor pcapng."""
     name = str(path)
+    _require_regular(name)
     try:
         with open(name, "rb") as handle:
             magic = handle.read(4)

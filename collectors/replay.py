@@ -19,11 +19,12 @@ def replay_batches(
     *,
     speed: float | None = None,
     progress: bool = True,
-    skipped: list[CaptureStats] | None = None,
+    reads: list[tuple[str, CaptureStats]] | None = None,
 ) -> Iterator[PacketBatch]:
     """Batches of every file in order. `speed` None: as fast as possible; else a factor of real time (the
-    first packet is sent at once, each later batch when its first packet is due). The read stats of each
-    file are appended to `skipped` when given. The progress bar shows only on a terminal."""
+    first packet is sent at once, each later batch when its first packet is due). Each file's path and read
+    stats (records kept, skipped by reason) are appended to `reads` when given, once the file is read. The
+    progress bar shows only on a terminal."""
     total = sum(Path(path).stat().st_size for path in paths)
     bar = tqdm(total=total, unit="B", unit_scale=True, desc="replay", disable=None if progress else True, leave=False)
     start_wall: float | None = None
@@ -46,7 +47,7 @@ def replay_batches(
                     bar.update(max(0, end - consumed))
                     consumed = max(consumed, end)
                 bar.update(max(0, Path(path).stat().st_size - consumed))
-                if skipped is not None:
-                    skipped.append(capture.stats)
+                if reads is not None:
+                    reads.append((str(path), capture.stats))
     finally:
         bar.close()

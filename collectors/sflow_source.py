@@ -16,6 +16,7 @@ import select
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -200,6 +201,14 @@ class SflowSource:
             "flow_rows": sum(c.flow_rows for c in collectors),
             "counter_rows": self._counter_rows,
         }
+
+    def counts_by_reason(self) -> Mapping[str, Mapping[str, int]]:
+        """`malformed` (datagrams and samples) and `malformed_packets` (sampled headers) by reason
+        (pipeline.source.ReasonCounts)."""
+        packets: Counter[str] = Counter()
+        for collector in self._collectors.copy().values():
+            packets.update(collector.stats.malformed_by_reason)
+        return {"malformed": self.decoder.stats.malformed, "malformed_packets": dict(packets)}
 
     def close(self) -> None:
         self.stop()

@@ -3,6 +3,7 @@ into a typed Config, one attribute per section, each a component's frozen config
 
     kafka:      kafka-python security options, passed through        (fabricscope.services)
     detectors:  thresholds and windows                                (pipeline.detect.config.DetectorConfig)
+    alerts:     webhooks incidents go to (`ingest`, `replay`, `demo`) (pipeline.alerts.config.AlertsConfig)
     capture:    CaptureConfig      sflow: SflowConfig                 (collectors.*, beside each source)
     snmp:       SnmpConfig         gnmi:  GnmiConfig
     sink:       SinkConfig         (`ingest`)                         (pipeline.sink)
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from collectors.snmp import SnmpConfig
     from dashboards.server import DashboardConfig
     from fabricscope.source_service import ServiceConfig
+    from pipeline.alerts.config import AlertsConfig
     from pipeline.detect.config import DetectorConfig
     from pipeline.sink import SinkConfig
 
@@ -53,8 +55,8 @@ SECTIONS: dict[str, str] = {
     "dashboard": "dashboards.server:DashboardConfig",
     "service": "fabricscope.source_service:ServiceConfig",
 }
-KAFKA, DETECTORS, SERVICE = "kafka", "detectors", "service"
-KNOWN_SECTIONS = (KAFKA, DETECTORS, *SECTIONS)
+KAFKA, DETECTORS, SERVICE, ALERTS = "kafka", "detectors", "service", "alerts"
+KNOWN_SECTIONS = (KAFKA, DETECTORS, ALERTS, *SECTIONS)
 # the command → the section of its own component
 COMMAND_SECTIONS = {"capture": "capture", "sflow": "sflow", "snmp": "snmp", "gnmi": "gnmi", "ingest": "sink",
                     "dashboard": "dashboard", "demo": "dashboard"}
@@ -91,6 +93,10 @@ class Config:
             from pipeline.detect.config import DetectorConfig
 
             return DetectorConfig()
+        if name == ALERTS:
+            from pipeline.alerts.config import AlertsConfig
+
+            return AlertsConfig()
         return section_class(name)()
 
     @property
@@ -116,6 +122,10 @@ class Config:
     @property
     def detectors(self) -> DetectorConfig:
         return typing.cast("DetectorConfig", self._section(DETECTORS))
+
+    @property
+    def alerts(self) -> AlertsConfig:
+        return typing.cast("AlertsConfig", self._section(ALERTS))
 
     @property
     def dashboard(self) -> DashboardConfig:
@@ -148,6 +158,10 @@ def load_config(args: argparse.Namespace) -> Config:
         from pipeline.detect.config import detector_config
 
         sections[DETECTORS] = detector_config(document, source)
+    if ALERTS in document:
+        from pipeline.alerts.config import alerts_config
+
+        sections[ALERTS] = alerts_config(document, source)
     carried: _Written = _Written()  # the service's keys and topology written in the source's own section
     for name in SECTIONS:
         if name == SERVICE or (name != own and name not in document):

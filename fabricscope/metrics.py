@@ -4,6 +4,8 @@ Nothing is counted twice: the source keeps its own totals (`Source.counts()`), t
 dropped and queued figures, and a scrape turns both into metric families. Names:
 
     fabricscope_<count>_total{source}               each key of Source.counts(): packets, kernel_drops, malformed…
+    fabricscope_<count>_by_reason_total{source,reason}  the same count split by reason, for the sources that
+                                                    give it (pipeline.source.ReasonCounts): malformed packets…
     fabricscope_records_sent_total{source,table}    rows acknowledged by Kafka (or sent to the embedded broker)
     fabricscope_records_dropped_total{source,table} rows dropped because the buffer was full while Kafka was away
     fabricscope_buffer_bytes{source,where}          encoded messages waiting, in memory and on disk
@@ -27,6 +29,11 @@ read at scrape time from the component (`Sink.stats`, `DetectorService.counts()`
     fabricscope_detector_open_incidents             incidents open now
     fabricscope_detector_lag_seconds                how long the last message processed had waited in Kafka
     fabricscope_dashboard_request_seconds{route}    histogram of the dashboard's answer times
+    fabricscope_alerts_sent_total{webhook,state}    alerts a webhook took (2xx), by step: open, update, close
+    fabricscope_alerts_failed_attempts_total{webhook}  POSTs that failed (each retried or dead-lettered)
+    fabricscope_alerts_dead_letter_total{webhook}   alerts given up on (retry window over, or refused)
+    fabricscope_alerts_queued{webhook}              alerts waiting for their webhook
+    fabricscope_alerts_resent_total{webhook}        open incidents' alerts sent again (Alertmanager's resend)
 """
 
 from __future__ import annotations
@@ -44,10 +51,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from pipeline.errors import InputError
-from pipeline.source import Source
+from pipeline.source import ReasonCounts, Source
 
 if TYPE_CHECKING:  # the live sources import this module: no sink, detectors or Flask for them
     from dashboards.latency import RequestLatency
+    from pipeline.alerts.notifier import Notifier
     from pipeline.detect.service import DetectorService
     from pipeline.sink import Sink
 
@@ -78,6 +86,13 @@ class SourceMetrics(Collector):
             family = CounterMetricFamily(f"fabricscope_{key}", f"{key} counted by the {name} source", labels=["source"])
             family.add_metric([name], value)
             yield family
+        if isinstance(self.source, ReasonCounts):
+            for key, reasons in sorted(self.source.counts_by_reason().items()):
+                family = CounterMetricFamily(f"fabricscope_{key}_by_reason", f"{key} counted by the {name} source, "
+                                             "by reason", labels=["source", "reason"])
+                for reason, value in sorted(reasons.items()):
+                    family.add_metric([name, reason], value)
+                yield family
         sent = CounterMetricFamily("fabricscope_records_sent", "rows delivered to Kafka", labels=["source", "table"])
         dropped = CounterMetricFamily("fabricscope_records_dropped", "rows dropped with the buffer full",
                                       labels=["source", "table"])
@@ -155,6 +170,31 @@ class DetectorMetrics(Collector):
                                 "how long the last message processed had waited in Kafka")
         lag.add_metric([], counts.lag_s)
         yield lag
+
+
+class AlertMetrics(Collector):
+    """A prometheus_client collector over the alert notifier's webhooks."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+
+    def collect(self) -> Iterator[Metric]:
+        sent = CounterMetricFamily("fabricscope_alerts_sent", "alerts a webhook took, by step",
+                                   labels=["webhook", "state"])
+        failed = CounterMetricFamily("fabricscope_alerts_failed_attempts", "webhook POSTs that failed",
+                                     labels=["webhook"])
+        dead = CounterMetricFamily("fabricscope_alerts_dead_letter", "alerts given up on", labels=["webhook"])
+        queued = GaugeMetricFamily("fabricscope_alerts_queued", "alerts waiting for their webhook", labels=["webhook"])
+        resent = CounterMetricFamily("fabricscope_alerts_resent", "open incidents' alerts sent again",
+                                     labels=["webhook"])
+        for webhook, counts in sorted(self.notifier.counts().items()):
+            for state in ("open", "update", "close"):
+                sent.add_metric([webhook, state], counts.sent.get(state, 0))
+            failed.add_metric([webhook], counts.failed_attempts)
+            dead.add_metric([webhook], counts.dead_letters)
+            queued.add_metric([webhook], counts.queued)
+            resent.add_metric([webhook], counts.resent)
+        yield from (sent, failed, dead, queued, resent)
 
 
 class DashboardMetrics(Collector):

@@ -1,8 +1,9 @@
-"""Kafka message bodies: a batch of records as Arrow IPC streams, ≤1 MiB each, keyed by link.
+"""Kafka message bodies: a batch of records as Arrow IPC streams, ≤1 MiB each, keyed by link (events by incident).
 
 One message is one self-describing Arrow IPC stream (schema + record batches) of a single table, so a
 consumer needs nothing but the bytes and records.py to check it. Rows are grouped by their key column
-(`link`, or `job` for tables without one) so that every row of a link lands in one Kafka partition, in order.
+(`link`, or `job` for tables without one; `event_id` for events) so that every row of a link, or of an
+incident, lands in one Kafka partition, in order.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pipeline import records
 from pipeline.errors import DecodeError
 
 MAX_MESSAGE_BYTES = 1 << 20
-KEY_COLUMNS = ("link", "job")
+# An incident's rows share one key whatever link each names, so they stay in order on one partition.
+KEY_COLUMNS = ("event_id", "link", "job")
 _IP_BYTES = 16
 _SCHEMA_MARGIN = 1.25
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -35,4 +35,13 @@ class Source(Protocol):
 
     def counts(self) -> Mapping[str, int]:
         """Cumulative totals since start, by metric name (e.g. packets, kernel_drops, malformed, errors)."""
+        ...
+
+
+@runtime_checkable
+class ReasonCounts(Protocol):
+    """A source that also says why it skipped input: for some keys of `counts()`, the same total by reason."""
+
+    def counts_by_reason(self) -> Mapping[str, Mapping[str, int]]:
+        """E.g. {"malformed_packets": {"truncated": 3, "bad_ip_header": 1}}: count name -> reason -> total."""
         ...

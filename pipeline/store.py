@@ -8,11 +8,15 @@ here into StoreError, with `retriable` saying whether waiting can help.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
+import os
 import re
+import sys
+import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +91,25 @@ def _code(exc: BaseException) -> int | None:
     return int(match.group(1)) if match else None
 
 
+@contextlib.contextmanager
+def _chdb_stderr_filtered() -> Iterator[None]:
+    """Hold file descriptor 2 while chdb starts and write it back without its lock failure: the engine's C++
+    side prints "Code: 76 ... Cannot lock file" there itself, above the one-line StoreLockedError we raise."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [line for line in held.read().splitlines(keepends=True) if b"Cannot lock file" not in line]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
 def _status_locked(directory: str) -> bool:
     """True when another process holds chdb's lock on DIR/status (ClickHouse flocks it while running)."""
     status = Path(directory) / "status"
@@ -120,7 +143,8 @@ class Store:
         database = self.database
         connect_to = DEFAULT_DATABASE if self.config.create_database else database
         try:
-            client = clickhouse_connect.get_client(dsn=self.config.dsn, database=connect_to)
+            with _chdb_stderr_filtered() if self.config.embedded else contextlib.nullcontext():
+                client = clickhouse_connect.get_client(dsn=self.config.dsn, database=connect_to)
         except ClickHouseError as exc:
             raise self._open_error(exc) from exc
         except OSError as exc:

@@ -2,7 +2,8 @@
 
 `stream_to_store` is the embedded `replay`/`demo` path: it sends every batch to its topic, runs the
 detectors on the same batches in this process (their events go to the events topic too), and returns only
-when the sink has made every sent row durable in ClickHouse.
+when the sink has made every sent row durable in ClickHouse and, with a notifier, every alert made from
+the events has been delivered or dead-lettered.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.alerts.notifier import Notifier
 from pipeline.bus import BusConfig, Producer
 from pipeline.detect.engine import DetectorSet, event_columns
 from pipeline.detect.events import Batch, times_us
@@ -67,7 +69,7 @@ class StreamSummary:
     events: int
 
     def __str__(self) -> str:
-        tables = ", ".join(f"{rows} {table}" for table, rows in sorted(self.sent.items()))
+        tables = ", ".join(f"{rows} {table}" for table, rows in sorted(self.sent.items())) or "0"
         return f"{tables} rows in ClickHouse; {self.events} events"
 
 
@@ -81,11 +83,15 @@ def stream_to_store(
     sink_config: SinkConfig | None = None,
     drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S,
     progress: bool = True,
+    notifier: Notifier | None = None,
 ) -> StreamSummary:
     """Send every step's batches (and the side sources, interleaved by time) through Kafka into the store;
-    return when all of it is in ClickHouse. Raises FabricscopeError if the sink fails or cannot drain."""
+    return when all of it is in ClickHouse and the `notifier` (not started yet) has delivered the alerts.
+    Raises FabricscopeError if the sink fails or cannot drain."""
     sources = list(side_sources)
     sink = Sink(sink_config or SinkConfig(), bus=bus, store=store).start()
+    if notifier is not None:
+        notifier.start()
     producer = Producer(bus).start()
     sent: Counter[str] = Counter()
     try:
@@ -97,13 +103,21 @@ def stream_to_store(
         except InputError:  # bad input ends the run, but what was accepted before it still reaches ClickHouse
             producer.flush()
             _drain(sink, sent, drain_timeout_s, progress)
+            if notifier is not None:  # and its alerts go out
+                _deliver(notifier, sent["events"], drain_timeout_s)
             raise
         _send(producer, "events", event_columns(detectors.flush()), sent)
         producer.flush()
         _drain(sink, sent, drain_timeout_s, progress)
+        if notifier is not None:
+            _deliver(notifier, sent["events"], drain_timeout_s)
     finally:
         producer.stop()
-        sink.stop()
+        try:
+            if notifier is not None:
+                notifier.stop()
+        finally:
+            sink.stop()
     return StreamSummary(sent=sent, events=sent["events"])
 
 
@@ -127,6 +141,15 @@ def _send(producer: Producer, table: str, batch: Batch, sent: Counter[str]) -> N
     if rows:
         producer.send_batch(table, batch)
         sent[table] += rows
+
+
+def _deliver(notifier: Notifier, events: int, timeout_s: float) -> None:
+    """Wait for the alerts of `events` event rows; a receiver that is down holds each for its retry window."""
+    window_s = max((webhook.retry_window_s for webhook in notifier.alerts.webhooks), default=0.0)
+    if not notifier.wait_delivered(events, timeout_s + window_s):
+        if notifier.error is not None:
+            raise FabricscopeError(f"alerts failed: {notifier.error}") from notifier.error
+        raise FabricscopeError(f"alerts of {events} events not delivered in {timeout_s + window_s:.0f} s")
 
 
 def _drain(sink: Sink, sent: Counter[str], timeout_s: float, progress: bool) -> None:

@@ -33,6 +33,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from collectors.collector import Collector
     from collectors.replay import replay_batches
     from dashboards.app import dashboard_server
+    from fabricscope.alerting import alerts_summary, build_notifier
     from fabricscope.services import Services, ServicesConfig
     from pipeline.bus import Admin, pipeline_topics
     from pipeline.counterfile import read_counters
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
             while True:
                 collector = Collector(topology)
                 batches = replay_batches([outputs.pcap], speed=1.0, progress=False)
+                notifier = build_notifier(config, services.bus, f"fabricscope-demo-alerts-{played}")
                 summary = stream_to_store(
                     (step.tables() for step in collector.run(batches)),
                     bus=services.bus,
@@ -68,9 +70,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
                     side_sources=[TimedBatches("counters", read_counters(outputs.counters))],
                     sink_config=SinkConfig(group=f"fabricscope-demo-{played}"),
                     progress=False,
+                    notifier=notifier,
                 )
                 played += 1
-                print(f"fabricscope demo: cycle {played}: {summary}", file=sys.stderr, flush=True)
+                print(f"fabricscope demo: cycle {played}: {summary}{alerts_summary(notifier)}", file=sys.stderr,
+                      flush=True)
                 admin = Admin(services.bus)
                 admin.delete_topics(pipeline_topics())
                 admin.create_topics(pipeline_topics())

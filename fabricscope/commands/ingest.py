@@ -5,7 +5,9 @@ Run as many as the topics have partitions against --kafka/--clickhouse; each tak
 after it has flushed what it holds; what it had not inserted stays uncommitted in Kafka. The detectors
 checkpoint their state under --data-dir (detectors/<group>.state), so an incident open when it stops, or
 is killed, goes on as the same incident after it starts again; with --until-idle the input is complete
-and they close what is open before it exits.
+and they close what is open before it exits. With webhooks in the config's `alerts:` section it also
+delivers the events topic's incidents to them (pipeline.alerts), keeping under --data-dir which alerts
+went out (alerts/<group>.ledger) so a restart sends none twice.
 """
 
 from __future__ import annotations
@@ -62,9 +64,18 @@ def _detectors(config: Config) -> DetectorSet | None:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
+    from fabricscope.alerting import build_notifier
     from fabricscope.lifecycle import service_setup
-    from fabricscope.metrics import DetectorMetrics, SinkMetrics, parse_listen, registry_of, serve_registry
+    from fabricscope.metrics import (
+        AlertMetrics,
+        DetectorMetrics,
+        SinkMetrics,
+        parse_listen,
+        registry_of,
+        serve_registry,
+    )
     from fabricscope.services import Services, ServicesConfig
+    from pipeline.alerts.notifier import DEFAULT_GROUP as ALERTS_GROUP
     from pipeline.sink import Sink
 
     if args.metrics != "off":
@@ -84,10 +95,16 @@ def run(args: argparse.Namespace, config: Config) -> int:
             detecting = DetectorService(DetectorServiceConfig(group=args.detect_group, checkpoint=state),
                                         bus=services.bus, detectors=detectors)
             collectors.append(DetectorMetrics(detecting))
+        notifier = build_notifier(config, services.bus, ALERTS_GROUP,
+                                  Path(args.data_dir) / "alerts" / f"{ALERTS_GROUP}.ledger")
+        if notifier is not None:
+            collectors.append(AlertMetrics(notifier))
         server = None if args.metrics == "off" else serve_registry(args.metrics, registry_of(*collectors))
         if server is not None:
             print(f"fabricscope ingest: metrics on http://{args.metrics}/metrics", file=sys.stderr, flush=True)
         try:
+            if notifier is not None:
+                notifier.start()
             if detecting is not None:
                 detecting.start()
             sink.run(stop, idle_exit_s=args.until_idle)
@@ -96,7 +113,12 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 if not stop.is_set():  # a batch load is complete: close what is open and insert those events too
                     detecting.flush()
                     sink.run(stop, idle_exit_s=args.until_idle)
+            if notifier is not None and not stop.is_set():  # a batch load: its alerts go out before the exit
+                window_s = max(webhook.retry_window_s for webhook in config.alerts.webhooks)
+                notifier.wait_delivered(0, window_s + (args.until_idle or 0))
         finally:
+            if notifier is not None:
+                notifier.stop()
             if server is not None:
                 server.shutdown()
         stats = sink.stats

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from pipeline.errors import InputError
 
 if TYPE_CHECKING:
+    from collectors.pcapfile import CaptureStats
     from fabricscope.config import Config
     from pipeline.streaming import Step, TimedBatches
     from pipeline.topology import Topology
@@ -84,11 +85,13 @@ def _produce_only(args: argparse.Namespace, config: Config, steps: Iterable[Step
 
 def _into_embedded_store(args: argparse.Namespace, config: Config, topology: Topology, steps: Iterable[Step],
                          counters: list[TimedBatches]) -> str:
+    from fabricscope.alerting import alerts_summary, build_notifier
     from fabricscope.services import Services, ServicesConfig
     from pipeline.detect.engine import DetectorSet
     from pipeline.streaming import stream_to_store
 
     with Services(ServicesConfig.from_args(args, config.kafka)) as services:
+        notifier = build_notifier(config, services.bus, "fabricscope-alerts")
         summary = stream_to_store(
             steps,
             bus=services.bus,
@@ -96,8 +99,9 @@ def _into_embedded_store(args: argparse.Namespace, config: Config, topology: Top
             detectors=DetectorSet(topology, config.detectors),
             side_sources=counters,
             progress=not args.no_progress,
+            notifier=notifier,
         )
-    return str(summary)
+    return str(summary) + alerts_summary(notifier)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -117,7 +121,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
     collector = Collector(
         topology, CollectorConfig(exporter=args.exporter, active_timeout_s=args.active_timeout)
     )
-    batches = replay_batches(args.pcaps, speed=speed, progress=not args.no_progress)
+    reads: list[tuple[str, CaptureStats]] = []
+    batches = replay_batches(args.pcaps, speed=speed, progress=not args.no_progress, reads=reads)
     steps = (step.tables() for step in collector.run(batches))
     if args.out is not None:
         with RecordFileWriter(args.out, "flows") as writer:
@@ -128,10 +133,30 @@ def run(args: argparse.Namespace, config: Config) -> int:
         summary = _produce_only(args, config, steps, counters)
     else:
         summary = _into_embedded_store(args, config, topology, steps, counters)
+    _refuse_unreadable(reads)
     stats = collector.stats
     print(
-        f"{stats.packets} packets, {stats.malformed} malformed skipped, {stats.unattributed} not attributed "
-        f"to a link; {summary}",
+        f"{stats.packets} packets, {_read_totals(reads).skipped_text()}, {stats.malformed} malformed packets, "
+        f"{stats.unattributed} not attributed to a link; {summary}",
         file=sys.stderr,
     )
     return 0
+
+
+def _read_totals(reads: list[tuple[str, CaptureStats]]) -> CaptureStats:
+    from collectors.pcapfile import CaptureStats
+
+    total = CaptureStats()
+    for _, stats in reads:
+        total.add(stats)
+    return total
+
+
+def _refuse_unreadable(reads: list[tuple[str, CaptureStats]]) -> None:
+    """A file whose damage left nothing to read is bad input, named once every other file's records are in."""
+    unreadable = [(path, reason) for path, stats in reads if (reason := stats.unreadable()) is not None]
+    if unreadable:
+        path, reason = unreadable[0]
+        others = f"; {len(unreadable) - 1} more such files" if len(unreadable) > 1 else ""
+        kept = "; the records of the other files were kept" if len(reads) > len(unreadable) else ""
+        raise InputError(path, reason + others + kept)

@@ -1,5 +1,6 @@
 """The production path through the real broker: `replay --kafka` only produces, `ingest --topology` runs the
-sink and the detectors as consumer-group members, and `events` then lists the truth's fast recovery."""
+sink and the detectors as consumer-group members, and `events` then lists the truth's fast recovery; the
+alert webhook of its config got each incident's open and close, and the ledger says so."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from alert_receiver import Receiver
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 FABRICSCOPE = [sys.executable, "-m", "fabricscope.cli"]
@@ -24,14 +26,18 @@ def fabricscope(*args: str) -> str:
 
 def test_replay_to_kafka_then_ingest_with_detectors(broker: str, clean_topics: list[str], tmp_path: Path) -> None:
     data_dir = str(tmp_path / "store")
+    receiver = Receiver().start()
+    config = tmp_path / "fabricscope.yaml"
+    config.write_text(f"alerts:\n  webhooks:\n    - {{name: ops, url: '{receiver.url}'}}\n")
     fabricscope(
         "replay", str(SAMPLES / "link_failure.pcap"), "--counters", str(SAMPLES / "link_failure.counters.jsonl"),
         "--topology", str(SAMPLES / "topology.yaml"), "--kafka", broker, "--no-progress",
     )
     fabricscope(
         "ingest", "--kafka", broker, "--topology", str(SAMPLES / "topology.yaml"), "--until-idle", "6",
-        "--group", f"ingest-{tmp_path.name}", "--data-dir", data_dir, "--metrics", "off",
+        "--group", f"ingest-{tmp_path.name}", "--data-dir", data_dir, "--metrics", "off", "--config", str(config),
     )
+    receiver.stop()
     truth = json.loads((SAMPLES / "link_failure.truth.json").read_text())
     flows = json.loads(fabricscope("query", "SELECT sum(packets) AS p FROM flows", "--format", "json",
                                    "--data-dir", data_dir))
@@ -45,3 +51,12 @@ def test_replay_to_kafka_then_ingest_with_detectors(broker: str, clean_topics: l
     assert abs(got["remote_convergence_ms"] - want["remote_convergence_ms"]) <= 0.05
     assert (got["flows_affected"], got["flows_recovered"], got["packets_lost"]) == (
         want["flows_affected"], want["flows_recovered"], want["packets_lost"])
+
+    incidents = json.loads(fabricscope("query", "SELECT event_id FROM incidents", "--format", "json",
+                                       "--data-dir", data_dir))
+    steps: dict[str, list[str]] = {}
+    for body in receiver.bodies():
+        steps.setdefault(body["event_id"], []).append(body["alert"])
+    assert steps == {incident["event_id"]: ["open", "close"] for incident in incidents}
+    ledger = json.loads((tmp_path / "store" / "alerts" / "fabricscope-alerts.ledger").read_text())
+    assert {event_id: step[1] for event_id, step in ledger["webhooks"]["ops"].items()} == dict.fromkeys(steps, "close")

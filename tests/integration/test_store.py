@@ -105,4 +105,5 @@ def test_a_directory_held_by_another_process_names_it(tmp_path) -> None:
     finally:
         holder.communicate("", timeout=60)
     assert f"{(directory / 'clickhouse').resolve()} is in use by another process" in probe.stdout
+    assert probe.stderr == "", "chdb's own 'Code: 76 ... Cannot lock file' line is not shown (issue 13, item 8)"
     assert StoreLockedError.__mro__[1] is StoreError

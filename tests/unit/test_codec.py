@@ -37,9 +37,10 @@ def test_default_messages_fit_in_one_mebibyte() -> None:
     assert all(len(m.value) <= codec.MAX_MESSAGE_BYTES for m in messages)
 
 
-def test_a_table_without_link_is_keyed_by_job() -> None:
+def test_each_table_has_the_key_that_keeps_its_order() -> None:
     assert codec.key_column("iterations") == "job"
     assert codec.key_column("counters") == "link"
+    assert codec.key_column("events") == "event_id"
 
 
 def test_an_arrow_table_is_accepted_as_a_batch() -> None:

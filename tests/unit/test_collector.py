@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pcap_builders import pcap_header, pcap_record
 from test_flows import SECOND, T0, concat, packets
 
 from collectors.collector import Collector
@@ -110,3 +111,30 @@ def test_traffic_after_a_quiet_spell_longer_than_the_dfi_window_is_labelled_agai
     exported += sum(int(step.flows["packets"].sum()) for step in collector.run(later))
     once = sum(int(step.flows["packets"].sum()) for step in Collector(topology).run(batches))
     assert exported == 2 * once
+
+
+@pytest.mark.parametrize("days", [2, -2])
+def test_a_two_day_jump_keeps_each_sides_rows_and_iterations(tmp_path: Path, days: int) -> None:
+    """The sample cut in two with the second half two days later (or earlier): the rows and iterations of each
+    half replayed alone (issue 13, item 2: one DFI run over rows days apart found no job, and after a step
+    back the flow table, ahead of the packets, cut their flows and their iterations were lost)."""
+    topology = load_topology(SAMPLES / "allreduce_congestion.topology.yaml")
+    records = [
+        (int(ts), bytes(batch.data[start : start + length]))
+        for batch in replay_batches([SAMPLES / "allreduce_congestion.pcap"], progress=False)
+        for start, length, ts in zip(batch.offset, batch.caplen, batch.ts_ns, strict=True)
+    ]
+    half, jump = len(records) // 2, days * 86_400 * SECOND
+
+    def replayed(name: str, part: list[tuple[int, bytes]]) -> tuple[int, int]:
+        path = tmp_path / name
+        path.write_bytes(pcap_header(nano=True) + b"".join(pcap_record(ts, f, nano=True) for ts, f in part))
+        collector = Collector(topology)
+        steps = collector.run(replay_batches([path], progress=False))
+        assert sum(int(step.flows["packets"].sum()) for step in steps) == len(part)
+        return collector.stats.flow_rows, collector.stats.iteration_rows
+
+    first, second = replayed("first.pcap", records[:half]), replayed("second.pcap", records[half:])
+    alone = (first[0] + second[0], first[1] + second[1])
+    moved = records[:half] + [(ts + jump, frame) for ts, frame in records[half:]]
+    assert alone[1] > 0 and replayed("jump.pcap", moved) == alone

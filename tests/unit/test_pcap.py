@@ -214,3 +214,29 @@ def test_mapping_asks_for_huge_pages(tmp_path: Path) -> None:
         flags = next(line for line in smaps[at:] if line.startswith("VmFlags:"))
         assert "hg" in flags.split()
         assert frames_of(list(capture)) == FRAMES
+
+
+BASE_S = 1_700_000_000
+DAY_S = 86_400
+N_JUMPS = 30
+JUMPS = {  # record index -> its second; every other record at BASE_S
+    "gap_2_days": {i: BASE_S + 2 * DAY_S for i in range(N_JUMPS // 2, N_JUMPS)},
+    "step_back": {i: BASE_S + 3 * DAY_S for i in range(N_JUMPS // 2)},
+    "corrupt_first": {0: 7},
+    "corrupt_middle": {4: 0xFFFF_FFFF, 9: 0},
+}
+
+
+@pytest.mark.parametrize("nano", [False, True])
+@pytest.mark.parametrize("jumps", JUMPS.values(), ids=JUMPS.keys())
+def test_time_jumps_are_records_not_damage(tmp_path: Path, nano: bool, jumps: dict[int, int]) -> None:
+    """A gap of days, a clock step back and an absurd timestamp are all readable records (issue 13, item 2)."""
+    frames = [FRAMES[i % len(FRAMES)] for i in range(N_JUMPS)]
+    stamps = [jumps.get(i, BASE_S) * 1_000_000_000 + i * 1000 for i in range(N_JUMPS)]
+    path = tmp_path / "jumps.pcap"
+    path.write_bytes(pcap_header(nano=nano) + b"".join(
+        pcap_record(ts, frame, nano=nano) for ts, frame in zip(stamps, frames, strict=True)
+    ))
+    batches, stats = read_all(path)
+    assert frames_of(batches) == frames and stats.skipped_total == 0
+    assert np.concatenate([batch.ts_ns for batch in batches]).tolist() == stamps

@@ -10,12 +10,22 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
+from test_sflow import SAMPLES, datagram, flow_sample, plain, raw_packet_header
 
+from collectors.decode_walk import MALFORMED_REASONS as PACKET_REASONS
+from collectors.sflow import MALFORMED_REASONS as SFLOW_REASONS
+from collectors.sflow import with_sflow_interfaces
+from collectors.sflow_source import SflowConfig, SflowSource
 from fabricscope.cli import build_parser
 from fabricscope.config import Config, load_config
-from fabricscope.metrics import Delivery, parse_listen, serve_metrics
+from fabricscope.metrics import Delivery, SourceMetrics, parse_listen, registry_of, serve_metrics
 from pipeline.errors import InputError
 from pipeline.source import Step
+from pipeline.topology import load_topology
 
 
 def _settled(argv: list[str], config: Path | None = None) -> Config:
@@ -102,3 +112,26 @@ def test_a_bad_listen_address_is_named(text: str) -> None:
 
 def test_ipv6_listen_addresses_take_brackets() -> None:
     assert parse_listen("[::1]:6343", "--listen") == ("::1", 6343)
+
+
+def test_metrics_split_a_real_sources_skips_by_reason() -> None:
+    """Issue 13, item 3: what a live source skips is on /metrics by reason, summing to its total."""
+    topology = with_sflow_interfaces(load_topology(SAMPLES / "topology.yaml"))
+    bad_ip = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="10.0.1.5", dst="10.0.2.7", ihl=2)
+                   / UDP() / Raw(b"\0" * 60))
+    good = datagram([flow_sample([raw_packet_header(plain())]), flow_sample([raw_packet_header(bad_ip)])])
+    sent = [good, good[:-7]]  # the second one cut inside its last sample
+    source = SflowSource(topology, SflowConfig(listen="127.0.0.1:0")).start()
+    stop = threading.Event()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        for data in sent:
+            sender.sendto(data, ("127.0.0.1", source.port))
+        for _ in source.steps(stop):
+            if source.counts()["datagrams"] == len(sent):
+                stop.set()
+    text = generate_latest(registry_of(SourceMetrics(source, Delivery()))).decode()
+    counts = source.counts()
+    for key, reasons in (("malformed", SFLOW_REASONS), ("malformed_packets", PACKET_REASONS[1:])):
+        lines = [line for line in text.splitlines() if line.startswith(f"fabricscope_{key}_by_reason_total{{")]
+        assert {line.split('reason="')[1].split('"')[0] for line in lines} == set(reasons)
+        assert sum(float(line.rsplit(" ", 1)[1]) for line in lines) == counts[key] > 0
