@@ -90,6 +90,10 @@ detectors:
   congestion: {ce_ratio: 0.05}
   fast_recovery: {window_ms: 10}
 kafka: {security_protocol: PLAINTEXT}
+alerts:
+  webhooks:
+    - {name: pager, url: "http://127.0.0.1:9093/api/v2/alerts", format: alertmanager, kinds: [fast_recovery],
+       headers: {X-Scope-OrgID: fabric}, timeout_s: 5, resend_s: 60}
 """
 
 VALID_GNMI = b"""\
