@@ -32,7 +32,6 @@ per-cast counters are absent), ``state/counters/in-fcs-errors``, ``ethernet/stat
 
 from __future__ import annotations
 
-import json
 import queue
 import re
 import threading
@@ -46,6 +45,7 @@ from pygnmi.client import gNMIclient, telemetryParser
 
 from collectors.snmp import counters_batch
 from pipeline.errors import InputError
+from pipeline.jsonlines import json_lines, json_value
 from pipeline.settings import IN_CODE, Origin
 from pipeline.source import Columns, Step
 from pipeline.topology import Topology
@@ -258,28 +258,23 @@ def read_gnmi_file(path: str | Path, device: str, *, topology: Topology | None =
     """
     source = str(path)
     try:
-        handle = Path(path).open(encoding="utf-8")  # noqa: SIM115 - closed by the `with` below
         modified_ns = Path(path).stat().st_mtime_ns
     except OSError as exc:
         raise InputError(source, f"cannot read: {exc.strerror or exc}") from exc
     parser = NotificationParser(device, topology, all_interfaces=all_interfaces)
-    with handle:
-        rows: list[dict[str, Any]] = []
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.extend(parser.rows(json.loads(line), modified_ns))
-            except ValueError as exc:  # JSONDecodeError too; the rows before the bad line are still given
-                if rows:
-                    yield counters_batch(rows)
-                reason = f"not JSON: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else str(exc)
-                raise InputError(source, reason, line=number) from exc
-            if len(rows) >= batch_rows:
+    rows: list[dict[str, Any]] = []
+    for number, line in json_lines(path):
+        try:
+            rows.extend(parser.rows(json_value(line), modified_ns))
+        except (ValueError, RecursionError) as exc:  # the rows before the bad line are still given
+            if rows:
                 yield counters_batch(rows)
-                rows = []
-        if rows:
+            raise InputError(source, str(exc), line=number) from exc
+        if len(rows) >= batch_rows:
             yield counters_batch(rows)
+            rows = []
+    if rows:
+        yield counters_batch(rows)
 
 
 @dataclass(frozen=True)

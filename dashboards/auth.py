@@ -12,7 +12,9 @@ The `--auth FILE` is YAML:
 
 A browser can log in once with `?token=...` (a signed session cookie then carries it) or answer the basic
 auth prompt; scripts send `Authorization: Bearer <token>`. Hashes, never passwords, live in the file:
-`python -c "from werkzeug.security import generate_password_hash as h; print(h('secret'))"`.
+`python -c "from werkzeug.security import generate_password_hash as h; print(h('secret'))"`. The file is
+checked whole before the dashboard listens: a hash werkzeug could not run, or one costing more than scrypt
+N=2^17, r=16, p=4 or pbkdf2 5M iterations per login, is refused with its line.
 
 A login answer does not tell whether a user name exists: an unknown name is checked against a dummy hash
 made with the same method and parameters as the file's own hashes, so it costs the same scrypt work as a
@@ -26,6 +28,7 @@ address, so one client's guesses lock out all of them: put the limit in the prox
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import math
 import secrets
@@ -36,15 +39,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
-import yaml
 from flask import Flask, Response, redirect, request, session
 from werkzeug.security import check_password_hash, generate_password_hash
 from werkzeug.wrappers import Response as BaseResponse
 
 from pipeline.errors import InputError
+from pipeline.yamlfile import LineDict, line_of, load_yaml
 
 MIN_TOKEN_LENGTH = 16
 HASH_METHODS = ("scrypt:", "pbkdf2:")
+# the most hash work one login may cost: werkzeug's defaults are scrypt 32768:8:1 and pbkdf2 1M iterations
+MAX_SCRYPT_N, MAX_SCRYPT_R, MAX_SCRYPT_P = 2**17, 16, 4
+MAX_PBKDF2_ITERATIONS = 5_000_000
+MAX_LOCKOUT_FAILURES = 1_000_000
 REALM = "fabricscope"
 SESSION_KEY = "fabricscope_auth"
 DEFAULT_LOCKOUT_FAILURES = 10
@@ -126,42 +133,65 @@ class FailedLogins:
 
 
 def load_auth(path: str | Path) -> AuthConfig:
-    """Read and validate an auth file; InputError names the file and what is wrong."""
+    """Read and validate an auth file; InputError names the file, the line and what is wrong."""
     source = str(path)
-    try:
-        document = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise InputError(source, f"cannot read the auth file: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise InputError(source, f"not valid YAML: {exc}") from None
-    if not isinstance(document, dict) or not set(document) <= {"users", "tokens", "lockout"}:
-        raise InputError(source, "expected a mapping with 'users' and/or 'tokens' (and optionally 'lockout')")
-    users = document.get("users") or {}
+    document = load_yaml(path)
+    for key in document:
+        if key not in ("users", "tokens", "lockout"):
+            raise InputError(source, f"unknown key '{key}': expected a mapping with 'users' and/or 'tokens' "
+                             "(and optionally 'lockout')", line=line_of(document, key))
+    users = document.get("users") or LineDict()
     tokens = document.get("tokens") or []
-    if not isinstance(users, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in users.items()):
-        raise InputError(source, "'users' must map user names to password hashes")
+    if not isinstance(users, LineDict) or not all(isinstance(v, str) for v in users.values()):
+        raise InputError(source, "'users' must map user names to password hashes", line=line_of(document, "users"))
     for user, stored in users.items():
-        if not stored.startswith(HASH_METHODS):
-            raise InputError(source, f"user '{user}': store a werkzeug password hash (scrypt:/pbkdf2:), "
-                             "not a password")
+        _check_hash(source, user, stored, line_of(users, user))
     if not isinstance(tokens, list) or not all(isinstance(t, str) and len(t) >= MIN_TOKEN_LENGTH for t in tokens):
-        raise InputError(source, f"'tokens' must be a list of strings of at least {MIN_TOKEN_LENGTH} characters")
+        raise InputError(source, f"'tokens' must be a list of strings of at least {MIN_TOKEN_LENGTH} characters",
+                         line=line_of(document, "tokens"))
     if not users and not tokens:
         raise InputError(source, "no users and no tokens: nobody could log in")
-    return AuthConfig(users=dict(users), tokens=tuple(tokens), lockout=_lockout(source, document.get("lockout")))
+    lockout = _lockout(source, document.get("lockout"), line_of(document, "lockout"))
+    return AuthConfig(users=dict(users), tokens=tuple(tokens), lockout=lockout)
 
 
-def _lockout(source: str, section: object) -> LockoutConfig:
+def _check_hash(source: str, user: str, stored: str, line: int) -> None:
+    """`method$salt$hash` with a method werkzeug knows and work bounded, so no login fails or stalls on it."""
+    def refuse(reason: str) -> InputError:
+        return InputError(source, f"user '{user}': {reason}", line=line)
+
+    if not stored.startswith(HASH_METHODS):
+        raise refuse("store a werkzeug password hash (scrypt:/pbkdf2:), not a password")
+    method, *rest = stored.split("$")
+    if len(rest) != 2 or not all(rest):
+        raise refuse("a werkzeug password hash is method$salt$hash")
+    name, *args = method.split(":")
+    if name == "scrypt":
+        if len(args) != 3 or not all(arg.isascii() and arg.isdigit() for arg in args):
+            raise refuse("scrypt hash method must be scrypt:N:r:p")
+        n, r, p = map(int, args)
+        if not (1 < n <= MAX_SCRYPT_N and n & (n - 1) == 0 and 0 < r <= MAX_SCRYPT_R and 0 < p <= MAX_SCRYPT_P):
+            raise refuse(f"scrypt N must be a power of 2 up to {MAX_SCRYPT_N}, r 1..{MAX_SCRYPT_R}, "
+                         f"p 1..{MAX_SCRYPT_P}")
+    elif name == "pbkdf2":
+        if len(args) != 2 or args[0] not in hashlib.algorithms_guaranteed or not args[1].isascii() \
+                or not args[1].isdigit() or not 0 < int(args[1]) <= MAX_PBKDF2_ITERATIONS:
+            raise refuse(f"pbkdf2 hash method must be pbkdf2:HASH:ITERATIONS, at most {MAX_PBKDF2_ITERATIONS}")
+    else:
+        raise refuse(f"unknown hash method '{name}' (scrypt or pbkdf2)")
+
+
+def _lockout(source: str, section: object, line: int) -> LockoutConfig:
     if section is None:
         return LockoutConfig()
     if not isinstance(section, dict) or not set(section) <= {"failures", "window_s"}:
-        raise InputError(source, "'lockout' may set 'failures' and 'window_s'")
+        raise InputError(source, "'lockout' may set 'failures' and 'window_s'", line=line)
     failures = section.get("failures", DEFAULT_LOCKOUT_FAILURES)
     window_s = section.get("window_s", DEFAULT_LOCKOUT_WINDOW_S)
-    if isinstance(failures, bool) or not isinstance(failures, int) or failures < 1:
-        raise InputError(source, "lockout.failures: expected a whole number of at least 1")
-    if isinstance(window_s, bool) or not isinstance(window_s, int | float) or not 0 < window_s < math.inf:
-        raise InputError(source, "lockout.window_s: expected a number of seconds above 0")
+    if isinstance(failures, bool) or not isinstance(failures, int) or not 1 <= failures <= MAX_LOCKOUT_FAILURES:
+        raise InputError(source, f"lockout.failures: expected a whole number in 1..{MAX_LOCKOUT_FAILURES}", line=line)
+    if isinstance(window_s, bool) or not isinstance(window_s, int | float) or not 0.001 <= window_s < math.inf:
+        raise InputError(source, "lockout.window_s: expected a number of seconds, at least 0.001", line=line)
     return LockoutConfig(failures=failures, window_s=float(window_s))
 
 

@@ -66,6 +66,8 @@ TOPOLOGY = "topology"
 FLAG_NAMES = {"targets": "--target", "batch_wait_s": "--batch-wait"}  # the flags not named `--` + the key
 SECURITY_PREFIXES = ("security_protocol", "sasl_", "ssl_")
 TARGET_PORTS = {"snmp": 161, "gnmi": 6030}
+# no setting is larger: socket buffers and ports are C ints, and Event.wait refuses timeouts past ~9.2e9 s
+MAX_SETTING = 2**31 - 1
 
 
 def section_class(name: str) -> type:
@@ -313,17 +315,28 @@ def _typed(value: Any, hint: Any, source: str, line: int, name: str) -> Any:
             raise InputError(source, f"{name}: expected true or false, got {value!r}", line=line)
         return value
     if hint in (int, float) and not isinstance(value, bool):
-        if isinstance(value, int) or (hint is float and isinstance(value, float)):
-            return hint(value)
-        if isinstance(value, str):
-            try:
-                return hint(value)
-            except ValueError:
-                pass
+        number = _number(value, hint)
+        if number is not None:
+            if not -MAX_SETTING <= number <= MAX_SETTING:  # NaN fails this too
+                raise InputError(source, f"{name}: expected a finite number in -{MAX_SETTING:,}..{MAX_SETTING:,}, "
+                                 f"got {value!r}", line=line)
+            return number
     if hint is str and isinstance(value, str | int | float) and not isinstance(value, bool):
         return str(value)
     what = getattr(hint, "__name__", str(hint))
     raise InputError(source, f"{name}: expected {what}, got {value!r}", line=line)
+
+
+def _number(value: Any, hint: type) -> int | float | None:
+    """`value` as an int or float setting (a number, or a string of one), None if it is not one."""
+    if isinstance(value, int) or (hint is float and isinstance(value, float)):
+        return typing.cast(int | float, hint(value))
+    if isinstance(value, str):
+        try:
+            return typing.cast(int | float, hint(value))
+        except ValueError:
+            return None
+    return None
 
 
 def _targets(section: str, config: Any, items: tuple[Any, ...], origin: Origin, lines: list[int]) -> tuple[Any, ...]:
@@ -370,7 +383,28 @@ def device_target(item: Any, kind: Callable[..., Any], defaults: Mapping[str, An
         fields = {str(key): value for key, value in item.items()}
     else:
         raise error(f"a target is DEVICE=HOST[:PORT] or a mapping with device and host, not {item!r}")
+    fields = _typed_target(fields, kind, error)
     try:
         return kind(**{**defaults, **fields})
     except (TypeError, ValueError) as exc:
         raise error(f"target {fields.get('device')}: {exc}") from exc
+
+
+def _typed_target(fields: Mapping[str, Any], kind: Callable[..., Any],
+                  error: Callable[[str], InputError]) -> dict[str, Any]:
+    """A target's fields as its class types them, the port a port; a bad one is named with the target."""
+    hints = typing.get_type_hints(kind)
+    typed: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key not in hints:
+            typed[key] = value  # the class refuses it, by name
+            continue
+        try:
+            typed[key] = _typed(value, hints[key], "", 0, key)
+        except InputError as exc:
+            raise error(f"target {fields.get('device')}: {exc.reason}") from None
+    if not typed.get("device") or not typed.get("host"):
+        raise error(f"a target's device and host must not be empty, not {dict(fields)!r}")
+    if "port" in typed and not 0 < typed["port"] < 2**16:
+        raise error(f"target {fields.get('device')}: port must be in 1..65535, not {typed['port']}")
+    return typed

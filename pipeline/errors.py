@@ -22,15 +22,21 @@ class FabricscopeError(Exception):
     retriable: bool = False
 
 
+def one_line(text: str) -> str:
+    """`text` with line breaks and other unprintable characters escaped: a reason quoting the user's input
+    (a YAML string may hold a newline) still prints as the one line the CLI contract promises."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
 class InputError(FabricscopeError):
-    """Bad input from the user; the message names the file, line or field."""
+    """Bad input from the user; the message names the file, line or field, on one line."""
 
     def __init__(self, source: str, reason: str, *, line: int | None = None) -> None:
         self.source = source
         self.reason = reason
         self.line = line
         where = f"{source}:{line}" if line is not None else source
-        super().__init__(f"{where}: {reason}")
+        super().__init__(one_line(f"{where}: {reason}"))
 
 
 class TopologyError(InputError):

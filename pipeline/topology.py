@@ -15,6 +15,7 @@ from pipeline.errors import TopologyError
 from pipeline.yamlfile import LineDict, LineList, line_of, load_yaml
 
 DEFAULT_SPEED_GBPS = 400.0
+MAX_SPEED_GBPS = 1_000_000.0  # a petabit: anything above is a typo, not a link
 DIRECTIONS = ("unknown", "up", "down")
 UNKNOWN, UP, DOWN = 0, 1, 2
 NO_LINK = -1
@@ -28,7 +29,9 @@ _MIRROR_KINDS = ("erspan_session", "vlan", "interface")
 
 @dataclass(frozen=True, slots=True)
 class Link:
-    """One leaf-spine link; `id` is `<leaf>-<spine>`, or `<leaf>-<spine>#N` for the Nth parallel link."""
+    """One leaf-spine link; `id` is `<leaf>-<spine>`, or `<leaf>-<spine>#N` for the Nth parallel link. A
+    parallel link is told apart from a line written twice by its ports: the same leaf, spine, leaf_port and
+    spine_port twice, or a port used by two links, is an error."""
 
     id: str
     leaf: str
@@ -190,8 +193,8 @@ class _Parser:
 
     def _speed(self, mapping: LineDict, default: float) -> float:
         value = mapping.get("speed_gbps", default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise self.fail(mapping, "speed_gbps", "'speed_gbps' must be a positive number")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_SPEED_GBPS:
+            raise self.fail(mapping, "speed_gbps", f"'speed_gbps' must be a positive number up to {MAX_SPEED_GBPS:g}")
         return float(value)
 
     def _spines(self) -> list[str]:
@@ -241,40 +244,52 @@ class _Parser:
 
     def _links(self, leaves: list[Leaf], spines: list[str], speed: float) -> list[Link]:
         spec = self.doc.get("links")
-        leaf_names = {leaf.name for leaf in leaves}
         if spec is None:
-            pairs: list[tuple[str, str, str, str, float]] = [
-                (leaf.name, spine, "", "", speed) for leaf in leaves for spine in spines
-            ]
-        else:
-            if not isinstance(spec, LineList) or not spec:
-                raise self.fail(self.doc, "links", "'links' must be a non-empty list of {leaf, spine, ...}")
-            pairs = []
-            for i, item in enumerate(spec):
-                if not isinstance(item, LineDict):
-                    raise self.fail(spec, i, "each link must be a mapping {leaf: ..., spine: ...}")
-                self._no_unknown_keys(item, _LINK_KEYS, "link")
-                leaf, spine = item.get("leaf"), item.get("spine")
-                if leaf not in leaf_names:
-                    raise self.fail(item, "leaf", f"link names leaf '{leaf}', which is not under 'leaves'")
-                if spine not in spines:
-                    raise self.fail(item, "spine", f"link names spine '{spine}', which is not under 'spines'")
-                pairs.append(
-                    (leaf, spine, str(item.get("leaf_port", "")), str(item.get("spine_port", "")),
-                     self._speed(item, speed))
-                )
+            return [Link(f"{leaf.name}-{spine}", leaf.name, spine, "", "", speed, index)
+                    for index, (leaf, spine) in enumerate((leaf, spine) for leaf in leaves for spine in spines)]
+        if not isinstance(spec, LineList) or not spec:
+            raise self.fail(self.doc, "links", "'links' must be a non-empty list of {leaf, spine, ...}")
+        leaf_names = {leaf.name for leaf in leaves}
         links: list[Link] = []
-        count: dict[str, int] = {}
-        for leaf, spine, leaf_port, spine_port, link_speed in pairs:
-            base = f"{leaf}-{spine}"
+        lines: dict[tuple[str, str, str, str], int] = {}  # a link as cabled → the line it is written on
+        ports: dict[tuple[str, str], tuple[str, int]] = {}  # (switch, port) → the link using it, its line
+        count: dict[str, int] = {}  # links of each leaf-spine pair so far
+        for i, item in enumerate(spec):
+            if not isinstance(item, LineDict):
+                raise self.fail(spec, i, "each link must be a mapping {leaf: ..., spine: ...}")
+            self._no_unknown_keys(item, _LINK_KEYS, "link")
+            leaf, spine = item.get("leaf"), item.get("spine")
+            if not isinstance(leaf, str) or leaf not in leaf_names:
+                raise self.fail(item, "leaf", f"link names leaf '{leaf}', which is not under 'leaves'")
+            if not isinstance(spine, str) or spine not in spines:
+                raise self.fail(item, "spine", f"link names spine '{spine}', which is not under 'spines'")
+            leaf_port, spine_port = self._port(item, "leaf_port"), self._port(item, "spine_port")
+            base, line = f"{leaf}-{spine}", spec.item_lines[i]
+            cabled = (leaf, spine, leaf_port, spine_port)
+            if cabled in lines:
+                raise self.fail(spec, i, f"link {base} is listed twice (lines {lines[cabled]} and {line}); a "
+                                         "parallel link needs its own leaf_port or spine_port")
+            lines[cabled] = line
             count[base] = count.get(base, 0) + 1
             link_id = base if count[base] == 1 else f"{base}#{count[base]}"
-            links.append(Link(link_id, leaf, spine, leaf_port, spine_port, link_speed, len(links)))
+            for switch, port, key in ((leaf, leaf_port, "leaf_port"), (spine, spine_port, "spine_port")):
+                if port and (switch, port) in ports:
+                    other, other_line = ports[(switch, port)]
+                    raise self.fail(item, key, f"{switch} {port} is already the port of link {other} "
+                                               f"(line {other_line})")
+                ports[(switch, port)] = (link_id, line)
+            links.append(Link(link_id, leaf, spine, leaf_port, spine_port, self._speed(item, speed), len(links)))
         return links
+
+    def _port(self, item: LineDict, key: str) -> str:
+        value = item.get(key, "")
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise self.fail(item, key, f"'{key}' must be an interface name")
+        return str(value)
 
     def _link_ref(self, item: LineDict, link_ids: set[str], where: str) -> str:
         link = item.get("link")
-        if link not in link_ids:
+        if not isinstance(link, str) or link not in link_ids:
             raise self.fail(item, "link", f"{where} names link '{link}', which is not in the fabric")
         return str(link)
 

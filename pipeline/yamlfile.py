@@ -1,4 +1,9 @@
-"""YAML loading that remembers line numbers, so a bad file is rejected with file, line and reason."""
+"""YAML loading that remembers line numbers, so a bad file is rejected with file, line and reason.
+
+Every input YAML (topology, scenario, --config, the dashboard's auth file) comes through `load_yaml`, so it is
+the one place where anything PyYAML can throw (bytes that are not UTF-8, a value its constructors refuse such
+as `2026-02-30`, nesting deep enough to exhaust the stack) becomes an InputError instead of a traceback.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +30,14 @@ class LineList(list[Any]):
 
 
 class _LineLoader(yaml.SafeLoader):
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """A value a constructor refuses (`!!int x`, a 30th of February) names its line, not a traceback."""
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+            tag = node.tag.rsplit(":", 1)[-1]
+            raise InputError(self.name, f"invalid {tag} value: {exc}", line=node.start_mark.line + 1) from exc
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> LineDict:  # type: ignore[override]
         result = LineDict()
         result.line = node.start_mark.line + 1
@@ -55,25 +68,40 @@ def load_yaml(path: str | Path, error: type[InputError] = InputError) -> LineDic
     """Parse a YAML file whose top level is a mapping; raise `error` naming file and line on any fault."""
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise error(name, f"cannot read: {exc.strerror or exc}") from exc
-    loader = _LineLoader(text)
-    loader.name = name
     try:
-        document = loader.get_single_data()
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(name, f"not UTF-8 text (byte 0x{raw[exc.start]:02x})",
+                    line=raw.count(b"\n", 0, exc.start) + 1) from exc
+    try:
+        document = _parse(text, name)
     except InputError as exc:
         raise error(exc.source, exc.reason, line=exc.line) from exc
     except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else None
-        raise error(name, f"invalid YAML: {exc.problem}", line=line) from exc
+        raise error(name, f"invalid YAML: {exc.problem}",
+                    line=exc.problem_mark.line + 1 if exc.problem_mark else None) from exc
+    except yaml.reader.ReaderError as exc:
+        raise error(name, f"invalid YAML: character #x{exc.character:04x} is not allowed",
+                    line=text.count("\n", 0, exc.position) + 1) from exc
     except yaml.YAMLError as exc:
         raise error(name, f"invalid YAML: {exc}") from exc
-    finally:
-        loader.dispose()
+    except RecursionError as exc:
+        raise error(name, "invalid YAML: nested too deeply") from exc
     if not isinstance(document, LineDict):
         raise error(name, "top level must be a mapping", line=1)
     return document
+
+
+def _parse(text: str, name: str) -> Any:
+    loader = _LineLoader(text)  # checks the characters already: inside the caller's `try`
+    loader.name = name
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def line_of(container: LineDict | LineList, key: str | int) -> int:

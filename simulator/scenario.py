@@ -24,6 +24,7 @@ MIN_SNAPLEN = 128
 MAX_DURATION_MS = 3_600_000.0  # an hour of fabric time: long enough for a soak
 _T = MAX_DURATION_MS  # upper bound of every scenario time
 DEFAULT_COLLECTOR = "198.51.100.10"
+LAST_PCAP_SECOND = 2**32 - 1  # pcap record headers hold unsigned 32-bit seconds since 1970
 
 _Num = (int, float)
 # kind -> {parameter: (python types, default or None when required, low, high)}
@@ -223,6 +224,7 @@ class _Parser:
         return section
 
     def _start(self) -> int:
+        """Nanoseconds since the epoch; the whole capture must fit the pcap's seconds (1970 to 2106)."""
         text = self.doc.get("start", "2026-01-15T10:00:00Z")
         try:
             moment = datetime.fromisoformat(str(text))
@@ -230,8 +232,15 @@ class _Parser:
             raise self.fail(self.doc, "start", f"'start' must be an ISO-8601 time, not '{text}'") from None
         if moment.tzinfo is None:
             raise self.fail(self.doc, "start", "'start' needs a time zone, e.g. 2026-01-15T10:00:00Z")
-        moment = moment.astimezone(UTC)
-        return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+        out_of_range = self.fail(self.doc, "start", "'start' must fall between 1970 and 2106 (what a pcap can hold)")
+        try:
+            moment = moment.astimezone(UTC)
+        except OverflowError:  # its time zone pushes it past year 1 or 9999
+            raise out_of_range from None
+        seconds = int(moment.timestamp())
+        if not 0 <= seconds <= LAST_PCAP_SECOND - MAX_DURATION_MS // 1000:
+            raise out_of_range
+        return seconds * 1_000_000_000 + moment.microsecond * 1000
 
     def _capture(self) -> Capture:
         section = self._section("capture")
@@ -279,7 +288,7 @@ class _Parser:
             if not isinstance(entry, LineDict):
                 raise self.fail(items, i, f"each entry of '{key}' must be a mapping with a 'kind'")
             kind = entry.get("kind")
-            if kind not in specs:
+            if not isinstance(kind, str) or kind not in specs:
                 raise self.fail(entry, "kind", f"unknown {key} kind '{kind}' (known: {', '.join(specs)})")
             spec = specs[kind]
             self._known(entry, {"kind", *spec}, f"{key} kind '{kind}'")

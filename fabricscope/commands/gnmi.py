@@ -53,8 +53,10 @@ def build_source(config: Config) -> Source:
     topology = load_topology(config.required_topology())
     if settings.file:
         assert settings.device is not None  # GnmiConfig.validate
-        return GnmiFileSource(read_gnmi_file(settings.file, settings.device, topology=topology,
-                                             all_interfaces=settings.all_interfaces))
+        # read whole here, so a bad line is named (on one line) before the service starts
+        batches = list(read_gnmi_file(settings.file, settings.device, topology=topology,
+                                      all_interfaces=settings.all_interfaces))
+        return GnmiFileSource(iter(batches))
     return GnmiSource(topology, settings)
 
 

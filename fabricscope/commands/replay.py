@@ -52,13 +52,15 @@ def parse_speed(text: str) -> float | None:
 
 
 def _counters(args: argparse.Namespace) -> list[TimedBatches]:
+    """The --counters file read whole (TimedBatches sorts it), so a bad line is named before anything starts."""
     from pipeline.counterfile import read_counters
     from pipeline.streaming import TimedBatches
 
     return [TimedBatches("counters", read_counters(args.counters))] if args.counters else []
 
 
-def _produce_only(args: argparse.Namespace, config: Config, steps: Iterable[Step]) -> str:
+def _produce_only(args: argparse.Namespace, config: Config, steps: Iterable[Step],
+                  counters: list[TimedBatches]) -> str:
     """--kafka given: records go to the cluster; `fabricscope ingest` members insert them and detect."""
     from pipeline.bus import Admin, BusConfig, Producer, pipeline_topics
     from pipeline.streaming import rows_of
@@ -68,7 +70,7 @@ def _produce_only(args: argparse.Namespace, config: Config, steps: Iterable[Step
     producer = Producer(bus).start()
     sent = 0
     try:
-        for source in _counters(args):
+        for source in counters:
             producer.send_batch("counters", source.until(None))
         for step in steps:
             for table, batch in step:
@@ -81,13 +83,13 @@ def _produce_only(args: argparse.Namespace, config: Config, steps: Iterable[Step
     return f"{sent} records sent to {args.kafka}"
 
 
-def _into_embedded_store(args: argparse.Namespace, config: Config, topology: Topology, steps: Iterable[Step]) -> str:
+def _into_embedded_store(args: argparse.Namespace, config: Config, topology: Topology, steps: Iterable[Step],
+                         counters: list[TimedBatches]) -> str:
     from fabricscope.alerting import alerts_summary, build_notifier
     from fabricscope.services import Services, ServicesConfig
     from pipeline.detect.engine import DetectorSet
     from pipeline.streaming import stream_to_store
 
-    sources = _counters(args)
     with Services(ServicesConfig.from_args(args, config.kafka)) as services:
         notifier = build_notifier(config, services.bus, "fabricscope-alerts")
         summary = stream_to_store(
@@ -95,7 +97,7 @@ def _into_embedded_store(args: argparse.Namespace, config: Config, topology: Top
             bus=services.bus,
             store=services.store,
             detectors=DetectorSet(topology, config.detectors),
-            side_sources=sources,
+            side_sources=counters,
             progress=not args.no_progress,
             notifier=notifier,
         )
@@ -113,6 +115,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     speed = parse_speed(args.speed)
     for pcap in args.pcaps:
         open_capture(pcap).close()  # a missing or foreign file is named before anything starts
+    counters = _counters(args)
     if not 0 < args.active_timeout <= 1:
         raise InputError("--active-timeout", "must be in (0, 1] seconds")
     collector = Collector(
@@ -127,9 +130,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 writer.write(dict(step)["flows"])
         summary = f"{writer.rows} flow rows written to {args.out}"
     elif args.kafka is not None:
-        summary = _produce_only(args, config, steps)
+        summary = _produce_only(args, config, steps, counters)
     else:
-        summary = _into_embedded_store(args, config, topology, steps)
+        summary = _into_embedded_store(args, config, topology, steps, counters)
     _refuse_unreadable(reads)
     stats = collector.stats
     print(

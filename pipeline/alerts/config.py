@@ -41,6 +41,7 @@ DEFAULT_BACKOFF_MAX_S = 60.0
 DEFAULT_RETRY_WINDOW_S = 600.0
 DEFAULT_RESEND_S = 60.0
 _NUMBERS = ("timeout_s", "backoff_s", "backoff_max_s", "retry_window_s", "resend_s")
+MAX_SECONDS = 86_400.0 * 365  # a year; beyond, a timer overflows (Event.wait refuses ~9.2e9 s) or never fires
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,8 +121,9 @@ def _webhook(item: Any, source: str, where: str, line: int) -> WebhookConfig:
 def _value(key: str, value: Any, source: str, where: str, line: int) -> Any:
     """A webhook setting as its field's type, checked; InputError naming file:line otherwise."""
     if key in _NUMBERS:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise InputError(source, f"{where}: expected a positive number of seconds, got {value!r}", line=line)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_SECONDS:
+            raise InputError(source, f"{where}: expected a positive number of seconds up to {MAX_SECONDS:g}, "
+                             f"got {value!r}", line=line)
         return float(value)
     if key == "kinds":
         if not isinstance(value, list) or not all(kind in EVENT_KINDS for kind in value):
@@ -135,8 +137,12 @@ def _value(key: str, value: Any, source: str, where: str, line: int) -> Any:
     if not isinstance(value, str) or not value:
         raise InputError(source, f"{where}: expected text, got {value!r}", line=line)
     if key == "url":
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        try:
+            parts = urlsplit(value)
+            _ = parts.port  # parsed now: a port out of range raises here, not when the label is read
+        except ValueError as exc:
+            raise InputError(source, f"{where}: '{value}' is not a URL ({exc})", line=line) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InputError(source, f"{where}: '{value}' is not an http:// or https:// URL", line=line)
     if key == "format" and value not in FORMATS:
         raise InputError(source, f"{where}: '{value}' is not one of {', '.join(FORMATS)}", line=line)

@@ -57,6 +57,7 @@ from pipeline.yamlfile import LineDict, line_of, load_yaml
 
 _AT_MOST_ONE = {"threshold", "ce_ratio"}
 _AT_LEAST_ONE = {"factor", "wrap_slack"}
+MAX_SETTING = 2**31 - 1  # no window or threshold is larger; beyond, int64 time arithmetic would overflow
 _ZERO_IS_OFF = {"cnp_per_bin", "pfc_per_bin"}
 
 
@@ -113,6 +114,8 @@ def _section(source: str, name: str, settings: LineDict, default: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float) or (wanted is int and
                                                                                not isinstance(value, int)):
             raise InputError(source, f"'{where}' must be {'an integer' if wanted is int else 'a number'}", line=line)
+        if not -MAX_SETTING <= value <= MAX_SETTING:  # NaN and inf fail this too
+            raise InputError(source, f"'{where}' must be a finite number up to {MAX_SETTING:,}", line=line)
         if value < 0 or (value == 0 and key not in _ZERO_IS_OFF):
             raise InputError(source, f"'{where}' must be positive, not {value}", line=line)
         if key in _AT_MOST_ONE and value > 1:

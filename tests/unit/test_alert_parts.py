@@ -154,6 +154,14 @@ def test_webhooks_come_from_the_alerts_section(tmp_path: Path) -> None:
     ("alerts:\n  webhooks:\n    - url: 'http://x/a'\n    - url: 'http://x/b'\n", 4,
      "alerts.webhooks[1].name: 'x' names webhook [0] too"),
     ("alerts:\n  hooks: []\n", 2, "alerts.hooks: unknown setting"),
+    # a port out of range or a broken IPv6 host was a ValueError traceback; NaN and inf were taken as seconds
+    ("alerts:\n  webhooks:\n    - url: 'http://x:99999/'\n", 3,
+     "alerts.webhooks[0].url: 'http://x:99999/' is not a URL"),
+    ("alerts:\n  webhooks:\n    - url: 'http://[::1/'\n", 3, "alerts.webhooks[0].url: 'http://[::1/' is not a URL"),
+    ("alerts:\n  webhooks:\n    - url: 'http://x'\n      timeout_s: .nan\n", 4,
+     "alerts.webhooks[0].timeout_s: expected a positive number of seconds up to"),
+    ("alerts:\n  webhooks:\n    - url: 'http://x'\n      resend_s: .inf\n", 4,
+     "alerts.webhooks[0].resend_s: expected a positive number of seconds up to"),
 ])
 def test_a_bad_alerts_section_names_file_and_line(tmp_path: Path, text: str, line: int, message: str) -> None:
     with pytest.raises(InputError) as caught:

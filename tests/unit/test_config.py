@@ -105,6 +105,12 @@ def test_an_unknown_key_is_an_error_naming_file_and_line(tmp_path: Path, text: s
     ("sink:\n  batch_wait_s: [1]\n", 2, "sink.batch_wait_s: expected float, got [1]"),
     ("dashboard:\n  port: 80\n  host: [a]\n", 3, "dashboard.host: expected str, got ['a']"),
     ("snmp:\n  targets: leaf1\n", 2, "snmp.targets: expected a list, got 'leaf1'"),
+    # NaN, inf and numbers past any setting were taken as they were and failed (or hung) later
+    ("sink:\n  batch_wait_s: .nan\n", 2,
+     "sink.batch_wait_s: expected a finite number in -2,147,483,647..2,147,483,647, got nan"),
+    ("sink:\n  batch_wait_s: 'inf'\n", 2, "sink.batch_wait_s: expected a finite number"),
+    ("sflow:\n  receive_buffer: 100000000000000000000000000\n", 2, "sflow.receive_buffer: expected a finite"),
+    ("gnmi:\n  interval: 1.0e+400\n", 2, "gnmi.interval: expected a finite number"),
     # well typed, but not a valid value: validate() names it where it was written
     ("capture:\n  ring_mb: 64\n  snaplen: 10\n", 3, "capture.snaplen: must be within 64..262144 bytes"),
     ("service:\n  log_level: LOUD\n", 2, "service.log_level: must be one of DEBUG, INFO, WARNING, ERROR"),
@@ -130,6 +136,24 @@ def test_a_bad_target_in_the_file_names_its_line(tmp_path: Path) -> None:
         settle(["snmp", "--topology", TOPOLOGY], text, tmp_path)
     with pytest.raises(InputError, match=r"^--target: 'leaf1' is not DEVICE=HOST\[:PORT\]"):
         settle(["snmp", "--topology", TOPOLOGY, "--target", "leaf1"])
+
+
+@pytest.mark.parametrize(("target", "reason"), [
+    ("{device: leaf1, host: 10.0.0.11, port: 100000000000000000000000000}", "target leaf1: port: expected a finite"),
+    ("{device: leaf1, host: 10.0.0.11, port: 0}", "target leaf1: port must be in 1..65535, not 0"),
+    ("{device: leaf1, host: 10.0.0.11, timeout_s: .nan}", "target leaf1: timeout_s: expected a finite number"),
+    ("{device: leaf1, host: [10.0.0.11]}", "target leaf1: host: expected str"),
+    ("{device: '', host: 10.0.0.11}", "a target's device and host must not be empty"),
+    ("'leaf1=10.0.0.11:70000'", "target leaf1: port must be in 1..65535, not 70000"),
+])
+def test_a_target_is_typed_as_its_class(tmp_path: Path, target: str, reason: str) -> None:
+    """A target mapping from the file was passed through as written: a port of 10^26 or a host list
+    reached the socket."""
+    text = f"snmp:\n  targets:\n    - {target}\n"
+    with pytest.raises(InputError) as caught:
+        settle(["snmp", "--topology", TOPOLOGY], text, tmp_path)
+    assert (caught.value.source, caught.value.line) == (config_file(tmp_path), 3)
+    assert caught.value.reason.startswith(f"snmp.targets: {reason}"), caught.value.reason
 
 
 def test_a_bad_flag_value_names_the_flag(tmp_path: Path) -> None:

@@ -39,7 +39,15 @@ def test_lines_become_typed_batches(tmp_path: Path) -> None:
     ("line", "reason"),
     [
         ("{not json", "not JSON"),
-        (_line(in_pkts=-1), "in_pkts: expected a non-negative integer"),
+        (_line(in_pkts=-1), "in_pkts: expected an integer in 0..18446744073709551615"),
+        (_line(in_octets=10**26), "in_octets: expected an integer in 0..18446744073709551615"),
+        (_line(in_octets=2**64), "in_octets: expected an integer in 0..18446744073709551615"),
+        (_line(oper_up=256), "oper_up: expected an integer in 0..1"),
+        (_line(ts="0001-01-01T00:00:00Z"), "ts: year 1 is outside 1900..2299"),
+        (_line(ts=1700000000), "ts: expected an ISO 8601 time"),
+        (_line().replace('"device": "leaf1"', '"device": "leaf1", "device": "leaf2"'), "duplicate key 'device'"),
+        (_line().replace('"in_pkts": 0', '"in_pkts": NaN'), "not JSON: NaN"),
+        ("[" * 100_000, "not JSON: nested too deeply"),
         (_line(device=3), "device: expected a string"),
         (_line(ts="yesterday"), "ts: Invalid isoformat"),
         (json.dumps({"ts": "2026-01-15T11:00:00Z"}), "missing field device"),
@@ -49,6 +57,14 @@ def test_a_bad_line_is_named(tmp_path: Path, line: str, reason: str) -> None:
     path = tmp_path / "c.jsonl"
     path.write_text(_line() + "\n" + line + "\n")
     with pytest.raises(InputError, match=f"c.jsonl:2: {reason}"):
+        list(read_counters(path))
+
+
+def test_a_line_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    """Issue 13: a counters file that was not UTF-8 was a UnicodeDecodeError traceback."""
+    path = tmp_path / "c.jsonl"
+    path.write_bytes((_line() + "\n" + _line(device="leafX").replace("leafX", "leaf\u00e9") + "\n").encode("latin-1"))
+    with pytest.raises(InputError, match=r"c.jsonl:2: not UTF-8 text \(byte 0xe9 at column \d+\)$"):
         list(read_counters(path))
 
 

@@ -45,7 +45,7 @@ def test_auth_file_is_validated_with_the_reason(tmp_path: Path, auth_file: Path)
         "tokens: [short]": "at least 16",
         "{}": "nobody could log in",
         "passwords: []": "'users' and/or 'tokens'",
-        "users: [": "not valid YAML",
+        "users: [": "invalid YAML",
         f"tokens: ['{TOKEN}']\nlockout: {{tries: 3}}": "'lockout' may set",
         f"tokens: ['{TOKEN}']\nlockout: {{failures: 0}}": "lockout.failures",
         f"tokens: ['{TOKEN}']\nlockout: {{window_s: -1}}": "lockout.window_s",
@@ -219,3 +219,23 @@ def test_dashboard_command_refuses_bad_input_with_exit_code_2(
         assert cli.main(["dashboard", "--port", port, "--auth", str(auth_file), *topology]) == cli.EXIT_BAD_INPUT
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "already in use" in error
+
+
+def test_a_malformed_auth_file_is_one_input_error_with_its_line(tmp_path: Path) -> None:
+    """Issue 13: an auth file that was not UTF-8 was a traceback; so were hashes werkzeug cannot run."""
+    hashed = generate_password_hash("s3cret", method="pbkdf2:sha256:1000")
+    cases: dict[bytes, tuple[int, str]] = {
+        f"tokens: ['{TOKEN}']\n# caf\xe9\n".encode("latin-1"): (2, "not UTF-8 text (byte 0xe9)"),
+        f"tokens: ['{TOKEN}']\ntokens: ['{TOKEN}']\n".encode(): (2, "duplicate key 'tokens'"),
+        f"users:\n  bob: '{hashed}'\n  eve: 'scrypt:abc$salt$hash'\n".encode(): (3, "scrypt:N:r:p"),
+        f"users:\n  eve: '{hashed.replace(':1000$', ':99999999999$')}'\n".encode(): (2, "at most 5000000"),
+        f"users:\n  eve: '{hashed.replace('sha256', 'nohash')}'\n".encode(): (2, "pbkdf2:HASH:ITERATIONS"),
+        f"tokens: ['{TOKEN}']\nlockout: {{failures: {10**400}}}\n".encode(): (2, "lockout.failures"),
+    }
+    for text, (line, reason) in cases.items():
+        path = tmp_path / "auth.yaml"
+        path.write_bytes(text)
+        with pytest.raises(InputError) as error:
+            load_auth(path)
+        assert (error.value.source, error.value.line) == (str(path), line), str(error.value)
+        assert reason in error.value.reason

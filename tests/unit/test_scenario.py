@@ -67,11 +67,18 @@ def test_sample_scenarios_load(name: str) -> None:
 
 BAD = [
     (GOOD.replace("name: tiny", "name: tiny\ncolour: red"), 2, "unknown key 'colour'"),
+    # a start its time zone pushes past year 1 was an OverflowError traceback; before 1970 or after 2106 the
+    # pcap's unsigned 32-bit seconds wrapped silently
+    (GOOD.replace("name: tiny", "name: tiny\nstart: '0001-01-01T00:00:00+01:00'"), 2, "between 1970 and 2106"),
+    (GOOD.replace("name: tiny", "name: tiny\nstart: 1969-12-31T23:59:59Z"), 2, "between 1970 and 2106"),
+    (GOOD.replace("name: tiny", "name: tiny\nstart: 2106-02-07T06:28:15Z"), 2, "between 1970 and 2106"),
+    (GOOD.replace("name: tiny", "name: tiny\nstart: 2026-02-30T00:00:00Z"), 2, "invalid timestamp value"),
     (GOOD.replace("erspan_type: 3", "erspan_type: 4"), 3, "'erspan_type' must be 2 or 3"),
     (GOOD.replace("snaplen: 128", "snaplen: 64"), 3, "'snaplen' must be 0"),
     (GOOD.replace("ts_resolution: ns", "ts_resolution: ms"), 3, "'ts_resolution'"),
     (GOOD.replace("spines: 2", "spines: 0"), 4, "'spines' must be an integer"),
     (GOOD.replace("kind: tls", "kind: quic"), 7, "unknown traffic kind 'quic'"),
+    (GOOD.replace("kind: tls", "kind: [tls]"), 7, "unknown traffic kind '['tls']'"),  # was a TypeError
     (GOOD.replace("job: j1, ", ""), 6, "'job' is required"),
     (GOOD.replace("burst_ms: 4", "burst_ms: -4"), 6, "'burst_ms' must be a number"),
     (GOOD.replace("flows: 1", "flows: 1, port: 9"), 7, "unknown key 'port'"),

@@ -47,10 +47,36 @@ def test_default_links_are_every_leaf_spine_pair(tmp_path: Path) -> None:
 
 
 def test_parallel_links_are_numbered(tmp_path: Path) -> None:
-    text = MINIMAL + "links:\n  - {leaf: leaf1, spine: spine1}\n  - {leaf: leaf1, spine: spine1, speed_gbps: 100}\n"
+    text = MINIMAL + (
+        "links:\n"
+        "  - {leaf: leaf1, spine: spine1, leaf_port: Ethernet49, spine_port: Ethernet1}\n"
+        "  - {leaf: leaf1, spine: spine1, leaf_port: Ethernet50, spine_port: Ethernet2, speed_gbps: 100}\n"
+    )
     topo = load_topology(write(tmp_path, text))
     assert topo.link_ids() == ["leaf1-spine1", "leaf1-spine1#2"]
     assert topo.link("leaf1-spine1#2").speed_gbps == 100
+
+
+def test_a_link_line_written_twice_is_an_error_not_a_parallel_link(tmp_path: Path) -> None:
+    """Issue 13: the same link line twice became `leaf1-spine1#2`; it names both lines now."""
+    line = "  - {leaf: leaf1, spine: spine1, leaf_port: Ethernet49, spine_port: Ethernet1}\n"
+    path = write(tmp_path, MINIMAL + "links:\n" + line + "  - {leaf: leaf2, spine: spine1}\n" + line)
+    with pytest.raises(TopologyError) as caught:
+        load_topology(path)
+    assert caught.value.line == 10
+    assert "link leaf1-spine1 is listed twice (lines 8 and 10)" in caught.value.reason
+
+
+def test_a_port_cabled_to_two_links_is_an_error(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        "links:\n"
+        "  - {leaf: leaf1, spine: spine1, leaf_port: Ethernet49}\n"
+        "  - {leaf: leaf1, spine: spine2, leaf_port: Ethernet49}\n"
+    )
+    with pytest.raises(TopologyError) as caught:
+        load_topology(write(tmp_path, text))
+    assert caught.value.line == 9
+    assert caught.value.reason == "leaf1 Ethernet49 is already the port of link leaf1-spine1 (line 8)"
 
 
 def test_mirror_kinds_resolve(tmp_path: Path) -> None:
@@ -102,6 +128,7 @@ def test_direction_vectorised_matches_scalar(tmp_path: Path) -> None:
         (MINIMAL.replace('"10.0.2.0/24"', '"10.0.1.128/25"'), 6, "overlaps"),
         (MINIMAL + "links:\n  - {leaf: leaf9, spine: spine1}\n", 8, "leaf 'leaf9'"),
         (MINIMAL + "mirrors:\n  - {erspan_session: 11, link: leaf1-spine7}\n", 8, "link 'leaf1-spine7'"),
+        (MINIMAL + "mirrors:\n  - {erspan_session: 11, link: [leaf1-spine1]}\n", 8, "link '['leaf1-spine1']'"),
         (MINIMAL + "mirrors:\n  - {erspan_session: 4000, link: leaf1-spine1}\n", 8, "0..1023"),
         (
             MINIMAL + "mirrors:\n  - {vlan: 10, link: leaf1-spine1}\n  - {vlan: 10, link: leaf2-spine1}\n",
@@ -112,6 +139,11 @@ def test_direction_vectorised_matches_scalar(tmp_path: Path) -> None:
         (MINIMAL + "spinez: []\n", 7, "unknown key 'spinez'"),
         (MINIMAL + "  leaf3: {hosts: [10.0.3.0/24]\n", 8, "invalid YAML"),
         (MINIMAL.replace("speed_gbps: 400", "speed_gbps: -1"), 2, "positive"),
+        (MINIMAL.replace("speed_gbps: 400", "speed_gbps: .nan"), 2, "positive"),
+        (MINIMAL.replace("speed_gbps: 400", "speed_gbps: 1.0e+400"), 2, "positive"),
+        (MINIMAL + "links:\n  - {leaf: leaf1, spine: spine1, leaf_port: [1]}\n", 8, "'leaf_port'"),
+        (MINIMAL.replace("fabric: pod1", "fabric: 2026-02-30"), 1, "invalid timestamp value"),
+        (MINIMAL + "counters:\n  - {device: 'a\x01', ifname: b, link: leaf1-spine1}\n", 8, "#x0001"),
     ],
 )
 def test_bad_files_name_file_line_and_reason(tmp_path: Path, text: str, line: int, fragment: str) -> None:
@@ -123,6 +155,15 @@ def test_bad_files_name_file_line_and_reason(tmp_path: Path, text: str, line: in
     assert fragment in caught.value.reason
     assert str(caught.value).startswith(f"{path}:{line}: ")
     assert "\n" not in str(caught.value)
+
+
+def test_not_utf8_is_named_with_its_line(tmp_path: Path) -> None:
+    """Issue 13: a topology that is not UTF-8 was a UnicodeDecodeError traceback."""
+    path = tmp_path / "topology.yaml"
+    path.write_bytes(MINIMAL.encode().replace(b"spine2]", b"spine\xe92]"))
+    with pytest.raises(TopologyError) as caught:
+        load_topology(path)
+    assert (caught.value.line, caught.value.reason) == (3, "not UTF-8 text (byte 0xe9)")
 
 
 def test_missing_file(tmp_path: Path) -> None:
