@@ -8,6 +8,7 @@
     │   └── StoreLockedError  the embedded data directory is held by another process
     ├── BusError            Kafka refused or is unreachable (`retriable` says if a retry can help)
     ├── DecodeError         a Kafka message is not a valid record batch (it goes to the DLQ)
+    ├── RefusedError        pipeline.alerts: a webhook did not take an alert (`retriable` says if a retry can help)
     └── SourceError         a live source could not read a switch (`retriable` says if the next try can help)
         └── PollFailed      collectors.snmp: one SNMP poll gave nothing usable (`reason` labels its count)
             └── BadAnswer   the agent's answer is not a usable SNMPv2c response

@@ -28,6 +28,7 @@ from typing import Any
 
 from pipeline.alerts.body import Alert, render
 from pipeline.alerts.config import WebhookConfig
+from pipeline.errors import FabricscopeError
 
 log = logging.getLogger("fabricscope.alerts")
 
@@ -47,7 +48,7 @@ class WebhookCounts:
     resent: int
 
 
-class RefusedError(Exception):
+class RefusedError(FabricscopeError):
     """A POST that did not succeed; `retriable` says whether the same body may succeed later."""
 
     def __init__(self, reason: str, *, retriable: bool) -> None:
