@@ -118,4 +118,5 @@ class CaptureSource:
             "malformed": stats.malformed,
             "unattributed": stats.unattributed,
             "flow_rows": stats.flow_rows,
+            "flows_exported_early": stats.flows_exported_early,
         }

@@ -21,6 +21,7 @@ from collectors.dfi_stream import DEFAULT_WINDOW_S, DfiStream, DfiStreamConfig, 
 from collectors.flows import (
     DEFAULT_ACTIVE_TIMEOUT_S,
     DEFAULT_IDLE_TIMEOUT_S,
+    DEFAULT_MAX_FLOWS,
     DEFAULT_PAUSE_FACTOR,
     DEFAULT_PAUSE_MIN_MS,
     FlowTable,
@@ -37,7 +38,7 @@ DEFAULT_EXPORTER = "fabricscope"
 @dataclass(frozen=True, slots=True)
 class CollectorConfig:
     """Flow export timeouts and the DFI window in seconds of packet time, the pause rule that cuts flow rows
-    (collectors.flows); `exporter` names this collector in every record."""
+    and the bound on flows held (collectors.flows); `exporter` names this collector in every record."""
 
     exporter: str = DEFAULT_EXPORTER
     active_timeout_s: float = DEFAULT_ACTIVE_TIMEOUT_S
@@ -46,11 +47,13 @@ class CollectorConfig:
     pause_factor: float = DEFAULT_PAUSE_FACTOR
     dfi_window_s: float = DEFAULT_WINDOW_S
     sampling_rate: int = 1
+    max_flows: int = DEFAULT_MAX_FLOWS
 
 
 @dataclass
 class CollectorStats:
-    """Running totals; `malformed` counts packets the decoder could not read (skipped, never fatal)."""
+    """Running totals; `malformed` counts packets the decoder could not read (skipped, never fatal);
+    `flows_exported_early` the flow rows exported before their time because the flow table was full."""
 
     packets: int = 0
     malformed: int = 0
@@ -58,6 +61,7 @@ class CollectorStats:
     flow_rows: int = 0
     link_bin_rows: int = 0
     iteration_rows: int = 0
+    flows_exported_early: int = 0
     malformed_by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -95,6 +99,7 @@ class Collector:
                 pause_factor=self.config.pause_factor,
                 exporter=self.config.exporter,
                 sampling_rate=self.config.sampling_rate,
+                max_flows=self.config.max_flows,
             ),
         )
         self._bins = LinkBins(
@@ -119,6 +124,7 @@ class Collector:
         self.stats.malformed_by_reason = dict(self._decoder.stats.malformed)
         self.stats.unattributed += int(np.count_nonzero(decoded.ok & (decoded.link < 0)))
         flows = self._flows.update(decoded, app=labels.app, confidence=labels.confidence, detail=labels.detail)
+        self.stats.flows_exported_early = self._flows.early_exports
         ok = decoded.ts_ns[decoded.ok]
         labelled = self._dfi.add(flows, int(ok.max())) if len(ok) else Labelled.empty()
         return self._records(labelled, self._bins.update(decoded))
