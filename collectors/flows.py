@@ -48,7 +48,7 @@ DEFAULT_PAUSE_MIN_MS = 1.0  # far above line-rate packet spacing, far below the 
 DEFAULT_PAUSE_FACTOR = 8.0
 BURST_START = "burst_start"
 IDLE_SWEEP_S = 1.0  # how often (packet time) idle flows are looked for
-DEFAULT_TABLE_MEMORY_MB = 256  # leaves room under ~1.2 GB peak RSS for the rows built at export (bench/flow_memory.py)
+DEFAULT_TABLE_MEMORY_MB = 128  # with the rows built at export and DFI's window: < 1.2 GB peak RSS (bench/flow_memory.py)
 
 KEY_FIELDS: tuple[tuple[str, str], ...] = (
     ("link", "int16"), ("direction", "int8"), ("src_hi", "uint64"), ("src_lo", "uint64"),

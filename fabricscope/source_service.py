@@ -97,7 +97,7 @@ def add_max_flows_argument(parser: argparse.ArgumentParser | argparse._ArgumentG
     """--max-flows, for the commands that build a flow table (capture, sflow, replay)."""
     option(parser, ServiceConfig, "max_flows", "--max-flows", type=int, metavar="N",
            help="flows the flow table holds at most; past it the idlest are exported early (rows stay exact). "
-           "The default is sized for ~256 MB of table memory")
+           "The default is sized for ~128 MB of table memory")
 
 
 def _announced(steps: Iterator[Step], message: str) -> Iterator[Step]:
