@@ -33,6 +33,7 @@ from pipeline.topology import Topology
 
 Columns = dict[str, np.ndarray]
 DEFAULT_EXPORTER = "fabricscope"
+FINISH_ROWS = 65_536  # at the end of input, flow rows leave in steps of this many (every consumer's peak)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,7 @@ class Collector:
         self._bins = LinkBins(
             topology, LinkBinsConfig(exporter=self.config.exporter, sampling_rate=self.config.sampling_rate)
         )
+        self._now_ns = np.iinfo(np.int64).min  # packet time: the newest packet so far
         self._dfi = DfiStream(
             DfiStreamConfig(window_s=self.config.dfi_window_s, every_s=self.config.active_timeout_s),
             self.config.exporter,
@@ -126,6 +128,7 @@ class Collector:
         flows = self._flows.update(decoded, app=labels.app, confidence=labels.confidence, detail=labels.detail)
         self.stats.flows_exported_early = self._flows.early_exports
         ok = decoded.ts_ns[decoded.ok]
+        self._now_ns = max(self._now_ns, int(ok.max())) if len(ok) else self._now_ns
         labelled = self._dfi.add(flows, int(ok.max())) if len(ok) else Labelled.empty()
         return self._records(labelled, self._bins.update(decoded))
 
@@ -140,13 +143,22 @@ class Collector:
         """Export every open flow row and bin, labelled, and every iteration (end of input)."""
         return self._records(self._dfi.flush(self._flows.flush()), self._bins.flush())
 
+    def finishing(self) -> Iterator[Records]:
+        """`finish` in steps of at most about FINISH_ROWS flow rows (a full flow table holds many more)."""
+        while self.active_flows > FINISH_ROWS:
+            flows = self._dfi.add(self._flows.drain(FINISH_ROWS), self._now_ns)
+            step = self._records(flows, self._bins.advance(self._now_ns // 1000))
+            if len(step):
+                yield step
+        yield self.finish()
+
     def run(self, batches: Iterable[PacketBatch]) -> Iterator[Records]:
         """Process every batch, then finish; yields only non-empty steps."""
         for batch in batches:
             step = self.process(batch)
             if len(step):
                 yield step
-        yield self.finish()
+        yield from self.finishing()
 
     def _records(self, labelled: Labelled, link_bins: Columns) -> Records:
         step = Records(flows=labelled.flows, link_bins=link_bins, iterations=labelled.iterations)

@@ -48,7 +48,7 @@ DEFAULT_PAUSE_MIN_MS = 1.0  # far above line-rate packet spacing, far below the 
 DEFAULT_PAUSE_FACTOR = 8.0
 BURST_START = "burst_start"
 IDLE_SWEEP_S = 1.0  # how often (packet time) idle flows are looked for
-DEFAULT_TABLE_MEMORY_MB = 128  # with the rows built at export and DFI's window: < 1.2 GB peak RSS (bench/flow_memory.py)
+DEFAULT_TABLE_MEMORY_MB = 128  # with export rows and DFI's window: < 1.2 GB peak RSS (bench/flow_memory.py)
 
 KEY_FIELDS: tuple[tuple[str, str], ...] = (
     ("link", "int16"), ("direction", "int8"), ("src_hi", "uint64"), ("src_lo", "uint64"),
@@ -224,6 +224,13 @@ class FlowTable:
         if now_ns > self._now:
             self._now = now_ns
             self._expire(exported)
+        return self._rows(exported)
+
+    def drain(self, count: int) -> dict[str, np.ndarray]:
+        """Export the open rows of the `count` flows idle longest and forget them: the end of input in parts, so
+        that no step downstream has to take the whole table's rows at once."""
+        exported: list[dict[str, np.ndarray]] = []
+        self._forget_idlest(min(count, self._size), np.zeros(0, dtype=np.int64), exported)
         return self._rows(exported)
 
     def flush(self) -> dict[str, np.ndarray]:
@@ -488,12 +495,22 @@ class FlowTable:
         excess = min(self._size + incoming - self.config.max_flows, self._size - len(busy))
         if excess <= 0:
             return None
+        before = sum(len(block["link"]) for block in exported)
+        renumbered = self._forget_idlest(excess, busy, exported)
+        self.early_exports += sum(len(block["link"]) for block in exported) - before
+        return renumbered
+
+    def _forget_idlest(
+        self, excess: int, busy: np.ndarray, exported: list[dict[str, np.ndarray]]
+    ) -> np.ndarray | None:
+        """Export the open rows of the `excess` flows idle longest, not `busy`, and forget those flows."""
+        if excess <= 0:
+            return None
         idleness = self._columns["ts_last"][: self._size].copy()
         idleness[busy] = np.iinfo(np.int64).max
         idlest = np.argpartition(idleness, excess - 1)[:excess]
         open_rows = idlest[self._columns["row_interval"][idlest] >= 0]
         exported.append(self._take_rows(open_rows))
-        self.early_exports += len(open_rows)
         keep = np.ones(self._size, dtype=np.bool_)
         keep[idlest] = False
         return self._keep(keep)
