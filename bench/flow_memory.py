@@ -30,6 +30,7 @@ from bench.flows_pcap import PCAP_HEADER, START_S, template
 ROOT = Path(__file__).resolve().parents[1]
 TOPOLOGY = ROOT / "samples" / "topology.yaml"
 TARGET_MB = 1200
+MODES = ("jsonl", "parquet", "store")
 CHUNK = 250_000  # flows written per numpy block, so the generator itself stays small
 ERSPAN_II_BYTES = 14 + 20 + 8 + 8  # outer Ethernet, IPv4, GRE with sequence number, ERSPAN II
 RSS_LINE = re.compile(r"Maximum resident set size \(kbytes\): (\d+)")
@@ -37,8 +38,9 @@ SUMMARY_EARLY = re.compile(r"(\d+) flow rows exported early")
 
 
 def write_flood(path: Path, flows: int, *, strip_erspan: bool = False) -> None:
-    """`flows` distinct RoCE flows (UDP source port and BTH destination QP from the flow's index), one packet
-    each, spread evenly in time order over one second."""
+    """`flows` distinct RoCE flows, one packet each, spread evenly in time order over one second. A flow's index
+    gives its BTH destination QP and its 5-tuple (UDP source port: the low 16 bits; the last byte of the
+    destination address 10.0.2.x: the rest), so peers that key on the 5-tuple see as many flows as we do."""
     frame, sport_at, dqpn_at = template()
     if strip_erspan:
         frame, sport_at, dqpn_at = frame[ERSPAN_II_BYTES:], sport_at - ERSPAN_II_BYTES, dqpn_at - ERSPAN_II_BYTES
@@ -54,8 +56,9 @@ def write_flood(path: Path, flows: int, *, strip_erspan: bool = False) -> None:
             header[:, 1] = index * 1_000_000 // flows  # µs: every flow within the same second
             header[:, 2:] = size
             records[:, :16] = header.view(np.uint8)
-            records[:, 16 + sport_at] = 0xC0 | ((index >> 24) & 0x3F)
-            records[:, 16 + sport_at + 1] = (index >> 16) & 0xFF
+            records[:, 16 + sport_at] = (index >> 8) & 0xFF
+            records[:, 16 + sport_at + 1] = index & 0xFF
+            records[:, 16 + sport_at - 1] = 11 + (index >> 16)  # IPv4 destination's last byte, before UDP
             for byte in range(3):
                 records[:, 16 + dqpn_at + byte] = (index >> (16 - 8 * byte)) & 0xFF
             out.write(records.tobytes())
@@ -82,12 +85,12 @@ def replay(pcap: Path, mode: str, work: Path) -> list[str]:
     return [*command, "--out", str(work / f"flows.{mode}")]
 
 
-def measure(flows: int, work: Path, tshark_flows: int) -> None:
+def measure(flows: int, work: Path, modes: list[str], tshark_flows: int) -> None:
     mirrored, inner = work / f"flood-{flows}.pcap", work / f"flood-{flows}-inner.pcap"
     write_flood(mirrored, flows)
     write_flood(inner, flows, strip_erspan=True)
     print(f"\n{flows:,} distinct flows within one second ({mirrored.stat().st_size / 1e6:,.0f} MB capture)")
-    for mode in ("jsonl", "parquet", "store"):
+    for mode in modes:
         shutil.rmtree(work / "store", ignore_errors=True)
         rss, wall, stderr = peak_rss(replay(mirrored, mode, work))
         early = SUMMARY_EARLY.search(stderr)
@@ -109,6 +112,7 @@ def measure(flows: int, work: Path, tshark_flows: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--flows", type=int, nargs="+", default=[1_000_000, 5_000_000])
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="replay output modes")
     parser.add_argument("--tshark-flows", type=int, default=1_000_000, help="run tshark only up to this many")
     parser.add_argument("--out-dir", type=Path, help="where the captures go (default: a temporary directory)")
     args = parser.parse_args()
@@ -116,7 +120,7 @@ def main() -> None:
         args.out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.out_dir) as work_name:
         for flows in args.flows:
-            measure(flows, Path(work_name), args.tshark_flows)
+            measure(flows, Path(work_name), args.modes, args.tshark_flows)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from test_flows import SECOND, T0, concat, packets
 
 from collectors.collector import Collector
 from collectors.dfi_stream import DfiStream, DfiStreamConfig
-from collectors.flows import BURST_START, FlowTable
+from collectors.flows import BURST_START, FlowTable, FlowTableConfig
 from collectors.replay import replay_batches
 from pipeline.records import column_names
 from pipeline.topology import load_topology
@@ -110,3 +110,19 @@ def test_traffic_after_a_quiet_spell_longer_than_the_dfi_window_is_labelled_agai
     exported += sum(int(step.flows["packets"].sum()) for step in collector.run(later))
     once = sum(int(step.flows["packets"].sum()) for step in Collector(topology).run(batches))
     assert exported == 2 * once
+
+
+def test_a_flood_of_new_flows_within_one_interval_is_released_in_runs_and_the_window_is_bounded() -> None:
+    table, stream = FlowTable(config=FlowTableConfig(max_flows=50)), DfiStream(DfiStreamConfig(max_rows=80))
+    flows, released = 600, []
+    for start in range(0, flows, 40):  # every flow new, all within one export interval
+        index = np.arange(start, start + 40)
+        batch = packets(40, dqpn=index, ts_ns=T0 + index * 1000)
+        released.append(stream.add(table.update(batch), int(batch.ts_ns.max())).flows)
+        assert stream._pending_rows < 80 // 4 + 40  # a run starts once a quarter of max_rows waits
+        assert stream._window is None or len(stream._window["ts_end"]) <= 80
+    before_flush = sum(len(rows["ts_start"]) for rows in released)
+    released.append(stream.flush(table.flush()).flows)
+    assert 0 < before_flush == table.early_exports  # released before the end of input, not held for it
+    qp = np.concatenate([rows["roce_qp"] for rows in released])
+    assert sorted(qp.tolist()) == list(range(flows))  # every flow's one packet, in exactly one row
