@@ -27,7 +27,7 @@ def template() -> tuple[bytes, int, int]:
         / BTH(opcode=0x0A, dqpn=1, psn=0)
         / (b"\0" * 64)
     )
-    outer = Ether() / IP(src="10.254.0.1", dst="198.51.100.10") / GRE(seqnum_present=1, seqence_number=1)
+    outer = Ether() / IP(src="10.254.0.1", dst="198.51.100.10") / GRE(seqnum_present=1, sequence_number=1)
     frame = bytes(outer / ERSPAN_II(session_id=11) / inner)
     inner_at = len(frame) - len(bytes(inner))
     udp_at = inner_at + 14 + 20

@@ -100,7 +100,8 @@ class CaptureSource:
                 else:  # a quiet link: the kernel's receive clock moves on, ending the rows it would have ended
                     records = self.collector.advance(time.time_ns())
                 yield list(records.tables()) if len(records) else []
-            yield list(self.collector.finish().tables())
+            for records in self.collector.finishing():
+                yield list(records.tables())
 
     def kernel_stats(self) -> RingStats:
         """The ring's totals since `steps` opened it (zeros before)."""
@@ -118,6 +119,7 @@ class CaptureSource:
             "malformed": stats.malformed,
             "unattributed": stats.unattributed,
             "flow_rows": stats.flow_rows,
+            "flows_exported_early": stats.flows_exported_early,
         }
 
     def counts_by_reason(self) -> Mapping[str, Mapping[str, int]]:

@@ -23,6 +23,7 @@ from collectors.dfi_stream import DEFAULT_WINDOW_S, DfiStream, DfiStreamConfig, 
 from collectors.flows import (
     DEFAULT_ACTIVE_TIMEOUT_S,
     DEFAULT_IDLE_TIMEOUT_S,
+    DEFAULT_MAX_FLOWS,
     DEFAULT_PAUSE_FACTOR,
     DEFAULT_PAUSE_MIN_MS,
     FlowTable,
@@ -34,12 +35,13 @@ from pipeline.topology import Topology
 
 Columns = dict[str, np.ndarray]
 DEFAULT_EXPORTER = "fabricscope"
+FINISH_ROWS = 65_536  # at the end of input, flow rows leave in steps of this many (every consumer's peak)
 
 
 @dataclass(frozen=True, slots=True)
 class CollectorConfig:
     """Flow export timeouts and the DFI window in seconds of packet time, the pause rule that cuts flow rows
-    (collectors.flows); `exporter` names this collector in every record."""
+    and the bound on flows held (collectors.flows); `exporter` names this collector in every record."""
 
     exporter: str = DEFAULT_EXPORTER
     active_timeout_s: float = DEFAULT_ACTIVE_TIMEOUT_S
@@ -48,11 +50,13 @@ class CollectorConfig:
     pause_factor: float = DEFAULT_PAUSE_FACTOR
     dfi_window_s: float = DEFAULT_WINDOW_S
     sampling_rate: int = 1
+    max_flows: int = DEFAULT_MAX_FLOWS
 
 
 @dataclass
 class CollectorStats:
-    """Running totals; `malformed` counts packets the decoder could not read (skipped, never fatal)."""
+    """Running totals; `malformed` counts packets the decoder could not read (skipped, never fatal);
+    `flows_exported_early` the flow rows exported before their time because the flow table was full."""
 
     packets: int = 0
     malformed: int = 0
@@ -60,6 +64,7 @@ class CollectorStats:
     flow_rows: int = 0
     link_bin_rows: int = 0
     iteration_rows: int = 0
+    flows_exported_early: int = 0
     malformed_by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -102,11 +107,13 @@ class Collector:
                 pause_factor=self.config.pause_factor,
                 exporter=self.config.exporter,
                 sampling_rate=self.config.sampling_rate,
+                max_flows=self.config.max_flows,
             ),
         )
         self._bins = LinkBins(
             self._topology, LinkBinsConfig(exporter=self.config.exporter, sampling_rate=self.config.sampling_rate)
         )
+        self._now_ns = np.iinfo(np.int64).min  # packet time: the newest packet so far
         self._dfi = DfiStream(
             DfiStreamConfig(window_s=self.config.dfi_window_s, every_s=self.config.active_timeout_s),
             self.config.exporter,
@@ -125,8 +132,11 @@ class Collector:
         self.stats.malformed = self._decoder.stats.malformed_total
         self.stats.malformed_by_reason = dict(self._decoder.stats.malformed)
         self.stats.unattributed += int(np.count_nonzero(decoded.ok & (decoded.link < 0)))
+        early = self._flows.early_exports
         flows = self._flows.update(decoded, app=labels.app, confidence=labels.confidence, detail=labels.detail)
+        self.stats.flows_exported_early += self._flows.early_exports - early  # the table is new in each epoch
         ok = decoded.ts_ns[decoded.ok]
+        self._now_ns = max(self._now_ns, int(ok.max())) if len(ok) else self._now_ns
         labelled = self._dfi.add(flows, int(ok.max())) if len(ok) else Labelled.empty()
         return self._records(labelled, self._bins.update(decoded))
 
@@ -140,6 +150,15 @@ class Collector:
     def finish(self) -> Records:
         """Export every open flow row and bin, labelled, and every iteration (end of input)."""
         return self._records(self._dfi.flush(self._flows.flush()), self._bins.flush())
+
+    def finishing(self) -> Iterator[Records]:
+        """`finish` in steps of at most about FINISH_ROWS flow rows (a full flow table holds many more)."""
+        while self.active_flows > FINISH_ROWS:
+            flows = self._dfi.add(self._flows.drain(FINISH_ROWS), self._now_ns)
+            step = self._records(flows, self._bins.advance(self._now_ns // 1000))
+            if len(step):
+                yield step
+        yield self.finish()
 
     def run(self, batches: Iterable[PacketBatch]) -> Iterator[Records]:
         """Process every batch, then finish; yields only non-empty steps.
@@ -155,17 +174,18 @@ class Collector:
         for batch in batches:
             for part in _time_segments(batch, jump_ns):
                 first_ns = int(part.ts_ns[0])
-                if last_ns is not None and abs(first_ns - last_ns) > jump_ns:
-                    step = self.advance(last_ns + jump_ns) if first_ns > last_ns else self.finish()
-                    if first_ns < last_ns:
-                        self._start_epoch()
+                if last_ns is not None and first_ns - last_ns > jump_ns:
+                    step = self.advance(last_ns + jump_ns)
                     if len(step):
                         yield step
+                elif last_ns is not None and last_ns - first_ns > jump_ns:
+                    yield from (step for step in self.finishing() if len(step))
+                    self._start_epoch()
                 step = self.process(part)
                 last_ns = int(part.ts_ns[-1])
                 if len(step):
                     yield step
-        yield self.finish()
+        yield from self.finishing()
 
     def _records(self, labelled: Labelled, link_bins: Columns) -> Records:
         step = Records(flows=labelled.flows, link_bins=link_bins, iterations=labelled.iterations)

@@ -8,6 +8,10 @@ so rows reach the detectors milliseconds after the flow table closed them; a row
 is held until the next run, and so is every row after it: rows leave in the order the flow table exported
 them, which the detectors' lateness relies on. Bursts come from the rows themselves: the flow table cuts rows
 at pauses and flags the rows that began a burst.
+
+Memory is bounded against a flood of distinct flows: a run also starts when `max_rows // 4` rows wait for
+one (so held rows never pile up within an interval), and the window keeps at most the `max_rows` rows that
+ended last (the older ones count as missing, as rows past `window_s` do).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pipeline.records import FLOWS, ITERATIONS, Column
 
 Columns = dict[str, np.ndarray]
 DEFAULT_WINDOW_S = 10.0  # a few periods of the slowest training step worth calling periodic
+DEFAULT_MAX_ROWS = 262_144  # a few hundred MB at most with the rows waiting for a run
 WINDOW_COLUMNS = (*dict.fromkeys((*ROW_COLUMNS, "link")), BURST_START)
 _KEY_COLUMNS = ("src_port", "dst_port", "proto", "vni", "roce_qp")  # with the addresses: DFI's flow, no link
 _NEVER = np.iinfo(np.int64).min
@@ -34,16 +39,20 @@ _CLASS_NAMES = np.asarray(TRAFFIC_CLASSES, dtype=object)
 
 @dataclass(frozen=True, slots=True)
 class DfiStreamConfig:
-    """`window_s` of packet time DFI looks back over; `every_s` between two runs (packet time)."""
+    """`window_s` of packet time DFI looks back over; `every_s` between two runs (packet time); at most
+    `max_rows` rows in the window."""
 
     window_s: float = DEFAULT_WINDOW_S
     every_s: float = 1.0
+    max_rows: int = DEFAULT_MAX_ROWS
     dfi: DfiConfig = field(default_factory=DfiConfig)
     iterations: IterationConfig = field(default_factory=IterationConfig)
 
     def __post_init__(self) -> None:
         if not 0 < self.every_s <= self.window_s:
             raise ValueError("every_s must be > 0 and at most window_s")
+        if self.max_rows < 4:
+            raise ValueError("max_rows must be at least 4")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +77,7 @@ class DfiStream:
         self._window_us = round(self.config.window_s * 1e6)
         self._iterations = IterationBuilder(self.config.iterations, exporter)
         self._pending: list[Columns] = []  # window columns of every row since the last run
+        self._pending_rows = 0
         self._held: list[Columns] = []  # rows waiting for the next run (a suffix of the pending ones)
         self._known = _KnownFlows.empty()
         self._window: Columns | None = None
@@ -80,6 +90,7 @@ class DfiStream:
         released = _no_rows(FLOWS)
         if len(flows[BURST_START]):
             self._pending.append({name: flows[name] for name in WINDOW_COLUMNS})
+            self._pending_rows += len(flows[BURST_START])
             labels = None if self._held else self._known.labels(flows)
             if labels is None:
                 self._held.append(flows)
@@ -88,9 +99,10 @@ class DfiStream:
         interval = now_ns // self._every_ns
         if self._ran is None:
             self._ran = interval
-        if interval <= self._ran:
+        if interval <= self._ran and self._pending_rows < self.config.max_rows // 4:
             return Labelled(released, _no_rows(ITERATIONS))
-        self._ran = interval
+        self._ran = max(self._ran, interval)  # a run forced by the rows waiting keeps the interval's bound
+        interval = self._ran
         ran = self._run(complete_before_us=interval * self._every_ns // 1000, now_us=now_ns // 1000, final=False)
         parts = [part for part in (released, ran.flows) if len(part["ts_start"])]
         return Labelled(_concat(parts) if parts else released, ran.iterations)
@@ -109,6 +121,7 @@ class DfiStream:
         parts = [self._window] if self._window is not None else []
         parts += self._pending
         self._pending = []
+        self._pending_rows = 0
         window = _concat(parts)
         bursts = BurstTrains.from_rows(window["ts_start"].astype(np.int64), window[BURST_START])
         classes = classify_flows(FlowWindow(window, bursts), self.config.dfi)
@@ -124,9 +137,11 @@ class DfiStream:
         return Labelled(_labelled(flows, classes.traffic_class[fresh], classes.job[fresh]), iterations)
 
     def _trim(self, window: Columns, now_us: int) -> None:
-        """Keep the rows that ended within `window_s` of `now_us`."""
+        """Keep the rows that ended within `window_s` of `now_us`, at most the `max_rows` that ended last."""
         end = window["ts_end"].astype(np.int64)
         keep = end >= now_us - self._window_us
+        if keep.sum() > self.config.max_rows:
+            keep &= end >= np.partition(end, len(end) - self.config.max_rows)[len(end) - self.config.max_rows]
         if not keep.all():
             self._missing_until_us = max(self._missing_until_us, int(end[~keep].max()))
         self._window = {name: column[keep] for name, column in window.items()}

@@ -10,6 +10,11 @@ is exported once packet time has passed the end of its interval, so the result d
 boundaries. Packets arriving after their interval was exported make a further row for the same interval
 (rows add up). A flow idle for `idle_timeout_s` of packet time is forgotten (its PSN and label state too).
 
+The table holds at most `max_flows` flows (the memory bound against a flood of distinct flows): before a
+batch that would take it past the bound, the flows idle longest are exported early (their open row leaves
+as a normal row, as at an active timeout, so rows still add up to the flow's exact totals) and forgotten;
+a later packet of such a flow starts it afresh (a new row, PSN and label state, like after an idle timeout).
+
 Rows are also cut at pauses, so a link outage and its repair within one interval show as a hole between
 rows, and each RoCE burst is a row of its own: a packet starts a new row when the gap since the flow's
 previous packet on the link exceeds `pause_min_ms` and `pause_factor` times the smaller of the two gaps
@@ -43,6 +48,7 @@ DEFAULT_PAUSE_MIN_MS = 1.0  # far above line-rate packet spacing, far below the 
 DEFAULT_PAUSE_FACTOR = 8.0
 BURST_START = "burst_start"
 IDLE_SWEEP_S = 1.0  # how often (packet time) idle flows are looked for
+DEFAULT_TABLE_MEMORY_MB = 128  # with export rows and DFI's window: < 1.2 GB peak RSS (bench/flow_memory.py)
 
 KEY_FIELDS: tuple[tuple[str, str], ...] = (
     ("link", "int16"), ("direction", "int8"), ("src_hi", "uint64"), ("src_lo", "uint64"),
@@ -62,6 +68,15 @@ _FLOW_STATE: tuple[tuple[str, str, object], ...] = (  # per flow, kept across ro
     ("row_tail", "int64", 0), ("row_psn_first", "int64", -1), ("row_psn_last", "int64", -1),
     ("row_burst", "bool", False), ("close_at", "int64", np.iinfo(np.int64).max),
 )
+# Memory per flow held: every column's item (an object column holds a pointer to a shared string) and the sorted
+# hash index (hash and slot); the table never allocates more slots than max_flows.
+BYTES_PER_FLOW = (
+    sum(np.dtype(dtype).itemsize for _, dtype in KEY_FIELDS)
+    + sum(np.dtype(dtype).itemsize for _, dtype, _ in _FLOW_STATE)
+    + len(COUNTERS) * np.dtype(np.uint64).itemsize
+    + 2 * np.dtype(np.int64).itemsize
+)
+DEFAULT_MAX_FLOWS = DEFAULT_TABLE_MEMORY_MB * 2**20 // BYTES_PER_FLOW
 _PSN_HALF = 1 << 23
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
@@ -69,7 +84,8 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)
 @dataclass(frozen=True, slots=True)
 class FlowTableConfig:
     """Timeouts in seconds of packet time; `exporter` names this collector in every row. A row is cut at a
-    pause longer than `pause_min_ms` and `pause_factor` times the flow's recent packet spacing."""
+    pause longer than `pause_min_ms` and `pause_factor` times the flow's recent packet spacing. At most
+    `max_flows` flows are held (more only while one batch alone has more distinct flows)."""
 
     active_timeout_s: float = DEFAULT_ACTIVE_TIMEOUT_S
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
@@ -77,8 +93,11 @@ class FlowTableConfig:
     pause_factor: float = DEFAULT_PAUSE_FACTOR
     exporter: str = ""
     sampling_rate: int = 1
+    max_flows: int = DEFAULT_MAX_FLOWS
 
     def __post_init__(self) -> None:
+        if self.max_flows < 1:
+            raise ValueError("max_flows must be >= 1")
         if not 0 < self.active_timeout_s <= 1:
             raise ValueError("active_timeout_s must be in (0, 1] so the dashboard stays live")
         if self.idle_timeout_s < self.active_timeout_s:
@@ -166,6 +185,7 @@ class FlowTable:
         self._dtypes = {name: dtype for name, dtype in KEY_FIELDS}
         self._dtypes.update({name: dtype for name, dtype, _ in _FLOW_STATE})
         self._dtypes.update(dict.fromkeys(COUNTERS, "uint64"))
+        self.early_exports = 0  # rows exported before their time because the table was full
         self._clear()
         self._now = np.iinfo(np.int64).min
         self._last_sweep = np.iinfo(np.int64).min
@@ -206,6 +226,13 @@ class FlowTable:
             self._expire(exported)
         return self._rows(exported)
 
+    def drain(self, count: int) -> dict[str, np.ndarray]:
+        """Export the open rows of the `count` flows idle longest and forget them: the end of input in parts, so
+        that no step downstream has to take the whole table's rows at once."""
+        exported: list[dict[str, np.ndarray]] = []
+        self._forget_idlest(min(count, self._size), np.zeros(0, dtype=np.int64), exported)
+        return self._rows(exported)
+
     def flush(self) -> dict[str, np.ndarray]:
         """Export every open row and forget all flows (end of input)."""
         block = self._take_rows(np.flatnonzero(self._columns["row_interval"][: self._size] >= 0))
@@ -231,7 +258,9 @@ class FlowTable:
         rows = rows[order]
         flow_id = np.cumsum(flow_start) - 1
         flow_first = np.flatnonzero(flow_start)
-        slots, new = self._slots({name: column[flow_first] for name, column in keys.items()}, hashes[flow_first])
+        slots, new = self._slots(
+            {name: column[flow_first] for name, column in keys.items()}, hashes[flow_first], exported
+        )
         self._columns["dscp"][slots[new]] = decoded.dscp[rows[flow_first[new]]]
         if labels is not None:
             self._label(slots, flow_id, flow_first, labels, rows)
@@ -259,8 +288,10 @@ class FlowTable:
         last_of_flow[:-1] = flow_start[starts[1:]]
         self._merge(seg_slot, segments, flow_start[starts] & ~pause[starts], last_of_flow, exported)
 
-    def _slots(self, keys: dict[str, np.ndarray], hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Table slot of each distinct flow key, and which of them were created now."""
+    def _slots(
+        self, keys: dict[str, np.ndarray], hashes: np.ndarray, exported: list[dict[str, np.ndarray]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Table slot of each distinct flow key, and which of them were created now (after making room)."""
         left = np.searchsorted(self._sorted_hash, hashes, side="left")
         right = np.searchsorted(self._sorted_hash, hashes, side="right")
         slots = np.full(len(hashes), -1, dtype=np.int64)
@@ -276,6 +307,9 @@ class FlowTable:
                     slots[i] = slot
         new = slots == -1
         missing = np.flatnonzero(new)
+        renumbered = self._make_room(len(missing), slots[~new], exported)
+        if renumbered is not None:
+            slots[~new] = renumbered[slots[~new]]
         if len(missing):
             slots[missing] = self._allocate(
                 {name: column[missing] for name, column in keys.items()}, hashes[missing]
@@ -300,7 +334,7 @@ class FlowTable:
         capacity = len(self._columns["hash"])
         if size <= capacity:
             return
-        capacity = max(size, 2 * capacity, 1024)
+        capacity = max(size, min(2 * capacity, self.config.max_flows), 1024)
         for name, column in self._columns.items():
             grown = np.zeros(capacity, dtype=column.dtype)
             grown[: self._size] = column[: self._size]
@@ -449,15 +483,51 @@ class FlowTable:
             return
         self._last_sweep = self._now
         keep = (self._columns["ts_last"][:size] > self._now - self._idle_ns) | (interval >= 0)
-        if keep.all():
-            return
+        if not keep.all():
+            self._keep(keep)
+
+    def _make_room(
+        self, incoming: int, busy: np.ndarray, exported: list[dict[str, np.ndarray]]
+    ) -> np.ndarray | None:
+        """Before `incoming` new flows are added, export the open rows of the flows idle longest (not the `busy`
+        slots, which the batch updates) and forget them, so that the table stays within max_flows. Returns the
+        new slot of every old slot if flows were forgotten."""
+        excess = min(self._size + incoming - self.config.max_flows, self._size - len(busy))
+        if excess <= 0:
+            return None
+        before = sum(len(block["link"]) for block in exported)
+        renumbered = self._forget_idlest(excess, busy, exported)
+        self.early_exports += sum(len(block["link"]) for block in exported) - before
+        return renumbered
+
+    def _forget_idlest(
+        self, excess: int, busy: np.ndarray, exported: list[dict[str, np.ndarray]]
+    ) -> np.ndarray | None:
+        """Export the open rows of the `excess` flows idle longest, not `busy`, and forget those flows."""
+        if excess <= 0:
+            return None
+        idleness = self._columns["ts_last"][: self._size].copy()
+        idleness[busy] = np.iinfo(np.int64).max
+        idlest = np.argpartition(idleness, excess - 1)[:excess]
+        open_rows = idlest[self._columns["row_interval"][idlest] >= 0]
+        exported.append(self._take_rows(open_rows))
+        keep = np.ones(self._size, dtype=np.bool_)
+        keep[idlest] = False
+        return self._keep(keep)
+
+    def _keep(self, keep: np.ndarray) -> np.ndarray:
+        """Keep only the flows `keep` marks: the columns are compacted and the sorted index follows (its order
+        is unchanged, so no sort is needed). Returns the new slot of every old one (-1: forgotten)."""
+        size = self._size
         kept = int(keep.sum())
         for column in self._columns.values():
             column[:kept] = column[:size][keep]
         self._size = kept
-        order = np.argsort(self._columns["hash"][:kept], kind="stable")
-        self._sorted_hash = self._columns["hash"][:kept][order]
-        self._sorted_slot = order.astype(np.int64)
+        renumbered = np.cumsum(keep) - 1
+        still = keep[self._sorted_slot]
+        self._sorted_hash = self._sorted_hash[still]
+        self._sorted_slot = renumbered[self._sorted_slot[still]]
+        return renumbered
 
     def _flow_values(self, slots: np.ndarray) -> dict[str, np.ndarray]:
         names = [name for name, _ in KEY_FIELDS] + ["dscp", "app", "confidence", "detail"]

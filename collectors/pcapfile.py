@@ -85,10 +85,13 @@ class CaptureFile(ABC):
         """Batches from the start of the file; `stats` counts this pass."""
         self.stats = CaptureStats()
         self._skips[:] = 0
+        released = 0
         for batch in self._batches():
             self.stats.records += len(batch)
             self._sync_stats()
             yield batch
+            if len(batch):
+                released = _release(self._map, released, int(batch.offset.max()))
         self._sync_stats()
 
     @abstractmethod
@@ -320,6 +323,19 @@ def _require_regular(path: str) -> None:
     kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
     raise InputError(path, f"is {kind}, not a capture file (one written by tcpdump -w); live traffic goes "
                            "through `fabricscope capture --iface`")
+
+
+def _release(mapping: mmap.mmap, start: int, end: int) -> int:
+    """Drop the mapped pages of [start, end) (whole pages) from this process once a batch there is done: mapped
+    file pages count in its resident set, so a capture read to the end would otherwise add its whole size to
+    the peak RSS. Only a hint (a page read again is faulted back in from the page cache); returns the new start."""
+    advice = getattr(mmap, "MADV_DONTNEED", None)
+    end -= end % mmap.PAGESIZE
+    if advice is None or end <= start:
+        return start
+    with contextlib.suppress(OSError, ValueError):
+        mapping.madvise(advice, start, end - start)
+    return end
 
 
 def _input_error(path: str, exc: OSError) -> InputError:

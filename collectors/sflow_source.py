@@ -199,6 +199,7 @@ class SflowSource:
             "malformed_packets": sum(c.malformed for c in collectors),
             "unattributed": sum(c.unattributed for c in collectors),
             "flow_rows": sum(c.flow_rows for c in collectors),
+            "flows_exported_early": sum(c.flows_exported_early for c in collectors),
             "counter_rows": self._counter_rows,
         }
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from collectors.collector import DEFAULT_EXPORTER
+from collectors.collector import DEFAULT_EXPORTER, DEFAULT_MAX_FLOWS
 from fabricscope.metrics import Delivery, serve_metrics
 from fabricscope.options import option
 from pipeline.settings import IN_CODE, Origin, split_host_port
@@ -45,7 +45,8 @@ def default_metrics(port: int) -> str:
 @dataclass(frozen=True, kw_only=True)
 class ServiceConfig:
     """The service shell's settings (config section `service:`, or the keys in a source's own section):
-    the outbox's budgets while Kafka is away, the drain on SIGTERM, the exporter name, logging and /metrics.
+    the outbox's budgets while Kafka is away, the drain on SIGTERM, the exporter name, logging and /metrics,
+    and the bound on the flow table's flows (`max_flows`: capture, sflow and replay, which build one).
     `metrics` None: the command's own port on loopback (`default_metrics`); 'off': none."""
 
     buffer_memory_mb: int = DEFAULT_BUFFER_MEMORY_MB
@@ -55,8 +56,11 @@ class ServiceConfig:
     exporter: str = DEFAULT_EXPORTER
     log_level: str = DEFAULT_LOG_LEVEL
     metrics: str | None = None
+    max_flows: int = DEFAULT_MAX_FLOWS
 
     def validate(self, origin: Origin = IN_CODE) -> None:
+        if self.max_flows < 1:
+            raise origin.error("max_flows", "must be at least 1")
         for key in ("buffer_memory_mb", "buffer_disk_mb", "drain"):
             if getattr(self, key) < 0:
                 raise origin.error(key, "must not be negative")
@@ -87,6 +91,13 @@ def add_service_arguments(parser: argparse.ArgumentParser, *, metrics_port: int)
     option(group, ServiceConfig, "exporter", "--exporter", help="collector name in every record")
     option(group, ServiceConfig, "log_level", "--log-level", choices=LOG_LEVELS, help="log level")
     parser.set_defaults(metrics_port=metrics_port)
+
+
+def add_max_flows_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--max-flows, for the commands that build a flow table (capture, sflow, replay)."""
+    option(parser, ServiceConfig, "max_flows", "--max-flows", type=int, metavar="N",
+           help="flows the flow table holds at most; past it the idlest are exported early (rows stay exact). "
+           "The default is sized for ~128 MB of table memory")
 
 
 def _announced(steps: Iterator[Step], message: str) -> Iterator[Step]:

@@ -1,4 +1,9 @@
-"""Record batches written to a file instead of Kafka (`replay --out`): Parquet or JSON lines by suffix."""
+"""Record batches written to a file instead of Kafka (`replay --out`): Parquet or JSON lines by suffix.
+
+Every batch goes to the file as it comes (a Parquet row group, or JSON lines), so the file grows during the
+run and the writer holds nothing between batches; JSON lines are built JSON_CHUNK_ROWS at a time, because a
+Python object per value of a whole batch would cost more memory than the batch itself.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from pipeline import codec, records
 from pipeline.errors import InputError
 
 SUFFIXES = (".parquet", ".jsonl", ".json")
+JSON_CHUNK_ROWS = 8192
 
 
 def _json_value(value: Any) -> Any:
@@ -57,8 +63,14 @@ class RecordFileWriter:
     def _write_json(self, rows: pa.Table) -> None:
         assert self._text is not None
         names = rows.schema.names
-        for row in zip(*(column.to_pylist() for column in rows.columns), strict=True):
-            self._text.write(json.dumps({n: _json_value(v) for n, v in zip(names, row, strict=True)}) + "\n")
+        for start in range(0, rows.num_rows, JSON_CHUNK_ROWS):
+            chunk = rows.slice(start, JSON_CHUNK_ROWS)
+            lines = [
+                json.dumps({n: _json_value(v) for n, v in zip(names, row, strict=True)}) + "\n"
+                for row in zip(*(column.to_pylist() for column in chunk.columns), strict=True)
+            ]
+            self._text.write("".join(lines))
+        self._text.flush()
 
     def close(self) -> None:
         if self._parquet is not None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from collectors.capture_source import CaptureConfig
 from fabricscope.options import option
-from fabricscope.source_service import add_service_arguments
+from fabricscope.source_service import add_max_flows_argument, add_service_arguments
 
 if TYPE_CHECKING:
     from fabricscope.config import Config
@@ -26,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            help="bytes kept per frame; 256 keeps every header and TLS SNI")
     option(parser, CaptureConfig, "ring_mb", "--ring-mb", type=int, metavar="MB",
            help="kernel ring size; larger rides out longer bursts")
+    add_max_flows_argument(parser)
     add_service_arguments(parser, metrics_port=METRICS_PORT)
 
 
@@ -36,5 +37,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from pipeline.topology import load_topology
 
     source = CaptureSource(load_topology(config.required_topology()), config.capture,
-                           collector_config=CollectorConfig(exporter=config.service.exporter))
+                           collector_config=CollectorConfig(exporter=config.service.exporter,
+                                                            max_flows=config.service.max_flows))
     return run_source(args, config, source)

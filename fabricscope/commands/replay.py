@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from collectors.collector import DEFAULT_ACTIVE_TIMEOUT_S, DEFAULT_EXPORTER
+    from fabricscope.source_service import add_max_flows_argument
 
     parser.add_argument("pcaps", nargs="+", metavar="PCAP", help="pcap or pcapng files, replayed in order")
     parser.add_argument("--topology", required=True, metavar="T", help="topology YAML (DESIGN section 4)")
@@ -35,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="collector name in every record (default: %(default)s)")
     parser.add_argument("--active-timeout", type=float, default=DEFAULT_ACTIVE_TIMEOUT_S, metavar="S",
                         help="flow export interval, ≤1 s (default: %(default)s)")
+    add_max_flows_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -118,8 +120,12 @@ def run(args: argparse.Namespace, config: Config) -> int:
     counters = _counters(args)
     if not 0 < args.active_timeout <= 1:
         raise InputError("--active-timeout", "must be in (0, 1] seconds")
+    max_flows = config.service.max_flows if args.max_flows is None else args.max_flows  # flag > file > default
+    if max_flows < 1:
+        raise InputError("--max-flows" if args.max_flows is not None else str(config.file), "max_flows must be >= 1")
     collector = Collector(
-        topology, CollectorConfig(exporter=args.exporter, active_timeout_s=args.active_timeout)
+        topology,
+        CollectorConfig(exporter=args.exporter, active_timeout_s=args.active_timeout, max_flows=max_flows),
     )
     reads: list[tuple[str, CaptureStats]] = []
     batches = replay_batches(args.pcaps, speed=speed, progress=not args.no_progress, reads=reads)
@@ -137,7 +143,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
     stats = collector.stats
     print(
         f"{stats.packets} packets, {_read_totals(reads).skipped_text()}, {stats.malformed} malformed packets, "
-        f"{stats.unattributed} not attributed to a link; {summary}",
+        f"{stats.unattributed} not attributed to a link, {stats.flows_exported_early} flow rows exported early "
+        f"(table full); {summary}",
         file=sys.stderr,
     )
     return 0

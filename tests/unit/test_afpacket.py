@@ -193,7 +193,8 @@ def test_capture_source_steps_are_empty_while_idle_then_the_final_flush() -> Non
     assert steps[:2] == [[], []]
     assert [table for table, _ in steps[2]] == ["flows", "link_bins", "iterations"] and len(steps) == 3
     assert source.counts() == dict.fromkeys(
-        ("packets", "bytes", "kernel_drops", "kernel_freezes", "malformed", "unattributed", "flow_rows"), 0)
+        ("packets", "bytes", "kernel_drops", "kernel_freezes", "malformed", "unattributed", "flow_rows",
+         "flows_exported_early"), 0)
 
 
 def test_capture_source_exports_rows_while_the_link_is_quiet(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from test_flows import SECOND, T0, concat, packets
 
 from collectors.collector import Collector
 from collectors.dfi_stream import DfiStream, DfiStreamConfig
-from collectors.flows import BURST_START, FlowTable
+from collectors.flows import BURST_START, FlowTable, FlowTableConfig
 from collectors.replay import replay_batches
 from pipeline.records import column_names
 from pipeline.topology import load_topology
@@ -138,3 +138,19 @@ def test_a_two_day_jump_keeps_each_sides_rows_and_iterations(tmp_path: Path, day
     alone = (first[0] + second[0], first[1] + second[1])
     moved = records[:half] + [(ts + jump, frame) for ts, frame in records[half:]]
     assert alone[1] > 0 and replayed("jump.pcap", moved) == alone
+
+
+def test_a_flood_of_new_flows_within_one_interval_is_released_in_runs_and_the_window_is_bounded() -> None:
+    table, stream = FlowTable(config=FlowTableConfig(max_flows=50)), DfiStream(DfiStreamConfig(max_rows=80))
+    flows, released = 600, []
+    for start in range(0, flows, 40):  # every flow new, all within one export interval
+        index = np.arange(start, start + 40)
+        batch = packets(40, dqpn=index, ts_ns=T0 + index * 1000)
+        released.append(stream.add(table.update(batch), int(batch.ts_ns.max())).flows)
+        assert stream._pending_rows < 80 // 4 + 40  # a run starts once a quarter of max_rows waits
+        assert stream._window is None or len(stream._window["ts_end"]) <= 80
+    before_flush = sum(len(rows["ts_start"]) for rows in released)
+    released.append(stream.flush(table.flush()).flows)
+    assert 0 < before_flush == table.early_exports  # released before the end of input, not held for it
+    qp = np.concatenate([rows["roce_qp"] for rows in released])
+    assert sorted(qp.tolist()) == list(range(flows))  # every flow's one packet, in exactly one row

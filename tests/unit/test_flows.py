@@ -304,3 +304,25 @@ def test_batch_spanning_months_still_groups_by_flow_and_interval() -> None:
     rows = rows_of(table.update(batch), table.flush())
     assert [(r["src_port"], r["packets"], r["psn_gaps"]) for r in rows] == [(1, 2, 0), (1, 1, 0), (2, 1, 0),
                                                                               (2, 2, 0)]
+
+
+def test_a_full_table_exports_the_idlest_flows_early_and_keeps_every_total() -> None:
+    bound, flows, count = 1000, 5000, 40_000
+    rng = np.random.default_rng(13)
+    flow = rng.integers(0, flows, count)
+    wire_len = rng.integers(60, 9000, count)
+    ts = T0 + np.sort(rng.integers(0, SECOND // 2, count))  # all in one export interval: only the bound exports
+    table = FlowTable(config=FlowTableConfig(max_flows=bound, pause_min_ms=SECOND))  # no pause cuts rows either
+    results = []
+    for start in range(0, count, 500):
+        batch = slice(start, start + 500)
+        results.append(table.update(packets(500, dqpn=flow[batch], wire_len=wire_len[batch], ts_ns=ts[batch])))
+        assert len(table) <= bound
+    exported_before_flush = sum(len(result["packets"]) for result in results)
+    results.append(table.flush())
+    assert table.early_exports == exported_before_flush > 0
+    qp = np.concatenate([result["roce_qp"] for result in results]).astype(np.int64)
+    packets_per_flow = np.bincount(qp, weights=np.concatenate([r["packets"] for r in results]), minlength=flows)
+    bytes_per_flow = np.bincount(qp, weights=np.concatenate([r["bytes"] for r in results]), minlength=flows)
+    assert np.array_equal(packets_per_flow, np.bincount(flow, minlength=flows))
+    assert np.array_equal(bytes_per_flow, np.bincount(flow, weights=wire_len, minlength=flows))

@@ -1,0 +1,128 @@
+"""Peak RSS of `fabricscope replay` under a flood of distinct flows, against ndpiReader (and tshark) measured in
+this run on the same traffic.
+
+Writes a capture of N distinct RoCE flows within one second of packet time (one ERSPAN-mirrored packet each,
+in time order), byte by byte with numpy from one scapy-built template, plus the same frames without their
+ERSPAN encapsulation for the peers (they would see one GRE tunnel otherwise). Then runs, each as a process of
+its own under `/usr/bin/time -v` (its "Maximum resident set size" is the figure): `fabricscope replay` with
+`--out x.jsonl`, `--out x.parquet` and into the embedded store (broker + chdb; the broker is a process of its
+own, so this counts the collector, sink and chdb) and, up to --peer-flows (their memory grows with every
+flow: ndpiReader took 3.5 GB for 1M, 5M would take most of a shared machine), `ndpiReader -i` and
+`tshark -q -z conv,udp` (its conversation table is a flow table too). Target (issue 13): under 1.2 GB for
+1M and for 5M flows in every output mode.
+Run from the repository root: .venv/bin/python -m bench.flow_memory [--flows 1000000 5000000] [--out-dir DIR].
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.flows_pcap import PCAP_HEADER, START_S, template
+
+ROOT = Path(__file__).resolve().parents[1]
+TOPOLOGY = ROOT / "samples" / "topology.yaml"
+TARGET_MB = 1200
+MODES = ("jsonl", "parquet", "store")
+CHUNK = 250_000  # flows written per numpy block, so the generator itself stays small
+ERSPAN_II_BYTES = 14 + 20 + 8 + 8  # outer Ethernet, IPv4, GRE with sequence number, ERSPAN II
+RSS_LINE = re.compile(r"Maximum resident set size \(kbytes\): (\d+)")
+SUMMARY_EARLY = re.compile(r"(\d+) flow rows exported early")
+
+
+def write_flood(path: Path, flows: int, *, strip_erspan: bool = False) -> None:
+    """`flows` distinct RoCE flows, one packet each, spread evenly in time order over one second. A flow's index
+    gives its BTH destination QP and its 5-tuple (UDP source port: the low 16 bits; the last byte of the
+    destination address 10.0.2.x: the rest), so peers that key on the 5-tuple see as many flows as we do."""
+    frame, sport_at, dqpn_at = template()
+    if strip_erspan:
+        frame, sport_at, dqpn_at = frame[ERSPAN_II_BYTES:], sport_at - ERSPAN_II_BYTES, dqpn_at - ERSPAN_II_BYTES
+    size = len(frame)
+    with path.open("wb") as out:
+        out.write(PCAP_HEADER.tobytes())
+        for start in range(0, flows, CHUNK):
+            index = np.arange(start, min(start + CHUNK, flows), dtype=np.uint64)
+            records = np.empty((len(index), 16 + size), dtype=np.uint8)
+            records[:, 16:] = np.frombuffer(frame, dtype=np.uint8)
+            header = np.zeros((len(index), 4), dtype="<u4")
+            header[:, 0] = START_S
+            header[:, 1] = index * 1_000_000 // flows  # µs: every flow within the same second
+            header[:, 2:] = size
+            records[:, :16] = header.view(np.uint8)
+            records[:, 16 + sport_at] = (index >> 8) & 0xFF
+            records[:, 16 + sport_at + 1] = index & 0xFF
+            records[:, 16 + sport_at - 1] = 11 + (index >> 16)  # IPv4 destination's last byte, before UDP
+            for byte in range(3):
+                records[:, 16 + dqpn_at + byte] = (index >> (16 - 8 * byte)) & 0xFF
+            out.write(records.tobytes())
+
+
+def peak_rss(command: list[str]) -> tuple[float, float, str]:
+    """Peak RSS in MB and wall seconds of `command` run under /usr/bin/time -v, and its stderr."""
+    start = time.monotonic()
+    done = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True, check=False)
+    wall = time.monotonic() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{command[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
+    match = RSS_LINE.search(done.stderr)
+    if match is None:
+        raise RuntimeError("no 'Maximum resident set size' from /usr/bin/time -v")
+    return int(match.group(1)) / 1024, wall, done.stderr
+
+
+def replay(pcap: Path, mode: str, work: Path) -> list[str]:
+    command = [sys.executable, "-m", "fabricscope.cli", "replay", str(pcap), "--topology", str(TOPOLOGY),
+               "--no-progress"]
+    if mode == "store":
+        return [*command, "--data-dir", str(work / "store")]
+    return [*command, "--out", str(work / f"flows.{mode}")]
+
+
+def measure(flows: int, work: Path, modes: list[str], peer_flows: int) -> None:
+    mirrored, inner = work / f"flood-{flows}.pcap", work / f"flood-{flows}-inner.pcap"
+    write_flood(mirrored, flows)
+    write_flood(inner, flows, strip_erspan=True)
+    print(f"\n{flows:,} distinct flows within one second ({mirrored.stat().st_size / 1e6:,.0f} MB capture)")
+    for mode in modes:
+        shutil.rmtree(work / "store", ignore_errors=True)
+        rss, wall, stderr = peak_rss(replay(mirrored, mode, work))
+        early = SUMMARY_EARLY.search(stderr)
+        verdict = "under" if rss < TARGET_MB else "OVER"
+        print(f"  fabricscope replay {mode:<8} {rss:>7,.0f} MB peak RSS  {wall:>6.1f} s   "
+              f"{early.group(1) if early else '?'} rows exported early   {verdict} {TARGET_MB} MB", flush=True)
+        (work / f"flows.{mode}").unlink(missing_ok=True)
+    shutil.rmtree(work / "store", ignore_errors=True)
+    if shutil.which("ndpiReader") and flows <= peer_flows:
+        rss, wall, _ = peak_rss(["ndpiReader", "-q", "-i", str(inner)])
+        print(f"  ndpiReader -i             {rss:>7,.0f} MB peak RSS  {wall:>6.1f} s", flush=True)
+    if shutil.which("tshark") and flows <= peer_flows:
+        rss, wall, _ = peak_rss(["tshark", "-n", "-q", "-r", str(inner), "-z", "conv,udp"])
+        print(f"  tshark -z conv,udp        {rss:>7,.0f} MB peak RSS  {wall:>6.1f} s", flush=True)
+    mirrored.unlink()
+    inner.unlink()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--flows", type=int, nargs="+", default=[1_000_000, 5_000_000])
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="replay output modes")
+    parser.add_argument("--peer-flows", type=int, default=1_000_000, help="run the peers only up to this many")
+    parser.add_argument("--out-dir", type=Path, help="where the captures go (default: a temporary directory)")
+    args = parser.parse_args()
+    if args.out_dir:
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=args.out_dir) as work_name:
+        for flows in args.flows:
+            measure(flows, Path(work_name), args.modes, args.peer_flows)
+
+
+if __name__ == "__main__":
+    main()
