@@ -28,6 +28,7 @@ from collectors.flows import (
     FlowTable,
     FlowTableConfig,
 )
+from collectors.job_names import JobNameSource
 from collectors.link_bins import LinkBins, LinkBinsConfig
 from collectors.packets import PacketBatch
 from pipeline.topology import Topology
@@ -39,7 +40,8 @@ DEFAULT_EXPORTER = "fabricscope"
 @dataclass(frozen=True, slots=True)
 class CollectorConfig:
     """Flow export timeouts and the DFI window in seconds of packet time, the pause rule that cuts flow rows
-    (collectors.flows); `exporter` names this collector in every record."""
+    (collectors.flows); `exporter` names this collector in every record; `job_names` gives DFI's jobs the
+    scheduler's names (collectors.job_names)."""
 
     exporter: str = DEFAULT_EXPORTER
     active_timeout_s: float = DEFAULT_ACTIVE_TIMEOUT_S
@@ -48,6 +50,7 @@ class CollectorConfig:
     pause_factor: float = DEFAULT_PAUSE_FACTOR
     dfi_window_s: float = DEFAULT_WINDOW_S
     sampling_rate: int = 1
+    job_names: JobNameSource | None = None
 
 
 @dataclass
@@ -108,7 +111,8 @@ class Collector:
             self._topology, LinkBinsConfig(exporter=self.config.exporter, sampling_rate=self.config.sampling_rate)
         )
         self._dfi = DfiStream(
-            DfiStreamConfig(window_s=self.config.dfi_window_s, every_s=self.config.active_timeout_s),
+            DfiStreamConfig(window_s=self.config.dfi_window_s, every_s=self.config.active_timeout_s,
+                            job_names=self.config.job_names),
             self.config.exporter,
         )
 

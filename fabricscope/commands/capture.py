@@ -36,5 +36,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from pipeline.topology import load_topology
 
     source = CaptureSource(load_topology(config.required_topology()), config.capture,
-                           collector_config=CollectorConfig(exporter=config.service.exporter))
+                           collector_config=CollectorConfig(exporter=config.service.exporter,
+                                                            job_names=config.jobs))
     return run_source(args, config, source)

@@ -116,7 +116,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if not 0 < args.active_timeout <= 1:
         raise InputError("--active-timeout", "must be in (0, 1] seconds")
     collector = Collector(
-        topology, CollectorConfig(exporter=args.exporter, active_timeout_s=args.active_timeout)
+        topology, CollectorConfig(exporter=args.exporter, active_timeout_s=args.active_timeout, job_names=config.jobs)
     )
     reads: list[tuple[str, CaptureStats]] = []
     batches = replay_batches(args.pcaps, speed=speed, progress=not args.no_progress, reads=reads)

@@ -26,9 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
+    from collectors.collector import CollectorConfig
     from collectors.sflow_source import SflowSource
     from fabricscope.source_service import run_source
     from pipeline.topology import load_topology
 
-    source = SflowSource(load_topology(config.required_topology()), config.sflow, exporter=config.service.exporter)
+    source = SflowSource(load_topology(config.required_topology()), config.sflow, exporter=config.service.exporter,
+                         collector_config=CollectorConfig(job_names=config.jobs))
     return run_source(args, config, source)
