@@ -120,4 +120,6 @@ def job_names_config(document: LineDict, source: str, jobs_key: str, file_key: s
     if not isinstance(path, str) or not path:
         raise InputError(source, f"{file_key}: expected the path of a YAML or JSON file, got {path!r}",
                          line=line_of(document, file_key))
+    if not os.path.isfile(path):
+        raise InputError(source, f"{file_key}: no file at {path}", line=line_of(document, file_key))
     return JobNamesFile(path)

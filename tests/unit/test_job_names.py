@@ -67,8 +67,10 @@ def test_a_bad_jobs_section_names_file_line_and_field(tmp_path: Path, text: str,
 
 
 def test_a_missing_or_bad_jobs_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"jobs\.json: cannot read"):
-        settle(tmp_path, f"jobs_file: {tmp_path / 'jobs.json'}\n")
+    with pytest.raises(InputError) as missing:
+        settle(tmp_path, f"detectors: {{}}\njobs_file: {tmp_path / 'jobs.json'}\n")
+    assert (missing.value.source, missing.value.line) == (str(tmp_path / "fabricscope.yaml"), 2)
+    assert missing.value.reason == f"jobs_file: no file at {tmp_path / 'jobs.json'}"
     (tmp_path / "jobs.json").write_text('{"llama-70b": ["10.0.1.x"]}')
     with pytest.raises(InputError, match=r"jobs\.json:1: llama-70b: '10.0.1.x' is neither"):
         settle(tmp_path, f"jobs_file: {tmp_path / 'jobs.json'}\n")
