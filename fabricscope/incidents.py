@@ -62,11 +62,15 @@ def _text(summary: str, job: str, counts: list[str], room: int) -> str:
     """Summary, then the jobs and the details' counts: the jobs always, the counts while the summary keeps
     MIN_SUMMARY characters; the summary is cut to what is left."""
     jobs = [f"jobs: {job}"] if job else []
-    for parts in (jobs + counts, jobs):
-        tail = f" | {'; '.join(parts)}" if parts else ""
-        if room - len(tail) >= min(MIN_SUMMARY, len(summary)) or parts == jobs:
-            return _fit(summary, max(MIN_SUMMARY // 2, room - len(tail))) + tail
-    raise AssertionError("unreachable: the jobs alone are always taken")
+    parts = jobs + counts
+    if room - len(_tail(parts)) < min(MIN_SUMMARY, len(summary)):
+        parts = jobs
+    tail = _tail(parts)
+    return _fit(summary, max(MIN_SUMMARY // 2, room - len(tail))) + tail
+
+
+def _tail(parts: list[str]) -> str:
+    return f" | {'; '.join(parts)}" if parts else ""
 
 
 def to_lines(result: QueryResult, width: int = TERMINAL_WIDTH) -> str:
