@@ -29,6 +29,7 @@ from collectors.flows import (
     FlowTable,
     FlowTableConfig,
 )
+from collectors.job_names import JobNameSource
 from collectors.link_bins import LinkBins, LinkBinsConfig
 from collectors.packets import PacketBatch
 from pipeline.topology import Topology
@@ -41,7 +42,8 @@ FINISH_ROWS = 65_536  # at the end of input, flow rows leave in steps of this ma
 @dataclass(frozen=True, slots=True)
 class CollectorConfig:
     """Flow export timeouts and the DFI window in seconds of packet time, the pause rule that cuts flow rows
-    and the bound on flows held (collectors.flows); `exporter` names this collector in every record."""
+    and the bound on flows held (collectors.flows); `exporter` names this collector in every record; `job_names`
+    gives DFI's jobs the scheduler's names (collectors.job_names)."""
 
     exporter: str = DEFAULT_EXPORTER
     active_timeout_s: float = DEFAULT_ACTIVE_TIMEOUT_S
@@ -51,6 +53,7 @@ class CollectorConfig:
     dfi_window_s: float = DEFAULT_WINDOW_S
     sampling_rate: int = 1
     max_flows: int = DEFAULT_MAX_FLOWS
+    job_names: JobNameSource | None = None
 
 
 @dataclass
@@ -115,7 +118,8 @@ class Collector:
         )
         self._now_ns = np.iinfo(np.int64).min  # packet time: the newest packet so far
         self._dfi = DfiStream(
-            DfiStreamConfig(window_s=self.config.dfi_window_s, every_s=self.config.active_timeout_s),
+            DfiStreamConfig(window_s=self.config.dfi_window_s, every_s=self.config.active_timeout_s,
+                            job_names=self.config.job_names),
             self.config.exporter,
         )
 

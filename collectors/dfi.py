@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from collectors.dfi_jobs import BurstTrains, JobConfig, clusters, is_collective
+from collectors.job_names import JobNames
 from pipeline.labels import TRAFFIC_CLASS_CODE
 
 OTHER, COLLECTIVE, P2P, BULK, INTERACTIVE, CONTROL = (
@@ -81,8 +82,8 @@ class FlowClasses:
     flow: np.ndarray  # int64
 
 
-def classify_flows(window: FlowWindow, config: DfiConfig | None = None) -> FlowClasses:
-    """Traffic class and job of every row of `window`."""
+def classify_flows(window: FlowWindow, config: DfiConfig | None = None, names: JobNames | None = None) -> FlowClasses:
+    """Traffic class and job of every row of `window`; a job `names` knows takes its scheduler name."""
     config = config or DfiConfig()
     n = len(window)
     if n == 0:
@@ -97,7 +98,7 @@ def classify_flows(window: FlowWindow, config: DfiConfig | None = None) -> FlowC
     traffic_class = np.full(len(first_row), OTHER, dtype=np.uint8)
     job = np.full(len(first_row), "", dtype=object)
     _classify_other(flows, config, traffic_class)
-    _classify_roce(flows, trains, hosts, config.jobs, traffic_class, job)
+    _classify_roce(flows, trains, hosts, config.jobs, traffic_class, job, names or JobNames())
     return FlowClasses(traffic_class[flow], job[flow], flow)
 
 
@@ -192,7 +193,7 @@ def _classify_other(flows: _Flows, config: DfiConfig, traffic_class: np.ndarray)
 
 def _classify_roce(
     flows: _Flows, trains: BurstTrains, hosts: np.ndarray, config: JobConfig, traffic_class: np.ndarray,
-    job: np.ndarray,
+    job: np.ndarray, names: JobNames,
 ) -> None:
     """RoCE data flows: collective (and job) or p2p; ACK-only flows follow the data of their host pair."""
     not_cnp = flows.cnp < flows.packets
@@ -202,7 +203,7 @@ def _classify_roce(
         members = np.asarray(group)
         if is_collective(flows.src_host[members], flows.dst_host[members], config):
             traffic_class[members] = COLLECTIVE
-            job[members] = _job_name(hosts, np.union1d(flows.src_host[members], flows.dst_host[members]))
+            job[members] = _job_name(hosts, np.union1d(flows.src_host[members], flows.dst_host[members]), names)
     acks = np.flatnonzero((flows.roce_ack > 0) & (flows.roce_data == 0) & not_cnp)
     if not len(acks):
         return
@@ -270,8 +271,9 @@ def _microseconds(times: np.ndarray) -> np.ndarray:
     return np.asarray(times).astype("datetime64[us]").astype(np.int64)
 
 
-def _job_name(hosts: np.ndarray, members: np.ndarray) -> str:
-    """Named after its lowest host address, which stays the same while the job runs."""
-    hi, lo = (int(word) for word in hosts[members.min()])
-    address = ipaddress.IPv6Address((hi << 64) | lo)
-    return f"job-{address.ipv4_mapped or address}"
+def _job_name(hosts: np.ndarray, members: np.ndarray, names: JobNames) -> str:
+    """The scheduler's name of the job when `names` has one; else named after its lowest host address, which
+    stays the same while the job runs."""
+    addresses = [ipaddress.IPv6Address((int(hi) << 64) | int(lo)) for hi, lo in hosts[members]]
+    lowest = addresses[int(np.argmin(members))]
+    return names.name(addresses) or f"job-{lowest.ipv4_mapped or lowest}"

@@ -25,6 +25,7 @@ from collectors.dfi import ROW_COLUMNS, DfiConfig, FlowClasses, FlowWindow, clas
 from collectors.dfi_jobs import BurstTrains
 from collectors.flows import BURST_START
 from collectors.iterations import IterationBuilder, IterationConfig
+from collectors.job_names import JobNameSource
 from pipeline.labels import TRAFFIC_CLASSES
 from pipeline.records import FLOWS, ITERATIONS, Column
 
@@ -40,13 +41,15 @@ _CLASS_NAMES = np.asarray(TRAFFIC_CLASSES, dtype=object)
 @dataclass(frozen=True, slots=True)
 class DfiStreamConfig:
     """`window_s` of packet time DFI looks back over; `every_s` between two runs (packet time); at most
-    `max_rows` rows in the window."""
+    `max_rows` rows in the window; `job_names` the scheduler's names for the jobs found, asked again at every
+    run (a jobs file may have changed)."""
 
     window_s: float = DEFAULT_WINDOW_S
     every_s: float = 1.0
     max_rows: int = DEFAULT_MAX_ROWS
     dfi: DfiConfig = field(default_factory=DfiConfig)
     iterations: IterationConfig = field(default_factory=IterationConfig)
+    job_names: JobNameSource | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.every_s <= self.window_s:
@@ -124,7 +127,8 @@ class DfiStream:
         self._pending_rows = 0
         window = _concat(parts)
         bursts = BurstTrains.from_rows(window["ts_start"].astype(np.int64), window[BURST_START])
-        classes = classify_flows(FlowWindow(window, bursts), self.config.dfi)
+        names = self.config.job_names.current() if self.config.job_names is not None else None
+        classes = classify_flows(FlowWindow(window, bursts), self.config.dfi, names)
         iterations = self._iterations.update(window, classes, complete_before_us, self._missing_until_us)
         if not final:
             self._known = _KnownFlows.of(window, classes)

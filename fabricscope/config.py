@@ -9,6 +9,8 @@ into a typed Config, one attribute per section, each a component's frozen config
     sink:       SinkConfig         (`ingest`)                         (pipeline.sink)
     dashboard:  DashboardConfig    (`dashboard`, `demo`)              (dashboards.server)
     service:    ServiceConfig      (every long-running command)       (fabricscope.source_service)
+    jobs:       scheduler job name → hosts or prefixes, or
+    jobs_file:  a YAML/JSON file of that mapping, re-read on change   (collectors.job_names)
 
 Precedence: a flag given on the command line wins over the file, which wins over the dataclass defaults
 (the ones --help shows). A live source's own section may also hold the service's keys and `topology`
@@ -37,6 +39,7 @@ from pipeline.yamlfile import LineDict, LineList, line_of, load_yaml
 if TYPE_CHECKING:
     from collectors.capture_source import CaptureConfig
     from collectors.gnmi import GnmiConfig
+    from collectors.job_names import JobNameSource
     from collectors.sflow_source import SflowConfig
     from collectors.snmp import SnmpConfig
     from dashboards.server import DashboardConfig
@@ -56,7 +59,8 @@ SECTIONS: dict[str, str] = {
     "service": "fabricscope.source_service:ServiceConfig",
 }
 KAFKA, DETECTORS, SERVICE, ALERTS = "kafka", "detectors", "service", "alerts"
-KNOWN_SECTIONS = (KAFKA, DETECTORS, ALERTS, *SECTIONS)
+JOBS, JOBS_FILE = "jobs", "jobs_file"
+KNOWN_SECTIONS = (KAFKA, DETECTORS, ALERTS, *SECTIONS, JOBS, JOBS_FILE)
 # the command → the section of its own component
 COMMAND_SECTIONS = {"capture": "capture", "sflow": "sflow", "snmp": "snmp", "gnmi": "gnmi", "ingest": "sink",
                     "dashboard": "dashboard", "demo": "dashboard"}
@@ -85,6 +89,7 @@ class Config:
     topology: str | None = None
     kafka: Mapping[str, Any] = field(default_factory=dict)
     sections: Mapping[str, Any] = field(default_factory=dict)
+    jobs: JobNameSource | None = None  # the scheduler's names for DFI's jobs, when the file gives them
 
     def _section(self, name: str) -> Any:
         if name in self.sections:
@@ -190,7 +195,12 @@ def load_config(args: argparse.Namespace) -> Config:
     if command in SOURCE_COMMANDS and not topology:
         raise InputError("--topology", f"required (on the command line or as {own}.topology in --config)")
     kafka = kafka_section(document, source) if file else {}
-    return Config(file=file, topology=topology, kafka=kafka, sections=sections)
+    jobs = None
+    if JOBS in document or JOBS_FILE in document:
+        from collectors.job_names import job_names_config
+
+        jobs = job_names_config(document, source, JOBS, JOBS_FILE)
+    return Config(file=file, topology=topology, kafka=kafka, sections=sections, jobs=jobs)
 
 
 def kafka_section(document: LineDict, source: str) -> dict[str, Any]:

@@ -1,7 +1,13 @@
-"""Query results for people and programs: a JSON array of objects, or an aligned text table."""
+"""Query results for people and programs: an aligned text table, a JSON array of objects, or CSV.
+
+JSON and CSV are complete (every value as the store has it, times ISO 8601 with Z to the µs); the table is for
+reading: times to the ms with their zone, byte counts in SI units, IP protocols by name.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 import ipaddress
 import json
 import math
@@ -12,10 +18,12 @@ from uuid import UUID
 
 from pipeline.store import QueryResult
 
-FORMATS = ("table", "json")
+FORMATS = ("table", "json", "csv")
+PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 47: "gre", 58: "ipv6-icmp", 132: "sctp"}  # IANA keywords
+SI_PREFIXES = ("", "k", "M", "G", "T", "P", "E")
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """A JSON-able value for any ClickHouse type, losing nothing a reader needs.
 
     Times in ISO 8601 with their zone, Z for UTC (a naive datetime from the driver is UTC, never shown
@@ -37,31 +45,32 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, list | tuple | set | frozenset):
-        return [_plain(item) for item in value]
+        return [plain_value(item) for item in value]
     if isinstance(value, dict):
-        return {_key(key): _plain(item) for key, item in value.items()}
+        return {_key(key): plain_value(item) for key, item in value.items()}
     return value
 
 
 def _key(key: Any) -> str:
-    plain = _plain(key)
+    plain = plain_value(key)
     return plain if isinstance(plain, str) else json.dumps(plain, ensure_ascii=False, default=str)
 
 
-def _columns(result: QueryResult) -> list[str]:
+def column_names(result: QueryResult) -> list[str]:
     """The result's column names; a statement that names none (KILL QUERY ... SYNC) gets _1, _2, ..."""
     width = max([len(result.columns)] + [len(row) for row in result.rows])
     return list(result.columns) + [f"_{i + 1}" for i in range(len(result.columns), width)]
 
 
 def to_json(result: QueryResult) -> str:
-    columns = _columns(result)
-    return json.dumps([dict(zip(columns, map(_plain, row), strict=False)) for row in result.rows],
+    columns = column_names(result)
+    return json.dumps([dict(zip(columns, map(plain_value, row), strict=False)) for row in result.rows],
                       ensure_ascii=False, allow_nan=False, default=str)
 
 
 def _cell(value: Any) -> str:
-    plain = _plain(value)
+    """The complete text of a value (CSV): arrays and maps as JSON, nothing as the empty string."""
+    plain = plain_value(value)
     if plain is None:
         return ""
     if isinstance(plain, list | dict):
@@ -69,11 +78,40 @@ def _cell(value: Any) -> str:
     return str(plain)
 
 
+def shown_time(moment: datetime) -> str:
+    """A time for people: ISO 8601 to the ms (cut, never rounded into the next ms) with its zone, Z for UTC."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def si_bytes(count: float) -> str:
+    """30920640 → '30.9 MB': three significant digits and an SI prefix (powers of 1000, as link speeds are)."""
+    size, prefix = float(count), 0
+    while abs(size) >= 999.95 and prefix < len(SI_PREFIXES) - 1:
+        size, prefix = size / 1000, prefix + 1
+    if prefix == 0:
+        return f"{count:g} B"
+    return f"{size:.{max(0, 2 - int(math.log10(abs(size))))}f} {SI_PREFIXES[prefix]}B"
+
+
+def _shown(column: str, value: Any) -> str:
+    """A value for the table, by what it is and what its column holds."""
+    if isinstance(value, datetime):
+        return shown_time(value)
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        if column == "bytes" or column.endswith("_bytes"):
+            return si_bytes(value)
+        if column == "proto" and isinstance(value, int):
+            return PROTOCOL_NAMES.get(value, str(value))
+    return _cell(value)
+
+
 def to_table(result: QueryResult) -> str:
-    columns = _columns(result)
+    columns = column_names(result)
     if not columns:
         return "(no rows)"
-    cells = [[_cell(value) for value in row] + [""] * (len(columns) - len(row)) for row in result.rows]
+    cells = [[_shown(column, value) for column, value in zip(columns, row, strict=False)]
+             + [""] * (len(columns) - len(row)) for row in result.rows]
     widths = [max([len(name)] + [len(row[i]) for row in cells]) for i, name in enumerate(columns)]
     lines = ["  ".join(name.ljust(width) for name, width in zip(columns, widths, strict=True)).rstrip(),
              "  ".join("-" * width for width in widths)]
@@ -82,5 +120,14 @@ def to_table(result: QueryResult) -> str:
     return "\n".join(lines)
 
 
+def to_csv(result: QueryResult) -> str:
+    """A header line and one line per row (RFC 4180 quoting); arrays and maps as JSON text in their cell."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(column_names(result))
+    writer.writerows([_cell(value) for value in row] for row in result.rows)
+    return out.getvalue().rstrip("\n")
+
+
 def render(result: QueryResult, output_format: str) -> str:
-    return to_json(result) if output_format == "json" else to_table(result)
+    return {"json": to_json, "csv": to_csv}.get(output_format, to_table)(result)

@@ -125,7 +125,8 @@ EVENTS: tuple[Column, ...] = (
     _lc("link", "link the event is about, '' if none"),
     _lc("direction", "up, down or unknown"),
     _lc("device", "switch the event is about, '' if none"),
-    _lc("job", "collective job the event is about, '' if none"),
+    _lc("job", "collective job the event is about (congestion: every job through it, most bytes first, "
+        "comma-separated), '' if none"),
     _str("summary", "one line for people"),
     _f("convergence_ms", "fast_recovery: max of local and remote convergence", nullable=True),
     _f("local_convergence_ms", "fast_recovery: affected up flows back on another uplink", nullable=True),

@@ -38,5 +38,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
     source = CaptureSource(load_topology(config.required_topology()), config.capture,
                            collector_config=CollectorConfig(exporter=config.service.exporter,
-                                                            max_flows=config.service.max_flows))
+                                                            max_flows=config.service.max_flows,
+                                                            job_names=config.jobs))
     return run_source(args, config, source)

@@ -4,11 +4,14 @@ Embedded broker and ClickHouse (unless --kafka/--clickhouse), a synthetic leaf-s
 cycles and replayed in real time through the collector, the sink and the detectors, and the dashboard on
 http://127.0.0.1:8050. Every cycle has a congestion episode and a link failure with its recovery. Between
 cycles the Kafka topics are deleted and created again, since the embedded broker keeps every byte in memory.
+The jobs DFI finds carry the names the scenario gave them (its hosts per job, as a scheduler would report
+them), unless --config maps jobs itself.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +20,7 @@ from fabricscope.commands.dashboard import add_listen_arguments
 from pipeline.errors import InputError
 
 if TYPE_CHECKING:
+    from collectors.job_names import JobNames
     from fabricscope.config import Config
 
 DEFAULT_CYCLE_S = 120
@@ -30,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    from collectors.collector import Collector
+    from collectors.collector import Collector, CollectorConfig
     from collectors.replay import replay_batches
     from dashboards.app import dashboard_server
     from fabricscope.alerting import alerts_summary, build_notifier
@@ -59,7 +63,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         try:
             outputs, played = first, 0
             while True:
-                collector = Collector(topology)
+                collector = Collector(topology, CollectorConfig(job_names=config.jobs or scenario_jobs(outputs.truth)))
                 batches = replay_batches([outputs.pcap], speed=1.0, progress=False)
                 notifier = build_notifier(config, services.bus, f"fabricscope-demo-alerts-{played}")
                 summary = stream_to_store(
@@ -83,3 +87,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 outputs = next(cycles)
         finally:
             server.stop()
+
+
+def scenario_jobs(truth: Path) -> JobNames:
+    """The generator's jobs and their hosts, from a cycle's truth file: what a scheduler would tell."""
+    from collectors.job_names import JobNames
+
+    jobs = json.loads(truth.read_text(encoding="utf-8"))["jobs"]
+    return JobNames.from_hosts({name: job["hosts"] for name, job in jobs.items()})

@@ -1,6 +1,8 @@
-"""`fabricscope events [--kind K] [--since T] [--format json|table]`: the detected incidents, oldest first.
+"""`fabricscope events [--kind K] [--since T] [--format table|json|csv]`: the detected incidents, oldest first.
 
-One row per incident (the `incidents` view: each event_id's latest row), open ones included.
+One row per incident (the `incidents` view: each event_id's latest row), open ones included. The table
+gives one line per incident within 120 columns (time to the ms, kind, link, state, the summary and what
+the details hold); json and csv give every column, json with `details` as an object, csv as JSON text.
 
 --since takes an ISO 8601 time (UTC unless it says otherwise) or a look-back such as 30s, 15m, 2h, 7d.
 """
@@ -12,7 +14,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from fabricscope.commands.query import add_format_argument, read_only_config, read_only_query
+from fabricscope.commands.query import read_only_config, read_only_query
 from pipeline.errors import InputError
 from pipeline.labels import EVENT_KINDS
 
@@ -31,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", choices=EVENT_KINDS, help="only events of this kind")
     parser.add_argument("--since", metavar="T", help="ISO 8601 time or look-back (30s, 15m, 2h, 7d)")
     parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="at most this many (default: %(default)s)")
-    add_format_argument(parser)
+    parser.add_argument("--format", choices=("table", "json", "csv"), default="table", dest="output_format",
+                        help="table: one line per incident within 120 columns, details summarised; json, csv: "
+                             "every column, times ISO 8601 with Z (default: %(default)s)")
 
 
 def parse_since(text: str, *, now: datetime) -> datetime:
@@ -48,7 +52,7 @@ def parse_since(text: str, *, now: datetime) -> datetime:
 
 def run(args: argparse.Namespace, config: Config) -> int:
     del config  # no component of this command is configured in --config
-    from fabricscope.results import render
+    from fabricscope.incidents import render
     from pipeline.store import Store
 
     if args.limit <= 0:

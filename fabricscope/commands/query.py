@@ -1,4 +1,7 @@
-"""`fabricscope query "SQL" [--format json|table]`: run one read-only query against the store.
+"""`fabricscope query "SQL" [--format table|json|csv]`: run one read-only query against the store.
+
+table is for reading (times to the ms with their zone, bytes in SI units, protocols by name); json and csv
+are complete (times ISO 8601 with Z, to the µs; arrays and maps as JSON, in one CSV cell each).
 
 The store runs one read and nothing else (Store.query_readonly): several statements, a write, KILL, SET or
 SETTINGS, INTO OUTFILE and functions that reach files or the network (file, url, remote, s3, ...) are
@@ -27,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_format_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("table", "json"), default="table", dest="output_format",
-                        help="output format (default: %(default)s)")
+    parser.add_argument("--format", choices=("table", "json", "csv"), default="table", dest="output_format",
+                        help="table to read (times to the ms, SI units); json or csv complete, times ISO 8601 "
+                             "with Z (default: %(default)s)")
 
 
 def run(args: argparse.Namespace, config: Config) -> int:

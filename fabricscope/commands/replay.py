@@ -125,7 +125,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         raise InputError("--max-flows" if args.max_flows is not None else str(config.file), "max_flows must be >= 1")
     collector = Collector(
         topology,
-        CollectorConfig(exporter=args.exporter, active_timeout_s=args.active_timeout, max_flows=max_flows),
+        CollectorConfig(exporter=args.exporter, active_timeout_s=args.active_timeout, max_flows=max_flows,
+                        job_names=config.jobs),
     )
     reads: list[tuple[str, CaptureStats]] = []
     batches = replay_batches(args.pcaps, speed=speed, progress=not args.no_progress, reads=reads)

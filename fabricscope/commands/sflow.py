@@ -33,5 +33,5 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from pipeline.topology import load_topology
 
     source = SflowSource(load_topology(config.required_topology()), config.sflow, exporter=config.service.exporter,
-                         collector_config=CollectorConfig(max_flows=config.service.max_flows))
+                         collector_config=CollectorConfig(max_flows=config.service.max_flows, job_names=config.jobs))
     return run_source(args, config, source)

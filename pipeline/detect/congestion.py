@@ -332,7 +332,7 @@ class CongestionDetector:
             self._spans.setdefault(link, []).append((start, end))
         return make_event(
             "congestion", ts=ts, ts_end=ts_end, severity="warning", link=link, direction=direction,
-            job=jobs[0] if len(jobs) == 1 else "", value=run.peak_ratio, state=state, updated=run.updated,
+            job=",".join(jobs), value=run.peak_ratio, state=state, updated=run.updated,
             identity=(link, direction, run.first_bin),
             summary=f"congestion on {link} {direction}: peak CE ratio {ratio}, {run.ce} CE over {len(marks)} "
                     f"bursts, {cnp} CNP, {pause} PFC pauses" + (f", jobs {', '.join(jobs)}" if jobs else ""),

@@ -448,7 +448,8 @@ class FastRecoveryDetector:
             flows_affected=affected, flows_recovered=back, packets_lost=int(lost.sum()), value=convergence,
             state=state, updated=failure.updated,
             summary=f"{failure.link} failed ({failure.trigger.replace('_', '-')}): converged "
-                    f"{text or 'never'}, {back}/{affected} flows recovered, {int(lost.sum())} packets lost",
+                    f"{text or 'never'}, {back}/{affected} flows recovered, {int(lost.sum())} "
+                    f"{'packet' if int(lost.sum()) == 1 else 'packets'} lost",
             details={"leaf": failure.leaf, "spine": failure.spine, "trigger": failure.trigger, "flows": flows,
                      "interrupted": int(interrupted.sum()),
                      "median_convergence_ms": float(np.median(delay_ms[interrupted])) if interrupted.any() else None,

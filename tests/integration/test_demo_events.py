@@ -33,7 +33,9 @@ def test_n_demo_cycles_give_n_failures_n_congestions_and_no_event_on_a_healthy_l
                            "--port", str(free_port()), "--data-dir", str(data_dir)],
                           capture_output=True, text=True, timeout=CYCLES * CYCLE_S + 180)
     assert done.returncode == 0, done.stderr
-    faults = yaml.safe_load(next((data_dir / "demo").glob("cycle-*.scenario.yaml")).read_text())["faults"]
+    scenario = yaml.safe_load(next((data_dir / "demo").glob("cycle-*.scenario.yaml")).read_text())
+    faults = scenario["faults"]
+    jobs = {traffic["job"] for traffic in scenario["traffic"] if "job" in traffic}
     failing = next(fault["link"] for fault in faults if fault["kind"] == "link_failure")
     congested = next((fault["link"], fault["direction"]) for fault in faults if fault["kind"] == "congestion")
     query = subprocess.run([*FABRICSCOPE, "events", "--format", "json", "--data-dir", str(data_dir)],
@@ -46,5 +48,8 @@ def test_n_demo_cycles_give_n_failures_n_congestions_and_no_event_on_a_healthy_l
     congestions = [e for e in incidents if e["kind"] == "congestion"]
     assert [(e["link"], e["direction"]) for e in congestions] == [congested] * CYCLES, summary
     assert len([e for e in incidents if e["kind"] == "collective_slowdown"]) >= CYCLES, summary
+    # the jobs carry the names the scenario gave them, not DFI's ids
+    assert {e["job"] for e in incidents if e["kind"] == "collective_slowdown"} <= jobs, summary
+    assert all(e["job"] and set(e["job"].split(",")) <= jobs for e in congestions), summary
     assert {e["link"] for e in incidents if e["kind"] in LINK_KINDS} == {failing}, summary
     assert {e["link"] for e in incidents} <= {"", failing, congested[0]}, summary

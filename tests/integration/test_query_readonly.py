@@ -123,7 +123,7 @@ def test_every_type_the_engine_returns_renders_as_json(store: Store) -> None:
         "raw": "ab\x00", "floats": [[1.5, None]], "m": {"k": "1.2.3.4"}, "t": [1, "a", None],
         "nt": {"a": 1, "b": "x"}, "big": -5, "yes": True, "nothing": None,
     }]
-    assert "2026-01-15T10:00:00Z" in to_table(result)
+    assert "2026-01-15T10:00:00.000Z" in to_table(result)
 
 
 def test_a_syntax_error_names_the_users_text_not_the_parse_around_it(store: Store) -> None:

@@ -3,6 +3,7 @@ defaults; anything unknown or mistyped named with file:line; --help shows the da
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 import sys
 from pathlib import Path
@@ -198,3 +199,4 @@ def test_the_readme_example_loads(tmp_path: Path) -> None:
     assert config.kafka["security_protocol"] == "SASL_SSL"
     assert (config.capture.iface, config.snmp.community, config.service.drain) == ("ens2f1", "fabricscope", 60.0)
     assert config.detectors.congestion.ce_ratio == 0.05 and config.dashboard.host == "0.0.0.0"
+    assert config.jobs is not None and config.jobs.current().name([ipaddress.ip_address("10.0.2.7")]) == "llama-70b"

@@ -200,7 +200,7 @@ def test_details_name_the_jobs_and_top_flows_through_the_link() -> None:
     assert details["jobs"] == ["llama", "bert"]
     assert [f["flow"].split(":")[0] for f in details["top_flows"]] == ["10.0.3.2", "10.0.3.1"]
     assert details["top_flows"][0]["ecn_ce"] == 90 and details["top_flows"][0]["job"] == "llama"
-    assert events[0]["job"] == ""
+    assert events[0]["job"] == "llama,bert"  # the jobs the summary names, not an empty column
 
 
 def test_an_episode_ended_by_the_next_one_still_waits_for_its_flow_rows() -> None:

@@ -1,14 +1,16 @@
-"""Query results rendered for people (aligned table) and programs (JSON objects)."""
+"""Query results rendered for people (aligned table) and programs (JSON objects, CSV)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import ipaddress
 import json
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from uuid import UUID
 
-from fabricscope.results import to_json, to_table
+from fabricscope.results import si_bytes, to_csv, to_json, to_table
 from pipeline.store import QueryResult
 
 RESULT = QueryResult(
@@ -65,3 +67,33 @@ def test_a_result_without_column_names_keeps_its_values() -> None:
     result = QueryResult([], [], [("finished", UUID(int=3))])
     assert json.loads(to_json(result)) == [{"_1": "finished", "_2": "00000000-0000-0000-0000-000000000003"}]
     assert to_table(result).splitlines()[0].split() == ["_1", "_2"]
+
+
+def test_csv_is_complete_and_parses_back() -> None:
+    result = QueryResult(
+        columns=["ts", "summary", "nested", "value"], types=["DateTime64(6, 'UTC')", "String", "Array(String)",
+                                                              "Nullable(Float64)"],
+        rows=[(datetime(2026, 1, 15, 11, 0, 0, 250001, tzinfo=UTC), 'a, "quoted"\nline', ["x", "y"], None)],
+    )
+    assert list(csv.reader(io.StringIO(to_csv(result)))) == [
+        ["ts", "summary", "nested", "value"],
+        ["2026-01-15T11:00:00.250001Z", 'a, "quoted"\nline', '["x", "y"]', ""],
+    ]
+    assert to_csv(QueryResult(["n"], ["UInt8"], [])) == "n"
+
+
+def test_the_table_shows_times_to_the_ms_bytes_in_si_units_and_protocols_by_name() -> None:
+    result = QueryResult(
+        columns=["ts_start", "proto", "bytes", "rx_bytes", "packets"],
+        types=["DateTime64(6, 'UTC')", "UInt8", "UInt64", "UInt64", "UInt64"],
+        rows=[(datetime(2026, 1, 15, 11, 0, 0, 999999), 17, 30920640, 999, 30920640),
+              (datetime(2026, 1, 15, 11, 0, 1, tzinfo=UTC), 254, 1000, 0, 1)],
+    )
+    lines = to_table(result).splitlines()
+    assert lines[2].split() == ["2026-01-15T11:00:00.999Z", "udp", "30.9", "MB", "999", "B", "30920640"]
+    assert lines[3].split() == ["2026-01-15T11:00:01.000Z", "254", "1.00", "kB", "0", "B", "1"]
+
+
+def test_si_bytes_keeps_three_significant_digits() -> None:
+    assert [si_bytes(n) for n in (0, 999, 1000, 12_345, 999_960, 1_234_567_890_123)] == [
+        "0 B", "999 B", "1.00 kB", "12.3 kB", "1.00 MB", "1.23 TB"]
