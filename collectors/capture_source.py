@@ -23,6 +23,7 @@ from collectors.afpacket import (
     interface_index,
 )
 from collectors.collector import Collector, CollectorConfig
+from collectors.recorder import Recorder
 from pipeline.errors import InputError
 from pipeline.settings import IN_CODE, Origin
 from pipeline.source import Step
@@ -64,14 +65,15 @@ class CaptureSource:
     name = "capture"
 
     def __init__(self, topology: Topology, config: CaptureConfig, *,
-                 collector_config: CollectorConfig | None = None) -> None:
+                 collector_config: CollectorConfig | None = None, recorder: Recorder | None = None) -> None:
         self.config = config
         self.iface = config.iface or ""
         self.snaplen = config.snaplen
         self.block_bytes = config.block_bytes
         self.blocks = config.blocks
         self.timeout_ms = config.timeout_ms
-        self.collector = Collector(topology, collector_config)
+        self.recorder = recorder
+        self.collector = Collector(topology, collector_config, recorder=recorder)
         self._bytes = 0
         self._ring: PacketRing | None = None
 
@@ -88,19 +90,28 @@ class CaptureSource:
     def steps(self, stop: threading.Event) -> Iterator[Step]:
         """One step per ring wake-up (at least every `timeout_ms`); after `stop`, the collector's final flush.
         Frames are stamped by the kernel on CLOCK_REALTIME, so an idle wake-up advances packet time to now."""
-        with PacketRing(
-            self.iface, snaplen=self.snaplen, block_bytes=self.block_bytes, blocks=self.blocks,
-            timeout_ms=self.timeout_ms,
-        ) as ring:
-            self._ring = ring
-            for batch in ring.batches(stop):
-                if len(batch):
-                    self._bytes += int(batch.wirelen.sum(dtype=np.int64))
-                    records = self.collector.process(batch)
-                else:  # a quiet link: the kernel's receive clock moves on, ending the rows it would have ended
-                    records = self.collector.advance(time.time_ns())
-                yield list(records.tables()) if len(records) else []
-            yield list(self.collector.finish().tables())
+        try:
+            with PacketRing(
+                self.iface, snaplen=self.snaplen, block_bytes=self.block_bytes, blocks=self.blocks,
+                timeout_ms=self.timeout_ms,
+            ) as ring:
+                self._ring = ring
+                for batch in ring.batches(stop):
+                    if len(batch):
+                        self._bytes += int(batch.wirelen.sum(dtype=np.int64))
+                        records = self.collector.process(batch)
+                    else:  # a quiet link: the kernel's receive clock moves on, ending the rows it would have ended
+                        records = self.collector.advance(time.time_ns())
+                    yield list(records.tables()) if len(records) else []
+                yield list(self.collector.finish().tables())
+        finally:
+            if self.recorder is not None:
+                self.recorder.close()
+
+    def on_events(self, events: Mapping[str, np.ndarray]) -> None:
+        """The detectors' event rows (embedded mode runs them in this process): the recorder pins incidents."""
+        if self.recorder is not None:
+            self.recorder.on_events(events)
 
     def kernel_stats(self) -> RingStats:
         """The ring's totals since `steps` opened it (zeros before)."""
@@ -110,7 +121,8 @@ class CaptureSource:
         """Totals since start: `packets` decoded, `bytes` their length on the capture interface."""
         kernel = self.kernel_stats()
         stats = self.collector.stats
-        return {
+        recorded = self.recorder.counts() if self.recorder is not None else {}
+        return {**recorded,
             "packets": stats.packets,
             "bytes": self._bytes,
             "kernel_drops": kernel.drops,

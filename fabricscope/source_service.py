@@ -129,7 +129,9 @@ def _to_kafka(args: argparse.Namespace, config: Config, steps: Iterator[Step], d
     return f"{sum(delivery.sent.values())} rows sent to {args.kafka}, {sum(delivery.dropped.values())} dropped; {where}"
 
 
-def _to_embedded_store(args: argparse.Namespace, config: Config, steps: Iterator[Step], delivery: Delivery) -> str:
+def _to_embedded_store(args: argparse.Namespace, config: Config, source: Source, steps: Iterator[Step],
+                       delivery: Delivery) -> str:
+    """Detectors run here, so a source that records packets (`on_events`) learns of incidents as they open."""
     from fabricscope.services import Services, ServicesConfig
     from pipeline.detect.engine import DetectorSet
     from pipeline.streaming import stream_to_store
@@ -138,7 +140,7 @@ def _to_embedded_store(args: argparse.Namespace, config: Config, steps: Iterator
     detectors = DetectorSet(load_topology(config.required_topology()), config.detectors)
     with Services(ServicesConfig.from_args(args, config.kafka)) as services:
         summary = stream_to_store(_counted(steps, delivery), bus=services.bus, store=services.store,
-                                  detectors=detectors, progress=False)
+                                  detectors=detectors, progress=False, on_events=getattr(source, "on_events", None))
     return str(summary)
 
 
@@ -161,7 +163,7 @@ def run_source(args: argparse.Namespace, config: Config, source: Source) -> int:
         try:
             steps = _announced(source.steps(stop), message)
             summary = (_to_kafka(args, config, steps, delivery) if args.kafka
-                       else _to_embedded_store(args, config, steps, delivery))
+                       else _to_embedded_store(args, config, source, steps, delivery))
         finally:
             if server is not None:
                 server.shutdown()

@@ -1,7 +1,10 @@
 """`fabricscope capture --iface IF --topology T`: a mirror port or ERSPAN destination read live.
 
 Frames come from an AF_PACKET TPACKET_V3 ring in batches into the same collector as files; the kernel
-truncates to --snaplen and reports its drops, which go to /metrics and the final summary.
+truncates to --snaplen and reports its drops, which go to /metrics and the final summary. The packet
+recorder keeps the frames as received in <data-dir>/packets (fabricscope.recording); in embedded mode the
+detectors run in this process and pin every incident's packets (with --kafka they run in `ingest`, and
+nothing is pinned: the rolling buffer alone keeps the packets).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from collectors.capture_source import CaptureConfig
 from fabricscope.options import option
+from fabricscope.recording import add_recorder_arguments
 from fabricscope.source_service import add_service_arguments
 
 if TYPE_CHECKING:
@@ -27,14 +31,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     option(parser, CaptureConfig, "ring_mb", "--ring-mb", type=int, metavar="MB",
            help="kernel ring size; larger rides out longer bursts")
     add_service_arguments(parser, metrics_port=METRICS_PORT)
+    add_recorder_arguments(parser)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
     from collectors.capture_source import CaptureSource
     from collectors.collector import CollectorConfig
+    from fabricscope.recording import recorder_for
     from fabricscope.source_service import run_source
     from pipeline.topology import load_topology
 
-    source = CaptureSource(load_topology(config.required_topology()), config.capture,
-                           collector_config=CollectorConfig(exporter=config.service.exporter))
+    topology = load_topology(config.required_topology())
+    source = CaptureSource(topology, config.capture, collector_config=CollectorConfig(exporter=config.service.exporter),
+                           recorder=recorder_for(args, config, topology))
     return run_source(args, config, source)

@@ -4,6 +4,8 @@ Embedded broker and ClickHouse (unless --kafka/--clickhouse), a synthetic leaf-s
 cycles and replayed in real time through the collector, the sink and the detectors, and the dashboard on
 http://127.0.0.1:8050. Every cycle has a congestion episode and a link failure with its recovery. Between
 cycles the Kafka topics are deleted and created again, since the embedded broker keeps every byte in memory.
+The packet recorder keeps the replayed frames in <data-dir>/packets and pins each incident's window, so
+`fabricscope packets --event ID` finds them (once the demo has stopped: the store is this process's).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fabricscope.commands.dashboard import add_listen_arguments
+from fabricscope.recording import add_recorder_arguments
 from pipeline.errors import InputError
 
 if TYPE_CHECKING:
@@ -27,12 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cycle", type=int, default=DEFAULT_CYCLE_S, metavar="S",
                         help="seconds of synthetic traffic per fault cycle (default: %(default)s)")
     parser.add_argument("--cycles", type=int, default=0, metavar="N", help="stop after N cycles (default: run on)")
+    add_recorder_arguments(parser)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
     from collectors.collector import Collector
     from collectors.replay import replay_batches
     from dashboards.app import dashboard_server
+    from fabricscope.recording import recorder_for
     from fabricscope.services import Services, ServicesConfig
     from pipeline.bus import Admin, pipeline_topics
     from pipeline.counterfile import read_counters
@@ -50,6 +55,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         cycles = iter(fabric)
         first = next(cycles)
         topology = load_topology(first.topology)
+        recorder = recorder_for(args, config, topology)
         server = dashboard_server(services.store, topology, host=config.dashboard.host,
                                   port=config.dashboard.port).start()
         print(f"fabricscope demo: dashboard on {server.url} — synthetic fabric '{topology.fabric}' live, "
@@ -58,7 +64,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         try:
             outputs, played = first, 0
             while True:
-                collector = Collector(topology)
+                collector = Collector(topology, recorder=recorder)
                 batches = replay_batches([outputs.pcap], speed=1.0, progress=False)
                 summary = stream_to_store(
                     (step.tables() for step in collector.run(batches)),
@@ -68,6 +74,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
                     side_sources=[TimedBatches("counters", read_counters(outputs.counters))],
                     sink_config=SinkConfig(group=f"fabricscope-demo-{played}"),
                     progress=False,
+                    on_events=recorder.on_events if recorder is not None else None,
                 )
                 played += 1
                 print(f"fabricscope demo: cycle {played}: {summary}", file=sys.stderr, flush=True)
@@ -79,3 +86,5 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 outputs = next(cycles)
         finally:
             server.stop()
+            if recorder is not None:
+                recorder.close()
