@@ -2,8 +2,8 @@
 
 pcapng, not classic pcap, because it keeps what attributes a mirrored copy to a link: the capture
 interface's name (a topology `interface:` mirror). Timestamps are written in nanoseconds (if_tsresol 9), so
-a frame read back has the time it was captured with. The blocks of a batch are laid out with numpy and the
-frames copied by one compiled loop, so writing costs no Python object per packet.
+a frame read back has the time it was captured with. The blocks of a batch are laid out and the frames
+copied by one compiled loop, so writing costs no Python object per packet.
 """
 
 from __future__ import annotations
@@ -45,27 +45,38 @@ def copy_frames(source: np.ndarray, offset: np.ndarray, caplen: np.ndarray, out:
             out[to + j] = source[start + j]
 
 
+@numba.njit(cache=True)
+def _fill_epbs(source: np.ndarray, offset: np.ndarray, caplen: np.ndarray, wirelen: np.ndarray,
+               ts_ns: np.ndarray, interface_ids: np.ndarray, rows: np.ndarray,
+               out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """One EPB per row, back to back in `out` (sized by the caller), little-endian."""
+    words = out.view(np.uint32)
+    at = 0
+    for row in rows:
+        size = caplen[row]
+        length = ((size + 3) & ~3) + _EPB_OVERHEAD
+        word = at // 4
+        ts = ts_ns[row]
+        words[word] = _EPB_TYPE
+        words[word + 1] = length
+        words[word + 2] = interface_ids[row]
+        words[word + 3] = ts >> np.uint64(32)
+        words[word + 4] = ts & np.uint64(0xFFFFFFFF)
+        words[word + 5] = size
+        words[word + 6] = wirelen[row]
+        start = offset[row]
+        out[at + 28 : at + 28 + size] = source[start : start + size]
+        out[at + 28 + size : at + length - 4] = 0
+        words[(at + length) // 4 - 1] = length
+        at += length
+
+
 def epb_blocks(batch: PacketBatch, rows: np.ndarray, interface_ids: np.ndarray) -> np.ndarray:
     """The Enhanced Packet Blocks of `rows` of `batch`, each on pcapng interface `interface_ids[row]`."""
     caplen = batch.caplen[rows].astype(np.int64)
-    padded = (caplen + 3) & ~3
-    lengths = padded + _EPB_OVERHEAD
-    starts = np.zeros(len(rows), dtype=np.int64)
-    if len(rows):
-        np.cumsum(lengths[:-1], out=starts[1:])
-    out = np.zeros(int(lengths.sum()), dtype=np.uint8)
-    words = out.view("<u4")
-    first = starts // 4
-    ts = batch.ts_ns[rows].astype(np.uint64)
-    words[first] = _EPB_TYPE
-    words[first + 1] = lengths
-    words[first + 2] = interface_ids[rows]
-    words[first + 3] = ts >> np.uint64(32)
-    words[first + 4] = ts & np.uint64(0xFFFF_FFFF)
-    words[first + 5] = caplen
-    words[first + 6] = batch.wirelen[rows]
-    words[(starts + lengths) // 4 - 1] = lengths
-    copy_frames(batch.data, batch.offset[rows], caplen, out, starts + 28)
+    out = np.empty(int(((caplen + 3) & ~3).sum()) + _EPB_OVERHEAD * len(rows), dtype=np.uint8)
+    _fill_epbs(batch.data, batch.offset, batch.caplen.astype(np.int64), batch.wirelen, batch.ts_ns.astype(np.uint64),
+               interface_ids, rows.astype(np.int64), out)
     return out
 
 
