@@ -45,7 +45,7 @@ def copy_frames(source: np.ndarray, offset: np.ndarray, caplen: np.ndarray, out:
             out[to + j] = source[start + j]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)  # the recorder runs it on its own thread
 def _fill_epbs(source: np.ndarray, offset: np.ndarray, caplen: np.ndarray, wirelen: np.ndarray,
                ts_ns: np.ndarray, interface_ids: np.ndarray, rows: np.ndarray,
                out: np.ndarray) -> None:  # pragma: no cover - compiled

@@ -9,7 +9,8 @@ before `ts` to `pin_after_s` after `ts_end`; open incidents to the end) move to 
 budget of their own, so an incident's packets outlive the rolling buffer.
 
 The recorder never stops the collector: any write error (a full disk) stops the recorder, is counted in
-`counts()` (and so in /metrics) and logged once; collection goes on.
+`counts()` (and so in /metrics) and logged once; collection goes on. The disk work runs on the recorder's
+own thread (see Recorder).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +42,7 @@ DEFAULT_PIN_AFTER_S = 5.0
 PACKETS_DIR, SEGMENTS_DIR, PINNED_DIR = "packets", "segments", "pinned"
 SEGMENT_SUFFIX = ".pcapng"
 OPEN_END_NS = int(np.iinfo(np.int64).max)
+QUEUE_BATCHES = 64  # batches waiting for the disk before new ones are dropped (the ring's are ≤ its block size)
 log = logging.getLogger(__name__)
 
 
@@ -100,6 +104,24 @@ def recorded_store(directory: Path, topology: Topology) -> PacketStore:
                        build_missing=False)
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """A batch for the recorder's thread, with the decoded columns its index needs."""
+
+    batch: PacketBatch
+    ok: np.ndarray
+    ts_ns: np.ndarray
+    link: np.ndarray
+    hashes: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Pins:
+    """Incident windows for the recorder's thread: event_id -> [start, end] ns."""
+
+    windows: Mapping[str, tuple[int, int]]
+
+
 @dataclass
 class _Segment:
     path: Path
@@ -111,7 +133,13 @@ class _Segment:
 
 class Recorder:
     """Call `write` with each batch the collector decoded, `on_events` with the detectors' event rows, and
-    `close` at the end. Nothing touches the disk before the first `write`."""
+    `close` at the end. Nothing touches the disk before the first `write`.
+
+    The disk work (laying out blocks, writing, indexing, pinning, deleting) runs on a thread of its own, in
+    the order of the calls, so the collector's thread only hands the batch over: the two cores share the
+    load, and a slow disk never slows collection (a batch that finds the queue full is dropped and counted).
+    The batch's buffers are kept until written; the sources the recorder sits beside never reuse them (the
+    ring copies each batch out, a capture file is mapped read-only)."""
 
     def __init__(self, directory: Path, topology: Topology, config: RecorderConfig | None = None) -> None:
         self.directory = directory
@@ -122,6 +150,8 @@ class Recorder:
         self._segment: _Segment | None = None
         self._opened = 0
         self._pins: dict[str, tuple[int, int]] = {}  # event_id -> pinned window [start, end] ns
+        self._queue: queue.Queue[_Batch | _Pins | None] = queue.Queue(maxsize=QUEUE_BATCHES)
+        self._thread: threading.Thread | None = None
 
     @property
     def rolling(self) -> Path:
@@ -132,18 +162,66 @@ class Recorder:
         return self.directory / PINNED_DIR
 
     def write(self, batch: PacketBatch, decoded: DecodedPackets) -> None:
-        """Append the batch to the current segment (a new one when it is due); never raises."""
+        """Queue the batch for the current segment (a new one when it is due); never raises or blocks."""
         if not len(batch):
             return
         if self.stopped:
             self.stats.dropped += len(batch)
             return
+        work = _Batch(batch=batch, ok=decoded.ok, ts_ns=decoded.ts_ns, link=decoded.link,
+                      hashes=packet_tuple_hash(decoded))
         try:
-            self._write(batch, decoded)
-        except (OSError, ValueError) as exc:  # ValueError: a batch of another link type than the segment
-            self._stop(exc)
+            self._started().put_nowait(work)
+        except queue.Full:
+            self.stats.dropped += len(batch)
 
-    def _write(self, batch: PacketBatch, decoded: DecodedPackets) -> None:
+    def on_events(self, events: Mapping[str, np.ndarray]) -> None:
+        """Pin the windows of the incidents in these `events` rows (times datetime64): open ones to the end,
+        closed ones to `ts_end` plus the margin. Never raises."""
+        ids = events.get("event_id", np.empty(0, dtype=object))
+        if not len(ids):
+            return
+        before, after = int(self.config.pin_before_s * 1e9), int(self.config.pin_after_s * 1e9)
+        starts = np.asarray(events["ts"]).astype("datetime64[ns]").astype(np.int64) - before
+        ends = np.asarray(events["ts_end"]).astype("datetime64[ns]").astype(np.int64) + after
+        windows = {str(event_id): (int(start), OPEN_END_NS if state == "open" else int(end))
+                   for event_id, start, end, state in zip(ids, starts, ends, events["state"], strict=True)}
+        self._started().put(_Pins(windows))  # rare and small: waits for room rather than lose a pin
+
+    def close(self) -> None:
+        """Write what is queued, close the current segment (its index written, pinned or rolled as due)."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join()
+        self._thread = None
+
+    def _started(self) -> queue.Queue[_Batch | _Pins | None]:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="packet-recorder", daemon=True)
+            self._thread.start()
+        return self._queue
+
+    def _run(self) -> None:
+        while (work := self._queue.get()) is not None:
+            if self.stopped:
+                self.stats.dropped += len(work.batch) if isinstance(work, _Batch) else 0
+                continue
+            try:
+                if isinstance(work, _Batch):
+                    self._record(work)
+                else:
+                    self._pin(work.windows)
+            except Exception as exc:  # whatever the disk does, collection goes on
+                self._stop(exc)
+        if self._segment is not None and not self.stopped:
+            try:
+                self._close_segment()
+            except OSError as exc:
+                self._stop(exc)
+
+    def _record(self, work: _Batch) -> None:
+        batch = work.batch
         first, last = int(batch.ts_ns.min()), int(batch.ts_ns.max())
         segment = self._segment
         if segment is not None and (
@@ -162,43 +240,21 @@ class Recorder:
                                                ChunkIndexBuilder(len(self.topology.links)))
         before = segment.writer.bytes_written
         segment.writer.write(batch)
-        segment.index.add_columns(records=len(batch), ok=decoded.ok, ts_ns=decoded.ts_ns, link=decoded.link,
-                                  hashes=packet_tuple_hash(decoded))
+        segment.index.add_columns(records=len(batch), ok=work.ok, ts_ns=work.ts_ns, link=work.link,
+                                  hashes=work.hashes)
         segment.last_ns = max(segment.last_ns, last)
         self.stats.packets += len(batch)
         self.stats.bytes += segment.writer.bytes_written - before
 
-    def on_events(self, events: Mapping[str, np.ndarray]) -> None:
-        """Pin the windows of the incidents in these `events` rows (times datetime64): open ones to the end,
-        closed ones to `ts_end` plus the margin. Never raises."""
-        ids = events.get("event_id", np.empty(0, dtype=object))
-        if not len(ids):
-            return
-        before, after = int(self.config.pin_before_s * 1e9), int(self.config.pin_after_s * 1e9)
-        starts = np.asarray(events["ts"]).astype("datetime64[ns]").astype(np.int64) - before
-        ends = np.asarray(events["ts_end"]).astype("datetime64[ns]").astype(np.int64) + after
-        for event_id, start, end, state in zip(ids, starts, ends, events["state"], strict=True):
-            self._pins[str(event_id)] = (int(start), OPEN_END_NS if state == "open" else int(end))
-        if self.stopped:
-            return
-        try:
-            for path in sorted(self.rolling.glob(f"*{SEGMENT_SUFFIX}")):
-                if self._segment is not None and path == self._segment.path:
-                    continue
-                index = self._span(path)
-                if index is not None and self._is_pinned(*index):
-                    self._move_to_pinned(path)
-            self._within_budget(self.pinned, self.config.pinned_budget_mb, pinned=True)
-        except OSError as exc:
-            self._stop(exc)
-
-    def close(self) -> None:
-        """Close the current segment (its index written, pinned or rolled as due)."""
-        if self._segment is not None and not self.stopped:
-            try:
-                self._close_segment()
-            except OSError as exc:
-                self._stop(exc)
+    def _pin(self, windows: Mapping[str, tuple[int, int]]) -> None:
+        self._pins.update(windows)
+        for path in sorted(self.rolling.glob(f"*{SEGMENT_SUFFIX}")):
+            if self._segment is not None and path == self._segment.path:
+                continue
+            index = self._span(path)
+            if index is not None and self._is_pinned(*index):
+                self._move_to_pinned(path)
+        self._within_budget(self.pinned, self.config.pinned_budget_mb, pinned=True)
 
     def counts(self) -> dict[str, int]:
         """The recorder's totals for /metrics (fabricscope_recorder_*_total)."""
