@@ -42,7 +42,8 @@ WINDOW_S = 60
 
 
 def collect(path: Path, store: Path | None) -> float:
-    """Wall time of one collector pass over `path`, with a fresh recorder into `store` when given."""
+    """Wall time of one collector pass over `path`, with a fresh recorder into `store` when given (the time
+    includes the recorder's draining its queue at the end); a batch the recorder dropped fails the bench."""
     topology = load_topology(TOPOLOGY)
     if store is not None:
         shutil.rmtree(store, ignore_errors=True)
@@ -54,6 +55,8 @@ def collect(path: Path, store: Path | None) -> float:
             pass
     if recorder is not None:
         recorder.close()
+        if recorder.stats.dropped:
+            raise SystemExit(f"the recorder dropped {recorder.stats.dropped} packets: its queue was full")
     return time.perf_counter() - began
 
 
@@ -80,7 +83,7 @@ def fill_store(path: Path, store: Path, gigabytes: float, span_min: float) -> tu
             for batch in batches:
                 moved = shifted(batch, repeat * step_ns)
                 recorder.write(moved, decoder.decode(moved))
-    recorder.close()
+            recorder.close()  # drains the queue, so the next pass finds room (a full queue drops)
     return passes, first
 
 
