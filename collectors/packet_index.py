@@ -108,20 +108,15 @@ class ChunkIndexBuilder:
 
     def add(self, decoded: DecodedPackets) -> None:
         """One chunk: the records of `decoded` (the next ones in file order)."""
-        self.add_columns(records=len(decoded), ok=decoded.ok, ts_ns=decoded.ts_ns, link=decoded.link,
-                         hashes=packet_tuple_hash(decoded))
-
-    def add_columns(self, *, records: int, ok: np.ndarray, ts_ns: np.ndarray, link: np.ndarray,
-                    hashes: np.ndarray) -> None:
-        self._first.append(self._first[-1] + records)
-        times = ts_ns[ok]
+        ok = decoded.ok
+        self._first.append(self._first[-1] + len(decoded))
+        times = decoded.ts_ns[ok]
         self._ts_min.append(int(times.min()) if len(times) else np.iinfo(np.int64).max)
         self._ts_max.append(int(times.max()) if len(times) else np.iinfo(np.int64).min)
         touched = np.zeros(self.link_count, dtype=bool)
-        attributed = link[ok & (link >= 0)]
-        touched[attributed] = True
+        touched[decoded.link[ok & (decoded.link >= 0)]] = True
         self._links.append(touched)
-        self._hashes.append(np.unique(hashes[ok]))
+        self._hashes.append(np.unique(packet_tuple_hash(decoded)[ok]))
 
     def build(self) -> ChunkIndex:
         sizes = [len(h) for h in self._hashes]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from collectors.packet_index import ChunkIndexBuilder, packet_tuple_hash, topology_fingerprint
+from collectors.packet_index import ChunkIndexBuilder, topology_fingerprint
 from collectors.packet_select import PacketStore
 from collectors.packets import DecodedPackets, PacketBatch
 from collectors.pcapng_writer import PcapngWriter
@@ -106,13 +106,10 @@ def recorded_store(directory: Path, topology: Topology) -> PacketStore:
 
 @dataclass(frozen=True)
 class _Batch:
-    """A batch for the recorder's thread, with the decoded columns its index needs."""
+    """A batch for the recorder's thread, with its decoded columns (read only there: no stage writes them)."""
 
     batch: PacketBatch
-    ok: np.ndarray
-    ts_ns: np.ndarray
-    link: np.ndarray
-    hashes: np.ndarray
+    decoded: DecodedPackets
 
 
 @dataclass(frozen=True)
@@ -168,10 +165,8 @@ class Recorder:
         if self.stopped:
             self.stats.dropped += len(batch)
             return
-        work = _Batch(batch=batch, ok=decoded.ok, ts_ns=decoded.ts_ns, link=decoded.link,
-                      hashes=packet_tuple_hash(decoded))
         try:
-            self._started().put_nowait(work)
+            self._started().put_nowait(_Batch(batch, decoded))
         except queue.Full:
             self.stats.dropped += len(batch)
 
@@ -240,8 +235,7 @@ class Recorder:
                                                ChunkIndexBuilder(len(self.topology.links)))
         before = segment.writer.bytes_written
         segment.writer.write(batch)
-        segment.index.add_columns(records=len(batch), ok=work.ok, ts_ns=work.ts_ns, link=work.link,
-                                  hashes=work.hashes)
+        segment.index.add(work.decoded)
         segment.last_ns = max(segment.last_ns, last)
         self.stats.packets += len(batch)
         self.stats.bytes += segment.writer.bytes_written - before
