@@ -107,6 +107,7 @@ def test_rolling_budget_deletes_the_oldest_and_a_pinned_incident_outlives_it(tmp
     in_window = store.select(Selection(start_ns=opened, end_ns=closed, limit=10_000))
     expected = [t for t in np.concatenate([second_times(s) for s in range(20)]).tolist() if opened <= t <= closed]
     assert in_window.frames.ts_ns.tolist() == expected
+    assert store.decoded_packets == PER_SECOND  # the indexes let the lookup decode that second's batch alone
     early = store.select(Selection(start_ns=START, end_ns=START + 2 * SECOND, limit=10_000))
     assert len(early) == 0  # long gone from the 1 MB rolling budget
     assert recorder.stats.deleted > 0 and recorder.stats.pinned >= 1
