@@ -2,9 +2,9 @@
 
 Frames come from an AF_PACKET TPACKET_V3 ring in batches into the same collector as files; the kernel
 truncates to --snaplen and reports its drops, which go to /metrics and the final summary. The packet
-recorder keeps the frames as received in <data-dir>/packets (fabricscope.recording); in embedded mode the
-detectors run in this process and pin every incident's packets (with --kafka they run in `ingest`, and
-nothing is pinned: the rolling buffer alone keeps the packets).
+recorder keeps the frames as received in <data-dir>/packets (fabricscope.recording) and pins every
+incident's packets: in embedded mode the detectors run in this process; with --kafka they run in `ingest`,
+and the recorder reads their incidents from the events topic (pipeline.event_feed).
 """
 
 from __future__ import annotations
