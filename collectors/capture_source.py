@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,6 +73,8 @@ class CaptureSource:
         self.blocks = config.blocks
         self.timeout_ms = config.timeout_ms
         self.recorder = recorder
+        # where the service hands the detectors' event rows (None: nothing records, nobody needs them)
+        self.on_events: Callable[[Mapping[str, np.ndarray]], None] | None = recorder.on_events if recorder else None
         self.collector = Collector(topology, collector_config, recorder=recorder)
         self._bytes = 0
         self._ring: PacketRing | None = None
@@ -107,11 +109,6 @@ class CaptureSource:
         finally:
             if self.recorder is not None:
                 self.recorder.close()
-
-    def on_events(self, events: Mapping[str, np.ndarray]) -> None:
-        """The detectors' event rows (embedded mode runs them in this process): the recorder pins incidents."""
-        if self.recorder is not None:
-            self.recorder.on_events(events)
 
     def kernel_stats(self) -> RingStats:
         """The ring's totals since `steps` opened it (zeros before)."""
