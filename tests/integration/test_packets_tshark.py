@@ -102,3 +102,12 @@ def test_without_tshark_the_listing_exits_2_with_the_apt_get_line(tmp_path: Path
     error = capsys.readouterr().err.strip()
     assert error.startswith("fabricscope packets: tshark: not found") and "apt-get install -y tshark" in error
     assert len(error.splitlines()) == 1
+
+
+def test_limit_keeps_the_first_packets_and_says_more_match(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "first.pcap"
+    assert main(["packets", "--data-dir", str(tmp_path / "store"), "--pcap", str(CAPTURE), "--topology",
+                 str(TOPOLOGY), "--link", "leaf2-spine1", "--limit", "7", "--out", str(out)]) == 0
+    assert "more packets match; the first 7 kept (--limit)" in capsys.readouterr().err
+    assert tshark_fields(out, COPY_FIELDS) == tshark_fields(CAPTURE, COPY_FIELDS, "erspan.spanid == 21")[:7]
