@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +23,7 @@ from collectors.afpacket import (
     interface_index,
 )
 from collectors.collector import Collector, CollectorConfig
+from collectors.recorder import Recorder
 from pipeline.errors import InputError
 from pipeline.settings import IN_CODE, Origin
 from pipeline.source import Step
@@ -64,14 +65,17 @@ class CaptureSource:
     name = "capture"
 
     def __init__(self, topology: Topology, config: CaptureConfig, *,
-                 collector_config: CollectorConfig | None = None) -> None:
+                 collector_config: CollectorConfig | None = None, recorder: Recorder | None = None) -> None:
         self.config = config
         self.iface = config.iface or ""
         self.snaplen = config.snaplen
         self.block_bytes = config.block_bytes
         self.blocks = config.blocks
         self.timeout_ms = config.timeout_ms
-        self.collector = Collector(topology, collector_config)
+        self.recorder = recorder
+        # where the service hands the detectors' event rows (None: nothing records, nobody needs them)
+        self.on_events: Callable[[Mapping[str, np.ndarray]], None] | None = recorder.on_events if recorder else None
+        self.collector = Collector(topology, collector_config, recorder=recorder)
         self._bytes = 0
         self._ring: PacketRing | None = None
 
@@ -88,20 +92,24 @@ class CaptureSource:
     def steps(self, stop: threading.Event) -> Iterator[Step]:
         """One step per ring wake-up (at least every `timeout_ms`); after `stop`, the collector's final flush.
         Frames are stamped by the kernel on CLOCK_REALTIME, so an idle wake-up advances packet time to now."""
-        with PacketRing(
-            self.iface, snaplen=self.snaplen, block_bytes=self.block_bytes, blocks=self.blocks,
-            timeout_ms=self.timeout_ms,
-        ) as ring:
-            self._ring = ring
-            for batch in ring.batches(stop):
-                if len(batch):
-                    self._bytes += int(batch.wirelen.sum(dtype=np.int64))
-                    records = self.collector.process(batch)
-                else:  # a quiet link: the kernel's receive clock moves on, ending the rows it would have ended
-                    records = self.collector.advance(time.time_ns())
-                yield list(records.tables()) if len(records) else []
-            for records in self.collector.finishing():
-                yield list(records.tables())
+        try:
+            with PacketRing(
+                self.iface, snaplen=self.snaplen, block_bytes=self.block_bytes, blocks=self.blocks,
+                timeout_ms=self.timeout_ms,
+            ) as ring:
+                self._ring = ring
+                for batch in ring.batches(stop):
+                    if len(batch):
+                        self._bytes += int(batch.wirelen.sum(dtype=np.int64))
+                        records = self.collector.process(batch)
+                    else:  # a quiet link: the kernel's receive clock moves on, ending the rows it would have ended
+                        records = self.collector.advance(time.time_ns())
+                    yield list(records.tables()) if len(records) else []
+                for records in self.collector.finishing():
+                    yield list(records.tables())
+        finally:
+            if self.recorder is not None:
+                self.recorder.close()
 
     def kernel_stats(self) -> RingStats:
         """The ring's totals since `steps` opened it (zeros before)."""
@@ -111,7 +119,8 @@ class CaptureSource:
         """Totals since start: `packets` decoded, `bytes` their length on the capture interface."""
         kernel = self.kernel_stats()
         stats = self.collector.stats
-        return {
+        recorded = self.recorder.counts() if self.recorder is not None else {}
+        return {**recorded,
             "packets": stats.packets,
             "bytes": self._bytes,
             "kernel_drops": kernel.drops,

@@ -14,6 +14,7 @@ import dataclasses
 import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from collectors.flows import (
 )
 from collectors.job_names import JobNameSource
 from collectors.link_bins import LinkBins, LinkBinsConfig
-from collectors.packets import PacketBatch
+from collectors.packets import DecodedPackets, PacketBatch
 from pipeline.topology import Topology
 
 Columns = dict[str, np.ndarray]
@@ -89,11 +90,20 @@ class Records:
         return len(self.flows["ts_start"]) + len(self.link_bins["ts"]) + len(self.iterations["ts"])
 
 
-class Collector:
-    """Stateful across batches (flows and bins span them); call `finish` once at the end of input."""
+class PacketSink(Protocol):
+    """Takes every batch as received with its decoded columns (collectors.recorder.Recorder); never raises."""
 
-    def __init__(self, topology: Topology, config: CollectorConfig | None = None) -> None:
+    def write(self, batch: PacketBatch, decoded: DecodedPackets) -> None: ...
+
+
+class Collector:
+    """Stateful across batches (flows and bins span them); call `finish` once at the end of input. A
+    `recorder` gets every batch beside the collector (after decoding, so it reuses the columns)."""
+
+    def __init__(self, topology: Topology, config: CollectorConfig | None = None, *,
+                 recorder: PacketSink | None = None) -> None:
         self.config = config or CollectorConfig()
+        self.recorder = recorder
         self.stats = CollectorStats()
         self._topology = topology
         self._decoder = Decoder(topology)
@@ -131,6 +141,8 @@ class Collector:
     def process(self, batch: PacketBatch) -> Records:
         """Decode and classify one capture batch; return the records it completed."""
         decoded = self._decoder.decode(batch)
+        if self.recorder is not None:
+            self.recorder.write(batch, decoded)
         labels = dpi.classify(batch.data, decoded)
         self.stats.packets += len(decoded)
         self.stats.malformed = self._decoder.stats.malformed_total

@@ -33,6 +33,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("ingest", "sink (and detectors) as Kafka consumer-group members: topics into ClickHouse"),
     ("events", "list detected events, oldest first"),
     ("query", "run one read-only SQL query against the store"),
+    ("packets", "a flow's, link's or incident's mirrored packets: cut to a pcap and/or dissected by Wireshark"),
 )
 
 

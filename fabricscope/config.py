@@ -5,6 +5,7 @@ into a typed Config, one attribute per section, each a component's frozen config
     detectors:  thresholds and windows                                (pipeline.detect.config.DetectorConfig)
     alerts:     webhooks incidents go to (`ingest`, `replay`, `demo`) (pipeline.alerts.config.AlertsConfig)
     capture:    CaptureConfig      sflow: SflowConfig                 (collectors.*, beside each source)
+    recorder:   RecorderConfig     (`capture`, `demo`)                (collectors.recorder)
     snmp:       SnmpConfig         gnmi:  GnmiConfig
     sink:       SinkConfig         (`ingest`)                         (pipeline.sink)
     dashboard:  DashboardConfig    (`dashboard`, `demo`)              (dashboards.server)
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from collectors.capture_source import CaptureConfig
     from collectors.gnmi import GnmiConfig
     from collectors.job_names import JobNameSource
+    from collectors.recorder import RecorderConfig
     from collectors.sflow_source import SflowConfig
     from collectors.snmp import SnmpConfig
     from dashboards.server import DashboardConfig
@@ -57,6 +59,7 @@ SECTIONS: dict[str, str] = {
     "sink": "pipeline.sink:SinkConfig",
     "dashboard": "dashboards.server:DashboardConfig",
     "service": "fabricscope.source_service:ServiceConfig",
+    "recorder": "collectors.recorder:RecorderConfig",
 }
 KAFKA, DETECTORS, SERVICE, ALERTS = "kafka", "detectors", "service", "alerts"
 JOBS, JOBS_FILE = "jobs", "jobs_file"
@@ -64,6 +67,7 @@ KNOWN_SECTIONS = (KAFKA, DETECTORS, ALERTS, *SECTIONS, JOBS, JOBS_FILE)
 # the command → the section of its own component
 COMMAND_SECTIONS = {"capture": "capture", "sflow": "sflow", "snmp": "snmp", "gnmi": "gnmi", "ingest": "sink",
                     "dashboard": "dashboard", "demo": "dashboard"}
+FLAG_SECTIONS = {"capture": ("recorder",), "demo": ("recorder",)}  # other sections whose flags a command takes
 SOURCE_COMMANDS = ("capture", "sflow", "snmp", "gnmi")  # their sections also take the service's keys, topology
 SERVICE_COMMANDS = (*SOURCE_COMMANDS, "ingest", "dashboard")  # they take the service's flags
 TOPOLOGY = "topology"
@@ -137,6 +141,10 @@ class Config:
         return typing.cast("DashboardConfig", self._section("dashboard"))
 
     @property
+    def recorder(self) -> RecorderConfig:
+        return typing.cast("RecorderConfig", self._section("recorder"))
+
+    @property
     def service(self) -> ServiceConfig:
         return typing.cast("ServiceConfig", self._section(SERVICE))
 
@@ -168,15 +176,16 @@ def load_config(args: argparse.Namespace) -> Config:
 
         sections[ALERTS] = alerts_config(document, source)
     carried: _Written = _Written()  # the service's keys and topology written in the source's own section
+    flagged = (own, *FLAG_SECTIONS.get(command or "", ()))
     for name in SECTIONS:
-        if name == SERVICE or (name != own and name not in document):
+        if name == SERVICE or (name not in flagged and name not in document):
             continue
         extra = (*_fields(section_class(SERVICE)), TOPOLOGY) if name in SOURCE_COMMANDS else ()
         written = _written(document, name, source, section_class(name), extra)
         extra_written = written.pop_extra(name)
         if name == own:
             carried = extra_written
-        sections[name] = _build(name, written, args if name == own else None, file, validate=name == own)
+        sections[name] = _build(name, written, args if name in flagged else None, file, validate=name in flagged)
     if serving or SERVICE in document:
         written = _written(document, SERVICE, source, section_class(SERVICE), ())
         written.merge(carried.without(TOPOLOGY))

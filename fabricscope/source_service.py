@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,10 +24,12 @@ from collectors.collector import DEFAULT_EXPORTER, DEFAULT_MAX_FLOWS
 from fabricscope.metrics import Delivery, serve_metrics
 from fabricscope.options import option
 from pipeline.settings import IN_CODE, Origin, split_host_port
-from pipeline.source import Source, Step
+from pipeline.source import Columns, Source, Step
 
 if TYPE_CHECKING:
     from fabricscope.config import Config
+    from pipeline.bus import BusConfig
+    from pipeline.event_feed import EventFeed
 
 DEFAULT_BUFFER_MEMORY_MB = 256
 DEFAULT_BUFFER_DISK_MB = 4096
@@ -117,7 +120,10 @@ def _counted(steps: Iterator[Step], delivery: Delivery) -> Iterator[Step]:
         yield step
 
 
-def _to_kafka(args: argparse.Namespace, config: Config, steps: Iterator[Step], delivery: Delivery) -> str:
+def _to_kafka(args: argparse.Namespace, config: Config, source: Source, steps: Iterator[Step],
+              delivery: Delivery) -> str:
+    """Records into the outbox; a source that records packets (`on_events`) reads the events topic meanwhile,
+    so the detectors of `ingest` pin its incidents' packets."""
     from fabricscope.outbox import Outbox, OutboxConfig
     from pipeline.bus import BusConfig
 
@@ -129,18 +135,39 @@ def _to_kafka(args: argparse.Namespace, config: Config, steps: Iterator[Step], d
         disk_bytes=int(service.buffer_disk_mb) << 20,
     )
     outbox = Outbox(bus, outbox_config, delivery).start()
+    feed = _event_feed(bus, service.exporter, getattr(source, "on_events", None))
     try:
         for step in steps:
             for table, batch in step:
                 if len(next(iter(batch.values()), ())):
                     outbox.put(table, batch)
     finally:  # also on bad input: what was accepted before it is still sent
+        if feed is not None:
+            feed.stop()
         left = outbox.stop(timeout_s=float(service.drain))
     where = f"{left} messages left in {service.buffer_dir} for the next start" if left else "nothing left buffered"
     return f"{sum(delivery.sent.values())} rows sent to {args.kafka}, {sum(delivery.dropped.values())} dropped; {where}"
 
 
-def _to_embedded_store(args: argparse.Namespace, config: Config, steps: Iterator[Step], delivery: Delivery) -> str:
+def _event_feed(bus: BusConfig, exporter: str, on_events: Callable[[Columns], None] | None) -> EventFeed | None:
+    """The events topic feeding `on_events` (a consumer group per host and exporter: each needs every event);
+    None when nobody listens, or when Kafka cannot be reached now (logged: collection goes on unpinned)."""
+    from pipeline.errors import FabricscopeError
+    from pipeline.event_feed import EventFeed
+
+    if on_events is None:
+        return None
+    try:
+        return EventFeed(bus, group=f"fabricscope-recorder-{socket.gethostname()}-{exporter}",
+                         on_events=on_events).start()
+    except FabricscopeError as exc:
+        logging.getLogger(__name__).error("no event feed, incidents are not pinned: %s", exc)
+        return None
+
+
+def _to_embedded_store(args: argparse.Namespace, config: Config, source: Source, steps: Iterator[Step],
+                       delivery: Delivery) -> str:
+    """Detectors run here, so a source that records packets (`on_events`) learns of incidents as they open."""
     from fabricscope.services import Services, ServicesConfig
     from pipeline.detect.engine import DetectorSet
     from pipeline.streaming import stream_to_store
@@ -149,7 +176,7 @@ def _to_embedded_store(args: argparse.Namespace, config: Config, steps: Iterator
     detectors = DetectorSet(load_topology(config.required_topology()), config.detectors)
     with Services(ServicesConfig.from_args(args, config.kafka)) as services:
         summary = stream_to_store(_counted(steps, delivery), bus=services.bus, store=services.store,
-                                  detectors=detectors, progress=False)
+                                  detectors=detectors, progress=False, on_events=getattr(source, "on_events", None))
     return str(summary)
 
 
@@ -171,8 +198,8 @@ def run_source(args: argparse.Namespace, config: Config, source: Source) -> int:
                    + (f", metrics on http://{metrics}/metrics" if server else "") + "; SIGTERM or Ctrl-C stops")
         try:
             steps = _announced(source.steps(stop), message)
-            summary = (_to_kafka(args, config, steps, delivery) if args.kafka
-                       else _to_embedded_store(args, config, steps, delivery))
+            summary = (_to_kafka(args, config, source, steps, delivery) if args.kafka
+                       else _to_embedded_store(args, config, source, steps, delivery))
         finally:
             if server is not None:
                 server.shutdown()

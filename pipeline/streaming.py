@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,10 +84,12 @@ def stream_to_store(
     drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S,
     progress: bool = True,
     notifier: Notifier | None = None,
+    on_events: Callable[[Batch], None] | None = None,
 ) -> StreamSummary:
     """Send every step's batches (and the side sources, interleaved by time) through Kafka into the store;
     return when all of it is in ClickHouse and the `notifier` (not started yet) has delivered the alerts.
-    Raises FabricscopeError if the sink fails or cannot drain."""
+    Raises FabricscopeError if the sink fails or cannot drain. `on_events` sees every batch of event rows the
+    detectors produce (the packet recorder pins incidents)."""
     sources = list(side_sources)
     sink = Sink(sink_config or SinkConfig(), bus=bus, store=store).start()
     if notifier is not None:
@@ -99,14 +101,14 @@ def stream_to_store(
             for table, batch in _interleave(steps, sources):
                 if rows_of(batch):
                     _send(producer, table, batch, sent)
-                    _send(producer, "events", event_columns(detectors.update(table, batch)), sent)
+                    _send(producer, "events", _seen(event_columns(detectors.update(table, batch)), on_events), sent)
         except InputError:  # bad input ends the run, but what was accepted before it still reaches ClickHouse
             producer.flush()
             _drain(sink, sent, drain_timeout_s, progress)
             if notifier is not None:  # and its alerts go out
                 _deliver(notifier, sent["events"], drain_timeout_s)
             raise
-        _send(producer, "events", event_columns(detectors.flush()), sent)
+        _send(producer, "events", _seen(event_columns(detectors.flush()), on_events), sent)
         producer.flush()
         _drain(sink, sent, drain_timeout_s, progress)
         if notifier is not None:
@@ -134,6 +136,12 @@ def _interleave(steps: Iterable[Step], sources: list[TimedBatches]) -> Iterator[
         yield from batches
     for source in sources:
         yield source.table, source.until(None)
+
+
+def _seen(events: Batch, on_events: Callable[[Batch], None] | None) -> Batch:
+    if on_events is not None and rows_of(events):
+        on_events(events)
+    return events
 
 
 def _send(producer: Producer, table: str, batch: Batch, sent: Counter[str]) -> None:

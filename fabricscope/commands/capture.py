@@ -1,7 +1,10 @@
 """`fabricscope capture --iface IF --topology T`: a mirror port or ERSPAN destination read live.
 
 Frames come from an AF_PACKET TPACKET_V3 ring in batches into the same collector as files; the kernel
-truncates to --snaplen and reports its drops, which go to /metrics and the final summary.
+truncates to --snaplen and reports its drops, which go to /metrics and the final summary. The packet
+recorder keeps the frames as received in <data-dir>/packets (fabricscope.recording) and pins every
+incident's packets: in embedded mode the detectors run in this process; with --kafka they run in `ingest`,
+and the recorder reads their incidents from the events topic (pipeline.event_feed).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from collectors.capture_source import CaptureConfig
 from fabricscope.options import option
+from fabricscope.recording import add_recorder_arguments
 from fabricscope.source_service import add_max_flows_argument, add_service_arguments
 
 if TYPE_CHECKING:
@@ -28,16 +32,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            help="kernel ring size; larger rides out longer bursts")
     add_max_flows_argument(parser)
     add_service_arguments(parser, metrics_port=METRICS_PORT)
+    add_recorder_arguments(parser)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
     from collectors.capture_source import CaptureSource
     from collectors.collector import CollectorConfig
+    from fabricscope.recording import recorder_for
     from fabricscope.source_service import run_source
     from pipeline.topology import load_topology
 
-    source = CaptureSource(load_topology(config.required_topology()), config.capture,
+    topology = load_topology(config.required_topology())
+    source = CaptureSource(topology, config.capture,
                            collector_config=CollectorConfig(exporter=config.service.exporter,
                                                             max_flows=config.service.max_flows,
-                                                            job_names=config.jobs))
+                                                            job_names=config.jobs),
+                           recorder=recorder_for(args, config, topology))
     return run_source(args, config, source)

@@ -6,6 +6,8 @@ http://127.0.0.1:8050. Every cycle has a congestion episode and a link failure w
 cycles the Kafka topics are deleted and created again, since the embedded broker keeps every byte in memory.
 The jobs DFI finds carry the names the scenario gave them (its hosts per job, as a scheduler would report
 them), unless --config maps jobs itself.
+The packet recorder keeps the replayed frames in <data-dir>/packets and pins each incident's window, so
+`fabricscope packets --event ID` finds them (once the demo has stopped: the store is this process's).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fabricscope.commands.dashboard import add_listen_arguments
+from fabricscope.recording import add_recorder_arguments
 from pipeline.errors import InputError
 
 if TYPE_CHECKING:
@@ -31,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cycle", type=int, default=DEFAULT_CYCLE_S, metavar="S",
                         help="seconds of synthetic traffic per fault cycle (default: %(default)s)")
     parser.add_argument("--cycles", type=int, default=0, metavar="N", help="stop after N cycles (default: run on)")
+    add_recorder_arguments(parser)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -38,6 +42,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from collectors.replay import replay_batches
     from dashboards.app import dashboard_server
     from fabricscope.alerting import alerts_summary, build_notifier
+    from fabricscope.recording import recorder_for
     from fabricscope.services import Services, ServicesConfig
     from pipeline.bus import Admin, pipeline_topics
     from pipeline.counterfile import read_counters
@@ -55,6 +60,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         cycles = iter(fabric)
         first = next(cycles)
         topology = load_topology(first.topology)
+        recorder = recorder_for(args, config, topology)
         server = dashboard_server(services.store, topology, host=config.dashboard.host,
                                   port=config.dashboard.port).start()
         print(f"fabricscope demo: dashboard on {server.url} — synthetic fabric '{topology.fabric}' live, "
@@ -63,7 +69,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         try:
             outputs, played = first, 0
             while True:
-                collector = Collector(topology, CollectorConfig(job_names=config.jobs or scenario_jobs(outputs.truth)))
+                collector = Collector(topology, CollectorConfig(job_names=config.jobs or scenario_jobs(outputs.truth)),
+                                      recorder=recorder)
                 batches = replay_batches([outputs.pcap], speed=1.0, progress=False)
                 notifier = build_notifier(config, services.bus, f"fabricscope-demo-alerts-{played}")
                 summary = stream_to_store(
@@ -75,6 +82,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
                     sink_config=SinkConfig(group=f"fabricscope-demo-{played}"),
                     progress=False,
                     notifier=notifier,
+                    on_events=recorder.on_events if recorder is not None else None,
                 )
                 played += 1
                 print(f"fabricscope demo: cycle {played}: {summary}{alerts_summary(notifier)}", file=sys.stderr,
@@ -87,6 +95,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 outputs = next(cycles)
         finally:
             server.stop()
+            if recorder is not None:
+                recorder.close()
 
 
 def scenario_jobs(truth: Path) -> JobNames:

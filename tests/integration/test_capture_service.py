@@ -76,9 +76,11 @@ def _run_capture(extra: list[str]) -> tuple[int, str, float]:
     return service.returncode, said, counted
 
 
-def test_sigterm_flushes_every_flow_row_through_kafka(bus_config: BusConfig, clean_topics: list[str]) -> None:
+def test_sigterm_flushes_every_flow_row_through_kafka(bus_config: BusConfig, clean_topics: list[str],
+                                                      tmp_path: Path) -> None:
     truth = json.loads((SAMPLES / f"{SAMPLE}.truth.json").read_text())
-    code, said, counted = _run_capture(["--kafka", bus_config.bootstrap])
+    # the packet recorder writes under --data-dir even when the records go to Kafka
+    code, said, counted = _run_capture(["--kafka", bus_config.bootstrap, "--data-dir", str(tmp_path / "data")])
     assert code == 0, said
     assert counted == truth["packets"]
     assert f"{truth['packets']} packets" in said and "0 kernel_drops" in said and "0 dropped" in said

@@ -8,6 +8,7 @@ import json
 import socket
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,18 @@ def test_n_demo_cycles_give_n_failures_n_congestions_and_no_event_on_a_healthy_l
     assert all(e["job"] and set(e["job"].split(",")) <= jobs for e in congestions), summary
     assert {e["link"] for e in incidents if e["kind"] in LINK_KINDS} == {failing}, summary
     assert {e["link"] for e in incidents} <= {"", failing, congested[0]}, summary
+    recorded_packets_of_the_failure(data_dir, recoveries[0])
+
+
+def recorded_packets_of_the_failure(data_dir: Path, recovery: dict[str, object]) -> None:
+    """`fabricscope packets --event` on the demo's recorded store: the failed link's packets around the
+    failure, from before the failure time the detector gave."""
+    topology = next((data_dir / "demo").glob("*.topology.yaml"))
+    listed = subprocess.run([*FABRICSCOPE, "packets", "--event", str(recovery["event_id"]), "--topology",
+                             str(topology), "--data-dir", str(data_dir), "--limit", "100000", "--format", "json"],
+                            capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert rows and {row["link"] for row in rows} == {recovery["link"]}
+    failed_at = datetime.fromisoformat(str(recovery["ts"]))
+    assert min(datetime.fromisoformat(row["time"]) for row in rows) < failed_at  # it carried traffic before

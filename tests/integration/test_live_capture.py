@@ -20,6 +20,8 @@ from sample_flows import SAMPLES, summed_flows, truth_flows
 
 from collectors.capture_source import CaptureConfig, CaptureSource
 from collectors.pcapfile import open_capture
+from collectors.recorder import Recorder, store_directory
+from fabricscope.cli import main
 from pipeline.topology import load_topology
 
 pytestmark = [pytest.mark.netns, needs_netns, needs_tcpreplay]
@@ -81,9 +83,10 @@ def test_replayed_sample_is_captured_whole_and_equals_truth(name: str, tmp_path:
     with NetLab() as lab:
         sources, capture = leaf_spine_lab(lab, LEAVES)
         assert len(pcaps) == LEAVES
+        topology = load_topology(SAMPLES / f"{name}.topology.yaml")
         source = CaptureSource(
-            load_topology(SAMPLES / f"{name}.topology.yaml"),
-            CaptureConfig(iface=capture, block_bytes=1 << 20, ring_mb=64, timeout_ms=50),
+            topology, CaptureConfig(iface=capture, block_bytes=1 << 20, ring_mb=64, timeout_ms=50),
+            recorder=Recorder(store_directory(tmp_path / "store"), topology),
         )
         stop = threading.Event()
         steps = source.steps(stop)
@@ -115,3 +118,21 @@ def test_replayed_sample_is_captured_whole_and_equals_truth(name: str, tmp_path:
         expected = truth_flows(name)
         assert set(flows) == set(expected)
         assert {key: flows[key] for key in expected if flows[key] != expected[key]} == {}
+        assert source.recorder is not None and source.recorder.counts()["recorder_packets"] == counts["packets"]
+        recorded_link_equals_its_erspan_session(name, tmp_path)
+
+
+def recorded_link_equals_its_erspan_session(name: str, tmp_path: Path) -> None:
+    """`fabricscope packets` on the recorder's store: one link's copies are those of its ERSPAN session in the
+    sample (tshark's filter), in order: tcpreplay sent each sample record as captured, so what the wire and the
+    recorder saw is the sample's captured length."""
+    out = tmp_path / "link.pcap"
+    assert main(["packets", "--data-dir", str(tmp_path / "store"), "--topology",
+                 str(SAMPLES / f"{name}.topology.yaml"), "--link", "leaf1-spine1", "--limit", "100000",
+                 "--out", str(out)]) == 0
+    fields = ["-T", "fields", "-E", "occurrence=l", "-e", "ip.src", "-e", "ip.dst", "-e", "infiniband.bth.psn"]
+    sample = subprocess.run(["tshark", "-r", str(SAMPLES / f"{name}.pcap"), "-Y", "erspan.spanid == 11", *fields,
+                             "-e", "frame.cap_len"], capture_output=True, text=True, check=True).stdout
+    recorded = subprocess.run(["tshark", "-r", str(out), *fields, "-e", "frame.len"],
+                              capture_output=True, text=True, check=True).stdout
+    assert recorded.splitlines() == sample.splitlines() and sample
