@@ -226,6 +226,16 @@ class FlowTable:
             self._expire(exported)
         return self._rows(exported)
 
+    def set_detail(self, hashes: np.ndarray, details: np.ndarray) -> None:
+        """Give the held flows of `hashes` (flow_hash of their keys) the detail of the same index while DPI has
+        no label for them (a second opinion, collectors.second_opinion); their later rows carry it."""
+        place = np.searchsorted(self._sorted_hash, hashes)
+        found = np.flatnonzero(place < len(self._sorted_hash))
+        found = found[self._sorted_hash[place[found]] == hashes[found]]
+        slots = self._sorted_slot[place[found]]
+        unknown = self._columns["confidence"][slots] == 0
+        self._columns["detail"][slots[unknown]] = details[found[unknown]]
+
     def drain(self, count: int) -> dict[str, np.ndarray]:
         """Export the open rows of the `count` flows idle longest and forget them: the end of input in parts, so
         that no step downstream has to take the whole table's rows at once."""
