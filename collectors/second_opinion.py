@@ -3,7 +3,7 @@
 We cannot write a signature for every protocol a fabric carries, but Wireshark has thousands of dissectors.
 Running them on every packet is out of the question, so the collector samples: at most `flows_per_s` new
 unknown flows per second of packet time (a token bucket holding `burst`), of each the first `frames` frames
-it sees, cut to `snaplen` bytes, kept for at most `collect_s` of packet time. Complete samples go to one
+it sees, cut to `frame_bytes`, kept for at most `collect_s` of packet time. Complete samples go to one
 background thread through a bounded queue (full: the sample is dropped and counted) that writes what it has
 to one temporary pcap and runs tshark once on it, so a batch of flows costs one process. A flow's answer is
 the highest layer Wireshark names for any of its frames, skipping the generic ones (`eth`, `ip`, `udp`,
@@ -38,7 +38,7 @@ from pipeline.settings import IN_CODE, Origin
 DEFAULT_FLOWS_PER_S = 10.0  # a handful of tshark runs a second at most, whatever the traffic
 DEFAULT_BURST = 20
 DEFAULT_FRAMES = 4  # enough for a handshake's first payload after a TCP SYN/ACK
-DEFAULT_SNAPLEN = 256  # headers and the first payload bytes, which is what dissectors key on
+DEFAULT_FRAME_BYTES = 256  # headers and the first payload bytes, which is what dissectors key on
 DEFAULT_COLLECT_S = 1.0  # packet time a sample waits for its frames (one export interval)
 DEFAULT_QUEUE_FLOWS = 256
 FLOWS_REMEMBERED = 65_536  # flows sampled and answers kept (oldest forgotten first)
@@ -58,20 +58,21 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class SecondOpinionConfig:
-    """Config section `second_opinion:`. On for `capture` and `demo` unless `enabled` is false; `replay`
-    asks for it in `fabricscope replay` too (off by default there: replay then waits for every answer)."""
+    """Config section `second_opinion:`. On for `capture` and `demo` unless `dissect` is false; `in_replay`
+    asks for it in `fabricscope replay` too (off by default there: replay then waits for every answer). The
+    names are the section's own: the commands' flags are matched to sections by name."""
 
-    enabled: bool = True
-    replay: bool = False
+    dissect: bool = True
+    in_replay: bool = False
     flows_per_s: float = DEFAULT_FLOWS_PER_S
     burst: int = DEFAULT_BURST
     frames: int = DEFAULT_FRAMES
-    snaplen: int = DEFAULT_SNAPLEN
+    frame_bytes: int = DEFAULT_FRAME_BYTES
     collect_s: float = DEFAULT_COLLECT_S
     queue_flows: int = DEFAULT_QUEUE_FLOWS
 
     def validate(self, origin: Origin = IN_CODE) -> None:
-        for key in ("flows_per_s", "burst", "frames", "snaplen", "collect_s", "queue_flows"):
+        for key in ("flows_per_s", "burst", "frames", "frame_bytes", "collect_s", "queue_flows"):
             if getattr(self, key) <= 0:
                 raise origin.error(key, "must be positive")
 
@@ -94,7 +95,7 @@ class OpinionStats:
 
 @dataclass(slots=True)
 class Sample:
-    """The first frames of one flow, as captured (cut to the snaplen)."""
+    """The first frames of one flow, as captured (cut to `frame_bytes`)."""
 
     flow: int  # flow_hash of the flow's key
     linktype: int
@@ -233,13 +234,13 @@ class Sampler:
         grouped = hashes[chosen][order]
         starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
         rank = np.arange(len(grouped)) - np.repeat(starts, np.diff(np.r_[starts, len(grouped)]))
-        snaplen = self.config.snaplen
+        frame_bytes = self.config.frame_bytes
         for index in np.sort(chosen[order[rank < self.config.frames]]).tolist():
             sample = self._pending[int(hashes[index])]
             if len(sample.frames) >= self.config.frames:
                 continue
             row = int(rows[index])
-            start, size = int(batch.offset[row]), min(int(batch.caplen[row]), snaplen)
+            start, size = int(batch.offset[row]), min(int(batch.caplen[row]), frame_bytes)
             ts_ns = int(batch.ts_ns[row])
             if not sample.frames:
                 sample.started_ns = ts_ns
@@ -348,7 +349,7 @@ class SecondOpinion:
 
 def second_opinion(config: SecondOpinionConfig | None, *, wait: bool = False) -> SecondOpinion | None:
     """The collector's second opinion, or None when it is off or tshark is missing (said once in the log)."""
-    if config is None or not config.enabled:
+    if config is None or not config.dissect:
         return None
     tshark = shutil.which("tshark")
     if tshark is None:

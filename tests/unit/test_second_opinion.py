@@ -4,8 +4,11 @@ a full queue drops and counts, and without tshark the collector runs as before."
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +32,10 @@ from collectors.dpi import classify
 from collectors.packets import PacketBatch
 from collectors.replay import replay_batches
 from collectors.second_opinion import SecondOpinion, SecondOpinionConfig, best_answer, highest_layer
+from fabricscope.cli import build_parser
+from fabricscope.config import load_config
+from fabricscope.second_opinion import second_opinion_for
+from pipeline.errors import InputError
 from pipeline.topology import load_topology
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -172,3 +179,40 @@ def test_without_tshark_the_feature_is_off_and_collection_unchanged(
     for name in rows:
         assert rows[name].tolist() == plain[name].tolist(), name
     assert collector.stats.opinions.counts() == dict.fromkeys(collector.stats.opinions.counts(), 0)
+
+
+def settings(command: str, *flags: str, text: str = "", tmp_path: Path) -> SecondOpinionConfig | None:
+    words = [command, *flags]
+    if text:
+        path = tmp_path / "fabricscope.yaml"
+        path.write_text(text)
+        words += ["--config", str(path)]
+    if command == "replay":
+        words[1:1] = ["x.pcap", "--topology", "t.yaml"]
+    return second_opinion_for(load_config(build_parser(command).parse_args(words)), replay=command == "replay")
+
+
+def test_on_for_capture_and_demo_asked_for_in_replay_and_the_flag_wins_over_the_file(tmp_path: Path) -> None:
+    capture_on = settings("capture", "--topology", "t.yaml", text="second_opinion: {flows_per_s: 2}\n",
+                          tmp_path=tmp_path)
+    assert capture_on is not None and capture_on.flows_per_s == 2
+    assert settings("capture", "--topology", "t.yaml", "--no-second-opinion", text="second_opinion: {dissect: true}\n",
+                    tmp_path=tmp_path) is None
+    assert settings("demo", text="second_opinion: {dissect: false}\n", tmp_path=tmp_path) is None
+    assert settings("replay", tmp_path=tmp_path) is None
+    assert settings("replay", "--second-opinion", tmp_path=tmp_path) == SecondOpinionConfig(in_replay=True)
+    assert settings("replay", text="second_opinion: {in_replay: true}\n", tmp_path=tmp_path) is not None
+    with pytest.raises(InputError, match="burst"):
+        settings("replay", text="second_opinion: {burst: 0}\n", tmp_path=tmp_path)
+
+
+def test_replay_with_the_second_opinion_writes_it_in_app_detail(tmp_path: Path, tshark: str) -> None:
+    times = [T0 + step * SECOND // 4 for step in range(8)]
+    path = capture(tmp_path / "radius.pcap", [(mirrored(UNKNOWN_TO_US["radius"], 2), times)])
+    out = tmp_path / "flows.jsonl"
+    done = subprocess.run([sys.executable, "-m", "fabricscope.cli", "replay", str(path), "--topology",
+                           str(SAMPLES / "topology.yaml"), "--out", str(out), "--no-progress", "--second-opinion"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    details = [json.loads(line)["app_detail"] for line in out.read_text().splitlines()]
+    assert details[-1] == "wireshark:radius" and "Wireshark named 1 of 1 unknown flows" in done.stderr
