@@ -151,8 +151,6 @@ class Collector:
         if self.recorder is not None:
             self.recorder.write(batch, decoded)
         labels = dpi.classify(batch.data, decoded)
-        if self._opinion is not None:
-            self._opinion.observe(batch, decoded, labels)
         self.stats.packets += len(decoded)
         self.stats.malformed = self._decoder.stats.malformed_total
         self.stats.malformed_by_reason = dict(self._decoder.stats.malformed)
@@ -160,6 +158,7 @@ class Collector:
         early = self._flows.early_exports
         flows = self._flows.update(decoded, app=labels.app, confidence=labels.confidence, detail=labels.detail)
         if self._opinion is not None:
+            self._opinion.observe(batch, decoded, labels, self._flows)
             self._opinion.apply(self._flows)
         self.stats.flows_exported_early += self._flows.early_exports - early  # the table is new in each epoch
         ok = decoded.ts_ns[decoded.ok]

@@ -5,9 +5,10 @@ Running them on every packet is out of the question, so the collector samples: a
 unknown flows per second of packet time (a token bucket holding `burst`), of each the first `frames` frames
 it sees, cut to `frame_bytes`, kept for at most `collect_s` of packet time. Complete samples go to one
 background thread through a bounded queue (full: the sample is dropped and counted) that writes what it has
-to one temporary pcap and runs tshark once on it, so a batch of flows costs one process. A flow's answer is
-the highest layer Wireshark names for any of its frames, skipping the generic ones (`eth`, `ip`, `udp`,
-`tcp`, `data`…): when Wireshark knows no more than we do, it says nothing.
+to one temporary pcap and runs tshark once on it, so a batch of flows costs one process, and at most one
+run every `run_every_s` of wall time (tshark spends ~0.3 s of CPU loading its dissectors; the collector
+needs the cores). A flow's answer is the highest layer Wireshark names for any of its frames, skipping the
+generic ones (`eth`, `ip`, `udp`, `tcp`, `data`…): when Wireshark knows no more than we do, it says nothing.
 
 Answers reach the flow table's label state (FlowTable.set_detail), so the flow's later rows carry them;
 a row already exported stays as it was. A flow DPI labels later keeps DPI's label and detail. In `wait`
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from collectors.dpi import PacketLabels
-from collectors.flows import FlowTable, flow_hash, packet_keys
+from collectors.flows import FlowTable
 from collectors.packets import DecodedPackets, PacketBatch
 from pipeline.settings import IN_CODE, Origin
 
@@ -41,6 +42,7 @@ DEFAULT_FRAMES = 4  # enough for a handshake's first payload after a TCP SYN/ACK
 DEFAULT_FRAME_BYTES = 256  # headers and the first payload bytes, which is what dissectors key on
 DEFAULT_COLLECT_S = 1.0  # packet time a sample waits for its frames (one export interval)
 DEFAULT_QUEUE_FLOWS = 256
+DEFAULT_RUN_EVERY_S = 1.0  # a tshark run costs ~0.3 s of CPU loading its dissectors: at most one a second
 FLOWS_REMEMBERED = 65_536  # flows sampled and answers kept (oldest forgotten first)
 BATCH_FLOWS = 512  # flows per tshark run at most
 TSHARK_TIMEOUT_S = 60.0
@@ -70,11 +72,14 @@ class SecondOpinionConfig:
     frame_bytes: int = DEFAULT_FRAME_BYTES
     collect_s: float = DEFAULT_COLLECT_S
     queue_flows: int = DEFAULT_QUEUE_FLOWS
+    run_every_s: float = DEFAULT_RUN_EVERY_S
 
     def validate(self, origin: Origin = IN_CODE) -> None:
         for key in ("flows_per_s", "burst", "frames", "frame_bytes", "collect_s", "queue_flows"):
             if getattr(self, key) <= 0:
                 raise origin.error(key, "must be positive")
+        if self.run_every_s < 0:
+            raise origin.error("run_every_s", "must not be negative")
 
 
 @dataclass
@@ -167,18 +172,22 @@ class Sampler:
         self._seen: OrderedDict[int, None] = OrderedDict()
         self._seen_sorted = np.zeros(0, dtype=np.uint64)
 
-    def observe(self, batch: PacketBatch, decoded: DecodedPackets, labels: PacketLabels) -> tuple[np.ndarray,
-                                                                                                   list[Sample]]:
-        """The flow hash of each unknown packet of the batch, and the samples completed by it."""
-        rows = np.flatnonzero(decoded.ok & (labels.confidence == 0))
-        if not len(rows) and not self._pending:
-            return np.zeros(0, dtype=np.uint64), []
-        now = int(decoded.ts_ns[decoded.ok].max()) if decoded.ok.any() else self._clock
-        hashes = flow_hash(packet_keys(decoded, rows))
-        if len(rows):
-            self._admit(batch, rows, hashes)
-            self._collect(batch, rows, hashes)
-        return hashes, self._complete(now)
+    def observe(self, batch: PacketBatch, decoded: DecodedPackets, labels: PacketLabels,
+                table: FlowTable) -> tuple[np.ndarray, list[Sample]]:
+        """After the table took the batch: the hashes of the flows it created whose first packet DPI left
+        unknown, and the samples the batch completed. Reuses the table's hashes, and looks at single packets
+        only for flows being sampled, so a batch without new unknown flows costs next to nothing."""
+        if not len(table.batch_new) and not self._pending:
+            return table.batch_hashes[:0], []
+        rows = np.flatnonzero(decoded.ok)  # the packets table.batch_hashes describe
+        new = table.batch_new[labels.confidence[rows[table.batch_new]] == 0]
+        if len(new):
+            self._admit(batch, rows[new], table.batch_hashes[new])
+        if self._pending:
+            unknown = np.flatnonzero(labels.confidence[rows] == 0)
+            self._collect(batch, rows[unknown], table.batch_hashes[unknown])
+        now = int(decoded.ts_ns[rows].max()) if len(rows) else self._clock
+        return table.batch_hashes[new], self._complete(now)
 
     def drain(self) -> list[Sample]:
         """Every sample still collecting (end of input)."""
@@ -193,24 +202,23 @@ class Sampler:
             self._tokens = min(float(self.config.burst), self._tokens + elapsed * self.config.flows_per_s)
             self._clock = now
 
-    def _admit(self, batch: PacketBatch, rows: np.ndarray, hashes: np.ndarray) -> None:
-        """Start a sample for each flow not seen before, in order of its first packet, while the bucket has a
-        token at that packet's time (it refills at `flows_per_s` up to `burst`): one loop step per flow taken
-        or per refill waited for, never per packet."""
-        flows, first = np.unique(hashes, return_index=True)
+    def _admit(self, batch: PacketBatch, rows: np.ndarray, flows: np.ndarray) -> None:
+        """Start a sample for each new flow (`rows`: its first packet) not seen before, in order of time, while
+        the bucket has a token at that packet's time (it refills at `flows_per_s` up to `burst`): one loop
+        step per flow taken or per refill waited for."""
         if len(self._seen_sorted):
             place = np.minimum(np.searchsorted(self._seen_sorted, flows), len(self._seen_sorted) - 1)
-            first = first[self._seen_sorted[place] != flows]
-        order = np.argsort(batch.ts_ns[rows[first]], kind="stable")
-        first = first[order]
-        times = batch.ts_ns[rows[first]]
+            fresh = self._seen_sorted[place] != flows
+            rows, flows = rows[fresh], flows[fresh]
+        order = np.argsort(batch.ts_ns[rows], kind="stable")
+        times, flows = batch.ts_ns[rows[order]], flows[order]
         taken: list[int] = []
         index = 0
-        while index < len(first):
+        while index < len(flows):
             self._refill(int(times[index]))
             if self._tokens >= 1:
                 self._tokens -= 1
-                taken.append(int(hashes[first[index]]))
+                taken.append(int(flows[index]))
                 index += 1
                 continue
             wait_ns = int(np.ceil((1 - self._tokens) / self.config.flows_per_s * 1e9))
@@ -254,8 +262,8 @@ class Sampler:
 
 
 class SecondOpinion:
-    """The sampler, the tshark worker thread and the answers so far; `observe` before the flow table takes a
-    batch, `apply` after. Nothing here blocks collection unless `wait` (replay) asks for exact results."""
+    """The sampler, the tshark worker thread and the answers so far; `observe` and `apply` after the flow
+    table took a batch. Nothing here blocks collection unless `wait` (replay) asks for exact results."""
 
     def __init__(self, config: SecondOpinionConfig, tshark: str, *, wait: bool = False) -> None:
         self.config = config
@@ -268,7 +276,7 @@ class SecondOpinion:
         self._answers: queue.SimpleQueue[dict[int, str]] = queue.SimpleQueue()
         self._opinions: OrderedDict[int, str] = OrderedDict()
         self._known = np.zeros(0, dtype=np.uint64)
-        self._unknown_hashes = np.zeros(0, dtype=np.uint64)
+        self._new_unknown = np.zeros(0, dtype=np.uint64)
         self._thread = threading.Thread(target=self._work, name="second-opinion", daemon=True)
 
     def start(self) -> SecondOpinion:
@@ -276,12 +284,13 @@ class SecondOpinion:
         self._thread.start()
         return self
 
-    def observe(self, batch: PacketBatch, decoded: DecodedPackets, labels: PacketLabels) -> None:
-        self._unknown_hashes, samples = self._sampler.observe(batch, decoded, labels)
+    def observe(self, batch: PacketBatch, decoded: DecodedPackets, labels: PacketLabels, table: FlowTable) -> None:
+        """Sample the batch `table` has just taken (Sampler.observe)."""
+        self._new_unknown, samples = self._sampler.observe(batch, decoded, labels, table)
         self._submit(samples)
 
     def apply(self, table: FlowTable) -> None:
-        """Give the table's flows the answers that came in, and the flows of this batch's unknown packets the
+        """Give the table's flows the answers that came in, and the unknown flows this batch created the
         answers known for them (a flow forgotten and started afresh gets its answer back)."""
         if self.wait:
             self._queue.join()
@@ -290,9 +299,9 @@ class SecondOpinion:
             fresh.update(self._answers.get())
         if fresh:
             self._remember(fresh)
-        hashes = self._unknown_hashes
+        hashes = self._new_unknown
         if len(self._known) and len(hashes):
-            hashes = np.unique(hashes[np.isin(hashes, self._known)])
+            hashes = hashes[np.isin(hashes, self._known)]
             fresh.update({flow: self._opinions[flow] for flow in hashes.tolist() if flow in self._opinions})
         if fresh:
             table.set_detail(np.fromiter(fresh, dtype=np.uint64, count=len(fresh)),
@@ -300,7 +309,7 @@ class SecondOpinion:
 
     def finish(self, table: FlowTable) -> None:
         """End of input: the samples still collecting go too; in `wait` mode their answers reach the table."""
-        self._unknown_hashes = np.zeros(0, dtype=np.uint64)
+        self._new_unknown = np.zeros(0, dtype=np.uint64)
         self._submit(self._sampler.drain())
         self.apply(table)
 
@@ -345,6 +354,8 @@ class SecondOpinion:
                     self._answers.put(named)
                 for _ in samples:
                     self._queue.task_done()
+                if not self.wait:  # replay waits for the answers: no pause then
+                    self._stop.wait(self.config.run_every_s)
 
 
 def second_opinion(config: SecondOpinionConfig | None, *, wait: bool = False) -> SecondOpinion | None:

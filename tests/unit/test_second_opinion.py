@@ -29,6 +29,7 @@ from scapy.utils import wrpcap
 from collectors.collector import Collector, CollectorConfig
 from collectors.decode import Decoder
 from collectors.dpi import classify
+from collectors.flows import FlowTable
 from collectors.packets import PacketBatch
 from collectors.replay import replay_batches
 from collectors.second_opinion import SecondOpinion, SecondOpinionConfig, best_answer, highest_layer
@@ -143,6 +144,19 @@ def test_unknown_flows_get_wiresharks_protocol_in_their_later_rows(tmp_path: Pat
     assert stats.dropped == stats.failed == 0
 
 
+def test_a_flow_forgotten_when_idle_gets_its_answer_back_without_a_second_sample(tmp_path: Path, tshark: str) -> None:
+    radius = [T0 + step * SECOND // 4 for step in range(4)]
+    later = [40 * SECOND + ts for ts in radius]  # past the idle timeout: the flow table forgets the flow
+    filler = [T0 + 20 * SECOND]  # another flow's packet between them: packet time moves on, idle flows go
+    path = capture(tmp_path / "idle.pcap", [(mirrored(UNKNOWN_TO_US["radius"], 2), radius + later),
+                                            (mirrored(KNOWN, 3), filler)])
+    rows, collector = replay(path, SecondOpinionConfig())
+    radius_rows = rows["dst_port"] == 1812
+    after = radius_rows & (rows["ts_start"].astype(np.int64) >= (T0 + 40 * SECOND) // 1000)
+    assert after.any() and set(rows["app_detail"][after]) == {"wireshark:radius"}
+    assert collector.stats.opinions.sampled == 1
+
+
 def test_a_burst_of_unknown_flows_keeps_to_the_rate(tmp_path: Path, tshark: str) -> None:
     flows = [(mirrored(UDP(sport=20000 + index, dport=5060) / Raw(SIP), 3), [T0 + index * SECOND // 100])
              for index in range(300)]  # 300 new flows over 3 s of packet time
@@ -161,8 +175,10 @@ def test_a_full_queue_drops_and_counts(tshark: str) -> None:
     frames = [mirrored(UDP(sport=30000 + index, dport=5060) / Raw(SIP), 4) for index in range(8)]
     batch = batch_of(frames, T0 + np.arange(len(frames)))
     decoded = Decoder(load_topology(SAMPLES / "topology.yaml")).decode(batch)
+    labels, table = classify(batch.data, decoded), FlowTable()
+    table.update(decoded, app=labels.app, confidence=labels.confidence, detail=labels.detail)
     opinion = SecondOpinion(SecondOpinionConfig(burst=6, frames=1, queue_flows=2), tshark)
-    opinion.observe(batch, decoded, classify(batch.data, decoded))
+    opinion.observe(batch, decoded, labels, table)
     assert (opinion.stats.sampled, opinion.stats.dropped) == (2, 4)  # 6 admitted by the bucket, 2 fit
 
 
