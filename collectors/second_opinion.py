@@ -147,7 +147,7 @@ def dissect_samples(samples: list[Sample], tshark: str, directory: Path) -> dict
         try:
             write_pcap(path, group, linktype)
             run = subprocess.run([tshark, "-n", "-r", str(path), "-T", "fields", "-e", "frame.protocols"],
-                                 capture_output=True, text=True, timeout=TSHARK_TIMEOUT_S, check=True)
+                                 capture_output=True, text=True, errors="replace", timeout=TSHARK_TIMEOUT_S, check=True)
         except (OSError, subprocess.SubprocessError) as exc:
             log.warning("second opinion: tshark failed on %d flows: %s", len(group), exc)
             return None
@@ -344,18 +344,25 @@ class SecondOpinion:
                         samples.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                answers = dissect_samples(samples, self._tshark, Path(directory))
-                if answers is None:
+                try:
+                    self._answer(samples, Path(directory))
+                except Exception:  # the worker must outlive any one run: a waiting collector (replay) needs it
                     self.stats.failed += 1
-                else:
-                    self.stats.dissected += len(samples)
-                    named = {flow: PREFIX + layer for flow, layer in answers.items() if layer}
-                    self.stats.answered += len(named)
-                    self._answers.put(named)
+                    log.exception("second opinion: dissecting %d flows failed", len(samples))
                 for _ in samples:
                     self._queue.task_done()
                 if not self.wait:  # replay waits for the answers: no pause then
                     self._stop.wait(self.config.run_every_s)
+
+    def _answer(self, samples: list[Sample], directory: Path) -> None:
+        answers = dissect_samples(samples, self._tshark, directory)
+        if answers is None:
+            self.stats.failed += 1
+            return
+        self.stats.dissected += len(samples)
+        named = {flow: PREFIX + layer for flow, layer in answers.items() if layer}
+        self.stats.answered += len(named)
+        self._answers.put(named)
 
 
 def second_opinion(config: SecondOpinionConfig | None, *, wait: bool = False) -> SecondOpinion | None:

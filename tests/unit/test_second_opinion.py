@@ -182,6 +182,21 @@ def test_a_full_queue_drops_and_counts(tshark: str) -> None:
     assert (opinion.stats.sampled, opinion.stats.dropped) == (2, 4)  # 6 admitted by the bucket, 2 fit
 
 
+def test_a_failing_tshark_is_counted_and_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = capture(tmp_path / "unknown.pcap", [(mirrored(UNKNOWN_TO_US["sip"], 2), [T0, T0 + SECOND])])
+    plain, _ = replay(path, None)
+    broken = tmp_path / "bin" / "tshark"
+    broken.parent.mkdir()
+    broken.write_text("#!/bin/sh\necho 'tshark: cannot start' >&2\nexit 2\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("PATH", str(broken.parent))
+    rows, collector = replay(path, SecondOpinionConfig())
+    for name in rows:
+        assert rows[name].tolist() == plain[name].tolist(), name
+    stats = collector.stats.opinions
+    assert (stats.sampled, stats.failed, stats.dissected, stats.answered) == (1, 1, 0, 0)
+
+
 def test_without_tshark_the_feature_is_off_and_collection_unchanged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
