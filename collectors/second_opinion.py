@@ -36,7 +36,7 @@ from collectors.flows import FlowTable
 from collectors.packets import DecodedPackets, PacketBatch
 from pipeline.settings import IN_CODE, Origin
 
-DEFAULT_FLOWS_PER_S = 10.0  # a handful of tshark runs a second at most, whatever the traffic
+DEFAULT_FLOWS_PER_S = 10.0  # flows sampled, whatever the traffic (tshark runs are paced apart: run_every_s)
 DEFAULT_BURST = 20
 DEFAULT_FRAMES = 4  # enough for a handshake's first payload after a TCP SYN/ACK
 DEFAULT_FRAME_BYTES = 256  # headers and the first payload bytes, which is what dissectors key on
@@ -53,7 +53,8 @@ GENERIC_LAYERS = frozenset({
     "eth", "ethertype", "vlan", "llc", "ip", "ipv6", "udp", "tcp", "gre", "erspan", "vxlan", "data",
     "data-text-lines", "media", "frame", "sll",
 })
-_PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535, 1)  # nanosecond pcap; linktype patched
+_PCAP_HEADER = struct.Struct("<IHHiIII")  # magic (nanosecond), version 2.4, zone, sigfigs, snaplen, linktype
+_PCAP_NS_MAGIC = 0xA1B23C4D
 _RECORD = struct.Struct("<IIII")
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def best_answer(chains: list[str]) -> str:
 def write_pcap(path: Path, samples: list[Sample], linktype: int) -> None:
     """The samples' frames, flow after flow, as a nanosecond pcap."""
     with path.open("wb") as out:
-        out.write(_PCAP_HEADER[:-4] + struct.pack("<I", linktype))
+        out.write(_PCAP_HEADER.pack(_PCAP_NS_MAGIC, 2, 4, 0, 0, 0x40000, linktype))
         for sample in samples:
             for ts_ns, wirelen, frame in sample.frames:
                 out.write(_RECORD.pack(ts_ns // 1_000_000_000, ts_ns % 1_000_000_000, len(frame), wirelen))
@@ -147,7 +148,8 @@ def dissect_samples(samples: list[Sample], tshark: str, directory: Path) -> dict
         try:
             write_pcap(path, group, linktype)
             run = subprocess.run([tshark, "-n", "-r", str(path), "-T", "fields", "-e", "frame.protocols"],
-                                 capture_output=True, text=True, errors="replace", timeout=TSHARK_TIMEOUT_S, check=True)
+                                 capture_output=True, text=True, errors="replace", timeout=TSHARK_TIMEOUT_S,
+                                 check=True)
         except (OSError, subprocess.SubprocessError) as exc:
             log.warning("second opinion: tshark failed on %d flows: %s", len(group), exc)
             return None
