@@ -5,7 +5,8 @@ decoder) → DPI → flow table and link bins → DFI over a window of flow rows
 iterations). Every stage works on whole batches; the collector only passes columns along and keeps the
 counts people ask for (packets, malformed, skipped records). Flow rows reach the output in the order the flow
 table closed them: at once when DFI already knows their flow, else (and so does every row after) at DFI's
-next run, at most one export interval of packet time later.
+next run, at most one export interval of packet time later. When configured, Wireshark's second opinion
+(collectors.second_opinion) samples the flows DPI left unknown and names them in their later rows.
 """
 
 from __future__ import annotations
