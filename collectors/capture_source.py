@@ -129,6 +129,7 @@ class CaptureSource:
             "unattributed": stats.unattributed,
             "flow_rows": stats.flow_rows,
             "flows_exported_early": stats.flows_exported_early,
+            **stats.opinions.counts(),
         }
 
     def counts_by_reason(self) -> Mapping[str, Mapping[str, int]]:

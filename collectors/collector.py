@@ -5,7 +5,8 @@ decoder) → DPI → flow table and link bins → DFI over a window of flow rows
 iterations). Every stage works on whole batches; the collector only passes columns along and keeps the
 counts people ask for (packets, malformed, skipped records). Flow rows reach the output in the order the flow
 table closed them: at once when DFI already knows their flow, else (and so does every row after) at DFI's
-next run, at most one export interval of packet time later.
+next run, at most one export interval of packet time later. When configured, Wireshark's second opinion
+(collectors.second_opinion) samples the flows DPI left unknown and names them in their later rows.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from collectors.flows import (
 from collectors.job_names import JobNameSource
 from collectors.link_bins import LinkBins, LinkBinsConfig
 from collectors.packets import DecodedPackets, PacketBatch
+from collectors.second_opinion import OpinionStats, SecondOpinionConfig, second_opinion
 from pipeline.topology import Topology
 
 Columns = dict[str, np.ndarray]
@@ -55,6 +57,8 @@ class CollectorConfig:
     sampling_rate: int = 1
     max_flows: int = DEFAULT_MAX_FLOWS
     job_names: JobNameSource | None = None
+    second_opinion: SecondOpinionConfig | None = None
+    wait_for_opinions: bool = False  # replay: rows exact whatever tshark's speed
 
 
 @dataclass
@@ -70,6 +74,7 @@ class CollectorStats:
     iteration_rows: int = 0
     flows_exported_early: int = 0
     malformed_by_reason: dict[str, int] = field(default_factory=dict)
+    opinions: OpinionStats = field(default_factory=OpinionStats)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +112,9 @@ class Collector:
         self.stats = CollectorStats()
         self._topology = topology
         self._decoder = Decoder(topology)
+        self._opinion = second_opinion(self.config.second_opinion, wait=self.config.wait_for_opinions)
+        if self._opinion is not None:
+            self.stats.opinions = self._opinion.stats
         self._start_epoch()
 
     def _start_epoch(self) -> None:
@@ -150,6 +158,9 @@ class Collector:
         self.stats.unattributed += int(np.count_nonzero(decoded.ok & (decoded.link < 0)))
         early = self._flows.early_exports
         flows = self._flows.update(decoded, app=labels.app, confidence=labels.confidence, detail=labels.detail)
+        if self._opinion is not None:
+            self._opinion.observe(batch, decoded, labels, self._flows)
+            self._opinion.apply(self._flows)
         self.stats.flows_exported_early += self._flows.early_exports - early  # the table is new in each epoch
         ok = decoded.ts_ns[decoded.ok]
         self._now_ns = max(self._now_ns, int(ok.max())) if len(ok) else self._now_ns
@@ -163,18 +174,21 @@ class Collector:
         flows = self._flows.advance(now_ns)
         return self._records(self._dfi.add(flows, now_ns), self._bins.advance(now_ns // 1000))
 
-    def finish(self) -> Records:
-        """Export every open flow row and bin, labelled, and every iteration (end of input)."""
+    def finish(self, *, last: bool = True) -> Records:
+        """Export every open flow row and bin, labelled, and every iteration (end of input, or of an epoch when
+        not `last`)."""
+        self._last_opinions(last)
         return self._records(self._dfi.flush(self._flows.flush()), self._bins.flush())
 
-    def finishing(self) -> Iterator[Records]:
+    def finishing(self, *, last: bool = True) -> Iterator[Records]:
         """`finish` in steps of at most about FINISH_ROWS flow rows (a full flow table holds many more)."""
+        self._last_opinions(last)
         while self.active_flows > FINISH_ROWS:
             flows = self._dfi.add(self._flows.drain(FINISH_ROWS), self._now_ns)
             step = self._records(flows, self._bins.advance(self._now_ns // 1000))
             if len(step):
                 yield step
-        yield self.finish()
+        yield self.finish(last=last)
 
     def run(self, batches: Iterable[PacketBatch]) -> Iterator[Records]:
         """Process every batch, then finish; yields only non-empty steps.
@@ -195,13 +209,22 @@ class Collector:
                     if len(step):
                         yield step
                 elif last_ns is not None and last_ns - first_ns > jump_ns:
-                    yield from (step for step in self.finishing() if len(step))
+                    yield from (step for step in self.finishing(last=False) if len(step))
                     self._start_epoch()
                 step = self.process(part)
                 last_ns = int(part.ts_ns[-1])
                 if len(step):
                     yield step
         yield from self.finishing()
+
+    def _last_opinions(self, last: bool) -> None:
+        """Samples still collecting are dissected too (in wait mode their answers reach the last rows); at the
+        end of input the worker then stops."""
+        if self._opinion is not None:
+            self._opinion.finish(self._flows)
+            if last:
+                self._opinion.close()
+                self._opinion = None
 
     def _records(self, labelled: Labelled, link_bins: Columns) -> Records:
         step = Records(flows=labelled.flows, link_bins=link_bins, iterations=labelled.iterations)

@@ -186,6 +186,11 @@ class FlowTable:
         self._dtypes.update({name: dtype for name, dtype, _ in _FLOW_STATE})
         self._dtypes.update(dict.fromkeys(COUNTERS, "uint64"))
         self.early_exports = 0  # rows exported before their time because the table was full
+        # what the last `update` saw, for the second opinion (collectors.second_opinion) to reuse: the flow hash
+        # of each well-formed packet in batch order, and the index among them of the first packet of each flow
+        # the batch created
+        self.batch_hashes = np.zeros(0, dtype=np.uint64)
+        self.batch_new = np.zeros(0, dtype=np.int64)
         self._clear()
         self._now = np.iinfo(np.int64).min
         self._last_sweep = np.iinfo(np.int64).min
@@ -210,6 +215,7 @@ class FlowTable:
             raise ValueError("app and confidence (and detail) label the packets together: pass both or neither")
         rows = np.flatnonzero(decoded.ok)
         exported: list[dict[str, np.ndarray]] = []
+        self.batch_hashes, self.batch_new = self.batch_hashes[:0], self.batch_new[:0]
         if len(rows):
             labels = None if app is None or confidence is None else _Labels(app, confidence, detail)
             self._aggregate(decoded, rows, labels, exported)
@@ -225,6 +231,16 @@ class FlowTable:
             self._now = now_ns
             self._expire(exported)
         return self._rows(exported)
+
+    def set_detail(self, hashes: np.ndarray, details: np.ndarray) -> None:
+        """Give the held flows of `hashes` (flow_hash of their keys) the detail of the same index while DPI has
+        no label for them (a second opinion, collectors.second_opinion); their later rows carry it."""
+        place = np.searchsorted(self._sorted_hash, hashes)
+        found = np.flatnonzero(place < len(self._sorted_hash))
+        found = found[self._sorted_hash[place[found]] == hashes[found]]
+        slots = self._sorted_slot[place[found]]
+        unknown = self._columns["confidence"][slots] == 0
+        self._columns["detail"][slots[unknown]] = details[found[unknown]]
 
     def drain(self, count: int) -> dict[str, np.ndarray]:
         """Export the open rows of the `count` flows idle longest and forget them: the end of input in parts, so
@@ -254,6 +270,7 @@ class FlowTable:
         ts = decoded.ts_ns[rows]
         interval = ts // self._active_ns
         order, keys, flow_start = _group(keys, hashes, interval)
+        self.batch_hashes = hashes
         hashes, ts, interval = hashes[order], ts[order], interval[order]
         rows = rows[order]
         flow_id = np.cumsum(flow_start) - 1
@@ -262,6 +279,7 @@ class FlowTable:
             {name: column[flow_first] for name, column in keys.items()}, hashes[flow_first], exported
         )
         self._columns["dscp"][slots[new]] = decoded.dscp[rows[flow_first[new]]]
+        self.batch_new = order[flow_first[new]]
         if labels is not None:
             self._label(slots, flow_id, flow_first, labels, rows)
 

@@ -6,6 +6,7 @@ into a typed Config, one attribute per section, each a component's frozen config
     alerts:     webhooks incidents go to (`ingest`, `replay`, `demo`) (pipeline.alerts.config.AlertsConfig)
     capture:    CaptureConfig      sflow: SflowConfig                 (collectors.*, beside each source)
     recorder:   RecorderConfig     (`capture`, `demo`)                (collectors.recorder)
+    second_opinion: SecondOpinionConfig (`capture`, `demo`, `replay`) (collectors.second_opinion)
     snmp:       SnmpConfig         gnmi:  GnmiConfig
     sink:       SinkConfig         (`ingest`)                         (pipeline.sink)
     dashboard:  DashboardConfig    (`dashboard`, `demo`)              (dashboards.server)
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from collectors.gnmi import GnmiConfig
     from collectors.job_names import JobNameSource
     from collectors.recorder import RecorderConfig
+    from collectors.second_opinion import SecondOpinionConfig
     from collectors.sflow_source import SflowConfig
     from collectors.snmp import SnmpConfig
     from dashboards.server import DashboardConfig
@@ -60,6 +62,7 @@ SECTIONS: dict[str, str] = {
     "dashboard": "dashboards.server:DashboardConfig",
     "service": "fabricscope.source_service:ServiceConfig",
     "recorder": "collectors.recorder:RecorderConfig",
+    "second_opinion": "collectors.second_opinion:SecondOpinionConfig",
 }
 KAFKA, DETECTORS, SERVICE, ALERTS = "kafka", "detectors", "service", "alerts"
 JOBS, JOBS_FILE = "jobs", "jobs_file"
@@ -67,7 +70,8 @@ KNOWN_SECTIONS = (KAFKA, DETECTORS, ALERTS, *SECTIONS, JOBS, JOBS_FILE)
 # the command → the section of its own component
 COMMAND_SECTIONS = {"capture": "capture", "sflow": "sflow", "snmp": "snmp", "gnmi": "gnmi", "ingest": "sink",
                     "dashboard": "dashboard", "demo": "dashboard"}
-FLAG_SECTIONS = {"capture": ("recorder",), "demo": ("recorder",)}  # other sections whose flags a command takes
+FLAG_SECTIONS = {"capture": ("recorder", "second_opinion"), "demo": ("recorder", "second_opinion"),
+                 "replay": ("second_opinion",)}  # other sections whose flags a command takes
 SOURCE_COMMANDS = ("capture", "sflow", "snmp", "gnmi")  # their sections also take the service's keys, topology
 SERVICE_COMMANDS = (*SOURCE_COMMANDS, "ingest", "dashboard")  # they take the service's flags
 TOPOLOGY = "topology"
@@ -143,6 +147,10 @@ class Config:
     @property
     def recorder(self) -> RecorderConfig:
         return typing.cast("RecorderConfig", self._section("recorder"))
+
+    @property
+    def second_opinion(self) -> SecondOpinionConfig:
+        return typing.cast("SecondOpinionConfig", self._section("second_opinion"))
 
     @property
     def service(self) -> ServiceConfig:

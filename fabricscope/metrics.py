@@ -4,7 +4,8 @@ Nothing is counted twice: the source keeps its own totals (`Source.counts()`), t
 dropped and queued figures, and a scrape turns both into metric families. Names:
 
     fabricscope_<count>_total{source}               each key of Source.counts(): packets, kernel_drops, malformed,
-                                                    flows_exported_early (the flow table was full)…
+                                                    flows_exported_early (the flow table was full),
+                                                    second_opinion_sampled/dropped/dissected/answered/failed…
     fabricscope_<count>_by_reason_total{source,reason}  the same count split by reason, for the sources that
                                                     give it (pipeline.source.ReasonCounts): malformed packets…
     fabricscope_records_sent_total{source,table}    rows acknowledged by Kafka (or sent to the embedded broker)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from collectors.capture_source import CaptureConfig
 from fabricscope.options import option
 from fabricscope.recording import add_recorder_arguments
+from fabricscope.second_opinion import add_second_opinion_arguments
 from fabricscope.source_service import add_max_flows_argument, add_service_arguments
 
 if TYPE_CHECKING:
@@ -33,12 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_max_flows_argument(parser)
     add_service_arguments(parser, metrics_port=METRICS_PORT)
     add_recorder_arguments(parser)
+    add_second_opinion_arguments(parser)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
     from collectors.capture_source import CaptureSource
     from collectors.collector import CollectorConfig
     from fabricscope.recording import recorder_for
+    from fabricscope.second_opinion import second_opinion_for
     from fabricscope.source_service import run_source
     from pipeline.topology import load_topology
 
@@ -46,6 +49,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     source = CaptureSource(topology, config.capture,
                            collector_config=CollectorConfig(exporter=config.service.exporter,
                                                             max_flows=config.service.max_flows,
-                                                            job_names=config.jobs),
+                                                            job_names=config.jobs,
+                                                            second_opinion=second_opinion_for(config)),
                            recorder=recorder_for(args, config, topology))
     return run_source(args, config, source)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from fabricscope.commands.dashboard import add_listen_arguments
 from fabricscope.recording import add_recorder_arguments
+from fabricscope.second_opinion import add_second_opinion_arguments
 from pipeline.errors import InputError
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds of synthetic traffic per fault cycle (default: %(default)s)")
     parser.add_argument("--cycles", type=int, default=0, metavar="N", help="stop after N cycles (default: run on)")
     add_recorder_arguments(parser)
+    add_second_opinion_arguments(parser)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -43,6 +45,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from dashboards.app import dashboard_server
     from fabricscope.alerting import alerts_summary, build_notifier
     from fabricscope.recording import recorder_for
+    from fabricscope.second_opinion import second_opinion_for
     from fabricscope.services import Services, ServicesConfig
     from pipeline.bus import Admin, pipeline_topics
     from pipeline.counterfile import read_counters
@@ -69,7 +72,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         try:
             outputs, played = first, 0
             while True:
-                collector = Collector(topology, CollectorConfig(job_names=config.jobs or scenario_jobs(outputs.truth)),
+                collector = Collector(topology, CollectorConfig(job_names=config.jobs or scenario_jobs(outputs.truth),
+                                                                second_opinion=second_opinion_for(config)),
                                       recorder=recorder)
                 batches = replay_batches([outputs.pcap], speed=1.0, progress=False)
                 notifier = build_notifier(config, services.bus, f"fabricscope-demo-alerts-{played}")

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from collectors.collector import DEFAULT_ACTIVE_TIMEOUT_S, DEFAULT_EXPORTER
+    from fabricscope.second_opinion import add_second_opinion_arguments
     from fabricscope.source_service import add_max_flows_argument
 
     parser.add_argument("pcaps", nargs="+", metavar="PCAP", help="pcap or pcapng files, replayed in order")
@@ -38,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="flow export interval, ≤1 s (default: %(default)s)")
     add_max_flows_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_second_opinion_arguments(parser, replay=True)
 
 
 def parse_speed(text: str) -> float | None:
@@ -110,6 +112,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from collectors.collector import Collector, CollectorConfig
     from collectors.pcapfile import open_capture
     from collectors.replay import replay_batches
+    from fabricscope.second_opinion import second_opinion_for
     from pipeline.recordfile import RecordFileWriter
     from pipeline.topology import load_topology
 
@@ -126,7 +129,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
     collector = Collector(
         topology,
         CollectorConfig(exporter=args.exporter, active_timeout_s=args.active_timeout, max_flows=max_flows,
-                        job_names=config.jobs),
+                        job_names=config.jobs, second_opinion=second_opinion_for(config, replay=True),
+                        wait_for_opinions=True),
     )
     reads: list[tuple[str, CaptureStats]] = []
     batches = replay_batches(args.pcaps, speed=speed, progress=not args.no_progress, reads=reads)
@@ -142,10 +146,12 @@ def run(args: argparse.Namespace, config: Config) -> int:
         summary = _into_embedded_store(args, config, topology, steps, counters)
     _refuse_unreadable(reads)
     stats = collector.stats
+    opinions = stats.opinions
+    asked = f", Wireshark named {opinions.answered} of {opinions.dissected} unknown flows" if opinions.sampled else ""
     print(
         f"{stats.packets} packets, {_read_totals(reads).skipped_text()}, {stats.malformed} malformed packets, "
         f"{stats.unattributed} not attributed to a link, {stats.flows_exported_early} flow rows exported early "
-        f"(table full); {summary}",
+        f"(table full){asked}; {summary}",
         file=sys.stderr,
     )
     return 0

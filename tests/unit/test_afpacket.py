@@ -21,6 +21,7 @@ from collectors.afpacket import PacketRing, RingStats
 from collectors.capture_source import CaptureConfig, CaptureSource
 from collectors.collector import CollectorConfig
 from collectors.packets import PacketBatch
+from collectors.second_opinion import OpinionStats
 from pipeline.errors import InputError
 from pipeline.topology import load_topology
 
@@ -194,7 +195,7 @@ def test_capture_source_steps_are_empty_while_idle_then_the_final_flush() -> Non
     assert [table for table, _ in steps[2]] == ["flows", "link_bins", "iterations"] and len(steps) == 3
     assert source.counts() == dict.fromkeys(
         ("packets", "bytes", "kernel_drops", "kernel_freezes", "malformed", "unattributed", "flow_rows",
-         "flows_exported_early"), 0)
+         "flows_exported_early", *OpinionStats().counts()), 0)
 
 
 def test_capture_source_exports_rows_while_the_link_is_quiet(tmp_path: Path) -> None:
