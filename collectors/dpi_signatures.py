@@ -97,13 +97,19 @@ HTTP_METHODS = (b"GET", b"POST", b"PUT", b"HEAD", b"DELETE", b"OPTIONS", b"PATCH
 
 
 def http_request(p: PayloadHead) -> np.ndarray:
-    """Request line: a method, one space, then a target that starts like a path, '*' or an absolute URI/host."""
+    """RFC 9112 3.2 request line: a method, one space, then a request target in one of its forms — origin
+    ('/'), asterisk ('*', OPTIONS), absolute ('http://' or 'https://') or authority (host, CONNECT only). Any
+    other scheme is another protocol's request line: SIP's `OPTIONS sip:bob@host SIP/2.0` is not HTTP."""
     found = np.zeros(len(p), dtype=bool)
     for method in HTTP_METHODS:
         start = len(method) + 1
         target = p.u8(start)
-        letter = ((target | 0x20) >= ord("a")) & ((target | 0x20) <= ord("z"))
-        target_ok = (target == ord("/")) | (target == ord("*")) | letter
+        target_ok = (target == ord("/")) | p.equals(start, b"http://") | p.equals(start, b"https://")
+        if method == b"OPTIONS":
+            target_ok |= target == ord("*")
+        if method == b"CONNECT":
+            lower = target | 0x20
+            target_ok |= ((lower >= ord("a")) & (lower <= ord("z"))) | ((target >= ord("0")) & (target <= ord("9")))
         found |= p.equals(0, method + b" ") & p.has(start + 1) & target_ok
     return found
 

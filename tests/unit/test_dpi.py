@@ -65,6 +65,16 @@ def test_payload_outranks_port() -> None:
     assert (labels.confidence > PORT_ONLY).all()
 
 
+def test_request_lines_of_other_schemes_are_not_http() -> None:
+    """SIP's request line has HTTP's shape; only HTTP's request-target forms make it HTTP (RFC 9112 3.2)."""
+    http = [b"GET http://proxy.example/x HTTP/1.1\r\n", b"OPTIONS * HTTP/1.1\r\n",
+            b"CONNECT example.org:443 HTTP/1.1\r\n", b"CONNECT 192.0.2.1:443 HTTP/1.1\r\n"]
+    other = [b"OPTIONS sip:bob@example.org SIP/2.0\r\n", b"GET rtsp://cam/stream RTSP/1.0\r\n",
+             b"GET example.org HTTP/1.1\r\n"]
+    labels = labels_of([tcp(line, 41000) for line in http + other])
+    assert names(labels) == ["http"] * len(http) + ["unknown"] * len(other)
+
+
 def test_unrecognised_traffic_is_unknown_with_zero_confidence() -> None:
     frames = [tcp(b"hello there", 41000), udp(b"\x01\x02\x03", 50000), tcp(b"", 41000)]
     labels = labels_of(frames)
