@@ -104,6 +104,8 @@ def packets_section() -> html.Section:
             html.A("close", id="packets-close", href=""),
         ], style=ROW),
         _table("packets-table", PACKET_COLUMNS, style_data_conditional=PACKET_ROW_STYLES, page_action="none",
+               style_cell_conditional=[{"if": {"column_id": column}, "whiteSpace": "nowrap"}
+                                       for column in ("time", "link")],
                style_table={**TABLE_STYLE["style_table"], "maxHeight": "420px"}),
         hidden=True,
     )

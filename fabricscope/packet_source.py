@@ -5,14 +5,19 @@ selects (collectors.packet_select), cuts (pcapng_writer) and dissects (collector
 Where the packets are: the recorder's segments when `capture` or `demo` kept some, else the captures
 `replay` read into this data dir (indexed under <data-dir>/packets/index, as `fabricscope packets --pcap`
 does). An incident's window and link come from the dashboard's own open store (chdb admits one process per
-data dir). Dissection is slow (tshark), so each listing is kept per request; the pcap needs no tshark.
+data dir). Dissection is slow (tshark), and pyshark's asyncio subprocesses misbehave off the main thread of
+a busy server (two at once break each other; in the served dashboard one sometimes never returned), so it
+runs in a process of its own, one slice at a time, as `fabricscope packets` runs it; each listing is kept
+per request, and request threads asking for the same one wait on the same result. The pcap needs no tshark.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import tempfile
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dashboards.packets import PacketListing, PacketRequest
-from pipeline.errors import InputError
+from pipeline.errors import FabricscopeError, InputError, one_line
 
 if TYPE_CHECKING:
     from collectors.packet_select import PacketStore, Selection, Slice
@@ -64,7 +69,9 @@ class StorePackets:
         self.data_dir = data_dir
         self.margin_ns = round(margin_s * 1e9)
         self._lock = threading.Lock()
-        self._listings: OrderedDict[tuple[PacketRequest, int], PacketListing] = OrderedDict()
+        self._listings: OrderedDict[tuple[PacketRequest, int], Future[PacketListing]] = OrderedDict()
+        self._requests = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fabricscope-packets")
+        self._dissector = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
 
     def pcapng(self, packet_request: PacketRequest) -> tuple[bytes, int]:
         from collectors.packet_select import DEFAULT_LIMIT
@@ -84,24 +91,33 @@ class StorePackets:
     def listing(self, packet_request: PacketRequest, rows: int) -> PacketListing:
         key = (packet_request, rows)
         with self._lock:
-            if key in self._listings:
-                self._listings.move_to_end(key)
-                return self._listings[key]
-        found = self._listing(packet_request, rows)
-        with self._lock:
-            self._listings[key] = found
-            while len(self._listings) > CACHED_LISTINGS:
-                self._listings.popitem(last=False)
-        return found
+            found = self._listings.get(key)
+            if found is None:
+                found = self._listings[key] = self._requests.submit(self._listing, packet_request, rows)
+                while len(self._listings) > CACHED_LISTINGS:
+                    self._listings.popitem(last=False)
+            self._listings.move_to_end(key)
+        try:
+            return found.result()
+        except Exception:
+            with self._lock:  # a failure is not kept: asked again (tshark installed, packets recorded), it retries
+                if self._listings.get(key) is found:
+                    del self._listings[key]
+            raise
 
     def _listing(self, packet_request: PacketRequest, rows: int) -> PacketListing:
         from collectors.dissect import packet_rows, require_tshark
 
-        require_tshark()
+        require_tshark()  # said here, in the view, before any packet is read
         selection, event_ns = self._selection(packet_request, packet_request.limit or SCAN_LIMIT)
         cut = packet_store(self.data_dir, self.topology).select(selection)
         frames = _around(cut, event_ns, rows)
-        listed = packet_rows(frames, self.topology) if len(frames) else []
+        try:
+            listed = self._dissector.submit(packet_rows, frames, self.topology).result() if len(frames) else []
+        except FabricscopeError:
+            raise
+        except Exception as exc:  # pyshark's and tshark's failures, translated at the boundary
+            raise FabricscopeError(one_line(f"Wireshark's dissection failed: {exc}")) from exc
         for row, ts_ns in zip(listed, frames.ts_ns.tolist(), strict=True):
             row["ts_ns"] = ts_ns
         last_read = int(cut.frames.ts_ns[-1]) if len(cut) else None
