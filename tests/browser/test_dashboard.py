@@ -261,13 +261,14 @@ def _background(driver: webdriver.Chrome, table_id: str, row: int) -> str:
         "return getComputedStyle(rows[arguments[1]].querySelector('td')).backgroundColor;", f"#{table_id}", row)
 
 
-def _open_packets(driver: webdriver.Chrome, table_id: str, attempts: int = 5) -> None:
-    """Click the first row's `packets` link until the page's URL names a packets view: a click that lands
-    while Dash is re-rendering the table is lost, as it would be for a person, who would click again."""
+def _open_packets(driver: webdriver.Chrome, table_id: str, kind: str, attempts: int = 5) -> None:
+    """Click the first row's `packets` link until the page's URL names a packets view of `kind` (event or
+    flow): a click that lands while Dash is re-rendering the table is lost, as it would be for a person,
+    who would click again."""
     for _ in range(attempts):
         try:
             driver.find_element(By.CSS_SELECTOR, f"#{table_id} td[data-dash-column='packets'] a").click()
-            WebDriverWait(driver, 5).until(lambda d: "packets=" in urlparse(d.current_url).query)
+            WebDriverWait(driver, 5).until(lambda d: f"packets={kind}" in urlparse(d.current_url).query)
             return
         except (TimeoutException, StaleElementReferenceException):
             continue
@@ -299,7 +300,7 @@ def test_the_failure_opens_its_packets_and_the_pcap_is_what_fabricscope_packets_
         browser.get(f"{url}/?token={TOKEN}&range=1m")
         wait = WebDriverWait(browser, WAIT_S)
         wait.until(lambda d: failure["link"] in _column(d, "recovery-table", "link"))
-        _open_packets(browser, "recovery-table")
+        _open_packets(browser, "recovery-table", "event")
         wait.until(lambda d: len(_column(d, "packets-table", "info")) > 1)
         rows = _cells(browser, "packets-table", ("link", "ecn", "aeth", "psn", "mark", "info"))
         packets = [row for row in rows if row["mark"] != "gap"]
@@ -326,6 +327,18 @@ def test_the_failure_opens_its_packets_and_the_pcap_is_what_fabricscope_packets_
         with urlopen(Request(href, headers={"Authorization": f"Bearer {TOKEN}"}), timeout=WAIT_S) as answer:
             assert answer.headers["Content-Disposition"].startswith("attachment;")
             (tmp_path / "dashboard.pcapng").write_bytes(answer.read())
+
+        flow_keys = ("link", "src", "src_port", "dst", "dst_port")
+        wait.until(lambda d: len(_column(d, "flow-table", "link")) > 0)
+        flow = _cells(browser, "flow-table", (*flow_keys, "ecn_ce", "psn_gaps", "cnp"))[0]
+        _open_packets(browser, "flow-table", "flow")
+        wait.until(lambda d: "flow " in browser.find_element(By.ID, "packets-summary").text)
+        wait.until(lambda d: len(_column(d, "packets-table", "info")) > 1)
+        flow_packets = [row for row in _cells(browser, "packets-table", (*flow_keys, "mark")) if row["mark"] != "gap"]
+        assert flow_packets and all({key: row[key] for key in flow_keys} == {key: flow[key] for key in flow_keys}
+                                    for row in flow_packets)
+        assert (flow["ecn_ce"], flow["psn_gaps"], flow["cnp"]) == ("0", "0", "0")  # the sample has none: no marks
+        assert not any(row["mark"] for row in flow_packets)
         assert _severe_logs(browser) == []
     event_id = parse_qs(urlparse(href).query)["event"][0]
     subprocess.run([*FABRICSCOPE, "packets", "--event", event_id, "--out", str(tmp_path / "cli.pcapng"),
