@@ -4,7 +4,9 @@ On a store holding a link-failure minute of the sample fabric, one test drives t
 would (map, failure, click a link, flows filtered) and saves a screenshot of every view under
 test-artifacts/dashboard/; another opens a hostile URL. A third replays samples/link_failure.pcap with
 `fabricscope replay` and serves it with `fabricscope dashboard`, both as a user runs them, and checks the
-failure and its convergence against the sample's ground truth.
+failure and its convergence against the sample's ground truth. Two more open the packets view from an
+incident and a flow row (the link-down silence, CE marks) and check the pcap download against the login
+and against `fabricscope packets --event ID --out`.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ CONVERGENCE_TOLERANCE_MS = 0.05
 VIEWS = ("fabric", "ecmp", "congestion", "recovery", "flows")
 TOKEN = "browser-test-token-0123456789"
 GAP_BACKGROUND = "rgb(253, 235, 208)"  # dashboards.layout.PACKET_ROW_STYLES: a silence
+CE_BACKGROUND = "rgb(252, 243, 207)"  # and a CE mark
 
 
 @pytest.fixture
@@ -183,13 +186,17 @@ def test_a_hostile_url_gives_the_default_view_and_touches_nothing(
     assert _severe_logs(browser) == []
 
 
-def _replay_link_failure(data_dir: str) -> dict[str, Any]:
-    """`fabricscope replay` of the link_failure sample into `data_dir`; its fast-recovery truth."""
-    name = "link_failure"
+def _replay(name: str, data_dir: str) -> dict[str, Any]:
+    """`fabricscope replay` of sample `name` into `data_dir`; its ground truth."""
     subprocess.run([*FABRICSCOPE, "replay", str(SAMPLES / f"{name}.pcap"), "--counters",
                     str(SAMPLES / f"{name}.counters.jsonl"), "--topology", str(SAMPLES / "topology.yaml"),
                     "--no-progress", "--data-dir", data_dir], check=True, capture_output=True, timeout=300)
-    truth = json.loads((SAMPLES / f"{name}.truth.json").read_text())
+    return dict(json.loads((SAMPLES / f"{name}.truth.json").read_text()))
+
+
+def _replay_link_failure(data_dir: str) -> dict[str, Any]:
+    """`fabricscope replay` of the link_failure sample into `data_dir`; its fast-recovery truth."""
+    truth = _replay("link_failure", data_dir)
     return {**next(event for event in truth["events"] if event["kind"] == "fast_recovery"),
             "ecn_ce": truth["ecn_ce"]}
 
@@ -346,3 +353,27 @@ def test_the_failure_opens_its_packets_and_the_pcap_is_what_fabricscope_packets_
                    check=True, capture_output=True, timeout=300)
     downloaded = _frames(tmp_path / "dashboard.pcapng")
     assert downloaded and downloaded == _frames(tmp_path / "cli.pcapng")
+
+
+def test_a_congestion_incident_s_packets_show_their_ce_marks_highlighted(
+    tmp_path: Path, browser: webdriver.Chrome
+) -> None:
+    require(shutil.which("tshark") is not None, "tshark is not installed (make test installs it)")
+    data_dir = str(tmp_path / "fabricscope")
+    truth = _replay("allreduce_congestion", data_dir)
+    congestion = next(event for event in truth["events"] if event["kind"] == "congestion")
+    with _served(data_dir) as url:
+        browser.get(f"{url}/?range=1m")
+        wait = WebDriverWait(browser, WAIT_S)
+        wait.until(lambda d: len(_column(d, "congestion-table", "link")) > 0)
+        _open_packets(browser, "congestion-table", "event")
+        wait.until(lambda d: len(_column(d, "packets-table", "info")) > 1)
+        rows = _cells(browser, "packets-table", ("link", "ecn", "cnp", "mark"))
+        packets = [row for row in rows if row["mark"] != "gap"]
+        assert {row["link"] for row in packets} == {congestion["link"]}
+        marked_ce = [at for at, row in enumerate(rows) if row["mark"] != "gap" and "CE" in row["mark"]]
+        assert 0 < len(marked_ce) <= truth["ecn_ce"]
+        assert all(("CE" in row["mark"]) == (row["ecn"] == "CE") for row in packets)
+        assert all(("CNP" in row["mark"]) == (row["cnp"] == "CNP") for row in packets)
+        assert _background(browser, "packets-table", marked_ce[0]) == CE_BACKGROUND
+        assert _severe_logs(browser) == []
