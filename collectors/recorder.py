@@ -40,6 +40,7 @@ DEFAULT_SEGMENT_MB = 64
 DEFAULT_PIN_BEFORE_S = 5.0
 DEFAULT_PIN_AFTER_S = 5.0
 PACKETS_DIR, SEGMENTS_DIR, PINNED_DIR = "packets", "segments", "pinned"
+REPLAYED_FILE = "replayed.txt"  # one absolute path a line: the captures `replay` read into this data dir
 SEGMENT_SUFFIX = ".pcapng"
 OPEN_END_NS = int(np.iinfo(np.int64).max)
 QUEUE_BATCHES = 64  # batches waiting for the disk before new ones are dropped (the ring's are ≤ its block size)
@@ -96,6 +97,25 @@ def segments_of(directory: Path) -> list[Path]:
     """Every segment of a store, rolling and pinned, oldest first (names start with the first packet's time)."""
     found = [path for where in (SEGMENTS_DIR, PINNED_DIR) for path in (directory / where).glob(f"*{SEGMENT_SUFFIX}")]
     return sorted(found, key=lambda path: path.name)
+
+
+def remember_replayed(directory: Path, captures: list[str]) -> None:
+    """Add the captures `replay` read to the store's list, so the dashboard can cut their packets later
+    (they are never copied: moving them loses that)."""
+    known = replayed_captures(directory)
+    added = [path for path in (Path(capture).resolve() for capture in captures) if path not in known]
+    if added:
+        directory.mkdir(parents=True, exist_ok=True)
+        with (directory / REPLAYED_FILE).open("a", encoding="utf-8") as listing:
+            listing.writelines(f"{path}\n" for path in added)
+
+
+def replayed_captures(directory: Path) -> list[Path]:
+    """The captures replayed into this store, in the order first replayed; [] when none were."""
+    listing = directory / REPLAYED_FILE
+    if not listing.exists():
+        return []
+    return [Path(line) for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def recorded_store(directory: Path, topology: Topology) -> PacketStore:

@@ -15,6 +15,7 @@ from dashboards import callbacks
 from dashboards.auth import AuthConfig, install_auth
 from dashboards.latency import RequestLatency, install_request_timing
 from dashboards.layout import layout
+from dashboards.packets import PacketSource, install_pcap_route
 from dashboards.server import DEFAULT_HOST, DEFAULT_PORT, DashboardServer, check_exposure
 from pipeline.store import Store
 from pipeline.topology import Topology
@@ -25,14 +26,17 @@ MetricsPage = Callable[[], tuple[bytes, str]]
 
 
 def create_app(store: Store, topology: Topology, *, auth: AuthConfig | None = None, live: bool = True,
-               latency: RequestLatency | None = None, metrics: MetricsPage | None = None) -> dash.Dash:
+               latency: RequestLatency | None = None, metrics: MetricsPage | None = None,
+               packets: PacketSource | None = None) -> dash.Dash:
     """The dashboard for `topology` reading `store` (already open); `live` follows the newest data by default,
-    `auth` requires a login on every request, `latency` times every request, `metrics` serves /metrics
-    (behind the same login as the pages)."""
+    `auth` requires a login on every request, `latency` times every request, `metrics` serves /metrics and
+    `packets` the packets view and its pcap download (both behind the same login as the pages)."""
     # update_title "": the tab keeps its title while callbacks run
     app = dash.Dash(__name__, title=f"fabricscope · {topology.fabric}", update_title="")
     app.layout = layout(topology, live)
-    callbacks.register(app, store, topology, live=live)
+    callbacks.register(app, store, topology, live=live, packets=packets)
+    if packets is not None:
+        install_pcap_route(app.server, packets)
     if metrics is not None:
         render = metrics
 
@@ -50,10 +54,11 @@ def create_app(store: Store, topology: Topology, *, auth: AuthConfig | None = No
 
 def dashboard_server(store: Store, topology: Topology, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                      auth: AuthConfig | None = None, live: bool = True,
-                     latency: RequestLatency | None = None, metrics: MetricsPage | None = None) -> DashboardServer:
+                     latency: RequestLatency | None = None, metrics: MetricsPage | None = None,
+                     packets: PacketSource | None = None) -> DashboardServer:
     """A server for the dashboard, not yet bound; refuses a non-loopback host without auth."""
     check_exposure(host, auth is not None)
-    app = create_app(store, topology, auth=auth, live=live, latency=latency, metrics=metrics)
+    app = create_app(store, topology, auth=auth, live=live, latency=latency, metrics=metrics, packets=packets)
     return DashboardServer(app.server, host=host, port=port)
 
 

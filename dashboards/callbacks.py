@@ -8,8 +8,9 @@ A store failure shows in the section's status line; the rest of the page keeps w
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dash
@@ -18,7 +19,15 @@ from dash import Input, Output, State, no_update
 
 from dashboards import figures, queries
 from dashboards.health import leaves_frame, link_health, links_frame
-from dashboards.layout import CONGESTION_COLUMNS, FLOW_COLUMNS, RECOVERY_COLUMNS
+from dashboards.layout import CONGESTION_COLUMNS, FLOW_COLUMNS, HIDDEN, PACKETS_LINK, RECOVERY_COLUMNS, SECTION
+from dashboards.packets import (
+    PCAP_ROUTE,
+    VIEW_ROWS,
+    PacketRequest,
+    PacketSource,
+    marked_rows,
+    request_of_token,
+)
 from dashboards.state import (
     HEATMAP_METRICS,
     ViewState,
@@ -30,7 +39,7 @@ from dashboards.state import (
     window,
     window_payload,
 )
-from pipeline.errors import StoreError
+from pipeline.errors import FabricscopeError, StoreError
 from pipeline.store import Store
 from pipeline.topology import Topology
 
@@ -86,7 +95,7 @@ def sync_state(
             "live": controls[0] == "live", "range": controls[1], "from": controls[2], "to": controls[3],
             "link": controls[4] or "", "metric": controls[5], "app": controls[6] or "",
             "class": controls[7] or "", "job": controls[8], "host": controls[9], "port": controls[10],
-            "event": current.event,
+            "event": current.event, "packets": current.packets,
         }
         if trigger == "fabric-map":
             clicked = _clicked(map_click)
@@ -174,7 +183,8 @@ def congestion_view(store: Store, topology: Topology, data: Any, now: datetime |
         return [no_update, no_update, no_update, str(exc)]
     rows = [
         {**{c: _cell(row.get(c)) for c in CONGESTION_COLUMNS}, "peak_ce": _percent(row.get("value")),
-         "details": figures.details_text(str(row.get("details", "")))}
+         "details": figures.details_text(str(row.get("details", ""))),
+         PACKETS_LINK: _packets_link(state, PacketRequest(event=str(row["event_id"])))}
         for row in events.to_dict("records")
     ]
     step_s = series_query.parameters["step_ms"] / 1000
@@ -205,7 +215,8 @@ def recovery_view(store: Store, topology: Topology, data: Any) -> list[Any]:
     except StoreError as exc:
         return [no_update, no_update, no_update, no_update, str(exc)]
     selected_token = event_token(*key) if key is not None else ""
-    rows = [{**{c: _cell(row.get(c)) for c in RECOVERY_COLUMNS}, "token": row["token"]}
+    rows = [{**{c: _cell(row.get(c)) for c in RECOVERY_COLUMNS}, "token": row["token"],
+             PACKETS_LINK: _packets_link(state, PacketRequest(event=str(row["event_id"])))}
             for row in events.to_dict("records")]
     highlight = [{"if": {"filter_query": f'{{token}} = "{selected_token}"'}, "backgroundColor": "#d6eaf8"}]
     timeline = figures.recovery_timeline(events, start, end, selected_token)
@@ -241,8 +252,58 @@ def flows_view(store: Store, topology: Topology, data: Any, now: datetime | None
         table = queries.run(store, table_query)
     except StoreError as exc:
         return [no_update, no_update, no_update, table_query.shown(), str(exc)]
-    rows = [{c: _cell(row.get(c)) for c in FLOW_COLUMNS} for row in table.to_dict("records")]
+    rows = [{**{c: _cell(row.get(c)) for c in FLOW_COLUMNS}, PACKETS_LINK: _packets_link(state, _flow_request(row))}
+            for row in table.to_dict("records")]
     return [figures.top_talkers(talkers), figures.traffic_mix(mix), rows, table_query.shown(), ""]
+
+
+def _packets_link(state: ViewState, packet_request: PacketRequest) -> str:
+    """A markdown link to this page with the packets view open on `packet_request`."""
+    return f"[packets]({to_query_string(dataclasses.replace(state, packets=packet_request.token()))})"
+
+
+def _flow_request(row: dict[str, Any]) -> PacketRequest:
+    """The packets of one flow-table row: its 5-tuple and QP, on its link, between its first and last packet
+    (the end one µs later: the store keeps µs, the packets ns)."""
+    def endpoint(address: Any, port: Any) -> str:
+        text = str(address)
+        return f"[{text}]:{port}" if ":" in text else f"{text}:{port}"
+
+    qp = int(row["roce_qp"]) if row.get("roce_qp") else None
+    return PacketRequest(
+        flow=f"{endpoint(row['src'], row['src_port'])}>{endpoint(row['dst'], row['dst_port'])}/{row['proto']}",
+        qp=qp, link=str(row["link"]), start=_aware(row["first"]),
+        end=_aware(row["last"]) + timedelta(microseconds=1))
+
+
+def _aware(value: Any) -> datetime:
+    moment = pd.Timestamp(value).to_pydatetime()
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def packets_view(source: PacketSource | None, topology: Topology, search: str | None,
+                 live_default: bool = True) -> list[Any]:
+    """The packets section for the URL's `packets` request: hidden when there is none, else up to VIEW_ROWS
+    packets around the incident (or from the flow's start), marked, with the download link; what fails
+    (no packets stored, no tshark) shows in the status line."""
+    state = from_query_string(search, topology.link_ids(), live=live_default)
+    packet_request = request_of_token(state.packets)
+    if packet_request is None:
+        return [{**SECTION, **HIDDEN}, "", "", "", [], ""]
+    shown = {**SECTION}
+    close = to_query_string(dataclasses.replace(state, packets=""))
+    download = f"{PCAP_ROUTE}?{packet_request.token()}"
+    if source is None:
+        return [shown, packet_request.described(), download, close, [], "no packet store behind this dashboard"]
+    try:
+        listing = source.listing(packet_request, VIEW_ROWS)
+    except FabricscopeError as exc:
+        return [shown, packet_request.described(), download, close, [], str(exc)]
+    more = " (more matched than were read)" if listing.capped else ""
+    summary = (f"{packet_request.described()}: {len(listing.rows)} of {listing.matched} packets{more}, "
+               f"first {VIEW_ROWS} around the " + ("incident" if packet_request.event else "flow's start")
+               + "; Δ ms from " + ("the incident" if packet_request.event else "the first packet"))
+    return [shown, summary, download, close, marked_rows(listing), ""]
 
 
 def _cell(value: Any) -> Any:
@@ -262,8 +323,9 @@ def _percent(value: Any) -> str:
     return "" if value is None or pd.isna(value) else f"{float(value) * 100:.2f}%"
 
 
-def register(app: dash.Dash, store: Store, topology: Topology, *, live: bool) -> None:
-    """Bind the functions above to the page's components."""
+def register(app: dash.Dash, store: Store, topology: Topology, *, live: bool,
+             packets: PacketSource | None = None) -> None:
+    """Bind the functions above to the page's components; `packets` answers the packets view."""
     outputs = [Output("url", "search"), Output("state", "data"), *(Output(c, "value") for c in CONTROLS),
                Output("tick", "disabled")]
     inputs = [Input("url", "search"), *(Input(c, "value") for c in CONTROLS), Input("fabric-map", "clickData"),
@@ -282,6 +344,12 @@ def register(app: dash.Dash, store: Store, topology: Topology, *, live: bool) ->
                   Input("state", "data"), Input("tick", "n_intervals"), State("window", "data"))
     def _window(search: str, _tick: int, previous: Any) -> tuple[Any, str]:
         return resolve_window(store, topology, search, previous, live)
+
+    @app.callback(Output("packets", "style"), Output("packets-summary", "children"),
+                  Output("packets-download", "href"), Output("packets-close", "href"), Output("packets-table", "data"),
+                  Output("packets-status", "children"), Input("state", "data"))
+    def _packets(search: str) -> list[Any]:
+        return packets_view(packets, topology, search, live)
 
     _bind(app, fabric_view, store, topology,
           ["fabric-map.figure", "ecmp-heatmap.figure", "ecmp-status.children", "fabric-status.children"])

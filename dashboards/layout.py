@@ -38,26 +38,40 @@ CONGESTION_COLUMNS = ("ts", "ts_end", "kind", "severity", "link", "direction", "
                       "details")
 FLOW_COLUMNS = ("first", "last", "link", "direction", "src", "src_port", "dst", "dst_port", "proto", "roce_qp",
                 "app", "traffic_class", "job", "packets", "bytes", "ecn_ce", "cnp", "psn_gaps")
+PACKET_COLUMNS = ("time", "delta_ms", "link", "direction", "src", "src_port", "dst", "dst_port", "opcode",
+                  "dest_qp", "psn", "aeth", "ecn", "cnp", "length", "protocol", "info", "mark")
+PACKETS_LINK = "packets"  # the markdown column of the incident and flow tables that opens the packets view
+HIDDEN = {"display": "none"}
+# Rows of the packets table by what they show: a silence, a NAK, a CE mark, a PSN gap (first match wins).
+PACKET_ROW_STYLES: list[dict[str, Any]] = [
+    {"if": {"filter_query": '{mark} = "gap"'}, "backgroundColor": "#fdebd0", "fontWeight": "bold"},
+    {"if": {"filter_query": '{mark} contains "NAK"'}, "backgroundColor": "#f5b7b1"},
+    {"if": {"filter_query": '{mark} contains "CE"'}, "backgroundColor": "#fcf3cf"},
+    {"if": {"filter_query": '{mark} contains "PSN gap"'}, "backgroundColor": "#d7bde2"},
+]
 
 
-def _table(table_id: str, columns: tuple[str, ...], **options: Any) -> DataTable:
+def _table(table_id: str, columns: tuple[str, ...], *, links: bool = False, **options: Any) -> DataTable:
+    """A table of `columns`; with `links`, a last column of markdown links opening the packets view."""
+    spec: list[Any] = [{"name": c, "id": c} for c in columns]
+    if links:
+        spec.append({"name": PACKETS_LINK, "id": PACKETS_LINK, "presentation": "markdown"})
+        options.setdefault("markdown_options", {"link_target": "_self"})
     # DataTable is deprecated in Dash 4 in favour of dash-ag-grid, which is not a dependency of fabricscope.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return DataTable(
-            id=table_id, data=[], columns=[{"name": c, "id": c} for c in columns], **TABLE_STYLE, **options
-        )
+        return DataTable(id=table_id, data=[], columns=spec, **{**TABLE_STYLE, **options})
 
 
 def _graph(graph_id: str) -> dcc.Graph:
     return dcc.Graph(id=graph_id, config=GRAPH_CONFIG)
 
 
-def _section(title: str, section_id: str, *children: Component) -> html.Section:
+def _section(title: str, section_id: str, *children: Component, hidden: bool = False) -> html.Section:
     return html.Section(
         [html.H3(title, style={"margin": "4px 0"}), html.Div(id=f"{section_id}-status", className="status",
                                                              style={"color": "#b03a2e"}), *children],
-        id=section_id, style=SECTION,
+        id=section_id, style={**SECTION, **HIDDEN} if hidden else SECTION,
     )
 
 
@@ -80,6 +94,23 @@ def controls(topology: Topology) -> html.Div:
     ], style={**ROW, **SECTION, "position": "sticky", "top": "0", "zIndex": 10})
 
 
+def packets_section() -> html.Section:
+    """The packets of the incident or flow the URL names (hidden until a `packets` link opens it)."""
+    return _section(
+        "Packets", "packets",
+        html.Div([
+            html.Span(id="packets-summary", style={"fontSize": "13px"}),
+            html.A("download pcap", id="packets-download", href="", download=""),
+            html.A("close", id="packets-close", href=""),
+        ], style=ROW),
+        _table("packets-table", PACKET_COLUMNS, style_data_conditional=PACKET_ROW_STYLES, page_action="none",
+               style_cell_conditional=[{"if": {"column_id": column}, "whiteSpace": "nowrap"}
+                                       for column in ("time", "link")],
+               style_table={**TABLE_STYLE["style_table"], "maxHeight": "420px"}),
+        hidden=True,
+    )
+
+
 def layout(topology: Topology, live: bool) -> html.Div:
     """The whole page; `live` sets whether a URL without `live=` follows the newest data."""
     return html.Div([
@@ -89,6 +120,7 @@ def layout(topology: Topology, live: bool) -> html.Div:
         dcc.Interval(id="tick", interval=LIVE_INTERVAL_MS, disabled=not live),
         html.H2(f"fabricscope · {topology.fabric}", style={"margin": "6px 0"}),
         controls(topology),
+        packets_section(),
         html.Div([
             html.Div(_section("Fabric map", "fabric", _graph("fabric-map")), style=HALF),
             html.Div(_section(
@@ -104,12 +136,12 @@ def layout(topology: Topology, live: bool) -> html.Div:
             html.Div([html.Div(_graph("iterations"), style=HALF), html.Div(_graph("congestion-series"), style=HALF)],
                      style=ROW),
             html.H4("Congestion events"),
-            _table("congestion-table", CONGESTION_COLUMNS),
+            _table("congestion-table", CONGESTION_COLUMNS, links=True),
         ),
         _section(
             "Fast recovery", "recovery",
             _graph("recovery-timeline"),
-            _table("recovery-table", RECOVERY_COLUMNS, row_selectable="single", selected_rows=[]),
+            _table("recovery-table", RECOVERY_COLUMNS, links=True, row_selectable="single", selected_rows=[]),
             _graph("recovery-flows"),
         ),
         _section(
@@ -126,7 +158,7 @@ def layout(topology: Topology, live: bool) -> html.Div:
             html.Div([html.Div(_graph("top-talkers"), style=HALF), html.Div(_graph("traffic-mix"), style=HALF)],
                      style=ROW),
             html.H4("Heaviest flows of the window's last minute"),
-            _table("flow-table", FLOW_COLUMNS, sort_action="native", filter_action="native"),
+            _table("flow-table", FLOW_COLUMNS, links=True, sort_action="native", filter_action="native"),
             html.Details([html.Summary("query that filled this table"),
                           html.Pre(id="flow-query", style={"fontSize": "11px", "whiteSpace": "pre-wrap"})]),
         ),

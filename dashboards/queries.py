@@ -330,7 +330,7 @@ def slowdowns(start: datetime, end: datetime, job: str) -> Query:
 
 
 CONGESTION_EVENTS_SQL = f"""
-SELECT ts, ts_end, kind, severity, link, direction, job, value, summary, details
+SELECT event_id, ts, ts_end, kind, severity, link, direction, job, value, summary, details
 FROM incidents
 WHERE kind IN ('congestion', 'pfc_storm') AND ts < {_END} AND ts_end >= {_START}
   AND ({{link:String}} = '' OR link = {{link:String}})
@@ -346,7 +346,7 @@ def congestion_events(start: datetime, end: datetime, link: str, job: str) -> Qu
 
 
 RECOVERY_EVENTS_SQL = f"""
-SELECT ts, ts_end, link, direction, device, severity, convergence_ms, local_convergence_ms,
+SELECT event_id, ts, ts_end, link, direction, device, severity, convergence_ms, local_convergence_ms,
        remote_convergence_ms, flows_affected, flows_recovered, packets_lost, summary
 FROM incidents
 WHERE kind = 'fast_recovery' AND ts >= {_START} AND ts < {_END}

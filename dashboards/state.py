@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlencode
 
+from dashboards.packets import request_of_token
 from pipeline.labels import APPS, TRAFFIC_CLASSES
 
 RANGES: dict[str, timedelta] = {
@@ -57,6 +58,7 @@ class ViewState:
     host: str = ""
     port: int | None = None
     event: str = ""
+    packets: str = ""  # the packets view's request (dashboards.packets.PacketRequest.token), '' when closed
 
     def event_key(self) -> tuple[str, datetime] | None:
         """(link, failure time) of the selected fast-recovery event, if any."""
@@ -114,6 +116,12 @@ def _port(value: object) -> int | None:
     return int(text) if digits and int(text) <= 65535 else None
 
 
+def _packets(value: object) -> str:
+    """The packets view's request, canonical, or '' when it is not a valid one."""
+    found = request_of_token(value) if isinstance(value, str) else None
+    return found.token() if found is not None else ""
+
+
 def _flag(value: object, default: bool) -> bool:
     if isinstance(value, bool):
         return value
@@ -147,6 +155,7 @@ def build_state(values: dict[str, object], link_ids: Iterable[str], *, live: boo
         host=_host(values.get("host")),
         port=_port(values.get("port")),
         event=event_token(*key) if key is not None and key[0] in links else "",
+        packets=_packets(values.get("packets")),
     )
 
 

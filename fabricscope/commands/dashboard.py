@@ -43,6 +43,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from dashboards.latency import RequestLatency
     from fabricscope.lifecycle import service_setup
     from fabricscope.metrics import DashboardMetrics, metrics_page, registry_of
+    from fabricscope.packet_source import StorePackets
     from pipeline.store import Store, StoreConfig, embedded_dsn
     from pipeline.topology import load_topology
 
@@ -55,7 +56,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
     latency = RequestLatency()
     registry = registry_of(DashboardMetrics(latency))  # on the dashboard's own /metrics, behind --auth
     server = dashboard_server(store, topology, host=settings.host, port=settings.port, auth=auth,
-                              live=not settings.history, latency=latency, metrics=lambda: metrics_page(registry))
+                              live=not settings.history, latency=latency, metrics=lambda: metrics_page(registry),
+                              packets=StorePackets(store, topology, args.data_dir))
     server.bind()  # a taken port is reported before anything else starts
     try:
         # werkzeug logs a line per request, several per second when live

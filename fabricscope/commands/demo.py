@@ -44,6 +44,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from collectors.replay import replay_batches
     from dashboards.app import dashboard_server
     from fabricscope.alerting import alerts_summary, build_notifier
+    from fabricscope.packet_source import StorePackets
     from fabricscope.recording import recorder_for
     from fabricscope.second_opinion import second_opinion_for
     from fabricscope.services import Services, ServicesConfig
@@ -65,7 +66,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         topology = load_topology(first.topology)
         recorder = recorder_for(args, config, topology)
         server = dashboard_server(services.store, topology, host=config.dashboard.host,
-                                  port=config.dashboard.port).start()
+                                  port=config.dashboard.port,
+                                  packets=StorePackets(services.store, topology, args.data_dir)).start()
         print(f"fabricscope demo: dashboard on {server.url} — synthetic fabric '{topology.fabric}' live, "
               f"a congestion episode and a link failure every {args.cycle} s; Ctrl-C to stop", file=sys.stderr,
               flush=True)

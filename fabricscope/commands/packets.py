@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from pipeline.topology import Topology
 
 DEFAULT_MARGIN_S = 1.0
-INDEX_DIR = "index"
 COLUMNS = ("time", "link", "direction", "src", "dst", "src_port", "dst_port", "opcode", "dest_qp", "psn",
            "aeth", "aeth_syndrome", "ecn", "cnp", "length", "protocol", "info")
 ECN_NAMES = ("Not-ECT", "ECT(1)", "ECT(0)", "CE")
@@ -137,18 +136,18 @@ def _utc(moment: datetime) -> datetime:
 def _store(args: argparse.Namespace, topology: Topology) -> PacketStore:
     from collectors.packet_select import PacketStore, replay_index_for
     from collectors.pcapfile import open_capture
-    from collectors.recorder import recorded_store, segments_of, store_directory
+    from collectors.recorder import store_directory
+    from fabricscope.packet_source import INDEX_DIR, packet_store
 
-    directory = store_directory(args.data_dir)
     if args.pcap:
         for pcap in args.pcap:
             open_capture(pcap).close()  # a missing or foreign file is named before anything is read
         return PacketStore([Path(pcap) for pcap in args.pcap], topology,
-                           replay_index_for(directory / INDEX_DIR, topology))
-    if not segments_of(directory):
-        raise InputError("--data-dir", f"no recorded packets in {directory.resolve()} (capture or demo record "
-                         "them; or give --pcap FILE)")
-    return recorded_store(directory, topology)
+                           replay_index_for(store_directory(args.data_dir) / INDEX_DIR, topology))
+    try:
+        return packet_store(args.data_dir, topology)
+    except InputError as exc:
+        raise InputError("--data-dir", f"{exc.reason}; or give --pcap FILE") from None
 
 
 def _described(args: argparse.Namespace) -> str:

@@ -111,6 +111,7 @@ def _into_embedded_store(args: argparse.Namespace, config: Config, topology: Top
 def run(args: argparse.Namespace, config: Config) -> int:
     from collectors.collector import Collector, CollectorConfig
     from collectors.pcapfile import open_capture
+    from collectors.recorder import remember_replayed, store_directory
     from collectors.replay import replay_batches
     from fabricscope.second_opinion import second_opinion_for
     from pipeline.recordfile import RecordFileWriter
@@ -144,6 +145,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         summary = _produce_only(args, config, steps, counters)
     else:
         summary = _into_embedded_store(args, config, topology, steps, counters)
+        remember_replayed(store_directory(args.data_dir), args.pcaps)  # the dashboard's packets view cuts them
     _refuse_unreadable(reads)
     stats = collector.stats
     opinions = stats.opinions

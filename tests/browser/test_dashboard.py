@@ -4,7 +4,9 @@ On a store holding a link-failure minute of the sample fabric, one test drives t
 would (map, failure, click a link, flows filtered) and saves a screenshot of every view under
 test-artifacts/dashboard/; another opens a hostile URL. A third replays samples/link_failure.pcap with
 `fabricscope replay` and serves it with `fabricscope dashboard`, both as a user runs them, and checks the
-failure and its convergence against the sample's ground truth.
+failure and its convergence against the sample's ground truth. Two more open the packets view from an
+incident and a flow row (the link-down silence, CE marks) and check the pcap download against the login
+and against `fabricscope packets --event ID --out`.
 """
 
 from __future__ import annotations
@@ -14,21 +16,25 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.error import HTTPError
 from urllib.parse import parse_qs, urlparse
+from urllib.request import Request, urlopen
 
 import pytest
 from dashboard_fabric import BACKUP_LINK, FAILED_LINK, REMOTE_MS, Fabric, fill, topology
 from requirements import require
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from dashboards.app import dashboard_server
+from dashboards.packets import VIEW_ROWS
 from pipeline.store import Store
 
 pytestmark = pytest.mark.browser
@@ -40,6 +46,9 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 FABRICSCOPE = [sys.executable, "-m", "fabricscope.cli"]
 CONVERGENCE_TOLERANCE_MS = 0.05
 VIEWS = ("fabric", "ecmp", "congestion", "recovery", "flows")
+TOKEN = "browser-test-token-0123456789"
+GAP_BACKGROUND = "rgb(253, 235, 208)"  # dashboards.layout.PACKET_ROW_STYLES: a silence
+CE_BACKGROUND = "rgb(252, 243, 207)"  # and a CE mark
 
 
 @pytest.fixture
@@ -177,26 +186,44 @@ def test_a_hostile_url_gives_the_default_view_and_touches_nothing(
     assert _severe_logs(browser) == []
 
 
-@pytest.fixture
-def link_failure_dashboard(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """`fabricscope replay` of the link_failure sample, then `fabricscope dashboard` on it, each a process."""
-    data_dir = str(tmp_path / "fabricscope")
-    name = "link_failure"
+def _replay(name: str, data_dir: str) -> dict[str, Any]:
+    """`fabricscope replay` of sample `name` into `data_dir`; its ground truth."""
     subprocess.run([*FABRICSCOPE, "replay", str(SAMPLES / f"{name}.pcap"), "--counters",
                     str(SAMPLES / f"{name}.counters.jsonl"), "--topology", str(SAMPLES / "topology.yaml"),
                     "--no-progress", "--data-dir", data_dir], check=True, capture_output=True, timeout=300)
+    return dict(json.loads((SAMPLES / f"{name}.truth.json").read_text()))
+
+
+def _replay_link_failure(data_dir: str) -> dict[str, Any]:
+    """`fabricscope replay` of the link_failure sample into `data_dir`; its fast-recovery truth."""
+    truth = _replay("link_failure", data_dir)
+    return {**next(event for event in truth["events"] if event["kind"] == "fast_recovery"),
+            "ecn_ce": truth["ecn_ce"]}
+
+
+@contextmanager
+def _served(data_dir: str, *options: str) -> Iterator[str]:
+    """`fabricscope dashboard` on `data_dir` as a process of its own; its URL until the block ends."""
     server = subprocess.Popen([*FABRICSCOPE, "dashboard", "--port", "0", "--history", "--data-dir", data_dir,
-                               "--topology", str(SAMPLES / "topology.yaml")], stderr=subprocess.PIPE, text=True)
+                               "--topology", str(SAMPLES / "topology.yaml"), *options],
+                              stderr=subprocess.PIPE, text=True)
     try:
         assert server.stderr is not None
         banner = server.stderr.readline()
         assert "fabricscope dashboard on " in banner, banner
-        truth = json.loads((SAMPLES / f"{name}.truth.json").read_text())
-        failure = next(event for event in truth["events"] if event["kind"] == "fast_recovery")
-        yield banner.split(" on ")[1].split()[0], failure
+        yield banner.split(" on ")[1].split()[0]
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.fixture
+def link_failure_dashboard(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """`fabricscope replay` of the link_failure sample, then `fabricscope dashboard` on it, each a process."""
+    data_dir = str(tmp_path / "fabricscope")
+    failure = _replay_link_failure(data_dir)
+    with _served(data_dir) as url:
+        yield url, failure
 
 
 def test_the_link_failure_sample_shows_its_failure_and_convergence(
@@ -222,3 +249,131 @@ def test_the_link_failure_sample_shows_its_failure_and_convergence(
         browser.execute_script("arguments[0].scrollIntoView(); window.scrollBy(0, -80);", section)
         section.screenshot(str(ARTIFACTS / f"link_failure_sample_{view}.png"))
     assert _severe_logs(browser) == []
+
+
+def _cells(driver: webdriver.Chrome, table_id: str, columns: tuple[str, ...]) -> list[dict[str, str]]:
+    """The table's rows as {column: text}."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0] + ' tbody tr')).filter(r => r.querySelector('td'))"
+        ".map(r => Object.fromEntries(arguments[1].map(c => {"
+        " const cell = r.querySelector(`td[data-dash-column='${c}']`); return [c, cell ? cell.textContent : ''];})));",
+        f"#{table_id}", list(columns),
+    )
+
+
+def _background(driver: webdriver.Chrome, table_id: str, row: int) -> str:
+    return driver.execute_script(
+        "const rows = Array.from(document.querySelectorAll(arguments[0] + ' tbody tr'))"
+        ".filter(r => r.querySelector('td'));"
+        "return getComputedStyle(rows[arguments[1]].querySelector('td')).backgroundColor;", f"#{table_id}", row)
+
+
+def _open_packets(driver: webdriver.Chrome, table_id: str, kind: str, attempts: int = 5) -> None:
+    """Click the first row's `packets` link until the page's URL names a packets view of `kind` (event or
+    flow): a click that lands while Dash is re-rendering the table is lost, as it would be for a person,
+    who would click again."""
+    for _ in range(attempts):
+        try:
+            driver.find_element(By.CSS_SELECTOR, f"#{table_id} td[data-dash-column='packets'] a").click()
+            WebDriverWait(driver, 5).until(lambda d: f"packets={kind}" in urlparse(d.current_url).query)
+            return
+        except (TimeoutException, StaleElementReferenceException):
+            continue
+    raise AssertionError(f"clicking a packets link of {table_id} never opened the packets view")
+
+
+def _frames(path: Path) -> list[tuple[int, bytes]]:
+    """(time in ns, frame bytes) of every packet of a capture, read by our reader."""
+    from collectors.pcapfile import open_capture
+
+    frames = []
+    with open_capture(path) as reader:
+        for batch in reader:
+            for at in range(len(batch)):
+                start = int(batch.offset[at])
+                frames.append((int(batch.ts_ns[at]), bytes(batch.data[start:start + int(batch.caplen[at])])))
+    return frames
+
+
+def test_the_failure_opens_its_packets_and_the_pcap_is_what_fabricscope_packets_cuts(
+    tmp_path: Path, browser: webdriver.Chrome
+) -> None:
+    require(shutil.which("tshark") is not None, "tshark is not installed (make test installs it)")
+    data_dir = str(tmp_path / "fabricscope")
+    failure = _replay_link_failure(data_dir)
+    auth = tmp_path / "auth.yaml"
+    auth.write_text(f'tokens:\n  - "{TOKEN}"\n')
+    with _served(data_dir, "--auth", str(auth)) as url:
+        browser.get(f"{url}/?token={TOKEN}&range=1m")
+        wait = WebDriverWait(browser, WAIT_S)
+        wait.until(lambda d: failure["link"] in _column(d, "recovery-table", "link"))
+        _open_packets(browser, "recovery-table", "event")
+        wait.until(lambda d: len(_column(d, "packets-table", "info")) > 1)
+        rows = _cells(browser, "packets-table", ("link", "ecn", "aeth", "psn", "mark", "info"))
+        packets = [row for row in rows if row["mark"] != "gap"]
+        assert len(packets) == VIEW_ROWS
+        assert {row["link"] for row in packets} == {failure["link"]}
+        down = [at for at, row in enumerate(rows) if row["mark"] == "gap" and "link down" in row["info"]]
+        assert len(down) == 1, [row["info"] for row in rows if row["mark"] == "gap"]
+        assert _background(browser, "packets-table", down[0]) == GAP_BACKGROUND
+        assert all(("CE" in row["mark"]) == (row["ecn"] == "CE") for row in packets)
+        assert sum(row["ecn"] == "CE" for row in packets) <= failure["ecn_ce"]
+        assert all(("NAK" in row["mark"]) == ("NAK" in row["aeth"]) for row in packets)
+        section = browser.find_element(By.ID, "packets")
+        browser.execute_script("arguments[0].scrollIntoView(); window.scrollBy(0, -80);", section)
+        browser.execute_script(  # the table scrolls inside the section: bring the link-down row into the shot
+            "const rows = Array.from(document.querySelectorAll('#packets-table tbody tr'))"
+            ".filter(r => r.querySelector('td')); const table = rows[0].closest('.dash-spreadsheet-container');"
+            "table.scrollTop = rows[arguments[0]].offsetTop - table.clientHeight / 2;", down[0])
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        section.screenshot(str(ARTIFACTS / "link_failure_sample_packets.png"))
+        href = browser.find_element(By.ID, "packets-download").get_attribute("href")
+        with pytest.raises(HTTPError) as refused:
+            urlopen(href, timeout=WAIT_S)
+        assert refused.value.code == 401
+        with urlopen(Request(href, headers={"Authorization": f"Bearer {TOKEN}"}), timeout=WAIT_S) as answer:
+            assert answer.headers["Content-Disposition"].startswith("attachment;")
+            (tmp_path / "dashboard.pcapng").write_bytes(answer.read())
+
+        flow_keys = ("link", "src", "src_port", "dst", "dst_port")
+        wait.until(lambda d: len(_column(d, "flow-table", "link")) > 0)
+        flow = _cells(browser, "flow-table", (*flow_keys, "ecn_ce", "psn_gaps", "cnp"))[0]
+        _open_packets(browser, "flow-table", "flow")
+        wait.until(lambda d: "flow " in browser.find_element(By.ID, "packets-summary").text)
+        wait.until(lambda d: len(_column(d, "packets-table", "info")) > 1)
+        flow_packets = [row for row in _cells(browser, "packets-table", (*flow_keys, "mark")) if row["mark"] != "gap"]
+        assert flow_packets and all({key: row[key] for key in flow_keys} == {key: flow[key] for key in flow_keys}
+                                    for row in flow_packets)
+        assert (flow["ecn_ce"], flow["psn_gaps"], flow["cnp"]) == ("0", "0", "0")  # the sample has none: no marks
+        assert not any(row["mark"] for row in flow_packets)
+        assert _severe_logs(browser) == []
+    event_id = parse_qs(urlparse(href).query)["event"][0]
+    subprocess.run([*FABRICSCOPE, "packets", "--event", event_id, "--out", str(tmp_path / "cli.pcapng"),
+                    "--data-dir", data_dir, "--topology", str(SAMPLES / "topology.yaml")],
+                   check=True, capture_output=True, timeout=300)
+    downloaded = _frames(tmp_path / "dashboard.pcapng")
+    assert downloaded and downloaded == _frames(tmp_path / "cli.pcapng")
+
+
+def test_a_congestion_incident_s_packets_show_their_ce_marks_highlighted(
+    tmp_path: Path, browser: webdriver.Chrome
+) -> None:
+    require(shutil.which("tshark") is not None, "tshark is not installed (make test installs it)")
+    data_dir = str(tmp_path / "fabricscope")
+    truth = _replay("allreduce_congestion", data_dir)
+    congestion = next(event for event in truth["events"] if event["kind"] == "congestion")
+    with _served(data_dir) as url:
+        browser.get(f"{url}/?range=1m")
+        wait = WebDriverWait(browser, WAIT_S)
+        wait.until(lambda d: len(_column(d, "congestion-table", "link")) > 0)
+        _open_packets(browser, "congestion-table", "event")
+        wait.until(lambda d: len(_column(d, "packets-table", "info")) > 1)
+        rows = _cells(browser, "packets-table", ("link", "ecn", "cnp", "mark"))
+        packets = [row for row in rows if row["mark"] != "gap"]
+        assert {row["link"] for row in packets} == {congestion["link"]}
+        marked_ce = [at for at, row in enumerate(rows) if row["mark"] != "gap" and "CE" in row["mark"]]
+        assert 0 < len(marked_ce) <= truth["ecn_ce"]
+        assert all(("CE" in row["mark"]) == (row["ecn"] == "CE") for row in packets)
+        assert all(("CNP" in row["mark"]) == (row["cnp"] == "CNP") for row in packets)
+        assert _background(browser, "packets-table", marked_ce[0]) == CE_BACKGROUND
+        assert _severe_logs(browser) == []

@@ -175,6 +175,28 @@ def test_every_request_needs_a_login_when_auth_is_on(auth_file: Path) -> None:
     assert browser.get("/").status_code == 200
 
 
+class NoPackets:
+    """A PacketSource that must never be reached without a login."""
+
+    def listing(self, packet_request: object, rows: int) -> object:
+        raise AssertionError("reached without a login")
+
+    def pcapng(self, packet_request: object) -> tuple[bytes, int]:
+        raise AssertionError("reached without a login")
+
+
+def test_every_route_the_server_has_refuses_a_request_without_login(auth_file: Path) -> None:
+    app = create_app(unopened_store(), load_topology(TOPOLOGY_FILE), auth=load_auth(auth_file),
+                     metrics=lambda: (b"", "text/plain"), packets=NoPackets())  # type: ignore[arg-type]
+    rules = {rule.rule for rule in app.server.url_map.iter_rules()}
+    assert {"/metrics", "/packets.pcapng"} <= rules
+    client = app.server.test_client()
+    for rule in sorted(rules):
+        path = rule.replace("<path:", "<").replace("<", "").replace(">", "")
+        assert client.get(f"{path}?event=abc").status_code == 401, rule
+    assert client.get("/packets.pcapng?event=abc", headers={"Authorization": "Bearer wrong"}).status_code == 401
+
+
 def test_without_auth_the_page_is_open_on_loopback() -> None:
     app = create_app(unopened_store(), load_topology(TOPOLOGY_FILE))
     page = app.server.test_client().get("/_dash-layout")

@@ -41,7 +41,7 @@ def test_packets_bad_input_is_exit_2_with_one_line(tmp_path: Path, capsys: pytes
     cases = {("--pcap", str(SAMPLES / "combo.pcap"), "--link", "leaf9-spine1"): "--link: 'leaf9-spine1' is not a link",
              ("--pcap", str(tmp_path / "missing.pcap")): "missing.pcap: no such file",
              ("--pcap", str(SAMPLES / "combo.pcap"), "--qp", "5"): "--qp: needs --flow",
-             (): "--data-dir: no recorded packets in"}
+             (): "--data-dir: no recorded packets and no replayed capture in"}
     for options, message in cases.items():
         assert main([*base, *options]) == 2
         error = capsys.readouterr().err.strip()

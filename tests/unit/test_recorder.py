@@ -23,7 +23,14 @@ from collectors.packet_select import Selection
 from collectors.packets import PacketBatch
 from collectors.pcapfile import open_capture
 from collectors.pcapng_writer import PcapngWriter
-from collectors.recorder import PINNED_DIR, Recorder, RecorderConfig, recorded_store
+from collectors.recorder import (
+    PINNED_DIR,
+    Recorder,
+    RecorderConfig,
+    recorded_store,
+    remember_replayed,
+    replayed_captures,
+)
 from pipeline.topology import load_topology
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -148,3 +155,12 @@ def test_a_full_disk_stops_the_recorder_and_collection_goes_on(full_disk: Path,
     assert counts["recorder_dropped_packets"] > 0
     assert counts["recorder_packets"] + counts["recorder_dropped_packets"] <= 6 * PER_SECOND
     assert len([r for r in caplog.records if "packet recorder stopped" in r.getMessage()]) == 1
+
+
+def test_replay_remembers_each_input_once_by_its_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "data" / "packets"
+    assert replayed_captures(store) == []
+    remember_replayed(store, ["a.pcap", "b.pcapng"])
+    remember_replayed(store, [str(tmp_path / "a.pcap"), "c.pcap"])
+    assert replayed_captures(store) == [tmp_path / "a.pcap", tmp_path / "b.pcapng", tmp_path / "c.pcap"]
