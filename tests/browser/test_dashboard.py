@@ -117,13 +117,14 @@ def _url_link(driver: webdriver.Chrome) -> list[str] | None:
 
 def _click_until(driver: webdriver.Chrome, link: str, expected: list[str] | None, attempts: int = 5) -> None:
     """Click the link on the map until the URL's link filter becomes `expected`: a click that lands while
-    Plotly is still redrawing the map is lost, as it would be for a person, who would click again."""
+    Plotly is still redrawing the map is lost, as it would be for a person, who would click again; a marker
+    replaced by the redraw between finding and clicking it is found again."""
     for _ in range(attempts):
-        _click_link(driver, link)
         try:
+            _click_link(driver, link)
             WebDriverWait(driver, 5).until(lambda d: _url_link(d) == expected)
             return
-        except TimeoutException:
+        except (TimeoutException, StaleElementReferenceException):
             continue
     raise AssertionError(f"clicking {link} never set the link filter to {expected}")
 
