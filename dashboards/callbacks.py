@@ -29,15 +29,20 @@ from dashboards.packets import (
     request_of_token,
 )
 from dashboards.state import (
+    DEFAULT_RANGE,
     HEATMAP_METRICS,
+    RANGES,
     ViewState,
     build_state,
     event_token,
     from_query_string,
+    is_recent,
+    padded_span,
     read_window,
     to_query_string,
     window,
     window_payload,
+    window_text,
 )
 from pipeline.errors import FabricscopeError, StoreError
 from pipeline.store import Store
@@ -80,8 +85,10 @@ def sync_state(
     window_data: Any,
     topology: Topology,
     live_default: bool,
+    zoom: tuple[datetime, datetime] | None = None,
 ) -> list[Any]:
-    """The canonical URL, the state and every control's value after one change, then whether to tick.
+    """The canonical URL, the state and every control's value after one change, then whether to tick;
+    `zoom` is the data's span when "zoom to data" was pressed (the page turns to history on it).
 
     On page load (or back/forward) the URL wins; otherwise the controls and clicks do. Each value is
     validated by dashboards.state, so garbage ends up as the default, never in a query.
@@ -104,6 +111,9 @@ def sync_state(
             values["event"] = _clicked(timeline_click)
         elif trigger == "recovery-table":
             values["event"] = _selected_token(selected_rows, recovery_rows)
+        elif trigger == "zoom-data" and zoom is not None:
+            values["live"] = False
+            values["from"], values["to"] = _iso(zoom[0]), _iso(zoom[1])
         elif trigger in ("live", "range"):
             values["from"] = values["to"] = ""
             resolved = read_window(window_data, link_ids)
@@ -126,16 +136,39 @@ def _selected_token(selected_rows: Any, rows: Any) -> str:
 
 def resolve_window(store: Store, topology: Topology, search: str | None, previous: Any,
                    live_default: bool, now: datetime | None = None) -> tuple[Any, str]:
-    """The window the sections show (ending at the newest data when live); unchanged → no refresh."""
+    """The window the sections show (ending at the newest data when live, the data's own span when nothing is
+    recent); unchanged → no refresh. The text says whether data is arriving."""
     state = from_query_string(search, topology.link_ids(), live=live_default)
+    now = now or datetime.now(UTC)
     try:
         newest = queries.latest_time(queries.run(store, queries.latest()))
+        earliest = None
+        if state.start is None and newest is not None and not is_recent(newest, now, state.range):
+            end = _aware(newest) + timedelta(microseconds=1)
+            span = queries.span_of(queries.run(store, queries.data_span(end - RANGES[state.range], end)))
+            earliest = span[0] if span is not None else None
     except StoreError as exc:
         return no_update, f"store unavailable: {exc}"
-    start, end = window(state, newest, now or datetime.now(UTC))
+    start, end = window(state, newest, now, earliest)
     payload = window_payload(state, start, end)
-    text = f"{start:%Y-%m-%d %H:%M:%S.%f} → {end:%H:%M:%S.%f} UTC" + (" · live" if state.live else "")
-    return (no_update if payload == previous else payload), text
+    return (no_update if payload == previous else payload), window_text(state, start, end, newest, now)
+
+
+def zoom_span(store: Store, topology: Topology, window_data: Any) -> tuple[datetime, datetime] | None:
+    """What "zoom to data" fits the window to: the span of the records in the window shown, else of the newest
+    data (the chosen range before it); None when the store holds nothing."""
+    resolved = read_window(window_data, topology.link_ids())
+    span = queries.span_of(queries.run(store, queries.data_span(*resolved[1:]))) if resolved else None
+    if span is None:
+        newest = queries.latest_time(queries.run(store, queries.latest()))
+        if newest is None:
+            return None
+        end = _aware(newest) + timedelta(microseconds=1)
+        reach = RANGES[resolved[0].range] if resolved else RANGES[DEFAULT_RANGE]
+        span = queries.span_of(queries.run(store, queries.data_span(end - reach, end)))
+        if span is None:
+            return None
+    return padded_span(span[0], span[1] + timedelta(microseconds=1))
 
 
 def fabric_view(store: Store, topology: Topology, data: Any, now: datetime | None = None) -> list[Any]:
@@ -329,16 +362,23 @@ def register(app: dash.Dash, store: Store, topology: Topology, *, live: bool,
     outputs = [Output("url", "search"), Output("state", "data"), *(Output(c, "value") for c in CONTROLS),
                Output("tick", "disabled")]
     inputs = [Input("url", "search"), *(Input(c, "value") for c in CONTROLS), Input("fabric-map", "clickData"),
-              Input("recovery-timeline", "clickData"), Input("recovery-table", "selected_rows")]
+              Input("recovery-timeline", "clickData"), Input("recovery-table", "selected_rows"),
+              Input("zoom-data", "n_clicks")]
 
     @app.callback(outputs, inputs, State("recovery-table", "data"), State("state", "data"),
                   State("window", "data"))
     def _sync(search: str, *args: Any) -> list[Any]:
-        controls, (map_click, timeline_click, selected_rows, recovery_rows, previous, window_data) = (
+        controls, (map_click, timeline_click, selected_rows, _zoom, recovery_rows, previous, window_data) = (
             args[: len(CONTROLS)], args[len(CONTROLS):])
         trigger = dash.ctx.triggered_id
+        zoom = None
+        if trigger == "zoom-data":
+            try:
+                zoom = zoom_span(store, topology, window_data)
+            except StoreError:
+                return [no_update] * len(outputs)
         return sync_state(str(trigger) if trigger else None, search, controls, map_click, timeline_click,
-                          selected_rows, recovery_rows, previous, window_data, topology, live)
+                          selected_rows, recovery_rows, previous, window_data, topology, live, zoom)
 
     @app.callback(Output("window", "data"), Output("window-text", "children"),
                   Input("state", "data"), Input("tick", "n_intervals"), State("window", "data"))

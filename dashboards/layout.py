@@ -76,7 +76,7 @@ def _section(title: str, section_id: str, *children: Component, hidden: bool = F
 
 
 def controls(topology: Topology) -> html.Div:
-    """Live toggle, time range (preset or explicit UTC from/to), link filter and the window shown."""
+    """Live toggle, time range (preset or explicit UTC from/to), zoom to data, link filter and the window shown."""
     return html.Div([
         dcc.RadioItems(id="live", options=[{"label": " live", "value": "live"},
                                            {"label": " history", "value": "history"}],
@@ -90,6 +90,8 @@ def controls(topology: Topology) -> html.Div:
         html.Label("link"),
         dcc.Dropdown(id="link", options=topology.link_ids(), value=None, placeholder="all links",
                      style={"width": "190px"}),
+        html.Button("zoom to data", id="zoom-data", n_clicks=0,
+                    title="fit the window to the records in it (or to the newest data when it holds none)"),
         html.Span(id="window-text", style={"color": "#555", "fontSize": "13px"}),
     ], style={**ROW, **SECTION, "position": "sticky", "top": "0", "zIndex": 10})
 

@@ -100,6 +100,36 @@ def latest_time(frame: pd.DataFrame) -> datetime | None:
     return None if value is None or pd.Timestamp(value).to_pydatetime() <= EPOCH else pd.Timestamp(value)
 
 
+DATA_SPAN_SQL = f"""
+SELECT (SELECT minOrNull(ts_start) FROM flows WHERE ts_start >= {_START} AND ts_start < {_END}) AS flows_first,
+       (SELECT maxOrNull(ts_start) FROM flows WHERE ts_start >= {_START} AND ts_start < {_END}) AS flows_last,
+       (SELECT minOrNull(ts) FROM link_bins WHERE ts >= {_START} AND ts < {_END}) AS bins_first,
+       (SELECT maxOrNull(ts) FROM link_bins WHERE ts >= {_START} AND ts < {_END}) AS bins_last
+"""
+
+
+def data_span(start: datetime, end: datetime) -> Query:
+    """The first and last flow or link-bin time within [start, end): what "zoom to data" fits the window to."""
+    return Query(DATA_SPAN_SQL, _window(start, end))
+
+
+def span_of(frame: pd.DataFrame) -> tuple[datetime, datetime] | None:
+    """The value of `data_span()` as aware UTC (first, last), None when the range holds no record."""
+    if not len(frame):
+        return None
+    row = frame.iloc[0]
+    firsts = [pd.Timestamp(row[c]) for c in ("flows_first", "bins_first") if row[c] is not None and pd.notna(row[c])]
+    lasts = [pd.Timestamp(row[c]) for c in ("flows_last", "bins_last") if row[c] is not None and pd.notna(row[c])]
+    if not firsts or not lasts:
+        return None
+    return _utc(min(firsts)), _utc(max(lasts))
+
+
+def _utc(value: pd.Timestamp) -> datetime:
+    moment = value.to_pydatetime()
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class TrafficSource:
     """A table per-link traffic can be read from, and how fine it is; chosen by span, never by the user.

@@ -30,6 +30,8 @@ RANGES: dict[str, timedelta] = {
 DEFAULT_RANGE = "5m"
 MAX_SPAN = timedelta(days=31)
 MIN_SPAN = timedelta(milliseconds=10)
+SPAN_PADDING = 0.02  # of a data span, on each side
+ARRIVING = timedelta(seconds=15)  # a store whose newest record is older is not "live", whatever the mode
 HEATMAP_METRICS: dict[str, str] = {
     "util": "utilisation (% of link speed, busiest direction)",
     "share": "uplink share (% of the leaf's bytes through each spine)",
@@ -187,8 +189,12 @@ def to_query_string(state: ViewState) -> str:
     return f"?{urlencode(pairs)}" if pairs else ""
 
 
-def window(state: ViewState, latest: datetime | None, now: datetime) -> tuple[datetime, datetime]:
-    """The [start, end) the page shows: an explicit history range, else the chosen range ending at the newest data.
+def window(state: ViewState, latest: datetime | None, now: datetime,
+           earliest: datetime | None = None) -> tuple[datetime, datetime]:
+    """The [start, end) the page shows: an explicit history range, else the chosen range ending at the newest
+    data; when `earliest` (the first record of that range, asked for only when nothing is recent) is later
+    than the range's start, the data's own span, padded, so a 260 ms capture fills the charts instead of their
+    right-most pixel.
 
     Ending at the newest data rather than at the wall clock keeps a replayed capture (or a paused pipeline)
     on screen; in a live fabric the two are the same within the export interval.
@@ -196,7 +202,52 @@ def window(state: ViewState, latest: datetime | None, now: datetime) -> tuple[da
     if state.start is not None and state.end is not None:
         return state.start, state.end
     end = _as_utc(latest) + timedelta(microseconds=1) if latest is not None else _as_utc(now)
-    return end - RANGES[state.range], end
+    start = end - RANGES[state.range]
+    if earliest is not None and _as_utc(earliest) > start:
+        return padded_span(_as_utc(earliest), end)
+    return start, end
+
+
+def padded_span(first: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """[first, end) widened by SPAN_PADDING on each side, at least MIN_SPAN wide: the data's span with its first
+    and last points off the charts' edges."""
+    pad = max((end - first) * SPAN_PADDING, (MIN_SPAN - (end - first)) / 2, timedelta(0))
+    return first - pad, end + pad
+
+
+def is_recent(latest: datetime | None, now: datetime, range_name: str) -> bool:
+    """Whether the newest record lies within the chosen range of the wall clock."""
+    return latest is not None and _as_utc(latest) >= _as_utc(now) - RANGES[range_name]
+
+
+def window_text(state: ViewState, start: datetime, end: datetime, latest: datetime | None, now: datetime) -> str:
+    """The window in words, to the ms with its zone, and whether the page is live: "live" only while data
+    is arriving, never for a capture from January."""
+    start, end = _as_utc(start), _as_utc(end)
+    last = f"{end:%H:%M:%S.%f}"[:-3] if start.date() == end.date() else _ms_text(end)
+    shown = f"{_ms_text(start)} → {last} UTC"
+    if latest is None:
+        return f"{shown} · no data yet"
+    if not state.live:
+        return f"{shown} · history"
+    age = _as_utc(now) - _as_utc(latest)
+    if age <= ARRIVING:
+        return f"{shown} · live"
+    return f"{shown} · no data since {_ms_text(_as_utc(latest))} UTC ({_age_text(age)} ago)"
+
+
+def _ms_text(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S.%f}"[:-3]
+
+
+def _age_text(age: timedelta) -> str:
+    """A wall-clock age in its largest whole unit, singular or plural as it should be."""
+    seconds = int(age.total_seconds())
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}" + ("" if count == 1 else "s")
+    return f"{seconds} s"
 
 
 def window_payload(state: ViewState, start: datetime, end: datetime) -> dict[str, str]:

@@ -12,17 +12,20 @@ and against `fabricscope packets --event ID --out`.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.error import HTTPError
 from urllib.parse import parse_qs, urlparse
 from urllib.request import Request, urlopen
 
+import pandas as pd
 import pytest
 from dashboard_fabric import BACKUP_LINK, FAILED_LINK, REMOTE_MS, Fabric, fill, topology
 from requirements import require
@@ -231,10 +234,24 @@ def test_the_link_failure_sample_shows_its_failure_and_convergence(
     link_failure_dashboard: tuple[str, dict[str, Any]], browser: webdriver.Chrome
 ) -> None:
     url, failure = link_failure_dashboard
-    browser.get(f"{url}/?range=1m")
+    truth = json.loads((SAMPLES / "link_failure.truth.json").read_text())
+    capture_start = datetime.fromtimestamp(truth["start_us"] / 1e6, UTC)
+    capture_end = capture_start + timedelta(milliseconds=truth["duration_ms"])
+    browser.get(f"{url}/?live=1&range=5m")
     wait = WebDriverWait(browser, WAIT_S)
     wait.until(lambda d: len(_map_links(d)) == len(topology().links))
     assert _map_links(browser)[failure["link"]] == "down"
+    # A 260 ms capture from January fills the charts (its span, padded), and the page does not call it live.
+    text = browser.find_element(By.ID, "window-text").text
+    shown = re.fullmatch(r"(\S+ \S+) → (\S+) UTC · no data since .+ ago\)", text)
+    assert shown is not None, text
+    start = datetime.fromisoformat(shown[1]).replace(tzinfo=UTC)
+    end = datetime.combine(start.date(), time.fromisoformat(shown[2]), UTC)
+    assert capture_start - timedelta(milliseconds=10) <= start <= capture_start, text
+    assert capture_end - timedelta(milliseconds=60) <= end <= capture_end + timedelta(milliseconds=10), text
+    axis = [pd.Timestamp(t) for t in browser.execute_script(
+        "return document.querySelector('#recovery-timeline .js-plotly-plot').layout.xaxis.range;")]
+    assert axis[1] - axis[0] < pd.Timedelta(seconds=1), axis  # it was the 5-minute range ending at the data
     wait.until(lambda d: failure["link"] in _column(d, "recovery-table", "link"))
     for column in ("local_convergence_ms", "remote_convergence_ms", "convergence_ms"):
         shown = float(_column(browser, "recovery-table", column)[0])
@@ -249,6 +266,17 @@ def test_the_link_failure_sample_shows_its_failure_and_convergence(
         section = browser.find_element(By.ID, view)
         browser.execute_script("arguments[0].scrollIntoView(); window.scrollBy(0, -80);", section)
         section.screenshot(str(ARTIFACTS / f"link_failure_sample_{view}.png"))
+    # From a two-hour history window around the capture, "zoom to data" fits the window to its 260 ms.
+    browser.get(f"{url}/?live=0&from=2026-01-15T11:00:00Z&to=2026-01-15T13:00:00Z")
+    wait.until(lambda d: "11:00:00.000 → 13:00:00.000 UTC · history" in d.find_element(By.ID, "window-text").text)
+    browser.find_element(By.ID, "zoom-data").click()
+    wait.until(lambda d: not parse_qs(urlparse(d.current_url).query)["from"][0].startswith("2026-01-15T11:00"))
+    query = parse_qs(urlparse(browser.current_url).query)
+    zoomed = [datetime.fromisoformat(query[key][0]) for key in ("from", "to")]
+    assert capture_start - timedelta(milliseconds=10) <= zoomed[0] <= capture_start, zoomed
+    assert capture_end - timedelta(milliseconds=60) <= zoomed[1] <= capture_end + timedelta(milliseconds=10), zoomed
+    wait.until(lambda d: d.find_element(By.ID, "window-text").text.endswith("· history")
+               and "11:00:00.000" not in d.find_element(By.ID, "window-text").text)
     assert _severe_logs(browser) == []
 
 

@@ -250,3 +250,42 @@ def test_a_store_without_tables_shows_the_error_in_the_sections(store_factory: C
     window = window_payload(ViewState(), now - timedelta(minutes=5), now)
     for view in _views():
         assert "UNKNOWN_TABLE" in str(view(empty, topology(), window)[-1]), view.__name__
+
+
+def _data_span(store: Store) -> tuple[datetime, datetime]:
+    """First and last record time of the fabric's minute, read straight from the tables."""
+    first, last = store.query(
+        "SELECT least((SELECT min(ts_start) FROM flows), (SELECT min(ts) FROM link_bins)),"
+        " greatest((SELECT max(ts_start) FROM flows), (SELECT max(ts) FROM link_bins))").rows[0]
+    return pd.Timestamp(first).tz_localize(UTC).to_pydatetime(), pd.Timestamp(last).tz_localize(UTC).to_pydatetime()
+
+
+def test_an_old_capture_fills_the_window_and_is_not_called_live(store: Store, fabric: Fabric) -> None:
+    topo = topology()
+    first, last = _data_span(store)
+    payload, text = callbacks.resolve_window(store, topo, "?live=1&range=15m", None, True)
+    span = last + timedelta(microseconds=1) - first
+    assert datetime.fromisoformat(payload["start"]) == first - span * 0.02
+    assert datetime.fromisoformat(payload["end"]) == last + timedelta(microseconds=1) + span * 0.02
+    assert "· no data since" in text and "live" not in text
+    # The same store seen while its data arrives: the chosen range ending at the newest record, live.
+    payload, text = callbacks.resolve_window(store, topo, "?live=1&range=15m", None, True,
+                                             now=last + timedelta(seconds=3))
+    assert datetime.fromisoformat(payload["end"]) - datetime.fromisoformat(payload["start"]) == timedelta(minutes=15)
+    assert text.endswith("UTC · live")
+
+
+def test_zoom_to_data_fits_the_window_to_its_records(store: Store, fabric: Fabric) -> None:
+    topo = topology()
+    first, last = _data_span(store)
+    wide = window_payload(ViewState(range="6h"), first - timedelta(hours=2), last + timedelta(hours=3))
+    zoom = callbacks.zoom_span(store, topo, wide)
+    span = last + timedelta(microseconds=1) - first
+    assert zoom == (first - span * 0.02, last + timedelta(microseconds=1) + span * 0.02)
+    out = callbacks.sync_state("zoom-data", "", ["live", "6h", "", "", None, "util", None, None, "", "", ""],
+                               None, None, None, None, "?live=1&range=6h", wide, topo, True, zoom)
+    state = from_query_string(out[0], topo.link_ids())
+    assert (state.live, state.start, state.end) == (False, *zoom)
+    # A window holding nothing zooms to the newest data.
+    empty = window_payload(ViewState(range="6h"), last + timedelta(days=1), last + timedelta(days=2))
+    assert callbacks.zoom_span(store, topo, empty) == zoom

@@ -14,6 +14,7 @@ from dashboards import queries
 from dashboards.callbacks import sync_state
 from dashboards.state import (
     MAX_SPAN,
+    MIN_SPAN,
     ViewState,
     build_state,
     event_token,
@@ -22,6 +23,7 @@ from dashboards.state import (
     to_query_string,
     window,
     window_payload,
+    window_text,
 )
 from pipeline.topology import load_topology
 
@@ -66,6 +68,30 @@ def test_live_window_ends_at_the_newest_data_not_the_wall_clock() -> None:
     start, end = window(ViewState(range="1m"), T0, now=T0 + timedelta(days=3))
     assert end - T0 == timedelta(microseconds=1) and end - start == timedelta(minutes=1)
     assert window(ViewState(range="1m"), None, now=T0)[1] == T0
+
+
+def test_with_nothing_recent_the_window_is_the_data_span_padded() -> None:
+    capture = timedelta(milliseconds=260)
+    start, end = window(ViewState(range="5m"), T0 + capture, now=T0 + timedelta(days=30), earliest=T0)
+    pad = (capture + timedelta(microseconds=1)) * 0.02
+    assert (start, end) == (T0 - pad, T0 + capture + timedelta(microseconds=1) + pad)
+    tiny_start, tiny_end = window(ViewState(), T0, now=T0 + timedelta(days=1), earliest=T0)
+    assert MIN_SPAN <= tiny_end - tiny_start <= MIN_SPAN + timedelta(microseconds=1) and tiny_start < T0 < tiny_end
+    # Data older than the range before the newest record is not the view's: the range still bounds it.
+    start, end = window(ViewState(range="1m"), T0, now=T0 + timedelta(days=1), earliest=T0 - timedelta(hours=2))
+    assert end - start == timedelta(minutes=1)
+
+
+def test_the_window_text_says_live_only_while_data_arrives() -> None:
+    start, end = T0, T0 + timedelta(milliseconds=260, microseconds=1)
+    arriving = window_text(ViewState(), start, end, end, now=end + timedelta(seconds=2))
+    assert arriving == "2026-11-01 12:00:00.000 → 12:00:00.260 UTC · live"
+    stale = window_text(ViewState(), start, end, T0, now=T0 + timedelta(days=33, hours=5))
+    assert stale.endswith("· no data since 2026-11-01 12:00:00.000 UTC (33 days ago)") and "live" not in stale
+    assert window_text(ViewState(), start, end, T0, now=T0 + timedelta(days=1, hours=2)).endswith("(1 day ago)")
+    assert window_text(ViewState(), start, end, None, now=T0).endswith("· no data yet")
+    history = window_text(ViewState(live=False), T0, T0 + timedelta(days=1), T0, now=T0)
+    assert history == "2026-11-01 12:00:00.000 → 2026-11-02 12:00:00.000 UTC · history"
 
 
 def test_window_data_from_the_browser_is_validated_again() -> None:
