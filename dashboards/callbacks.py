@@ -47,6 +47,7 @@ from dashboards.state import (
 from pipeline.errors import FabricscopeError, StoreError
 from pipeline.store import Store
 from pipeline.topology import Topology
+from pipeline.units import protocol_name, shown_time
 
 CONTROLS = ("live", "range", "from", "to", "link", "metric", "app", "traffic-class", "job", "host", "port")
 NO_WINDOW = "no valid window"
@@ -215,13 +216,14 @@ def congestion_view(store: Store, topology: Topology, data: Any, now: datetime |
     except StoreError as exc:
         return [no_update, no_update, no_update, str(exc)]
     rows = [
-        {**{c: _cell(row.get(c)) for c in CONGESTION_COLUMNS}, "peak_ce": _percent(row.get("value")),
+        {**{c: _cell(c, row.get(c)) for c in CONGESTION_COLUMNS}, "peak_ce": _percent(row.get("value")),
          "details": figures.details_text(str(row.get("details", ""))),
          PACKETS_LINK: _packets_link(state, PacketRequest(event=str(row["event_id"])))}
         for row in events.to_dict("records")
     ]
     step_s = series_query.parameters["step_ms"] / 1000
-    series_figure = figures.congestion_series(series, step_s, start, end, state.link)
+    series_figure = figures.congestion_series(series, step_s, start, end, figures.link_colours(topology.link_ids()),
+                                              state.link)
     return [figures.iteration_times(iterations, slowdowns, start, end), series_figure, rows, ""]
 
 
@@ -244,11 +246,12 @@ def recovery_view(store: Store, topology: Topology, data: Any) -> list[Any]:
                 first = event.iloc[0]
                 rows = queries.run(store, queries.recovery_flows(key[0], key[1], _float(first["convergence_ms"])))
                 flows_figure = figures.recovery_flows(rows, key[1], key[0], _float(first["local_convergence_ms"]),
-                                                      _float(first["remote_convergence_ms"]))
+                                                      _float(first["remote_convergence_ms"]),
+                                                      figures.link_colours(link_ids))
     except StoreError as exc:
         return [no_update, no_update, no_update, no_update, str(exc)]
     selected_token = event_token(*key) if key is not None else ""
-    rows = [{**{c: _cell(row.get(c)) for c in RECOVERY_COLUMNS}, "token": row["token"],
+    rows = [{**{c: _cell(c, row.get(c)) for c in RECOVERY_COLUMNS}, "token": row["token"],
              PACKETS_LINK: _packets_link(state, PacketRequest(event=str(row["event_id"])))}
             for row in events.to_dict("records")]
     highlight = [{"if": {"filter_query": f'{{token}} = "{selected_token}"'}, "backgroundColor": "#d6eaf8"}]
@@ -285,7 +288,7 @@ def flows_view(store: Store, topology: Topology, data: Any, now: datetime | None
         table = queries.run(store, table_query)
     except StoreError as exc:
         return [no_update, no_update, no_update, table_query.shown(), str(exc)]
-    rows = [{**{c: _cell(row.get(c)) for c in FLOW_COLUMNS}, PACKETS_LINK: _packets_link(state, _flow_request(row))}
+    rows = [{**{c: _cell(c, row.get(c)) for c in FLOW_COLUMNS}, PACKETS_LINK: _packets_link(state, _flow_request(row))}
             for row in table.to_dict("records")]
     return [figures.top_talkers(talkers), figures.traffic_mix(mix), rows, table_query.shown(), ""]
 
@@ -339,13 +342,15 @@ def packets_view(source: PacketSource | None, topology: Topology, search: str | 
     return [shown, summary, download, close, marked_rows(listing), ""]
 
 
-def _cell(value: Any) -> Any:
-    """A value the table can hold: times as ISO with µs, missing as ''."""
+def _cell(column: str, value: Any) -> Any:
+    """A value the table can hold, as people read it: times to the ms with their zone, the IP protocol by name,
+    missing as ''; numbers stay numbers (the tables sort them and format bytes with SI prefixes)."""
     if value is None or (not isinstance(value, str | list) and pd.isna(value)):
         return ""
     if isinstance(value, datetime | pd.Timestamp):
-        return _iso(value)
-    return value.item() if hasattr(value, "item") else value
+        return shown_time(pd.Timestamp(value).to_pydatetime())
+    plain = value.item() if hasattr(value, "item") else value
+    return protocol_name(plain) if column == "proto" and isinstance(plain, int) else plain
 
 
 def _float(value: Any) -> float | None:

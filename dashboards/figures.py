@@ -7,15 +7,18 @@ Times arrive as naive UTC datetimes (what the store returns) and are shown as UT
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboards.health import ecmp_cells
+from pipeline.units import counted, percent
 
 STATUS_COLOURS: dict[str, str] = {
     "down": "#1f1f1f",
@@ -27,13 +30,19 @@ STATUS_COLOURS: dict[str, str] = {
 }
 SELECTED_COLOUR = "rgba(31, 119, 180, 0.35)"
 FAILED_LINK_COLOUR = "#d62728"
-LINK_PALETTE = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
+LINK_PALETTE = tuple(c for c in plotly.colors.qualitative.Dark24 if c != FAILED_LINK_COLOUR)
 MIN_WIDTH, MAX_WIDTH = 2.0, 14.0
 SPINE_Y, LEAF_Y, HOSTS_Y = 2.0, 1.0, 0.35
 LINK_POINTS = 21
 LABEL_AT = 0.2
 LABEL_STAGGER = 0.14
 MARGIN = {"l": 40, "r": 20, "t": 40, "b": 30}
+
+
+def link_colours(link_ids: Sequence[str]) -> dict[str, str]:
+    """One colour per link, by its place in the topology: the same link keeps its colour in every chart and
+    across refreshes, whichever links a window happens to show."""
+    return {link: LINK_PALETTE[index % len(LINK_PALETTE)] for index, link in enumerate(link_ids)}
 
 
 def empty(title: str, message: str) -> go.Figure:
@@ -66,6 +75,7 @@ def fabric_map(health: pd.DataFrame, leaves: pd.DataFrame, hosts: pd.DataFrame, 
     spines = list(dict.fromkeys(health["spine"]))
     leaf_names = list(leaves["leaf"])
     width = float(max(len(leaf_names), len(spines)))
+    full = float(health["util"].max()) if len(health) else 0.0
     spine_x, leaf_x = _positions(spines, width), _positions(leaf_names, width)
     figure = go.Figure()
     shown: set[str] = set()
@@ -73,13 +83,13 @@ def fabric_map(health: pd.DataFrame, leaves: pd.DataFrame, hosts: pd.DataFrame, 
         xs, ys = _link_path(leaf_x[row.leaf], spine_x[row.spine], row.parallel, np.linspace(0.0, 1.0, LINK_POINTS))
         if row.link == selected:
             figure.add_trace(go.Scatter(
-                x=xs, y=ys, mode="lines", line={"color": SELECTED_COLOUR, "width": _width(row.util) + 12},
+                x=xs, y=ys, mode="lines", line={"color": SELECTED_COLOUR, "width": _width(row.util, full) + 12},
                 hoverinfo="skip", showlegend=False, customdata=[row.link] * LINK_POINTS,
             ))
         figure.add_trace(go.Scatter(
             x=xs, y=ys, mode="lines", name=row.status, legendgroup=row.status,
             showlegend=row.status not in shown,
-            line={"color": STATUS_COLOURS[row.status], "width": _width(row.util),
+            line={"color": STATUS_COLOURS[row.status], "width": _width(row.util, full),
                   "dash": "dash" if row.status == "down" else "solid"},
             customdata=[row.link] * LINK_POINTS, hovertext=[_link_hover(row)] * LINK_POINTS, hoverinfo="text",
             meta={"link": row.link, "status": row.status},
@@ -117,7 +127,8 @@ def fabric_map(health: pd.DataFrame, leaves: pd.DataFrame, hosts: pd.DataFrame, 
         textposition="bottom center", marker={"symbol": "circle", "size": 14, "color": "#aab7b8"},
     ))
     figure.update_layout(
-        title="Click a link to filter every view to it", margin=MARGIN, height=420,
+        title={"text": "Click a link to filter every view to it<br><sup>line width: utilisation, the widest "
+                       f"{percent(full * 100)} of link speed</sup>"}, margin=MARGIN, height=420,
         legend={"orientation": "h", "y": 0.0, "x": 0.5, "xanchor": "center", "yanchor": "top",
                 "traceorder": "normal"},
         xaxis={"visible": False, "range": [-0.2, width + 0.2], "fixedrange": True},
@@ -133,26 +144,24 @@ def _link_path(leaf_x: float, spine_x: float, parallel: int, t: np.ndarray) -> t
     return leaf_x + (spine_x - leaf_x) * t + bend * np.sin(np.pi * t), LEAF_Y + (SPINE_Y - LEAF_Y) * t
 
 
-def _width(util: float) -> float:
-    return MIN_WIDTH + (MAX_WIDTH - MIN_WIDTH) * min(max(float(util), 0.0), 1.0)
+def _width(util: float, full: float) -> float:
+    """Line width by utilisation against the busiest link shown (`full`), so load differences stay visible
+    whether the fabric runs at 0.07% or at 70%; the map's title states the full-scale value."""
+    share = float(util) / full if full > 0 else 0.0
+    return MIN_WIDTH + (MAX_WIDTH - MIN_WIDTH) * min(max(share, 0.0), 1.0)
 
 
 def _link_label(row: Any) -> str:
-    return "DOWN" if row.status == "down" else _percent(row.util * 100)
-
-
-def _percent(value: float) -> str:
-    """Enough digits to tell a quiet link from an idle one."""
-    return f"{value:.0f}%" if value >= 10 else f"{value:.2g}%" if value > 0 else "0%"
+    return "DOWN" if row.status == "down" else percent(row.util * 100)
 
 
 def _link_hover(row: Any) -> str:
     return (
         f"<b>{row.link}</b> ({row.status})<br>"
-        f"up {_rate(row.up_bps)} · down {_rate(row.down_bps)} · {row.util * 100:.1f}% of "
+        f"up {_rate(row.up_bps)} · down {_rate(row.down_bps)} · {percent(row.util * 100)} of "
         f"{row.speed_gbps:.0f} Gb/s<br>"
-        f"ECN-CE ratio {row.ce_ratio * 100:.2f}% · CNP {row.cnp:.0f} · PFC pauses {row.pfc_pause:.0f}<br>"
-        f"errors+discards {row.errors:.0f} · congestion events {row.congestion_events}"
+        f"ECN-CE ratio {percent(row.ce_ratio * 100)} · CNP {row.cnp:.0f} · PFC pauses {row.pfc_pause:.0f}<br>"
+        f"errors+discards {row.errors:.0f} · {counted(int(row.congestion_events), 'congestion event')}"
     )
 
 
@@ -163,14 +172,17 @@ def ecmp_heatmap(health: pd.DataFrame, metric: str, label: str, selected: str = 
     leaves = list(dict.fromkeys(health["leaf"]))
     spines = list(dict.fromkeys(health["spine"]))
     grid = cells.pivot(index="leaf", columns="spine", values="value").reindex(index=leaves, columns=spines)
-    text = grid.map(lambda v: f"{v:.0f}" if metric == "pfc" else _percent(v))
+    text = grid.map(lambda v: "" if pd.isna(v) else f"{v:.0f}" if metric == "pfc" else percent(v))
+    full = float(np.nanmax(grid.to_numpy())) if grid.notna().to_numpy().any() else 0.0
+    scale = "" if metric == "share" else f"<br>full scale<br>{f'{full:.0f}' if metric == 'pfc' else percent(full)}"
     figure = go.Figure(go.Heatmap(
         z=grid.to_numpy(), x=spines, y=leaves, text=text.to_numpy(), texttemplate="%{text}",
         colorscale="RdBu_r" if metric == "share" else "YlOrRd",
         zmid=100.0 / len(spines) if metric == "share" else None,
         zmin=0.0 if metric != "share" else None,
-        zmax=100.0 if metric == "util" else None,
-        hovertemplate="%{y} → %{x}: %{text}<extra></extra>", colorbar={"title": {"text": metric}},
+        zmax=(full if full > 0 else 1.0) if metric != "share" else None,
+        hovertemplate="%{y} → %{x}: %{text}<extra></extra>",
+        colorbar={"title": {"text": f"{metric}{scale}"}, "tickformat": "~g"},
     ))
     if selected:
         match = health[health["link"] == selected]
@@ -222,10 +234,12 @@ def iteration_times(iterations: pd.DataFrame, slowdowns: pd.DataFrame, start: da
     return figure
 
 
-def congestion_series(bins: pd.DataFrame, step_s: float, start: datetime, end: datetime, link: str = "") -> go.Figure:
+def congestion_series(bins: pd.DataFrame, step_s: float, start: datetime, end: datetime, colours: Mapping[str, str],
+                      link: str = "") -> go.Figure:
     """ECN-CE ratio, CNP rate and PFC pause rate over the window, one line per link direction that saw any of
     them (both directions of `link` always, when one is selected).
 
+    Each link keeps its colour from `colours` (up solid, down dotted).
     `bins` has t, link, direction, roce_ect, roce_ce, cnp, pfc_pause, summed over buckets of `step_s`; a bucket
     the store did not return had no marks, so rates drop to zero there rather than being drawn across.
     """
@@ -239,7 +253,7 @@ def congestion_series(bins: pd.DataFrame, step_s: float, start: datetime, end: d
                            subplot_titles=("ECN-CE ratio (%)", "CNP per second", "PFC pauses per second"))
     step = pd.Timedelta(seconds=step_s)
     grid = pd.date_range(pd.Timestamp(_naive(start)).floor(step), _naive(end), freq=step)
-    for index, ((link_id, direction), rows) in enumerate(series.groupby(["link", "direction"], sort=True)):
+    for (link_id, direction), rows in series.groupby(["link", "direction"], sort=True):
         buckets = rows.assign(t=pd.to_datetime(rows["t"])).groupby("t")[
             ["roce_ect", "roce_ce", "cnp", "pfc_pause"]].sum().reindex(grid, fill_value=0)
         values = {
@@ -247,12 +261,12 @@ def congestion_series(bins: pd.DataFrame, step_s: float, start: datetime, end: d
             "cnp_rate": buckets["cnp"] / step_s,
             "pfc_rate": buckets["pfc_pause"] / step_s,
         }
-        colour = LINK_PALETTE[index % len(LINK_PALETTE)]
         name = f"{link_id} {direction}"
         for row, column in enumerate(("ce_pct", "cnp_rate", "pfc_rate"), start=1):
             figure.add_trace(go.Scatter(
                 x=grid, y=values[column], mode="lines", name=name, legendgroup=name, showlegend=row == 1,
-                line={"color": colour, "width": 1.5},
+                line={"color": colours.get(link_id, LINK_PALETTE[0]), "width": 1.5,
+                      "dash": "solid" if direction == "up" else "dot"},
             ), row=row, col=1)
     figure.update_layout(title=title, margin=MARGIN, height=460, legend={"orientation": "h", "y": -0.12})
     return figure
@@ -271,7 +285,7 @@ def recovery_timeline(events: pd.DataFrame, start: datetime, end: datetime, sele
     hover = [
         f"<b>{row.link}</b> failed {row.ts}<br>convergence {_ms(row.convergence_ms)} "
         f"(local {_ms(row.local_convergence_ms)}, remote {_ms(row.remote_convergence_ms)})<br>"
-        f"flows {row.flows_recovered}/{row.flows_affected} recovered · {row.packets_lost} packets lost"
+        f"flows {row.flows_recovered}/{row.flows_affected} recovered · {counted(int(row.packets_lost), 'packet')} lost"
         for row in events.itertuples(index=False)
     ]
     for column, name, symbol in (("local_convergence_ms", "local", "triangle-up"),
@@ -319,7 +333,8 @@ def _ms(value: float | None) -> str:
 
 
 def recovery_flows(
-    rows: pd.DataFrame, failed_at: datetime, failed_link: str, local_ms: float | None, remote_ms: float | None
+    rows: pd.DataFrame, failed_at: datetime, failed_link: str, local_ms: float | None, remote_ms: float | None,
+    colours: Mapping[str, str],
 ) -> go.Figure:
     """The flows that were on the failed link: each row is a segment from its first to its last packet on one
     link, in ms from the failure, so the gap before a flow reappears on another link is the convergence.
@@ -337,7 +352,7 @@ def recovery_flows(
     # The failed link is drawn last and thinner, so where a flow crossed it and another monitored link at
     # once (a remote flow seen on its way up and on the way down) both stay visible.
     links = sorted(set(segments["link"]), key=lambda link: (link == failed_link, link))
-    for index, link in enumerate(links):
+    for link in links:
         part = segments[segments["link"] == link]
         xs: list[float | None] = []
         ys: list[str | None] = []
@@ -345,7 +360,7 @@ def recovery_flows(
             xs += [segment.start_ms, segment.end_ms, None]
             ys += [segment.flow, segment.flow, None]
         failed = link == failed_link
-        colour = FAILED_LINK_COLOUR if failed else LINK_PALETTE[index % len(LINK_PALETTE)]
+        colour = FAILED_LINK_COLOUR if failed else colours.get(link, LINK_PALETTE[0])
         figure.add_trace(go.Scatter(
             x=xs, y=ys, mode="lines+markers", name=f"on {link}", line={"color": colour, "width": 4 if failed else 9},
             marker={"size": 6}, hovertemplate="%{y}<br>%{x:.3f} ms<extra>" + link + "</extra>",

@@ -10,6 +10,7 @@ from typing import Any
 
 from dash import dcc, html
 from dash.dash_table.DataTable import DataTable
+from dash.dash_table.Format import Format, Scheme, Symbol
 from dash.development.base_component import Component
 
 from dashboards.state import HEATMAP_METRICS, RANGES
@@ -40,8 +41,10 @@ FLOW_COLUMNS = ("first", "last", "link", "direction", "src", "src_port", "dst", 
                 "app", "traffic_class", "job", "packets", "bytes", "ecn_ce", "cnp", "psn_gaps")
 PACKET_COLUMNS = ("time", "delta_ms", "link", "direction", "src", "src_port", "dst", "dst_port", "opcode",
                   "dest_qp", "psn", "aeth", "ecn", "cnp", "length", "protocol", "info", "mark")
+TIME_COLUMNS = ("ts", "ts_end", "first", "last", "time")  # one line each: a time wrapped over two is hard to read
 PACKETS_LINK = "packets"  # the markdown column of the incident and flow tables that opens the packets view
 HIDDEN = {"display": "none"}
+BYTES_FORMAT = Format(precision=3, scheme=Scheme.decimal_si_prefix).symbol(Symbol.yes).symbol_suffix("B")
 # Rows of the packets table by what they show: a silence, a NAK, a CE mark, a PSN gap (first match wins).
 PACKET_ROW_STYLES: list[dict[str, Any]] = [
     {"if": {"filter_query": '{mark} = "gap"'}, "backgroundColor": "#fdebd0", "fontWeight": "bold"},
@@ -51,9 +54,18 @@ PACKET_ROW_STYLES: list[dict[str, Any]] = [
 ]
 
 
+def _column_spec(column: str) -> dict[str, Any]:
+    """Byte counts stay numbers (the table sorts them) shown with an SI prefix: 30.9MB, not 30920640."""
+    if column == "bytes":
+        return {"name": column, "id": column, "type": "numeric", "format": BYTES_FORMAT}
+    return {"name": column, "id": column}
+
+
 def _table(table_id: str, columns: tuple[str, ...], *, links: bool = False, **options: Any) -> DataTable:
     """A table of `columns`; with `links`, a last column of markdown links opening the packets view."""
-    spec: list[Any] = [{"name": c, "id": c} for c in columns]
+    spec: list[Any] = [_column_spec(c) for c in columns]
+    options.setdefault("style_cell_conditional", [{"if": {"column_id": column}, "whiteSpace": "nowrap"}
+                                                  for column in columns if column in TIME_COLUMNS])
     if links:
         spec.append({"name": PACKETS_LINK, "id": PACKETS_LINK, "presentation": "markdown"})
         options.setdefault("markdown_options", {"link_target": "_self"})

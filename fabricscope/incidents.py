@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fabricscope.results import column_names, plain_value, shown_time, to_csv
+from fabricscope.results import column_names, plain_value, to_csv
 from pipeline.store import QueryResult
+from pipeline.units import shown_time
 
 TERMINAL_WIDTH = 120
 TABLE_COLUMNS = ("time", "kind", "link", "state")

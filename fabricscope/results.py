@@ -17,10 +17,9 @@ from typing import Any
 from uuid import UUID
 
 from pipeline.store import QueryResult
+from pipeline.units import protocol_name, shown_time, si_bytes
 
 FORMATS = ("table", "json", "csv")
-PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 47: "gre", 58: "ipv6-icmp", 132: "sctp"}  # IANA keywords
-SI_PREFIXES = ("", "k", "M", "G", "T", "P", "E")
 
 
 def plain_value(value: Any) -> Any:
@@ -78,22 +77,6 @@ def _cell(value: Any) -> str:
     return str(plain)
 
 
-def shown_time(moment: datetime) -> str:
-    """A time for people: ISO 8601 to the ms (cut, never rounded into the next ms) with its zone, Z for UTC."""
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return aware.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def si_bytes(count: float) -> str:
-    """30920640 → '30.9 MB': three significant digits and an SI prefix (powers of 1000, as link speeds are)."""
-    size, prefix = float(count), 0
-    while abs(size) >= 999.95 and prefix < len(SI_PREFIXES) - 1:
-        size, prefix = size / 1000, prefix + 1
-    if prefix == 0:
-        return f"{count:g} B"
-    return f"{size:.{max(0, 2 - int(math.log10(abs(size))))}f} {SI_PREFIXES[prefix]}B"
-
-
 def _shown(column: str, value: Any) -> str:
     """A value for the table, by what it is and what its column holds."""
     if isinstance(value, datetime):
@@ -102,7 +85,7 @@ def _shown(column: str, value: Any) -> str:
         if column == "bytes" or column.endswith("_bytes"):
             return si_bytes(value)
         if column == "proto" and isinstance(value, int):
-            return PROTOCOL_NAMES.get(value, str(value))
+            return protocol_name(value)
     return _cell(value)
 
 

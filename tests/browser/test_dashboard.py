@@ -249,6 +249,13 @@ def test_the_link_failure_sample_shows_its_failure_and_convergence(
     end = datetime.combine(start.date(), time.fromisoformat(shown[2]), UTC)
     assert capture_start - timedelta(milliseconds=10) <= start <= capture_start, text
     assert capture_end - timedelta(milliseconds=60) <= end <= capture_end + timedelta(milliseconds=10), text
+    # Numbers as people read them: no exponent, bytes with SI prefixes, protocols by name, times to the ms in UTC.
+    labels = next(t for t in _graph_data(browser, "fabric-map") if t["name"] == "links")["text"]
+    assert all(re.fullmatch(r"DOWN|<?\d+(\.\d+)?%", label) for label in labels), labels
+    wait.until(lambda d: _column(d, "flow-table", "bytes"))
+    assert all(re.fullmatch(r"\d+(\.\d+)?[kMGT]?B", cell) for cell in _column(browser, "flow-table", "bytes"))
+    assert set(_column(browser, "flow-table", "proto")) <= {"udp", "tcp", "icmp"}
+    assert all(re.fullmatch(r"2026-01-15T12:00:00\.\d{3}Z", cell) for cell in _column(browser, "flow-table", "first"))
     axis = [pd.Timestamp(t) for t in browser.execute_script(
         "return document.querySelector('#recovery-timeline .js-plotly-plot').layout.xaxis.range;")]
     assert axis[1] - axis[0] < pd.Timedelta(seconds=1), axis  # it was the 5-minute range ending at the data

@@ -95,6 +95,7 @@ def test_fabric_map_draws_every_link_with_its_status_width_and_click_target() ->
     labels = next(t for t in figure.data if t.name == "links")
     shown = dict(zip(labels.customdata, labels.text, strict=True))
     assert (shown["leaf1-spine1"], shown["leaf1-spine2"], shown["leaf2-spine1"]) == ("100%", "10%", "0%")
+    assert "the widest 100% of link speed" in figure.layout.title.text
     host_text = next(t for t in figure.data if t.name == "hosts").text
     assert host_text[0] == "8 active hosts" and host_text[1] == "0 active hosts"
 
@@ -142,7 +143,8 @@ def test_congestion_series_rates_and_only_signalling_link_directions() -> None:
         (T0, "leaf3-spine1", "up", 1000, 0, 0, 0),
     ], columns=["t", "link", "direction", "roce_ect", "roce_ce", "cnp", "pfc_pause"])
     end = (T0 + timedelta(seconds=6)).replace(tzinfo=UTC)
-    figure = figures.congestion_series(bins, 2.0, T0.replace(tzinfo=UTC), end, link="leaf3-spine1")
+    colours = figures.link_colours(TOPOLOGY.link_ids())
+    figure = figures.congestion_series(bins, 2.0, T0.replace(tzinfo=UTC), end, colours, link="leaf3-spine1")
     by_axis = {(t.name, t.yaxis): list(t.y) for t in figure.data}
     assert by_axis[("leaf2-spine2 down", "y")][:2] == [25.0, 0.0]
     assert by_axis[("leaf2-spine2 down", "y2")] == [20.0, 0.0, 0.0, 0.0]  # the bucket at +4 s had no CNP
@@ -150,8 +152,13 @@ def test_congestion_series_rates_and_only_signalling_link_directions() -> None:
     assert pd.isna(by_axis[("leaf2-spine2 down", "y")][2])  # no ECN-capable packets: no ratio, not 0 %
     assert list(figure.data[0].x) == [pd.Timestamp(T0 + timedelta(seconds=s)) for s in (0, 2, 4, 6)]
     assert {name for name, _ in by_axis} == {"leaf2-spine2 down", "leaf3-spine1 up"}
-    quiet = figures.congestion_series(bins[bins["link"] == "leaf1-spine1"], 2.0, T0, end)
+    quiet = figures.congestion_series(bins[bins["link"] == "leaf1-spine1"], 2.0, T0, end, colours)
     assert quiet.data == ()
+    # A link keeps its colour whichever links the window shows.
+    alone = figures.congestion_series(bins[bins["link"] == "leaf3-spine1"], 2.0, T0, end, colours,
+                                      link="leaf3-spine1")
+    assert {t.line.color for t in alone.data} == {t.line.color for t in figure.data if t.name == "leaf3-spine1 up"}
+    assert len(set(colours.values())) == len(colours)
 
 
 def test_recovery_timeline_and_flows_in_ms_from_the_failure() -> None:
@@ -172,7 +179,8 @@ def test_recovery_timeline_and_flows_in_ms_from_the_failure() -> None:
         ("flow 1", "leaf1-spine1", "up", failed - timedelta(milliseconds=900), failed, 100),
         ("flow 1", "leaf1-spine2", "up", failed + timedelta(microseconds=1200), failed + timedelta(seconds=1), 90),
     ], columns=["flow", "link", "direction", "ts_start", "ts_end", "packets"])
-    chart = figures.recovery_flows(rows, failed.replace(tzinfo=UTC), "leaf1-spine1", 1.2, 3.4)
+    chart = figures.recovery_flows(rows, failed.replace(tzinfo=UTC), "leaf1-spine1", 1.2, 3.4,
+                                   figures.link_colours(TOPOLOGY.link_ids()))
     segments = {t.name: [x for x in t.x if x is not None] for t in chart.data}
     assert segments["on leaf1-spine1"] == pytest.approx([-900.0, 0.0])
     assert segments["on leaf1-spine2"] == pytest.approx([1.2, 1000.0])
@@ -200,3 +208,20 @@ def test_empty_frames_give_a_titled_blank_chart() -> None:
 def test_event_details_read_as_one_line() -> None:
     assert figures.details_text('{"jobs": ["job-a"], "peak": 0.3}') == 'jobs: ["job-a"]; peak: 0.3'
     assert figures.details_text("not json {") == "not json {"
+
+
+def test_a_quiet_fabric_reads_in_plain_percentages_and_widths_follow_its_load() -> None:
+    frame = health([("leaf1-spine1", "up", 0.00092, {}), ("leaf1-spine2", "up", 0.00046, {}),
+                    ("leaf2-spine1", "up", 0.0000004, {})])
+    figure = figures.fabric_map(frame, leaves_frame(TOPOLOGY), pd.DataFrame(columns=["leaf", "hosts"]))
+    labels = next(t for t in figure.data if t.name == "links")
+    shown = dict(zip(labels.customdata, labels.text, strict=True))
+    assert (shown["leaf1-spine1"], shown["leaf1-spine2"], shown["leaf2-spine1"]) == ("0.092%", "0.046%", "<0.001%")
+    widths = {t.meta["link"]: t.line.width for t in figure.data if t.meta}
+    assert widths["leaf1-spine1"] == figures.MAX_WIDTH
+    assert widths["leaf1-spine2"] == pytest.approx((figures.MIN_WIDTH + figures.MAX_WIDTH) / 2)
+    assert "the widest 0.092% of link speed" in figure.layout.title.text
+    heatmap = figures.ecmp_heatmap(frame, "util", "utilisation")
+    assert heatmap.data[0].zmax == pytest.approx(0.092)
+    assert "full scale<br>0.092%" in heatmap.data[0].colorbar.title.text
+    assert "e-" not in " ".join(str(v) for v in heatmap.data[0].text.flatten())

@@ -10,8 +10,9 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from uuid import UUID
 
-from fabricscope.results import si_bytes, to_csv, to_json, to_table
+from fabricscope.results import to_csv, to_json, to_table
 from pipeline.store import QueryResult
+from pipeline.units import si_bytes
 
 RESULT = QueryResult(
     columns=["ts", "link", "src_ip", "value"],
