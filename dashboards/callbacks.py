@@ -19,6 +19,7 @@ from dash import Input, Output, State, no_update
 
 from dashboards import figures, queries
 from dashboards.health import leaves_frame, link_health, links_frame
+from dashboards.incident import detail_blocks, details_of, details_summary, incident_link
 from dashboards.layout import CONGESTION_COLUMNS, FLOW_COLUMNS, HIDDEN, PACKETS_LINK, RECOVERY_COLUMNS, SECTION
 from dashboards.packets import (
     PCAP_ROUTE,
@@ -103,7 +104,7 @@ def sync_state(
             "live": controls[0] == "live", "range": controls[1], "from": controls[2], "to": controls[3],
             "link": controls[4] or "", "metric": controls[5], "app": controls[6] or "",
             "class": controls[7] or "", "job": controls[8], "host": controls[9], "port": controls[10],
-            "event": current.event, "packets": current.packets,
+            "event": current.event, "packets": current.packets, "incident": current.incident,
         }
         if trigger == "fabric-map":
             clicked = _clicked(map_click)
@@ -172,6 +173,14 @@ def zoom_span(store: Store, topology: Topology, window_data: Any) -> tuple[datet
     return padded_span(span[0], span[1] + timedelta(microseconds=1))
 
 
+def _traffic_source(store: Store, start: datetime, end: datetime, now: datetime) -> queries.TrafficSource:
+    """The source for the window, its age counted from the store's newest record when that is older than now:
+    retention runs from arrival, so a capture from January replayed today is still in the raw bins."""
+    tables = set(queries.run(store, queries.existing_tables())["name"])
+    newest = queries.latest_time(queries.run(store, queries.latest()))
+    return queries.traffic_source(start, end, min(now, _aware(newest)) if newest else now, tables)
+
+
 def fabric_view(store: Store, topology: Topology, data: Any, now: datetime | None = None) -> list[Any]:
     """Map and heatmap: link traffic from the source the span calls for, counters, events, hosts."""
     resolved = read_window(data, topology.link_ids())
@@ -179,8 +188,7 @@ def fabric_view(store: Store, topology: Topology, data: Any, now: datetime | Non
         return [no_update, no_update, "", NO_WINDOW]
     state, start, end = resolved
     try:
-        tables = set(queries.run(store, queries.existing_tables())["name"])
-        source = queries.traffic_source(start, end, now or datetime.now(UTC), tables)
+        source = _traffic_source(store, start, end, now or datetime.now(UTC))
         health = link_health(
             links_frame(topology),
             queries.run(store, queries.link_traffic(start, end, source)),
@@ -206,25 +214,26 @@ def congestion_view(store: Store, topology: Topology, data: Any, now: datetime |
         return [no_update, no_update, no_update, NO_WINDOW]
     state, start, end = resolved
     try:
-        tables = set(queries.run(store, queries.existing_tables())["name"])
-        source = queries.traffic_source(start, end, now or datetime.now(UTC), tables)
+        source = _traffic_source(store, start, end, now or datetime.now(UTC))
         series_query = queries.congestion_series(start, end, state.link, source)
         iterations = queries.run(store, queries.iterations(start, end, state.job, state.link))
         slowdowns = queries.run(store, queries.slowdowns(start, end, state.job))
         series = queries.run(store, series_query)
         events = queries.run(store, queries.congestion_events(start, end, state.link, state.job))
+        marks = queries.run(store, queries.window_incidents(start, end))
     except StoreError as exc:
         return [no_update, no_update, no_update, str(exc)]
     rows = [
         {**{c: _cell(c, row.get(c)) for c in CONGESTION_COLUMNS}, "peak_ce": _percent(row.get("value")),
-         "details": figures.details_text(str(row.get("details", ""))),
+         "details": incident_link(details_summary(str(row["kind"]), details_of(row.get("details"))), state, row),
          PACKETS_LINK: _packets_link(state, PacketRequest(event=str(row["event_id"])))}
         for row in events.to_dict("records")
     ]
     step_s = series_query.parameters["step_ms"] / 1000
     series_figure = figures.congestion_series(series, step_s, start, end, figures.link_colours(topology.link_ids()),
                                               state.link)
-    return [figures.iteration_times(iterations, slowdowns, start, end), series_figure, rows, ""]
+    return [figures.mark_incidents(figures.iteration_times(iterations, slowdowns, start, end), marks),
+            figures.mark_incidents(series_figure, marks), rows, ""]
 
 
 def recovery_view(store: Store, topology: Topology, data: Any) -> list[Any]:
@@ -252,6 +261,7 @@ def recovery_view(store: Store, topology: Topology, data: Any) -> list[Any]:
         return [no_update, no_update, no_update, no_update, str(exc)]
     selected_token = event_token(*key) if key is not None else ""
     rows = [{**{c: _cell(c, row.get(c)) for c in RECOVERY_COLUMNS}, "token": row["token"],
+             "details": incident_link(details_summary("fast_recovery", details_of(row.get("details"))), state, row),
              PACKETS_LINK: _packets_link(state, PacketRequest(event=str(row["event_id"])))}
             for row in events.to_dict("records")]
     highlight = [{"if": {"filter_query": f'{{token}} = "{selected_token}"'}, "backgroundColor": "#d6eaf8"}]
@@ -286,11 +296,44 @@ def flows_view(store: Store, topology: Topology, data: Any, now: datetime | None
         talkers = queries.run(store, queries.top_talkers(start, end, flow_filter, talkers_source))
         mix = queries.run(store, queries.traffic_mix(start, end, flow_filter, mix_source, talkers_source))
         table = queries.run(store, table_query)
+        incidents = queries.run(store, queries.window_incidents(start, end))
     except StoreError as exc:
         return [no_update, no_update, no_update, table_query.shown(), str(exc)]
-    rows = [{**{c: _cell(c, row.get(c)) for c in FLOW_COLUMNS}, PACKETS_LINK: _packets_link(state, _flow_request(row))}
+    rows = [{**{c: _cell(c, row.get(c)) for c in FLOW_COLUMNS}, "events": _flow_events(state, row, incidents),
+             PACKETS_LINK: _packets_link(state, _flow_request(row))}
             for row in table.to_dict("records")]
     return [figures.top_talkers(talkers), figures.traffic_mix(mix), rows, table_query.shown(), ""]
+
+
+def _flow_events(state: ViewState, row: dict[str, Any], incidents: pd.DataFrame) -> str:
+    """Links to the incidents of a flow-table row: those on its link overlapping its first to last packet."""
+    if incidents.empty:
+        return ""
+    first, last = pd.Timestamp(row["first"]), pd.Timestamp(row["last"])
+    mine = incidents[(incidents["link"] == row["link"]) & (pd.to_datetime(incidents["ts"]) <= last)
+                     & (pd.to_datetime(incidents["ts_end"]) >= first)]
+    return " ".join(incident_link(str(event["kind"]), state, event) for event in mine.to_dict("records"))
+
+
+def incident_view(store: Store, topology: Topology, search: str | None, live_default: bool = True) -> list[Any]:
+    """The incident panel for the URL's `incident`: hidden when there is none, else what it was (kind, state,
+    span to the ms, summary), its details as sub-tables, and links to its packets and to close it."""
+    state = from_query_string(search, topology.link_ids(), live=live_default)
+    if not state.incident:
+        return [{**SECTION, **HIDDEN}, "", "", "", [], ""]
+    close = to_query_string(dataclasses.replace(state, incident=""))
+    packets = to_query_string(dataclasses.replace(state, packets=PacketRequest(event=state.incident).token()))
+    try:
+        found = queries.run(store, queries.incident(state.incident))
+    except StoreError as exc:
+        return [{**SECTION}, "", packets, close, [], str(exc)]
+    if found.empty:
+        return [{**SECTION}, "", packets, close, [], f"no incident {state.incident} in the store"]
+    event = found.iloc[0].to_dict()
+    where = " ".join(str(event[c]) for c in ("link", "direction") if event.get(c)) or str(event.get("device", ""))
+    summary = (f"{event['kind']} on {where} · {event['state']} · {_cell('ts', event['ts'])} → "
+               f"{_cell('ts_end', event['ts_end'])} · {event['summary']}")
+    return [{**SECTION}, summary, packets, close, detail_blocks(details_of(event.get("details"))), ""]
 
 
 def _packets_link(state: ViewState, packet_request: PacketRequest) -> str:
@@ -389,6 +432,13 @@ def register(app: dash.Dash, store: Store, topology: Topology, *, live: bool,
                   Input("state", "data"), Input("tick", "n_intervals"), State("window", "data"))
     def _window(search: str, _tick: int, previous: Any) -> tuple[Any, str]:
         return resolve_window(store, topology, search, previous, live)
+
+    @app.callback(Output("incident", "style"), Output("incident-summary", "children"),
+                  Output("incident-packets", "href"), Output("incident-close", "href"),
+                  Output("incident-details", "children"), Output("incident-status", "children"),
+                  Input("state", "data"))
+    def _incident(search: str) -> list[Any]:
+        return incident_view(store, topology, search, live)
 
     @app.callback(Output("packets", "style"), Output("packets-summary", "children"),
                   Output("packets-download", "href"), Output("packets-close", "href"), Output("packets-table", "data"),

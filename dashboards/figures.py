@@ -6,7 +6,6 @@ Times arrive as naive UTC datetimes (what the store returns) and are shown as UT
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -29,6 +28,7 @@ STATUS_COLOURS: dict[str, str] = {
     "idle": "#b0b0b0",
 }
 SELECTED_COLOUR = "rgba(31, 119, 180, 0.35)"
+INCIDENT_COLOURS = {"congestion": "#ff7f0e", "pfc_storm": "#8c564b", "fast_recovery": "#d62728", "link_flap": "#7f7f7f"}
 FAILED_LINK_COLOUR = "#d62728"
 LINK_PALETTE = tuple(c for c in plotly.colors.qualitative.Dark24 if c != FAILED_LINK_COLOUR)
 MIN_WIDTH, MAX_WIDTH = 2.0, 14.0
@@ -234,12 +234,15 @@ def iteration_times(iterations: pd.DataFrame, slowdowns: pd.DataFrame, start: da
     return figure
 
 
+DIRECTION_DASHES = {"up": "solid", "down": "dot"}
+
+
 def congestion_series(bins: pd.DataFrame, step_s: float, start: datetime, end: datetime, colours: Mapping[str, str],
                       link: str = "") -> go.Figure:
     """ECN-CE ratio, CNP rate and PFC pause rate over the window, one line per link direction that saw any of
     them (both directions of `link` always, when one is selected).
 
-    Each link keeps its colour from `colours` (up solid, down dotted).
+    Each link keeps its colour from `colours` (up solid, down dotted, a direction not known dash-dotted).
     `bins` has t, link, direction, roce_ect, roce_ce, cnp, pfc_pause, summed over buckets of `step_s`; a bucket
     the store did not return had no marks, so rates drop to zero there rather than being drawn across.
     """
@@ -266,7 +269,7 @@ def congestion_series(bins: pd.DataFrame, step_s: float, start: datetime, end: d
             figure.add_trace(go.Scatter(
                 x=grid, y=values[column], mode="lines", name=name, legendgroup=name, showlegend=row == 1,
                 line={"color": colours.get(link_id, LINK_PALETTE[0]), "width": 1.5,
-                      "dash": "solid" if direction == "up" else "dot"},
+                      "dash": DIRECTION_DASHES.get(direction, "dashdot")},
             ), row=row, col=1)
     figure.update_layout(title=title, margin=MARGIN, height=460, legend={"orientation": "h", "y": -0.12})
     return figure
@@ -413,14 +416,22 @@ def traffic_mix(mix: pd.DataFrame) -> go.Figure:
     return figure
 
 
-def details_text(details: str) -> str:
-    """An event's JSON details as one readable line (the table shows it; broken JSON is shown as is)."""
-    try:
-        value = json.loads(details) if details else {}
-    except ValueError:
-        return details
-    if not isinstance(value, dict):
-        return details
-    return "; ".join(f"{key}: {json.dumps(item) if not isinstance(item, str) else item}"
-                     for key, item in value.items())
+def mark_incidents(figure: go.Figure, incidents: pd.DataFrame) -> go.Figure:
+    """Each incident of the window on a time series (every row of a stacked one): a shaded span for an episode,
+    a dashed line at a failure or flap; each shape is named after its kind and link. A blank chart stays blank.
 
+    `incidents` has kind, ts, ts_end, link (collective slowdowns are drawn by the iteration chart itself)."""
+    if not figure.data:
+        return figure
+    for row in incidents.itertuples(index=False):
+        colour = INCIDENT_COLOURS.get(str(row.kind))
+        if colour is None:
+            continue
+        name = f"{row.kind} {row.link}"
+        if row.kind in ("fast_recovery", "link_flap"):
+            figure.add_shape(type="line", xref="x", yref="paper", x0=row.ts, x1=row.ts, y0=0, y1=1, name=name,
+                             line={"color": colour, "dash": "dash", "width": 1.5})
+        else:
+            figure.add_shape(type="rect", xref="x", yref="paper", x0=row.ts, x1=row.ts_end, y0=0, y1=1, name=name,
+                             fillcolor=colour, opacity=0.12, line_width=0, layer="below")
+    return figure

@@ -34,14 +34,15 @@ TABLE_STYLE: dict[str, Any] = {
 }
 
 RECOVERY_COLUMNS = ("ts", "link", "convergence_ms", "local_convergence_ms", "remote_convergence_ms",
-                    "flows_affected", "flows_recovered", "packets_lost", "summary")
+                    "flows_affected", "flows_recovered", "packets_lost", "summary", "details")
 CONGESTION_COLUMNS = ("ts", "ts_end", "kind", "severity", "link", "direction", "job", "peak_ce", "summary",
                       "details")
 FLOW_COLUMNS = ("first", "last", "link", "direction", "src", "src_port", "dst", "dst_port", "proto", "roce_qp",
-                "app", "traffic_class", "job", "packets", "bytes", "ecn_ce", "cnp", "psn_gaps")
+                "app", "traffic_class", "job", "packets", "bytes", "ecn_ce", "cnp", "psn_gaps", "events")
 PACKET_COLUMNS = ("time", "delta_ms", "link", "direction", "src", "src_port", "dst", "dst_port", "opcode",
                   "dest_qp", "psn", "aeth", "ecn", "cnp", "length", "protocol", "info", "mark")
 TIME_COLUMNS = ("ts", "ts_end", "first", "last", "time")  # one line each: a time wrapped over two is hard to read
+LINK_COLUMNS = {"details", "events"}  # markdown: each opens an incident (its window, link and details)
 PACKETS_LINK = "packets"  # the markdown column of the incident and flow tables that opens the packets view
 HIDDEN = {"display": "none"}
 BYTES_FORMAT = Format(precision=3, scheme=Scheme.decimal_si_prefix).symbol(Symbol.yes).symbol_suffix("B")
@@ -58,16 +59,20 @@ def _column_spec(column: str) -> dict[str, Any]:
     """Byte counts stay numbers (the table sorts them) shown with an SI prefix: 30.9MB, not 30920640."""
     if column == "bytes":
         return {"name": column, "id": column, "type": "numeric", "format": BYTES_FORMAT}
+    if column in LINK_COLUMNS:
+        return {"name": column, "id": column, "presentation": "markdown"}
     return {"name": column, "id": column}
 
 
 def _table(table_id: str, columns: tuple[str, ...], *, links: bool = False, **options: Any) -> DataTable:
-    """A table of `columns`; with `links`, a last column of markdown links opening the packets view."""
+    """A table of `columns` (those in LINK_COLUMNS hold markdown links to an incident); with `links`, a last
+    column of markdown links opening the packets view."""
     spec: list[Any] = [_column_spec(c) for c in columns]
     options.setdefault("style_cell_conditional", [{"if": {"column_id": column}, "whiteSpace": "nowrap"}
                                                   for column in columns if column in TIME_COLUMNS])
     if links:
         spec.append({"name": PACKETS_LINK, "id": PACKETS_LINK, "presentation": "markdown"})
+    if links or LINK_COLUMNS & set(columns):
         options.setdefault("markdown_options", {"link_target": "_self"})
     # DataTable is deprecated in Dash 4 in favour of dash-ag-grid, which is not a dependency of fabricscope.
     with warnings.catch_warnings():
@@ -108,6 +113,19 @@ def controls(topology: Topology) -> html.Div:
     ], style={**ROW, **SECTION, "position": "sticky", "top": "0", "zIndex": 10})
 
 
+def incident_section() -> html.Section:
+    """The incident the URL names: what it was, its details as sub-tables (hidden until a details or events
+    link opens it)."""
+    return _section(
+        "Incident", "incident",
+        html.Div([html.Span(id="incident-summary", style={"fontSize": "13px", "fontWeight": "bold"}),
+                  html.A("packets", id="incident-packets", href=""),
+                  html.A("close", id="incident-close", href="")], style=ROW),
+        html.Div(id="incident-details"),
+        hidden=True,
+    )
+
+
 def packets_section() -> html.Section:
     """The packets of the incident or flow the URL names (hidden until a `packets` link opens it)."""
     return _section(
@@ -134,6 +152,7 @@ def layout(topology: Topology, live: bool) -> html.Div:
         dcc.Interval(id="tick", interval=LIVE_INTERVAL_MS, disabled=not live),
         html.H2(f"fabricscope · {topology.fabric}", style={"margin": "6px 0"}),
         controls(topology),
+        incident_section(),
         packets_section(),
         html.Div([
             html.Div(_section("Fabric map", "fabric", _graph("fabric-map")), style=HALF),

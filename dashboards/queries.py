@@ -377,7 +377,7 @@ def congestion_events(start: datetime, end: datetime, link: str, job: str) -> Qu
 
 RECOVERY_EVENTS_SQL = f"""
 SELECT event_id, ts, ts_end, link, direction, device, severity, convergence_ms, local_convergence_ms,
-       remote_convergence_ms, flows_affected, flows_recovered, packets_lost, summary
+       remote_convergence_ms, flows_affected, flows_recovered, packets_lost, summary, details, kind
 FROM incidents
 WHERE kind = 'fast_recovery' AND ts >= {_START} AND ts < {_END}
   AND ({{link:String}} = '' OR link = {{link:String}})
@@ -402,6 +402,35 @@ LIMIT 1
 def recovery_event(link: str, at: datetime) -> Query:
     """One failure, by the (link, time) the URL names."""
     return Query(RECOVERY_EVENT_SQL, {"link": link, "at": time_parameter(at)})
+
+
+INCIDENT_SQL = """
+SELECT event_id, kind, state, ts, ts_end, severity, link, direction, device, job, value, convergence_ms,
+       local_convergence_ms, remote_convergence_ms, flows_affected, flows_recovered, packets_lost, summary, details
+FROM incidents
+WHERE event_id = {event_id:String}
+LIMIT 1
+"""
+
+
+def incident(event_id: str) -> Query:
+    """One incident's latest row, by the event_id the URL names."""
+    return Query(INCIDENT_SQL, {"event_id": event_id})
+
+
+WINDOW_INCIDENTS_SQL = f"""
+SELECT event_id, kind, ts, ts_end, link, direction
+FROM incidents
+WHERE kind IN ('congestion', 'pfc_storm', 'fast_recovery', 'collective_slowdown', 'link_flap')
+  AND ts < {_END} AND ts_end >= {_START}
+ORDER BY ts
+LIMIT {EVENT_ROWS}
+"""
+
+
+def window_incidents(start: datetime, end: datetime) -> Query:
+    """The incidents overlapping the window: the time series mark them and flow rows link to theirs."""
+    return Query(WINDOW_INCIDENTS_SQL, _window(start, end))
 
 
 _FLOW_KEY = "src_ip, dst_ip, src_port, dst_port, proto, roce_qp"

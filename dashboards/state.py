@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,7 @@ DEFAULT_METRIC = "util"
 MAX_TEXT = 64
 MAX_QUERY_STRING = 2048
 EVENT_SEPARATOR = "@"
+INCIDENT_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,7 @@ class ViewState:
     port: int | None = None
     event: str = ""
     packets: str = ""  # the packets view's request (dashboards.packets.PacketRequest.token), '' when closed
+    incident: str = ""  # the event_id whose details the incident panel shows, '' when closed
 
     def event_key(self) -> tuple[str, datetime] | None:
         """(link, failure time) of the selected fast-recovery event, if any."""
@@ -118,6 +121,12 @@ def _port(value: object) -> int | None:
     return int(text) if digits and int(text) <= 65535 else None
 
 
+def _incident(value: object) -> str:
+    """An event_id (the detectors write 16 hex digits), or '' when it is not one."""
+    text = _text(value)
+    return text if INCIDENT_ID.fullmatch(text) else ""
+
+
 def _packets(value: object) -> str:
     """The packets view's request, canonical, or '' when it is not a valid one."""
     found = request_of_token(value) if isinstance(value, str) else None
@@ -158,6 +167,7 @@ def build_state(values: dict[str, object], link_ids: Iterable[str], *, live: boo
         port=_port(values.get("port")),
         event=event_token(*key) if key is not None and key[0] in links else "",
         packets=_packets(values.get("packets")),
+        incident=_incident(values.get("incident")),
     )
 
 

@@ -12,6 +12,7 @@ import ipaddress
 import numpy as np
 
 from pipeline.detect.events import Batch
+from pipeline.units import protocol_name
 
 FLOW_KEY = np.dtype([
     ("src_ip", "S16"), ("dst_ip", "S16"), ("src_port", "<u2"), ("dst_port", "<u2"), ("proto", "u1"),
@@ -29,10 +30,10 @@ def flow_keys(batch: Batch) -> np.ndarray:
 
 
 def describe(key: np.void) -> str:
-    """`src:port > dst:port proto P [vlan V] [vni N] [qp Q]` for details and summaries."""
+    """`src:port > dst:port udp [vlan V] [vni N] [qp Q]` for details and summaries (the protocol by name)."""
     row = np.frombuffer(key.tobytes(), dtype=FLOW_KEY)[0]
     text = (f"{_address(row['src_ip'])}:{row['src_port']} > {_address(row['dst_ip'])}:{row['dst_port']}"
-            f" proto {row['proto']}")
+            f" {protocol_name(int(row['proto']))}")
     for name in ("vlan", "vni", "roce_qp"):
         if row[name]:
             text += f" {'qp' if name == 'roce_qp' else name} {row[name]}"

@@ -87,6 +87,12 @@ def _graph_data(driver: webdriver.Chrome, graph_id: str) -> list[dict[str, Any]]
     )
 
 
+def _shape_names(driver: webdriver.Chrome, graph_id: str) -> list[str]:
+    return driver.execute_script(
+        "const gd = document.querySelector(arguments[0] + ' .js-plotly-plot');"
+        "return gd && gd.layout && gd.layout.shapes ? gd.layout.shapes.map(s => s.name || '') : [];", f"#{graph_id}")
+
+
 def _map_links(driver: webdriver.Chrome) -> dict[str, str]:
     return {t["meta"]["link"]: t["meta"]["status"] for t in _graph_data(driver, "fabric-map") if t["meta"]}
 
@@ -304,18 +310,22 @@ def _background(driver: webdriver.Chrome, table_id: str, row: int) -> str:
         "return getComputedStyle(rows[arguments[1]].querySelector('td')).backgroundColor;", f"#{table_id}", row)
 
 
-def _open_packets(driver: webdriver.Chrome, table_id: str, kind: str, attempts: int = 5) -> None:
-    """Click the first row's `packets` link until the page's URL names a packets view of `kind` (event or
-    flow): a click that lands while Dash is re-rendering the table is lost, as it would be for a person,
-    who would click again."""
+def _open_packets(driver: webdriver.Chrome, table_id: str, kind: str) -> None:
+    """Click the first row's `packets` link until the page's URL names a packets view of `kind` (event or flow)."""
+    _click_cell_link(driver, table_id, "packets", f"packets={kind}")
+
+
+def _click_cell_link(driver: webdriver.Chrome, table_id: str, column: str, wanted: str, attempts: int = 5) -> None:
+    """Click the first row's link in `column` until the page's URL holds `wanted`: a click that lands while Dash
+    is re-rendering the table is lost, as it would be for a person, who would click again."""
     for _ in range(attempts):
         try:
-            driver.find_element(By.CSS_SELECTOR, f"#{table_id} td[data-dash-column='packets'] a").click()
-            WebDriverWait(driver, 5).until(lambda d: f"packets={kind}" in urlparse(d.current_url).query)
+            driver.find_element(By.CSS_SELECTOR, f"#{table_id} td[data-dash-column='{column}'] a").click()
+            WebDriverWait(driver, 5).until(lambda d: wanted in urlparse(d.current_url).query)
             return
         except (TimeoutException, StaleElementReferenceException):
             continue
-    raise AssertionError(f"clicking a packets link of {table_id} never opened the packets view")
+    raise AssertionError(f"clicking a {column} link of {table_id} never opened {wanted}")
 
 
 def _frames(path: Path) -> list[tuple[int, bytes]]:
@@ -412,4 +422,35 @@ def test_a_congestion_incident_s_packets_show_their_ce_marks_highlighted(
         assert all(("CE" in row["mark"]) == (row["ecn"] == "CE") for row in packets)
         assert all(("CNP" in row["mark"]) == (row["cnp"] == "CNP") for row in packets)
         assert _background(browser, "packets-table", marked_ce[0]) == CE_BACKGROUND
+
+        # The episode's details link selects it everywhere: its window, its link, its flows, its details.
+        browser.get(f"{url}/?range=1m")
+        wait.until(lambda d: len(_column(d, "congestion-table", "details")) > 0)
+        jobs = _column(browser, "congestion-table", "job")[0].split(",")
+        _click_cell_link(browser, "congestion-table", "details", "incident=")
+        query = parse_qs(urlparse(browser.current_url).query)
+        event_id = query["incident"][0]
+        assert query["link"] == [congestion["link"]] and query["live"] == ["0"]
+        start, end = (datetime.fromisoformat(query[key][0]) for key in ("from", "to"))
+        assert start < datetime.fromtimestamp(congestion["ts_us"] / 1e6, UTC) < end
+        wait.until(lambda d: d.find_element(By.ID, "incident").is_displayed()
+                   and d.find_element(By.ID, "incident-summary").text)
+        summary = browser.find_element(By.ID, "incident-summary").text
+        assert summary.startswith(f"congestion on {congestion['link']} {congestion['direction']} · closed · ")
+        blocks = [block.text for block in browser.find_elements(By.CSS_SELECTOR, "#incident-details .incident-block")]
+        top_flows = next(block for block in blocks if block.startswith("top flows"))
+        assert " udp " in top_flows and jobs and all(job in top_flows for job in jobs), (jobs, top_flows)
+        wait.until(lambda d: _column(d, "flow-table", "link"))
+        assert set(_column(browser, "flow-table", "link")) == {congestion["link"]}
+        linked = browser.execute_script(
+            "return Array.from(document.querySelectorAll(\"#flow-table td[data-dash-column='events'] a\"))"
+            ".map(a => a.getAttribute('href'));")
+        assert any(f"incident={event_id}" in href for href in linked), linked
+        wait.until(lambda d: f"congestion {congestion['link']}" in _shape_names(d, "congestion-series"))
+        assert f"congestion {congestion['link']}" in _shape_names(browser, "iterations")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        for view in ("incident", "congestion"):
+            section = browser.find_element(By.ID, view)
+            browser.execute_script("arguments[0].scrollIntoView(); window.scrollBy(0, -80);", section)
+            section.screenshot(str(ARTIFACTS / f"allreduce_congestion_{view}.png"))
         assert _severe_logs(browser) == []

@@ -289,3 +289,14 @@ def test_zoom_to_data_fits_the_window_to_its_records(store: Store, fabric: Fabri
     # A window holding nothing zooms to the newest data.
     empty = window_payload(ViewState(range="6h"), last + timedelta(days=1), last + timedelta(days=2))
     assert callbacks.zoom_span(store, topo, empty) == zoom
+
+
+def test_an_old_capture_is_drawn_from_the_raw_bins(store: Store, fabric: Fabric) -> None:
+    """Retention counts from arrival: a capture from months ago replayed today is drawn at 10 ms from the raw
+    bins, not as one hourly point an hour before the window."""
+    topo = topology()
+    first, last = _data_span(store)
+    window = window_payload(ViewState(), first, last + timedelta(microseconds=1))
+    series = callbacks.congestion_view(store, topo, window, now=last + timedelta(days=300))[1]
+    times = [pd.Timestamp(x).tz_localize(UTC) for trace in series.data if trace.x is not None for x in trace.x]
+    assert times and min(times) >= pd.Timestamp(first).floor("10ms") and len(set(times)) > 2

@@ -205,9 +205,22 @@ def test_empty_frames_give_a_titled_blank_chart() -> None:
     assert figure.data == () and "no collective iterations" in figure.layout.annotations[0].text
 
 
-def test_event_details_read_as_one_line() -> None:
-    assert figures.details_text('{"jobs": ["job-a"], "peak": 0.3}') == 'jobs: ["job-a"]; peak: 0.3'
-    assert figures.details_text("not json {") == "not json {"
+def test_incidents_are_marked_on_every_row_of_a_time_series() -> None:
+    bins = pd.DataFrame([(T0, "leaf2-spine2", "down", 1000, 250, 40, 6)],
+                        columns=["t", "link", "direction", "roce_ect", "roce_ce", "cnp", "pfc_pause"])
+    series = figures.congestion_series(bins, 2.0, T0, T0 + timedelta(seconds=6), figures.link_colours(["x"]))
+    incidents = pd.DataFrame([
+        ("congestion", T0 + timedelta(seconds=1), T0 + timedelta(seconds=3), "leaf2-spine2"),
+        ("fast_recovery", T0 + timedelta(seconds=4), T0 + timedelta(seconds=4), "leaf3-spine1"),
+        ("collective_slowdown", T0, T0 + timedelta(seconds=5), ""),
+    ], columns=["kind", "ts", "ts_end", "link"])
+    marked = figures.mark_incidents(series, incidents)
+    shapes = {shape.name: shape for shape in marked.layout.shapes}
+    assert set(shapes) == {"congestion leaf2-spine2", "fast_recovery leaf3-spine1"}
+    assert (shapes["congestion leaf2-spine2"].type, shapes["congestion leaf2-spine2"].yref) == ("rect", "paper")
+    assert shapes["fast_recovery leaf3-spine1"].x0 == T0 + timedelta(seconds=4)
+    blank = figures.empty("t", "nothing")
+    assert figures.mark_incidents(blank, incidents).layout.shapes == ()
 
 
 def test_a_quiet_fabric_reads_in_plain_percentages_and_widths_follow_its_load() -> None:

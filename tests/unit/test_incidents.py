@@ -13,7 +13,7 @@ from fabricscope.incidents import TERMINAL_WIDTH, details_counts, short_summary,
 from fabricscope.results import to_csv
 from pipeline.store import QueryResult
 
-TOP_FLOWS = [{"flow": f"10.0.3.{i}:49170 > 10.0.4.{i}:4791 proto 17 qp {i}", "job": "llama-70b", "bytes": 598464,
+TOP_FLOWS = [{"flow": f"10.0.3.{i}:49170 > 10.0.4.{i}:4791 udp qp {i}", "job": "llama-70b", "bytes": 598464,
               "ecn_ce": 37} for i in range(5)]
 CONGESTION = {
     "ts": datetime(2026, 1, 15, 13, 0, 0, 77273, tzinfo=UTC), "ts_end": datetime(2026, 1, 15, 13, 0, 0, 176215),
