@@ -35,6 +35,7 @@ from dashboards.state import (
     RANGES,
     ViewState,
     build_state,
+    empty_note,
     event_token,
     from_query_string,
     is_recent,
@@ -173,12 +174,17 @@ def zoom_span(store: Store, topology: Topology, window_data: Any) -> tuple[datet
     return padded_span(span[0], span[1] + timedelta(microseconds=1))
 
 
-def _traffic_source(store: Store, start: datetime, end: datetime, now: datetime) -> queries.TrafficSource:
-    """The source for the window, its age counted from the store's newest record when that is older than now:
-    retention runs from arrival, so a capture from January replayed today is still in the raw bins."""
-    tables = set(queries.run(store, queries.existing_tables())["name"])
+def _stored_now(store: Store, now: datetime) -> datetime:
+    """The time a window's age is counted from when choosing a rollup: the store's newest record when that is
+    older than now, since retention runs from arrival (a capture from January replayed today is still in the
+    raw bins)."""
     newest = queries.latest_time(queries.run(store, queries.latest()))
-    return queries.traffic_source(start, end, min(now, _aware(newest)) if newest else now, tables)
+    return min(now, _aware(newest)) if newest else now
+
+
+def _traffic_source(store: Store, start: datetime, end: datetime, now: datetime) -> queries.TrafficSource:
+    tables = set(queries.run(store, queries.existing_tables())["name"])
+    return queries.traffic_source(start, end, _stored_now(store, now), tables)
 
 
 def fabric_view(store: Store, topology: Topology, data: Any, now: datetime | None = None) -> list[Any]:
@@ -211,7 +217,7 @@ def congestion_view(store: Store, topology: Topology, data: Any, now: datetime |
     """Iteration times with slowdowns, CE/CNP/PFC per link direction, and the congestion events."""
     resolved = read_window(data, topology.link_ids())
     if resolved is None:
-        return [no_update, no_update, no_update, NO_WINDOW]
+        return [no_update, no_update, no_update, no_update, NO_WINDOW]
     state, start, end = resolved
     try:
         source = _traffic_source(store, start, end, now or datetime.now(UTC))
@@ -222,7 +228,7 @@ def congestion_view(store: Store, topology: Topology, data: Any, now: datetime |
         events = queries.run(store, queries.congestion_events(start, end, state.link, state.job))
         marks = queries.run(store, queries.window_incidents(start, end))
     except StoreError as exc:
-        return [no_update, no_update, no_update, str(exc)]
+        return [no_update, no_update, no_update, no_update, str(exc)]
     rows = [
         {**{c: _cell(c, row.get(c)) for c in CONGESTION_COLUMNS}, "peak_ce": _percent(row.get("value")),
          "details": incident_link(details_summary(str(row["kind"]), details_of(row.get("details"))), state, row),
@@ -233,7 +239,8 @@ def congestion_view(store: Store, topology: Topology, data: Any, now: datetime |
     series_figure = figures.congestion_series(series, step_s, start, end, figures.link_colours(topology.link_ids()),
                                               state.link)
     return [figures.mark_incidents(figures.iteration_times(iterations, slowdowns, start, end), marks),
-            figures.mark_incidents(series_figure, marks), rows, ""]
+            figures.mark_incidents(series_figure, marks), rows,
+            empty_note(rows, "congestion events", link=state.link, job=state.job), ""]
 
 
 def recovery_view(store: Store, topology: Topology, data: Any) -> list[Any]:
@@ -241,7 +248,7 @@ def recovery_view(store: Store, topology: Topology, data: Any) -> list[Any]:
     link_ids = topology.link_ids()
     resolved = read_window(data, link_ids)
     if resolved is None:
-        return [no_update, no_update, no_update, no_update, NO_WINDOW]
+        return [no_update, no_update, no_update, no_update, no_update, NO_WINDOW]
     state, start, end = resolved
     try:
         events = queries.run(store, queries.recovery_events(start, end, state.link))
@@ -258,7 +265,7 @@ def recovery_view(store: Store, topology: Topology, data: Any) -> list[Any]:
                                                       _float(first["remote_convergence_ms"]),
                                                       figures.link_colours(link_ids))
     except StoreError as exc:
-        return [no_update, no_update, no_update, no_update, str(exc)]
+        return [no_update, no_update, no_update, no_update, no_update, str(exc)]
     selected_token = event_token(*key) if key is not None else ""
     rows = [{**{c: _cell(c, row.get(c)) for c in RECOVERY_COLUMNS}, "token": row["token"],
              "details": incident_link(details_summary("fast_recovery", details_of(row.get("details"))), state, row),
@@ -266,7 +273,8 @@ def recovery_view(store: Store, topology: Topology, data: Any) -> list[Any]:
             for row in events.to_dict("records")]
     highlight = [{"if": {"filter_query": f'{{token}} = "{selected_token}"'}, "backgroundColor": "#d6eaf8"}]
     timeline = figures.recovery_timeline(events, start, end, selected_token)
-    return [timeline, rows, highlight if key else [], flows_figure, ""]
+    return [timeline, rows, highlight if key else [], flows_figure, empty_note(rows, "link failures", link=state.link),
+            ""]
 
 
 def _newest(events: pd.DataFrame) -> tuple[str, datetime] | None:
@@ -282,7 +290,7 @@ def flows_view(store: Store, topology: Topology, data: Any, now: datetime | None
     """Top talkers, traffic mix, the flow table and the exact query (text and bound values) behind it."""
     resolved = read_window(data, topology.link_ids())
     if resolved is None:
-        return [no_update, no_update, no_update, no_update, NO_WINDOW]
+        return [no_update, no_update, no_update, no_update, no_update, NO_WINDOW]
     state, start, end = resolved
     flow_filter = queries.FlowFilter(link=state.link, app=state.app, traffic_class=state.traffic_class,
                                      job=state.job, host=state.host,
@@ -290,7 +298,7 @@ def flows_view(store: Store, topology: Topology, data: Any, now: datetime | None
     table_query = queries.flow_table(start, end, flow_filter)
     try:
         tables = set(queries.run(store, queries.existing_tables())["name"])
-        now = now or datetime.now(UTC)
+        now = _stored_now(store, now or datetime.now(UTC))
         talkers_source = queries.talkers_source(start, end, now, tables)
         mix_source = queries.mix_source(start, end, now, tables)
         talkers = queries.run(store, queries.top_talkers(start, end, flow_filter, talkers_source))
@@ -298,11 +306,13 @@ def flows_view(store: Store, topology: Topology, data: Any, now: datetime | None
         table = queries.run(store, table_query)
         incidents = queries.run(store, queries.window_incidents(start, end))
     except StoreError as exc:
-        return [no_update, no_update, no_update, table_query.shown(), str(exc)]
+        return [no_update, no_update, no_update, table_query.shown(), no_update, str(exc)]
     rows = [{**{c: _cell(c, row.get(c)) for c in FLOW_COLUMNS}, "events": _flow_events(state, row, incidents),
              PACKETS_LINK: _packets_link(state, _flow_request(row))}
             for row in table.to_dict("records")]
-    return [figures.top_talkers(talkers), figures.traffic_mix(mix), rows, table_query.shown(), ""]
+    return [figures.top_talkers(talkers), figures.traffic_mix(mix), rows, table_query.shown(),
+            empty_note(rows, "flows", link=state.link, app=state.app, traffic_class=state.traffic_class,
+                       job=state.job, host=state.host, port=state.port), ""]
 
 
 def _flow_events(state: ViewState, row: dict[str, Any], incidents: pd.DataFrame) -> str:
@@ -449,13 +459,14 @@ def register(app: dash.Dash, store: Store, topology: Topology, *, live: bool,
     _bind(app, fabric_view, store, topology,
           ["fabric-map.figure", "ecmp-heatmap.figure", "ecmp-status.children", "fabric-status.children"])
     _bind(app, congestion_view, store, topology,
-          ["iterations.figure", "congestion-series.figure", "congestion-table.data", "congestion-status.children"])
+          ["iterations.figure", "congestion-series.figure", "congestion-table.data", "congestion-table-empty.children",
+           "congestion-status.children"])
     _bind(app, recovery_view, store, topology,
           ["recovery-timeline.figure", "recovery-table.data", "recovery-table.style_data_conditional",
-           "recovery-flows.figure", "recovery-status.children"])
+           "recovery-flows.figure", "recovery-table-empty.children", "recovery-status.children"])
     _bind(app, flows_view, store, topology,
           ["top-talkers.figure", "traffic-mix.figure", "flow-table.data", "flow-query.children",
-           "flows-status.children"])
+           "flow-table-empty.children", "flows-status.children"])
 
 
 def _bind(app: dash.Dash, view: Callable[[Store, Topology, Any], list[Any]], store: Store, topology: Topology,

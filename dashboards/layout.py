@@ -80,6 +80,12 @@ def _table(table_id: str, columns: tuple[str, ...], *, links: bool = False, **op
         return DataTable(id=table_id, data=[], columns=spec, **{**TABLE_STYLE, **options})
 
 
+def _empty_note(table_id: str) -> html.Div:
+    """Below a table, what an empty one means ("no congestion events in this window"), so it never shows a
+    bare header."""
+    return html.Div(id=f"{table_id}-empty", className="empty-note", style={"color": "#555", "padding": "6px 2px"})
+
+
 def _graph(graph_id: str) -> dcc.Graph:
     return dcc.Graph(id=graph_id, config=GRAPH_CONFIG)
 
@@ -170,11 +176,13 @@ def layout(topology: Topology, live: bool) -> html.Div:
                      style=ROW),
             html.H4("Congestion events"),
             _table("congestion-table", CONGESTION_COLUMNS, links=True),
+            _empty_note("congestion-table"),
         ),
         _section(
             "Fast recovery", "recovery",
             _graph("recovery-timeline"),
             _table("recovery-table", RECOVERY_COLUMNS, links=True, row_selectable="single", selected_rows=[]),
+            _empty_note("recovery-table"),
             _graph("recovery-flows"),
         ),
         _section(
@@ -192,6 +200,7 @@ def layout(topology: Topology, live: bool) -> html.Div:
                      style=ROW),
             html.H4("Heaviest flows of the window's last minute"),
             _table("flow-table", FLOW_COLUMNS, links=True, sort_action="native", filter_action="native"),
+            _empty_note("flow-table"),
             html.Details([html.Summary("query that filled this table"),
                           html.Pre(id="flow-query", style={"fontSize": "11px", "whiteSpace": "pre-wrap"})]),
         ),

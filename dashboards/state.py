@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlencode
@@ -228,6 +228,15 @@ def padded_span(first: datetime, end: datetime) -> tuple[datetime, datetime]:
 def is_recent(latest: datetime | None, now: datetime, range_name: str) -> bool:
     """Whether the newest record lies within the chosen range of the wall clock."""
     return latest is not None and _as_utc(latest) >= _as_utc(now) - RANGES[range_name]
+
+
+def empty_note(rows: Sequence[object], what: str, **filters: object) -> str:
+    """What an empty table means, with the filters that emptied it ("No flows in this window with link
+    leaf1-spine1, port 4791."); '' when there are rows."""
+    if rows:
+        return ""
+    shown = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in filters.items() if value not in ("", None))
+    return f"No {what} in this window" + (f" with {shown}." if shown else ".")
 
 
 def window_text(state: ViewState, start: datetime, end: datetime, latest: datetime | None, now: datetime) -> str:

@@ -447,6 +447,9 @@ def test_a_congestion_incident_s_packets_show_their_ce_marks_highlighted(
             ".map(a => a.getAttribute('href'));")
         assert any(f"incident={event_id}" in href for href in linked), linked
         wait.until(lambda d: f"congestion {congestion['link']}" in _shape_names(d, "congestion-series"))
+        assert browser.find_element(By.ID, "recovery-table-empty").text == \
+            f"No link failures in this window with link {congestion['link']}."
+        assert browser.find_element(By.ID, "congestion-table-empty").text == ""
         assert f"congestion {congestion['link']}" in _shape_names(browser, "iterations")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         for view in ("incident", "congestion"):

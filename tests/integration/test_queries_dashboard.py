@@ -128,8 +128,8 @@ def test_the_recovery_view_opens_on_the_newest_failure_that_converged(store: Sto
                                   "open-failure", "open", later)],
                       column_names=records.column_names("events"))
     window = window_payload(ViewState(), *_around(fabric))
-    timeline, rows, _, flows, status = callbacks.recovery_view(store, topology(), window)
-    assert status == "" and [row["link"] for row in rows] == [ERROR_LINK, FAILED_LINK]
+    timeline, rows, _, flows, empty, status = callbacks.recovery_view(store, topology(), window)
+    assert status == empty == "" and [row["link"] for row in rows] == [ERROR_LINK, FAILED_LINK]
     assert "not converged" in {trace.name for trace in timeline.data}
     assert flows.layout.title.text == f"Flows leaving {FAILED_LINK}"
 
@@ -237,7 +237,8 @@ def test_a_clicked_link_filters_every_section(store: Store, fabric: Fabric) -> N
     window = window_payload(ViewState(link=ERROR_LINK), *_around(fabric))
     rows = callbacks.flows_view(store, topo, window)[2]
     assert rows and {row["link"] for row in rows} == {ERROR_LINK}
-    assert callbacks.recovery_view(store, topo, window)[1] == []
+    recovery = callbacks.recovery_view(store, topo, window)
+    assert recovery[1] == [] and recovery[4] == f"No link failures in this window with link {ERROR_LINK}."
     again = callbacks.sync_state("fabric-map", "", ["live", "5m", "", "", ERROR_LINK, "util", None, None, "", "",
                                                     ""], {"points": [{"customdata": ERROR_LINK}]}, None, None, None,
                                  out[0], None, topo, True)

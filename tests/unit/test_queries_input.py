@@ -17,6 +17,7 @@ from dashboards.state import (
     MIN_SPAN,
     ViewState,
     build_state,
+    empty_note,
     event_token,
     from_query_string,
     read_window,
@@ -80,6 +81,13 @@ def test_with_nothing_recent_the_window_is_the_data_span_padded() -> None:
     # Data older than the range before the newest record is not the view's: the range still bounds it.
     start, end = window(ViewState(range="1m"), T0, now=T0 + timedelta(days=1), earliest=T0 - timedelta(hours=2))
     assert end - start == timedelta(minutes=1)
+
+
+def test_an_empty_table_says_so_with_the_filters_that_emptied_it() -> None:
+    assert empty_note([{"link": "leaf1-spine1"}], "flows", link="") == ""
+    assert empty_note([], "link failures", link="") == "No link failures in this window."
+    assert empty_note([], "flows", link="leaf1-spine1", app="", traffic_class="bulk", port=None, job="") == \
+        "No flows in this window with link leaf1-spine1, traffic class bulk."
 
 
 def test_the_window_text_says_live_only_while_data_arrives() -> None:
