@@ -7,7 +7,7 @@ Times arrive as naive UTC datetimes (what the store returns) and are shown as UT
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -275,6 +275,23 @@ def congestion_series(bins: pd.DataFrame, step_s: float, start: datetime, end: d
     return figure
 
 
+LABELS_ACROSS = 8  # at most this many labels fit across a chart without printing over each other
+
+
+def spaced_labels(times: pd.Series, priority: pd.Series, gap: timedelta) -> list[bool]:
+    """Which points get a text label: the highest `priority` first, then each point at least `gap` from every
+    labelled one, so a burst of failures shows its slowest by name and the rest on hover."""
+    order = sorted(range(len(times)), key=lambda at: -priority.iloc[at] if pd.notna(priority.iloc[at]) else 0.0)
+    chosen: list[pd.Timestamp] = []
+    labelled = [False] * len(times)
+    for at in order:
+        when = times.iloc[at]
+        if all(abs(when - other) >= gap for other in chosen):
+            chosen.append(when)
+            labelled[at] = True
+    return labelled
+
+
 def recovery_timeline(events: pd.DataFrame, start: datetime, end: datetime, selected: str = "") -> go.Figure:
     """Each fast-recovery event at its failure time, height = convergence ms, with the local and remote
     components beside it; customdata is the event's URL token so a click selects it.
@@ -285,6 +302,8 @@ def recovery_timeline(events: pd.DataFrame, start: datetime, end: datetime, sele
     if events.empty:
         return empty("Fast recovery", "no link failures in this window")
     figure = go.Figure()
+    labelled = spaced_labels(pd.to_datetime(events["ts"]), pd.to_numeric(events["convergence_ms"], errors="coerce"),
+                             (end - start) / LABELS_ACROSS)
     hover = [
         f"<b>{row.link}</b> failed {row.ts}<br>convergence {_ms(row.convergence_ms)} "
         f"(local {_ms(row.local_convergence_ms)}, remote {_ms(row.remote_convergence_ms)})<br>"
@@ -297,7 +316,8 @@ def recovery_timeline(events: pd.DataFrame, start: datetime, end: datetime, sele
         figure.add_trace(go.Scatter(
             x=events["ts"], y=events[column], mode="markers+text" if name == "convergence" else "markers",
             name=name, customdata=events["token"], hovertext=hover, hoverinfo="text",
-            text=[f"{row.link} {_ms(row.convergence_ms)}" for row in events.itertuples(index=False)]
+            text=[f"{row.link} {_ms(row.convergence_ms)}" if show else ""
+                  for row, show in zip(events.itertuples(index=False), labelled, strict=True)]
             if name == "convergence" else None,
             textposition="top center",
             marker={"symbol": symbol, "size": 16 if name == "convergence" else 9,
@@ -308,7 +328,11 @@ def recovery_timeline(events: pd.DataFrame, start: datetime, end: datetime, sele
     if len(open_failures):
         figure.add_trace(go.Scatter(
             x=open_failures["ts"], y=[0.0] * len(open_failures), mode="markers+text", name="not converged",
-            customdata=open_failures["token"], text=[f"{link} not converged" for link in open_failures["link"]],
+            customdata=open_failures["token"], hovertext=[f"{link} not converged" for link in open_failures["link"]],
+            text=[f"{link} not converged" if show else "" for link, show in zip(
+                open_failures["link"], spaced_labels(pd.to_datetime(open_failures["ts"]),
+                                                     pd.Series([0.0] * len(open_failures)),
+                                                     (end - start) / LABELS_ACROSS), strict=True)],
             textposition="top center", hoverinfo="text", marker={"symbol": "x", "size": 12, "color": "#d62728"},
         ))
     figure.update_layout(title="Fast recovery: convergence per link failure", margin=MARGIN, height=320,

@@ -188,6 +188,20 @@ def test_recovery_timeline_and_flows_in_ms_from_the_failure() -> None:
     assert chart.data[-1].line.color == figures.FAILED_LINK_COLOUR  # drawn on top
 
 
+def test_a_burst_of_failures_labels_its_slowest_and_leaves_the_rest_to_hover() -> None:
+    """Six failures within 2 s of a 1-minute window (labels of 1/8 of the width apart): one label, the slowest;
+    one 30 s later gets its own."""
+    times = [T0 + timedelta(milliseconds=300 * n) for n in range(6)] + [T0 + timedelta(seconds=30)]
+    events = pd.DataFrame([(ts, f"leaf{n}-spine1", 1.0 + n, 1.0, 1.0 + n, 4, 4, 0, f"t{n}")
+                           for n, ts in enumerate(times)],
+                          columns=["ts", "link", "convergence_ms", "local_convergence_ms", "remote_convergence_ms",
+                                   "flows_affected", "flows_recovered", "packets_lost", "token"])
+    events.loc[6, "convergence_ms"] = 0.5
+    timeline = figures.recovery_timeline(events, T0, T0 + timedelta(minutes=1))
+    text = list(next(t for t in timeline.data if t.name == "convergence").text)
+    assert [label for label in text if label] == ["leaf5-spine1 6.000 ms", "leaf6-spine1 0.500 ms"]
+
+
 def test_flow_explorer_charts_carry_the_bytes() -> None:
     talkers = pd.DataFrame([("10.0.1.1", "10.0.3.1", 500, 5), ("10.0.2.1", "10.0.4.1", 900, 9)],
                            columns=["src", "dst", "bytes", "packets"])
