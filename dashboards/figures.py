@@ -21,6 +21,7 @@ from pipeline.units import counted, percent
 
 STATUS_COLOURS: dict[str, str] = {
     "down": "#1f1f1f",
+    "failed": "#9467bd",
     "errors": "#d62728",
     "congested": "#ff7f0e",
     "hot": "#e6c200",
@@ -152,7 +153,9 @@ def _width(util: float, full: float) -> float:
 
 
 def _link_label(row: Any) -> str:
-    return "DOWN" if row.status == "down" else percent(row.util * 100)
+    if row.status == "down":
+        return "DOWN"
+    return f"failed {row.failures}×" if row.status == "failed" else percent(row.util * 100)
 
 
 def _link_hover(row: Any) -> str:
@@ -161,7 +164,8 @@ def _link_hover(row: Any) -> str:
         f"up {_rate(row.up_bps)} · down {_rate(row.down_bps)} · {percent(row.util * 100)} of "
         f"{row.speed_gbps:.0f} Gb/s<br>"
         f"ECN-CE ratio {percent(row.ce_ratio * 100)} · CNP {row.cnp:.0f} · PFC pauses {row.pfc_pause:.0f}<br>"
-        f"errors+discards {row.errors:.0f} · {counted(int(row.congestion_events), 'congestion event')}"
+        f"errors+discards {row.errors:.0f} · {counted(int(row.congestion_events), 'congestion event')} · "
+        f"{counted(int(row.failures), 'failure')}"
     )
 
 

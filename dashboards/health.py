@@ -1,7 +1,9 @@
 """A link's health over the window, derived from what the store returned: one status a map can colour.
 
 Pure functions of DataFrames. The status order is the order an engineer triages in: a down link hides
-everything else, errors come before congestion, congestion before a merely busy link.
+everything else, a link that failed within the window and is back comes next (every status covers the whole
+window, so a 15-minute view never shows a link that failed twice as green), errors come before congestion,
+congestion before a merely busy link.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import pandas as pd
 
 from pipeline.topology import Topology
 
-STATUSES: tuple[str, ...] = ("down", "errors", "congested", "hot", "ok", "idle")
+STATUSES: tuple[str, ...] = ("down", "failed", "errors", "congested", "hot", "ok", "idle")
 HOT_UTILISATION = 0.7
 CONGESTED_CE_RATIO = 0.01
 DIRECTION_COLUMNS = ("bytes", "packets", "roce_ect", "roce_ce", "cnp", "pfc_pause")
@@ -45,7 +47,8 @@ def link_health(
     """Per link: up/down bit rates, utilisation, CE ratio, CNP, PFC, errors, down and the resulting status.
 
     `traffic` has link, direction and DIRECTION_COLUMNS plus first_seen, last_seen; `counters` has link,
-    errors, oper_up; `events` has link, last_down, last_up, congestion_events. Missing links count as silent.
+    errors, oper_up; `events` has link, last_down, last_up, congestion_events, failures (in the window).
+    Missing links count as silent.
     Rates are over the part of the window the store has data for (`span_s` at most), so a window reaching
     past the newest record does not dilute them.
     """
@@ -68,6 +71,7 @@ def link_health(
     frame["last_down"] = pd.to_datetime(frame["link"].map(by_link["last_down"]))
     frame["last_up"] = pd.to_datetime(frame["link"].map(by_link["last_up"]))
     frame["congestion_events"] = frame["link"].map(by_link["congestion_events"]).fillna(0).astype(int)
+    frame["failures"] = frame["link"].map(by_link["failures"]).fillna(0).astype(int)
     frame["down"] = (frame["oper_up"] == 0) | _failed_since(frame)
     frame["status"] = frame.apply(_status, axis=1)
     return frame
@@ -90,6 +94,8 @@ def _failed_since(frame: pd.DataFrame) -> pd.Series:
 def _status(row: pd.Series) -> str:
     if row["down"]:
         return "down"
+    if row["failures"] > 0:
+        return "failed"
     if row["errors"] > 0:
         return "errors"
     if row["ce_ratio"] >= CONGESTED_CE_RATIO or row["pfc_pause"] > 0 or row["congestion_events"] > 0:

@@ -259,7 +259,8 @@ LINK_EVENTS_SQL = f"""
 SELECT link,
        maxIfOrNull(ts, kind IN ('fast_recovery', 'link_down')) AS last_down,
        maxIfOrNull(ts, kind = 'link_up') AS last_up,
-       countIf(kind IN ('congestion', 'pfc_storm') AND ts_end >= {_START}) AS congestion_events
+       countIf(kind IN ('congestion', 'pfc_storm') AND ts_end >= {_START}) AS congestion_events,
+       countIf(kind IN ('fast_recovery', 'link_down') AND ts >= {_START}) AS failures
 FROM incidents
 WHERE ts >= {{lookback:DateTime64(6, 'UTC')}} AND ts < {_END} AND link != ''
 GROUP BY link
@@ -268,7 +269,7 @@ GROUP BY link
 
 def link_events(start: datetime, end: datetime) -> Query:
     """Per link: the last failure and recovery (a day back, so a link that died before the window stays
-    down) and the congestion events in the window."""
+    down), the congestion events and the failures in the window."""
     return Query(LINK_EVENTS_SQL, {**_window(start, end), "lookback": time_parameter(start - EVENT_LOOKBACK)})
 
 

@@ -29,7 +29,7 @@ def traffic(rows: list[tuple[str, str, float, dict[str, float]]]) -> pd.DataFram
 
 
 NO_COUNTERS = pd.DataFrame(columns=["link", "errors", "oper_up"])
-NO_EVENTS = pd.DataFrame(columns=["link", "last_down", "last_up", "congestion_events"])
+NO_EVENTS = pd.DataFrame(columns=["link", "last_down", "last_up", "congestion_events", "failures"])
 
 
 def health(rows: list[tuple[str, str, float, dict[str, float]]], counters: pd.DataFrame = NO_COUNTERS,
@@ -49,15 +49,16 @@ def test_link_status_follows_triage_order_and_utilisation_is_the_busier_directio
             ("leaf4-spine1", "up", 0.1, {}),
         ],
         counters=pd.DataFrame([("leaf3-spine1", 7, 1), ("leaf4-spine1", 0, 0)], columns=["link", "errors", "oper_up"]),
-        events=pd.DataFrame([("leaf3-spine2", T0 + timedelta(seconds=3), None, 0)],
-                            columns=["link", "last_down", "last_up", "congestion_events"]),
+        events=pd.DataFrame([("leaf3-spine2", T0 + timedelta(seconds=3), None, 0, 1),
+                             ("leaf2-spine1", T0 + timedelta(seconds=1), T0 + timedelta(seconds=2), 0, 2)],
+                            columns=["link", "last_down", "last_up", "congestion_events", "failures"]),
     )
     assert frame.loc["leaf1-spine1", "util"] == pytest.approx(0.5)
     assert frame.loc["leaf1-spine1", "down_bps"] == pytest.approx(0.5 * 400e9)
     assert frame["status"].to_dict() == {
         "leaf1-spine1": "ok",
         "leaf1-spine2": "hot",
-        "leaf2-spine1": "congested",       # 5% CE
+        "leaf2-spine1": "failed",          # failed twice in the window, back up: outranks its 5% CE
         "leaf2-spine2": "congested",       # PFC pauses
         "leaf3-spine1": "errors",          # errors outrank congestion
         "leaf3-spine2": "down",            # failed, never seen since
@@ -65,11 +66,15 @@ def test_link_status_follows_triage_order_and_utilisation_is_the_busier_directio
         "leaf4-spine2": "idle",
     }
     assert frame.loc["leaf2-spine1", "ce_ratio"] == pytest.approx(0.05)
+    hosts = pd.DataFrame(columns=["leaf", "hosts"])
+    labels = next(t for t in figures.fabric_map(frame, leaves_frame(TOPOLOGY), hosts).data if t.name == "links")
+    shown = dict(zip(labels.customdata, labels.text, strict=True))
+    assert (shown["leaf2-spine1"], shown["leaf3-spine2"]) == ("failed 2×", "DOWN")
 
 
 def test_traffic_after_a_failure_brings_the_link_back_up() -> None:
-    events = pd.DataFrame([("leaf1-spine1", T0 + timedelta(seconds=1), None, 0)],
-                          columns=["link", "last_down", "last_up", "congestion_events"])
+    events = pd.DataFrame([("leaf1-spine1", T0 + timedelta(seconds=1), None, 0, 1)],
+                          columns=["link", "last_down", "last_up", "congestion_events", "failures"])
     frame = health([("leaf1-spine1", "up", 0.3, {})], events=events)
     assert not frame.loc["leaf1-spine1", "down"]
 
