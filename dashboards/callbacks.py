@@ -29,6 +29,7 @@ from dashboards.packets import (
     marked_rows,
     request_of_token,
 )
+from dashboards.search import MAX_MATCHES, flow_matches, link_matches, results_markdown, search_text
 from dashboards.state import (
     DEFAULT_RANGE,
     HEATMAP_METRICS,
@@ -277,6 +278,22 @@ def recovery_view(store: Store, topology: Topology, data: Any) -> list[Any]:
             ""]
 
 
+def search_view(store: Store, topology: Topology, typed: Any, data: Any, now: datetime | None = None) -> str:
+    """The links, hosts and jobs of the window matching what was typed, as links filtering the page."""
+    text = search_text(typed)
+    resolved = read_window(data, topology.link_ids())
+    if not text or resolved is None:
+        return ""
+    state, start, end = resolved
+    try:
+        tables = set(queries.run(store, queries.existing_tables())["name"])
+        source = queries.talkers_source(start, end, _stored_now(store, now or datetime.now(UTC)), tables)
+        found = queries.run(store, queries.search(start, end, text, MAX_MATCHES, source))
+    except StoreError as exc:
+        return f"search failed: {exc}"
+    return results_markdown(link_matches(text, topology) + flow_matches(found), state, text)
+
+
 def _newest(events: pd.DataFrame) -> tuple[str, datetime] | None:
     """The newest failure that converged (it has flows to show), else the newest; events come newest first."""
     if events.empty:
@@ -455,6 +472,10 @@ def register(app: dash.Dash, store: Store, topology: Topology, *, live: bool,
                   Output("packets-status", "children"), Input("state", "data"))
     def _packets(search: str) -> list[Any]:
         return packets_view(packets, topology, search, live)
+
+    @app.callback(Output("search-results", "children"), Input("search", "value"), State("window", "data"))
+    def _search(typed: Any, data: Any) -> str:
+        return search_view(store, topology, typed, data)
 
     _bind(app, fabric_view, store, topology,
           ["fabric-map.figure", "ecmp-heatmap.figure", "ecmp-status.children", "fabric-status.children"])

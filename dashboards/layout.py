@@ -99,7 +99,8 @@ def _section(title: str, section_id: str, *children: Component, hidden: bool = F
 
 
 def controls(topology: Topology) -> html.Div:
-    """Live toggle, time range (preset or explicit UTC from/to), zoom to data, link filter and the window shown."""
+    """Live toggle, time range (preset or explicit UTC from/to), zoom to data, link filter, the window shown and
+    search (its results below the row)."""
     return html.Div([
         dcc.RadioItems(id="live", options=[{"label": " live", "value": "live"},
                                            {"label": " history", "value": "history"}],
@@ -116,6 +117,9 @@ def controls(topology: Topology) -> html.Div:
         html.Button("zoom to data", id="zoom-data", n_clicks=0,
                     title="fit the window to the records in it (or to the newest data when it holds none)"),
         html.Span(id="window-text", style={"color": "#555", "fontSize": "13px"}),
+        dcc.Input(id="search", type="search", placeholder="search link, switch, host IP or job", debounce=True,
+                  style={"width": "260px"}),
+        dcc.Markdown(id="search-results", link_target="_self", style={"flexBasis": "100%", "fontSize": "13px"}),
     ], style={**ROW, **SECTION, "position": "sticky", "top": "0", "zIndex": 10})
 
 

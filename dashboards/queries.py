@@ -634,3 +634,36 @@ def flow_table(start: datetime, end: datetime, flow_filter: FlowFilter) -> Query
     (top talkers and the mix cover the whole window). Grouped by a 64-bit hash of the key: hashing wide
     IPv6 keys once is cheaper than a hash table keyed by them."""
     return Query(FLOW_TABLE_SQL, flow_filter.parameters(max(start, end - FLOW_TABLE_SPAN), end))
+
+
+_SEARCH_SQL = """
+SELECT kind, value, bytes FROM (
+    SELECT 'host' AS kind, ip AS value, sum(bytes) AS bytes
+    FROM (SELECT arrayJoin([{src}, {dst}]) AS ip, bytes FROM {table} WHERE {time} >= {start} AND {time} < {end})
+    WHERE startsWith(ip, {{text:String}})
+    GROUP BY ip ORDER BY bytes DESC LIMIT {{limit:UInt32}}
+    UNION ALL
+    SELECT 'job' AS kind, toString(job) AS value, sum(bytes) AS bytes
+    FROM {table}
+    WHERE {time} >= {start} AND {time} < {end} AND job != '' AND positionCaseInsensitive(job, {{text:String}}) > 0
+    GROUP BY job ORDER BY bytes DESC LIMIT {{limit:UInt32}}
+)
+ORDER BY kind, bytes DESC
+"""
+
+
+def _search_sql(table: str, time: str) -> str:
+    return _SEARCH_SQL.format(src=SRC_IP, dst=DST_IP, table=table, time=time, start=_START, end=_END)
+
+
+SEARCH_SQL: dict[str | None, str] = {None: _search_sql("flows", "ts_start"),
+                                     **{rollup.table: _search_sql(rollup.table, "ts") for rollup in TALKER_ROLLUPS}}
+
+
+def search(start: datetime, end: datetime, text: str, limit: int, source: TalkerRollup | None = None) -> Query:
+    """Hosts whose address starts with `text` and jobs whose name holds it (any case), heaviest first, over the
+    window: from the top-talkers rollup `source` for a long window, else raw flows."""
+    if source is None or end - start <= RAW_FLOWS_SPAN:
+        return Query(SEARCH_SQL[None], {**_window(start, end), "text": text, "limit": limit})
+    return Query(SEARCH_SQL[source.table],
+                 {**_window(bucket_start(start, source.step), end), "text": text, "limit": limit})

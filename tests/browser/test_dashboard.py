@@ -34,6 +34,7 @@ from selenium.common.exceptions import StaleElementReferenceException, TimeoutEx
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from dashboards.app import dashboard_server
@@ -172,6 +173,16 @@ def test_map_failure_and_a_clicked_link_filtering_the_flows(
         browser.execute_script("arguments[0].scrollIntoView(); window.scrollBy(0, -80);", section)
         section.screenshot(str(ARTIFACTS / f"{view}.png"))
     browser.save_screenshot(str(ARTIFACTS / "page.png"))
+
+    # Search: a job's name finds it; following the result filters the flows by it.
+    box = browser.find_element(By.ID, "search")
+    box.send_keys("JOB-A", Keys.ENTER)
+    wait.until(lambda d: d.find_elements(By.LINK_TEXT, "job-a"))
+    results = browser.find_element(By.ID, "search-results").text
+    assert results.startswith("jobs: job-a") and "hosts" not in results, results
+    browser.find_element(By.LINK_TEXT, "job-a").click()
+    wait.until(lambda d: parse_qs(urlparse(d.current_url).query).get("job") == ["job-a"])
+    wait.until(lambda d: set(_column(d, "flow-table", "job")) == {"job-a"})
     assert _severe_logs(browser) == []
 
 

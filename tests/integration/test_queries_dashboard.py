@@ -301,3 +301,28 @@ def test_an_old_capture_is_drawn_from_the_raw_bins(store: Store, fabric: Fabric)
     series = callbacks.congestion_view(store, topo, window, now=last + timedelta(days=300))[1]
     times = [pd.Timestamp(x).tz_localize(UTC) for trace in series.data if trace.x is not None for x in trace.x]
     assert times and min(times) >= pd.Timestamp(first).floor("10ms") and len(set(times)) > 2
+
+
+def test_search_finds_hosts_and_jobs_of_the_window_heaviest_first(store: Store, fabric: Fabric) -> None:
+    topo = topology()
+    start, end = _around(fabric)
+    window = window_payload(ViewState(), start, end)
+    expected = store.query(
+        "SELECT ip, sum(bytes) AS b FROM (SELECT arrayJoin([replaceRegexpOne(IPv6NumToString(src_ip), '^::ffff:', ''),"
+        " replaceRegexpOne(IPv6NumToString(dst_ip), '^::ffff:', '')]) AS ip, bytes FROM flows)"
+        " WHERE startsWith(ip, '10.0.2.') GROUP BY ip ORDER BY b DESC LIMIT 8").rows
+    assert len(expected) >= 3
+    found = queries.run(store, queries.search(start, end, "10.0.2.", 8))
+    hosts = found[found["kind"] == "host"]
+    assert [(row.value, row.bytes) for row in hosts.itertuples()] == [tuple(row) for row in expected]
+    text = callbacks.search_view(store, topo, "JOB-", window)
+    assert text.startswith("**jobs**: [job-a](") and "[job-b](" in text and "**hosts**" not in text
+    # An address finds its leaf's links and the host itself; following a job link filters the flow table by it.
+    by_address = callbacks.search_view(store, topo, "10.0.2.5", window)
+    assert by_address.startswith("**links**: [leaf2-spine1]") and "**hosts**: [10.0.2.5](" in by_address
+    job_link = text.split("[job-a](", 1)[1].split(")", 1)[0]
+    state = from_query_string(job_link, topo.link_ids())
+    rows = callbacks.flows_view(store, topo, window_payload(state, start, end))[2]
+    assert rows and {row["job"] for row in rows} == {"job-a"}
+    assert callbacks.search_view(store, topo, HOSTILE, window) == \
+        f"Nothing in this window matches “{HOSTILE}” (links, hosts or jobs)."
