@@ -43,7 +43,8 @@ PACKET_COLUMNS = ("time", "delta_ms", "link", "direction", "src", "src_port", "d
                   "dest_qp", "psn", "aeth", "ecn", "cnp", "length", "protocol", "info", "mark")
 TIME_COLUMNS = ("ts", "ts_end", "first", "last", "time")  # one line each: a time wrapped over two is hard to read
 LINK_COLUMNS = {"details", "events"}  # markdown: each opens an incident (its window, link and details)
-PACKETS_LINK = "packets"  # the markdown column of the incident and flow tables that opens the packets view
+PACKETS_LINK = "open_packets"  # the markdown column of the incident and flow tables that opens the packets view
+PACKETS_LINK_HEADER = "view"  # not "packets": the flow table has a packets count
 HIDDEN = {"display": "none"}
 BYTES_FORMAT = Format(precision=3, scheme=Scheme.decimal_si_prefix).symbol(Symbol.yes).symbol_suffix("B")
 # Rows of the packets table by what they show: a silence, a NAK, a CE mark, a PSN gap (first match wins).
@@ -71,7 +72,7 @@ def _table(table_id: str, columns: tuple[str, ...], *, links: bool = False, **op
     options.setdefault("style_cell_conditional", [{"if": {"column_id": column}, "whiteSpace": "nowrap"}
                                                   for column in columns if column in TIME_COLUMNS])
     if links:
-        spec.append({"name": PACKETS_LINK, "id": PACKETS_LINK, "presentation": "markdown"})
+        spec.append({"name": PACKETS_LINK_HEADER, "id": PACKETS_LINK, "presentation": "markdown"})
     if links or LINK_COLUMNS & set(columns):
         options.setdefault("markdown_options", {"link_target": "_self"})
     # DataTable is deprecated in Dash 4 in favour of dash-ag-grid, which is not a dependency of fabricscope.

@@ -38,6 +38,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from dashboards.app import dashboard_server
+from dashboards.layout import PACKETS_LINK
 from dashboards.packets import VIEW_ROWS
 from pipeline.store import Store
 
@@ -163,6 +164,8 @@ def test_map_failure_and_a_clicked_link_filtering_the_flows(
     _click_until(browser, "leaf3-spine1", ["leaf3-spine1"])
     wait.until(lambda d: set(_column(d, "flow-table", "link")) == {"leaf3-spine1"})
     assert "leaf3-spine1" in browser.find_element(By.ID, "flow-query").get_attribute("textContent")
+    counts = _column(browser, "flow-table", "packets")
+    assert counts and all(count.isdigit() and int(count) > 0 for count in counts), counts
 
     _click_until(browser, "leaf3-spine1", None)
     wait.until(lambda d: len(set(_column(d, "flow-table", "link"))) > 1)
@@ -323,7 +326,7 @@ def _background(driver: webdriver.Chrome, table_id: str, row: int) -> str:
 
 def _open_packets(driver: webdriver.Chrome, table_id: str, kind: str) -> None:
     """Click the first row's `packets` link until the page's URL names a packets view of `kind` (event or flow)."""
-    _click_cell_link(driver, table_id, "packets", f"packets={kind}")
+    _click_cell_link(driver, table_id, PACKETS_LINK, f"packets={kind}")
 
 
 def _click_cell_link(driver: webdriver.Chrome, table_id: str, column: str, wanted: str, attempts: int = 5) -> None:
