@@ -162,7 +162,7 @@ def _link_hover(row: Any) -> str:
     return (
         f"<b>{row.link}</b> ({row.status})<br>"
         f"up {_rate(row.up_bps)} · down {_rate(row.down_bps)} · {percent(row.util * 100)} of "
-        f"{row.speed_gbps:.0f} Gb/s<br>"
+        f"{_rate(row.speed_gbps * 1e9)}<br>"
         f"ECN-CE ratio {percent(row.ce_ratio * 100)} · CNP {row.cnp:.0f} · PFC pauses {row.pfc_pause:.0f}<br>"
         f"errors+discards {row.errors:.0f} · {counted(int(row.congestion_events), 'congestion event')} · "
         f"{counted(int(row.failures), 'failure')}"

@@ -19,6 +19,11 @@ from simulator.imbalance import ImbalanceRule
 from simulator.scenario import load_scenario
 
 CYCLE_S = 120
+# A scale model: the synthetic jobs move about 8,000 times fewer bytes than real ones on 400G links, so the demo's
+# links are 400G / 8,000 = 50 Mb/s and the map reads as a production fabric would (busiest links 30-45% over
+# a window, all-reduce bursts near line rate in 100 ms counter samples, never above it).
+SCALE = 8_000
+SPEED_GBPS = 400 / SCALE
 MIN_CYCLE_S = 20
 JOB_PERIODS_LCM_MS = 600  # both jobs start an iteration on multiples of this (plus their start offsets)
 LEAD_S = 2.0  # a cycle starts this long after it is asked for, to leave time to generate it
@@ -30,7 +35,7 @@ duration_ms: {duration_ms}
 seed: {seed}
 incident_truth: true
 capture: {{erspan_type: 3, snaplen: 160, ts_resolution: us}}
-fabric: {{name: pod1, leaves: 4, spines: 2, hosts_per_leaf: 8, speed_gbps: 400}}
+fabric: {{name: pod1, leaves: 4, spines: 2, hosts_per_leaf: 8, speed_gbps: {speed_gbps}}}
 traffic:
   - {{kind: allreduce, job: llama-70b, hosts: 8, qps_per_pair: 1, period_ms: 200, burst_ms: 40, packet_gap_us: 1000,
      payload: 4096, message_packets: 8, start_ms: 2}}
@@ -91,6 +96,7 @@ class LiveFabric:
         failure_ms = cycle_ms // 2 // JOB_PERIODS_LCM_MS * JOB_PERIODS_LCM_MS + 12.3  # inside a burst
         text = SCENARIO.format(
             cycle=cycle,
+            speed_gbps=SPEED_GBPS,
             start=datetime.fromtimestamp(start_s, UTC).isoformat().replace("+00:00", "Z"),
             duration_ms=cycle_ms,
             seed=self.seed + cycle,

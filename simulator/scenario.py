@@ -276,7 +276,7 @@ class _Parser:
             leaves=self._integer(section, "leaves", 4, 1, 99),
             spines=self._integer(section, "spines", 2, 1, 9),
             hosts_per_leaf=self._integer(section, "hosts_per_leaf", 8, 1, 200),
-            speed_gbps=self._number(section, "speed_gbps", 400.0, 1.0, 1600.0),
+            speed_gbps=self._number(section, "speed_gbps", 400.0, 0.001, 1600.0),
         )
 
     def _items(self, key: str, specs: dict[str, _ParamSpec]) -> list[tuple[Item, LineDict]]:

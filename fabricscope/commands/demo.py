@@ -4,8 +4,9 @@ Embedded broker and ClickHouse (unless --kafka/--clickhouse), a synthetic leaf-s
 cycles and replayed in real time through the collector, the sink and the detectors, and the dashboard on
 http://127.0.0.1:8050. Every cycle has a congestion episode and a link failure with its recovery. Between
 cycles the Kafka topics are deleted and created again, since the embedded broker keeps every byte in memory.
-The jobs DFI finds carry the names the scenario gave them (its hosts per job, as a scheduler would report
-them), unless --config maps jobs itself.
+The fabric is a scale model: its links are 400G / SCALE (simulator.live), matched to the synthetic packet
+rate, so utilisation reads as on a production fabric. The jobs DFI finds carry the names the scenario gave
+them (its hosts per job, as a scheduler would report them), unless --config maps jobs itself.
 The packet recorder keeps the replayed frames in <data-dir>/packets and pins each incident's window, so
 `fabricscope packets --event ID` finds them (once the demo has stopped: the store is this process's).
 """
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from pipeline.sink import SinkConfig
     from pipeline.streaming import TimedBatches, stream_to_store
     from pipeline.topology import load_topology
-    from simulator.live import MIN_CYCLE_S, LiveFabric
+    from simulator.live import MIN_CYCLE_S, SCALE, SPEED_GBPS, LiveFabric
 
     if args.cycle < MIN_CYCLE_S:
         raise InputError("--cycle", f"must be at least {MIN_CYCLE_S} s (a congestion episode and a failure fit in it)")
@@ -69,7 +70,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
                                   port=config.dashboard.port,
                                   packets=StorePackets(services.store, topology, args.data_dir)).start()
         print(f"fabricscope demo: dashboard on {server.url} — synthetic fabric '{topology.fabric}' live, "
-              f"a congestion episode and a link failure every {args.cycle} s; Ctrl-C to stop", file=sys.stderr,
+              f"a congestion episode and a link failure every {args.cycle} s; a 1:{SCALE:,} scale model of 400G "
+              f"links ({SPEED_GBPS * 1000:g} Mb/s); Ctrl-C to stop", file=sys.stderr,
               flush=True)
         try:
             outputs, played = first, 0
