@@ -6,7 +6,10 @@ of a busy 8-link fabric generated with numpy: `--rows` flow rows (2,800 flows ex
 migrations so the rollups fill as in production. Then runs, for each panel, exactly the queries its
 callback runs (dashboards/queries.py, read-only, bound), `--repeat` times per time range, and prints
 p50/p95 in ms. Target (issue 6): every panel ≤150 ms p95.
-Run from the repository root: .venv/bin/python -m bench.dashboard [--rows 10000000].
+With --leaves/--spines the fabric is generated at that size (issue 16: 64 × 16 = 1,024 links) and its 10 ms
+bins cover only the last --bin-minutes (2,048 link directions make 204,800 bins a second).
+Run from the repository root: .venv/bin/python -m bench.dashboard [--rows 10000000]
+[--leaves 64 --spines 16 --bin-minutes 5].
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,11 +27,14 @@ import numpy as np
 import pyarrow as pa
 
 from dashboards import queries
+from dashboards.search import MAX_MATCHES
 from dashboards.state import RANGES
 from pipeline import records
 from pipeline.migrate import migrate
 from pipeline.store import Store, StoreConfig, embedded_dsn
 from pipeline.topology import Topology, load_topology
+from simulator.fabric import Fabric
+from simulator.scenario import FabricSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPOLOGY = ROOT / "samples" / "topology.yaml"
@@ -39,6 +45,7 @@ TARGET_P95_MS = 150.0
 APPS = ("rocev2", "rocev2-cnp", "nvme-tcp", "tls", "ssh", "bgp")
 CLASSES = ("collective", "control", "bulk", "interactive", "interactive", "control")
 BUSY_HOST = "10.0.1.1"  # the flow panel is timed unfiltered and with this host filter
+SEARCHED = "10.0.1."  # what the search panel is timed with: an address prefix matching many hosts
 
 
 def _strings(values: tuple[str, ...], codes: np.ndarray) -> pa.Array:
@@ -102,12 +109,12 @@ def flow_batches(topology: Topology, rows: int, start: datetime, seed: int = 1) 
     return batches
 
 
-def link_bin_batches(topology: Topology, start: datetime, seconds: int) -> list[pa.Table]:
-    """Every link direction's 10 ms bins for `seconds`, a little CE everywhere and PFC on one link."""
+def link_bin_batches(topology: Topology, start: datetime, seconds: int) -> Iterator[pa.Table]:
+    """Every link direction's 10 ms bins for `seconds` from `start`, a little CE everywhere and PFC on one
+    link."""
     schema = records.arrow_schema("link_bins")
     slots = seconds * 100
     start_us = int(start.timestamp() * 1_000_000)
-    batches = []
     for link in topology.links:
         for direction in ("up", "down"):
             ts = start_us + np.arange(slots, dtype=np.int64) * records.LINK_BIN_US
@@ -129,8 +136,7 @@ def link_bin_batches(topology: Topology, start: datetime, seconds: int) -> list[
                 if isinstance(value, np.ndarray) and pa.types.is_timestamp(field.type):
                     value = pa.array(value.astype("datetime64[us]"), type=field.type)
                 arrays.append(value if isinstance(value, pa.Array) else pa.array(value, type=field.type))
-            batches.append(pa.Table.from_arrays(arrays, schema=schema))
-    return batches
+            yield pa.Table.from_arrays(arrays, schema=schema)
 
 
 def small_tables(topology: Topology, start: datetime) -> dict[str, pa.Table]:
@@ -148,11 +154,14 @@ def small_tables(topology: Topology, start: datetime) -> dict[str, pa.Table]:
         base = dict(direction="down", device="", job="job-a", convergence_ms=None, local_convergence_ms=None,
                     remote_convergence_ms=None, flows_affected=0, flows_recovered=0, packets_lost=0, value=None,
                     details="{}")
-        events.append({**base, "ts": at, "ts_end": at + timedelta(milliseconds=3), "kind": "fast_recovery",
+        base.update(state="closed", updated=at + timedelta(seconds=5))
+        events.append({**base, "event_id": f"{2 * minute:016x}", "ts": at, "ts_end": at + timedelta(milliseconds=3),
+                       "kind": "fast_recovery",
                        "severity": "critical", "link": "leaf1-spine1", "summary": "failure", "convergence_ms": 3.0,
                        "local_convergence_ms": 1.0, "remote_convergence_ms": 3.0, "flows_affected": 40,
                        "flows_recovered": 40, "packets_lost": 9})
-        events.append({**base, "ts": at, "ts_end": at + timedelta(seconds=4), "kind": "congestion",
+        events.append({**base, "event_id": f"{2 * minute + 1:016x}", "ts": at, "ts_end": at + timedelta(seconds=4),
+                       "kind": "congestion",
                        "severity": "warning", "link": "leaf2-spine2", "summary": "CE", "value": 0.3})
     for i in range(HOUR_S * 10):
         ts = start + timedelta(milliseconds=100 * i)
@@ -163,13 +172,15 @@ def small_tables(topology: Topology, start: datetime) -> dict[str, pa.Table]:
             for name, rows in (("counters", counters), ("events", events), ("iterations", iterations))}
 
 
-def fill(store: Store, topology: Topology, rows: int, start: datetime) -> None:
+def fill(store: Store, topology: Topology, rows: int, start: datetime, bin_minutes: int = 60) -> None:
     began = time.perf_counter()
     for batch in flow_batches(topology, rows, start):
         store.insert_arrow("flows", batch)
         print(f"  flows: {batch.num_rows} rows, {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
-    for batch in link_bin_batches(topology, start, HOUR_S):
-        store.insert_arrow("link_bins", batch)
+    if bin_minutes:
+        bins_start = start + timedelta(seconds=HOUR_S - bin_minutes * 60)
+        for batch in link_bin_batches(topology, bins_start, bin_minutes * 60):
+            store.insert_arrow("link_bins", batch)
     for name, table in small_tables(topology, start).items():
         store.insert_arrow(name, table)
     print(f"  filled in {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
@@ -178,16 +189,18 @@ def fill(store: Store, topology: Topology, rows: int, start: datetime) -> None:
 def panels(store: Store, topology: Topology, start: datetime, end: datetime,
            now: datetime) -> dict[str, Callable[[], None]]:
     """Each panel's queries, in the order its callback runs them."""
+    links = len(topology.links)
+
     def fabric() -> None:
         tables = set(queries.run(store, queries.existing_tables())["name"])
-        source = queries.traffic_source(start, end, now, tables)
+        source = queries.traffic_source(start, end, now, tables, links)
         for query in (queries.link_traffic(start, end, source), queries.link_counters(start, end),
                       queries.link_events(start, end), queries.leaf_hosts(start, end)):
             queries.run(store, query)
 
     def congestion() -> None:
         tables = set(queries.run(store, queries.existing_tables())["name"])
-        source = queries.traffic_source(start, end, now, tables)
+        source = queries.traffic_source(start, end, now, tables, links)
         for query in (queries.iterations(start, end, "", ""), queries.slowdowns(start, end, ""),
                       queries.congestion_series(start, end, "", source), queries.congestion_events(start, end, "", "")):
             queries.run(store, query)
@@ -213,8 +226,14 @@ def panels(store: Store, topology: Topology, start: datetime, end: datetime,
     def latest() -> None:
         queries.run(store, queries.latest())
 
+    def search() -> None:
+        tables = set(queries.run(store, queries.existing_tables())["name"])
+        source = queries.talkers_source(start, end, now, tables)
+        queries.run(store, queries.search(start, end, SEARCHED, MAX_MATCHES, source))
+
     return {"window": latest, "fabric+ecmp": fabric, "congestion": congestion, "recovery": recovery,
-            "flows": flows(queries.FlowFilter()), "flows host": flows(queries.FlowFilter(host=BUSY_HOST))}
+            "flows": flows(queries.FlowFilter()), "flows host": flows(queries.FlowFilter(host=BUSY_HOST)),
+            "search": search}
 
 
 def measure(run: Callable[[], None], repeat: int) -> tuple[float, float]:
@@ -232,12 +251,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=10_000_000, help="flow rows to insert (default %(default)s)")
     parser.add_argument("--repeat", type=int, default=20, help="timed runs per panel and range")
     parser.add_argument("--data-dir", help="use (and keep) this store directory; filled when empty")
+    parser.add_argument("--leaves", type=int, help="generate a fabric of this many leaves (with --spines)")
+    parser.add_argument("--spines", type=int, help="generate a fabric of this many spines (with --leaves)")
+    parser.add_argument("--bin-minutes", type=int, default=60, help="minutes of 10 ms link bins, ending with the "
+                        "hour of flows (default %(default)s)")
     parser.add_argument("--ranges", default=",".join(RANGES),
                         help="time ranges to time, ending at the newest data (default: every range the picker offers)")
     args = parser.parse_args(argv)
-    topology = load_topology(TOPOLOGY)
     with tempfile.TemporaryDirectory(prefix="fabricscope-bench-") as scratch:
-        directory = Path(args.data_dir or scratch)
+        topology = load_topology(TOPOLOGY) if args.leaves is None else Fabric(
+            FabricSpec(name="big", leaves=args.leaves, spines=args.spines or 1)).write_topology(
+            Path(scratch) / "topology.yaml", mirrored=False)
+        print(f"fabric: {len(topology.leaves)} leaves × {len(topology.spines)} spines = {len(topology.links):,} links")
+        directory = Path(args.data_dir) if args.data_dir else Path(scratch) / "store"
         store = Store(StoreConfig(dsn=embedded_dsn(directory), database="bench", create_database=True)).open()
         try:
             migrate(store)
@@ -245,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             start = (datetime.now(UTC) - timedelta(hours=2)).replace(microsecond=0)
             if held < args.rows:
                 print(f"filling {directory} with {args.rows} flow rows …", file=sys.stderr, flush=True)
-                fill(store, topology, args.rows, start)
+                fill(store, topology, args.rows, start, args.bin_minutes)
             counts = {t: store.query(f"SELECT count() FROM {t}").rows[0][0] for t in ("flows", "link_bins")}
             print(f"store: {counts['flows']:,} flow rows, {counts['link_bins']:,} link bins")
             newest = queries.latest_time(queries.run(store, queries.latest()))

@@ -18,7 +18,7 @@ import pandas as pd
 from dash import Input, Output, State, no_update
 
 from dashboards import figures, queries
-from dashboards.health import leaves_frame, link_health, links_frame
+from dashboards.health import leaves_frame, link_health, links_frame, worst_first
 from dashboards.incident import detail_blocks, details_of, details_summary, incident_link
 from dashboards.layout import CONGESTION_COLUMNS, FLOW_COLUMNS, HIDDEN, PACKETS_LINK, RECOVERY_COLUMNS, SECTION
 from dashboards.packets import (
@@ -50,7 +50,7 @@ from dashboards.state import (
 from pipeline.errors import FabricscopeError, StoreError
 from pipeline.store import Store
 from pipeline.topology import Topology
-from pipeline.units import protocol_name, shown_time
+from pipeline.units import percent, protocol_name, shown_time
 
 CONTROLS = ("live", "range", "from", "to", "link", "metric", "app", "traffic-class", "job", "host", "port")
 NO_WINDOW = "no valid window"
@@ -183,19 +183,20 @@ def _stored_now(store: Store, now: datetime) -> datetime:
     return min(now, _aware(newest)) if newest else now
 
 
-def _traffic_source(store: Store, start: datetime, end: datetime, now: datetime) -> queries.TrafficSource:
+def _traffic_source(store: Store, start: datetime, end: datetime, now: datetime,
+                    links: int) -> queries.TrafficSource:
     tables = set(queries.run(store, queries.existing_tables())["name"])
-    return queries.traffic_source(start, end, _stored_now(store, now), tables)
+    return queries.traffic_source(start, end, _stored_now(store, now), tables, links)
 
 
 def fabric_view(store: Store, topology: Topology, data: Any, now: datetime | None = None) -> list[Any]:
     """Map and heatmap: link traffic from the source the span calls for, counters, events, hosts."""
     resolved = read_window(data, topology.link_ids())
     if resolved is None:
-        return [no_update, no_update, "", NO_WINDOW]
+        return [no_update, no_update, no_update, "", NO_WINDOW]
     state, start, end = resolved
     try:
-        source = _traffic_source(store, start, end, now or datetime.now(UTC))
+        source = _traffic_source(store, start, end, now or datetime.now(UTC), len(topology.links))
         health = link_health(
             links_frame(topology),
             queries.run(store, queries.link_traffic(start, end, source)),
@@ -205,13 +206,23 @@ def fabric_view(store: Store, topology: Topology, data: Any, now: datetime | Non
         )
         hosts = queries.run(store, queries.leaf_hosts(start, end))
     except StoreError as exc:
-        return [no_update, no_update, "", str(exc)]
+        return [no_update, no_update, no_update, "", str(exc)]
     label = f"{HEATMAP_METRICS[state.metric]}<br><sup>leaf × spine, from {source.table}</sup>"
     return [
         figures.fabric_map(health, leaves_frame(topology), hosts, state.link),
         figures.ecmp_heatmap(health, state.metric, label, state.link),
-        "", "",
+        worst_links(health, state), "", "",
     ]
+
+
+def worst_links(health: pd.DataFrame, state: ViewState) -> list[dict[str, Any]]:
+    """Every link in triage order, each name a link to the page filtered to it: on a big fabric the map names
+    only the worst, this table has them all."""
+    return [{"link": f"[{row.link}]({to_query_string(dataclasses.replace(state, link=row.link))})",
+             "status": row.status, "utilisation": percent(row.util * 100), "ce_ratio": percent(row.ce_ratio * 100),
+             "cnp": int(row.cnp), "pfc_pause": int(row.pfc_pause), "errors": int(row.errors),
+             "failures": int(row.failures), "congestion_events": int(row.congestion_events)}
+            for row in worst_first(health).itertuples(index=False)]
 
 
 def congestion_view(store: Store, topology: Topology, data: Any, now: datetime | None = None) -> list[Any]:
@@ -221,7 +232,8 @@ def congestion_view(store: Store, topology: Topology, data: Any, now: datetime |
         return [no_update, no_update, no_update, no_update, NO_WINDOW]
     state, start, end = resolved
     try:
-        source = _traffic_source(store, start, end, now or datetime.now(UTC))
+        source = _traffic_source(store, start, end, now or datetime.now(UTC),
+                                 1 if state.link else len(topology.links))
         series_query = queries.congestion_series(start, end, state.link, source)
         iterations = queries.run(store, queries.iterations(start, end, state.job, state.link))
         slowdowns = queries.run(store, queries.slowdowns(start, end, state.job))
@@ -478,7 +490,8 @@ def register(app: dash.Dash, store: Store, topology: Topology, *, live: bool,
         return search_view(store, topology, typed, data)
 
     _bind(app, fabric_view, store, topology,
-          ["fabric-map.figure", "ecmp-heatmap.figure", "ecmp-status.children", "fabric-status.children"])
+          ["fabric-map.figure", "ecmp-heatmap.figure", "worst-links.data", "ecmp-status.children",
+           "fabric-status.children"])
     _bind(app, congestion_view, store, topology,
           ["iterations.figure", "congestion-series.figure", "congestion-table.data", "congestion-table-empty.children",
            "congestion-status.children"])

@@ -16,7 +16,7 @@ import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboards.health import ecmp_cells
+from dashboards.health import BIG_FABRIC_LINKS, STATUSES, ecmp_cells, worst_first
 from pipeline.units import counted, percent
 
 STATUS_COLOURS: dict[str, str] = {
@@ -38,6 +38,10 @@ LINK_POINTS = 21
 LABEL_AT = 0.2
 LABEL_STAGGER = 0.14
 MARGIN = {"l": 40, "r": 20, "t": 40, "b": 30}
+LABELLED_LINKS = 12  # the worst links a big fabric's map names (those whose labels fit)
+LABEL_HEIGHT = 0.06  # a line of label text, in the map's y units
+STATUSES_DRAWN = tuple(reversed(STATUSES))  # healthy links first, so a problem is drawn over them
+MAX_NAMED_SWITCHES = 12  # a row holding more leaves (or spines) names every n-th only, the rest on hover
 
 
 def link_colours(link_ids: Sequence[str]) -> dict[str, str]:
@@ -70,6 +74,8 @@ def _positions(names: list[str], width: float) -> dict[str, float]:
 def fabric_map(health: pd.DataFrame, leaves: pd.DataFrame, hosts: pd.DataFrame, selected: str = "") -> go.Figure:
     """Spines on top, leaves below, each leaf's hosts summarised under it; a link's colour is its status and
     its width its utilisation. Every point of a link carries the link id as customdata so a click names it.
+    Above BIG_FABRIC_LINKS links (a 64 × 16 fabric has 1,024) lines are thin, one trace per status, and only the
+    LABELLED_LINKS worst are named; the table beside the map lists them in the same order.
 
     `health` comes from health.link_health; `leaves` has leaf, prefixes; `hosts` has leaf, hosts (active).
     """
@@ -78,6 +84,84 @@ def fabric_map(health: pd.DataFrame, leaves: pd.DataFrame, hosts: pd.DataFrame, 
     width = float(max(len(leaf_names), len(spines)))
     full = float(health["util"].max()) if len(health) else 0.0
     spine_x, leaf_x = _positions(spines, width), _positions(leaf_names, width)
+    big = len(health) > BIG_FABRIC_LINKS
+    figure = _status_lines(health, leaf_x, spine_x, selected) if big else \
+        _link_lines(health, leaf_x, spine_x, full, selected)
+    # Labels sit low on each link, higher for each further spine, so links leaving one leaf do not collide.
+    fractions = [LABEL_AT + LABEL_STAGGER * spines.index(spine) for spine in health["spine"]] if not big else \
+        [LABEL_AT + 0.6 * spines.index(spine) / len(spines) for spine in health["spine"]]
+    points = [_link_path(leaf_x[leaf], spine_x[spine], p, np.array([f]))
+              for leaf, spine, p, f in zip(health["leaf"], health["spine"], health["parallel"], fractions,
+                                           strict=True)]
+    labels = health.assign(x=[float(x[0]) for x, _ in points], y=[float(y[0]) for _, y in points])
+    named = _uncrowded(worst_first(labels), width) if big else set(labels["link"])
+    figure.add_trace(go.Scatter(
+        x=labels["x"], y=labels["y"], mode="markers+text", name="links", showlegend=False,
+        marker={"size": 7 if big else 11, "color": "white", "line": {"width": 1, "color": "#555"},
+                "opacity": [1.0 if link in named else 0.0 for link in labels["link"]]},
+        text=[("" if row.link not in named else f"{row.link} {_link_label(row)}" if big else _link_label(row))
+              for row in labels.itertuples(index=False)],
+        textposition="middle right", textfont={"size": 10}, customdata=list(labels["link"]),
+        hovertext=[_link_hover(row) for row in labels.itertuples(index=False)], hoverinfo="text",
+    ))
+    figure.add_trace(go.Scatter(
+        x=[spine_x[s] for s in spines], y=[SPINE_Y] * len(spines), mode="markers+text", name="spines",
+        showlegend=False, text=_every_nth(spines), hovertext=spines, textposition="top center", hoverinfo="text",
+        marker={"symbol": "square", "size": 30 if len(spines) <= MAX_NAMED_SWITCHES else 12, "color": "#34495e"},
+    ))
+    host_count = hosts.set_index("leaf")["hosts"] if len(hosts) else pd.Series(dtype="int64")
+    few = len(leaf_names) <= MAX_NAMED_SWITCHES
+    figure.add_trace(go.Scatter(
+        x=[leaf_x[leaf] for leaf in leaf_names], y=[LEAF_Y] * len(leaf_names), mode="markers+text",
+        name="leaves", showlegend=False, text=_every_nth(leaf_names), hovertext=leaf_names,
+        textposition="bottom center", hoverinfo="text",
+        marker={"symbol": "square", "size": 26 if few else 8, "color": "#5d6d7e"},
+    ))
+    figure.add_trace(go.Scatter(
+        x=[leaf_x[leaf] for leaf in leaf_names], y=[HOSTS_Y] * len(leaf_names), mode="markers+text",
+        name="hosts", showlegend=False, hoverinfo="text",
+        text=[f"{int(host_count.get(leaf, 0))} active hosts" if few else "" for leaf in leaf_names],
+        hovertext=[f"{leaf}: {int(host_count.get(leaf, 0))} active hosts, {prefixes}"
+                   for leaf, prefixes in zip(leaves["leaf"], leaves["prefixes"], strict=True)],
+        textposition="bottom center", marker={"symbol": "circle", "size": 14 if few else 5, "color": "#aab7b8"},
+    ))
+    scale = (f"{len(leaf_names)} × {len(spines)}: the worst links named where they fit, all on hover and in "
+             "the table" if big else
+             f"line width: utilisation, the widest {percent(full * 100)} of link speed")
+    figure.update_layout(
+        title={"text": f"Click a link to filter every view to it<br><sup>{scale}</sup>"}, margin=MARGIN, height=420,
+        legend={"orientation": "h", "y": 0.0, "x": 0.5, "xanchor": "center", "yanchor": "top",
+                "traceorder": "normal"},
+        xaxis={"visible": False, "range": [-0.2, width + 0.2], "fixedrange": True},
+        yaxis={"visible": False, "range": [HOSTS_Y - 0.45, SPINE_Y + 0.35], "fixedrange": True},
+        plot_bgcolor="white", clickmode="event", hovermode="closest",
+    )
+    return figure
+
+
+def _uncrowded(ordered: pd.DataFrame, width: float) -> set[str]:
+    """Up to LABELLED_LINKS links from `ordered` (worst first, with their label's x, y) whose labels do not print
+    over an earlier one's: a label takes about a seventh of the map's width and a line of text."""
+    taken: list[tuple[float, float]] = []
+    named: set[str] = set()
+    for row in ordered.itertuples(index=False):
+        if len(named) == LABELLED_LINKS:
+            break
+        if all(abs(row.x - x) > width / 7 or abs(row.y - y) > LABEL_HEIGHT for x, y in taken):
+            taken.append((row.x, row.y))
+            named.add(row.link)
+    return named
+
+
+def _every_nth(names: list[str]) -> list[str]:
+    """Names for a row of switches: all when they fit, else every n-th so at most MAX_NAMED_SWITCHES show."""
+    step = -(-len(names) // MAX_NAMED_SWITCHES)
+    return [name if at % step == 0 else "" for at, name in enumerate(names)]
+
+
+def _link_lines(health: pd.DataFrame, leaf_x: dict[str, float], spine_x: dict[str, float], full: float,
+                selected: str) -> go.Figure:
+    """One trace per link: its status colour and a width following its utilisation."""
     figure = go.Figure()
     shown: set[str] = set()
     for row in health.itertuples(index=False):
@@ -96,46 +180,40 @@ def fabric_map(health: pd.DataFrame, leaves: pd.DataFrame, hosts: pd.DataFrame, 
             meta={"link": row.link, "status": row.status},
         ))
         shown.add(row.status)
-    # Labels sit low on each link, higher for each further spine, so links leaving one leaf do not collide.
-    fractions = [LABEL_AT + LABEL_STAGGER * spines.index(spine) for spine in health["spine"]]
-    points = [_link_path(leaf_x[leaf], spine_x[spine], p, np.array([f]))
-              for leaf, spine, p, f in zip(health["leaf"], health["spine"], health["parallel"], fractions,
-                                           strict=True)]
-    labels = health.assign(x=[float(x[0]) for x, _ in points], y=[float(y[0]) for _, y in points])
-    figure.add_trace(go.Scatter(
-        x=labels["x"], y=labels["y"], mode="markers+text", name="links", showlegend=False,
-        marker={"size": 11, "color": "white", "line": {"width": 1, "color": "#555"}},
-        text=[_link_label(row) for row in labels.itertuples(index=False)], textposition="middle right",
-        textfont={"size": 10}, customdata=list(labels["link"]),
-        hovertext=[_link_hover(row) for row in labels.itertuples(index=False)], hoverinfo="text",
-    ))
-    figure.add_trace(go.Scatter(
-        x=[spine_x[s] for s in spines], y=[SPINE_Y] * len(spines), mode="markers+text", name="spines",
-        showlegend=False, text=spines, textposition="top center", hoverinfo="text",
-        marker={"symbol": "square", "size": 30, "color": "#34495e"},
-    ))
-    host_count = hosts.set_index("leaf")["hosts"] if len(hosts) else pd.Series(dtype="int64")
-    figure.add_trace(go.Scatter(
-        x=[leaf_x[leaf] for leaf in leaf_names], y=[LEAF_Y] * len(leaf_names), mode="markers+text",
-        name="leaves", showlegend=False, text=leaf_names, textposition="bottom center", hoverinfo="text",
-        marker={"symbol": "square", "size": 26, "color": "#5d6d7e"},
-    ))
-    figure.add_trace(go.Scatter(
-        x=[leaf_x[leaf] for leaf in leaf_names], y=[HOSTS_Y] * len(leaf_names), mode="markers+text",
-        name="hosts", showlegend=False, hoverinfo="text",
-        text=[f"{int(host_count.get(leaf, 0))} active hosts" for leaf in leaf_names],
-        hovertext=[f"{leaf}: {prefixes}" for leaf, prefixes in zip(leaves["leaf"], leaves["prefixes"], strict=True)],
-        textposition="bottom center", marker={"symbol": "circle", "size": 14, "color": "#aab7b8"},
-    ))
-    figure.update_layout(
-        title={"text": "Click a link to filter every view to it<br><sup>line width: utilisation, the widest "
-                       f"{percent(full * 100)} of link speed</sup>"}, margin=MARGIN, height=420,
-        legend={"orientation": "h", "y": 0.0, "x": 0.5, "xanchor": "center", "yanchor": "top",
-                "traceorder": "normal"},
-        xaxis={"visible": False, "range": [-0.2, width + 0.2], "fixedrange": True},
-        yaxis={"visible": False, "range": [HOSTS_Y - 0.45, SPINE_Y + 0.35], "fixedrange": True},
-        plot_bgcolor="white", clickmode="event", hovermode="closest",
-    )
+    return figure
+
+
+def _status_lines(health: pd.DataFrame, leaf_x: dict[str, float], spine_x: dict[str, float],
+                  selected: str) -> go.Figure:
+    """A big fabric's links as one thin trace per status (a thousand traces would stall the browser); every point
+    still carries its link for hover and click."""
+    figure = go.Figure()
+    t = np.linspace(0.0, 1.0, 3)
+    for status in STATUSES_DRAWN:
+        rows = health[health["status"] == status]
+        if rows.empty:
+            continue
+        xs: list[float | None] = []
+        ys: list[float | None] = []
+        links: list[str | None] = []
+        hover: list[str | None] = []
+        for row in rows.itertuples(index=False):
+            x, y = _link_path(leaf_x[row.leaf], spine_x[row.spine], row.parallel, t)
+            xs += [*x.tolist(), None]
+            ys += [*y.tolist(), None]
+            links += [row.link] * len(t) + [None]
+            hover += [_link_hover(row)] * len(t) + [None]
+        figure.add_trace(go.Scatter(
+            x=xs, y=ys, mode="lines", name=status, customdata=links, hovertext=hover, hoverinfo="text",
+            line={"color": STATUS_COLOURS[status], "width": 1.0 if status in ("ok", "idle") else 2.5,
+                  "dash": "dash" if status == "down" else "solid"},
+            meta={"status": status, "links": list(rows["link"])},
+        ))
+    if selected in set(health["link"]):
+        row = next(health[health["link"] == selected].itertuples(index=False))
+        x, y = _link_path(leaf_x[row.leaf], spine_x[row.spine], row.parallel, t)
+        figure.add_trace(go.Scatter(x=x, y=y, mode="lines", line={"color": SELECTED_COLOUR, "width": 8},
+                                    hoverinfo="skip", showlegend=False, customdata=[row.link] * len(t)))
     return figure
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 from pipeline.topology import Topology
 
 STATUSES: tuple[str, ...] = ("down", "failed", "errors", "congested", "hot", "ok", "idle")
+BIG_FABRIC_LINKS = 64  # above this many links the map draws one trace per status and labels only the worst
 HOT_UTILISATION = 0.7
 CONGESTED_CE_RATIO = 0.01
 DIRECTION_COLUMNS = ("bytes", "packets", "roce_ect", "roce_ce", "cnp", "pfc_pause")
@@ -103,6 +104,14 @@ def _status(row: pd.Series) -> str:
     if row["util"] >= HOT_UTILISATION:
         return "hot"
     return "ok" if row["packets"] > 0 else "idle"
+
+
+def worst_first(health: pd.DataFrame) -> pd.DataFrame:
+    """Links in triage order (STATUSES), then by utilisation: what a big fabric's map labels and its table lists
+    first."""
+    rank = health["status"].map({status: at for at, status in enumerate(STATUSES)})
+    return health.assign(_rank=rank).sort_values(["_rank", "util", "link"], ascending=[True, False, True],
+                                                 kind="stable").drop(columns="_rank")
 
 
 def ecmp_cells(health: pd.DataFrame, metric: str) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from dash.dash_table.DataTable import DataTable
 from dash.dash_table.Format import Format, Scheme, Symbol
 from dash.development.base_component import Component
 
+from dashboards.health import BIG_FABRIC_LINKS
 from dashboards.state import HEATMAP_METRICS, RANGES
 from pipeline.labels import APPS, TRAFFIC_CLASSES
 from pipeline.topology import Topology
@@ -42,6 +43,8 @@ FLOW_COLUMNS = ("first", "last", "link", "direction", "src", "src_port", "dst", 
 PACKET_COLUMNS = ("time", "delta_ms", "link", "direction", "src", "src_port", "dst", "dst_port", "opcode",
                   "dest_qp", "psn", "aeth", "ecn", "cnp", "length", "protocol", "info", "mark")
 TIME_COLUMNS = ("ts", "ts_end", "first", "last", "time")  # one line each: a time wrapped over two is hard to read
+WORST_COLUMNS = ("link", "status", "utilisation", "ce_ratio", "cnp", "pfc_pause", "errors", "failures",
+                 "congestion_events")
 LINK_COLUMNS = {"details", "events"}  # markdown: each opens an incident (its window, link and details)
 PACKETS_LINK = "open_packets"  # the markdown column of the incident and flow tables that opens the packets view
 PACKETS_LINK_HEADER = "view"  # not "packets": the flow table has a packets count
@@ -56,24 +59,25 @@ PACKET_ROW_STYLES: list[dict[str, Any]] = [
 ]
 
 
-def _column_spec(column: str) -> dict[str, Any]:
+def _column_spec(column: str, markdown: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Byte counts stay numbers (the table sorts them) shown with an SI prefix: 30.9MB, not 30920640."""
     if column == "bytes":
         return {"name": column, "id": column, "type": "numeric", "format": BYTES_FORMAT}
-    if column in LINK_COLUMNS:
+    if column in LINK_COLUMNS | markdown:
         return {"name": column, "id": column, "presentation": "markdown"}
     return {"name": column, "id": column}
 
 
-def _table(table_id: str, columns: tuple[str, ...], *, links: bool = False, **options: Any) -> DataTable:
-    """A table of `columns` (those in LINK_COLUMNS hold markdown links to an incident); with `links`, a last
-    column of markdown links opening the packets view."""
-    spec: list[Any] = [_column_spec(c) for c in columns]
+def _table(table_id: str, columns: tuple[str, ...], *, links: bool = False, markdown: frozenset[str] = frozenset(),
+           **options: Any) -> DataTable:
+    """A table of `columns` (those in LINK_COLUMNS hold markdown links to an incident, those in `markdown` other
+    links); with `links`, a last column of markdown links opening the packets view."""
+    spec: list[Any] = [_column_spec(c, markdown) for c in columns]
     options.setdefault("style_cell_conditional", [{"if": {"column_id": column}, "whiteSpace": "nowrap"}
                                                   for column in columns if column in TIME_COLUMNS])
     if links:
         spec.append({"name": PACKETS_LINK_HEADER, "id": PACKETS_LINK, "presentation": "markdown"})
-    if links or LINK_COLUMNS & set(columns):
+    if links or (LINK_COLUMNS | markdown) & set(columns):
         options.setdefault("markdown_options", {"link_target": "_self"})
     # DataTable is deprecated in Dash 4 in favour of dash-ag-grid, which is not a dependency of fabricscope.
     with warnings.catch_warnings():
@@ -166,7 +170,13 @@ def layout(topology: Topology, live: bool) -> html.Div:
         incident_section(),
         packets_section(),
         html.Div([
-            html.Div(_section("Fabric map", "fabric", _graph("fabric-map")), style=HALF),
+            html.Div(_section(
+                "Fabric map", "fabric", _graph("fabric-map"),
+                html.Details([html.Summary("links, worst first"),
+                              _table("worst-links", WORST_COLUMNS, markdown=frozenset({"link"}), page_size=12,
+                                     style_cell_conditional=[{"if": {"column_id": "link"}, "whiteSpace": "nowrap"}])],
+                             open=len(topology.links) > BIG_FABRIC_LINKS),
+            ), style=HALF),
             html.Div(_section(
                 "ECMP balance", "ecmp",
                 dcc.RadioItems(id="metric", options=[{"label": f" {label}", "value": key}

@@ -194,12 +194,19 @@ def bucket_start(value: datetime, step: timedelta) -> datetime:
     return value - (value - EPOCH.replace(tzinfo=value.tzinfo)) % step
 
 
-def traffic_source(start: datetime, end: datetime, now: datetime, tables: set[str]) -> TrafficSource:
+REFERENCE_LINKS = 8  # the sources' max_span suit a fabric this size; a bigger one gets them shortened in proportion
+
+
+def traffic_source(start: datetime, end: datetime, now: datetime, tables: set[str],
+                   links: int = REFERENCE_LINKS) -> TrafficSource:
     """The coarsest-needed source: raw bins for a live window, then the finest rollup that spans the window
-    and still holds its start; raw bins when no rollup qualifies."""
+    and still holds its start; raw bins when no rollup qualifies. `links` is how many links the query reads:
+    rows grow with them, so a 1,024-link map of 5 minutes comes from the 1-minute rollup, as 6 hours of an
+    8-link one does."""
     span, age = end - start, now - start
+    scale = min(1.0, REFERENCE_LINKS / max(links, 1))
     for source in TRAFFIC_SOURCES:
-        if source.table in tables and span <= source.max_span and age <= source.retention:
+        if source.table in tables and span <= source.max_span * scale and age <= source.retention:
             return source
     return RAW_BINS
 

@@ -19,7 +19,8 @@ from pipeline.units import si_bytes
 
 MIN_TEXT = 2  # one character matches half the fabric
 MAX_TEXT = 64
-MAX_MATCHES = 8  # per kind
+MAX_MATCHES = 8  # hosts and jobs, each
+MAX_LINK_MATCHES = 32  # every uplink of a leaf on the widest fabric (32 spines)
 KINDS = ("link", "host", "job")  # each the ViewState field a match of that kind sets
 _MARKUP: dict[str, str | int | None] = {"[": "(", "]": ")", "*": " ", "_": "\\_", "`": "'"}
 
@@ -46,7 +47,7 @@ def link_matches(text: str, topology: Topology) -> list[Match]:
     wanted = text.lower()
     named = [Match("link", link) for link in topology.link_ids() if wanted in link.lower()]
     if named:
-        return named[:MAX_MATCHES]
+        return named[:MAX_LINK_MATCHES]
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
@@ -54,7 +55,7 @@ def link_matches(text: str, topology: Topology) -> list[Match]:
     leaves = {leaf.name for leaf in topology.leaves
               if any(address.version == net.version and address in net for net in leaf.hosts)}
     return [Match("link", link.id, f"{text} is behind {link.leaf}") for link in topology.links
-            if link.leaf in leaves][:MAX_MATCHES]
+            if link.leaf in leaves][:MAX_LINK_MATCHES]
 
 
 def flow_matches(found: pd.DataFrame) -> list[Match]:

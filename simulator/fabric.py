@@ -88,8 +88,9 @@ class Fabric:
         """The leaf's loopback: the outer source of its ERSPAN mirrors."""
         return f"10.254.0.{leaf + 1}"
 
-    def topology_yaml(self) -> str:
-        """The fabric as a DESIGN.md section 4 topology file."""
+    def topology_yaml(self, *, mirrored: bool = True) -> str:
+        """The fabric as a DESIGN.md section 4 topology file; without its ERSPAN mirrors when not `mirrored`
+        (a dashboard-scale fabric of 1,024 links has more links than 10*N+S session numbers can name)."""
         spec = self.spec
         speed = f"{spec.speed_gbps:g}"
         lines = [
@@ -106,8 +107,9 @@ class Fabric:
             f"spine_port: {link.spine_port}, speed_gbps: {speed}}}"
             for link in self.links
         ]
-        lines.append("mirrors:")
-        lines += [f"  - {{erspan_session: {link.session}, link: {link.id}}}" for link in self.links]
+        if mirrored:
+            lines.append("mirrors:")
+            lines += [f"  - {{erspan_session: {link.session}, link: {link.id}}}" for link in self.links]
         lines.append("sflow:")
         lines += [
             f"  - {{agent: 192.0.2.{link.leaf + 1}, ifindex: {49 + link.spine}, link: {link.id}}}"
@@ -119,7 +121,7 @@ class Fabric:
             lines.append(f"  - {{device: spine{link.spine + 1}, ifname: {link.spine_port}, link: {link.id}}}")
         return "\n".join(lines) + "\n"
 
-    def write_topology(self, path: Path) -> Topology:
+    def write_topology(self, path: Path, *, mirrored: bool = True) -> Topology:
         """Write the topology file and return it as the loader reads it (so it is valid by construction)."""
-        path.write_text(self.topology_yaml(), encoding="utf-8")
+        path.write_text(self.topology_yaml(mirrored=mirrored), encoding="utf-8")
         return load_topology(path)

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.error import HTTPError
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, quote, urlparse
 from urllib.request import Request, urlopen
 
 import pandas as pd
@@ -37,10 +37,13 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
+from bench import dashboard as bench_dashboard
 from dashboards.app import dashboard_server
 from dashboards.layout import PACKETS_LINK
 from dashboards.packets import VIEW_ROWS
 from pipeline.store import Store
+from simulator import fabric as simulated
+from simulator.scenario import FabricSpec
 
 pytestmark = pytest.mark.browser
 
@@ -471,3 +474,41 @@ def test_a_congestion_incident_s_packets_show_their_ce_marks_highlighted(
             browser.execute_script("arguments[0].scrollIntoView(); window.scrollBy(0, -80);", section)
             section.screenshot(str(ARTIFACTS / f"allreduce_congestion_{view}.png"))
         assert _severe_logs(browser) == []
+
+
+def test_a_1024_link_fabric_stays_legible_and_its_worst_links_come_first(
+    store: Store, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    """64 leaves × 16 spines filled as bench.dashboard fills its store (an hour of flows and counters, a failure
+    of leaf1-spine1 and a congestion on leaf2-spine2 every 5 minutes; no 10 ms bins: a 6-minute window of 1,024
+    links reads the 1-minute rollup): the map draws every link in a few traces and names the worst, the table
+    lists them worst first, search finds a leaf's links."""
+    big = simulated.Fabric(FabricSpec(name="big", leaves=64, spines=16)).write_topology(tmp_path / "big.yaml",
+                                                                                         mirrored=False)
+    start = (datetime.now(UTC) - timedelta(hours=2)).replace(microsecond=0)
+    bench_dashboard.fill(store, big, 200_000, start, bin_minutes=0)
+    server = dashboard_server(store, big, host="127.0.0.1", port=0).start()
+    try:
+        browser.get(f"{server.url}/?live=0&from={quote((start + timedelta(minutes=54)).isoformat())}"
+                    f"&to={quote((start + timedelta(hours=1)).isoformat())}")
+        wait = WebDriverWait(browser, WAIT_S)
+        wait.until(lambda d: sum(len(t["meta"]["links"]) for t in _graph_data(d, "fabric-map") if t["meta"]) == 1024)
+        traces = _graph_data(browser, "fabric-map")
+        assert len(traces) < 16
+        statuses = {t["meta"]["status"]: t["meta"]["links"] for t in traces if t["meta"]}
+        assert statuses["failed"] == ["leaf1-spine1"] and "leaf2-spine2" in statuses["congested"], statuses.keys()
+        labels = next(t for t in traces if t["name"] == "links")
+        named = [link for link, text in zip(labels["customdata"], labels["text"], strict=True) if text]
+        assert 1 < len(named) <= 12 and "leaf1-spine1" in named
+        wait.until(lambda d: len(_column(d, "worst-links", "link")) == 12)
+        assert _column(browser, "worst-links", "link")[0].strip() == "leaf1-spine1"
+        assert _column(browser, "worst-links", "status")[:2] == ["failed", "congested"]  # 2% CE on every link
+        browser.find_element(By.ID, "search").send_keys("leaf37-", Keys.ENTER)
+        wait.until(lambda d: d.find_elements(By.LINK_TEXT, "leaf37-spine16"))
+        results = browser.find_element(By.ID, "search-results").text
+        assert results.count("leaf37-spine") == 16, results
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        browser.find_element(By.ID, "fabric").screenshot(str(ARTIFACTS / "big_fabric.png"))
+        assert _severe_logs(browser) == []
+    finally:
+        server.stop()

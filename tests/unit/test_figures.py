@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 
 from dashboards import figures
-from dashboards.health import ecmp_cells, leaves_frame, link_health, links_frame
+from dashboards.health import STATUSES, ecmp_cells, leaves_frame, link_health, links_frame, worst_first
 from pipeline.topology import load_topology
+from simulator.fabric import Fabric
+from simulator.scenario import FabricSpec
 
 TOPOLOGY = load_topology(Path(__file__).resolve().parents[2] / "samples" / "topology.yaml")
 T0 = datetime(2026, 11, 1, 12, 0, 0)
@@ -257,3 +259,30 @@ def test_a_quiet_fabric_reads_in_plain_percentages_and_widths_follow_its_load() 
     assert heatmap.data[0].zmax == pytest.approx(0.092)
     assert "full scale<br>0.092%" in heatmap.data[0].colorbar.title.text
     assert "e-" not in " ".join(str(v) for v in heatmap.data[0].text.flatten())
+
+
+def test_a_1024_link_fabric_map_names_its_worst_links_and_draws_one_trace_per_status(tmp_path: Path) -> None:
+    topology = Fabric(FabricSpec(name="big", leaves=64, spines=16)).write_topology(tmp_path / "big.yaml",
+                                                                                   mirrored=False)
+    links = links_frame(topology)
+    rng = pd.Series(range(len(links))) % 97 / 97
+    frame = link_health(links, traffic([(link, "up", float(share) * 0.5, {})
+                                        for link, share in zip(links["link"], rng, strict=True)]),
+                        NO_COUNTERS, pd.DataFrame([("leaf7-spine3", T0, None, 0, 1)],
+                                                  columns=["link", "last_down", "last_up", "congestion_events",
+                                                           "failures"]), SPAN_S)
+    figure = figures.fabric_map(frame, leaves_frame(topology), pd.DataFrame(columns=["leaf", "hosts"]))
+    lines = [t for t in figure.data if t.meta]
+    assert len(lines) <= len(STATUSES) and sum(len(t.meta["links"]) for t in lines) == 1024
+    labels = next(t for t in figure.data if t.name == "links")
+    at = {link: (x, y) for link, x, y in zip(labels.customdata, labels.x, labels.y, strict=True)}
+    named = [link for link, text in zip(labels.customdata, labels.text, strict=True) if text]
+    worst = worst_first(frame)["link"].tolist()
+    assert worst[0] == "leaf7-spine3" and frame.set_index("link").loc[worst[1], "util"] == frame["util"].max()
+    assert len(labels.customdata) == 1024 and 6 <= len(named) <= figures.LABELLED_LINKS
+    assert worst[0] in named and set(named) <= set(worst[:len(worst) // 2])
+    # Each label named is the worst of those near it: no two within a label's width and height.
+    assert all(abs(at[a][0] - at[b][0]) > 64 / 7 or abs(at[a][1] - at[b][1]) > figures.LABEL_HEIGHT
+               for a in named for b in named if a != b)
+    leaf_names = next(t for t in figure.data if t.name == "leaves").text
+    assert sum(1 for name in leaf_names if name) <= figures.MAX_NAMED_SWITCHES

@@ -172,6 +172,12 @@ def test_traffic_source_by_span_age_and_what_the_store_has() -> None:
     assert table(timedelta(days=2)) == "flows_1m"
     assert table(timedelta(days=20)) == "flows_1h"
     assert table(timedelta(days=2), {"link_bins"}) == "link_bins"
+    # Rows grow with the links read: 5 minutes of a 1,024-link fabric come from the 1-minute rollup, 5 s from
+    # the raw bins, and one selected link reads as an 8-link fabric does.
+    big = queries.traffic_source(T0, T0 + timedelta(minutes=5), now, everything, links=1024)
+    assert big.table == "flows_1m"
+    assert queries.traffic_source(T0, T0 + timedelta(seconds=5), now, everything, links=1024).table == "link_bins"
+    assert queries.traffic_source(T0, T0 + timedelta(minutes=5), now, everything, links=1).table == "link_bins"
 
 
 def test_traffic_mix_reads_a_rollup_unless_the_window_is_short_or_a_host_is_chosen() -> None:
