@@ -19,6 +19,8 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
 from collectors.collector import Collector
+from collectors.decode import Decoder
+from collectors.packet_index import TUPLE_FIELDS, ChunkIndexBuilder, tuple_hash
 from collectors.packet_select import Selection
 from collectors.packets import PacketBatch
 from collectors.pcapfile import open_capture
@@ -87,6 +89,26 @@ def test_written_frames_read_back_byte_for_byte_with_times_and_interface_names(t
         names = [b.interfaces[i] for b in read for i in b.interface]
         assert names == ["tap-a"] * 6 + ["tap-b"] * 6
         assert capture.stats.skipped_total == 0
+
+
+def test_a_chunk_index_holds_the_times_links_and_tuple_hashes_of_its_decoded_packets() -> None:
+    """The recorder's one-pass summary against numpy over the decoded columns: the lookup hashes its flow with
+    `tuple_hash`, so the index must hold exactly those hashes; a malformed frame counts in no field."""
+    topology = load_topology(SAMPLES / "topology.yaml")
+    frames = [roce_copy(session, psn) for psn in range(40) for session in (11, 12, 99)] + [roce_copy(11, 0)[:20]]
+    rng = np.random.default_rng(7)
+    ts = START + rng.permutation(len(frames)).astype(np.int64) * 1_000
+    decoded = Decoder(topology).decode(batch_of(frames, ts))
+    builder = ChunkIndexBuilder(len(topology.links))
+    builder.add(decoded)
+    index = builder.build()
+    ok = decoded.ok
+    assert not ok.all()
+    hashes = tuple_hash({name: getattr(decoded, name)[ok] for name in TUPLE_FIELDS})
+    assert index.hashes.tolist() == np.unique(hashes).tolist()
+    assert (index.ts_min[0], index.ts_max[0]) == (decoded.ts_ns[ok].min(), decoded.ts_ns[ok].max())
+    assert np.flatnonzero(index.links[0]).tolist() == np.unique(decoded.link[ok & (decoded.link >= 0)]).tolist()
+    assert index.first_record.tolist() == [0, len(frames)]
 
 
 def incident(event_id: str, ts_ns: int, ts_end_ns: int, state: str) -> dict[str, np.ndarray]:
