@@ -8,9 +8,11 @@ copied by one compiled loop, so writing costs no Python object per packet.
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import os
 import struct
 from pathlib import Path
-from typing import BinaryIO
 
 import numba
 import numpy as np
@@ -22,6 +24,7 @@ _EPB_TYPE, _IDB_TYPE = 6, 1
 _EPB_OVERHEAD = 32  # type, length, interface, ts high, ts low, caplen, origlen ... trailing length
 _OPT_IF_NAME, _OPT_IF_TSRESOL = 2, 9
 TSRESOL_NS = 9
+_ALIGN = 4096  # O_DIRECT: memory, file offset and length in whole blocks (4 KiB is a multiple of any disk's)
 
 
 def _option(code: int, value: bytes) -> bytes:
@@ -71,35 +74,65 @@ def _fill_epbs(source: np.ndarray, offset: np.ndarray, caplen: np.ndarray, wirel
         at += length
 
 
-def epb_blocks(batch: PacketBatch, rows: np.ndarray, interface_ids: np.ndarray,
-               buffer: np.ndarray | None = None) -> np.ndarray:
-    """The Enhanced Packet Blocks of `rows` of `batch`, each on pcapng interface `interface_ids[row]`; laid out
-    at the start of `buffer` when it is large enough (memory already mapped in: a fresh 10 MB array per batch
-    costs a page fault every 4 KB, which doubled the time of this function)."""
-    caplen = batch.caplen[rows].astype(np.int64)
-    size = int(((caplen + 3) & ~3).sum()) + _EPB_OVERHEAD * len(rows)
-    out = buffer[:size] if buffer is not None and len(buffer) >= size else np.empty(size, dtype=np.uint8)
-    _fill_epbs(batch.data, batch.offset, batch.caplen.astype(np.int64), batch.wirelen, batch.ts_ns.astype(np.uint64),
-               interface_ids, rows.astype(np.int64), out)
-    return out
+def _aligned(size: int) -> np.ndarray:
+    """An uninitialised buffer starting on an _ALIGN boundary (what O_DIRECT asks of the memory it reads)."""
+    raw = np.empty(size + _ALIGN, dtype=np.uint8)
+    start = -raw.ctypes.data % _ALIGN
+    return raw[start : start + size]
+
+
+def _open(path: Path, direct: bool) -> tuple[int, bool]:
+    """The file's descriptor and whether it bypasses the page cache (a filesystem without O_DIRECT: it does not)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    if direct:
+        try:
+            return os.open(path, flags | os.O_DIRECT, 0o644), True
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+    return os.open(path, flags, 0o644), False
+
+
+def _write_all(fd: int, data: np.ndarray) -> None:
+    view = data.data  # a contiguous uint8 array: no copy
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 class PcapngWriter:
     """One section of one link type; an interface block is added the first time a capture interface name
-    appears. `write` appends frames; `close` flushes. `bytes_written` counts what reached the file."""
+    appears. `write` appends frames; `close` writes what is held back and closes. `bytes_written` counts the
+    bytes of the file as written so far (including those held back until close).
 
-    def __init__(self, path: str | Path, linktype: int) -> None:
+    A batch's blocks are laid out in one buffer kept across writes (a fresh 10 MB array per batch cost a page
+    fault every 4 KB, which doubled the layout's time) and reach the file in one write. With `direct` (the
+    recorder's segments) the file is opened O_DIRECT: written once and read rarely, a segment streamed through
+    the page cache cost a kernel copy and a page allocation per 4 KB (most of the recorder's system time, and
+    far more when the memory is cold) and evicted what the database keeps cached. Direct writes must be whole
+    blocks, so the last partial block of each write is held back for the next one, or for `close`."""
+
+    def __init__(self, path: str | Path, linktype: int, *, direct: bool = False) -> None:
         self.path = Path(path)
         self.linktype = linktype
         self.bytes_written = 0
         self.packets = 0
         self._interfaces: dict[str, int] = {}
-        self._buffer = np.empty(0, dtype=np.uint8)
-        self._file: BinaryIO = open(self.path, "wb")  # noqa: SIM115 - held until close()
+        self._buffer = _aligned(0)
+        self._held = 0  # bytes at the start of the buffer not yet written
+        self._fd, self.direct = _open(self.path, direct)
         self._put(_SHB)
 
-    def _put(self, data: bytes | np.ndarray) -> None:
-        self._file.write(data.data if isinstance(data, np.ndarray) else data)
+    def _room(self, size: int) -> np.ndarray:
+        """The buffer grown (keeping what is held) so `size` more bytes fit after what is held."""
+        if self._held + size > len(self._buffer):
+            grown = _aligned((self._held + size) * 9 // 8)  # batches vary a little: room for a larger one
+            grown[: self._held] = self._buffer[: self._held]
+            self._buffer = grown
+        return self._buffer
+
+    def _put(self, data: bytes) -> None:
+        self._room(len(data))[self._held : self._held + len(data)] = np.frombuffer(data, dtype=np.uint8)
+        self._held += len(data)
         self.bytes_written += len(data)
 
     def write(self, batch: PacketBatch, rows: np.ndarray | None = None) -> None:
@@ -116,14 +149,33 @@ class PcapngWriter:
                 self._interfaces[name] = len(self._interfaces)
                 self._put(_idb(self.linktype, name))
             ids[index] = self._interfaces[name]
-        blocks = epb_blocks(batch, rows, ids[batch.interface], self._buffer)
-        if blocks.base is not self._buffer:
-            self._buffer = blocks  # a larger batch than before: its blocks are the buffer from now on
-        self._put(blocks)
+        caplen = batch.caplen.astype(np.int64)
+        size = int(((caplen[rows] + 3) & ~3).sum()) + _EPB_OVERHEAD * len(rows)
+        out = self._room(size)[self._held : self._held + size]
+        _fill_epbs(batch.data, batch.offset, caplen, batch.wirelen, batch.ts_ns.astype(np.uint64),
+                   ids[batch.interface], rows.astype(np.int64), out)
+        self._held += size
+        self.bytes_written += size
         self.packets += len(rows)
+        self._write(self._held - self._held % _ALIGN if self.direct else self._held)
 
-    def flush(self) -> None:
-        self._file.flush()
+    def _write(self, end: int) -> None:
+        """Write the first `end` held bytes; what follows moves to the start of the buffer."""
+        if not end:
+            return
+        _write_all(self._fd, self._buffer[:end])
+        rest = self._held - end
+        self._buffer[:rest] = self._buffer[end : self._held]
+        self._held = rest
 
     def close(self) -> None:
-        self._file.close()
+        """Write what is held back (a direct file takes its last partial block once O_DIRECT is off) and close."""
+        if self._fd < 0:
+            return
+        try:
+            if self.direct and self._held:
+                fcntl.fcntl(self._fd, fcntl.F_SETFL, fcntl.fcntl(self._fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+            self._write(self._held)
+        finally:
+            os.close(self._fd)
+            self._fd = -1

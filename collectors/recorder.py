@@ -251,7 +251,7 @@ class Recorder:
             # the counter keeps names apart when a replayed cycle repeats times
             path = self.rolling / f"{first:020d}-{self._opened:06d}{SEGMENT_SUFFIX}"
             self._opened += 1
-            segment = self._segment = _Segment(path, first, last, PcapngWriter(path, batch.linktype),
+            segment = self._segment = _Segment(path, first, last, PcapngWriter(path, batch.linktype, direct=True),
                                                ChunkIndexBuilder(len(self.topology.links)))
         before = segment.writer.bytes_written
         segment.writer.write(batch)
