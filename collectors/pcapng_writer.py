@@ -97,7 +97,7 @@ def _fill_epbs(source: np.ndarray, offset: np.ndarray, caplen: np.ndarray, wirel
         at += length
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True)  # keeps the GIL: a short loop, and each release costs the collector's thread a switch
 def _epbs_size(caplen: np.ndarray, rows: np.ndarray) -> int:  # pragma: no cover - compiled
     total = 0
     for row in rows:
@@ -142,24 +142,26 @@ class PcapngWriter:
     far more when the memory is cold) and evicted what the database keeps cached. Direct writes must be whole
     blocks, so the last partial block of each write is held back for the next one, or for `close`."""
 
-    def __init__(self, path: str | Path, linktype: int, *, direct: bool = False) -> None:
+    def __init__(self, path: str | Path, linktype: int, *, direct: bool = False,
+                 buffer: np.ndarray | None = None) -> None:
         self.path = Path(path)
         self.linktype = linktype
         self.bytes_written = 0
         self.packets = 0
         self._interfaces: dict[str, int] = {}
-        self._buffer = _aligned(0)
+        # an earlier writer's `buffer` spares this one a page fault every 4 KB of its first batch
+        self.buffer = _aligned(0) if buffer is None else buffer
         self._held = 0  # bytes at the start of the buffer not yet written
         self._fd, self.direct = _open(self.path, direct)
         self._put(_SHB)
 
     def _room(self, size: int) -> np.ndarray:
         """The buffer grown (keeping what is held) so `size` more bytes fit after what is held."""
-        if self._held + size > len(self._buffer):
+        if self._held + size > len(self.buffer):
             grown = _aligned((self._held + size) * 9 // 8)  # batches vary a little: room for a larger one
-            grown[: self._held] = self._buffer[: self._held]
-            self._buffer = grown
-        return self._buffer
+            grown[: self._held] = self.buffer[: self._held]
+            self.buffer = grown
+        return self.buffer
 
     def _put(self, data: bytes) -> None:
         self._room(len(data))[self._held : self._held + len(data)] = np.frombuffer(data, dtype=np.uint8)
@@ -193,9 +195,9 @@ class PcapngWriter:
         """Write the first `end` held bytes; what follows moves to the start of the buffer."""
         if not end:
             return
-        _write_all(self._fd, self._buffer[:end])
+        _write_all(self._fd, self.buffer[:end])
         rest = self._held - end
-        self._buffer[:rest] = self._buffer[end : self._held]
+        self.buffer[:rest] = self.buffer[end : self._held]
         self._held = rest
 
     def close(self) -> None:
