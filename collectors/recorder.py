@@ -120,7 +120,8 @@ def replayed_captures(directory: Path) -> list[Path]:
 
 
 def recorded_store(directory: Path, topology: Topology) -> PacketStore:
-    """The recorder's store for lookups; the segment still being written has no index and is read whole."""
+    """The recorder's store for lookups; the segment still being written has no index and is read whole, up
+    to its last whole 4 KiB (segments are written O_DIRECT: the rest reaches the file with the next batch)."""
     return PacketStore(segments_of(directory), topology, lambda segment: index_beside(segment, topology),
                        build_missing=False)
 
