@@ -121,7 +121,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--packets", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--store-gb", type=float, default=2.0)
+    parser.add_argument("--store-gb", type=float, default=2.0, help="size of the store the cut is timed on "
+                        "(0: measure the recorder's cost only)")
     parser.add_argument("--span-min", type=float, default=10.0, help="minutes of packet time the store spans")
     parser.add_argument("--store-dir", type=Path, help="where segments are written (default: a temporary "
                         "directory); say which disk it is on when quoting figures")
@@ -151,6 +152,8 @@ def main() -> None:
         print(f"  recorder cost          {100 * (1 - recorded / bare):>11.1f} % of the throughput (target <= 10 %); "
               f"{1e9 * (recorded_cpu - bare_cpu) / outputs.packets:.0f} ns of CPU a packet, "
               f"{100 * (recorded_cpu - bare_cpu) / bare_cpu:.0f} % of the collector's")
+        if args.store_gb <= 0:
+            return
 
         store = tmp / "store"
         began = time.perf_counter()

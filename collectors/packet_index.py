@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from collectors.packets import DecodedPackets
@@ -33,8 +34,44 @@ def tuple_hash(columns: dict[str, np.ndarray]) -> np.ndarray:
     return h
 
 
-def packet_tuple_hash(decoded: DecodedPackets) -> np.ndarray:
-    return tuple_hash({name: getattr(decoded, name) for name in TUPLE_FIELDS})
+@numba.njit(cache=True, nogil=True)  # the recorder runs it on its own thread
+def _summarise(ok: np.ndarray, ts_ns: np.ndarray, link: np.ndarray, src_hi: np.ndarray, src_lo: np.ndarray,
+               dst_hi: np.ndarray, dst_lo: np.ndarray, src_port: np.ndarray, dst_port: np.ndarray,
+               proto: np.ndarray, touched: np.ndarray) -> tuple[int, int, np.ndarray]:  # pragma: no cover - compiled
+    """(ts min, ts max, sorted unique `tuple_hash`es) of the `ok` rows, marking their links in `touched`: one
+    pass with a hash set, where hashing every row then np.unique sorted them all (a batch holds ~100 flows)."""
+    shift = np.uint64(31)
+    n = len(ok)
+    bits = 1
+    while (1 << bits) < 2 * n:
+        bits += 1
+    mask = np.int64((1 << bits) - 1)
+    table = np.empty(1 << bits, dtype=np.uint64)
+    used = np.zeros(1 << bits, dtype=np.bool_)
+    found = np.empty(n, dtype=np.uint64)
+    count = 0
+    low, high = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    for i in range(n):
+        if not ok[i]:
+            continue
+        low = min(low, ts_ns[i])
+        high = max(high, ts_ns[i])
+        if link[i] >= 0:
+            touched[link[i]] = True
+        h = np.uint64(0)
+        for value in (np.uint64(src_hi[i]), np.uint64(src_lo[i]), np.uint64(dst_hi[i]), np.uint64(dst_lo[i]),
+                      np.uint64(src_port[i]), np.uint64(dst_port[i]), np.uint64(proto[i])):
+            h = (h ^ value) * _MIX
+            h ^= h >> shift
+        slot = np.int64((h * _MIX) >> np.uint64(64 - bits))
+        while used[slot] and table[slot] != h:
+            slot = (slot + 1) & mask
+        if not used[slot]:
+            used[slot] = True
+            table[slot] = h
+            found[count] = h
+            count += 1
+    return low, high, np.sort(found[:count])
 
 
 def topology_fingerprint(topology: Topology) -> str:
@@ -108,15 +145,15 @@ class ChunkIndexBuilder:
 
     def add(self, decoded: DecodedPackets) -> None:
         """One chunk: the records of `decoded` (the next ones in file order)."""
-        ok = decoded.ok
         self._first.append(self._first[-1] + len(decoded))
-        times = decoded.ts_ns[ok]
-        self._ts_min.append(int(times.min()) if len(times) else np.iinfo(np.int64).max)
-        self._ts_max.append(int(times.max()) if len(times) else np.iinfo(np.int64).min)
         touched = np.zeros(self.link_count, dtype=bool)
-        touched[decoded.link[ok & (decoded.link >= 0)]] = True
+        low, high, hashes = _summarise(decoded.ok, decoded.ts_ns, decoded.link, decoded.src_hi, decoded.src_lo,
+                                       decoded.dst_hi, decoded.dst_lo, decoded.src_port, decoded.dst_port,
+                                       decoded.proto, touched)
+        self._ts_min.append(low)
+        self._ts_max.append(high)
         self._links.append(touched)
-        self._hashes.append(np.unique(packet_tuple_hash(decoded)[ok]))
+        self._hashes.append(hashes)
 
     def build(self) -> ChunkIndex:
         sizes = [len(h) for h in self._hashes]

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from collectors.packet_index import ChunkIndexBuilder, topology_fingerprint
@@ -119,9 +120,15 @@ def replayed_captures(directory: Path) -> list[Path]:
 
 
 def recorded_store(directory: Path, topology: Topology) -> PacketStore:
-    """The recorder's store for lookups; the segment still being written has no index and is read whole."""
+    """The recorder's store for lookups; the segment still being written has no index and is read whole, up
+    to its last whole 4 KiB (segments are written O_DIRECT: the rest reaches the file with the next batch)."""
     return PacketStore(segments_of(directory), topology, lambda segment: index_beside(segment, topology),
                        build_missing=False)
+
+
+@numba.njit(cache=True)  # keeps the GIL: numpy's min and max each released it, a switch for the collector's thread
+def _time_range(ts_ns: np.ndarray) -> tuple[int, int]:  # pragma: no cover - compiled
+    return int(ts_ns.min()), int(ts_ns.max())
 
 
 @dataclass(frozen=True)
@@ -165,6 +172,7 @@ class Recorder:
         self.stats = RecorderStats()
         self.stopped = False
         self._segment: _Segment | None = None
+        self._layout: np.ndarray | None = None  # the blocks' buffer, handed from one segment's writer to the next
         self._opened = 0
         self._pins: dict[str, tuple[int, int]] = {}  # event_id -> pinned window [start, end] ns
         self._queue: queue.Queue[_Batch | _Pins | None] = queue.Queue(maxsize=QUEUE_BATCHES)
@@ -237,7 +245,7 @@ class Recorder:
 
     def _record(self, work: _Batch) -> None:
         batch = work.batch
-        first, last = int(batch.ts_ns.min()), int(batch.ts_ns.max())
+        first, last = _time_range(batch.ts_ns)
         segment = self._segment
         if segment is not None and (
             first - segment.first_ns >= self.config.segment_s * 1e9
@@ -251,8 +259,8 @@ class Recorder:
             # the counter keeps names apart when a replayed cycle repeats times
             path = self.rolling / f"{first:020d}-{self._opened:06d}{SEGMENT_SUFFIX}"
             self._opened += 1
-            segment = self._segment = _Segment(path, first, last, PcapngWriter(path, batch.linktype),
-                                               ChunkIndexBuilder(len(self.topology.links)))
+            writer = PcapngWriter(path, batch.linktype, direct=True, buffer=self._layout)
+            segment = self._segment = _Segment(path, first, last, writer, ChunkIndexBuilder(len(self.topology.links)))
         before = segment.writer.bytes_written
         segment.writer.write(batch)
         segment.index.add(work.decoded)
@@ -294,6 +302,7 @@ class Recorder:
         if segment is None:
             return
         segment.writer.close()
+        self._layout = segment.writer.buffer
         segment.index.build().save(index_beside(segment.path, self.topology))
         self.stats.segments += 1
         self._forget_pins_before(segment.first_ns)

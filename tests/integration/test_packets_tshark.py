@@ -15,6 +15,8 @@ from requirements import require
 from collectors.decode import Decoder
 from collectors.dissect import packet_rows
 from collectors.packet_select import PacketStore, Selection, replay_index_for
+from collectors.pcapfile import open_capture
+from collectors.recorder import Recorder, RecorderConfig, segments_of
 from fabricscope.cli import main
 from pipeline.topology import load_topology
 
@@ -62,6 +64,22 @@ def test_a_links_slice_holds_exactly_its_erspan_sessions_copies(tmp_path: Path) 
     expected = tshark_fields(CAPTURE, COPY_FIELDS, "erspan.spanid == 21")
     assert len(expected) > 100
     assert tshark_fields(out, COPY_FIELDS) == expected
+
+
+def test_the_recorders_segments_hold_every_copy_as_tshark_reads_the_capture(tmp_path: Path) -> None:
+    """Segments are written O_DIRECT in whole 4 KiB blocks, each segment's last partial block at its close;
+    small batches and segments make many of both. tshark reads every frame back, in order, as captured."""
+    topology = load_topology(TOPOLOGY)
+    recorder = Recorder(tmp_path / "store", topology, RecorderConfig(segment_s=0.05))
+    decoder = Decoder(topology)
+    with open_capture(CAPTURE, batch_size=777) as capture:
+        for batch in capture:
+            recorder.write(batch, decoder.decode(batch))
+    recorder.close()
+    segments = segments_of(tmp_path / "store")
+    assert len(segments) > 3 and recorder.stats.dropped == 0
+    recorded = [row for segment in segments for row in tshark_fields(segment, COPY_FIELDS)]
+    assert recorded == tshark_fields(CAPTURE, COPY_FIELDS)
 
 
 def test_wiresharks_dissection_of_a_slice_equals_our_decoder(tmp_path: Path) -> None:

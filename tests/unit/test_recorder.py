@@ -19,6 +19,8 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
 from collectors.collector import Collector
+from collectors.decode import Decoder
+from collectors.packet_index import TUPLE_FIELDS, ChunkIndexBuilder, tuple_hash
 from collectors.packet_select import Selection
 from collectors.packets import PacketBatch
 from collectors.pcapfile import open_capture
@@ -69,14 +71,17 @@ def seconds_of_traffic(seconds: int) -> Iterator[PacketBatch]:
         yield batch_of([frame] * PER_SECOND, second_times(second))
 
 
-def test_written_frames_read_back_byte_for_byte_with_times_and_interface_names(tmp_path: Path) -> None:
-    frames = [roce_copy(11, psn)[: 60 + psn * 7] for psn in range(12)]
+@pytest.mark.parametrize("direct", [False, True], ids=["page-cache", "direct"])
+def test_written_frames_read_back_byte_for_byte_with_times_and_interface_names(tmp_path: Path, direct: bool) -> None:
+    """Direct writes go out in whole 4 KiB blocks: the frames are sized so no write ends on one."""
+    frames = [roce_copy(11, psn)[: 60 + psn * 7] + b"\1" * 500 * (psn % 3) for psn in range(12)]
     ts = START + np.arange(12, dtype=np.int64) * 1_234_567 + 89  # nanoseconds that µs would lose
     batch = batch_of(frames, ts, ("tap-a", "tap-b"), np.array([0, 1] * 6, dtype=np.uint16))
-    writer = PcapngWriter(tmp_path / "out.pcapng", 1)
+    writer = PcapngWriter(tmp_path / "out.pcapng", 1, direct=direct)
     writer.write(batch, np.arange(0, 12, 2))
     writer.write(batch, np.arange(1, 12, 2))
     writer.close()
+    assert writer.bytes_written == (tmp_path / "out.pcapng").stat().st_size
     with open_capture(tmp_path / "out.pcapng") as capture:
         read = list(capture)
         order = [*range(0, 12, 2), *range(1, 12, 2)]
@@ -87,6 +92,26 @@ def test_written_frames_read_back_byte_for_byte_with_times_and_interface_names(t
         names = [b.interfaces[i] for b in read for i in b.interface]
         assert names == ["tap-a"] * 6 + ["tap-b"] * 6
         assert capture.stats.skipped_total == 0
+
+
+def test_a_chunk_index_holds_the_times_links_and_tuple_hashes_of_its_decoded_packets() -> None:
+    """The recorder's one-pass summary against numpy over the decoded columns: the lookup hashes its flow with
+    `tuple_hash`, so the index must hold exactly those hashes; a malformed frame counts in no field."""
+    topology = load_topology(SAMPLES / "topology.yaml")
+    frames = [roce_copy(session, psn) for psn in range(40) for session in (11, 12, 99)] + [roce_copy(11, 0)[:20]]
+    rng = np.random.default_rng(7)
+    ts = START + rng.permutation(len(frames)).astype(np.int64) * 1_000
+    decoded = Decoder(topology).decode(batch_of(frames, ts))
+    builder = ChunkIndexBuilder(len(topology.links))
+    builder.add(decoded)
+    index = builder.build()
+    ok = decoded.ok
+    assert not ok.all()
+    hashes = tuple_hash({name: getattr(decoded, name)[ok] for name in TUPLE_FIELDS})
+    assert index.hashes.tolist() == np.unique(hashes).tolist()
+    assert (index.ts_min[0], index.ts_max[0]) == (decoded.ts_ns[ok].min(), decoded.ts_ns[ok].max())
+    assert np.flatnonzero(index.links[0]).tolist() == np.unique(decoded.link[ok & (decoded.link >= 0)]).tolist()
+    assert index.first_record.tolist() == [0, len(frames)]
 
 
 def incident(event_id: str, ts_ns: int, ts_end_ns: int, state: str) -> dict[str, np.ndarray]:
