@@ -193,13 +193,24 @@ class PcapngWriter:
         self._write(self._held - self._held % _ALIGN if self.direct else self._held)
 
     def _write(self, end: int) -> None:
-        """Write the first `end` held bytes; what follows moves to the start of the buffer."""
+        """Write the first `end` held bytes; what follows moves to the start of the buffer. A device that
+        refuses a direct write (its blocks larger than _ALIGN) gets this file through the page cache instead."""
         if not end:
             return
-        _write_all(self._fd, self.buffer[:end])
+        try:
+            _write_all(self._fd, self.buffer[:end])
+        except OSError as exc:
+            if not (self.direct and exc.errno == errno.EINVAL):
+                raise
+            self._through_page_cache()
+            _write_all(self._fd, self.buffer[:end])
         rest = self._held - end
         self.buffer[:rest] = self.buffer[end : self._held]
         self._held = rest
+
+    def _through_page_cache(self) -> None:
+        fcntl.fcntl(self._fd, fcntl.F_SETFL, fcntl.fcntl(self._fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+        self.direct = False
 
     def close(self) -> None:
         """Write what is held back (a direct file takes its last partial block once O_DIRECT is off) and close."""
@@ -207,7 +218,7 @@ class PcapngWriter:
             return
         try:
             if self.direct and self._held:
-                fcntl.fcntl(self._fd, fcntl.F_SETFL, fcntl.fcntl(self._fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+                self._through_page_cache()
             self._write(self._held)
         finally:
             os.close(self._fd)

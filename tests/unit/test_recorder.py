@@ -4,6 +4,8 @@ collector. Frames are built by scapy; which frames should be found comes from th
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import subprocess
 from collections.abc import Iterator
@@ -71,15 +73,28 @@ def seconds_of_traffic(seconds: int) -> Iterator[PacketBatch]:
         yield batch_of([frame] * PER_SECOND, second_times(second))
 
 
-@pytest.mark.parametrize("direct", [False, True], ids=["page-cache", "direct"])
-def test_written_frames_read_back_byte_for_byte_with_times_and_interface_names(tmp_path: Path, direct: bool) -> None:
-    """Direct writes go out in whole 4 KiB blocks: the frames are sized so no write ends on one."""
+@pytest.mark.parametrize("direct, refused", [(False, False), (True, False), (True, True)],
+                         ids=["page-cache", "direct", "direct-refused"])
+def test_written_frames_read_back_byte_for_byte_with_times_and_interface_names(
+        tmp_path: Path, direct: bool, refused: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Direct writes go out in whole 4 KiB blocks: the frames are sized so no write ends on one. A device
+    refusing them (blocks larger than 4 KiB: EINVAL on every direct write) gets the same file."""
+    if refused:
+        write = os.write
+
+        def refuse_direct(fd: int, data: memoryview) -> int:
+            if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            return write(fd, data)
+
+        monkeypatch.setattr("collectors.pcapng_writer.os.write", refuse_direct)
     frames = [roce_copy(11, psn)[: 60 + psn * 7] + b"\1" * 500 * (psn % 3) for psn in range(12)]
     ts = START + np.arange(12, dtype=np.int64) * 1_234_567 + 89  # nanoseconds that µs would lose
     batch = batch_of(frames, ts, ("tap-a", "tap-b"), np.array([0, 1] * 6, dtype=np.uint16))
     writer = PcapngWriter(tmp_path / "out.pcapng", 1, direct=direct)
     writer.write(batch, np.arange(0, 12, 2))
     writer.write(batch, np.arange(1, 12, 2))
+    assert writer.direct == (direct and not refused)
     writer.close()
     assert writer.bytes_written == (tmp_path / "out.pcapng").stat().st_size
     with open_capture(tmp_path / "out.pcapng") as capture:
