@@ -200,15 +200,13 @@ REFERENCE_LINKS = 8  # the sources' max_span suit a fabric this size; a bigger o
 def traffic_source(start: datetime, end: datetime, now: datetime, tables: set[str],
                    links: int = REFERENCE_LINKS) -> TrafficSource:
     """The coarsest-needed source: raw bins for a live window, then the finest rollup that spans the window
-    and still holds its start; raw bins when no rollup qualifies. `links` is how many links the query reads:
-    rows grow with them, so a 1,024-link map of 5 minutes comes from the 1-minute rollup, as 6 hours of an
-    8-link one does."""
+    and still holds its start; past every rollup's span the coarsest that holds it; raw bins when no rollup
+    does. `links` is how many links the query reads: rows grow with them, so a 1,024-link map of 5 minutes
+    comes from the 1-minute rollup, as 6 hours of an 8-link one does."""
     span, age = end - start, now - start
     scale = min(1.0, REFERENCE_LINKS / max(links, 1))
-    for source in TRAFFIC_SOURCES:
-        if source.table in tables and span <= source.max_span * scale and age <= source.retention:
-            return source
-    return RAW_BINS
+    held = [source for source in TRAFFIC_SOURCES if source.table in tables and age <= source.retention]
+    return next((source for source in held if span <= source.max_span * scale), held[-1] if held else RAW_BINS)
 
 
 _PFC_BINS = f"""
@@ -302,6 +300,9 @@ _PFC_SERIES = f"""
     WHERE ts >= {_START} AND ts < {_END} AND pfc_pause > 0 AND {_LINK_FILTER}"""
 
 
+SERIES_LINES = 8  # link directions drawn on the congestion series
+
+
 def _congestion_series_sql(source: TrafficSource) -> str:
     pfc = "pfc_pause" if source is RAW_BINS else "0"
     rows = f"""
@@ -312,12 +313,17 @@ def _congestion_series_sql(source: TrafficSource) -> str:
     if source is not RAW_BINS:
         rows += f"\n    UNION ALL{_PFC_SERIES}"
     return f"""
-SELECT c1 AS t, c2 AS link, c3 AS direction, sum(c4) AS roce_ect, sum(c5) AS roce_ce, sum(c6) AS cnp,
-       sum(c7) AS pfc_pause
-FROM ({rows}
-) AS bins (c1, c2, c3, c4, c5, c6, c7)
-GROUP BY t, link, direction
-HAVING roce_ect + cnp + pfc_pause > 0
+SELECT t, link, direction, roce_ect, roce_ce, cnp, pfc_pause
+FROM (
+    SELECT c1 AS t, c2 AS link, c3 AS direction, sum(c4) AS roce_ect, sum(c5) AS roce_ce, sum(c6) AS cnp,
+           sum(c7) AS pfc_pause, sum(roce_ce + cnp + pfc_pause) OVER (PARTITION BY link, direction) AS marks,
+           sum(roce_ect) OVER (PARTITION BY link, direction) AS capable
+    FROM ({rows}
+    ) AS bins (c1, c2, c3, c4, c5, c6, c7)
+    GROUP BY t, link, direction
+    HAVING roce_ect + cnp + pfc_pause > 0
+)
+QUALIFY dense_rank() OVER (ORDER BY marks DESC, capable DESC, link, direction) <= {{lines:UInt32}}
 ORDER BY t, link, direction
 """
 
@@ -326,9 +332,12 @@ CONGESTION_SERIES_SQL: dict[str, str] = {source.table: _congestion_series_sql(so
 
 
 def congestion_series(start: datetime, end: datetime, link: str, source: TrafficSource = RAW_BINS) -> Query:
-    """ECN, CNP and PFC per link direction in round buckets (`step_ms`, never finer than the source)."""
+    """ECN, CNP and PFC per link direction in round buckets (`step_ms`, never finer than the source): the
+    SERIES_LINES link directions with the most CE marks, CNPs and PFC pauses (then RoCE traffic), so a
+    1,024-link fabric draws its worst, not 2,048 lines."""
     step = max(bucket_ms(start, end), source.resolution_ms)
-    return Query(CONGESTION_SERIES_SQL[source.table], {**_window(start, end), "step_ms": step, "link": link})
+    return Query(CONGESTION_SERIES_SQL[source.table],
+                 {**_window(start, end), "step_ms": step, "link": link, "lines": SERIES_LINES})
 
 
 ITERATIONS_SQL = f"""

@@ -509,6 +509,7 @@ def test_a_1024_link_fabric_stays_legible_and_its_worst_links_come_first(
         assert results.count("leaf37-spine") == 16, results
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         browser.find_element(By.ID, "fabric").screenshot(str(ARTIFACTS / "big_fabric.png"))
+        browser.find_element(By.ID, "ecmp").screenshot(str(ARTIFACTS / "big_fabric_ecmp.png"))
         assert _severe_logs(browser) == []
     finally:
         server.stop()

@@ -92,6 +92,17 @@ def test_congestion_series_and_iterations(store: Store, fabric: Fabric) -> None:
     ratio = (series["roce_ce"] / series["roce_ect"]).max()
     assert ratio == pytest.approx(CONGESTION_CE_RATIO, rel=1e-3)
     assert series["cnp"].sum() == 5 * 100 * 20
+    # Unfiltered: the SERIES_LINES link directions with the most marks, then the most RoCE, read off the bins.
+    everything = queries.run(store, queries.congestion_series(start, end, ""))
+    ranked = store.query(
+        "SELECT link, direction FROM link_bins WHERE link != '' GROUP BY link, direction"
+        " HAVING sum(roce_ect) + sum(cnp) + sum(pfc_pause) > 0"
+        " ORDER BY sum(roce_ce) + sum(cnp) + sum(pfc_pause) DESC, sum(roce_ect) DESC, link, direction"
+        f" LIMIT {queries.SERIES_LINES}").rows
+    drawn_before = store.query("SELECT uniqExact(link, direction) FROM link_bins WHERE link != ''"
+                               " AND roce_ect + cnp + pfc_pause > 0").rows[0][0]
+    assert drawn_before > len(ranked) == queries.SERIES_LINES and ranked[0] == (CONGESTED_LINK, "down")
+    assert set(zip(everything["link"], everything["direction"], strict=True)) == set(ranked)
 
     short = (fabric.congestion[0] - timedelta(seconds=5), fabric.congestion[1] + timedelta(seconds=5))
     iterations = queries.run(store, queries.iterations(*short, "job-a", ""))

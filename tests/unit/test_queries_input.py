@@ -178,6 +178,7 @@ def test_traffic_source_by_span_age_and_what_the_store_has() -> None:
     assert big.table == "flows_1m"
     assert queries.traffic_source(T0, T0 + timedelta(seconds=5), now, everything, links=1024).table == "link_bins"
     assert queries.traffic_source(T0, T0 + timedelta(minutes=5), now, everything, links=1).table == "link_bins"
+    assert queries.traffic_source(T0, T0 + timedelta(days=30), now, everything, links=1024).table == "flows_1h"
 
 
 def test_traffic_mix_reads_a_rollup_unless_the_window_is_short_or_a_host_is_chosen() -> None:
