@@ -41,6 +41,7 @@ MARGIN = {"l": 40, "r": 20, "t": 40, "b": 30}
 LABELLED_LINKS = 12  # the worst links a big fabric's map names (those whose labels fit)
 LABEL_HEIGHT = 0.06  # a line of label text, in the map's y units
 STATUSES_DRAWN = tuple(reversed(STATUSES))  # healthy links first, so a problem is drawn over them
+MAX_CELL_TEXTS = 128  # a heatmap of more cells (a 64 × 16 fabric has 1,024) keeps its values to hover
 MAX_NAMED_SWITCHES = 12  # a row holding more leaves (or spines) names every n-th only, the rest on hover
 
 
@@ -249,7 +250,7 @@ def _link_hover(row: Any) -> str:
 
 def ecmp_heatmap(health: pd.DataFrame, metric: str, label: str, selected: str = "") -> go.Figure:
     """Leaves as rows, spines as columns: an uneven row is ECMP imbalance at a glance. The selected link's
-    cell is outlined."""
+    cell is outlined. Values print in the cells while they fit (MAX_CELL_TEXTS), else on hover."""
     cells = ecmp_cells(health, metric)
     leaves = list(dict.fromkeys(health["leaf"]))
     spines = list(dict.fromkeys(health["spine"]))
@@ -258,7 +259,8 @@ def ecmp_heatmap(health: pd.DataFrame, metric: str, label: str, selected: str = 
     full = float(np.nanmax(grid.to_numpy())) if grid.notna().to_numpy().any() else 0.0
     scale = "" if metric == "share" else f"<br>full scale<br>{f'{full:.0f}' if metric == 'pfc' else percent(full)}"
     figure = go.Figure(go.Heatmap(
-        z=grid.to_numpy(), x=spines, y=leaves, text=text.to_numpy(), texttemplate="%{text}",
+        z=grid.to_numpy(), x=spines, y=leaves, text=text.to_numpy(),
+        texttemplate="%{text}" if grid.size <= MAX_CELL_TEXTS else "",
         colorscale="RdBu_r" if metric == "share" else "YlOrRd",
         zmid=100.0 / len(spines) if metric == "share" else None,
         zmin=0.0 if metric != "share" else None,

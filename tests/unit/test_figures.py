@@ -286,3 +286,7 @@ def test_a_1024_link_fabric_map_names_its_worst_links_and_draws_one_trace_per_st
                for a in named for b in named if a != b)
     leaf_names = next(t for t in figure.data if t.name == "leaves").text
     assert sum(1 for name in leaf_names if name) <= figures.MAX_NAMED_SWITCHES
+    heatmap = figures.ecmp_heatmap(frame, "util", "utilisation").data[0]
+    assert heatmap.texttemplate == "" and heatmap.z.shape == (64, 16) and "%{text}" in heatmap.hovertemplate
+    small = health([("leaf1-spine1", "up", 0.1, {})])
+    assert figures.ecmp_heatmap(small, "util", "utilisation").data[0].texttemplate == "%{text}"
