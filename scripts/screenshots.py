@@ -50,7 +50,7 @@ def main() -> None:
                 time.sleep(SETTLE_S)
                 for view in VIEWS:
                     section = driver.find_element(By.ID, view)
-                    driver.execute_script("arguments[0].scrollIntoView(); window.scrollBy(0, -80);", section)
+                    driver.execute_script("arguments[0].scrollIntoView(); window.scrollBy(0, -140);", section)
                     time.sleep(0.5)
                     section.screenshot(str(OUT / f"{view}.png"))
             finally:

@@ -176,7 +176,7 @@ def test_map_failure_and_a_clicked_link_filtering_the_flows(
     ActionChains(browser).move_to_element(browser.find_element(By.TAG_NAME, "h2")).perform()
     for view in VIEWS:
         section = browser.find_element(By.ID, view)
-        browser.execute_script("arguments[0].scrollIntoView(); window.scrollBy(0, -80);", section)
+        browser.execute_script("arguments[0].scrollIntoView(); window.scrollBy(0, -140);", section)
         section.screenshot(str(ARTIFACTS / f"{view}.png"))
     browser.save_screenshot(str(ARTIFACTS / "page.png"))
 
@@ -294,7 +294,7 @@ def test_the_link_failure_sample_shows_its_failure_and_convergence(
     ActionChains(browser).move_to_element(browser.find_element(By.TAG_NAME, "h2")).perform()
     for view in ("fabric", "recovery"):
         section = browser.find_element(By.ID, view)
-        browser.execute_script("arguments[0].scrollIntoView(); window.scrollBy(0, -80);", section)
+        browser.execute_script("arguments[0].scrollIntoView(); window.scrollBy(0, -140);", section)
         section.screenshot(str(ARTIFACTS / f"link_failure_sample_{view}.png"))
     # From a two-hour history window around the capture, "zoom to data" fits the window to its 260 ms.
     browser.get(f"{url}/?live=0&from=2026-01-15T11:00:00Z&to=2026-01-15T13:00:00Z")
@@ -383,7 +383,7 @@ def test_the_failure_opens_its_packets_and_the_pcap_is_what_fabricscope_packets_
         assert sum(row["ecn"] == "CE" for row in packets) <= failure["ecn_ce"]
         assert all(("NAK" in row["mark"]) == ("NAK" in row["aeth"]) for row in packets)
         section = browser.find_element(By.ID, "packets")
-        browser.execute_script("arguments[0].scrollIntoView(); window.scrollBy(0, -80);", section)
+        browser.execute_script("arguments[0].scrollIntoView(); window.scrollBy(0, -140);", section)
         browser.execute_script(  # the table scrolls inside the section: bring the link-down row into the shot
             "const rows = Array.from(document.querySelectorAll('#packets-table tbody tr'))"
             ".filter(r => r.querySelector('td')); const table = rows[0].closest('.dash-spreadsheet-container');"
@@ -471,7 +471,7 @@ def test_a_congestion_incident_s_packets_show_their_ce_marks_highlighted(
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         for view in ("incident", "congestion"):
             section = browser.find_element(By.ID, view)
-            browser.execute_script("arguments[0].scrollIntoView(); window.scrollBy(0, -80);", section)
+            browser.execute_script("arguments[0].scrollIntoView(); window.scrollBy(0, -140);", section)
             section.screenshot(str(ARTIFACTS / f"allreduce_congestion_{view}.png"))
         assert _severe_logs(browser) == []
 
