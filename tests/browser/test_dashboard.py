@@ -27,11 +27,11 @@ from urllib.request import Request, urlopen
 
 import pandas as pd
 import pytest
+from chromium import headless_chromium
 from dashboard_fabric import BACKUP_LINK, FAILED_LINK, REMOTE_MS, Fabric, fill, topology
 from requirements import require
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -47,7 +47,6 @@ from simulator.scenario import FabricSpec
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 WAIT_S = 60
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -69,18 +68,8 @@ def dashboard(store: Store) -> Iterator[tuple[str, Fabric]]:
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
-    require(Path(CHROMIUM).exists() and shutil.which(CHROMEDRIVER),
-            "Debian chromium and chromium-driver are not installed (make test installs them)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1600,1200"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
+    with headless_chromium(tmp_path / "chromium") as driver:
+        yield driver
 
 
 def _graph_data(driver: webdriver.Chrome, graph_id: str) -> list[dict[str, Any]]:
