@@ -32,6 +32,8 @@ TABLE_STYLE: dict[str, Any] = {
                    "maxWidth": "420px", "whiteSpace": "normal"},
     "style_header": {"fontWeight": "bold", "background": "#f3f5f7"},
     "page_size": 25,
+    "export_format": "csv",  # an "Export" button on every table: all its rows (every page), as shown
+    "export_headers": "display",
 }
 
 RECOVERY_COLUMNS = ("ts", "link", "convergence_ms", "local_convergence_ms", "remote_convergence_ms",

@@ -16,7 +16,8 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 @contextmanager
 def headless_chromium(profile: Path) -> Iterator[webdriver.Chrome]:
-    """A 1600×1200 headless Chromium with its browser log kept, its profile in `profile`; quit on exit."""
+    """A 1600×1200 headless Chromium with its browser log kept, its profile in `profile` and its downloads in
+    `profile`/downloads; quit on exit."""
     require(Path(CHROMIUM).exists() and shutil.which(CHROMEDRIVER),
             "Debian chromium and chromium-driver are not installed (make test installs them)")
     options = webdriver.ChromeOptions()
@@ -26,6 +27,8 @@ def headless_chromium(profile: Path) -> Iterator[webdriver.Chrome]:
                      "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1600,1200"):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options.add_experimental_option("prefs", {"download.default_directory": str(profile / "downloads"),
+                                              "download.prompt_for_download": False})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
         yield driver

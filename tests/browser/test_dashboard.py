@@ -11,6 +11,7 @@ and against `fabricscope packets --event ID --out`.
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shutil
@@ -133,7 +134,7 @@ def _click_until(driver: webdriver.Chrome, link: str, expected: list[str] | None
 
 
 def test_map_failure_and_a_clicked_link_filtering_the_flows(
-    dashboard: tuple[str, Fabric], browser: webdriver.Chrome
+    dashboard: tuple[str, Fabric], browser: webdriver.Chrome, tmp_path: Path
 ) -> None:
     url, _ = dashboard
     browser.get(f"{url}/?range=5m")
@@ -158,6 +159,12 @@ def test_map_failure_and_a_clicked_link_filtering_the_flows(
     assert "leaf3-spine1" in browser.find_element(By.ID, "flow-query").get_attribute("textContent")
     counts = _column(browser, "flow-table", "packets")
     assert counts and all(count.isdigit() and int(count) > 0 for count in counts), counts
+    # Export: the table as CSV, every row and column as shown.
+    downloads = tmp_path / "chromium" / "downloads"
+    browser.find_element(By.CSS_SELECTOR, "#flow-table button.export").click()
+    WebDriverWait(browser, WAIT_S).until(lambda d: list(downloads.glob("*.csv")))
+    exported = list(csv.DictReader(next(downloads.glob("*.csv")).open(encoding="utf-8")))
+    assert [row["packets"] for row in exported] == counts and {row["link"] for row in exported} == {"leaf3-spine1"}
 
     _click_until(browser, "leaf3-spine1", None)
     wait.until(lambda d: len(set(_column(d, "flow-table", "link"))) > 1)
