@@ -42,6 +42,7 @@ from dashboards.state import (
     is_recent,
     padded_span,
     read_window,
+    state_link,
     to_query_string,
     window,
     window_payload,
@@ -175,10 +176,12 @@ def zoom_span(store: Store, topology: Topology, window_data: Any) -> tuple[datet
     return padded_span(span[0], span[1] + timedelta(microseconds=1))
 
 
-def _stored_now(store: Store, now: datetime) -> datetime:
+def _stored_now(store: Store, start: datetime, now: datetime) -> datetime:
     """The time a window's age is counted from when choosing a rollup: the store's newest record when that is
     older than now, since retention runs from arrival (a capture from January replayed today is still in the
-    raw bins)."""
+    raw bins). A window younger than every retention needs no lookup: that is every live refresh."""
+    if now - start <= queries.SHORTEST_RETENTION:
+        return now
     newest = queries.latest_time(queries.run(store, queries.latest()))
     return min(now, _aware(newest)) if newest else now
 
@@ -186,7 +189,7 @@ def _stored_now(store: Store, now: datetime) -> datetime:
 def _traffic_source(store: Store, start: datetime, end: datetime, now: datetime,
                     links: int) -> queries.TrafficSource:
     tables = set(queries.run(store, queries.existing_tables())["name"])
-    return queries.traffic_source(start, end, _stored_now(store, now), tables, links)
+    return queries.traffic_source(start, end, _stored_now(store, start, now), tables, links)
 
 
 def fabric_view(store: Store, topology: Topology, data: Any, now: datetime | None = None) -> list[Any]:
@@ -218,7 +221,7 @@ def fabric_view(store: Store, topology: Topology, data: Any, now: datetime | Non
 def worst_links(health: pd.DataFrame, state: ViewState) -> list[dict[str, Any]]:
     """Every link in triage order, each name a link to the page filtered to it: on a big fabric the map names
     only the worst, this table has them all."""
-    return [{"link": f"[{row.link}]({to_query_string(dataclasses.replace(state, link=row.link))})",
+    return [{"link": state_link(row.link, dataclasses.replace(state, link=row.link)),
              "status": row.status, "utilisation": percent(row.util * 100), "ce_ratio": percent(row.ce_ratio * 100),
              "cnp": int(row.cnp), "pfc_pause": int(row.pfc_pause), "errors": int(row.errors),
              "failures": int(row.failures), "congestion_events": int(row.congestion_events)}
@@ -299,7 +302,7 @@ def search_view(store: Store, topology: Topology, typed: Any, data: Any, now: da
     state, start, end = resolved
     try:
         tables = set(queries.run(store, queries.existing_tables())["name"])
-        source = queries.talkers_source(start, end, _stored_now(store, now or datetime.now(UTC)), tables)
+        source = queries.talkers_source(start, end, _stored_now(store, start, now or datetime.now(UTC)), tables)
         found = queries.run(store, queries.search(start, end, text, MAX_MATCHES, source))
     except StoreError as exc:
         return f"search failed: {exc}"
@@ -327,7 +330,7 @@ def flows_view(store: Store, topology: Topology, data: Any, now: datetime | None
     table_query = queries.flow_table(start, end, flow_filter)
     try:
         tables = set(queries.run(store, queries.existing_tables())["name"])
-        now = _stored_now(store, now or datetime.now(UTC))
+        now = _stored_now(store, start, now or datetime.now(UTC))
         talkers_source = queries.talkers_source(start, end, now, tables)
         mix_source = queries.mix_source(start, end, now, tables)
         talkers = queries.run(store, queries.top_talkers(start, end, flow_filter, talkers_source))
@@ -377,7 +380,7 @@ def incident_view(store: Store, topology: Topology, search: str | None, live_def
 
 def _packets_link(state: ViewState, packet_request: PacketRequest) -> str:
     """A markdown link to this page with the packets view open on `packet_request`."""
-    return f"[packets]({to_query_string(dataclasses.replace(state, packets=packet_request.token()))})"
+    return state_link("packets", dataclasses.replace(state, packets=packet_request.token()))
 
 
 def _flow_request(row: dict[str, Any]) -> PacketRequest:

@@ -6,9 +6,9 @@ Times arrive as naive UTC datetimes (what the store returns) and are shown as UT
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,8 @@ from plotly.subplots import make_subplots
 
 from dashboards.health import BIG_FABRIC_LINKS, STATUSES, ecmp_cells, worst_first
 from pipeline.units import counted, percent
+
+P = TypeVar("P")
 
 STATUS_COLOURS: dict[str, str] = {
     "down": "#1f1f1f",
@@ -143,15 +145,22 @@ def fabric_map(health: pd.DataFrame, leaves: pd.DataFrame, hosts: pd.DataFrame, 
 def _uncrowded(ordered: pd.DataFrame, width: float) -> set[str]:
     """Up to LABELLED_LINKS links from `ordered` (worst first, with their label's x, y) whose labels do not print
     over an earlier one's: a label takes about a seventh of the map's width and a line of text."""
-    taken: list[tuple[float, float]] = []
-    named: set[str] = set()
-    for row in ordered.itertuples(index=False):
-        if len(named) == LABELLED_LINKS:
+    points = list(zip(ordered["x"], ordered["y"], strict=True))
+    kept = first_apart(points, lambda a, b: abs(a[0] - b[0]) > width / 7 or abs(a[1] - b[1]) > LABEL_HEIGHT,
+                       LABELLED_LINKS)
+    return {ordered["link"].iloc[at] for at in kept}
+
+
+def first_apart(points: Sequence[P], apart: Callable[[P, P], bool], limit: int | None = None) -> list[int]:
+    """The indexes of `points` (most important first) each `apart` from every one kept before it, up to
+    `limit`: the labels a chart can print without one over another."""
+    kept: list[int] = []
+    for at, point in enumerate(points):
+        if limit is not None and len(kept) == limit:
             break
-        if all(abs(row.x - x) > width / 7 or abs(row.y - y) > LABEL_HEIGHT for x, y in taken):
-            taken.append((row.x, row.y))
-            named.add(row.link)
-    return named
+        if all(apart(point, points[other]) for other in kept):
+            kept.append(at)
+    return kept
 
 
 def _every_nth(names: list[str]) -> list[str]:
@@ -366,13 +375,10 @@ def spaced_labels(times: pd.Series, priority: pd.Series, gap: timedelta) -> list
     """Which points get a text label: the highest `priority` first, then each point at least `gap` from every
     labelled one, so a burst of failures shows its slowest by name and the rest on hover."""
     order = sorted(range(len(times)), key=lambda at: -priority.iloc[at] if pd.notna(priority.iloc[at]) else 0.0)
-    chosen: list[pd.Timestamp] = []
+    kept = first_apart([times.iloc[at] for at in order], lambda a, b: abs(a - b) >= gap)
     labelled = [False] * len(times)
-    for at in order:
-        when = times.iloc[at]
-        if all(abs(when - other) >= gap for other in chosen):
-            chosen.append(when)
-            labelled[at] = True
+    for at in kept:
+        labelled[order[at]] = True
     return labelled
 
 

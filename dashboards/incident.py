@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 from dash import html
 
-from dashboards.state import MAX_SPAN, ViewState, event_token, to_query_string
+from dashboards.state import MAX_SPAN, ViewState, event_token, state_link
 from pipeline.units import counted, percent, shown_time, si_bytes
 
 MIN_CONTEXT = timedelta(seconds=2)  # shown on each side of an incident, at least
@@ -43,8 +43,7 @@ def incident_state(state: ViewState, event: Mapping[str, Any]) -> ViewState:
 
 def incident_link(text: str, state: ViewState, event: Mapping[str, Any]) -> str:
     """A markdown link (for a table cell) to the page showing `event` as `incident_state` does."""
-    label = text.replace("[", "(").replace("]", ")")
-    return f"[{label}]({to_query_string(incident_state(state, event))})"
+    return state_link(text, incident_state(state, event))
 
 
 def details_of(text: Any) -> dict[str, Any]:

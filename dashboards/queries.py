@@ -177,6 +177,8 @@ TALKER_ROLLUPS: tuple[TalkerRollup, ...] = (
     TalkerRollup("flows_talkers_1m", timedelta(minutes=1), timedelta(hours=6), timedelta(days=14)),
     TalkerRollup("flows_talkers_1h", timedelta(hours=1), timedelta(days=3650), timedelta(days=90)),
 )
+SHORTEST_RETENTION = min([source.retention for source in TRAFFIC_SOURCES]
+                         + [rollup.retention for rollup in TALKER_ROLLUPS])
 
 TABLES_SQL = """
 SELECT name FROM system.tables WHERE database = currentDatabase() AND name IN {names:Array(String)}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from dashboards.state import ViewState, to_query_string
+from dashboards.state import ViewState, state_link
 from pipeline.topology import Topology
 from pipeline.units import si_bytes
 
@@ -22,7 +22,6 @@ MAX_TEXT = 64
 MAX_MATCHES = 8  # hosts and jobs, each
 MAX_LINK_MATCHES = 32  # every uplink of a leaf on the widest fabric (32 spines)
 KINDS = ("link", "host", "job")  # each the ViewState field a match of that kind sets
-_MARKUP: dict[str, str | int | None] = {"[": "(", "]": ")", "*": " ", "_": "\\_", "`": "'"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +84,4 @@ def _result_link(match: Match, state: ViewState) -> str:
         filtered = dataclasses.replace(state, host=match.value)
     else:
         filtered = dataclasses.replace(state, job=match.value)
-    target = to_query_string(filtered)
-    return f"[{_label(match.value)}]({target})" + (f" ({_label(match.note)})" if match.note else "")
-
-
-def _label(text: str) -> str:
-    """Text safe inside a markdown link: no brackets, no markup characters."""
-    return text.translate(str.maketrans(_MARKUP))
+    return state_link(match.value, filtered) + (f" ({match.note})" if match.note else "")

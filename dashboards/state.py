@@ -230,6 +230,15 @@ def is_recent(latest: datetime | None, now: datetime, range_name: str) -> bool:
     return latest is not None and _as_utc(latest) >= _as_utc(now) - RANGES[range_name]
 
 
+_MARKUP: dict[str, str | int | None] = {"[": "(", "]": ")", "*": " ", "_": "\\_", "`": "'"}
+
+
+def state_link(text: str, state: ViewState) -> str:
+    """A markdown link (a table cell, a search result) to this page showing `state`; `text` made safe inside
+    the link (no brackets, no markup)."""
+    return f"[{text.translate(str.maketrans(_MARKUP))}]({to_query_string(state)})"
+
+
 def empty_note(rows: Sequence[object], what: str, **filters: object) -> str:
     """What an empty table means, with the filters that emptied it ("No flows in this window with link
     leaf1-spine1, port 4791."); '' when there are rows."""
