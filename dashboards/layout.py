@@ -124,8 +124,8 @@ def controls(topology: Topology) -> html.Div:
         html.Button("zoom to data", id="zoom-data", n_clicks=0,
                     title="fit the window to the records in it (or to the newest data when it holds none)"),
         html.Span(id="window-text", style={"color": "#555", "fontSize": "13px"}),
-        dcc.Input(id="search", type="search", placeholder="search link, switch, host IP or job", debounce=True,
-                  style={"width": "260px"}),
+        dcc.Input(id="search", type="search", placeholder="search link, switch, IP or job", debounce=True,
+                  style={"width": "280px"}),
         dcc.Markdown(id="search-results", link_target="_self", style={"flexBasis": "100%", "fontSize": "13px"}),
     ], style={**ROW, **SECTION, "position": "sticky", "top": "0", "zIndex": 10})
 
