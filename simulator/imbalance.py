@@ -11,9 +11,11 @@ over theirs. A window is judged when at least two uplinks are in use and their b
 `min_bytes`; it is imbalanced when max |share − 1/n| over the n uplinks in use exceeds `threshold`.
 Windows holding a link failure count like any other: the failed uplink's share falls with the time it
 was down, so the failure may show as imbalance next to its fast_recovery and link_down events; an uplink
-down for the whole window carried nothing and is left out of n. Consecutive imbalanced windows of a
-leaf are one event: ts = first window's start, ts_end = last window's end, `shares` over the bytes
-summed across its windows, `peak_deviation` and `peak_shares` from its most uneven window.
+down for the whole window carried nothing and is left out of n. The imbalanced windows of a leaf are one
+event until `clear_windows` judged, balanced windows in a row or `idle_windows` windows in a row that are
+not judged (quiet, or one uplink in use) end it: ts = first imbalanced window's start, ts_end = last
+imbalanced window's end, `windows` = imbalanced windows, `shares` over the bytes summed across them,
+`peak_deviation` and `peak_shares` from the most uneven.
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ class ImbalanceRule(Protocol):
     @property
     def min_bytes(self) -> int: ...
 
+    @property
+    def clear_windows(self) -> int: ...
+
+    @property
+    def idle_windows(self) -> int: ...
+
 
 @dataclass
 class _Run:
@@ -44,6 +52,7 @@ class _Run:
     peak: float
     peak_shares: dict[str, float]
     bytes: dict[str, int] = field(default_factory=dict)
+    windows: int = 0
 
 
 def _shares(sizes: dict[str, int]) -> dict[str, float]:
@@ -74,22 +83,27 @@ def imbalance_events(ts_ns: np.ndarray, wire: np.ndarray, uplink: np.ndarray, li
     for leaf in sorted({leaf for _, leaf in links}):
         uplinks = [link for link, owner in links if owner == leaf]
         runs: list[_Run] = []
-        for window in sorted(per_window):
-            sizes = {link: per_window[window].get(link, 0) for link in uplinks}
+        open_run: _Run | None = None
+        balanced = 0
+        seen = 0
+        for window in range(min(per_window, default=0), max(per_window, default=-1) + 1):
+            sizes = {link: per_window.get(window, {}).get(link, 0) for link in uplinks}
             shares = _shares(sizes)
-            if len(shares) < 2 or sum(sizes.values()) < rule.min_bytes:
-                continue
-            deviation = _deviation(shares)
-            if deviation <= rule.threshold:
-                continue
-            if not runs or runs[-1].last != window - 1:
-                runs.append(_Run(window, window, 0.0, {}))
-            run = runs[-1]
-            run.last = window
-            if deviation > run.peak:
-                run.peak, run.peak_shares = deviation, shares
-            for link, size in sizes.items():
-                run.bytes[link] = run.bytes.get(link, 0) + size
+            judged = len(shares) >= 2 and sum(sizes.values()) >= rule.min_bytes
+            if judged and _deviation(shares) > rule.threshold:
+                if open_run is None:
+                    open_run = _Run(window, window, 0.0, {})
+                    runs.append(open_run)
+                open_run.last, open_run.windows, balanced, seen = window, open_run.windows + 1, 0, window
+                if _deviation(shares) > open_run.peak:
+                    open_run.peak, open_run.peak_shares = _deviation(shares), shares
+                for link, size in sizes.items():
+                    open_run.bytes[link] = open_run.bytes.get(link, 0) + size
+            elif open_run is not None:
+                balanced += judged
+                seen = window if judged else seen
+                if balanced >= rule.clear_windows or window - seen >= rule.idle_windows:
+                    open_run = None
         events += [_event(leaf, run, window_us, injected.get(leaf)) for run in runs]
     return events
 
@@ -100,7 +114,7 @@ def _event(leaf: str, run: _Run, window_us: int, fault: tuple[str, float] | None
         "shares": {link: round(share, 4) for link, share in _shares(run.bytes).items()},
         "peak_deviation": round(run.peak, 4),
         "peak_shares": {link: round(share, 4) for link, share in run.peak_shares.items()},
-        "windows": run.last - run.first + 1, "bytes": dict(sorted(run.bytes.items())),
+        "windows": run.windows, "bytes": dict(sorted(run.bytes.items())),
         "injected": fault is not None,
         "configured_spine": fault[0] if fault else None, "configured_share": fault[1] if fault else None,
     }

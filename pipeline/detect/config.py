@@ -11,6 +11,8 @@ the config file (`--config FILE`). Bad values are rejected naming the file, line
 | ecmp | threshold | 0.15 | `ecmp_imbalance` when max \\|share − 1/n\\| exceeds this |
 | ecmp | min_bytes | 1000000 | a leaf's up bytes in a window below this are not judged |
 | ecmp | lateness_ms | 1000 | how late a bin may arrive behind later bins of other links |
+| ecmp | clear_windows | 3 | an imbalance ends after this many judged, even windows in a row |
+| ecmp | idle_windows | 10 | ...or after this many windows in a row too quiet to judge |
 | congestion | ce_ratio | 0.05 | a 10 ms bin is congested when CE over ECN-capable RoCE packets reaches this … |
 | congestion | min_ect | 10 | … counted only in bins with at least this many ECN-capable RoCE packets |
 | congestion | cnp_per_bin | 0 | … or (0: off) holds this many CNPs, which travel away from the congestion |

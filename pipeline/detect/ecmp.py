@@ -4,7 +4,12 @@ The definition is pipeline/detect/README.md's (the generator's truth, simulator/
 applies it to the packets it writes). Each epoch-aligned window gives every uplink of a leaf its share
 of the leaf's `up` bytes. An uplink that carried nothing in the window is left out (a link dead all
 window is link_down's and fast_recovery's news, not ECMP's), so n counts the uplinks in use; one that
-failed within the window keeps its smaller share. Consecutive imbalanced windows of a leaf form one event.
+failed within the window keeps its smaller share.
+
+One sustained imbalance is one incident: windows that are not judged (too few bytes, one uplink in use)
+neither extend nor end it, and a balanced window or two between uneven ones do not split it; it ends after
+`clear_windows` balanced windows in a row or `idle_windows` unjudged ones. A deviation hovering at the
+threshold (the demo's leaf4 at 32-35% over a 3 s job period) was one event per crossing before.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ class EcmpConfig:
     threshold: float = 0.15
     min_bytes: int = 1_000_000
     lateness_ms: float = 1000.0
+    clear_windows: int = 3
+    idle_windows: int = 10
 
 
 @dataclass
@@ -36,6 +43,9 @@ class _Episode:
     peak_shares: dict[str, float]
     bytes: dict[str, int] = field(default_factory=dict)
     windows: int = 0
+    last_seen: int = 0  # the last window judged or found quiet for this leaf
+    balanced: int = 0  # balanced windows in a row since the last uneven one
+    idle: int = 0  # unjudged windows in a row since the last judged one
 
 
 def window_shares(uplink_bytes: dict[str, int]) -> dict[str, float]:
@@ -97,37 +107,64 @@ class EcmpDetector:
         return events
 
     def _close_windows(self, last: int) -> list[Event]:
-        """Judge windows up to index `last`, oldest first; an episode ends at its first balanced window."""
+        """Judge windows up to index `last`, oldest first, opening, extending and ending each leaf's episode."""
         events: list[Event] = []
         self._judged_through = max(self._judged_through, last)
         for window in sorted(w for w in self._pending if w <= last):
             per_link = self._pending.pop(window)
             for leaf, uplinks in self._uplinks.items():
-                episode = self._episodes.get(leaf)
-                if episode is not None and episode.last_window < window - 1:
-                    events.append(self._event(leaf, self._episodes.pop(leaf)))
-                    episode = None
+                events += self._skip_quiet(leaf, window - 1)
                 uplink_bytes = {link: per_link.get(link, 0) for link in uplinks}
                 shares = window_shares(uplink_bytes)
                 worst = deviation(shares)
-                imbalanced = (len(shares) >= 2 and sum(uplink_bytes.values()) >= self.config.min_bytes
-                              and worst > self.config.threshold)
-                if not imbalanced:
-                    if episode is not None:
-                        events.append(self._event(leaf, self._episodes.pop(leaf)))
-                    continue
-                if episode is None:
-                    episode = self._episodes[leaf] = _Episode(window, window, worst, shares)
-                episode.last_window, episode.windows = window, episode.windows + 1
-                if worst > episode.peak:
-                    episode.peak, episode.peak_shares = worst, shares
-                for link, size in uplink_bytes.items():
-                    episode.bytes[link] = episode.bytes.get(link, 0) + size
-        for leaf in [leaf for leaf, episode in self._episodes.items() if episode.last_window < last]:
-            events.append(self._event(leaf, self._episodes.pop(leaf)))
+                judged = len(shares) >= 2 and sum(uplink_bytes.values()) >= self.config.min_bytes
+                if judged and worst > self.config.threshold:
+                    events += self._uneven(leaf, window, worst, shares, uplink_bytes)
+                else:
+                    events += self._even_or_quiet(leaf, window, judged)
+        for leaf in list(self._episodes):
+            events += self._skip_quiet(leaf, last)
         return events
 
-    def _event(self, leaf: str, episode: _Episode) -> Event:
+    def _uneven(self, leaf: str, window: int, worst: float, shares: dict[str, float],
+                uplink_bytes: dict[str, int]) -> list[Event]:
+        episode = self._episodes.get(leaf)
+        opened = episode is None
+        if episode is None:
+            episode = self._episodes[leaf] = _Episode(window, window, worst, shares)
+        episode.last_window = episode.last_seen = window
+        episode.windows, episode.balanced, episode.idle = episode.windows + 1, 0, 0
+        if worst > episode.peak:
+            episode.peak, episode.peak_shares = worst, shares
+        for link, size in uplink_bytes.items():
+            episode.bytes[link] = episode.bytes.get(link, 0) + size
+        return [self._event(leaf, episode, state="open")] if opened else []
+
+    def _even_or_quiet(self, leaf: str, window: int, judged: bool) -> list[Event]:
+        episode = self._episodes.get(leaf)
+        if episode is None:
+            return []
+        episode.last_seen = window
+        if judged:
+            episode.balanced, episode.idle = episode.balanced + 1, 0
+        else:
+            episode.idle += 1
+        if episode.balanced >= self.config.clear_windows or episode.idle >= self.config.idle_windows:
+            return [self._event(leaf, self._episodes.pop(leaf))]
+        return []
+
+    def _skip_quiet(self, leaf: str, through: int) -> list[Event]:
+        """Windows with no bins of any uplink, up to `through`, are unjudged windows of the leaf's episode."""
+        episode = self._episodes.get(leaf)
+        if episode is None or through <= episode.last_seen:
+            return []
+        episode.idle += through - episode.last_seen
+        episode.last_seen = through
+        if episode.idle >= self.config.idle_windows:
+            return [self._event(leaf, self._episodes.pop(leaf))]
+        return []
+
+    def _event(self, leaf: str, episode: _Episode, state: str = "closed") -> Event:
         window_us = ms_to_us(self.config.window_ms)
         shares = window_shares(episode.bytes)
         summary = ", ".join(f"{link} {share:.0%}" for link, share in shares.items())
@@ -137,4 +174,6 @@ class EcmpDetector:
             summary=f"{leaf} uplinks unevenly loaded: {summary}",
             details={"shares": shares, "peak_shares": episode.peak_shares, "expected_share": 1 / len(shares),
                      "peak_deviation": episode.peak, "windows": episode.windows, "bytes": dict(episode.bytes)},
+            state=state, identity=(leaf, episode.first_window),
+            updated=(max(episode.last_seen, episode.last_window) + 1) * window_us,
         )

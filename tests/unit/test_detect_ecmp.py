@@ -1,4 +1,5 @@
-"""ECMP imbalance on hand-built link bins: shares, merging of windows, thresholds."""
+"""ECMP imbalance on hand-built link bins: shares, one incident across quiet and briefly even windows,
+thresholds."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.detect.ecmp import EcmpConfig, EcmpDetector
+from pipeline.detect.events import Event
 from pipeline.records import empty_columns
 from pipeline.topology import load_topology
 
@@ -29,13 +31,21 @@ def up_bins(per_window: dict[int, tuple[int, int]], leaf: str = "leaf1") -> dict
     return columns
 
 
+EVEN = (5_000_000, 5_000_000)
+
+
+def closed(events: list[Event]) -> list[Event]:
+    return [event for event in events if event["state"] == "closed"]
+
+
 def test_consecutive_imbalanced_windows_are_one_event_with_the_shares() -> None:
     detector = EcmpDetector(TOPOLOGY)
     windows = {0: (7_000_000, 3_000_000), 1: (8_000_000, 2_000_000), 2: (7_000_000, 3_000_000),
-               3: (5_000_000, 5_000_000), 4: (5_000_000, 5_000_000), 5: (5_000_000, 5_000_000)}
-    events = detector.update(up_bins(windows))
-    assert len(events) == 1
-    event = events[0]
+               3: EVEN, 4: EVEN, 5: EVEN, 6: EVEN, 7: EVEN}
+    rows = detector.update(up_bins(windows))
+    assert [row["state"] for row in rows] == ["open", "closed"]
+    assert rows[0]["event_id"] == rows[1]["event_id"] and rows[0]["ts"] == rows[1]["ts"]
+    event = rows[1]
     assert (event["kind"], event["device"], event["direction"]) == ("ecmp_imbalance", "leaf1", "up")
     assert event["ts"] == np.datetime64(T0, "us") and event["ts_end"] == np.datetime64(T0 + 3 * S, "us")
     assert event["value"] == pytest.approx(0.3)
@@ -48,11 +58,10 @@ def test_consecutive_imbalanced_windows_are_one_event_with_the_shares() -> None:
 
 def test_windows_arriving_in_pieces_and_late_across_links_are_judged_whole() -> None:
     detector = EcmpDetector(TOPOLOGY)
-    assert detector.update(up_bins({0: (8_000_000, 0), 1: (5_000_000, 5_000_000)})) == []
+    assert detector.update(up_bins({0: (8_000_000, 0), 1: EVEN})) == []
     assert detector.update(up_bins({0: (0, 2_000_000)})) == []
-    assert detector.update(up_bins({2: (5_000_000, 5_000_000)})) == []  # window 1 not yet past the lateness
-    events = detector.update(up_bins({3: (5_000_000, 5_000_000)}))
-    assert len(events) == 1 and events[0]["value"] == pytest.approx(0.3)
+    events = detector.update(up_bins({2: EVEN}))  # window 0 judged, window 1 not yet past the lateness
+    assert [e["state"] for e in events] == ["open"] and events[0]["value"] == pytest.approx(0.3)
 
 
 def test_imbalance_below_threshold_low_traffic_or_one_live_uplink_raise_nothing() -> None:
@@ -60,7 +69,7 @@ def test_imbalance_below_threshold_low_traffic_or_one_live_uplink_raise_nothing(
     assert detector.update(up_bins({0: (6_000_000, 4_000_000), 1: (6_400_000, 3_600_000)})) == []
     assert detector.update(up_bins({0: (450_000, 50_000)}, leaf="leaf2")) == []
     assert detector.update(up_bins({0: (9_000_000, 0), 1: (9_000_000, 0)}, leaf="leaf3")) == []
-    assert detector.update(up_bins({5: (5_000_000, 5_000_000)})) == []
+    assert detector.update(up_bins({5: EVEN})) == []
     assert detector.flush() == []
 
 
@@ -68,13 +77,35 @@ def test_imbalance_open_at_the_end_is_flushed() -> None:
     detector = EcmpDetector(TOPOLOGY)
     assert detector.update(up_bins({0: (9_000_000, 1_000_000)})) == []
     events = detector.flush()
-    assert len(events) == 1 and events[0]["value"] == pytest.approx(0.4)
+    assert [e["state"] for e in events] == ["open", "closed"] and events[1]["value"] == pytest.approx(0.4)
 
 
 def test_an_uplink_failing_within_a_window_keeps_its_share_and_is_left_out_once_silent_all_window() -> None:
     detector = EcmpDetector(TOPOLOGY)
     windows = {0: (8_000_000, 2_000_000), 1: (10_000_000, 0), 2: (5_000_000, 4_000_000)}  # spine2 fails in window 0
-    events = detector.update(up_bins(windows)) + detector.flush()
+    events = closed(detector.update(up_bins(windows)) + detector.flush())
     assert [(e["ts"], e["ts_end"]) for e in events] == [(np.datetime64(T0, "us"), np.datetime64(T0 + S, "us"))]
     assert json.loads(str(events[0]["details"]))["shares"] == pytest.approx({"leaf1-spine1": 0.8, "leaf1-spine2": 0.2})
 
+
+
+def test_an_imbalance_hovering_at_the_threshold_is_one_incident_until_it_stays_even() -> None:
+    """The demo's leaf4: 35-36% most windows, 32% every third; before, each crossing was an event."""
+    near, over = (3_600_000, 6_400_000), (3_200_000, 6_800_000)
+    windows = {0: over, 1: near, 2: near, 3: over, 4: near, 5: near, 6: over, 7: near, 8: near, 9: near, 10: EVEN}
+    detector = EcmpDetector(TOPOLOGY)
+    events = detector.update(up_bins(windows)) + detector.flush()
+    assert [e["state"] for e in events] == ["open", "closed"]
+    assert (events[1]["ts"], events[1]["ts_end"]) == (np.datetime64(T0, "us"), np.datetime64(T0 + 7 * S, "us"))
+    assert json.loads(str(events[1]["details"]))["windows"] == 3
+
+
+def test_quiet_windows_neither_extend_nor_end_an_imbalance_but_a_long_silence_does() -> None:
+    uneven = (8_000_000, 2_000_000)
+    detector = EcmpDetector(TOPOLOGY, EcmpConfig(idle_windows=5))
+    gaps = {0: uneven, 1: (100_000, 0), 4: uneven, 5: (9_000_000, 0), 6: uneven, 12: uneven, 13: EVEN}
+    events = closed(detector.update(up_bins(gaps)) + detector.flush())
+    spans = [(e["ts"], e["ts_end"]) for e in events]
+    assert spans == [(np.datetime64(T0, "us"), np.datetime64(T0 + 7 * S, "us")),
+                     (np.datetime64(T0 + 12 * S, "us"), np.datetime64(T0 + 13 * S, "us"))]
+    assert events[0]["event_id"] != events[1]["event_id"]

@@ -30,7 +30,7 @@ def detected(pcap: Path, topology: Path) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     for records in Collector(load_topology(topology)).run(replay_batches([pcap], progress=False)):
         events += detector.update(records.link_bins)
-    return events + detector.flush()
+    return [event for event in events + detector.flush() if event["state"] == "closed"]
 
 
 def expected(truth: Path) -> list[dict[str, Any]]:
