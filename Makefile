@@ -22,7 +22,7 @@ demo: $(BIN)/.installed system-deps
 test: $(BIN)/.installed system-deps
 	$(BIN)/ruff check collectors pipeline dashboards simulator fabricscope tests bench scripts
 	$(BIN)/mypy
-	$(BIN)/python -m pytest --durations=20
+	$(BIN)/python -m pytest -n auto --maxprocesses=4 --durations=20
 
 bench: $(BIN)/.installed system-deps
 	$(BIN)/python bench/collector.py
