@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
 import queue
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -41,6 +42,11 @@ POLL_S = 1.0  # how often a wait for a worker checks that it is still alive
 BatchSource = Callable[[int, list[tuple[str, CaptureStats]]], Iterable[PacketBatch]]
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, not every core of the machine)."""
+    return len(os.sched_getaffinity(0))
+
+
 class WorkerCollector:
     """Collector.run over `workers` processes; `stats` and `reads` (worker 0's, who reads what all read) are
     complete once `run` has returned."""
@@ -56,28 +62,39 @@ class WorkerCollector:
         self._batches = batches
         self._labeller = Collector(topology, dataclasses.replace(config, second_opinion=None))
         self._bins = LinkBins(topology, LinkBinsConfig(exporter=config.exporter, sampling_rate=config.sampling_rate))
+        self._processes: list[ForkProcess] = []
+        self._queues: list[Queue[Any]] = []
 
-    def run(self) -> Iterator[Records]:
-        """The records of every step, as Collector.run yields them (non-empty steps only)."""
+    def start(self) -> WorkerCollector:
+        """Fork the workers, which start reading at once: before this process starts threads (a broker
+        client, the embedded store), so that no child inherits a lock another thread held."""
         context = multiprocessing.get_context("fork")
-        queues: list[Queue[Any]] = [context.Queue(QUEUED_STEPS) for _ in range(self.workers)]
-        processes = [
+        self._queues = [context.Queue(QUEUED_STEPS) for _ in range(self.workers)]
+        self._processes = [
             context.Process(target=_work, name=f"fabricscope-collector-{index}", daemon=True,
                             args=(Shard(index, self.workers), self._topology, self._worker_config(), self._batches,
-                                  queues[index]))
+                                  self._queues[index]))
             for index in range(self.workers)
         ]
-        for process in processes:
+        for process in self._processes:
             process.start()
+        return self
+
+    def stop(self) -> None:
+        """End the workers still running (input not read to its end: an error downstream, an interrupt)."""
+        for process in self._processes:
+            if process.is_alive():
+                process.terminate()
+            process.join()
+
+    def run(self) -> Iterator[Records]:
+        """The records of every step, as Collector.run yields them (non-empty steps only); `start` first."""
+        if not self._processes:
+            raise RuntimeError("WorkerCollector.run before start")
         try:
-            yield from self._merge(processes, queues)
-            for process in processes:
-                process.join()
+            yield from self._merge(self._processes, self._queues)
         finally:
-            for process in processes:
-                if process.is_alive():
-                    process.terminate()
-                    process.join()
+            self.stop()
 
     def _worker_config(self) -> CollectorConfig:
         """Each worker samples its share of Wireshark's second opinion: the rate divided among them."""
@@ -102,8 +119,10 @@ class WorkerCollector:
                 yield from self._flush([step for step in steps if step is not None], processes, queues)
         for process, worker_queue in zip(processes, queues, strict=True):
             stats, reads = _receive_done(process, worker_queue)
+            process.join()
             self._add_stats(stats)
-            self.reads = self.reads or reads
+            if not self.reads:
+                self.reads.extend(reads)
         self.stats.flow_rows = self._labeller.stats.flow_rows
         self.stats.link_bin_rows = self._labeller.stats.link_bin_rows
         self.stats.iteration_rows = self._labeller.stats.iteration_rows
