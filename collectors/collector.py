@@ -159,19 +159,24 @@ class Collector:
         self._now_ns = np.iinfo(np.int64).min  # packet time: the newest packet so far
 
     @property
+    def bins_watermark_us(self) -> int:
+        """Packet time (µs) up to which the link bins have closed what they can (a worker's progress)."""
+        return self._bins.watermark_us
+
+    @property
     def active_flows(self) -> int:
         """Flows the flow table holds now."""
         return len(self._flows)
 
     def process(self, batch: PacketBatch) -> Records:
         """Decode and classify one capture batch; return the records it completed."""
-        return self.label(self._packets(batch))
+        return self.label(self.packet_step(batch))
 
     def advance(self, now_ns: int) -> Records:
         """Live sources call this when no packet came for a while: packet time moves on to `now_ns` (the same
         clock as the packets' timestamps), so rows and bins that time ends are exported without waiting for
         the next packet."""
-        return self.label(self._advance(now_ns))
+        return self.label(self.advance_step(now_ns))
 
     def finish(self, *, last: bool = True) -> Records:
         """Export every open flow row and bin, labelled, and every iteration (end of input, or of an epoch when
@@ -180,7 +185,7 @@ class Collector:
 
     def finishing(self, *, last: bool = True) -> Iterator[Records]:
         """`finish` in steps of at most about FINISH_ROWS flow rows (a full flow table holds many more)."""
-        for step in self._finishing(last):
+        for step in self.finishing_steps(last):
             records = self.label(step)
             if len(records) or step.final:
                 yield records
@@ -223,16 +228,16 @@ class Collector:
             for part in _time_segments(batch, jump_ns):
                 first_ns = int(part.ts_ns[0])
                 if last_ns is not None and first_ns - last_ns > jump_ns:
-                    yield self._advance(last_ns + jump_ns)
+                    yield self.advance_step(last_ns + jump_ns)
                 elif last_ns is not None and last_ns - first_ns > jump_ns:
-                    yield from self._finishing(last=False)
+                    yield from self.finishing_steps(last=False)
                     self._start_epoch()
-                yield self._packets(part)
+                yield self.packet_step(part)
                 last_ns = int(part.ts_ns[-1])
-        yield from self._finishing(last=True)
+        yield from self.finishing_steps(last=True)
 
-    def _packets(self, batch: PacketBatch) -> PacketStep:
-        """Decode, DPI, flow table and link bins over one batch (this shard's packets of it)."""
+    def packet_step(self, batch: PacketBatch) -> PacketStep:
+        """`process` before DFI: decode, DPI, flow table and link bins over one batch (this shard's packets of it)."""
         decoded = self._decoder.decode(batch)
         if self.recorder is not None:
             self.recorder.write(batch, decoded)
@@ -259,10 +264,12 @@ class Collector:
         link_bins = self._bins.advance(now_ns // 1000 if binned and now_ns is not None else self._bins.watermark_us)
         return PacketStep(flows, link_bins, now_ns)
 
-    def _advance(self, now_ns: int) -> PacketStep:
+    def advance_step(self, now_ns: int) -> PacketStep:
+        """`advance` before DFI."""
         return PacketStep(self._flows.advance(now_ns), self._bins.advance(now_ns // 1000), now_ns)
 
-    def _finishing(self, last: bool) -> Iterator[PacketStep]:
+    def finishing_steps(self, last: bool) -> Iterator[PacketStep]:
+        """`finishing` before DFI: drain steps while the table is large, then the final step."""
         self._last_opinions(last)
         while self.active_flows > FINISH_ROWS:
             yield PacketStep(self._flows.drain(FINISH_ROWS), self._bins.advance(self._now_ns // 1000), self._now_ns,

@@ -47,6 +47,16 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def shared_config(config: CollectorConfig, workers: int) -> CollectorConfig:
+    """Each of `workers` samples its share of Wireshark's second opinion: the rate divided among them."""
+    opinion = config.second_opinion
+    if opinion is None:
+        return config
+    share = dataclasses.replace(opinion, flows_per_s=opinion.flows_per_s / workers,
+                                burst=max(1, -(-opinion.burst // workers)))
+    return dataclasses.replace(config, second_opinion=share)
+
+
 class WorkerCollector:
     """Collector.run over `workers` processes; `stats` and `reads` (worker 0's, who reads what all read) are
     complete once `run` has returned."""
@@ -70,9 +80,10 @@ class WorkerCollector:
         client, the embedded store), so that no child inherits a lock another thread held."""
         context = multiprocessing.get_context("fork")
         self._queues = [context.Queue(QUEUED_STEPS) for _ in range(self.workers)]
+        config = shared_config(self.config, self.workers)
         self._processes = [
             context.Process(target=_work, name=f"fabricscope-collector-{index}", daemon=True,
-                            args=(Shard(index, self.workers), self._topology, self._worker_config(), self._batches,
+                            args=(Shard(index, self.workers), self._topology, config, self._batches,
                                   self._queues[index]))
             for index in range(self.workers)
         ]
@@ -95,15 +106,6 @@ class WorkerCollector:
             yield from self._merge(self._processes, self._queues)
         finally:
             self.stop()
-
-    def _worker_config(self) -> CollectorConfig:
-        """Each worker samples its share of Wireshark's second opinion: the rate divided among them."""
-        opinion = self.config.second_opinion
-        if opinion is None:
-            return self.config
-        share = dataclasses.replace(opinion, flows_per_s=opinion.flows_per_s / self.workers,
-                                    burst=max(1, -(-opinion.burst // self.workers)))
-        return dataclasses.replace(self.config, second_opinion=share)
 
     def _merge(self, processes: list[ForkProcess], queues: list[Queue[Any]]) -> Iterator[Records]:
         while True:
