@@ -1,10 +1,11 @@
 """`replay --workers N` against one worker and tshark, whole processes, all measured in this run.
 
-Generates mirrored ERSPAN II traffic cut to a 160-byte inner snaplen (issue 17: 4.19M packets, 970 MB),
+Generates mirrored ERSPAN II traffic cut to a 160-byte inner snaplen (issue 17's was 4.19M packets, 970 MB;
+the generator's mix gives ~4.08M packets, ~690 MB),
 then times `fabricscope replay CAPTURE --out FILE` as a user runs it (start-up included) with 1 and N
 workers, interleaved (1, N, 1, N, ...) so a busy neighbour slows both alike, and `tshark -T fields` on the
-first 100k packets. Prints packets/s of every run, the fastest of each beside tshark, the start-up alone
-(`--help`-free: the replay of an empty capture), and whether the flow rows of N workers equal those of one
+first 100k packets. Prints packets/s and CPU time of every run, the fastest of each beside tshark, the start-up
+(the replay of an empty capture), and whether the flow rows of N workers equal those of one
 (sorted lines of the --out files). Run from the repository root:
 .venv/bin/python -m bench.workers [--packets N] [--workers N] [--runs R]
 """
@@ -12,6 +13,7 @@ first 100k packets. Prints packets/s of every run, the fastest of each beside ts
 from __future__ import annotations
 
 import argparse
+import resource
 import subprocess
 import sys
 import tempfile
@@ -37,13 +39,17 @@ def generate_capture(tmp: Path, packets: int) -> tuple[Path, int]:
     return outputs.pcap, outputs.packets
 
 
-def replay(capture: Path, workers: int, out: Path) -> float:
-    """Wall time of one whole `fabricscope replay --out` process."""
+def replay(capture: Path, workers: int, out: Path) -> tuple[float, float]:
+    """Wall time and CPU time (user + system, its workers included) of one whole `fabricscope replay --out`
+    process: on a shared machine the CPU time shows what the wall time hides, the work itself."""
     command = [sys.executable, "-m", "fabricscope.cli", "replay", str(capture), "--topology", str(TOPOLOGY),
                "--out", str(out), "--workers", str(workers), "--no-progress"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)
-    return time.perf_counter() - began
+    wall = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def tshark_rate(capture: Path, tmp: Path) -> float:
@@ -68,18 +74,19 @@ def main() -> None:
         slice_pcap(capture, empty, 0)
         print(f"{packets:,} packets, {capture.stat().st_size / 1e6:,.0f} MB, ERSPAN II, {SNAPLEN}-byte inner snaplen")
         replay(capture, 1, tmp / "warm.jsonl")  # page cache and compiled scans warm
-        times: dict[int, list[float]] = {1: [], args.workers: []}
-        startup: list[float] = []
+        times: dict[int, list[tuple[float, float]]] = {1: [], args.workers: []}
+        startup: list[tuple[float, float]] = []
         for _ in range(args.runs):
             for workers in times:
                 times[workers].append(replay(capture, workers, tmp / f"flows-{workers}.jsonl"))
             startup.append(replay(empty, 1, tmp / "empty.jsonl"))
         tshark = tshark_rate(capture, tmp)
-        best = {workers: packets / min(walls) for workers, walls in times.items()}
-        for workers, walls in times.items():
-            rates = ", ".join(f"{packets / wall:,.0f}" for wall in walls)
+        best = {workers: packets / min(wall for wall, _ in runs) for workers, runs in times.items()}
+        for workers, runs in times.items():
+            rates = ", ".join(f"{packets / wall:,.0f} ({cpu:.2f} s CPU)" for wall, cpu in runs)
             print(f"  {workers} worker{'s' if workers > 1 else ''}: {rates} pkts/s (whole process, start-up included)")
-        print(f"  start-up (replay of an empty capture): {', '.join(f'{wall:.2f} s' for wall in startup)}")
+        print("  start-up (replay of an empty capture): "
+              + ", ".join(f"{wall:.2f} s ({cpu:.2f} s CPU)" for wall, cpu in startup))
         print(f"  tshark -T fields: {tshark:,.0f} pkts/s (first {TSHARK_PACKETS:,} packets)")
         one, many = best[1], best[args.workers]
         print(f"  fastest: 1 worker {one:,.0f} pkts/s = {one / tshark:,.1f}x tshark; {args.workers} workers "
