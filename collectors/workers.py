@@ -36,6 +36,9 @@ from pipeline.errors import InputError
 from pipeline.topology import Topology
 
 QUEUED_STEPS = 8  # per worker: how far it may run ahead of the merge
+# Every worker decodes every packet (a third of one collector's work) to find its own, so past a few workers
+# more of them add CPU and memory, not speed: the default stops here (an explicit --workers may go further).
+DEFAULT_MAX_WORKERS = 4
 POLL_S = 1.0  # how often a wait for a worker checks that it is still alive
 
 # The capture each worker reads: called in the worker with its index and the list its reads go to.
@@ -45,6 +48,11 @@ BatchSource = Callable[[int, list[tuple[str, CaptureStats]]], Iterable[PacketBat
 def available_cores() -> int:
     """The cores this process may run on (its CPU affinity, not every core of the machine)."""
     return len(os.sched_getaffinity(0))
+
+
+def default_workers() -> int:
+    """`replay`'s workers when not asked: one per core, at most DEFAULT_MAX_WORKERS."""
+    return min(available_cores(), DEFAULT_MAX_WORKERS)
 
 
 def shared_config(config: CollectorConfig, workers: int) -> CollectorConfig:

@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_max_flows_argument(parser)
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="collector processes, flows hashed to them; the records are the same as with one "
-                             "(default: the number of cores)")
+                             "(default: the number of cores, at most 4: each worker decodes every packet)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_second_opinion_arguments(parser, replay=True)
 
@@ -175,9 +175,9 @@ def _collector(args: argparse.Namespace, topology: Topology, config: CollectorCo
     read stats go to; several workers are forked here, before any thread starts."""
     from collectors.collector import Collector
     from collectors.replay import replay_batches
-    from collectors.workers import WorkerCollector, available_cores
+    from collectors.workers import WorkerCollector, default_workers
 
-    workers = available_cores() if args.workers is None else args.workers
+    workers = default_workers() if args.workers is None else args.workers
     if workers < 1:
         raise InputError("--workers", "must be at least 1")
     if workers == 1:
