@@ -100,6 +100,7 @@ class CaptureWorkers:
         """The merged records as the workers' steps come; after `stop`, every worker's last rows and bins."""
         if self._stop is None:
             raise RuntimeError("CaptureWorkers.steps before start")
+        self._await_ready()
         watermarks = [np.iinfo(np.int64).min] * self.workers
         pending: list[dict[str, np.ndarray]] = []  # link bins not yet closed by every worker
         finals: list[PacketStep] = []
@@ -136,30 +137,46 @@ class CaptureWorkers:
         total.stats.iteration_rows = self._labeller.stats.iteration_rows
         return total
 
+    def _await_ready(self) -> None:
+        """Wait until every worker's ring is open and in the fanout group. A ring is bound before it can join
+        the group, and a frame arriving in that instant reaches it and the group both: the service says it is
+        receiving only once all have joined (traffic already flowing then may show a few frames twice)."""
+        for index in range(self.workers):
+            message = None
+            while message is None or message[0] != "ready":
+                message = self._next(index, POLL_S)
+
     def _take(self, index: int, watermarks: list[int], done: list[bool]) -> list[PacketStep]:
         """The steps worker `index` has ready (waiting a moment for the first); its watermark and totals."""
         taken: list[PacketStep] = []
         while not done[index]:
-            try:
-                message = self._queues[index].get(timeout=POLL_S if not taken else 0)
-            except queue.Empty:
-                if not self._processes[index].is_alive() and self._queues[index].empty():
-                    raise RuntimeError(f"{self._processes[index].name} died (exit code "
-                                       f"{self._processes[index].exitcode})") from None
+            message = self._next(index, POLL_S if not taken else 0)
+            if message is None:
                 break
-            kind = message[0]
-            if kind == "input":
-                raise InputError(message[1], message[2])
-            if kind == "internal":
-                raise RuntimeError(f"{self._processes[index].name} failed:\n{message[1]}")
-            self._counts[index] = message[-1]
-            if kind == "done":
+            if message[0] == "done":
                 done[index] = True
                 watermarks[index] = np.iinfo(np.int64).max
             else:
                 taken.append(message[1])
                 watermarks[index] = max(watermarks[index], message[2])
         return taken
+
+    def _next(self, index: int, timeout: float) -> tuple[Any, ...] | None:
+        """Worker `index`'s next message within `timeout` (None: nothing yet), its totals kept; its failure
+        raised here."""
+        process = self._processes[index]
+        try:
+            message: tuple[Any, ...] = self._queues[index].get(timeout=timeout)
+        except queue.Empty:
+            if not process.is_alive() and self._queues[index].empty():
+                raise RuntimeError(f"{process.name} died (exit code {process.exitcode})") from None
+            return None
+        if message[0] == "input":
+            raise InputError(message[1], message[2])
+        if message[0] == "internal":
+            raise RuntimeError(f"{process.name} failed:\n{message[1]}")
+        self._counts[index] = message[-1]
+        return message
 
     def _closed_bins(self, parts: list[dict[str, np.ndarray]], watermark_us: int
                      ) -> tuple[dict[str, np.ndarray], list[dict[str, np.ndarray]]]:
@@ -206,6 +223,7 @@ def _capture(topology: Topology, settings: RingSettings, config: CollectorConfig
     try:
         with PacketRing(settings.iface, snaplen=settings.snaplen, block_bytes=settings.block_bytes,
                         blocks=settings.blocks, timeout_ms=settings.timeout_ms, fanout_group=group) as ring:
+            out.put(("ready", counts))
             for batch in ring.batches(stopping):
                 if len(batch):
                     counts.bytes += int(batch.wirelen.sum(dtype=np.int64))
