@@ -41,6 +41,9 @@ PACKET_RX_RING = 5
 PACKET_STATISTICS = 6
 PACKET_VERSION = 10
 PACKET_IGNORE_OUTGOING = 23
+PACKET_FANOUT = 18
+PACKET_FANOUT_HASH = 0  # by the kernel's symmetric flow hash: both directions of a flow to one socket
+PACKET_FANOUT_FLAG_DEFRAG = 0x8000  # fragments reassembled first, so they hash as their flow
 PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
 TPACKET_V3 = 2
@@ -90,7 +93,8 @@ def interface_index(iface: str) -> int:
 
 class PacketRing:
     """An AF_PACKET socket bound to one interface with a TPACKET_V3 receive ring (`blocks` x `block_bytes`),
-    the interface in promiscuous mode while it is open (unless `promiscuous` is False)."""
+    the interface in promiscuous mode while it is open (unless `promiscuous` is False). Sockets opened with the
+    same `fanout_group` on one interface share its frames by flow (PACKET_FANOUT_HASH): one per worker."""
 
     def __init__(
         self,
@@ -101,6 +105,7 @@ class PacketRing:
         blocks: int = DEFAULT_BLOCKS,
         timeout_ms: int = DEFAULT_TIMEOUT_MS,
         promiscuous: bool = True,
+        fanout_group: int | None = None,
     ) -> None:
         if not 0 < snaplen <= MAX_SNAPLEN:
             raise InputError(iface, f"snaplen {snaplen} outside 1..{MAX_SNAPLEN}")
@@ -114,6 +119,7 @@ class PacketRing:
         self.blocks = blocks
         self.timeout_ms = timeout_ms
         self.promiscuous = promiscuous
+        self.fanout_group = fanout_group
         self._totals = [0, 0, 0]
         self._stats_lock = threading.Lock()
         self._closed = False
@@ -152,6 +158,10 @@ class PacketRing:
             )
             sock.setsockopt(SOL_PACKET, PACKET_RX_RING, request)
             sock.bind((self.iface, ETH_P_ALL))
+            if self.fanout_group is not None:  # after bind: the group is per interface and protocol
+                mode = PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG
+                setting = struct.pack("I", (mode << 16) | (self.fanout_group & 0xFFFF))  # unsigned: past int's range
+                sock.setsockopt(SOL_PACKET, PACKET_FANOUT, setting)
         except OSError as exc:
             sock.close()
             if exc.errno in (errno.ENODEV, errno.ENXIO):

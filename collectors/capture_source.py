@@ -22,7 +22,8 @@ from collectors.afpacket import (
     RingStats,
     interface_index,
 )
-from collectors.collector import Collector, CollectorConfig
+from collectors.capture_workers import CaptureWorkers, RingSettings
+from collectors.collector import Collector, CollectorConfig, CollectorStats
 from collectors.recorder import Recorder
 from pipeline.errors import InputError
 from pipeline.settings import IN_CODE, Origin
@@ -65,7 +66,8 @@ class CaptureSource:
     name = "capture"
 
     def __init__(self, topology: Topology, config: CaptureConfig, *,
-                 collector_config: CollectorConfig | None = None, recorder: Recorder | None = None) -> None:
+                 collector_config: CollectorConfig | None = None, recorder: Recorder | None = None,
+                 workers: int = 1) -> None:
         self.config = config
         self.iface = config.iface or ""
         self.snaplen = config.snaplen
@@ -78,20 +80,35 @@ class CaptureSource:
         self.collector = Collector(topology, collector_config, recorder=recorder)
         self._bytes = 0
         self._ring: PacketRing | None = None
+        self._workers: CaptureWorkers | None = None
+        if workers > 1:
+            if recorder is not None:
+                raise InputError("--workers", "the packet recorder runs in one process: add --no-record, or one worker")
+            ring = RingSettings(self.iface, self.snaplen, self.block_bytes, self.blocks, self.timeout_ms)
+            self._workers = CaptureWorkers(topology, ring, self.collector.config, workers=workers)
 
     def start(self) -> CaptureSource:
         """Check the interface exists: a missing one is bad input, reported before anything runs."""
         if not self.iface:
             raise InputError("--iface", "required (the interface receiving the mirrored traffic)")
         interface_index(self.iface)
+        if self._workers is not None:
+            self._workers.start()
         return self
 
     def stop(self) -> None:
-        """Nothing to release: the ring is open only while `steps` runs."""
+        """One worker: nothing to release (the ring is open only while `steps` runs); several: end those left."""
+        if self._workers is not None:
+            self._workers.stop()
 
     def steps(self, stop: threading.Event) -> Iterator[Step]:
         """One step per ring wake-up (at least every `timeout_ms`); after `stop`, the collector's final flush.
-        Frames are stamped by the kernel on CLOCK_REALTIME, so an idle wake-up advances packet time to now."""
+        Frames are stamped by the kernel on CLOCK_REALTIME, so an idle wake-up advances packet time to now.
+        With several workers (started by `start`), one step per merge of what they had ready."""
+        if self._workers is not None:
+            for records in self._workers.steps(stop):
+                yield list(records.tables()) if len(records) else []
+            return
         try:
             with PacketRing(
                 self.iface, snaplen=self.snaplen, block_bytes=self.block_bytes, blocks=self.blocks,
@@ -112,17 +129,19 @@ class CaptureSource:
                 self.recorder.close()
 
     def kernel_stats(self) -> RingStats:
-        """The ring's totals since `steps` opened it (zeros before)."""
+        """The ring's totals since `steps` opened it (zeros before); the workers' rings' added up."""
+        if self._workers is not None:
+            return self._workers.counts().kernel
         return self._ring.kernel_stats() if self._ring is not None else RingStats(0, 0, 0)
 
     def counts(self) -> Mapping[str, int]:
         """Totals since start: `packets` decoded, `bytes` their length on the capture interface."""
         kernel = self.kernel_stats()
-        stats = self.collector.stats
+        stats, captured = self._totals()
         recorded = self.recorder.counts() if self.recorder is not None else {}
         return {**recorded,
             "packets": stats.packets,
-            "bytes": self._bytes,
+            "bytes": captured,
             "kernel_drops": kernel.drops,
             "kernel_freezes": kernel.freezes,
             "malformed": stats.malformed,
@@ -134,4 +153,11 @@ class CaptureSource:
 
     def counts_by_reason(self) -> Mapping[str, Mapping[str, int]]:
         """Malformed packets by the decoder's reason (pipeline.source.ReasonCounts)."""
-        return {"malformed": dict(self.collector.stats.malformed_by_reason)}
+        return {"malformed": dict(self._totals()[0].malformed_by_reason)}
+
+    def _totals(self) -> tuple[CollectorStats, int]:
+        """The collector's totals and the bytes captured: this process's, or the workers' added up."""
+        if self._workers is not None:
+            counts = self._workers.counts()
+            return counts.stats, counts.bytes
+        return self.collector.stats, self._bytes

@@ -35,6 +35,7 @@ from collectors.job_names import JobNameSource
 from collectors.link_bins import LinkBins, LinkBinsConfig
 from collectors.packets import DecodedPackets, PacketBatch
 from collectors.second_opinion import OpinionStats, SecondOpinionConfig, second_opinion
+from collectors.shard import Shard
 from pipeline.topology import Topology
 
 Columns = dict[str, np.ndarray]
@@ -95,6 +96,20 @@ class Records:
         return len(self.flows["ts_start"]) + len(self.link_bins["ts"]) + len(self.iterations["ts"])
 
 
+@dataclass(frozen=True, slots=True)
+class PacketStep:
+    """One step of the packet stages, before DFI: flow rows (FLOWS columns and BURST_START, unlabelled), the
+    link bins it closed, and the packet time DFI takes the rows at (None: no packet, nothing for DFI). A
+    `final` step holds the rest of an epoch (end of input, or packet time stepping back): DFI flushes. A
+    `drain` step empties part of a full table before the final one."""
+
+    flows: Columns
+    link_bins: Columns
+    now_ns: int | None
+    final: bool = False
+    drain: bool = False
+
+
 class PacketSink(Protocol):
     """Takes every batch as received with its decoded columns (collectors.recorder.Recorder); never raises."""
 
@@ -103,22 +118,29 @@ class PacketSink(Protocol):
 
 class Collector:
     """Stateful across batches (flows and bins span them); call `finish` once at the end of input. A
-    `recorder` gets every batch beside the collector (after decoding, so it reuses the columns)."""
+    `recorder` gets every batch beside the collector (after decoding, so it reuses the columns).
+
+    As worker `shard` of several (collectors.workers), it decodes every batch but keeps only its shard's
+    packets, moves packet time as the whole batch does, and hands out its steps unlabelled (`run_shard`): DFI
+    and the link bins' merge run where the workers' steps meet."""
 
     def __init__(self, topology: Topology, config: CollectorConfig | None = None, *,
-                 recorder: PacketSink | None = None) -> None:
+                 recorder: PacketSink | None = None, shard: Shard | None = None) -> None:
         self.config = config or CollectorConfig()
         self.recorder = recorder
         self.stats = CollectorStats()
         self._topology = topology
+        self._shard = shard
         self._decoder = Decoder(topology)
         self._opinion = second_opinion(self.config.second_opinion, wait=self.config.wait_for_opinions)
         if self._opinion is not None:
             self.stats.opinions = self._opinion.stats
+        self._dfi = new_dfi(self.config)
         self._start_epoch()
 
     def _start_epoch(self) -> None:
-        """Empty flow table, link bins and DFI window: at the start, and when packet time steps back."""
+        """Empty flow table and link bins: at the start, and when packet time steps back (DFI starts afresh
+        after every flush)."""
         self._flows = FlowTable(
             self._topology,
             FlowTableConfig(
@@ -135,11 +157,11 @@ class Collector:
             self._topology, LinkBinsConfig(exporter=self.config.exporter, sampling_rate=self.config.sampling_rate)
         )
         self._now_ns = np.iinfo(np.int64).min  # packet time: the newest packet so far
-        self._dfi = DfiStream(
-            DfiStreamConfig(window_s=self.config.dfi_window_s, every_s=self.config.active_timeout_s,
-                            job_names=self.config.job_names),
-            self.config.exporter,
-        )
+
+    @property
+    def bins_watermark_us(self) -> int:
+        """Packet time (µs) up to which the link bins have closed what they can (a worker's progress)."""
+        return self._bins.watermark_us
 
     @property
     def active_flows(self) -> int:
@@ -148,47 +170,25 @@ class Collector:
 
     def process(self, batch: PacketBatch) -> Records:
         """Decode and classify one capture batch; return the records it completed."""
-        decoded = self._decoder.decode(batch)
-        if self.recorder is not None:
-            self.recorder.write(batch, decoded)
-        labels = dpi.classify(batch.data, decoded)
-        self.stats.packets += len(decoded)
-        self.stats.malformed = self._decoder.stats.malformed_total
-        self.stats.malformed_by_reason = dict(self._decoder.stats.malformed)
-        self.stats.unattributed += int(np.count_nonzero(decoded.ok & (decoded.link < 0)))
-        early = self._flows.early_exports
-        flows = self._flows.update(decoded, app=labels.app, confidence=labels.confidence, detail=labels.detail)
-        if self._opinion is not None:
-            self._opinion.observe(batch, decoded, labels, self._flows)
-            self._opinion.apply(self._flows)
-        self.stats.flows_exported_early += self._flows.early_exports - early  # the table is new in each epoch
-        ok = decoded.ts_ns[decoded.ok]
-        self._now_ns = max(self._now_ns, int(ok.max())) if len(ok) else self._now_ns
-        labelled = self._dfi.add(flows, int(ok.max())) if len(ok) else Labelled.empty()
-        return self._records(labelled, self._bins.update(decoded))
+        return self.label(self.packet_step(batch))
 
     def advance(self, now_ns: int) -> Records:
         """Live sources call this when no packet came for a while: packet time moves on to `now_ns` (the same
         clock as the packets' timestamps), so rows and bins that time ends are exported without waiting for
         the next packet."""
-        flows = self._flows.advance(now_ns)
-        return self._records(self._dfi.add(flows, now_ns), self._bins.advance(now_ns // 1000))
+        return self.label(self.advance_step(now_ns))
 
     def finish(self, *, last: bool = True) -> Records:
         """Export every open flow row and bin, labelled, and every iteration (end of input, or of an epoch when
         not `last`)."""
-        self._last_opinions(last)
-        return self._records(self._dfi.flush(self._flows.flush()), self._bins.flush())
+        return self.label(self._final(last))
 
     def finishing(self, *, last: bool = True) -> Iterator[Records]:
         """`finish` in steps of at most about FINISH_ROWS flow rows (a full flow table holds many more)."""
-        self._last_opinions(last)
-        while self.active_flows > FINISH_ROWS:
-            flows = self._dfi.add(self._flows.drain(FINISH_ROWS), self._now_ns)
-            step = self._records(flows, self._bins.advance(self._now_ns // 1000))
-            if len(step):
-                yield step
-        yield self.finish(last=last)
+        for step in self.finishing_steps(last):
+            records = self.label(step)
+            if len(records) or step.final:
+                yield records
 
     def run(self, batches: Iterable[PacketBatch]) -> Iterator[Records]:
         """Process every batch, then finish; yields only non-empty steps.
@@ -199,23 +199,86 @@ class Collector:
         back that far, everything open is exported and a new epoch starts empty: state whose clock is ahead of
         the packets would cut their flows and drop their iterations.
         """
+        for step in self._steps(batches):
+            records = self.label(step)
+            if len(records):
+                yield records
+
+    def run_shard(self, batches: Iterable[PacketBatch]) -> Iterator[PacketStep]:
+        """`run` as worker `shard`: every step, empty or not, unlabelled, so that the steps of all workers
+        line up (each reads the same batches)."""
+        return self._steps(batches)
+
+    def label(self, step: PacketStep) -> Records:
+        """DFI over a step's flow rows: their traffic class and job, and the iterations they complete; a final
+        step flushes DFI, which starts afresh after it."""
+        if step.final:
+            labelled = self._dfi.flush(step.flows)
+            self._dfi = new_dfi(self.config)
+        elif step.now_ns is not None:
+            labelled = self._dfi.add(step.flows, step.now_ns)
+        else:
+            labelled = Labelled.empty()
+        return self._records(labelled, step.link_bins)
+
+    def _steps(self, batches: Iterable[PacketBatch]) -> Iterator[PacketStep]:
         jump_ns = round(self.config.dfi_window_s * 1e9)
         last_ns: int | None = None
         for batch in batches:
             for part in _time_segments(batch, jump_ns):
                 first_ns = int(part.ts_ns[0])
                 if last_ns is not None and first_ns - last_ns > jump_ns:
-                    step = self.advance(last_ns + jump_ns)
-                    if len(step):
-                        yield step
+                    yield self.advance_step(last_ns + jump_ns)
                 elif last_ns is not None and last_ns - first_ns > jump_ns:
-                    yield from (step for step in self.finishing(last=False) if len(step))
+                    yield from self.finishing_steps(last=False)
                     self._start_epoch()
-                step = self.process(part)
+                yield self.packet_step(part)
                 last_ns = int(part.ts_ns[-1])
-                if len(step):
-                    yield step
-        yield from self.finishing()
+        yield from self.finishing_steps(last=True)
+
+    def packet_step(self, batch: PacketBatch) -> PacketStep:
+        """`process` before DFI: decode, DPI, flow table and link bins over one batch (this shard's packets of it)."""
+        decoded = self._decoder.decode(batch)
+        if self.recorder is not None:
+            self.recorder.write(batch, decoded)
+        ok = decoded.ts_ns[decoded.ok]
+        now_ns = int(ok.max()) if len(ok) else None
+        binned = bool(np.any(decoded.ok & (decoded.link >= 0)))
+        if self._shard is not None:
+            batch, decoded = self._shard.select(batch, decoded)
+        labels = dpi.classify(batch.data, decoded)
+        self.stats.packets += len(decoded)
+        if self._shard is None or self._shard.index == 0:  # malformed packets are worker 0's
+            self.stats.malformed = self._decoder.stats.malformed_total
+            self.stats.malformed_by_reason = dict(self._decoder.stats.malformed)
+        self.stats.unattributed += int(np.count_nonzero(decoded.ok & (decoded.link < 0)))
+        early = self._flows.early_exports
+        flows = self._flows.update(decoded, app=labels.app, confidence=labels.confidence, detail=labels.detail,
+                                   now_ns=now_ns)
+        if self._opinion is not None:
+            self._opinion.observe(batch, decoded, labels, self._flows)
+            self._opinion.apply(self._flows)
+        self.stats.flows_exported_early += self._flows.early_exports - early  # the table is new in each epoch
+        self._now_ns = max(self._now_ns, now_ns) if now_ns is not None else self._now_ns
+        self._bins.add(decoded)
+        link_bins = self._bins.advance(now_ns // 1000 if binned and now_ns is not None else self._bins.watermark_us)
+        return PacketStep(flows, link_bins, now_ns)
+
+    def advance_step(self, now_ns: int) -> PacketStep:
+        """`advance` before DFI."""
+        return PacketStep(self._flows.advance(now_ns), self._bins.advance(now_ns // 1000), now_ns)
+
+    def finishing_steps(self, last: bool) -> Iterator[PacketStep]:
+        """`finishing` before DFI: drain steps while the table is large, then the final step."""
+        self._last_opinions(last)
+        while self.active_flows > FINISH_ROWS:
+            yield PacketStep(self._flows.drain(FINISH_ROWS), self._bins.advance(self._now_ns // 1000), self._now_ns,
+                             drain=True)
+        yield self._final(last)
+
+    def _final(self, last: bool) -> PacketStep:
+        self._last_opinions(last)
+        return PacketStep(self._flows.flush(), self._bins.flush(), None, final=True)
 
     def _last_opinions(self, last: bool) -> None:
         """Samples still collecting are dissected too (in wait mode their answers reach the last rows); at the
@@ -232,6 +295,14 @@ class Collector:
         self.stats.link_bin_rows += len(step.link_bins["ts"])
         self.stats.iteration_rows += len(step.iterations["ts"])
         return step
+
+
+def new_dfi(config: CollectorConfig) -> DfiStream:
+    """DFI as the collector configures it: its window, one run per export interval, the jobs' names."""
+    return DfiStream(
+        DfiStreamConfig(window_s=config.dfi_window_s, every_s=config.active_timeout_s, job_names=config.job_names),
+        config.exporter,
+    )
 
 
 def _time_segments(batch: PacketBatch, jump_ns: int) -> Iterator[PacketBatch]:

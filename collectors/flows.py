@@ -208,9 +208,11 @@ class FlowTable:
     # -- public API -----------------------------------------------------------------------------------
     def update(
         self, decoded: DecodedPackets, app: np.ndarray | None = None, confidence: np.ndarray | None = None,
-        detail: np.ndarray | None = None,
+        detail: np.ndarray | None = None, now_ns: int | None = None,
     ) -> dict[str, np.ndarray]:
-        """Add one decoded batch (malformed packets are ignored); return the rows this batch completed."""
+        """Add one decoded batch (malformed packets are ignored); return the rows this batch completed.
+        `now_ns`: the newest packet of the whole batch when `decoded` is one worker's share of it
+        (collectors.shard), so packet time moves as it would with every packet here."""
         if (app is None) != (confidence is None) or (detail is not None and app is None):
             raise ValueError("app and confidence (and detail) label the packets together: pass both or neither")
         rows = np.flatnonzero(decoded.ok)
@@ -220,6 +222,9 @@ class FlowTable:
             labels = None if app is None or confidence is None else _Labels(app, confidence, detail)
             self._aggregate(decoded, rows, labels, exported)
             self._now = max(self._now, int(decoded.ts_ns[rows].max()))
+        if now_ns is not None:
+            self._now = max(self._now, now_ns)
+        if len(rows) or now_ns is not None:
             self._expire(exported)
         return self._rows(exported)
 

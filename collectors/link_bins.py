@@ -8,6 +8,7 @@ maxima into those groups are one compiled pass (ufunc.at per column cost ~5x mor
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numba
@@ -88,13 +89,24 @@ class LinkBins:
         self._spines = np.array([link.spine for link in topology.links], dtype=object)
         self._directions = np.array(DIRECTIONS, dtype=object)
 
+    @property
+    def watermark_us(self) -> int:
+        """The newest packet time the bins have been advanced to."""
+        return self._watermark_us
+
     def update(self, packets: DecodedPackets) -> dict[str, np.ndarray]:
         """Add a batch; return the bins closed by it as `link_bins` columns (possibly empty)."""
+        if self.add(packets):
+            return self.advance(int(packets.ts_ns[packets.ok].max() // 1000))
+        return self.advance(self._watermark_us)
+
+    def add(self, packets: DecodedPackets) -> bool:
+        """Add a batch's packets to their open bins without moving the watermark (a worker's share of a batch:
+        the whole batch's time moves it); False when none of them belongs to a link."""
         keep = packets.ok & (packets.link >= 0)
         if keep.any():
             self._open = self._open.merge(self._aggregate(packets, keep))
-            return self.advance(int(packets.ts_ns[packets.ok].max() // 1000))
-        return self.advance(self._watermark_us)
+        return bool(keep.any())
 
     def advance(self, now_us: int) -> dict[str, np.ndarray]:
         """Move the watermark to `now_us` with no packets (a live source's quiet moment); return the bins
@@ -106,6 +118,33 @@ class LinkBins:
     def flush(self) -> dict[str, np.ndarray]:
         """Every open bin, at the end of input."""
         return self._take(np.ones(len(self._open.keys), dtype=bool))
+
+    def merge(self, parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """`link_bins` columns closed by several workers in one step (collectors.workers), one row per bin as
+        one LinkBins over every packet would give it: counts added, first/last packet and CE-marked packet the
+        earliest/latest, rows in its order (slot, link, direction)."""
+        parts = [part for part in parts if len(part["ts"])]
+        if len(parts) <= 1:
+            return parts[0] if parts else self._columns(_Bins.empty())
+        rows = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+        links, link_of = np.unique(rows["link"].astype(str), return_inverse=True)
+        index = {link_id: i for i, link_id in enumerate(self._link_ids.tolist())}
+        directions = {name: i for i, name in enumerate(DIRECTIONS)}
+        slot = rows["ts"].astype(np.int64) // LINK_BIN_US
+        keys = (slot << 16) | (np.array([index[link] for link in links.tolist()], dtype=np.int64)[link_of] << 2) \
+            | np.array([directions[name] for name in rows["direction"].tolist()], dtype=np.int64)
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        starts = np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
+        merged = {name: column[order][starts] for name, column in rows.items()}
+        for name in _SUMS:
+            merged[name] = np.add.reduceat(rows[name][order], starts).astype(np.uint64)
+        for name, reduce in (("ts_first", np.minimum), ("ts_last", np.maximum), ("ts_last_ce", np.maximum)):
+            merged[name] = reduce.reduceat(rows[name][order].astype(np.int64), starts).astype("datetime64[us]")
+        first_ce = rows["ts_first_ce"][order].astype(np.int64)
+        first_ce = np.minimum.reduceat(np.where(first_ce == 0, _NO_CE, first_ce), starts)
+        merged["ts_first_ce"] = np.where(first_ce == _NO_CE, 0, first_ce).astype("datetime64[us]")
+        return merged
 
     @staticmethod
     def _slot_start(keys: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from fabricscope.options import option
 from fabricscope.recording import add_recorder_arguments
 from fabricscope.second_opinion import add_second_opinion_arguments
 from fabricscope.source_service import add_max_flows_argument, add_service_arguments
+from pipeline.errors import InputError
 
 if TYPE_CHECKING:
     from fabricscope.config import Config
@@ -31,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            help="bytes kept per frame; 256 keeps every header and TLS SNI")
     option(parser, CaptureConfig, "ring_mb", "--ring-mb", type=int, metavar="MB",
            help="kernel ring size; larger rides out longer bursts")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="capturing processes, the kernel sharing frames among them by flow (PACKET_FANOUT_HASH); "
+                             "more than one needs --no-record (default: the number of cores with --no-record, else 1)")
     add_max_flows_argument(parser)
     add_service_arguments(parser, metrics_port=METRICS_PORT)
     add_recorder_arguments(parser)
@@ -40,16 +44,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, config: Config) -> int:
     from collectors.capture_source import CaptureSource
     from collectors.collector import CollectorConfig
+    from collectors.workers import available_cores
     from fabricscope.recording import recorder_for
     from fabricscope.second_opinion import second_opinion_for
     from fabricscope.source_service import run_source
     from pipeline.topology import load_topology
 
     topology = load_topology(config.required_topology())
+    recorder = recorder_for(args, config, topology)
+    workers = args.workers if args.workers is not None else 1 if recorder is not None else available_cores()
+    if workers < 1:
+        raise InputError("--workers", "must be at least 1")
     source = CaptureSource(topology, config.capture,
                            collector_config=CollectorConfig(exporter=config.service.exporter,
                                                             max_flows=config.service.max_flows,
                                                             job_names=config.jobs,
                                                             second_opinion=second_opinion_for(config)),
-                           recorder=recorder_for(args, config, topology))
+                           recorder=recorder, workers=workers)
     return run_source(args, config, source)

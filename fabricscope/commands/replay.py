@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from pipeline.errors import InputError
 
 if TYPE_CHECKING:
+    from collectors.collector import Collector, CollectorConfig, Records
+    from collectors.packets import PacketBatch
     from collectors.pcapfile import CaptureStats
+    from collectors.workers import WorkerCollector
     from fabricscope.config import Config
     from pipeline.streaming import Step, TimedBatches
     from pipeline.topology import Topology
@@ -38,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--active-timeout", type=float, default=DEFAULT_ACTIVE_TIMEOUT_S, metavar="S",
                         help="flow export interval, ≤1 s (default: %(default)s)")
     add_max_flows_argument(parser)
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="collector processes, flows hashed to them; the records are the same as with one "
+                             "(default: the number of cores, at most 4: each worker decodes every packet)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_second_opinion_arguments(parser, replay=True)
 
@@ -56,11 +62,14 @@ def parse_speed(text: str) -> float | None:
 
 
 def _counters(args: argparse.Namespace) -> list[TimedBatches]:
-    """The --counters file read whole (TimedBatches sorts it), so a bad line is named before anything starts."""
+    """The --counters file read whole (TimedBatches sorts it), so a bad line is named before anything starts.
+    Without one, the streaming machinery (Kafka client, detectors: ~0.2 s of CPU to import) is not loaded."""
+    if not args.counters:
+        return []
     from pipeline.counterfile import read_counters
     from pipeline.streaming import TimedBatches
 
-    return [TimedBatches("counters", read_counters(args.counters))] if args.counters else []
+    return [TimedBatches("counters", read_counters(args.counters))]
 
 
 def _produce_only(args: argparse.Namespace, config: Config, steps: Iterable[Step],
@@ -109,10 +118,10 @@ def _into_embedded_store(args: argparse.Namespace, config: Config, topology: Top
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    from collectors.collector import Collector, CollectorConfig
+    from collectors.collector import CollectorConfig
     from collectors.pcapfile import open_capture
     from collectors.recorder import remember_replayed, store_directory
-    from collectors.replay import replay_batches
+    from collectors.workers import WorkerCollector
     from fabricscope.second_opinion import second_opinion_for
     from pipeline.recordfile import RecordFileWriter
     from pipeline.topology import load_topology
@@ -127,25 +136,26 @@ def run(args: argparse.Namespace, config: Config) -> int:
     max_flows = config.service.max_flows if args.max_flows is None else args.max_flows  # flag > file > default
     if max_flows < 1:
         raise InputError("--max-flows" if args.max_flows is not None else str(config.file), "max_flows must be >= 1")
-    collector = Collector(
-        topology,
-        CollectorConfig(exporter=args.exporter, active_timeout_s=args.active_timeout, max_flows=max_flows,
-                        job_names=config.jobs, second_opinion=second_opinion_for(config, replay=True),
-                        wait_for_opinions=True),
+    collector_config = CollectorConfig(
+        exporter=args.exporter, active_timeout_s=args.active_timeout, max_flows=max_flows, job_names=config.jobs,
+        second_opinion=second_opinion_for(config, replay=True), wait_for_opinions=True,
     )
-    reads: list[tuple[str, CaptureStats]] = []
-    batches = replay_batches(args.pcaps, speed=speed, progress=not args.no_progress, reads=reads)
-    steps = (step.tables() for step in collector.run(batches))
-    if args.out is not None:
-        with RecordFileWriter(args.out, "flows") as writer:
-            for step in steps:
-                writer.write(dict(step)["flows"])
-        summary = f"{writer.rows} flow rows written to {args.out}"
-    elif args.kafka is not None:
-        summary = _produce_only(args, config, steps, counters)
-    else:
-        summary = _into_embedded_store(args, config, topology, steps, counters)
-        remember_replayed(store_directory(args.data_dir), args.pcaps)  # the dashboard's packets view cuts them
+    collector, records, reads = _collector(args, topology, collector_config, speed)
+    try:
+        steps = (step.tables() for step in records)
+        if args.out is not None:
+            with RecordFileWriter(args.out, "flows") as writer:
+                for step in steps:
+                    writer.write(dict(step)["flows"])
+            summary = f"{writer.rows} flow rows written to {args.out}"
+        elif args.kafka is not None:
+            summary = _produce_only(args, config, steps, counters)
+        else:
+            summary = _into_embedded_store(args, config, topology, steps, counters)
+            remember_replayed(store_directory(args.data_dir), args.pcaps)  # the dashboard's packets view cuts them
+    finally:
+        if isinstance(collector, WorkerCollector):
+            collector.stop()
     _refuse_unreadable(reads)
     stats = collector.stats
     opinions = stats.opinions
@@ -157,6 +167,31 @@ def run(args: argparse.Namespace, config: Config) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _collector(args: argparse.Namespace, topology: Topology, config: CollectorConfig, speed: float | None
+               ) -> tuple[Collector | WorkerCollector, Iterator[Records], list[tuple[str, CaptureStats]]]:
+    """The collector --workers asks for (one: in this process, as ever), its records and the list the files'
+    read stats go to; several workers are forked here, before any thread starts."""
+    from collectors.collector import Collector
+    from collectors.replay import replay_batches
+    from collectors.workers import WorkerCollector, default_workers
+
+    workers = default_workers() if args.workers is None else args.workers
+    if workers < 1:
+        raise InputError("--workers", "must be at least 1")
+    if workers == 1:
+        reads: list[tuple[str, CaptureStats]] = []
+        collector = Collector(topology, config)
+        return collector, collector.run(replay_batches(args.pcaps, speed=speed, progress=not args.no_progress,
+                                                       reads=reads)), reads
+
+    def batches_of(worker: int, reads: list[tuple[str, CaptureStats]]) -> Iterator[PacketBatch]:
+        """Every worker reads every file; worker 0 draws the progress bar and keeps the read stats."""
+        return replay_batches(args.pcaps, speed=speed, progress=not args.no_progress and worker == 0, reads=reads)
+
+    workers_collector = WorkerCollector(topology, config, workers=workers, batches=batches_of).start()
+    return workers_collector, workers_collector.run(), workers_collector.reads
 
 
 def _read_totals(reads: list[tuple[str, CaptureStats]]) -> CaptureStats:

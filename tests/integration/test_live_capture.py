@@ -14,6 +14,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 from netns import NetLab, ip, needs_netns, needs_tcpreplay
 from sample_flows import SAMPLES, summed_flows, truth_flows
@@ -136,3 +137,54 @@ def recorded_link_equals_its_erspan_session(name: str, tmp_path: Path) -> None:
     recorded = subprocess.run(["tshark", "-r", str(out), *fields, "-e", "frame.len"],
                               capture_output=True, text=True, check=True).stdout
     assert recorded.splitlines() == sample.splitlines() and sample
+
+
+def test_two_capture_workers_share_the_frames_by_flow_and_give_one_row_per_link_bin(tmp_path: Path) -> None:
+    """`capture --workers 2`: two rings in one PACKET_FANOUT_HASH group; every packet sent is captured by one
+    of them or counted as a kernel drop, with no drops the flows equal the truth, and a link bin both workers
+    hold a part of is one row."""
+    name = "mixed"
+    truth = json.loads((SAMPLES / f"{name}.truth.json").read_text())
+    pcaps = split_by_leaf(SAMPLES / f"{name}.pcap", tmp_path)
+    with NetLab() as lab:
+        sources, capture = leaf_spine_lab(lab, LEAVES)
+        source = CaptureSource(
+            load_topology(SAMPLES / f"{name}.topology.yaml"),
+            CaptureConfig(iface=capture, block_bytes=1 << 20, ring_mb=64, timeout_ms=50), workers=2,
+        ).start()
+        try:
+            stop = threading.Event()
+            steps = source.steps(stop)
+            tables: dict[str, list[dict[str, np.ndarray]]] = defaultdict(list)
+            for table, columns in next(steps):  # the workers' rings are open
+                tables[table].append(columns)
+            replays = [
+                lab.popen(leaf, ["tcpreplay", f"--intf1={send}", f"--pps={RATE_PPS}", str(pcap)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                for (leaf, send), pcap in zip(sources, pcaps, strict=True)
+            ]
+            deadline = time.monotonic() + WAIT_S
+            for step in steps:
+                for table, columns in step:
+                    tables[table].append(columns)
+                kernel = source.kernel_stats()
+                replayed = all(replay.poll() is not None for replay in replays)
+                settled = replayed and source.counts()["packets"] + kernel.drops >= kernel.packets
+                if (settled and kernel.packets >= truth["packets"]) or time.monotonic() > deadline:
+                    stop.set()
+            outputs = [replay.communicate() for replay in replays]
+        finally:
+            source.stop()
+    assert [replay.returncode for replay in replays] == [0] * LEAVES, [errors for _, errors in outputs]
+    counts = source.counts()
+    assert counts["packets"] + counts["kernel_drops"] == truth["packets"] == source.kernel_stats().packets
+    flows = summed_flows(tables["flows"])
+    assert sum(flow["packets"] for flow in flows.values()) == counts["packets"]
+    bins = {name: np.concatenate([part[name] for part in tables["link_bins"]]) for name in ("ts", "link", "direction",
+                                                                                           "packets")}
+    keys = list(zip(bins["ts"].tolist(), bins["link"].tolist(), bins["direction"].tolist(), strict=True))
+    assert len(keys) == len(set(keys)) > 0
+    assert int(bins["packets"].sum()) == counts["packets"] - counts["unattributed"]
+    if counts["kernel_drops"] == 0:
+        expected = truth_flows(name)
+        assert {key: flows[key] for key in expected if flows.get(key) != expected[key]} == {}
