@@ -36,9 +36,10 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 
 import numpy as np
+import pandas as pd
 
 from pipeline.detect.events import Batch, Event, make_event, ms_to_us, times_us
-from pipeline.detect.flowkey import FLOW_KEY, describe, flow_hashes, flow_keys
+from pipeline.detect.flowkey import FLOW_KEY, KEY_COLUMNS, describe, flow_hashes, flow_keys
 
 PSN_MODULO = 1 << 24
 DIRECTIONS = ("up", "down")
@@ -138,10 +139,13 @@ class FastRecoveryDetector:
                 self._downs.setdefault(link, []).append(int(ts[row]))
 
     def update(self, flows: Batch) -> list[Event]:
-        links = flows["link"].astype(str)
-        keep = links != ""
+        links = self._link_codes_of(flows)
+        keep = links >= 0
         if keep.any():
-            chunk = self._chunk({name: column[keep] for name, column in flows.items()}, links[keep])
+            wanted = (*KEY_COLUMNS, "direction", "ts_start", "ts_end", "ts_tail", "psn_first", "psn_last", "packets",
+                      "roce_write", "roce_read", "roce_send")
+            chunk = self._chunk({name: flows[name] if keep.all() else flows[name][keep] for name in wanted},
+                                links[keep])
             self._rows = chunk if self._rows is None else {c: np.concatenate([self._rows[c], chunk[c]])
                                                            for c in _COLUMNS}
             self._latest = max(self._latest, int(chunk["ts_end"].max()))
@@ -151,26 +155,30 @@ class FastRecoveryDetector:
         self._prune(watermark)
         return events
 
-    def _chunk(self, flows: Batch, links: np.ndarray) -> dict[str, np.ndarray]:
+    def _link_codes_of(self, flows: Batch) -> np.ndarray:
+        """Each row's link code, -1 for rows of no link; a new link is noted with its leaf and spine."""
+        rows, names = pd.factorize(flows["link"])
+        first = np.zeros(len(names), dtype=np.int64)
+        first[rows[::-1]] = np.arange(len(rows))[::-1]  # each link's first row
+        codes = np.array([self._link_code(str(name), str(flows["leaf"][row]), str(flows["spine"][row])) if name
+                          else -1 for name, row in zip(names, first.tolist(), strict=True)], dtype=np.int32)
+        return codes[rows]
+
+    def _chunk(self, flows: Batch, link: np.ndarray) -> dict[str, np.ndarray]:
         """The rows as the detector keeps them: link, leaf and direction as small integer codes (a flood of
         rows must not cost a Unicode string per row and column), the flows that have not had 3 packets yet
         merged into the time they cover (`_small_spans`)."""
-        names, inverse = np.unique(links, return_inverse=True)
-        leaves, spines = flows["leaf"].astype(str), flows["spine"].astype(str)
-        first = np.zeros(len(names), dtype=np.int64)
-        first[inverse[::-1]] = np.arange(len(inverse))[::-1]  # each link's first row
-        codes = np.array([self._link_code(link, str(leaves[row]), str(spines[row]))
-                          for link, row in zip(names.tolist(), first.tolist(), strict=True)], dtype=np.int32)
-        link = codes[inverse]
         ts_start, ts_end, ts_tail = times_us(flows["ts_start"]), times_us(flows["ts_end"]), times_us(flows["ts_tail"])
         dense = self._dense(flows)
         small = (ts_tail == 0) & dense
         if small.sum() < 2:
             small[:] = False
         big = {name: column[~small] for name, column in flows.items()}
-        direction = big["direction"].astype(str)
+        rows, names = pd.factorize(big["direction"])
+        code_of = np.array([DIRECTIONS.index(name) if name in DIRECTIONS else _OTHER for name in map(str, names)],
+                           dtype=np.int8)
         chunk = {
-            "link": link[~small], "direction": np.select([direction == d for d in DIRECTIONS], [0, 1], _OTHER),
+            "link": link[~small], "direction": code_of[rows] if len(names) else np.zeros(0, dtype=np.int8),
             "key": flow_keys(big), "flow": flow_hashes(big), "ts_start": ts_start[~small], "ts_end": ts_end[~small],
             "ts_tail": ts_tail[~small], "psn_first": big["psn_first"].astype(np.int32),
             "psn_last": big["psn_last"].astype(np.int32),
@@ -325,6 +333,7 @@ class FastRecoveryDetector:
             return None
         order = on_link[np.lexsort((rows["ts_end"][on_link], rows["flow"][on_link]))]
         carried = order[np.r_[rows["flow"][order][1:] != rows["flow"][order][:-1], True]] if len(order) else order
+        carried = carried[np.argsort(rows["key"][carried], kind="stable")]  # details list flows in key order
         link, leaf, spine = self._links[code]
         failure = _Failure(
             link=link, leaf=leaf, spine=spine, ts=ts, trigger=trigger, until=until, keys=rows["key"][carried],

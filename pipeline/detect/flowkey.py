@@ -18,6 +18,7 @@ FLOW_KEY = np.dtype([
     ("src_ip", "S16"), ("dst_ip", "S16"), ("src_port", "<u2"), ("dst_port", "<u2"), ("proto", "u1"),
     ("vlan", "<u2"), ("vni", "<u4"), ("roce_qp", "<u4"),
 ])
+KEY_COLUMNS: tuple[str, ...] = tuple(FLOW_KEY.names or ())
 
 
 def flow_keys(batch: Batch) -> np.ndarray:
