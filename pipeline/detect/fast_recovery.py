@@ -272,9 +272,12 @@ class FastRecoveryDetector:
         covered = np.maximum.accumulate(rows["ts_end"][shown])
         starts = rows["ts_start"][shown]
         hole = np.flatnonzero(starts[1:] > covered[:-1] + silence)
+        judged = self._judged.get(link, np.iinfo(np.int64).min)
+        if not self._downs.get(link):  # an oper-down may fall in a hole judged already; nothing else does
+            hole = hole[covered[hole] > judged]
         holes: list[tuple[int, int | None]] = [(int(covered[i]), int(starts[i + 1])) for i in hole]
         holes.append((int(covered[-1]), None))
-        judged = self._judged.get(link, np.iinfo(np.int64).min)
+        unshown = part[~rows["dense"][part]] if len(dense) else part[:0]
         failures: list[_Failure] = []
         ends = rows["ts_end"][part]
         for down in [down for down in self._downs.get(link, []) if watermark >= down]:
@@ -290,7 +293,7 @@ class FastRecoveryDetector:
         for at, until in holes:
             if at <= judged:
                 continue
-            last = self._last_packet(rows, part, at, until)
+            last = self._last_packet(rows, unshown, at, until)
             if not final and watermark < last + silence:
                 break
             moved = _moved_out(out, last, until, ms_to_us(self.config.timeout_ms))
@@ -309,11 +312,15 @@ class FastRecoveryDetector:
         self._open_from[code] = next((at for at, _ in holes if at > judged), int(covered[-1]))
         return failures
 
-    def _last_packet(self, rows: dict[str, np.ndarray], part: np.ndarray, at: int, until: int | None) -> int:
+    def _last_packet(self, rows: dict[str, np.ndarray], unshown: np.ndarray, at: int, until: int | None) -> int:
         """The link's last packet before a hole in its dense rows: `at`, or a later packet of a sparse flow
         (BFD after the burst) that then fell silent for longer than its own spacing allows. A sparse row
-        ending just before the link came back spans the outage and its repair, and says nothing."""
-        ends, tails = rows["ts_end"][part], rows["ts_tail"][part]
+        ending just before the link came back spans the outage and its repair, and says nothing. Only rows
+        the holes were not drawn from (`unshown`: the sparse ones, when the link has dense rows) can end
+        inside one."""
+        if not len(unshown):
+            return at
+        ends, tails = rows["ts_end"][unshown], rows["ts_tail"][unshown]
         inside = ends > at
         if until is not None:
             spacing = np.where((tails > 0) & (tails < ends), (ends - tails) // 2, until - at)
@@ -540,11 +547,11 @@ class FastRecoveryDetector:
         horizon = watermark - ms_to_us(config.timeout_ms + config.silence_ms + config.window_ms)
         keep_from = min([horizon] + [f.ts for f in self._pending])
         if self._rows is not None:
-            kept = (self._rows["ts_end"] >= keep_from) & self._latest_of_settled(keep_from)
+            kept = (self._rows["ts_end"] >= keep_from) & self._latest_of_settled()
             self._rows = {c: self._rows[c][kept] for c in _COLUMNS}
         self._recent = [f for f in self._recent if f.ts >= horizon]
 
-    def _latest_of_settled(self, keep_from: int) -> np.ndarray:
+    def _latest_of_settled(self) -> np.ndarray:
         """Per-flow state instead of rows: a flow's rows on a link that ended before every question still open
         on its leaf (the earliest failure its links may yet show, `_open_from`, an oper-down not judged yet, a
         failure waiting for its flows) matter only through its latest one there. A failure found later takes
@@ -553,7 +560,7 @@ class FastRecoveryDetector:
         link itself (neither up nor down) keep their rows: they are few, and each gives its own spacing."""
         rows = self._rows
         assert rows is not None
-        settled = np.full(len(self._leaf_codes), keep_from, dtype=np.int64)
+        settled = np.full(len(self._leaf_codes), np.iinfo(np.int64).max, dtype=np.int64)
         for code, start in self._open_from.items():
             leaf = self._leaf_codes[self._links[code][1]]
             settled[leaf] = min(settled[leaf], start, *self._downs.get(self._links[code][0], ()))
