@@ -296,7 +296,9 @@ class FastRecoveryDetector:
             last = self._last_packet(rows, unshown, at, until)
             if not final and watermark < last + silence:
                 break
-            moved = _moved_out(out, last, until, ms_to_us(self.config.timeout_ms))
+            moved = _moved_out(out, last, until, timeout)
+            if moved and not self._session_fell_silent(rows, part, last, watermark if until is None else until):
+                moved = _moved_out(out, last, until, timeout, since=last - ms_to_us(self.config.window_ms))
             failure = self._failure(rows, part, code, last, "silence", until) if moved else None
             evident = failure is not None and self._evidence(rows, part, failure, watermark)
             if evident and failure is not None and not final and watermark < self._first_move(failure):
@@ -465,11 +467,16 @@ class FastRecoveryDetector:
         movers = failure.recovered_at >= 0
         if not movers.any():
             return False
-        before = part[(rows["ts_end"][part] <= failure.ts) & (rows["direction"][part] == _OTHER)]
+        return self._session_fell_silent(rows, part, failure.ts, end)
+
+    def _session_fell_silent(self, rows: dict[str, np.ndarray], part: np.ndarray, ts: int, end: int) -> bool:
+        """Whether a session of the link itself (neither up nor down), sending up to `ts`, stayed silent until
+        `end` for longer than its own packet spacing allows."""
+        before = part[(rows["ts_end"][part] <= ts) & (rows["direction"][part] == _OTHER)]
         tail, last = rows["ts_tail"][before], rows["ts_end"][before]
         spaced = (tail > 0) & (tail < last)
         allowed = self.config.gap_factor * (last - tail) // 2
-        return bool((spaced & (failure.ts - last <= allowed) & (end - failure.ts > allowed)).any())
+        return bool((spaced & (ts - last <= allowed) & (end - ts > allowed)).any())
 
     # -- emission ----------------------------------------------------------------------------------------
     def _emit(self, watermark: int, *, final: bool) -> list[Event]:
@@ -576,8 +583,8 @@ class FastRecoveryDetector:
 
 def _moves(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every time a flow left a link: consecutive rows of one flow (key, leaf and direction, up or down) by start
-    time on two links; `link` the link it left, `start`/`end` its last row there, `next` the start of its first
-    row on the other. Computed once per batch for all links, so a hole no flow moved out of is ruled out
+    time on two links; `link` the link it left, `start`/`end`/`tail` its last row there, `next` the start of its
+    first row on the other. Computed once per batch for all links, so a hole no flow moved out of is ruled out
     without gathering the flows of the link (most holes are the pauses between bursts)."""
     flows = np.flatnonzero(rows["direction"] != _OTHER)
     key = rows["flow"][flows]
@@ -588,17 +595,21 @@ def _moves(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     left = np.flatnonzero(same_flow & (rows["link"][flows][1:] != rows["link"][flows][:-1]))
     before, after = flows[left], flows[left + 1]
     return {"link": rows["link"][before], "start": rows["ts_start"][before], "end": rows["ts_end"][before],
-            "next": rows["ts_start"][after]}
+            "tail": rows["ts_tail"][before], "next": rows["ts_start"][after]}
 
 
-def _moved_out(out: dict[str, np.ndarray], ts: int, until: int | None, timeout: int) -> bool:
+def _moved_out(out: dict[str, np.ndarray], ts: int, until: int | None, timeout: int, *,
+               since: int | None = None) -> bool:
     """Whether a flow the link carried up to `ts` (its last row there started by `ts` and ended within the
     timeout before it) may have shown up on another link before `until`: the moves off the link (`out`)
     include one from such a row that happened before `until`. Without one, no flow of the hole moved and the
     hole is no failure: a flow seen elsewhere in the hole left the link after its carried row, and left it
     either by `ts` (a move here) or from a row of the link starting inside the hole (which says the link
-    was alive)."""
+    was alive). With `since`: only a flow that could be affected, its 3rd-to-last packet there since then
+    (what evidence needs when no session of the link fell silent: a flow the failure cut)."""
     moved = (out["start"] <= ts) & (out["end"] >= ts - timeout)
+    if since is not None:
+        moved &= out["tail"] >= since
     if until is not None:
         moved &= out["next"] < until
     return bool(moved.any())
