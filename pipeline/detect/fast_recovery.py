@@ -169,7 +169,7 @@ class FastRecoveryDetector:
         rows must not cost a Unicode string per row and column), the flows that have not had 3 packets yet
         merged into the time they cover (`_small_spans`)."""
         ts_start, ts_end, ts_tail = times_us(flows["ts_start"]), times_us(flows["ts_end"]), times_us(flows["ts_tail"])
-        dense = self._dense(flows)
+        dense = self._dense(flows["packets"], ts_end - ts_start)
         small = (ts_tail == 0) & dense
         if small.sum() < 2:
             small[:] = False
@@ -224,12 +224,11 @@ class FastRecoveryDetector:
             "data": np.zeros(count, dtype=bool), "dense": np.ones(count, dtype=bool),
         }
 
-    def _dense(self, flows: Batch) -> np.ndarray:
+    def _dense(self, packets: np.ndarray, span: np.ndarray) -> np.ndarray:
         """Rows whose packets are close enough to show a silence: one packet, or a mean spacing within
         `silence_ms`. A sparse flow's row (BFD, keepalives) may span an outage and its repair, so it must
         not hide the hole the dense flows leave."""
-        packets = flows["packets"].astype(np.int64)
-        span = times_us(flows["ts_end"]) - times_us(flows["ts_start"])
+        packets = packets.astype(np.int64)
         return (packets <= 1) | (span <= ms_to_us(self.config.silence_ms) * (packets - 1))
 
     def flush(self) -> list[Event]:
