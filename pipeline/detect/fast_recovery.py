@@ -171,8 +171,6 @@ class FastRecoveryDetector:
         ts_start, ts_end, ts_tail = times_us(flows["ts_start"]), times_us(flows["ts_end"]), times_us(flows["ts_tail"])
         dense = self._dense(flows["packets"], ts_end - ts_start)
         small = (ts_tail == 0) & dense
-        if small.sum() < 2:
-            small[:] = False
         big = {name: column[~small] for name, column in flows.items()}
         rows, names = pd.factorize(big["direction"])
         code_of = np.array([DIRECTIONS.index(name) if name in DIRECTIONS else _OTHER for name in map(str, names)],
@@ -188,7 +186,6 @@ class FastRecoveryDetector:
         leaf_of = np.array([self._leaf_codes[leaf] for _, leaf, _ in self._links], dtype=np.int32)
         chunk = {c: np.concatenate([chunk[c], spans[c]]) for c in spans}
         chunk["leaf"] = leaf_of[chunk["link"]]
-        chunk["direction"] = chunk["direction"].astype(np.int8)
         return chunk
 
     def _link_code(self, link: str, leaf: str, spine: str) -> int:
@@ -217,7 +214,7 @@ class FastRecoveryDetector:
         heads = np.concatenate(runs)
         count = len(heads)
         return {
-            "link": link[heads], "direction": np.full(count, _OTHER), "key": np.zeros(count, dtype=_KEY),
+            "link": link[heads], "direction": np.full(count, _OTHER, dtype=np.int8), "key": np.zeros(count, dtype=_KEY),
             "flow": np.zeros(count, dtype=np.uint64), "ts_start": start[heads],
             "ts_end": np.maximum.reduceat(end, heads) if count else end[:0], "ts_tail": np.zeros(count, dtype=np.int64),
             "psn_first": np.full(count, -1, dtype=np.int32), "psn_last": np.full(count, -1, dtype=np.int32),
