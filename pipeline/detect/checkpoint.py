@@ -19,7 +19,7 @@ from pathlib import Path
 from pipeline.detect.engine import DetectorSet
 from pipeline.errors import InputError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: fast recovery keeps per-flow state with coded links (pipeline/detect/fast_recovery.py)
 
 
 @dataclass

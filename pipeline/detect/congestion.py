@@ -20,12 +20,14 @@ given, name the jobs and top flows of an episode.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipeline.detect.codes import intern, intern_pairs
 from pipeline.detect.events import Batch, Event, make_event, ms_to_us, times_us
-from pipeline.detect.flowkey import describe, flow_keys
+from pipeline.detect.flowkey import KEY_COLUMNS, describe, flow_keys
 from pipeline.records import LINK_BIN_US
 
 OPPOSITE = {"up": "down", "down": "up"}
@@ -94,7 +96,12 @@ class _Recent:
         return {c: np.concatenate([chunk[c] for chunk in self.chunks]) for c in self.chunks[0]}
 
     def prune(self, keep_from: int) -> None:
-        kept = [{c: column[chunk["ts_end"] >= keep_from] for c, column in chunk.items()} for chunk in self.chunks]
+        self.retain(lambda chunk: chunk["ts_end"] >= keep_from)
+
+    def retain(self, wanted: Callable[[dict[str, np.ndarray]], np.ndarray]) -> None:
+        """Keep the rows `wanted` says yes to (a mask per chunk)."""
+        kept = [{c: column[mask] for c, column in chunk.items()} for chunk in self.chunks
+                if (mask := wanted(chunk)).any()]
         self.chunks = [chunk for chunk in kept if len(chunk["ts_end"])]
 
 
@@ -122,15 +129,33 @@ class CongestionDetector:
         self._latest = np.iinfo(np.int64).min
         self._flows = _Recent()
         self._signals = _Recent()
+        self._pairs: dict[tuple[str, str], int] = {}  # (link, direction) -> code of the flow rows' `pair`
+        self._jobs: dict[str, int] = {}  # job -> code of the flow rows' `job`
 
     def observe_flows(self, flows: Batch) -> None:
-        """Keep the flow rows needed to name the jobs and top flows of open and coming episodes."""
+        """Keep the flow rows needed to name the jobs and top flows of open and coming episodes: rows of a link
+        direction with an episode, or ending after its latest bin (a coming episode starts at a later bin).
+        Link directions and jobs as codes, so a flood of rows is dropped (or kept) without a string per row."""
+        pair = intern_pairs(self._pairs, flows["link"], flows["direction"])
+        ts_end = times_us(flows["ts_end"])
+        keep = ts_end > self._settled_until()[pair]
+        if not keep.any():
+            return
+        kept = {name: flows[name][keep] for name in (*KEY_COLUMNS, "job", "ts_start", "bytes", "ecn_ce")}
         self._flows.add({
-            "link": flows["link"].astype(str), "direction": flows["direction"].astype(str),
-            "job": flows["job"].astype(str), "ts_start": times_us(flows["ts_start"]),
-            "ts_end": times_us(flows["ts_end"]), "key": flow_keys(flows),
-            "bytes": flows["bytes"].astype(np.uint64), "ecn_ce": flows["ecn_ce"].astype(np.uint64),
+            "pair": pair[keep], "job": intern(self._jobs, kept["job"]),
+            "ts_start": times_us(kept["ts_start"]), "ts_end": ts_end[keep], "key": flow_keys(kept),
+            "bytes": kept["bytes"].astype(np.uint64), "ecn_ce": kept["ecn_ce"].astype(np.uint64),
         })
+
+    def _settled_until(self) -> np.ndarray:
+        """Per link direction code: flow rows ending by this time can be in no episode, open or coming. Bins of
+        a link direction arrive in time order, so one without an episode opens its next at a bin after the
+        latest seen; one with an episode (open, or ended and waiting for its rows) needs every row."""
+        busy = set(self._episodes) | {key for key, _ in self._ended}
+        before_all = np.iinfo(np.int64).min
+        return np.array([before_all if key in busy else self._link_time.get(key, before_all) for key in self._pairs],
+                        dtype=np.int64)
 
     def update(self, bins: Batch) -> list[Event]:
         config = self.config
@@ -289,7 +314,9 @@ class CongestionDetector:
         keep_from = min([run.first_bin for run in self._episodes.values()]
                         + [run.first_bin for _, run in self._ended]
                         + [global_time - flows_wait - idle - LINK_BIN_US])
-        self._flows.prune(keep_from - margin)
+        settled = self._settled_until()
+        self._flows.retain(lambda rows: (rows["ts_end"] >= keep_from - margin)
+                           & (rows["ts_end"] > settled[rows["pair"]]))
         self._signals.prune(keep_from - margin)
         self._ended_up = [(link, run) for link, run in self._ended_up if run.last_bin >= keep_from - LINK_BIN_US]
         storms_from = min([keep_from] + [run.first_bin for run in self._storms.values()])
@@ -381,18 +408,19 @@ class CongestionDetector:
         rows = self._flows.rows()
         if rows is None:
             return [], []
-        mask = ((rows["link"] == link) & (rows["direction"] == direction)
-                & (rows["ts_end"] >= start) & (rows["ts_start"] < end))
+        pair = self._pairs.get((link, direction), -1)
+        mask = (rows["pair"] == pair) & (rows["ts_end"] >= start) & (rows["ts_start"] < end)
         if not mask.any():
             return [], []
+        names = list(self._jobs)
         job_bytes: dict[str, int] = defaultdict(int)
-        for job, size in zip(rows["job"][mask], rows["bytes"][mask], strict=True):
-            if job:
-                job_bytes[job] += int(size)
+        for job, size in zip(rows["job"][mask].tolist(), rows["bytes"][mask].tolist(), strict=True):
+            if names[job]:
+                job_bytes[names[job]] += int(size)
         keys, inverse = np.unique(rows["key"][mask], return_inverse=True)
         size = np.bincount(inverse, weights=rows["bytes"][mask].astype(np.float64))
         marks = np.bincount(inverse, weights=rows["ecn_ce"][mask].astype(np.float64))
-        job_of = dict(zip(inverse.tolist(), rows["job"][mask].tolist(), strict=True))
+        job_of = dict(zip(inverse.tolist(), [names[job] for job in rows["job"][mask].tolist()], strict=True))
         top = np.lexsort((-size, -marks))[: self.config.top_flows]
         flows = [{"flow": describe(keys[i]), "job": job_of[int(i)], "bytes": int(size[i]), "ecn_ce": int(marks[i])}
                  for i in top]

@@ -33,17 +33,22 @@ Oper-down from counters is evidence on its own.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
+import pandas as pd
 
 from pipeline.detect.events import Batch, Event, make_event, ms_to_us, times_us
-from pipeline.detect.flowkey import describe, flow_keys
+from pipeline.detect.flowkey import FLOW_KEY, KEY_COLUMNS, describe, flow_hashes, flow_keys
 
 PSN_MODULO = 1 << 24
 DIRECTIONS = ("up", "down")
-_COLUMNS = ("link", "link_code", "leaf", "spine", "direction", "key", "ts_start", "ts_end", "ts_tail",
-            "psn_first", "psn_last", "data", "dense")
+_DIRECTION_NAMES = np.array([*DIRECTIONS, "other"])
+_OTHER = len(DIRECTIONS)  # direction code of rows neither up nor down (sessions of the link itself, merged coverage)
+_COLUMNS = ("link", "leaf", "direction", "key", "flow", "ts_start", "ts_end", "ts_tail", "psn_first", "psn_last",
+            "data", "dense")
 _DETAIL_FLOWS = 100
+_KEY = np.dtype(f"V{FLOW_KEY.itemsize}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +75,7 @@ class _Failure:
     trigger: str
     until: int | None
     keys: np.ndarray
+    flows: np.ndarray  # flow_hashes of `keys`: what the flows are matched by
     directions: np.ndarray
     psn_last: np.ndarray
     data: np.ndarray
@@ -104,15 +110,18 @@ class FastRecoveryDetector:
 
     def __init__(self, config: FastRecoveryConfig | None = None) -> None:
         self.config = config or FastRecoveryConfig()
-        self._rows: dict[str, np.ndarray] | None = None
+        self._rows: dict[str, np.ndarray] | None = None  # compact: link, leaf and direction as codes
         self._judged: dict[str, int] = {}
         self._down_since: dict[str, int] = {}  # link -> start of the outage the counters show now
         self._downs: dict[str, list[int]] = {}  # link -> outage starts not judged yet
         self._pending: list[_Failure] = []
         self._recent: list[_Failure] = []
-        self._left: dict[str, set[bytes]] = {}
+        self._left: dict[str, set[int]] = {}  # link -> flow_hashes of the flows it carried when it failed
         self._undecided: dict[str, tuple[str, int]] = {}  # link -> (spine, start) of a hole still being judged
         self._link_codes: dict[str, int] = {}
+        self._links: list[tuple[str, str, str]] = []  # by link code: (link, leaf, spine)
+        self._leaf_codes: dict[str, int] = {}
+        self._open_from: dict[int, int] = {}  # link code -> no failure of the link yet to be found is earlier
         self._latest = np.iinfo(np.int64).min
 
     def observe_counters(self, counters: Batch) -> None:
@@ -130,21 +139,13 @@ class FastRecoveryDetector:
                 self._downs.setdefault(link, []).append(int(ts[row]))
 
     def update(self, flows: Batch) -> list[Event]:
-        direction = flows["direction"].astype(str)
-        keep = flows["link"].astype(str) != ""
+        links = self._link_codes_of(flows)
+        keep = links >= 0
         if keep.any():
-            kept = {name: column[keep] for name, column in flows.items()}
-            links, inverse = np.unique(kept["link"].astype(str), return_inverse=True)
-            codes = np.array([self._link_codes.setdefault(link, len(self._link_codes)) for link in links.tolist()])
-            chunk = {
-                "link": kept["link"].astype(str), "link_code": codes[inverse], "leaf": kept["leaf"].astype(str),
-                "spine": kept["spine"].astype(str), "direction": direction[keep], "key": flow_keys(kept),
-                "ts_start": times_us(kept["ts_start"]), "ts_end": times_us(kept["ts_end"]),
-                "ts_tail": times_us(kept["ts_tail"]), "psn_first": kept["psn_first"].astype(np.int64),
-                "psn_last": kept["psn_last"].astype(np.int64),
-                "data": (kept["roce_write"] + kept["roce_read"] + kept["roce_send"]) > 0,
-                "dense": self._dense(kept),
-            }
+            wanted = (*KEY_COLUMNS, "direction", "ts_start", "ts_end", "ts_tail", "psn_first", "psn_last", "packets",
+                      "roce_write", "roce_read", "roce_send")
+            chunk = self._chunk({name: flows[name] if keep.all() else flows[name][keep] for name in wanted},
+                                links[keep])
             self._rows = chunk if self._rows is None else {c: np.concatenate([self._rows[c], chunk[c]])
                                                            for c in _COLUMNS}
             self._latest = max(self._latest, int(chunk["ts_end"].max()))
@@ -154,12 +155,77 @@ class FastRecoveryDetector:
         self._prune(watermark)
         return events
 
-    def _dense(self, flows: Batch) -> np.ndarray:
+    def _link_codes_of(self, flows: Batch) -> np.ndarray:
+        """Each row's link code, -1 for rows of no link; a new link is noted with its leaf and spine."""
+        rows, names = pd.factorize(flows["link"])
+        first = np.zeros(len(names), dtype=np.int64)
+        first[rows[::-1]] = np.arange(len(rows))[::-1]  # each link's first row
+        codes = np.array([self._link_code(str(name), str(flows["leaf"][row]), str(flows["spine"][row])) if name
+                          else -1 for name, row in zip(names, first.tolist(), strict=True)], dtype=np.int32)
+        return codes[rows]
+
+    def _chunk(self, flows: Batch, link: np.ndarray) -> dict[str, np.ndarray]:
+        """The rows as the detector keeps them: link, leaf and direction as small integer codes (a flood of
+        rows must not cost a Unicode string per row and column), the flows that have not had 3 packets yet
+        merged into the time they cover (`_small_spans`)."""
+        ts_start, ts_end, ts_tail = times_us(flows["ts_start"]), times_us(flows["ts_end"]), times_us(flows["ts_tail"])
+        dense = self._dense(flows["packets"], ts_end - ts_start)
+        small = (ts_tail == 0) & dense
+        big = {name: column[~small] for name, column in flows.items()}
+        rows, names = pd.factorize(big["direction"])
+        code_of = np.array([DIRECTIONS.index(name) if name in DIRECTIONS else _OTHER for name in map(str, names)],
+                           dtype=np.int8)
+        chunk = {
+            "link": link[~small], "direction": code_of[rows] if len(names) else np.zeros(0, dtype=np.int8),
+            "key": flow_keys(big), "flow": flow_hashes(big), "ts_start": ts_start[~small], "ts_end": ts_end[~small],
+            "ts_tail": ts_tail[~small], "psn_first": big["psn_first"].astype(np.int32),
+            "psn_last": big["psn_last"].astype(np.int32),
+            "data": (big["roce_write"] + big["roce_read"] + big["roce_send"]) > 0, "dense": dense[~small],
+        }
+        spans = self._small_spans(link[small], ts_start[small], ts_end[small])
+        leaf_of = np.array([self._leaf_codes[leaf] for _, leaf, _ in self._links], dtype=np.int32)
+        chunk = {c: np.concatenate([chunk[c], spans[c]]) for c in spans}
+        chunk["leaf"] = leaf_of[chunk["link"]]
+        return chunk
+
+    def _link_code(self, link: str, leaf: str, spine: str) -> int:
+        code = self._link_codes.get(link)
+        if code is None:
+            code = self._link_codes[link] = len(self._links)
+            self._links.append((link, leaf, spine))
+            self._leaf_codes.setdefault(leaf, len(self._leaf_codes))
+        return code
+
+    def _small_spans(self, link: np.ndarray, start: np.ndarray, end: np.ndarray) -> dict[str, np.ndarray]:
+        """Rows of flows that have not had 3 packets yet (`ts_tail` 0) and are dense, kept only as the time they
+        cover on their link. Such a flow can neither be affected nor show its own packet spacing, so nothing
+        asks for it by key; its rows only tell when the link was busy. Each link's run of them whose gaps are
+        within `silence_ms` becomes one row spanning it (no hole fits inside, so the link's holes are the
+        same), with no flow key and no direction: a flood of distinct small flows costs a few rows per link
+        and batch, not one per flow."""
+        silence = ms_to_us(self.config.silence_ms)
+        order = np.lexsort((start, link))
+        link, start, end = link[order], start[order], end[order]
+        bounds = np.append(np.flatnonzero(link != np.r_[-1, link[:-1]]), len(link)).tolist()
+        runs = [np.zeros(0, dtype=np.int64)]
+        for first, stop in pairwise(bounds):
+            covered = np.maximum.accumulate(end[first:stop])
+            runs.append(first + np.flatnonzero(np.r_[True, start[first + 1 : stop] > covered[:-1] + silence]))
+        heads = np.concatenate(runs)
+        count = len(heads)
+        return {
+            "link": link[heads], "direction": np.full(count, _OTHER, dtype=np.int8), "key": np.zeros(count, dtype=_KEY),
+            "flow": np.zeros(count, dtype=np.uint64), "ts_start": start[heads],
+            "ts_end": np.maximum.reduceat(end, heads) if count else end[:0], "ts_tail": np.zeros(count, dtype=np.int64),
+            "psn_first": np.full(count, -1, dtype=np.int32), "psn_last": np.full(count, -1, dtype=np.int32),
+            "data": np.zeros(count, dtype=bool), "dense": np.ones(count, dtype=bool),
+        }
+
+    def _dense(self, packets: np.ndarray, span: np.ndarray) -> np.ndarray:
         """Rows whose packets are close enough to show a silence: one packet, or a mean spacing within
         `silence_ms`. A sparse flow's row (BFD, keepalives) may span an outage and its repair, so it must
         not hide the hole the dense flows leave."""
-        packets = flows["packets"].astype(np.int64)
-        span = times_us(flows["ts_end"]) - times_us(flows["ts_start"])
+        packets = packets.astype(np.int64)
         return (packets <= 1) | (span <= ms_to_us(self.config.silence_ms) * (packets - 1))
 
     def flush(self) -> list[Event]:
@@ -177,29 +243,37 @@ class FastRecoveryDetector:
         if rows is None:
             return
         found: list[_Failure] = []
-        order = np.lexsort((rows["ts_start"], rows["link_code"]))
-        first = np.flatnonzero(np.r_[True, rows["link_code"][order][1:] != rows["link_code"][order][:-1]])
+        moves = _moves(rows)
+        order = np.lexsort((rows["ts_start"], rows["link"]))
+        first = np.flatnonzero(np.r_[True, rows["link"][order][1:] != rows["link"][order][:-1]])
         for part in np.split(order, first[1:]):
-            found += self._judge_link(rows, str(rows["link"][part[0]]), part, watermark, final=final)
+            code = int(rows["link"][part[0]])
+            out = {name: column[moves["link"] == code] for name, column in moves.items()}
+            found += self._judge_link(rows, code, part, out, watermark, final=final)
         for failure in sorted(found, key=lambda f: f.ts):
             if failure.trigger == "silence" and (self._knock_on(failure) or self._returning(failure)):
                 continue
             self._pending.append(failure)
             self._recent.append(failure)
-            self._left[failure.link] = {key.tobytes() for key in failure.keys}
+            self._left[failure.link] = set(failure.flows.tolist())
 
-    def _judge_link(self, rows: dict[str, np.ndarray], link: str, part: np.ndarray, watermark: int, *,
-                    final: bool) -> list[_Failure]:
-        """Failures among the holes of one link's rows (`part`: its row indexes by start time)."""
+    def _judge_link(self, rows: dict[str, np.ndarray], code: int, part: np.ndarray, out: dict[str, np.ndarray],
+                    watermark: int, *, final: bool) -> list[_Failure]:
+        """Failures among the holes of one link's rows (`part`: its row indexes by start time; `out`: the
+        moves of flows off the link, see `_moves`)."""
+        link = self._links[code][0]
         silence, timeout = ms_to_us(self.config.silence_ms), ms_to_us(self.config.timeout_ms)
         dense = part[rows["dense"][part]]
         shown = dense if len(dense) else part
         covered = np.maximum.accumulate(rows["ts_end"][shown])
         starts = rows["ts_start"][shown]
         hole = np.flatnonzero(starts[1:] > covered[:-1] + silence)
+        judged = self._judged.get(link, np.iinfo(np.int64).min)
+        if not self._downs.get(link):  # an oper-down may fall in a hole judged already; nothing else does
+            hole = hole[covered[hole] > judged]
         holes: list[tuple[int, int | None]] = [(int(covered[i]), int(starts[i + 1])) for i in hole]
         holes.append((int(covered[-1]), None))
-        judged = self._judged.get(link, np.iinfo(np.int64).min)
+        unshown = part[~rows["dense"][part]] if len(dense) else part[:0]
         failures: list[_Failure] = []
         ends = rows["ts_end"][part]
         for down in [down for down in self._downs.get(link, []) if watermark >= down]:
@@ -208,42 +282,50 @@ class FastRecoveryDetector:
             sparse = ends[(ends > at) & (ends <= down)]  # packets after the dense ones, before the report
             last = min(max(at, int(sparse.max()) if len(sparse) else at), down)
             if last > judged:
-                failure = self._failure(rows, part, link, last, "oper_down", until, empty_ok=True)
+                failure = self._failure(rows, part, code, last, "oper_down", until, empty_ok=True)
                 assert failure is not None  # empty_ok: oper-down needs no flow
                 failures.append(failure)
                 judged = self._judged[link] = max(at, down)
         for at, until in holes:
             if at <= judged:
                 continue
-            last = self._last_packet(rows, part, at, until)
+            last = self._last_packet(rows, unshown, at, until)
             if not final and watermark < last + silence:
                 break
-            failure = self._failure(rows, part, link, last, "silence", until)
+            moved = _moved_out(out, last, until, timeout)
+            if moved and not self._session_fell_silent(rows, part, last, watermark if until is None else until):
+                moved = _moved_out(out, last, until, timeout, since=last - ms_to_us(self.config.window_ms))
+            failure = self._failure(rows, part, code, last, "silence", until) if moved else None
             evident = failure is not None and self._evidence(rows, part, failure, watermark)
             if evident and failure is not None and not final and watermark < self._first_move(failure):
                 break
             settled = final or (until is not None and watermark >= until) or watermark >= at + timeout
             if not evident and not settled:
-                self._undecided[link] = (str(rows["spine"][part[0]]), last)
+                self._undecided[link] = (self._links[code][2], last)
                 break
             self._undecided.pop(link, None)
             judged = self._judged[link] = at
             if evident and failure is not None:
                 failures.append(failure)
+        self._open_from[code] = next((at for at, _ in holes if at > judged), int(covered[-1]))
         return failures
 
-    def _last_packet(self, rows: dict[str, np.ndarray], part: np.ndarray, at: int, until: int | None) -> int:
+    def _last_packet(self, rows: dict[str, np.ndarray], unshown: np.ndarray, at: int, until: int | None) -> int:
         """The link's last packet before a hole in its dense rows: `at`, or a later packet of a sparse flow
         (BFD after the burst) that then fell silent for longer than its own spacing allows. A sparse row
-        ending just before the link came back spans the outage and its repair, and says nothing."""
-        ends, tails = rows["ts_end"][part], rows["ts_tail"][part]
+        ending just before the link came back spans the outage and its repair, and says nothing. Only rows
+        the holes were not drawn from (`unshown`: the sparse ones, when the link has dense rows) can end
+        inside one."""
+        if not len(unshown):
+            return at
+        ends, tails = rows["ts_end"][unshown], rows["ts_tail"][unshown]
         inside = ends > at
         if until is not None:
             spacing = np.where((tails > 0) & (tails < ends), (ends - tails) // 2, until - at)
             inside &= until - ends > self.config.gap_factor * spacing
         return int(ends[inside].max()) if inside.any() else at
 
-    def _failure(self, rows: dict[str, np.ndarray], part: np.ndarray, link: str, ts: int, trigger: str,
+    def _failure(self, rows: dict[str, np.ndarray], part: np.ndarray, code: int, ts: int, trigger: str,
                  until: int | None, *, empty_ok: bool = False) -> _Failure | None:
         """The flows `link` (rows `part`) carried up to `ts` (last row per flow starting by then, ending
         within the timeout) and where they went; affected are those whose 3rd-to-last packet is within
@@ -251,15 +333,16 @@ class FastRecoveryDetector:
         to be a failure)."""
         recent = ts - ms_to_us(self.config.timeout_ms)
         on_link = part[(rows["ts_start"][part] <= ts) & (rows["ts_end"][part] >= recent)]
-        on_link = on_link[np.isin(rows["direction"][on_link], DIRECTIONS)]
+        on_link = on_link[rows["direction"][on_link] != _OTHER]
         if not len(on_link) and not empty_ok:
             return None
-        order = on_link[np.lexsort((rows["ts_end"][on_link], rows["key"][on_link]))]
-        carried = order[np.r_[rows["key"][order][1:] != rows["key"][order][:-1], True]] if len(order) else order
-        first = part[0]
+        order = on_link[np.lexsort((rows["ts_end"][on_link], rows["flow"][on_link]))]
+        carried = order[np.r_[rows["flow"][order][1:] != rows["flow"][order][:-1], True]] if len(order) else order
+        carried = carried[np.argsort(rows["key"][carried], kind="stable")]  # details list flows in key order
+        link, leaf, spine = self._links[code]
         failure = _Failure(
-            link=link, leaf=str(rows["leaf"][first]), spine=str(rows["spine"][first]), ts=ts, trigger=trigger,
-            until=until, keys=rows["key"][carried], directions=rows["direction"][carried],
+            link=link, leaf=leaf, spine=spine, ts=ts, trigger=trigger, until=until, keys=rows["key"][carried],
+            flows=rows["flow"][carried], directions=_DIRECTION_NAMES[rows["direction"][carried]],
             psn_last=rows["psn_last"][carried], data=rows["data"][carried],
             affected=_witnessed(rows["ts_tail"][carried], rows["ts_end"][carried], ts, until,
                                 ms_to_us(self.config.window_ms)),
@@ -276,22 +359,22 @@ class FastRecoveryDetector:
             return
         until = np.iinfo(np.int64).max if failure.until is None else failure.until
         elsewhere = np.flatnonzero((rows["ts_start"] > failure.ts) & (rows["ts_start"] < until))
-        elsewhere = elsewhere[(rows["leaf"][elsewhere] == failure.leaf) & (rows["link"][elsewhere] != failure.link)]
-        for direction in DIRECTIONS:
+        elsewhere = elsewhere[(rows["leaf"][elsewhere] == self._leaf_codes[failure.leaf])
+                              & (rows["link"][elsewhere] != self._link_codes[failure.link])]
+        for code, direction in enumerate(DIRECTIONS):
             wanted = failure.directions == direction
-            found = elsewhere[(rows["direction"][elsewhere] == direction)
-                              & np.isin(rows["key"][elsewhere], failure.keys[wanted])]
+            found = elsewhere[(rows["direction"][elsewhere] == code)
+                              & np.isin(rows["flow"][elsewhere], failure.flows[wanted])]
             if not len(found):
                 continue
-            found = found[np.lexsort((rows["ts_start"][found], rows["key"][found]))]
-            keys, first = np.unique(rows["key"][found], return_index=True)
-            hits = found[first]
-            index = {key.tobytes(): row for key, row in zip(keys, hits.tolist(), strict=True)}
+            found = found[np.lexsort((rows["ts_start"][found], rows["flow"][found]))]
+            flows, first = np.unique(rows["flow"][found], return_index=True)
+            index = dict(zip(flows.tolist(), found[first].tolist(), strict=True))
             for i in np.flatnonzero(wanted):
-                row = index.get(failure.keys[i].tobytes())
+                row = index.get(int(failure.flows[i]))
                 if row is not None:
                     failure.recovered_at[i] = rows["ts_start"][row]
-                    failure.new_link[i] = rows["link"][row]
+                    failure.new_link[i] = self._links[rows["link"][row]][0]
                     failure.psn_first[i] = rows["psn_first"][row]
 
     def _back_at(self, failure: _Failure) -> int | None:
@@ -300,7 +383,7 @@ class FastRecoveryDetector:
         rows = self._rows
         if rows is None:
             return None
-        on_link = np.flatnonzero(rows["link"] == failure.link)
+        on_link = np.flatnonzero(rows["link"] == self._link_codes[failure.link])
         dense = on_link[rows["dense"][on_link]]
         shown = dense if len(dense) else on_link
         after = rows["ts_start"][shown][rows["ts_start"][shown] > failure.ts]
@@ -311,13 +394,13 @@ class FastRecoveryDetector:
         the timeout (the far side of that failure: its flows dropped at the spine until rerouted). When
         each explains the other, the one whose silence more flows left is the failure."""
         window = ms_to_us(self.config.timeout_ms)
-        moved = failure.keys[failure.recovered_at >= 0]
+        moved = failure.flows[failure.recovered_at >= 0]
         for other in self._recent:
             if (other is failure or other.link == failure.link or other.spine != failure.spine
-                    or abs(other.ts - failure.ts) > window or not np.isin(moved, other.keys).all()):
+                    or abs(other.ts - failure.ts) > window or not np.isin(moved, other.flows).all()):
                 continue
-            theirs = other.keys[other.recovered_at >= 0]
-            if not np.isin(theirs, failure.keys).all() or (len(moved), -failure.ts) < (len(theirs), -other.ts):
+            theirs = other.flows[other.recovered_at >= 0]
+            if not np.isin(theirs, failure.flows).all() or (len(moved), -failure.ts) < (len(theirs), -other.ts):
                 return True
         return False
 
@@ -335,7 +418,7 @@ class FastRecoveryDetector:
     def _returning(self, failure: _Failure) -> bool:
         """True when every flow that moved went back to a link it had left when that link failed (repaired)."""
         moved = np.flatnonzero(failure.recovered_at >= 0)
-        return all(failure.keys[i].tobytes() in self._left.get(str(failure.new_link[i]), ()) for i in moved)
+        return all(int(failure.flows[i]) in self._left.get(str(failure.new_link[i]), ()) for i in moved)
 
     def _interrupted(self, failure: _Failure) -> np.ndarray:
         """Affected flows the failure cut, the ones convergence is measured on: recovered elsewhere after
@@ -380,11 +463,16 @@ class FastRecoveryDetector:
         movers = failure.recovered_at >= 0
         if not movers.any():
             return False
-        before = part[(rows["ts_end"][part] <= failure.ts) & ~np.isin(rows["direction"][part], DIRECTIONS)]
+        return self._session_fell_silent(rows, part, failure.ts, end)
+
+    def _session_fell_silent(self, rows: dict[str, np.ndarray], part: np.ndarray, ts: int, end: int) -> bool:
+        """Whether a session of the link itself (neither up nor down), sending up to `ts`, stayed silent until
+        `end` for longer than its own packet spacing allows."""
+        before = part[(rows["ts_end"][part] <= ts) & (rows["direction"][part] == _OTHER)]
         tail, last = rows["ts_tail"][before], rows["ts_end"][before]
         spaced = (tail > 0) & (tail < last)
         allowed = self.config.gap_factor * (last - tail) // 2
-        return bool((spaced & (failure.ts - last <= allowed) & (end - failure.ts > allowed)).any())
+        return bool((spaced & (ts - last <= allowed) & (end - ts > allowed)).any())
 
     # -- emission ----------------------------------------------------------------------------------------
     def _emit(self, watermark: int, *, final: bool) -> list[Event]:
@@ -462,9 +550,65 @@ class FastRecoveryDetector:
         horizon = watermark - ms_to_us(config.timeout_ms + config.silence_ms + config.window_ms)
         keep_from = min([horizon] + [f.ts for f in self._pending])
         if self._rows is not None:
-            kept = self._rows["ts_end"] >= keep_from
+            kept = (self._rows["ts_end"] >= keep_from) & self._latest_of_settled()
             self._rows = {c: self._rows[c][kept] for c in _COLUMNS}
         self._recent = [f for f in self._recent if f.ts >= horizon]
+
+    def _latest_of_settled(self) -> np.ndarray:
+        """Per-flow state instead of rows: a flow's rows on a link that ended before every question still open
+        on its leaf (the earliest failure its links may yet show, `_open_from`, an oper-down not judged yet, a
+        failure waiting for its flows) matter only through its latest one there. A failure found later takes
+        each flow's last row on the link up to it, and looks for the flows on the other links of the leaf only
+        after it; so a flow sending for seconds keeps one row per link, not one per burst. Sessions of the
+        link itself (neither up nor down) keep their rows: they are few, and each gives its own spacing."""
+        rows = self._rows
+        assert rows is not None
+        settled = np.full(len(self._leaf_codes), np.iinfo(np.int64).max, dtype=np.int64)
+        for code, start in self._open_from.items():
+            leaf = self._leaf_codes[self._links[code][1]]
+            settled[leaf] = min(settled[leaf], start, *self._downs.get(self._links[code][0], ()))
+        settled = np.minimum(settled, min([np.iinfo(np.int64).max] + [f.ts for f in self._pending]))
+        old = np.flatnonzero((rows["direction"] != _OTHER) & (rows["ts_end"] < settled[rows["leaf"]]))
+        keep = np.ones(len(rows["ts_end"]), dtype=bool)
+        if len(old) > 1:
+            old = old[np.lexsort((rows["ts_end"][old], rows["flow"][old], rows["link"][old]))]
+            same = (rows["flow"][old][1:] == rows["flow"][old][:-1]) & (rows["link"][old][1:] == rows["link"][old][:-1])
+            keep[old[:-1][same]] = False
+        return keep
+
+
+def _moves(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every time a flow left a link: consecutive rows of one flow (key, leaf and direction, up or down) by start
+    time on two links; `link` the link it left, `start`/`end`/`tail` its last row there, `next` the start of its
+    first row on the other. Computed once per batch for all links, so a hole no flow moved out of is ruled out
+    without gathering the flows of the link (most holes are the pauses between bursts)."""
+    flows = np.flatnonzero(rows["direction"] != _OTHER)
+    key = rows["flow"][flows]
+    order = np.lexsort((rows["ts_start"][flows], key, rows["direction"][flows], rows["leaf"][flows]))
+    flows, key = flows[order], key[order]
+    same_flow = ((key[1:] == key[:-1]) & (rows["direction"][flows][1:] == rows["direction"][flows][:-1])
+                 & (rows["leaf"][flows][1:] == rows["leaf"][flows][:-1]))
+    left = np.flatnonzero(same_flow & (rows["link"][flows][1:] != rows["link"][flows][:-1]))
+    before, after = flows[left], flows[left + 1]
+    return {"link": rows["link"][before], "start": rows["ts_start"][before], "end": rows["ts_end"][before],
+            "tail": rows["ts_tail"][before], "next": rows["ts_start"][after]}
+
+
+def _moved_out(out: dict[str, np.ndarray], ts: int, until: int | None, timeout: int, *,
+               since: int | None = None) -> bool:
+    """Whether a flow the link carried up to `ts` (its last row there started by `ts` and ended within the
+    timeout before it) may have shown up on another link before `until`: the moves off the link (`out`)
+    include one from such a row that happened before `until`. Without one, no flow of the hole moved and the
+    hole is no failure: a flow seen elsewhere in the hole left the link after its carried row, and left it
+    either by `ts` (a move here) or from a row of the link starting inside the hole (which says the link
+    was alive). With `since`: only a flow that could be affected, its 3rd-to-last packet there since then
+    (what evidence needs when no session of the link fell silent: a flow the failure cut)."""
+    moved = (out["start"] <= ts) & (out["end"] >= ts - timeout)
+    if since is not None:
+        moved &= out["tail"] >= since
+    if until is not None:
+        moved &= out["next"] < until
+    return bool(moved.any())
 
 
 def _witnessed(ts_tail: np.ndarray, ts_end: np.ndarray, ts: int, until: int | None, window: int) -> np.ndarray:

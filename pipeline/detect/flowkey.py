@@ -18,6 +18,7 @@ FLOW_KEY = np.dtype([
     ("src_ip", "S16"), ("dst_ip", "S16"), ("src_port", "<u2"), ("dst_port", "<u2"), ("proto", "u1"),
     ("vlan", "<u2"), ("vni", "<u4"), ("roce_qp", "<u4"),
 ])
+KEY_COLUMNS: tuple[str, ...] = tuple(FLOW_KEY.names or ())
 
 
 def flow_keys(batch: Batch) -> np.ndarray:
@@ -27,6 +28,37 @@ def flow_keys(batch: Batch) -> np.ndarray:
     for name in FLOW_KEY.names or ():
         keys[name] = batch[name]
     return keys.view(f"V{FLOW_KEY.itemsize}")
+
+
+_MIX = (np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))  # MurmurHash3's 64-bit finaliser
+_SHIFT = np.uint64(33)
+
+
+def flow_hashes(batch: Batch) -> np.ndarray:
+    """A 64-bit hash of each row's flow key (the fields of FLOW_KEY): sorting, grouping and matching integers
+    is many times cheaper than 47-byte void values. Two flows share a hash with odds of about n²/2⁶⁵ (3e-8
+    for a million flows)."""
+    u64 = np.uint64
+    words = [*_address_words(batch["src_ip"]), *_address_words(batch["dst_ip"]),
+             batch["src_port"].astype(u64) | batch["dst_port"].astype(u64) << u64(16)
+             | batch["proto"].astype(u64) << u64(32) | batch["vlan"].astype(u64) << u64(40),
+             batch["vni"].astype(u64) | batch["roce_qp"].astype(u64) << u64(32)]
+    hashes = np.zeros(len(batch["src_port"]), dtype=u64)
+    for position, word in enumerate(words):
+        hashes = _mix(hashes ^ (word + u64(position)))
+    return hashes
+
+
+def _address_words(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    words = np.ascontiguousarray(column, dtype="S16").view("<u8").reshape(-1, 2)
+    return words[:, 0], words[:, 1]
+
+
+def _mix(value: np.ndarray) -> np.ndarray:
+    """Every input bit flips each output bit with odds near 1/2 (fmix64)."""
+    value = (value ^ (value >> _SHIFT)) * _MIX[0]
+    value = (value ^ (value >> _SHIFT)) * _MIX[1]
+    return value ^ (value >> _SHIFT)
 
 
 def describe(key: np.void) -> str:

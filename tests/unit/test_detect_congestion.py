@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -239,3 +240,23 @@ def test_pauses_of_a_congestion_episode_are_part_of_its_incident_not_a_storm_of_
     stuck = [{"k": k, "pause": 4} for k in range(2, 60)]
     events = detector.update(bins(marked)) + detector.update(bins(stuck, direction="unknown")) + detector.flush()
     assert sorted(e["kind"] for e in latest_rows(events)) == ["congestion", "pfc_storm"]
+
+
+def test_flow_rows_behind_the_bins_of_a_link_direction_without_an_episode_are_not_kept() -> None:
+    detector = CongestionDetector()
+    assert detector.update(bins(clean(0, 50))) == []  # bins up to T0 + 500 ms, nothing marked
+    flood = empty_columns("flows", 100_000)
+    flood["link"][:], flood["direction"][:], flood["job"][:] = LINK, "up", "llama"
+    flood["src_port"][:], flood["roce_qp"][:] = np.arange(100_000) % 65536, np.arange(100_000)
+    flood["ts_start"][:] = flood["ts_end"][:] = np.datetime64(T0 + 400_000, "us")
+    tracemalloc.start()
+    detector.observe_flows(flood)
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert held < 1_000_000  # kept, 100,000 rows would hold ~10 MB; no episode can start before the next bin
+    later = flows([("10.0.3.1", "bert", 10**6, 30)])
+    later["ts_start"][:], later["ts_end"][:] = np.datetime64(T0 + 600_000, "us"), np.datetime64(T0 + 700_000, "us")
+    detector.observe_flows(later)
+    marked = [{"k": k, "ect": 100, "ce": 30} for k in range(60, 63)]
+    events = detector.update(bins(marked + clean(63, 80))) + detector.flush()
+    assert json.loads(str(latest_rows(events)[0]["details"]))["jobs"] == ["bert"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import tracemalloc
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -414,3 +415,45 @@ def test_oper_down_in_a_quiet_gap_is_a_failure_at_the_links_last_packet_even_whe
     assert [(e["link"], e["ts"], e["flows_affected"]) for e in events] == [
         ("leaf1-spine1", np.datetime64(last_session, "us"), 0)]
     assert json.loads(str(events[0]["details"]))["trigger"] == "oper_down"
+
+
+def small_flows(link: str, count: int, start: int, end: int) -> dict[str, np.ndarray]:
+    """`count` distinct one-packet flows spread over [start, end) on `link` (a flood: no 3rd-to-last packet)."""
+    columns = empty_columns("flows", count)
+    columns["link"][:], columns["direction"][:] = link, "up"
+    columns["leaf"][:], columns["spine"][:] = link.split("-")
+    columns["src_ip"][:], columns["dst_ip"][:] = ip("10.0.1.200"), ip("10.0.9.1")
+    columns["src_port"][:], columns["dst_port"][:], columns["proto"][:] = np.arange(count) % 65536, 4791, 17
+    columns["roce_qp"][:] = np.arange(count)
+    ts = start + np.arange(count) * (end - start) // count
+    columns["ts_start"][:] = columns["ts_end"][:] = ts.astype("datetime64[us]")
+    columns["packets"][:], columns["roce_write"][:] = 1, 1
+    return columns
+
+
+def test_a_flood_of_small_flows_costs_a_few_rows_and_leaves_the_failure_as_it_was() -> None:
+    rows = before_failure() + after_failure(FAIL + 1500 * MS)
+    expected = only(FastRecoveryDetector().update(batch(rows)))
+    detector = FastRecoveryDetector()
+    flood = small_flows("leaf1-spine1", 100_000, T0 + 300 * MS, FAIL)
+    tracemalloc.start()
+    detector.update(flood)
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert held < 1_000_000  # one row per flow would hold 100,000 rows of ~100 bytes
+    event = only(detector.update(batch(rows)))
+    assert {column: event[column] for column in EVENT_COLUMNS if column != "updated"} == {
+        column: expected[column] for column in EVENT_COLUMNS if column != "updated"}
+
+
+def test_a_flow_sent_in_bursts_before_is_measured_as_before() -> None:
+    bursts = [row(F1, "leaf1-spine1", "up", T0 + 30 * MS * i, T0 + 30 * MS * i + 16 * MS, psn=(0, 500))
+              for i in range(10)]
+    rows = before_failure() + after_failure(FAIL + 1500 * MS)
+    expected = only(FastRecoveryDetector().update(batch(rows)))
+    detector = FastRecoveryDetector()
+    for burst in bursts:
+        assert detector.update(batch([burst])) == []
+    event = only(detector.update(batch(rows)))
+    assert {column: event[column] for column in EVENT_COLUMNS if column != "updated"} == {
+        column: expected[column] for column in EVENT_COLUMNS if column != "updated"}
