@@ -112,6 +112,7 @@ class Collector:
         self.stats = CollectorStats()
         self._topology = topology
         self._decoder = Decoder(topology)
+        self._dpi = dpi.Classifier()  # kept across epochs: what the portmapper said stays true
         self._opinion = second_opinion(self.config.second_opinion, wait=self.config.wait_for_opinions)
         if self._opinion is not None:
             self.stats.opinions = self._opinion.stats
@@ -151,7 +152,7 @@ class Collector:
         decoded = self._decoder.decode(batch)
         if self.recorder is not None:
             self.recorder.write(batch, decoded)
-        labels = dpi.classify(batch.data, decoded)
+        labels = self._dpi.classify(batch.data, decoded)
         self.stats.packets += len(decoded)
         self.stats.malformed = self._decoder.stats.malformed_total
         self.stats.malformed_by_reason = dict(self._decoder.stats.malformed)
