@@ -156,14 +156,14 @@ def port_query(payload: bytes, over_tcp: bool) -> PortQuery | None:
     return PortQuery(xid, version, asked, proto) if asked in PROGRAMS and proto in (TCP, UDP) else None
 
 
-def port_answer(payload: bytes, over_tcp: bool, version: int) -> tuple[int, int, str | None] | None:
-    """(xid, port, address the answer names or None) of a successful portmapper reply; None if it is not one.
+def port_answer(payload: bytes, over_tcp: bool, version: int) -> tuple[int, str | None] | None:
+    """(port, address the answer names or None) of a successful portmapper reply; None if it is not one.
 
     Version 2 answers a port number; versions 3 and 4 a universal address "h1.h2.h3.h4.p1.p2" (RFC 5665 5.2.3,
     IPv6 likewise) whose port is p1 * 256 + p2. Port 0 means the program is not registered."""
     message = _Xdr(payload, 4 if over_tcp else 0)
     try:
-        xid, msg_type, reply_stat = message.uint(), message.uint(), message.uint()
+        _xid, msg_type, reply_stat = message.uint(), message.uint(), message.uint()
         if (msg_type, reply_stat) != (REPLY, 0):
             return None
         message.skip_auth()  # verifier
@@ -175,7 +175,7 @@ def port_answer(payload: bytes, over_tcp: bool, version: int) -> tuple[int, int,
             port, address = _universal_address(message.opaque())
     except (_Truncated, ValueError):
         return None
-    return (xid, port, address) if 0 < port < 65536 else None
+    return (port, address) if 0 < port < 65536 else None
 
 
 def _universal_address(uaddr: bytes) -> tuple[int, str | None]:
@@ -242,7 +242,7 @@ class RpcPorts:
         if answer is None:
             return
         del self._pending[client]
-        _, port, address = answer
+        port, address = answer
         hi, lo = words_of(address) if address else (int(decoded.src_hi[row]), int(decoded.src_lo[row]))
         server = (hi, lo, port, query.proto)
         self._ports[server] = query.program
