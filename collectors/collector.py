@@ -132,6 +132,7 @@ class Collector:
         self._topology = topology
         self._shard = shard
         self._decoder = Decoder(topology)
+        self._dpi = dpi.Classifier()  # kept across epochs: what the portmapper said stays true
         self._opinion = second_opinion(self.config.second_opinion, wait=self.config.wait_for_opinions)
         if self._opinion is not None:
             self.stats.opinions = self._opinion.stats
@@ -246,7 +247,7 @@ class Collector:
         binned = bool(np.any(decoded.ok & (decoded.link >= 0)))
         if self._shard is not None:
             batch, decoded = self._shard.select(batch, decoded)
-        labels = dpi.classify(batch.data, decoded)
+        labels = self._dpi.classify(batch.data, decoded)
         self.stats.packets += len(decoded)
         if self._shard is None or self._shard.index == 0:  # malformed packets are worker 0's
             self.stats.malformed = self._decoder.stats.malformed_total

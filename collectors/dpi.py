@@ -9,6 +9,9 @@ A VXLAN packet's inner flow is classified with the same rules (the decoder puts 
 in the `app_*`/`payload_*` columns), then the packet, whose flow key is the outer one, is labelled `vxlan`
 with the inner label in the detail ("inner=http"). Its confidence grows with the inner label's, so the flow
 table, which keeps the row of highest confidence per flow, keeps the packet that best names the inner app.
+
+`classify` reads each batch alone; a collector uses a `Classifier`, which also remembers across batches the
+ports the portmapper handed out (collectors.dpi_rpc) and labels the RPC traffic that goes to them.
 """
 
 from __future__ import annotations
@@ -17,17 +20,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from collectors.dpi_http2 import headers_frame, read_headers
 from collectors.dpi_payload import TCP, UDP, PayloadHead
+from collectors.dpi_rpc import RpcPorts
 from collectors.dpi_signatures import (
     BTH_OPCODES,
     CERTAIN,
+    CM_ATTRIBUTE_NAMES,
     CNP_OPCODE,
     ETHERTYPES,
+    GSI_QP,
     ICMP_PROTOCOLS,
+    LIKELY,
     MAC_CONTROL,
+    MAD_OFFSET,
     PORT_ONLY,
     PORT_TABLES,
     SIGNATURES,
+    UD_SEND_ONLY,
+    cm_mad,
 )
 from collectors.packets import DecodedPackets
 from pipeline.labels import APP_CODE, APPS
@@ -58,7 +69,7 @@ def classify(data: np.ndarray, decoded: DecodedPackets) -> PacketLabels:
     """Label each packet of a decoded batch; `data` is the batch buffer `payload_offset` points into."""
     n = len(decoded)
     labels = PacketLabels(np.zeros(n, dtype=np.uint8), np.zeros(n, dtype=np.float32), np.full(n, "", dtype=object))
-    _label_headers(decoded, labels)
+    _label_headers(data, decoded, labels)
     _label_payloads(data, decoded, labels)
     _label_ports(decoded, labels)
     _label_vxlan(decoded, labels)
@@ -68,13 +79,26 @@ def classify(data: np.ndarray, decoded: DecodedPackets) -> PacketLabels:
     return labels
 
 
+class Classifier:
+    """`classify` with the ports the portmapper handed out, learned from the batches seen so far."""
+
+    def __init__(self, rpc_ports: RpcPorts | None = None) -> None:
+        self.rpc_ports = rpc_ports if rpc_ports is not None else RpcPorts()
+
+    def classify(self, data: np.ndarray, decoded: DecodedPackets) -> PacketLabels:
+        labels = classify(data, decoded)
+        self.rpc_ports.learn(data, decoded)
+        self.rpc_ports.label(decoded, labels.app, labels.confidence, labels.detail, at=LIKELY)
+        return labels
+
+
 def _assign(labels: PacketLabels, rows: np.ndarray, app: str, confidence: np.float32) -> None:
     labels.app[rows] = APP_CODE[app]
     labels.confidence[rows] = confidence
 
 
-def _label_headers(decoded: DecodedPackets, labels: PacketLabels) -> None:
-    """Labels the decoder's header fields settle on their own."""
+def _label_headers(data: np.ndarray, decoded: DecodedPackets, labels: PacketLabels) -> None:
+    """Labels the decoder's header fields settle on their own, and RDMA CM's MADs behind a RoCE header."""
     for ethertype, app in ETHERTYPES.items():
         _assign(labels, decoded.ethertype == ethertype, app, CERTAIN)
     mac_control = decoded.ethertype == MAC_CONTROL
@@ -84,6 +108,27 @@ def _label_headers(decoded: DecodedPackets, labels: PacketLabels) -> None:
     roce = decoded.is_roce
     _assign(labels, roce & BTH_OPCODES[decoded.bth_opcode], "rocev2", CERTAIN)
     _assign(labels, roce & (decoded.bth_opcode == CNP_OPCODE), "rocev2-cnp", CERTAIN)
+    _label_rdma_cm(data, decoded, labels)
+
+
+def _label_rdma_cm(data: np.ndarray, decoded: DecodedPackets, labels: PacketLabels) -> None:
+    """RDMA CM (IBTA 12, RoCEv2 annex A17.4): a UD SEND_ONLY to the GSI's QP 1 carrying a CM-class MAD after
+    the DETH; the detail is the message (REQ, REP, RTU...)."""
+    rows = np.flatnonzero(
+        decoded.is_roce
+        & (decoded.dqpn == GSI_QP)
+        & (decoded.bth_opcode == UD_SEND_ONLY)
+        & (decoded.payload_caplen > MAD_OFFSET)
+    )
+    if not len(rows):
+        return
+    mad = PayloadHead.gather(
+        data, decoded.payload_offset[rows] + MAD_OFFSET, decoded.payload_caplen[rows] - MAD_OFFSET,
+        decoded.app_proto[rows], decoded.app_src_port[rows], decoded.app_dst_port[rows],
+    )
+    found = cm_mad(mad)
+    _assign(labels, rows[found], "rdma-cm", CERTAIN)
+    labels.detail[rows[found]] = CM_ATTRIBUTE_NAMES[mad.u16(16)[found]]
 
 
 def _label_payloads(data: np.ndarray, decoded: DecodedPackets, labels: PacketLabels) -> None:
@@ -122,6 +167,28 @@ def _label_payloads(data: np.ndarray, decoded: DecodedPackets, labels: PacketLab
             start = int(offsets[position])
             payload = data[start : start + int(head.caplen[position])].tobytes()
             labels.detail[rows[position]] = signature.detail(payload)
+    for index, signature in enumerate(SIGNATURES):
+        if signature.details is not None and (best == index).any():
+            labels.detail[rows[best == index]] = signature.details(head)[best == index]
+    _label_http2(data, rows, offsets, head, labels)
+
+
+def _label_http2(
+    data: np.ndarray, rows: np.ndarray, offsets: np.ndarray, head: PayloadHead, labels: PacketLabels
+) -> None:
+    """gRPC or HTTP/2 from the header blocks (collectors.dpi_http2) of rows that open with the preface or, left
+    unlabelled, with a HEADERS frame; a gRPC request's detail is its path (/package.Service/Method)."""
+    preface = labels.app[rows] == APP_CODE["http2"]
+    candidates = np.flatnonzero(preface | ((labels.confidence[rows] == 0) & headers_frame(head)))
+    for position in candidates.tolist():
+        start = int(offsets[position])
+        headers = read_headers(data[start : start + int(head.caplen[position])].tobytes())
+        row = rows[position]
+        if headers is not None and headers.grpc:
+            _assign(labels, row, "grpc", CERTAIN)
+            labels.detail[row] = headers.path
+        elif headers is not None and not preface[position]:
+            _assign(labels, row, "http2", LIKELY)
 
 
 def _label_ports(decoded: DecodedPackets, labels: PacketLabels) -> None:

@@ -76,3 +76,11 @@ def ssh_software(payload: bytes) -> str:
     """The identification line (RFC 4253 4.2) without CR LF, '' if its end was not captured."""
     found = SSH_BANNER.match(payload[:SSH_BANNER_MAX])
     return found.group(1).decode("ascii") if found else ""
+
+
+QUIC_VERSIONS = {0x00000001: "v1", 0x6B3343CF: "v2"}
+
+
+def quic_version(payload: bytes) -> str:
+    """The version of a QUIC long header (RFC 9000 17.2) as RFC 9369 names it, '' if unknown or cut."""
+    return QUIC_VERSIONS.get(int.from_bytes(payload[1:5], "big"), "") if len(payload) >= 5 else ""

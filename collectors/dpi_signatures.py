@@ -3,7 +3,8 @@
 Confidence says how much of the protocol a match checked: several consistent header fields (CERTAIN), a
 structure that needs the well-known port to be believable (LIKELY), one short record header (PLAUSIBLE);
 a port alone, with no payload evidence, is only PORT_ONLY. Signatures whose structure is weak (DNS, NTP,
-PTP, BFD, iSCSI, NFS replies, TCPStore queries) only count on their well-known ports.
+PTP, BFD, iSCSI, NFS replies, TCPStore queries) only count on their well-known ports. ONC RPC lives in
+collectors.dpi_rpc and HTTP/2 header blocks in collectors.dpi_http2.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from collectors.dpi_details import server_name, ssh_software
+from collectors.dpi_details import quic_version, server_name, ssh_software
 from collectors.dpi_payload import TCP, UDP, PayloadHead, one_of
+from collectors.dpi_rpc import PORTMAPPER_PORT, rpc_call, rpc_program_names, rpc_reply, rpc_reply_names
 from pipeline.labels import APP_CODE
 
 CERTAIN = np.float32(1.0)
@@ -26,12 +28,14 @@ PORT_ONLY = np.float32(0.5)
 
 @dataclass(frozen=True, slots=True)
 class Signature:
-    """A payload test for one label; `detail` extracts app_detail from the captured payload of a matching row."""
+    """A payload test for one label; `detail` extracts app_detail from the captured payload of a matching row
+    (Python, for signatures that match rarely), `details` computes it over the heads as a column."""
 
     app: str
     confidence: np.float32
     test: Callable[[PayloadHead], np.ndarray]
     detail: Callable[[bytes], str] | None = None
+    details: Callable[[PayloadHead], np.ndarray] | None = None  # app_detail of every head at once (object array)
 
 
 TLS_HANDSHAKE = one_of(0x16)
@@ -172,44 +176,6 @@ def iscsi_bhs(p: PayloadHead) -> np.ndarray:
     )
 
 
-NFS_PROGRAM = 100003
-
-
-def _rpc_call(p: PayloadHead, base: int) -> np.ndarray:
-    """RFC 5531 9: xid, msg_type CALL, rpcvers 2, program NFS, version 2-4."""
-    version = p.u32(base + 16)
-    return (
-        p.has(base + 20)
-        & (p.u32(base + 4) == 0)
-        & (p.u32(base + 8) == 2)
-        & (p.u32(base + 12) == NFS_PROGRAM)
-        & (version >= 2)
-        & (version <= 4)
-    )
-
-
-def _rpc_reply(p: PayloadHead, base: int) -> np.ndarray:
-    """msg_type REPLY with reply_stat MSG_ACCEPTED or MSG_DENIED."""
-    return p.has(base + 12) & (p.u32(base + 4) == 1) & (p.u32(base + 8) <= 1)
-
-
-def _record_marker(p: PayloadHead) -> np.ndarray:
-    """RFC 5531 11: the TCP record marker's fragment length covers at least an RPC header."""
-    return p.has(4) & ((p.u32(0) & 0x7FFFFFFF) >= 12)
-
-
-def nfs_call(p: PayloadHead) -> np.ndarray:
-    over_tcp = (p.proto == TCP) & _record_marker(p) & _rpc_call(p, 4)
-    over_udp = (p.proto == UDP) & _rpc_call(p, 0)
-    return over_tcp | over_udp
-
-
-def nfs_reply(p: PayloadHead) -> np.ndarray:
-    over_tcp = p.on_port(TCP, 2049) & _record_marker(p) & _rpc_reply(p, 4)
-    over_udp = p.on_port(UDP, 2049) & _rpc_reply(p, 0)
-    return over_tcp | over_udp
-
-
 # torch/csrc/distributed/c10d TCPStore: a client opens with QueryType VALIDATE (0) and the uint32 magic
 # 0x3C85F7CE in host (little-endian) order; every later query is a QueryType byte followed by uint64 lengths.
 TCPSTORE_MAGIC = 0x3C85F7CE
@@ -322,19 +288,45 @@ def bfd_control(p: PayloadHead) -> np.ndarray:
     )
 
 
+# RFC 9000 15 and RFC 9369 3.1: the versions whose Initial packets we know, and the long-header packet type
+# of an Initial in each (version 2 renumbered the types).
+QUIC_INITIAL_TYPES = {0x00000001: 0b00, 0x6B3343CF: 0b01}
+QUIC_MAX_CID = 20
+
+
+def quic_initial(p: PayloadHead) -> np.ndarray:
+    """RFC 9000 17.2.2: a long header (form and fixed bits set) of type Initial for its version, and a
+    destination connection ID of at most 20 bytes."""
+    first = p.u8(0)
+    version = p.u32(1)
+    initial = np.zeros(len(p), dtype=bool)
+    for known, packet_type in QUIC_INITIAL_TYPES.items():
+        initial |= (version == known) & (((first >> 4) & 0b11) == packet_type)
+    return (p.proto == UDP) & p.has(6) & ((first & 0xC0) == 0xC0) & initial & (p.u8(5) <= QUIC_MAX_CID)
+
+
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 3.4, what a prior-knowledge client sends first
+
+
+def http2_preface(p: PayloadHead) -> np.ndarray:
+    return (p.proto == TCP) & p.equals(0, HTTP2_PREFACE)
+
+
 # Registry, strongest evidence first: a row takes the first label of highest confidence that matches.
 SIGNATURES: tuple[Signature, ...] = (
     Signature("tls", CERTAIN, tls_client_hello, server_name),
     Signature("tls", CERTAIN, tls_server_hello),
     Signature("ssh", CERTAIN, ssh_banner, ssh_software),
     Signature("bgp", CERTAIN, bgp_message),
-    Signature("nfs", CERTAIN, nfs_call),
+    Signature("nfs", CERTAIN, rpc_call, details=rpc_program_names),
+    Signature("quic", CERTAIN, quic_initial, quic_version),
     Signature("torch-c10d", CERTAIN, tcpstore_validate),
     Signature("http", CERTAIN, http_response),
     Signature("bfd", CERTAIN, bfd_control),
     Signature("nvme-tcp", LIKELY, nvme_tcp_pdu),
     Signature("iscsi", LIKELY, iscsi_bhs),
-    Signature("nfs", LIKELY, nfs_reply),
+    Signature("nfs", LIKELY, rpc_reply, details=rpc_reply_names),
+    Signature("http2", LIKELY, http2_preface),
     Signature("torch-c10d", LIKELY, tcpstore_query),
     Signature("http", LIKELY, http_request),
     Signature("dns", LIKELY, dns_message),
@@ -352,11 +344,14 @@ PORTS: tuple[tuple[str, int, tuple[int, ...]], ...] = (
     ("iscsi", TCP, (3260,)),
     ("nfs", TCP, (2049,)),
     ("nfs", UDP, (2049,)),
+    ("nfs", TCP, (PORTMAPPER_PORT,)),
+    ("nfs", UDP, (PORTMAPPER_PORT,)),
+    ("quic", UDP, (443,)),
     ("tls", TCP, (443,)),
     ("http", TCP, (80,)),
     ("ssh", TCP, (22,)),
     ("bgp", TCP, (179,)),
-    ("bfd", UDP, (3784, 4784)),
+    ("bfd", UDP, (3784, 3785, 4784)),  # control, echo (RFC 5881 4; contents are the sender's own), multihop
     ("dns", UDP, (53,)),
     ("dns", TCP, (53,)),
     ("ntp", UDP, (123,)),
@@ -393,3 +388,29 @@ def _bth_opcodes() -> np.ndarray:
 
 
 BTH_OPCODES = _bth_opcodes()
+
+# RDMA CM over RoCEv2: the GSI's MADs ride UD SEND_ONLY packets to QP 1, the MAD after the BTH and the DETH.
+GSI_QP = 1
+UD_SEND_ONLY = 0x64
+MAD_OFFSET = 12 + 8  # BTH, DETH
+CM_CLASS = 0x07  # IBTA 13.4.4 management class of Communication Management
+CM_METHODS = one_of(0x01, 0x02, 0x03, 0x81)  # Get, Set, Send, GetResp (IBTA 12.6, 13.4.5)
+CM_ATTRIBUTES: dict[int, str] = {  # IBTA 12.6 table 99: the message each attribute carries
+    0x0001: "ClassPortInfo", 0x0010: "REQ", 0x0011: "MRA", 0x0012: "REJ", 0x0013: "REP", 0x0014: "RTU",
+    0x0015: "DREQ", 0x0016: "DREP", 0x0017: "SIDR_REQ", 0x0018: "SIDR_REP", 0x0019: "LAP", 0x001A: "APR",
+}
+CM_ATTRIBUTE_NAMES = np.full(65536, "", dtype=object)
+CM_ATTRIBUTE_NAMES[list(CM_ATTRIBUTES)] = list(CM_ATTRIBUTES.values())
+
+
+def cm_mad(p: PayloadHead) -> np.ndarray:
+    """IBTA 13.4.3 MAD common header: BaseVersion 1, the CM class at ClassVersion 2, a method CM uses and a CM
+    attribute."""
+    return (
+        p.has(18)
+        & (p.u8(0) == 1)
+        & (p.u8(1) == CM_CLASS)
+        & (p.u8(2) == 2)
+        & CM_METHODS[p.u8(3)]
+        & (CM_ATTRIBUTE_NAMES[p.u16(16)] != "")
+    )

@@ -28,6 +28,13 @@ numbers or decimal strings (RFC 7951 encodes uint64 as strings). Leaves read und
 multicast-pkts,broadcast-pkts,errors,discards}``, ``state/counters/{in,out}-pkts`` (used when the
 per-cast counters are absent), ``state/counters/in-fcs-errors``, ``ethernet/state/port-speed``
 (``SPEED_400GB``) and ``state/speed`` (bits/s, as ietf-interfaces has it).
+
+PFC and ECN counters are read where switches put them, and summed over their queues or priorities:
+``qos/interfaces/interface[interface-id=X]/output/queues/queue[name=Q]/state/ecn-marked-pkts``
+(openconfig-qos) or NVIDIA Cumulus's per-interface ``interfaces/interface[name=X]/state/counters/
+ecn-marked-pkts`` (taken instead of the queues when both come, so nothing counts twice), and
+``qos/interfaces/interface[interface-id=X]/pfc/pfc-priorities/pfc-priority[dot1p=P]/state/statistics/
+pause-frames-{rx,tx}`` (the openconfig-qos-ext PFC counters of SONiC's management framework).
 """
 
 from __future__ import annotations
@@ -71,6 +78,15 @@ COUNTER_LEAVES: dict[str, str] = {
     "state/counters/in-fcs-errors": "fcs_errors",
 }
 PACKET_LEAVES = ("unicast-pkts", "multicast-pkts", "broadcast-pkts")
+# counters column → the leaves (relative to the interface, list keys left out) that count it, each summed over
+# its list entries; the first one a device reports is used.
+SUMMED_LEAVES: dict[str, tuple[str, ...]] = {
+    "ecn_marked": ("state/counters/ecn-marked-pkts", "output/queues/queue/state/ecn-marked-pkts"),
+    "pfc_rx_pause": ("pfc/pfc-priorities/pfc-priority/state/statistics/pause-frames-rx",),
+    "pfc_tx_pause": ("pfc/pfc-priorities/pfc-priority/state/statistics/pause-frames-tx",),
+}
+_SUMMED = {leaf for leaves in SUMMED_LEAVES.values() for leaf in leaves}
+LIST_KEYS = ("name", "interface-id", "dot1p")  # the keys of the YANG lists on these paths
 _SPEED = re.compile(r"SPEED_(\d+)(MB|GB)$")
 _UNITS = {"MB": 10**6, "GB": 10**9}
 
@@ -80,6 +96,7 @@ class _Interface:
     """Last-known leaves of one interface (relative path → value)."""
 
     leaves: dict[str, int] = field(default_factory=dict)
+    summed: dict[str, dict[str, int]] = field(default_factory=dict)  # SUMMED_LEAVES leaf → {entry path: value}
     oper_up: bool = False
     speed_bps: int = 0
 
@@ -107,14 +124,16 @@ def join_path(elements: Sequence[tuple[str, dict[str, str]]]) -> str:
 
 def _leaves(elements: list[tuple[str, dict[str, str]]], value: Any) -> Iterator[tuple[list[tuple[str, dict[str, str]]],
                                                                                          Any]]:
-    """Every scalar under a JSON value, with its full path; YANG lists keyed by `name`."""
+    """Every scalar under a JSON value, with its full path; a YANG list entry keyed by its LIST_KEYS member (or, with
+    none, by its position)."""
     if isinstance(value, dict):
         for key, item in value.items():
             name = str(key).rsplit(":", 1)[-1]
             if isinstance(item, list):
-                for entry in item:
+                for position, entry in enumerate(item):
                     if isinstance(entry, dict):
-                        keys = {"name": str(entry["name"])} if "name" in entry else {}
+                        list_key = next((key for key in LIST_KEYS if key in entry), None)
+                        keys = {list_key: str(entry[list_key])} if list_key else {"#": str(position)}
                         yield from _leaves([*elements, (name, keys)], entry)
             else:
                 yield from _leaves([*elements, (name, {})], item)
@@ -196,20 +215,24 @@ class NotificationParser:
         changes: dict[str, dict[str, Any]] = {}
         for path, value in updates:
             for elements, leaf in _leaves(split_path(path), value):
-                at = next((i for i, (name, keys) in enumerate(elements) if name == "interface" and "name" in keys),
-                          None)
+                at = next((i for i, (name, keys) in enumerate(elements)
+                           if name == "interface" and ("name" in keys or "interface-id" in keys)), None)
                 if at is None:
                     continue
                 relative = "/".join(name for name, _ in elements[at + 1:])
                 parsed = self._leaf(join_path(elements), relative, leaf)
                 if parsed is not None:
-                    changes.setdefault(elements[at][1]["name"], {})[relative] = parsed
+                    keys = elements[at][1]
+                    entry = join_path(elements[at + 1:]) if relative in _SUMMED else relative
+                    changes.setdefault(keys.get("name") or keys["interface-id"], {})[entry] = (relative, parsed)
         rows = []
         ts_us = (timestamp or received_ns) // 1000
         for ifname, leaves in changes.items():
             interface = self._interfaces.setdefault(ifname, _Interface())
-            for relative, parsed in leaves.items():
-                if relative == "state/oper-status":
+            for entry, (relative, parsed) in leaves.items():
+                if relative in _SUMMED:
+                    interface.summed.setdefault(relative, {})[entry] = parsed
+                elif relative == "state/oper-status":
                     interface.oper_up = parsed
                 elif relative in ("ethernet/state/port-speed", "state/speed"):
                     interface.speed_bps = parsed or interface.speed_bps
@@ -226,7 +249,7 @@ class NotificationParser:
             return str(value).rsplit(":", 1)[-1] == "UP"
         if relative in ("ethernet/state/port-speed", "state/speed"):
             return _speed(path, value)
-        if relative.startswith("state/counters/"):
+        if relative.startswith("state/counters/") or relative in _SUMMED:
             return _counter(path, value)
         return None
 
@@ -244,8 +267,11 @@ class NotificationParser:
                 row[f"{direction}_pkts"] = sum(leaves.get(kind, 0) for kind in kinds)
             else:
                 row[f"{direction}_pkts"] = leaves.get(f"state/counters/{direction}-pkts", 0)
+        for column, sources in SUMMED_LEAVES.items():
+            reported = next((interface.summed[leaf] for leaf in sources if interface.summed.get(leaf)), {})
+            row[column] = sum(reported.values())
         row.update(ts=ts_us, device=self.device, ifname=ifname, link=link or "", oper_up=int(interface.oper_up),
-                   speed_bps=interface.speed_bps, pfc_rx_pause=0, pfc_tx_pause=0, ecn_marked=0, source=self.source)
+                   speed_bps=interface.speed_bps, source=self.source)
         return row
 
 

@@ -1,5 +1,5 @@
-"""sFlow v5 datagrams (sflow.org, "sFlow Version 5", with the dropped-packet extension) as packet batches and
-`counters` rows.
+"""sFlow v5 datagrams (sflow.org, "sFlow Version 5", with the dropped-packet extension) as packet batches,
+`counters` rows and `drops` rows (one per dropped-packet notification, with its reason).
 
 sFlow is XDR: big-endian 32-bit words, every opaque padded to 4 bytes, every sample and record prefixed by
 its format and length, so a reader can skip what it does not know. The walk over a whole batch of datagrams
@@ -22,6 +22,7 @@ import numpy as np
 
 from collectors.offsets import MAX_CAPLEN
 from collectors.packets import PacketBatch
+from collectors.sflow_drops import reason_name
 from pipeline import records
 from pipeline.topology import Topology
 
@@ -93,6 +94,8 @@ FSX_RATE, FSX_INPUT_FORMAT, FSX_INPUT_VALUE = _FSX["sampling_rate"], _FSX["input
 FSX_OUTPUT_FORMAT, FSX_OUTPUT_VALUE, FSX_RECORDS = (
     _FSX["output_format"], _FSX["output_value"], _FSX["flow_records"])
 DP_REASON, DP_RECORDS = _DP["reason"], _DP["discard_records"]
+DP_INPUT, DP_OUTPUT, DP_DROPS = _DP["inputifindex"], _DP["outputifindex"], _DP["drops"]
+DR_REASON, DR_INPUT, DR_OUTPUT, DR_DROPS = range(4)  # columns of the drop rows the walk writes
 RH_PROTOCOL, RH_FRAME_LENGTH, RH_STRIPPED, RH_HEADER_LENGTH = (
     _RH["header_protocol"], _RH["frame_length"], _RH["stripped"], _RH["header"])
 IF_INDEX, IF_SPEED, IF_STATUS = _IF["ifIndex"], _IF["ifSpeed"], _IF["ifStatus"]
@@ -299,7 +302,7 @@ def _counters_sample(
 
 @numba.njit(cache=True)
 def _discarded_packet(
-    buf: np.ndarray, p: int, end: int, d: int, n: int, dr_datagram: np.ndarray, dr_reason: np.ndarray,
+    buf: np.ndarray, p: int, end: int, d: int, n: int, dr_datagram: np.ndarray, dr_values: np.ndarray,
     tallies: np.ndarray,
 ) -> tuple[int, int]:
     """(malformed reason or -1, drop rows so far); its flow records are checked for framing only."""
@@ -312,7 +315,10 @@ def _discarded_packet(
             return RECORD_PAST_END, n
         q += 8 + _u32(buf, q + 4)
     dr_datagram[n] = d
-    dr_reason[n] = reason
+    dr_values[n, DR_REASON] = reason
+    dr_values[n, DR_INPUT] = _u32(buf, p + DP_INPUT)
+    dr_values[n, DR_OUTPUT] = _u32(buf, p + DP_OUTPUT)
+    dr_values[n, DR_DROPS] = _u32(buf, p + DP_DROPS)
     tallies[DROP_NOTIFICATIONS] += 1
     return -1, n + 1
 
@@ -323,7 +329,7 @@ def walk(
     dg_status: np.ndarray, dg_agent: np.ndarray, dg_sub_agent: np.ndarray, dg_sequence: np.ndarray,
     pk_offset: np.ndarray, pk_caplen: np.ndarray, pk_wirelen: np.ndarray, pk_datagram: np.ndarray,
     pk_rate: np.ndarray, pk_input: np.ndarray, pk_output: np.ndarray,
-    ct_datagram: np.ndarray, ct_values: np.ndarray, dr_datagram: np.ndarray, dr_reason: np.ndarray,
+    ct_datagram: np.ndarray, ct_values: np.ndarray, dr_datagram: np.ndarray, dr_values: np.ndarray,
     tallies: np.ndarray,
 ) -> tuple[int, int, int]:
     """Every datagram buf[dg_offset[d] : + dg_length[d]]; returns (packets, counter rows, drops) written.
@@ -372,7 +378,7 @@ def walk(
                             buf, body, nxt, data_format == COUNTERS_SAMPLE_EXPANDED, d, n_counters, ct_datagram,
                             ct_values, tallies)
                     elif data_format == DISCARDED_PACKET:
-                        reason, n_drops = _discarded_packet(buf, body, nxt, d, n_drops, dr_datagram, dr_reason,
+                        reason, n_drops = _discarded_packet(buf, body, nxt, d, n_drops, dr_datagram, dr_values,
                                                             tallies)
                     else:
                         tallies[SKIPPED_SAMPLES] += 1
@@ -404,10 +410,11 @@ class SflowStats:
 
 @dataclass(frozen=True, slots=True)
 class SflowBatch:
-    """What one batch of datagrams held: sampled packets by sampling rate, and `counters` rows."""
+    """What one batch of datagrams held: sampled packets by sampling rate, `counters` and `drops` rows."""
 
     packets: dict[int, PacketBatch]
     counters: dict[str, np.ndarray]
+    drops: dict[str, np.ndarray]
 
     @property
     def sampled(self) -> int:
@@ -468,17 +475,17 @@ class SflowDecoder:
         ct_datagram = np.empty(total // MIN_COUNTER_ROW + 1, dtype=np.int64)
         ct_values = np.empty((len(ct_datagram), len(COUNTER_COLUMNS) + 1), dtype=np.uint64)
         dr_datagram = np.empty(total // MIN_DROP + 1, dtype=np.int64)
-        dr_reason = np.empty(len(dr_datagram), dtype=np.int64)
+        dr_values = np.empty((len(dr_datagram), 4), dtype=np.int64)
         tallies = np.zeros(len(TALLIES), dtype=np.int64)
         n_packets, n_counters, n_drops = walk(
             data, offset.astype(np.int64), length.astype(np.int64), dg_status, dg_agent, dg_sub_agent, dg_sequence,
             pk["offset"], pk_caplen, pk_wirelen, pk["datagram"], pk["rate"], pk["input"], pk["output"],
-            ct_datagram, ct_values, dr_datagram, dr_reason, tallies,
+            ct_datagram, ct_values, dr_datagram, dr_values, tallies,
         )
         self.stats.datagrams += n
         for name, count in zip(TALLIES, tallies.tolist(), strict=True):
             self.stats.tallies[name] += count
-        for reason, count in zip(*np.unique(dr_reason[:n_drops], return_counts=True), strict=True):
+        for reason, count in zip(*np.unique(dr_values[:n_drops, DR_REASON], return_counts=True), strict=True):
             self.stats.drop_reasons[int(reason)] = self.stats.drop_reasons.get(int(reason), 0) + int(count)
         agent_id, agents = self._agent_ids(dg_agent)
         self._count_lost(agent_id, agents, dg_status, dg_sub_agent, dg_sequence)
@@ -486,7 +493,8 @@ class SflowDecoder:
         batches = self._batches(data, columns, pk_caplen[:n_packets], pk_wirelen[:n_packets], agent_id, agents,
                                 arrival_ns)
         counters = self._counters(agents[agent_id], arrival_ns, ct_datagram[:n_counters], ct_values[:n_counters])
-        return SflowBatch(packets=batches, counters=counters)
+        drops = self._drops(agents[agent_id], arrival_ns, dr_datagram[:n_drops], dr_values[:n_drops])
+        return SflowBatch(packets=batches, counters=counters, drops=drops)
 
     def _agent_ids(self, dg_agent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Index of every datagram's agent into the returned agent texts ('' when the address is UNKNOWN),
@@ -582,5 +590,28 @@ class SflowDecoder:
                                  for a, i in zip(device.tolist(), ifindex.tolist(), strict=True)], dtype=object)
         for index, name in enumerate(COUNTER_COLUMNS, start=CT_SPEED):
             rows[name] = values[:, index].astype(rows[name].dtype)
+        rows["source"] = np.full(len(datagram), "sflow", dtype=object)
+        return rows
+
+    def _drops(
+        self, agents: np.ndarray, arrival_ns: np.ndarray, datagram: np.ndarray, values: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """A `drops` row per dropped-packet notification; its link is the input port's, else the output's."""
+        rows = records.empty_columns("drops", len(datagram))
+        if not len(datagram):
+            return rows
+        device = agents[datagram]
+        rows["ts"] = (arrival_ns[datagram] // 1000).astype("datetime64[us]")
+        rows["device"] = device
+        rows["link"] = np.array([
+            (self.topology.link_for_sflow(agent, port_in) or self.topology.link_for_sflow(agent, port_out)
+             if agent else None) or ""
+            for agent, port_in, port_out in zip(device.tolist(), values[:, DR_INPUT].tolist(),
+                                                values[:, DR_OUTPUT].tolist(), strict=True)], dtype=object)
+        rows["input_ifindex"] = values[:, DR_INPUT].astype(np.uint32)
+        rows["output_ifindex"] = values[:, DR_OUTPUT].astype(np.uint32)
+        rows["reason_code"] = values[:, DR_REASON].astype(np.uint32)
+        rows["reason"] = np.array([reason_name(code) for code in values[:, DR_REASON].tolist()], dtype=object)
+        rows["unreported"] = values[:, DR_DROPS].astype(np.uint32)
         rows["source"] = np.full(len(datagram), "sflow", dtype=object)
         return rows

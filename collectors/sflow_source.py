@@ -3,9 +3,10 @@
 Each tick drains every datagram the socket holds into one preallocated buffer and decodes them together
 (collectors.sflow), so a busy agent costs one compiled walk per tick, not Python per sample. Sampled headers
 go through one collectors.collector.Collector per sampling rate (its flows and bins scale by that rate);
-counter samples become `counters` rows. Packets are stamped with the time their datagram was read, at most
-`gather_s` (10 ms) after it arrived: sampled traffic needs no finer clock, and a kernel stamp per datagram
-would cost a recvmsg and its ancillary data in Python per datagram.
+counter samples become `counters` rows and dropped-packet notifications `drops` rows. Packets are stamped
+with the time their datagram was read, at most `gather_s` (10 ms) after it arrived: sampled traffic needs no
+finer clock, and a kernel stamp per datagram would cost a recvmsg and its ancillary data in Python per
+datagram.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ class SflowSource:
         self._collectors: dict[int, Collector] = {}
         self._buffer = np.empty(max(self.config.batch_bytes, MAX_DATAGRAM) + MAX_DATAGRAM, dtype=np.uint8)
         self._counter_rows = 0
+        self._drop_rows = 0
         self._socket: socket.socket | None = None
         self.host, self.port = self.config.host, self.config.port
         self.receive_buffer = 0
@@ -169,6 +171,9 @@ class SflowSource:
         if len(decoded.counters["ts"]):
             self._counter_rows += len(decoded.counters["ts"])
             step.append(("counters", decoded.counters))
+        if len(decoded.drops["ts"]):
+            self._drop_rows += len(decoded.drops["ts"])
+            step.append(("drops", decoded.drops))
         return step + self._advance(set(decoded.packets))
 
     def _advance(self, fed: set[int]) -> Step:
@@ -201,6 +206,7 @@ class SflowSource:
             "flow_rows": sum(c.flow_rows for c in collectors),
             "flows_exported_early": sum(c.flows_exported_early for c in collectors),
             "counter_rows": self._counter_rows,
+            "drop_rows": self._drop_rows,
         }
 
     def counts_by_reason(self) -> Mapping[str, Mapping[str, int]]:

@@ -1,4 +1,5 @@
-"""Switch interface counters polled over SNMPv2c (IF-MIB ifTable + ifXTable) as `counters` batches.
+"""Switch interface counters polled over SNMPv2c (IF-MIB ifTable + ifXTable, and the PFC counters of
+CISCO-PFC-EXT-MIB or IEEE8021-PFC-MIB) as `counters` batches.
 
 Each poll walks the interface columns of every target at once with GETBULK, all targets concurrently.
 pysnmp's message codec builds and parses the messages, but the datagrams go through our own asyncio
@@ -9,6 +10,12 @@ Counters are cumulative, as the contract says. 64-bit ifHC* values pass through 
 pipeline.detect.link_health to see); 32-bit ones (devices without ifHC*, and ifIn/OutErrors/Discards,
 which IF-MIB only has in 32 bits) are extended here to a 64-bit count that keeps growing across wraps,
 so a 10 s poll of a fast port never reads as a reset downstream.
+
+PFC frames per interface come from CISCO-PFC-EXT-MIB's cpfcIfTable (Counter64; what SONiC's agent serves,
+also Cisco NX-OS) or else IEEE8021-PFC-MIB's ieee8021PfcIfTable (Counter32, extended like the others); both
+are indexed by ifIndex. A "request" is a PFC frame the port sent, an "indication" one it received (IEEE
+802.1Qbb's M_CONTROL.request and .indication). No common MIB counts ECN marks: `ecn_marked` stays 0 over
+SNMP (gNMI has it).
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ Oid = tuple[int, ...]
 
 _IF_ENTRY: Oid = (1, 3, 6, 1, 2, 1, 2, 2, 1)
 _IFX_ENTRY: Oid = (1, 3, 6, 1, 2, 1, 31, 1, 1, 1)
+_CPFC_IF_ENTRY: Oid = (1, 3, 6, 1, 4, 1, 9, 9, 813, 1, 1, 1)  # CISCO-PFC-EXT-MIB cpfcIfEntry
+_IEEE8021_PFC_IF_ENTRY: Oid = (1, 3, 111, 2, 802, 1, 1, 21, 1, 1, 1)  # IEEE8021-PFC-MIB ieee8021PfcIfEntry
 SYS_UPTIME: Oid = (1, 3, 6, 1, 2, 1, 1, 3)
 
 # IF-MIB column names (RFC 2863) → OID; the spec's names, so a packet capture reads the same.
@@ -70,6 +79,10 @@ COLUMNS: dict[str, Oid] = {
     "ifHCOutMulticastPkts": (*_IFX_ENTRY, 12),
     "ifHCOutBroadcastPkts": (*_IFX_ENTRY, 13),
     "ifHighSpeed": (*_IFX_ENTRY, 15),
+    "cpfcIfRequests": (*_CPFC_IF_ENTRY, 1),
+    "cpfcIfIndications": (*_CPFC_IF_ENTRY, 2),
+    "ieee8021PfcRequests": (*_IEEE8021_PFC_IF_ENTRY, 2),
+    "ieee8021PfcIndications": (*_IEEE8021_PFC_IF_ENTRY, 3),
 }
 # 64-bit column → its 32-bit counterpart, read only when the device lacks the first.
 HC_FALLBACK: dict[str, str] = {
@@ -88,7 +101,13 @@ ERROR_COLUMNS: dict[str, str] = {
     "in_discards": "ifInDiscards",
     "out_discards": "ifOutDiscards",
 }
-MAIN_WALK = ("ifName", "ifOperStatus", "ifHighSpeed", *HC_FALLBACK, *ERROR_COLUMNS.values())
+# counters column → (64-bit column, 32-bit column read when the device lacks the first)
+PFC_COLUMNS: dict[str, tuple[str, str]] = {
+    "pfc_tx_pause": ("cpfcIfRequests", "ieee8021PfcRequests"),
+    "pfc_rx_pause": ("cpfcIfIndications", "ieee8021PfcIndications"),
+}
+PFC_WALK = tuple(column for pair in PFC_COLUMNS.values() for column in pair)
+MAIN_WALK = ("ifName", "ifOperStatus", "ifHighSpeed", *HC_FALLBACK, *ERROR_COLUMNS.values(), *PFC_WALK)
 FALLBACK_WALK = ("ifDescr", "ifSpeed", *HC_FALLBACK.values(), "ifInNUcastPkts", "ifOutNUcastPkts")
 
 OPER_UP = 1
@@ -422,7 +441,8 @@ class SnmpPoller:
                 "in_pkts": counter.packets("In"),
                 "out_pkts": counter.packets("Out"),
                 **{field_name: counter.extended(column) for field_name, column in ERROR_COLUMNS.items()},
-                "fcs_errors": 0, "pfc_rx_pause": 0, "pfc_tx_pause": 0, "ecn_marked": 0, "source": "snmp",
+                **{field_name: counter.either(*pair) for field_name, pair in PFC_COLUMNS.items()},
+                "fcs_errors": 0, "ecn_marked": 0, "source": "snmp",
             })
         return rows
 
@@ -463,6 +483,11 @@ class _Reader:
         """The 64-bit column raw, else its 32-bit counterpart extended."""
         raw = self.integer(name)
         return self.extended(HC_FALLBACK[name]) if raw is None else raw
+
+    def either(self, wide: str, narrow: str) -> int:
+        """The 64-bit column raw, else the 32-bit one extended, else 0."""
+        raw = self.integer(wide)
+        return self.extended(narrow) if raw is None else raw
 
     def packets(self, direction: str) -> int:
         total = sum(self.wide(f"ifHC{direction}{kind}Pkts") for kind in ("Ucast", "Multicast", "Broadcast"))

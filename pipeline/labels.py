@@ -1,10 +1,13 @@
-"""Labels and event kinds (DESIGN.md section 6, a contract). Codes are indexes into these tuples."""
+"""Labels and event kinds (DESIGN.md section 6, a contract). Codes are indexes into these tuples.
+
+New labels are appended, so the code of every existing one stays what it was; README lists them all.
+"""
 
 from __future__ import annotations
 
 APPS: tuple[str, ...] = (
     "unknown", "rocev2", "rocev2-cnp", "torch-c10d", "nvme-tcp", "iscsi", "nfs", "tls", "http", "ssh", "bgp",
-    "bfd", "lldp", "pfc", "arp", "dns", "ntp", "ptp", "vxlan", "icmp",
+    "bfd", "lldp", "pfc", "arp", "dns", "ntp", "ptp", "vxlan", "icmp", "quic", "http2", "grpc", "rdma-cm",
 )
 APP_CODE: dict[str, int] = {name: code for code, name in enumerate(APPS)}
 

@@ -50,6 +50,8 @@ def render_raw_tables() -> str:
     created (`since` 1); later columns come with the migration that added them."""
     parts = ["-- Raw record tables, rendered from pipeline/records.py by `python -m pipeline.migrate`.\n"]
     for table, columns in records.TABLES.items():
+        if table not in RAW_LAYOUTS:  # a table a later migration added
+            continue
         layout = RAW_LAYOUTS[table]
         body = ",\n".join(f"    `{column.name}` {column.clickhouse}" for column in columns if column.since == 1)
         body += f",\n    `{RETENTION_COLUMN}` DateTime MATERIALIZED now()"

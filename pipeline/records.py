@@ -3,7 +3,8 @@
 `link_bins` extends the contract: per link, direction and 10 ms epoch-aligned bin, the RoCE ECN, CNP and
 PFC counts the congestion detector and the live charts need at packet precision, which flow rows (cut at
 the ≤1 s active timeout) cannot give. `iterations` extends it too: each all-reduce burst of a job found by
-DFI, timed from packet timestamps, for the collective-slowdown detector and the per-job charts.
+DFI, timed from packet timestamps, for the collective-slowdown detector and the per-job charts. `drops`
+extends it too: the packets a switch reports it dropped (sFlow dropped-packet notifications), with why.
 
 Kafka topics, Arrow schemas, ClickHouse DDL and the README's field list are all derived from the
 tables below; change a column here, together with a migration and its tests.
@@ -180,12 +181,25 @@ ITERATIONS: tuple[Column, ...] = (
     Column("links", "Array(LowCardinality(String))", pa.list_(pa.string()), "object", "links the burst crossed"),
 )
 
+DROPS: tuple[Column, ...] = tuple(replace(column, since=7) for column in (
+    _ts("ts", "arrival of the notification's datagram (sFlow carries only the agent's uptime)"),
+    _lc("device", "the agent's address"),
+    _lc("link", "leaf-spine link of the input (else the output) port, '' when neither is mapped"),
+    _u(32, "input_ifindex", "ifIndex the dropped packet came in on, 0 if unknown"),
+    _u(32, "output_ifindex", "ifIndex it was going out of, 0 if unknown"),
+    _u(32, "reason_code", "sFlow drop reason: 0-15 ICMP unreachable codes, 256 and above Linux drop monitor's"),
+    _lc("reason", "the reason's name (collectors.sflow_drops), code_<n> when not a known one"),
+    _u(32, "unreported", "the agent's count of drops it could not report for lack of resources, cumulative"),
+    _lc("source", "sflow"),
+))
+
 TABLES: dict[str, tuple[Column, ...]] = {
     "flows": FLOWS,
     "link_bins": LINK_BINS,
     "iterations": ITERATIONS,
     "counters": COUNTERS,
     "events": EVENTS,
+    "drops": DROPS,
 }
 
 

@@ -2,7 +2,8 @@
 
 Debian ships no gNMI target, so the server here is our own: grpcio serving pygnmi's generated gNMI service,
 streaming OpenConfig interface state for two interfaces (one as JSON_IETF containers, one as typed
-leaves), and ending or dropping the stream to make the source subscribe again.
+leaves, with openconfig-qos ECN and PFC leaves), and ending or dropping the stream to make the source
+subscribe again.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ def octets(session: int, sample: int) -> int:
     return 1_000_000 * session + 1000 * sample
 
 
+def ecn_marks(session: int, sample: int) -> int:
+    """The ECN marks the server sends for queue 3 of Ethernet2 (queue 4 always has 5)."""
+    return 100 * session + sample
+
+
 def path(text: str) -> gnmi_pb2.Path:
     """A gNMI Path from `a/b[k=v]/c` text (one key per element; a key value may hold '/')."""
     elements = []
@@ -89,13 +95,21 @@ class Target(gnmi_pb2_grpc.gNMIServicer):
         whole = gnmi_pb2.Notification(timestamp=stamp, update=[gnmi_pb2.Update(
             path=path("interfaces/interface[name=Ethernet1/1]/state"),
             val=gnmi_pb2.TypedValue(json_ietf_val=json.dumps(state).encode()))])
-        leaves = gnmi_pb2.Notification(timestamp=stamp, prefix=path("interfaces/interface[name=Ethernet2]"), update=[
-            gnmi_pb2.Update(path=path("state/counters/in-octets"),
+        interface, qos = "interfaces/interface[name=Ethernet2]", "qos/interfaces/interface[interface-id=Ethernet2]"
+        pfc = f"{qos}/pfc/pfc-priorities/pfc-priority[dot1p=3]/state/statistics"
+        leaves = gnmi_pb2.Notification(timestamp=stamp, update=[
+            gnmi_pb2.Update(path=path(f"{interface}/state/counters/in-octets"),
                             val=gnmi_pb2.TypedValue(uint_val=octets(session, sample) + 1)),
-            gnmi_pb2.Update(path=path("state/counters/out-octets"), val=gnmi_pb2.TypedValue(uint_val=88)),
-            gnmi_pb2.Update(path=path("state/oper-status"), val=gnmi_pb2.TypedValue(string_val="DOWN")),
-            gnmi_pb2.Update(path=path("ethernet/state/port-speed"),
-                            val=gnmi_pb2.TypedValue(string_val="openconfig-if-ethernet:SPEED_400GB"))])
+            gnmi_pb2.Update(path=path(f"{interface}/state/counters/out-octets"), val=gnmi_pb2.TypedValue(uint_val=88)),
+            gnmi_pb2.Update(path=path(f"{interface}/state/oper-status"), val=gnmi_pb2.TypedValue(string_val="DOWN")),
+            gnmi_pb2.Update(path=path(f"{interface}/ethernet/state/port-speed"),
+                            val=gnmi_pb2.TypedValue(string_val="openconfig-if-ethernet:SPEED_400GB")),
+            gnmi_pb2.Update(path=path(f"{qos}/output/queues/queue[name=3]/state/ecn-marked-pkts"),
+                            val=gnmi_pb2.TypedValue(uint_val=ecn_marks(session, sample))),
+            gnmi_pb2.Update(path=path(f"{qos}/output/queues/queue[name=4]/state/ecn-marked-pkts"),
+                            val=gnmi_pb2.TypedValue(uint_val=5)),
+            gnmi_pb2.Update(path=path(f"{pfc}/pause-frames-rx"), val=gnmi_pb2.TypedValue(uint_val=40)),
+            gnmi_pb2.Update(path=path(f"{pfc}/pause-frames-tx"), val=gnmi_pb2.TypedValue(uint_val=2))])
         with self.lock:
             self.sent += 2
         yield gnmi_pb2.SubscribeResponse(update=whole)
@@ -192,6 +206,9 @@ def test_rows_from_a_subscription_that_is_dropped_ended_and_resumed(target: tupl
     second = [row for row in rows if row["ifname"] == "Ethernet2" and row["in_octets"] == octets(2, 2) + 1]
     assert len(second) == 1
     assert (second[0]["link"], second[0]["oper_up"], second[0]["speed_bps"]) == ("leaf1-spine2", 0, 400 * 10**9)
+    assert (second[0]["ecn_marked"], second[0]["pfc_rx_pause"], second[0]["pfc_tx_pause"]) == (
+        ecn_marks(2, 2) + 5, 40, 2)
+    assert first[0]["ecn_marked"] == first[0]["pfc_rx_pause"] == 0  # Ethernet1/1 reports no QoS leaves
     for ifname in ("Ethernet1/1", "Ethernet2"):  # each interface's rows in the order the server sent them
         ordered = [row["in_octets"] for row in rows if row["ifname"] == ifname]
         assert ordered == sorted(ordered)

@@ -3,7 +3,8 @@
 A namespace plays the leaf: its port Ethernet49 is one end of a veth whose other end is in this test's
 namespace, and snmpd answers on the leaf's address. What we record is checked against snmpget and against
 the kernel's own /proc/net/dev inside the leaf. Devices whose counters need scripting (32-bit only and
-wrapping, 64-bit near 2^64) are snmpd too, serving those columns through `pass_persist`.
+wrapping, 64-bit near 2^64, and the PFC MIBs net-snmp does not implement) are snmpd too, serving those
+columns through `pass_persist`.
 """
 
 from __future__ import annotations
@@ -233,14 +234,15 @@ def test_counters_equal_snmpget_and_the_kernel(leaf: Leaf, snmpd: Any, topology:
     assert poller.counts()["errors"] == 0
 
 
-def scripted_agent(snmpd: Any, tmp_path: Path, port: int) -> tuple[str, Path]:
-    """snmpd whose sysUpTime, ifTable and ifXTable come from a JSON table file the test rewrites."""
+def scripted_agent(snmpd: Any, tmp_path: Path, port: int, *columns: str) -> tuple[str, Path]:
+    """snmpd whose sysUpTime, ifTable and ifXTable (and the tables of `columns`) come from a JSON table file
+    the test rewrites."""
     script, table = tmp_path / "pass_persist.py", tmp_path / f"table{port}.json"
     script.write_text(PASS_PERSIST)
     table.write_text("{}")
     program = f"{sys.executable} {script} {table}"
-    agent = snmpd(port, *(f"pass_persist -p 1 .{'.'.join(map(str, oid))} {program}"
-                          for oid in (SYS_UPTIME, COLUMNS["ifDescr"][:-1], COLUMNS["ifName"][:-1])))
+    tables = (SYS_UPTIME, COLUMNS["ifDescr"][:-1], COLUMNS["ifName"][:-1], *(COLUMNS[name][:-1] for name in columns))
+    agent = snmpd(port, *(f"pass_persist -p 1 .{'.'.join(map(str, oid))} {program}" for oid in tables))
     return agent, table
 
 
@@ -301,6 +303,40 @@ def test_64_bit_wrap_passes_raw_and_link_health_rates_across_it(leaf: Leaf, snmp
     elapsed = (batch["ts"][1] - batch["ts"][0]) / np.timedelta64(1, "s")
     inbound = np.flatnonzero(rates["direction"] == "down")  # into the leaf's port: the link's down direction
     assert rates["bps"][inbound][0] == pytest.approx(1500 * 8 / elapsed)
+
+
+def test_pfc_frames_from_either_pfc_mib_equal_snmpget(leaf: Leaf, snmpd: Any, topology: Topology,
+                                                     tmp_path: Path) -> None:
+    """leaf2 serves CISCO-PFC-EXT-MIB (Counter64, as SONiC's agent does), leaf3 only IEEE8021-PFC-MIB
+    (Counter32, which wraps); requests are PFC frames sent, indications received."""
+    cisco, cisco_table = scripted_agent(snmpd, tmp_path, SNMPD_PORT + 5, "cpfcIfRequests")
+    ieee, ieee_table = scripted_agent(snmpd, tmp_path, SNMPD_PORT + 6, "ieee8021PfcRequests")
+    poller = SnmpPoller(topology, [SnmpTarget(device, agent.split(":")[0], int(agent.split(":")[1]))
+                                   for device, agent in (("leaf2", cisco), ("leaf3", ieee))])
+    base = {"ifName": ("string", "Ethernet1"), "ifOperStatus": ("integer", 1), "ifHighSpeed": ("gauge", 400_000),
+            **{name: ("counter64", 0) for name in ("ifHCInOctets", "ifHCOutOctets", "ifHCInUcastPkts",
+                                                   "ifHCOutUcastPkts")}}
+    phases = [  # (cpfcIfRequests, cpfcIfIndications, ieee8021PfcRequests, ieee8021PfcIndications)
+        (2**40 + 5, 123_456, TWO_32 - 10, 77),
+        (2**40 + 905, 123_457, 20, 78),  # the 32-bit request count wrapped
+    ]
+    recorded = []
+    for ticks, (cisco_tx, cisco_rx, ieee_tx, ieee_rx) in enumerate(phases, start=1000):
+        write_table(cisco_table, ticks, {**base, "cpfcIfRequests": ("counter64", cisco_tx),
+                                         "cpfcIfIndications": ("counter64", cisco_rx)})
+        write_table(ieee_table, ticks, {**base, "ieee8021PfcRequests": ("counter", ieee_tx),
+                                        "ieee8021PfcIndications": ("counter", ieee_rx)})
+        batch = poll(poller)
+        for device, agent, columns in (("leaf2", cisco, ("cpfcIfRequests", "cpfcIfIndications")),
+                                       ("leaf3", ieee, ("ieee8021PfcRequests", "ieee8021PfcIndications"))):
+            row = row_of(batch, device, "Ethernet1")
+            recorded.append((device, int(row["pfc_tx_pause"]), int(row["pfc_rx_pause"]), int(row["ecn_marked"])))
+            reference = snmpget(agent, *((*COLUMNS[name], 7) for name in columns))
+            assert reference is not None and [int(value) for value in reference] == (
+                [cisco_tx, cisco_rx] if device == "leaf2" else [ieee_tx, ieee_rx])
+    assert recorded == [("leaf2", 2**40 + 5, 123_456, 0), ("leaf3", TWO_32 - 10, 77, 0),
+                        ("leaf2", 2**40 + 905, 123_457, 0), ("leaf3", TWO_32 + 20, 78, 0)]
+    assert poller.counts()["errors"] == 0
 
 
 class Corrupter:

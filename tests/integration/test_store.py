@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from pipeline_rows import expected_sums, random_flows, stored_sums
 
+from collectors.sflow import SflowDecoder
 from pipeline import codec, records
 from pipeline.errors import StoreError, StoreLockedError
 from pipeline.migrate import MIGRATIONS_TABLE, load_migrations, migrate, render_raw_tables
 from pipeline.store import Store, StoreConfig, embedded_dsn
+from pipeline.topology import load_topology
 
 pytestmark = pytest.mark.integration
 
@@ -63,6 +67,19 @@ def test_rollups_equal_raw_sums_after_a_duplicate_insert(store: Store) -> None:
     assert stored_sums(store) == expected
     for rollup in ROLLUPS:
         assert stored_sums(store, rollup) == expected, rollup
+
+
+def test_sflow_drop_notifications_are_stored_with_their_reason(store: Store) -> None:
+    """Drops rows from the decoder of a datagram built by the sFlow spec (agent 192.0.2.1, whose ifIndex 49 is
+    leaf1-spine1 in samples/topology.yaml) go into the `drops` table of migration 007."""
+    drops = [struct.pack(">IIIIIIIII", 5, 32, 1, 0, 49, 0, 49, 0, reason) + struct.pack(">I", 0) for reason in
+             (259, 258, 259)]  # sample format 5, its length, then sequence, source, drops, input, output, reason
+    datagram = struct.pack(">II4sIIII", 5, 1, bytes([192, 0, 2, 1]), 0, 1, 60_000, len(drops)) + b"".join(drops)
+    topology = load_topology(Path(__file__).resolve().parents[2] / "samples" / "topology.yaml")
+    rows = SflowDecoder(topology).decode_datagrams([datagram], [1_700_000_000_000_000_000]).drops
+    store.insert_arrow("drops", codec.to_arrow("drops", rows))
+    stored = store.query("SELECT link, reason, count() FROM drops GROUP BY link, reason ORDER BY reason").rows
+    assert stored == [("leaf1-spine1", "acl", 1), ("leaf1-spine1", "no_buffer_space", 2)]
 
 
 def test_query_readonly_refuses_writes(store: Store) -> None:

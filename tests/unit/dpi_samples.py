@@ -6,6 +6,7 @@ import contextlib
 import ssl
 import struct
 
+from hpack import Encoder
 from scapy.contrib.bfd import BFD
 from scapy.contrib.bgp import BGPHeader
 from scapy.contrib.lldp import LLDPDUChassisID, LLDPDUEndOfLLDPDU, LLDPDUPortID, LLDPDUTimeToLive
@@ -121,6 +122,117 @@ def ptp_sync() -> bytes:
     return header + (1_700_000_000).to_bytes(6, "big") + (500).to_bytes(4, "big")
 
 
+AUTH_NONE = struct.pack("!II", 0, 0)
+PORTMAPPER, MOUNTD, NLM = 100000, 100005, 100021
+
+
+def xdr_string(text: str) -> bytes:
+    """RFC 4506 4.11: length, bytes, zero padding to a multiple of four."""
+    data = text.encode()
+    return struct.pack("!I", len(data)) + data + bytes(-len(data) % 4)
+
+
+def rpc_call(xid: int, program: int, version: int, procedure: int, args: bytes = b"") -> bytes:
+    """RFC 5531 9 CALL with AUTH_NONE credentials and verifier."""
+    return struct.pack("!IIIIII", xid, 0, 2, program, version, procedure) + AUTH_NONE + AUTH_NONE + args
+
+
+def rpc_reply(xid: int, result: bytes = b"") -> bytes:
+    """MSG_ACCEPTED reply, AUTH_NONE verifier, SUCCESS, then the procedure's result."""
+    return struct.pack("!III", xid, 1, 0) + AUTH_NONE + struct.pack("!I", 0) + result
+
+
+def getport_call(xid: int, program: int, version: int, proto: int) -> bytes:
+    """RFC 1833 3.2 PMAPPROC_GETPORT (portmapper version 2, procedure 3): mapping (prog, vers, prot, port 0)."""
+    return rpc_call(xid, PORTMAPPER, 2, 3, struct.pack("!IIII", program, version, proto, 0))
+
+
+def getport_reply(xid: int, port: int) -> bytes:
+    return rpc_reply(xid, struct.pack("!I", port))
+
+
+def getaddr_call(xid: int, program: int, version: int, netid: str) -> bytes:
+    """RFC 1833 2.2 RPCBPROC_GETADDR (rpcbind version 4, procedure 3): rpcb (prog, vers, netid, addr, owner)."""
+    args = struct.pack("!II", program, version) + xdr_string(netid) + xdr_string("") + xdr_string("")
+    return rpc_call(xid, PORTMAPPER, 4, 3, args)
+
+
+def getaddr_reply(xid: int, universal_address: str) -> bytes:
+    return rpc_reply(xid, xdr_string(universal_address))
+
+
+def mount_call(xid: int, path: str = "/export/ckpt") -> bytes:
+    """MOUNTPROC3_MNT (RFC 1813 5.2.1): the directory to mount."""
+    return rpc_call(xid, MOUNTD, 3, 1, xdr_string(path))
+
+
+def mount_reply(xid: int) -> bytes:
+    """MNT3_OK, a 28-byte file handle and one auth flavor (AUTH_UNIX)."""
+    return rpc_reply(xid, struct.pack("!II", 0, 28) + bytes(range(28)) + struct.pack("!II", 1, 1))
+
+
+def quic_initial(version: int, packet_type: int, size: int = 1200) -> bytes:
+    """RFC 9000 17.2.2 Initial long header (8-byte connection IDs, no token, 4-byte packet number), its
+    protected payload stood in for by filler bytes, the datagram padded to the 1200 bytes a client sends."""
+    first = 0xC0 | (packet_type << 4) | 0x03
+    header = struct.pack("!BI", first, version) + b"\x08" + bytes(range(1, 9)) + b"\x08" + bytes(range(9, 17))
+    remaining = size - len(header) - 1 - 2
+    return header + b"\x00" + struct.pack("!H", 0x4000 | remaining) + bytes((i * 7) % 251 for i in range(remaining))
+
+
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+GRPC_PATH = "/fabric.Telemetry/Subscribe"
+
+
+def http2_frame(frame_type: int, flags: int, stream: int, payload: bytes) -> bytes:
+    """RFC 9113 4.1 frame: 24-bit length, type, flags, stream identifier."""
+    return len(payload).to_bytes(3, "big") + struct.pack("!BBI", frame_type, flags, stream) + payload
+
+
+def http2_client_preface() -> bytes:
+    """A prior-knowledge client's first bytes: the preface, then an empty SETTINGS frame."""
+    return HTTP2_PREFACE + http2_frame(0x4, 0, 0, b"")
+
+
+def http2_headers(fields: list[tuple[str, str]], stream: int = 1) -> bytes:
+    """A HEADERS frame (END_HEADERS) whose block hpack encodes as the first of its connection."""
+    return http2_frame(0x1, 0x4, stream, Encoder().encode(fields))
+
+
+def grpc_request_headers() -> bytes:
+    return http2_headers([(":method", "POST"), (":scheme", "http"), (":path", GRPC_PATH),
+                          (":authority", "collector:50051"), ("content-type", "application/grpc"),
+                          ("te", "trailers")])
+
+
+def grpc_response_headers() -> bytes:
+    return http2_headers([(":status", "200"), ("content-type", "application/grpc+proto")])
+
+
+def h2c_request_headers() -> bytes:
+    return http2_headers([(":method", "GET"), (":scheme", "http"), (":path", "/metrics"),
+                          (":authority", "leaf1:9100")])
+
+
+ROCE_CM_QKEY = 0x80010000  # IBTA 13.4.6.2: the well-known Q_Key of the GSI (QP1)
+CM_REQ, CM_REP = 0x0010, 0x0013
+
+
+def rdma_cm_mad(attribute: int, transaction: int = 0x1122334455) -> Packet:
+    """A UD SEND_ONLY to QP 1 with a DETH (Q_Key, source QP 1) and a 256-byte CM MAD (IBTA 13.4.3 header:
+    BaseVersion 1, MgmtClass 0x07, ClassVersion 2, method Send) whose message is mostly zeros."""
+    deth = struct.pack("!IB", ROCE_CM_QKEY, 0) + (1).to_bytes(3, "big")
+    mad = struct.pack("!BBBBHHQHHI", 1, 0x07, 2, 0x03, 0, 0, transaction, attribute, 0, 0)
+    message = struct.pack("!II", 0x1000_0001, 0) + bytes(224)  # Local Communication ID, reserved
+    return udp(BTH(opcode=0x64, dqpn=1, psn=0) / Raw(deth + mad + message), 4791, sport=49152)
+
+
+def bfd_echo() -> bytes:
+    """FRR's echo packet (bfdd/bfd.h struct bfd_echo_pkt): version 1, length 24, the sender's discriminator and
+    send time; RFC 5880 6.4 leaves the contents to the sender."""
+    return struct.pack("!BBHIQQ", 1, 24, 0, 0x0A0B0C0D, 1_700_000_000, 123_456)
+
+
 def dns_query() -> bytes:
     return bytes(DNS(id=7, rd=1, qd=DNSQR(qname="ckpt.pod1.example.com")))
 
@@ -148,6 +260,10 @@ FRAMES_BY_PAYLOAD: dict[str, Packet] = {
     "ntp": udp(NTP(), 123, sport=123),
     "ptp": udp(ptp_sync(), 319, sport=319),
     "icmp": Ether() / IP(src="10.0.1.5", dst="10.0.2.7") / ICMP(),
+    "quic": udp(quic_initial(0x00000001, 0b00), 8443, sport=50000),
+    "http2": tcp(http2_client_preface(), 8080),
+    "grpc": tcp(grpc_request_headers(), 50051),
+    "rdma-cm": rdma_cm_mad(CM_REQ),
 }
 
 # More messages each signature must know, beyond the first one above.
@@ -161,6 +277,14 @@ MORE_FRAMES_BY_PAYLOAD: list[tuple[str, Packet]] = [
     ("http", tcp(b"OPTIONS * HTTP/1.1\r\n\r\n", 8080)),
     ("dns", tcp(len(dns_query()).to_bytes(2, "big") + dns_query(), 53)),
     ("icmp", Ether() / IPv6(src="fd00::1", dst="fd00::2") / ICMPv6EchoRequest()),
+    ("nfs", udp(mount_call(0x51), 20048, sport=701)),
+    ("nfs", tcp(record_marked(rpc_call(0x52, NLM, 4, 0)), 37345, sport=703)),
+    ("nfs", udp(getport_call(0x53, MOUNTD, 3, 17), 111, sport=700)),
+    ("quic", udp(quic_initial(0x6B3343CF, 0b01), 8443, sport=50000)),
+    ("grpc", tcp(grpc_response_headers(), CLIENT_PORT, sport=50051)),
+    ("http2", tcp(h2c_request_headers(), 8080)),
+    ("rdma-cm", rdma_cm_mad(CM_REP)),
+    ("bfd", udp(BFD(), 4784, sport=49999)),
 ]
 
 # Well-known ports with no payload at all: only the port can speak.
@@ -178,5 +302,8 @@ PORT_ONLY_FRAMES: list[tuple[str, Packet]] = [
     ("dns", udp(b"", 53)),
     ("ntp", udp(b"", 123)),
     ("ptp", udp(b"", 320)),
+    ("bfd", udp(bfd_echo(), 3785, sport=3785)),
+    ("quic", udp(b"", 443)),
+    ("nfs", udp(b"", 111)),
     ("tls", tcp(b"", CLIENT_PORT, sport=443)),
 ]

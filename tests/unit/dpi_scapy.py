@@ -61,6 +61,7 @@ def _columns(frame: Packet) -> tuple[bytes, dict[str, int | bool], int, int, int
     bth_end = _offset_of(raw, packet[BTH]) + BTH_LEN if BTH in packet else len(raw) + 1
     if BTH in packet:
         row["bth_opcode"] = int(packet[BTH].opcode)
+        row["dqpn"] = int(packet[BTH].dqpn)
     if MACControlClassBasedFlowControl in packet:
         pfc = packet[MACControlClassBasedFlowControl]
         row["pfc_enable"] = sum(1 << c for c in range(8) if getattr(pfc, f"c{c}_enabled"))

@@ -110,12 +110,16 @@ def _payload_start(frame: Packet) -> int:
     return len(raw) - len(bytes(frame[Raw])) if Raw in frame else len(raw)
 
 
+# A message cut before its own header was captured is still, certainly, a packet of the transport carrying it.
+CARRIER = {"rdma-cm": "rocev2"}
+
+
 @pytest.mark.parametrize(("app", "frame"), PAYLOAD_CASES, ids=[app for app, _ in PAYLOAD_CASES])
 def test_truncation_at_every_byte_never_yields_another_confident_label(app: str, frame: Packet) -> None:
     snaplens = list(range(1, len(bytes(frame)) + 1))
     labels = labels_of([frame] * len(snaplens), snaplens)
     for label, confidence in zip(names(labels), labels.confidence, strict=True):
-        assert label == app or confidence <= PORT_ONLY
+        assert label in (app, CARRIER.get(app)) or confidence <= PORT_ONLY
     assert names(labels)[-1] == app
 
 

@@ -95,6 +95,47 @@ def test_last_known_leaves_fill_each_row(topology: Topology) -> None:
     assert second["in_pkts"] == 9  # no per-cast counters: the total leaf
 
 
+ECN_BY_QUEUE = {"0": 11, "3": 4_000_000_001, "4": 27}
+PFC_BY_PRIORITY = {3: (512, 8), 4: (64, 1)}  # dot1p: (pause frames received, sent)
+
+
+def qos_container() -> dict[str, Any]:
+    """openconfig-qos `interface` entry as JSON_IETF: ECN marks per egress queue, and the openconfig-qos-ext PFC
+    counters per priority (module-qualified keys, uint64 as strings)."""
+    return {"openconfig-qos:interface": [{
+        "interface-id": "Ethernet2",
+        "output": {"queues": {"queue": [{"name": name, "state": {"name": name, "ecn-marked-pkts": str(marks)}}
+                                        for name, marks in ECN_BY_QUEUE.items()]}},
+        "openconfig-qos-ext:pfc": {"pfc-priorities": {"pfc-priority": [
+            {"dot1p": dot1p, "state": {"dot1p": dot1p, "statistics": {"pause-frames-rx": str(rx),
+                                                                      "pause-frames-tx": str(tx)}}}
+            for dot1p, (rx, tx) in PFC_BY_PRIORITY.items()]}},
+    }]}
+
+
+def test_pfc_and_ecn_from_openconfig_qos_are_summed_over_queues_and_priorities(topology: Topology) -> None:
+    parser = NotificationParser("leaf1", topology)
+    parser.rows(pygnmi(T0, [{"path": "interfaces/interface[name=Ethernet2]/state", "val": container(1)}]), 0)
+    (whole,) = parser.rows(pygnmi(T0 + 1, [{"path": "openconfig-qos:qos/interfaces", "val": qos_container()}]), 0)
+    assert whole["ecn_marked"] == sum(ECN_BY_QUEUE.values())
+    assert (whole["pfc_rx_pause"], whole["pfc_tx_pause"]) == tuple(map(sum, zip(*PFC_BY_PRIORITY.values(),
+                                                                                  strict=True)))
+    assert whole["in_octets"] == 1  # the interface counters stay as last known
+    queue = "qos/interfaces/interface[interface-id=Ethernet2]/output/queues/queue[name=3]/state/ecn-marked-pkts"
+    (later,) = parser.rows(gnmic(T0 + 2, [(queue, "4000000101")]), 0)
+    assert later["ecn_marked"] == whole["ecn_marked"] + 100  # one queue moved; the others are as last known
+
+
+def test_a_per_interface_ecn_count_is_not_added_to_the_queues(topology: Topology) -> None:
+    """NVIDIA Cumulus reports ECN marks per interface; with the per-queue counts too, they would count twice."""
+    parser = NotificationParser("leaf1", topology)
+    parser.rows(pygnmi(T0, [{"path": "openconfig-qos:qos/interfaces", "val": qos_container()}]), 0)
+    state = container(1)
+    state["openconfig-interfaces:counters"]["ecn-marked-pkts"] = "99"
+    (row,) = parser.rows(pygnmi(T0, [{"path": "interfaces/interface[name=Ethernet2]/state", "val": state}]), 0)
+    assert row["ecn_marked"] == 99
+
+
 def test_unmapped_interfaces_only_with_all_interfaces(topology: Topology) -> None:
     note = pygnmi(T0, [{"path": "interfaces/interface[name=Management1]/state", "val": container(1)}])
     assert NotificationParser("leaf1", topology).rows(note, 0) == []

@@ -25,7 +25,9 @@ from collectors.collector import CollectorConfig
 from collectors.decode import Decoder
 from collectors.sflow import SflowBatch, SflowDecoder, with_sflow_interfaces
 from collectors.sflow_source import SflowConfig, SflowSource
+from pipeline import codec
 from pipeline.errors import InputError
+from pipeline.records import column_names
 from pipeline.topology import Topology, load_topology
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -92,8 +94,12 @@ def counters_sample(records: list[bytes], *, ifindex: int = 49, expanded: bool =
     return record(2, struct.pack(">III", 1, ifindex, len(records)) + b"".join(records))
 
 
-def discarded_packet(reason: int, records: list[bytes]) -> bytes:
-    return record(5, struct.pack(">IIIIIIII", 1, 0, 49, 1, 49, 0, reason, len(records)) + b"".join(records))
+def discarded_packet(reason: int, records: list[bytes], *, input_ifindex: int = 49, output_ifindex: int = 0,
+                     drops: int = 1) -> bytes:
+    """sFlow drops structure: sequence_number, source_id type and index, drops, input, output, reason, then the
+    discard records."""
+    fixed = struct.pack(">IIIIIIII", 1, 0, 49, drops, input_ifindex, output_ifindex, reason, len(records))
+    return record(5, fixed + b"".join(records))
 
 
 # -- frames -------------------------------------------------------------------------------------------------
@@ -211,6 +217,22 @@ def test_drop_notifications_are_counted_by_reason_and_never_sampled_traffic(topo
     batch, decoder = decode(topology, [datagram(samples)])
     assert len(batch.packets[1]) == 1
     assert decoder.stats.tallies["drop_notifications"] == 3 and decoder.stats.drop_reasons == {258: 2, 259: 1}
+
+
+def test_drop_notifications_are_drops_rows_with_their_reason_and_link(topology: Topology) -> None:
+    samples = [discarded_packet(259, [raw_packet_header(plain())], input_ifindex=49, output_ifindex=50, drops=3),
+               discarded_packet(258, [], input_ifindex=7, output_ifindex=50),  # only the output port is mapped
+               discarded_packet(4000, [], input_ifindex=7, output_ifindex=8)]  # neither; an unlisted reason
+    batch, _ = decode(topology, [datagram(samples)])
+    rows = batch.drops
+    assert set(rows) == set(column_names("drops"))
+    assert rows["device"].tolist() == [AGENT] * 3 and rows["source"].tolist() == ["sflow"] * 3
+    assert rows["link"].tolist() == ["leaf1-spine1", "leaf1-spine2", ""]
+    assert rows["input_ifindex"].tolist() == [49, 7, 7] and rows["output_ifindex"].tolist() == [50, 50, 8]
+    assert rows["reason_code"].tolist() == [259, 258, 4000]
+    assert rows["reason"].tolist() == ["no_buffer_space", "acl", "code_4000"]
+    assert rows["unreported"].tolist() == [3, 1, 1]
+    assert codec.to_arrow("drops", rows).num_rows == 3  # the record's schema takes them as they are
 
 
 def test_lost_datagrams_from_sequence_numbers_per_agent_and_sub_agent(topology: Topology) -> None:
@@ -338,7 +360,7 @@ def test_source_binds_a_free_port_and_reports_a_taken_one_as_input_error() -> No
         SflowSource(topology, SflowConfig(listen="127.0.0.1:70000")).start()
 
 
-def test_source_turns_received_datagrams_into_flows_and_counters() -> None:
+def test_source_turns_received_datagrams_into_flows_counters_and_drops() -> None:
     source = SflowSource(load_topology(SAMPLES / "topology.yaml"), SflowConfig(listen="127.0.0.1:0", tick_s=0.05))
     stop = threading.Event()
     steps = source.steps(stop)
@@ -346,8 +368,8 @@ def test_source_turns_received_datagrams_into_flows_and_counters() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
         for sequence in (1, 2):
             sender.sendto(datagram([flow_sample([raw_packet_header(plain())], rate=4),
-                                    counters_sample([generic_counters(49)])], sequence=sequence),
-                          ("127.0.0.1", source.port))
+                                    counters_sample([generic_counters(49)]), discarded_packet(260, [])],
+                                   sequence=sequence), ("127.0.0.1", source.port))
     tables: dict[str, list[dict[str, np.ndarray]]] = {}
     for step in steps:
         for table, columns in step:
@@ -359,10 +381,11 @@ def test_source_turns_received_datagrams_into_flows_and_counters() -> None:
     assert {str(link) for part in flows for link in part["link"]} == {"leaf1-spine1"}
     assert {int(rate) for part in flows for rate in part["sampling_rate"]} == {4}
     assert sum(len(part["ts"]) for part in tables["counters"]) == 2
+    assert [reason for part in tables["drops"] for reason in part["reason"]] == ["red", "red"]
     assert source.counts() == {
-        "datagrams": 2, "samples_flow": 2, "samples_counter": 2, "drop_notifications": 0, "malformed": 0,
+        "datagrams": 2, "samples_flow": 2, "samples_counter": 2, "drop_notifications": 2, "malformed": 0,
         "lost_datagrams": 0, "packets": 2, "malformed_packets": 0, "unattributed": 0,
-        "flow_rows": source.counts()["flow_rows"], "flows_exported_early": 0, "counter_rows": 2,
+        "flow_rows": source.counts()["flow_rows"], "flows_exported_early": 0, "counter_rows": 2, "drop_rows": 2,
     }
 
 
