@@ -244,14 +244,26 @@ class Sink:
             consumer.stop()
 
     def _take(self, polled: list[Record], consumer: Consumer, producer: Producer, stop: threading.Event) -> None:
-        """Buffer the polled records, inserting whenever batch_rows are buffered (which bounds memory)."""
+        """Buffer the polled records, inserting whenever batch_rows are buffered. A lane holding batch_rows while
+        its insert runs takes no more (which bounds memory): those partitions pause, rewound to the first record
+        not taken, until the insert settles, and the consumer goes on serving the other lane instead of waiting
+        on the insert."""
         generation = self._generation
+        held: set[TopicPartition] = set()
         for record in polled:
             if self._generation != generation:
                 return  # a rebalance during an insert: the consumer reads again from the committed offsets
-            self._add(record, producer)
+            tp = TopicPartition(record.topic, record.partition)
+            if tp in held or tp not in self._assigned:
+                continue
             lane = self._lane_of(record.topic)
-            if sum(r.rows for r in self._unsent(lane)) >= self.config.batch_rows:
+            if lane.pending is not None and self._unsent_rows(lane) >= self.config.batch_rows:
+                held.add(tp)
+                consumer.seek(tp, record.offset)
+                consumer.pause([tp])
+                continue
+            self._add(record, producer)
+            if lane.pending is None and self._unsent_rows(lane) >= self.config.batch_rows:
                 self._flush(lane, consumer, producer, stop)
 
     def _lane_of(self, topic: str) -> _Lane:
@@ -338,18 +350,21 @@ class Sink:
         """Buffered ranges of the lane its insert thread does not have."""
         return (r for tp, ranges in self._ranges.items() if tp.topic in lane.topics for r in ranges if not r.inflight)
 
+    def _unsent_rows(self, lane: _Lane) -> int:
+        return sum(r.rows for r in self._unsent(lane))
+
     def _due(self, lane: _Lane, now: float) -> bool:
-        """batch_rows buffered, or (no insert in flight) batch_wait passed, a range is complete or the lane is
+        """No insert in flight, and batch_rows buffered, batch_wait passed, a range complete or the lane
         immediate. While an insert runs the consumer keeps buffering instead of blocking on it, so the next
         insert is larger."""
         unsent = list(self._unsent(lane))
         if not unsent:
             lane.oldest = now
             return False
-        if sum(r.rows for r in unsent) >= self.config.batch_rows:
-            return True
-        return lane.pending is None and (lane.immediate or now - lane.oldest >= self.config.batch_wait_s
-                                         or any(r.closed for r in unsent))
+        if lane.pending is not None:
+            return False
+        return (lane.immediate or sum(r.rows for r in unsent) >= self.config.batch_rows
+                or now - lane.oldest >= self.config.batch_wait_s or any(r.closed for r in unsent))
 
     # -- flushing ---------------------------------------------------------------------------------
     def _flush(self, lane: _Lane, consumer: Consumer, producer: Producer, stop: threading.Event, *,
