@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.migrate import RAW_LAYOUTS
+from pipeline.rollups import ROLLUPS, Rollup
 from pipeline.store import READONLY_SETTINGS, Store
 
 SETTINGS: Mapping[str, Any] = {**READONLY_SETTINGS, "max_execution_time": 20}
@@ -149,17 +151,18 @@ class TrafficSource:
     last_seen: str
 
 
-RAW_BINS = TrafficSource("link_bins", 10, timedelta(minutes=15), timedelta(days=7), "roce_ect", "roce_ce",
-                         "toDateTime64(ts, 3)", "ts_last")
-TRAFFIC_SOURCES: tuple[TrafficSource, ...] = (
-    RAW_BINS,
-    TrafficSource("link_stats_1s", 1_000, timedelta(hours=6), timedelta(days=2), "ecn_ect", "ecn_ce",
-                  "toDateTime64(ts, 3)", "toDateTime64(ts, 6) + toIntervalSecond(1)"),
-    TrafficSource("flows_1m", 60_000, timedelta(days=7), timedelta(days=90), "ecn_ect", "ecn_ce",
-                  "toDateTime64(ts, 3)", "toDateTime64(ts, 6) + toIntervalMinute(1)"),
-    TrafficSource("flows_1h", 3_600_000, timedelta(days=3650), timedelta(days=730), "ecn_ect", "ecn_ce",
-                  "toDateTime64(ts, 3)", "toDateTime64(ts, 6) + toIntervalHour(1)"),
-)
+def _rollup_source(rollup: Rollup) -> TrafficSource:
+    return TrafficSource(rollup.table, rollup.grain // timedelta(milliseconds=1), rollup.read_span,
+                         rollup.retention, "ecn_ect", "ecn_ce", "toDateTime64(ts, 3)",
+                         f"toDateTime64(ts, 6) + toIntervalSecond({rollup.grain // timedelta(seconds=1)})")
+
+
+RAW_BINS = TrafficSource("link_bins", 10, timedelta(minutes=15), RAW_LAYOUTS["link_bins"].retention, "roce_ect",
+                         "roce_ce", "toDateTime64(ts, 3)", "ts_last")
+# Per-link traffic: the rollups keyed by link and direction (not by address), finest first.
+TRAFFIC_SOURCES: tuple[TrafficSource, ...] = (RAW_BINS, *(
+    _rollup_source(rollup) for rollup in sorted(ROLLUPS, key=lambda rollup: rollup.grain)
+    if {"link", "direction"} <= set(rollup.keys) and not rollup.has_addresses))
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,10 +176,9 @@ class TalkerRollup:
     retention: timedelta
 
 
-TALKER_ROLLUPS: tuple[TalkerRollup, ...] = (
-    TalkerRollup("flows_talkers_1m", timedelta(minutes=1), timedelta(hours=6), timedelta(days=14)),
-    TalkerRollup("flows_talkers_1h", timedelta(hours=1), timedelta(days=3650), timedelta(days=90)),
-)
+TALKER_ROLLUPS: tuple[TalkerRollup, ...] = tuple(
+    TalkerRollup(rollup.table, rollup.grain, rollup.read_span, rollup.retention)
+    for rollup in sorted(ROLLUPS, key=lambda rollup: rollup.grain) if rollup.has_addresses)
 SHORTEST_RETENTION = min([source.retention for source in TRAFFIC_SOURCES]
                          + [rollup.retention for rollup in TALKER_ROLLUPS])
 
@@ -571,7 +573,9 @@ FROM flows
 GROUP BY app, traffic_class
 ORDER BY bytes DESC
 """
-MIX_ROLLUPS = ("flows_1m", "flows_1h")
+# The traffic mix reads the rollups that keep the labels it groups and filters by.
+MIX_ROLLUPS = tuple(rollup.table for rollup in ROLLUPS
+                    if {"app", "traffic_class", "job"} <= set(rollup.keys) and not rollup.has_addresses)
 _ROLLUP_MIX_SQL = """
 SELECT app, traffic_class, sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS rows
 FROM {table}

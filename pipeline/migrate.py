@@ -3,24 +3,27 @@
 Each file is a list of `;`-terminated statements that are themselves idempotent (IF NOT EXISTS), so a run
 interrupted half-way can simply run again. An applied file must not change: its checksum is recorded and a
 mismatch stops the migration. The raw tables' DDL (001) is rendered from records.py by `render_raw_tables`
-(`python -m pipeline.migrate > pipeline/migrations/001_raw_tables.sql`); the test suite checks the tables
-ClickHouse ends up with against records.py column by column.
+(`python -m pipeline.migrate > pipeline/migrations/001_raw_tables.sql`), the rollups' (006) from rollups.py
+(`python -m pipeline.migrate rollups > pipeline/migrations/006_rollup_cascade.sql`); the test suite checks the
+tables ClickHouse ends up with against both.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from pipeline import records
 from pipeline.errors import StoreError
+from pipeline.rollups import DEDUP_WINDOW, RETENTION_COLUMN, render_rollups
 from pipeline.store import Store
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MIGRATIONS_TABLE = "schema_migrations"
-DEDUP_WINDOW = 1000
 _FILE = re.compile(r"(\d{3})_([a-z0-9_]+)\.sql")
 
 
@@ -30,18 +33,17 @@ class RawLayout:
 
     order_by: str
     partition_by: str
-    ttl: str
+    retention: timedelta
 
 
 # Retention counts from arrival (RETENTION_COLUMN), not from the records' own times: a replayed capture
 # from months ago would otherwise be dropped by its TTL as it is inserted.
-RETENTION_COLUMN = "_inserted"
 RAW_LAYOUTS: dict[str, RawLayout] = {
-    "flows": RawLayout("(link, direction, ts_start)", "toYYYYMMDD(ts_start)", "INTERVAL 14 DAY"),
-    "link_bins": RawLayout("(link, direction, ts)", "toYYYYMMDD(ts)", "INTERVAL 7 DAY"),
-    "iterations": RawLayout("(job, ts)", "toYYYYMM(ts)", "INTERVAL 365 DAY"),
-    "counters": RawLayout("(device, ifname, ts)", "toYYYYMMDD(ts)", "INTERVAL 90 DAY"),
-    "events": RawLayout("(kind, ts)", "toYYYYMM(ts)", "INTERVAL 365 DAY"),
+    "flows": RawLayout("(link, direction, ts_start)", "toYYYYMMDD(ts_start)", timedelta(days=14)),
+    "link_bins": RawLayout("(link, direction, ts)", "toYYYYMMDD(ts)", timedelta(days=7)),
+    "iterations": RawLayout("(job, ts)", "toYYYYMM(ts)", timedelta(days=365)),
+    "counters": RawLayout("(device, ifname, ts)", "toYYYYMMDD(ts)", timedelta(days=90)),
+    "events": RawLayout("(kind, ts)", "toYYYYMM(ts)", timedelta(days=365)),
 }
 
 
@@ -57,7 +59,8 @@ def render_raw_tables() -> str:
         body += f",\n    `{RETENTION_COLUMN}` DateTime MATERIALIZED now()"
         parts.append(
             f"\nCREATE TABLE IF NOT EXISTS {table}\n(\n{body}\n)\nENGINE = MergeTree\n"
-            f"PARTITION BY {layout.partition_by}\nORDER BY {layout.order_by}\nTTL {RETENTION_COLUMN} + {layout.ttl}\n"
+            f"PARTITION BY {layout.partition_by}\nORDER BY {layout.order_by}\n"
+            f"TTL {RETENTION_COLUMN} + INTERVAL {layout.retention.days} DAY\n"
             f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW};\n"
         )
     return "".join(parts)
@@ -123,4 +126,4 @@ def migrate(store: Store, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 
 
 if __name__ == "__main__":
-    print(render_raw_tables(), end="")
+    print(render_rollups() if sys.argv[1:] == ["rollups"] else render_raw_tables(), end="")

@@ -13,6 +13,11 @@ consumer thread fetches and decodes the next, so up to two batches are in memory
 is sent only once its previous one is committed — never two inserted-but-uncommitted ranges of a partition,
 which the single intent per partition relies on — and a rebalance waits for the insert in flight before
 giving partitions up, so nothing of this sink lands after their next owner starts.
+
+Events take a lane of their own (IMMEDIATE_TABLES): their own insert thread and their own ClickHouse client,
+inserted as soon as they are polled, so an incident is readable within a poll of reaching Kafka instead of
+waiting for batch_wait_s and for a flow insert of a second or more (one client runs one call at a time; a
+second chdb client on the same engine runs beside it).
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ SOURCE_HEADER = "fabricscope.source"
 # Rollup views deduplicate with their source insert; the summing rollups fold rows in background merges, not
 # at insert time (optimize_on_insert=0 roughly doubled insert throughput with the views in chdb).
 INSERT_SETTINGS = {"deduplicate_blocks_in_dependent_materialized_views": 1, "optimize_on_insert": 0}
+# Tables an operator waits for: inserted as soon as polled, on their own thread and client (see above).
+IMMEDIATE_TABLES = ("events",)
 
 T = TypeVar("T")
 
@@ -121,6 +128,19 @@ class _Pending:
     future: Future[bool]
 
 
+@dataclass
+class _Lane:
+    """One insert path: the topics it carries, its insert thread and client (set by run()), the batch in
+    flight, and since when its oldest unsent range waits. `immediate`: insert whatever is buffered at once."""
+
+    topics: frozenset[str]
+    immediate: bool
+    store: Store | None = None
+    inserter: ThreadPoolExecutor | None = None
+    pending: _Pending | None = None
+    oldest: float = field(default_factory=time.monotonic)
+
+
 class Sink:
     """Consumer-group member writing every record topic to the store; no I/O before start() or run()."""
 
@@ -136,10 +156,10 @@ class Sink:
         self._topic_ids: dict[str, str] = {}
         self._stats = SinkStats(rows=dict.fromkeys(config.tables, 0))
         self._progress = threading.Condition()
-        self._oldest = time.monotonic()
         self._generation = 0
-        self._pending: _Pending | None = None
-        self._inserter: ThreadPoolExecutor | None = None
+        immediate = frozenset(records.topic(table) for table in config.tables if table in IMMEDIATE_TABLES)
+        self._lanes = [lane for lane in (_Lane(frozenset(self._tables) - immediate, immediate=False),
+                                         _Lane(immediate, immediate=True)) if lane.topics]
         self._background = Background("fabricscope-sink", self.run, log, on_error=self._wake)
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -187,41 +207,67 @@ class Sink:
         consumer = Consumer(self.bus, group=self.config.group, topics=list(self._tables),
                             on_assigned=self._on_assigned, on_revoked=self._on_revoked).start()
         producer = Producer(self.bus).start()
-        self._inserter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fabricscope-insert")
+        for index, lane in enumerate(self._lanes):
+            lane.inserter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fabricscope-insert")
+            lane.store = self.store if index == 0 else Store(self.store.config).open()
         try:
             last_record, generation = time.monotonic(), self._generation
             while not stop.is_set():
-                polled = consumer.poll(self.config.poll_timeout_ms if self._pending is None
-                                       else INFLIGHT_POLL_TIMEOUT_MS)
+                inflight = any(lane.pending is not None for lane in self._lanes)
+                polled = consumer.poll(INFLIGHT_POLL_TIMEOUT_MS if inflight else self.config.poll_timeout_ms)
                 self._load_intents(consumer, stop)
                 self._take(polled, consumer, producer, stop)
                 now = time.monotonic()
                 if polled or self._generation != generation:
                     last_record, generation = now, self._generation
-                if self._pending is not None and self._pending.future.done():
-                    self._settle(consumer, producer, stop)
-                if self._due(now):
-                    self._flush(consumer, producer, stop)
-                elif (idle_exit_s is not None and self._assigned and not self._ranges
-                      and now - last_record >= idle_exit_s):
+                due = False
+                for lane in self._lanes:
+                    if lane.pending is not None and lane.pending.future.done():
+                        self._settle(lane, consumer, producer, stop)
+                    if self._due(lane, now):
+                        due = True
+                        self._flush(lane, consumer, producer, stop)
+                if (not due and idle_exit_s is not None and self._assigned and not self._ranges
+                        and now - last_record >= idle_exit_s):
                     return
-            while self._flush(consumer, producer, stop, final=True):
-                pass
+            for lane in self._lanes:
+                while self._flush(lane, consumer, producer, stop, final=True):
+                    pass
         finally:
-            self._inserter.shutdown(wait=True)
-            self._pending = None
+            for lane in self._lanes:
+                if lane.inserter is not None:
+                    lane.inserter.shutdown(wait=True)
+                if lane.store is not None and lane.store is not self.store:
+                    lane.store.close()
+                lane.inserter, lane.store, lane.pending = None, None, None
             producer.stop()
             consumer.stop()
 
     def _take(self, polled: list[Record], consumer: Consumer, producer: Producer, stop: threading.Event) -> None:
-        """Buffer the polled records, inserting whenever batch_rows are buffered (which bounds memory)."""
+        """Buffer the polled records, inserting whenever batch_rows are buffered. A lane holding batch_rows while
+        its insert runs takes no more (which bounds memory): those partitions pause, rewound to the first record
+        not taken, until the insert settles, and the consumer goes on serving the other lane instead of waiting
+        on the insert."""
         generation = self._generation
+        held: set[TopicPartition] = set()
         for record in polled:
             if self._generation != generation:
                 return  # a rebalance during an insert: the consumer reads again from the committed offsets
+            tp = TopicPartition(record.topic, record.partition)
+            if tp in held or tp not in self._assigned:
+                continue
+            lane = self._lane_of(record.topic)
+            if lane.pending is not None and self._unsent_rows(lane) >= self.config.batch_rows:
+                held.add(tp)
+                consumer.seek(tp, record.offset)
+                consumer.pause([tp])
+                continue
             self._add(record, producer)
-            if sum(r.rows for r in self._unsent()) >= self.config.batch_rows:
-                self._flush(consumer, producer, stop)
+            if lane.pending is None and self._unsent_rows(lane) >= self.config.batch_rows:
+                self._flush(lane, consumer, producer, stop)
+
+    def _lane_of(self, topic: str) -> _Lane:
+        return next(lane for lane in self._lanes if topic in lane.topics)
 
     def _on_assigned(self, partitions: set[TopicPartition]) -> None:
         log.info("assigned %d partitions", len(partitions))
@@ -233,8 +279,7 @@ class Sink:
         """Let the insert in flight finish (it must not land after the next owner starts), then forget what
         was buffered: it was not committed, the next owner (maybe us) reads it again."""
         self._generation += 1
-        if self._pending is not None:
-            wait([self._pending.future])
+        wait([lane.pending.future for lane in self._lanes if lane.pending is not None])
         self._assigned -= partitions
         for tp in partitions:
             self._ranges.pop(tp, None)
@@ -301,57 +346,66 @@ class Sink:
         with self._progress:
             self._stats.dead_letters += 1
 
-    def _unsent(self) -> Iterator[_Range]:
-        """Buffered ranges the insert thread does not have."""
-        return (r for ranges in self._ranges.values() for r in ranges if not r.inflight)
+    def _unsent(self, lane: _Lane) -> Iterator[_Range]:
+        """Buffered ranges of the lane its insert thread does not have."""
+        return (r for tp, ranges in self._ranges.items() if tp.topic in lane.topics for r in ranges if not r.inflight)
 
-    def _due(self, now: float) -> bool:
-        """batch_rows buffered, or (no insert in flight) batch_wait passed or a range is complete. While an
-        insert runs the consumer keeps buffering instead of blocking on it, so the next insert is larger."""
-        unsent = list(self._unsent())
+    def _unsent_rows(self, lane: _Lane) -> int:
+        return sum(r.rows for r in self._unsent(lane))
+
+    def _due(self, lane: _Lane, now: float) -> bool:
+        """No insert in flight, and batch_rows buffered, batch_wait passed, a range complete or the lane
+        immediate. While an insert runs the consumer keeps buffering instead of blocking on it, so the next
+        insert is larger."""
+        unsent = list(self._unsent(lane))
         if not unsent:
-            self._oldest = now
+            lane.oldest = now
             return False
-        if sum(r.rows for r in unsent) >= self.config.batch_rows:
-            return True
-        return self._pending is None and (now - self._oldest >= self.config.batch_wait_s
-                                          or any(r.closed for r in unsent))
+        if lane.pending is not None:
+            return False
+        return (lane.immediate or sum(r.rows for r in unsent) >= self.config.batch_rows
+                or now - lane.oldest >= self.config.batch_wait_s or any(r.closed for r in unsent))
 
     # -- flushing ---------------------------------------------------------------------------------
-    def _flush(self, consumer: Consumer, producer: Producer, stop: threading.Event, *,
+    def _flush(self, lane: _Lane, consumer: Consumer, producer: Producer, stop: threading.Event, *,
                final: bool = False) -> bool:
-        """Settle the insert in flight, then hand the insert thread the head range of every partition.
+        """Settle the lane's insert in flight, then hand its insert thread the head range of every partition
+        of the lane.
 
         Settling first keeps one inserted-but-uncommitted range per partition at most. False when nothing
         was handed over: nothing to insert, or the insert in flight did not succeed (its ranges stay
         buffered and go again on the next flush).
         """
-        if self._pending is not None and not self._settle(consumer, producer, stop, final=final):
+        if lane.pending is not None and not self._settle(lane, consumer, producer, stop, final=final):
             return False
-        for ranges in self._ranges.values():
+        heads = [ranges for tp, ranges in self._ranges.items() if tp.topic in lane.topics]
+        for ranges in heads:
             for buffered in ranges:
                 if buffered.required_end is None:
                     buffered.closed = True
-        self._oldest = time.monotonic()
-        batch = [ranges[0] for ranges in self._ranges.values() if ranges[0].closed]
+        lane.oldest = time.monotonic()
+        batch = [ranges[0] for ranges in heads if ranges[0].closed]
         if not batch:
             return False
-        if self._inserter is None:
+        if lane.inserter is None or lane.store is None:
             raise FabricscopeError("sink flushed outside run()")
         for buffered in batch:
             buffered.inflight = True
-        self._pending = _Pending(batch, self._inserter.submit(self._insert, batch, producer))
+        lane.pending = _Pending(batch, lane.inserter.submit(self._insert, lane.store, batch, producer))
         return True
 
     def _live(self, batch: Sequence[_Range]) -> list[_Range]:
         """The ranges of `batch` still ours and still first in their partition (not revoked meanwhile)."""
         return [r for r in batch if r.tp in self._assigned and self._ranges.get(r.tp, [None])[0] is r]
 
-    def _settle(self, consumer: Consumer, producer: Producer, stop: threading.Event, *, final: bool = False) -> bool:
-        """Wait for the insert in flight, retrying it here while ClickHouse is down, then commit its ranges."""
-        pending, self._pending = self._pending, None
-        if pending is None:
+    def _settle(self, lane: _Lane, consumer: Consumer, producer: Producer, stop: threading.Event, *,
+                final: bool = False) -> bool:
+        """Wait for the lane's insert in flight, retrying it here while ClickHouse is down, then commit its
+        ranges."""
+        pending, lane.pending = lane.pending, None
+        if pending is None or lane.store is None:
             return False
+        store = lane.store
         first: Future[bool] | None = pending.future
 
         def attempt() -> bool:
@@ -364,7 +418,7 @@ class Sink:
                     self._stats.insert_wait_s += time.perf_counter() - started
                 return future.result()
             live = self._live(pending.batch)
-            return self._insert(live, producer) if live else True
+            return self._insert(store, live, producer) if live else True
 
         try:
             done = self._with_retry(stop, attempt, consumer, attempts=1 if final else None)
@@ -393,9 +447,9 @@ class Sink:
                                           for r in live))
         return True
 
-    def _insert(self, batch: Sequence[_Range], producer: Producer) -> bool:
+    def _insert(self, store: Store, batch: Sequence[_Range], producer: Producer) -> bool:
         """Intents, then rows, then the dead letters' acknowledgement: all before the commit."""
-        self.store.insert_rows(
+        store.insert_rows(
             INTENTS_TABLE,
             [(self.config.group, r.tp.topic, self._topic_ids.get(r.tp.topic, ""), r.tp.partition, r.first, r.end)
              for r in batch],
@@ -404,7 +458,7 @@ class Sink:
         started = time.perf_counter()
         for r in batch:
             if r.rows:
-                self.store.insert_arrow(self._tables[r.tp.topic], pa.concat_tables(r.tables),
+                store.insert_arrow(self._tables[r.tp.topic], pa.concat_tables(r.tables),
                                         settings={**INSERT_SETTINGS, "insert_deduplication_token": r.token()})
         with self._progress:
             self._stats.insert_s += time.perf_counter() - started

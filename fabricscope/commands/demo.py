@@ -54,6 +54,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from pipeline.detect.ecmp import EcmpConfig
     from pipeline.detect.engine import DetectorSet
     from pipeline.sink import SinkConfig
+    from pipeline.store import Store
     from pipeline.streaming import TimedBatches, stream_to_store
     from pipeline.topology import load_topology
     from simulator.live import MIN_CYCLE_S, SCALE, SPEED_GBPS, LiveFabric
@@ -66,9 +67,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
         first = next(cycles)
         topology = load_topology(first.topology)
         recorder = recorder_for(args, config, topology)
-        server = dashboard_server(services.store, topology, host=config.dashboard.host,
-                                  port=config.dashboard.port,
-                                  packets=StorePackets(services.store, topology, args.data_dir)).start()
+        # The dashboard reads through a client of its own: one client runs one call at a time, and the sink's
+        # flow inserts (a second or more each) would hold every page, and the newest incident, behind them.
+        reader = Store(services.store.config).open()
+        server = dashboard_server(reader, topology, host=config.dashboard.host, port=config.dashboard.port,
+                                  packets=StorePackets(reader, topology, args.data_dir)).start()
         print(f"fabricscope demo: dashboard on {server.url} — synthetic fabric '{topology.fabric}' live, "
               f"a congestion episode and a link failure every {args.cycle} s; a 1:{SCALE:,} scale model of 400G "
               f"links ({SPEED_GBPS * 1000:g} Mb/s); Ctrl-C to stop", file=sys.stderr,
@@ -103,6 +106,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 outputs = next(cycles)
         finally:
             server.stop()
+            reader.close()
             if recorder is not None:
                 recorder.close()
 

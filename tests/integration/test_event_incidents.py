@@ -40,7 +40,8 @@ def test_migration_keeps_old_events_as_closed_incidents(store_factory: Callable[
     store = store_factory(migrated=False)
     migrate(store, before)
     _old_events(store)
-    assert [m.version for m in migrate(store)] == [5]
+    applied = [m.version for m in migrate(store)]
+    assert applied == list(range(5, applied[-1] + 1))  # 005 and whatever came after it
     rows = store.query("SELECT summary, state, updated = ts_end, length(event_id) FROM incidents ORDER BY ts").rows
     assert rows == [("old failure", "closed", 1, 16), ("old congestion", "closed", 1, 16)]
     ids = store.query("SELECT event_id FROM incidents ORDER BY ts").rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from itertools import pairwise
@@ -15,6 +16,8 @@ from pipeline_rows import expected_sums, random_flows, stored_sums
 from pipeline import records
 from pipeline.bus import BusConfig, Consumer, Producer
 from pipeline.counterfile import read_counters
+from pipeline.detect.engine import event_columns
+from pipeline.detect.events import make_event
 from pipeline.errors import StoreError
 from pipeline.sink import REASON_HEADER, SOURCE_HEADER, Sink, SinkConfig
 from pipeline.store import Store
@@ -82,6 +85,50 @@ class RecordingStore(Store):
         _, partition, span, _ = settings["insert_deduplication_token"].rsplit("/", 3)
         first, end = span.split("-")
         self.ranges.append((int(partition), int(first), int(end)))
+
+
+class HeldFlowsStore(Store):
+    """Inserts for real, but holds every flows insert until `release` is set: a flow insert that takes long."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store.config)
+        self._client = store._client
+        self.release = threading.Event()
+        self.holding = threading.Event()
+
+    def insert_arrow(self, table: str, rows: pa.Table, *, settings: Any = None) -> None:
+        if table == "flows":
+            self.holding.set()
+            self.release.wait(WAIT_S)
+        super().insert_arrow(table, rows, settings=settings)
+
+
+def test_events_reach_clickhouse_while_a_flow_insert_is_in_flight(
+        bus_config: BusConfig, clean_topics: list[str], store: Store) -> None:
+    held = HeldFlowsStore(store)
+    sink = _sink(bus_config, held, "sink-events-lane").start()
+    batches = [random_flows(2_000, seed=70)] + [random_flows(12_000, seed=seed) for seed in range(71, 73)]
+    try:
+        _produce(bus_config, batches[:1])
+        assert held.holding.wait(WAIT_S)
+        _produce(bus_config, batches[1:])  # more than batch_rows behind the held insert: the flows lane fills up
+        event = make_event("fast_recovery", ts=1_780_000_000_000_000, ts_end=1_780_000_000_006_200,
+                           severity="warning", link="leaf2-spine2", summary="leaf2-spine2 failed")
+        producer = Producer(bus_config).start()
+        producer.send_batch("events", event_columns([event]))
+        producer.flush()
+        producer.stop()
+        _wait_until(lambda: store.query("SELECT count() FROM events").rows == [(1,)])
+        assert not held.release.is_set() and store.query("SELECT count() FROM flows").rows == [(0,)]
+        assert store.query("SELECT event_id, summary FROM incidents").rows == [
+            (event["event_id"], "leaf2-spine2 failed")]
+        held.release.set()
+        assert sink.wait_for_rows("flows", 26_000, timeout_s=WAIT_S)
+    finally:
+        held.release.set()
+        sink.stop()
+    assert sink.stats.rows["events"] == 1
+    assert stored_sums(store) == expected_sums(batches)  # the paused and rewound partitions: nothing lost or doubled
 
 
 def test_inserts_overlapping_the_consumer_keep_each_partition_in_order_and_exact(
