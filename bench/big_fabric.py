@@ -191,6 +191,11 @@ def sample_failure(at_s: int) -> Sample:
     return sample
 
 
+def records_stored(metrics: str) -> int:
+    """Rows of the record tables (not the detectors' events) the sink has committed."""
+    return sum(rows for table, rows in sink_rows(metrics).items() if table != "events")
+
+
 def sink_rows(metrics: str) -> dict[str, int]:
     """Rows ingest's sink has committed in ClickHouse, by table (its /metrics); empty while it is not up."""
     try:
@@ -296,24 +301,33 @@ def run_size(leaves: int, spines: int, args: argparse.Namespace, scratch: Path) 
                     converged_at = began + (sample.converged_us - FABRIC_START_US) / 1e6 / args.speed
                 if second:  # the first second includes connecting
                     result.collector_lag_s = max(result.collector_lag_s, time.monotonic() - due)
+                if result.collector_lag_s > args.give_up_s:
+                    result.failed = f"the collector fell {args.give_up_s:.0f} s behind real time at second {second}"
+                    break
             producer.flush()
         finally:
             producer.stop()
         sent_at = time.monotonic()
         result.collector_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        while ingest.poll() is None and sum(sink_rows(metrics).values()) < result.rows_sent:
+        while ingest.poll() is None and records_stored(metrics) < result.rows_sent:
+            if time.monotonic() - sent_at > args.give_up_s:
+                stored = records_stored(metrics)
+                result.failed += (f"; ingest {args.give_up_s:.0f} s after the last record had committed "
+                                  f"{stored:,} of {result.rows_sent:,} records")
+                ingest.terminate()  # SIGTERM: it flushes what it holds and exits
+                break
             time.sleep(0.2)
-        caught_up = time.monotonic()
+        caught_up, committed = time.monotonic(), records_stored(metrics)
         _, status, usage = os.wait4(ingest.pid, 0)
         watch.stop()
         result.broker_rss_mb = peak_rss_mb(tansu)
     stderr = ingest.stderr.read() if ingest.stderr else ""
     result.ingest_rss_mb = usage.ru_maxrss / 1024
     result.ingest_behind_s = caught_up - sent_at
-    if status != 0:
+    if status != 0 and not result.failed:
         result.failed = f"ingest exited {status}: {stderr.strip().splitlines()[-1:]}"
         return result
-    result.ingest_rows_per_s = result.rows_sent / (caught_up - began)
+    result.ingest_rows_per_s = committed / (caught_up - began)
     if converged_at is not None and watch.out_at is not None:
         result.detector_out_s = watch.out_at - converged_at
     if converged_at is not None and watch.stored_at is not None:
@@ -368,7 +382,7 @@ def report(result: Result) -> None:
           f"  detector latency: out {seconds(result.detector_out_s)}, readable in ClickHouse "
           f"{seconds(result.detector_stored_s)} after the convergence\n"
           f"  dashboard peak RSS {rss:,.0f} MB, worst panel p95: {p95 or '-'}"
-          + (f"\n  FAILED: {result.failed}" if result.failed else ""), flush=True)
+          + (f"\n  STOPPED: {result.failed.lstrip('; ')}" if result.failed else ""), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -379,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flows", type=int, default=2, help="flows per link direction (default %(default)s)")
     parser.add_argument("--repeat", type=int, default=10, help="timed runs per dashboard panel and range")
     parser.add_argument("--idle-s", type=float, default=8.0, help="ingest exits after this long without input")
+    parser.add_argument("--give-up-s", type=float, default=60.0,
+                        help="a size stops when the collector or ingest is this far behind (default %(default)s)")
     parser.add_argument("--dashboard", nargs=2, metavar=("DATA_DIR", "TOPOLOGY"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.dashboard:
