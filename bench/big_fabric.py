@@ -13,16 +13,16 @@ For each size (default 16×4, 32×8, 64×16 and 128×16 = 2,048 links, 4,096 hos
   stream: the detector latency below is measured on that failure.
 - **broker**: the embedded tansu (its peak RSS read from /proc before it stops);
 - **ingest**: `fabricscope ingest --kafka … --topology …` (sink + detectors, one member); its peak RSS from
-  wait4, its rows/s from its own count over the time it ran;
+  wait4, the rows its sink committed and its detectors took (its /metrics) over the time they needed;
 - **dashboard**: then, on the store ingest filled, every panel's queries as `bench.dashboard` times them,
   p95 per range, in a process of its own.
 
 Detector latency = when the fast_recovery event is readable in ClickHouse (the sink's committed event rows,
 from ingest's /metrics, cover every event the detectors had produced by then) − when the fabric's clock
 passed the failure's convergence (the generator's truth). A stage that falls behind shows as collector lag
-(how late a second went out), ingest lag (how long after the last record was sent the sink had committed
-every record) and a growing detector latency. A size stops where a stage cannot keep real time or a process
-runs out of memory.
+(how late a second went out), how long after the last record was sent the sink had committed every record and
+the detectors had taken every record, the detectors' Kafka lag, and a growing detector latency. A size stops
+where a stage cannot keep real time or a process runs out of memory.
 
 Run from the repository root: .venv/bin/python -m bench.big_fabric [--sizes 16x4,32x8] [--minutes 10]
 """
@@ -61,6 +61,7 @@ SAMPLE = ROOT / "samples" / "link_failure"
 SAMPLE_LEAVES = 4  # leaf1..leaf4 carry the sample's traffic alone
 FABRIC_START_US = 1_780_000_000_000_000  # 2026-05-28: the sample is shifted here, far from its own day
 BINS_PER_S = 1_000_000 // records.LINK_BIN_US
+PROGRESS_S = 15.0
 DASHBOARD_RANGES = ("1m", "5m", "15m")
 TIME_COLUMNS = {"flows": ("ts_start", "ts_end", "ts_tail"), "iterations": ("ts", "ts_end"), "counters": ("ts",),
                 "link_bins": ("ts", "ts_first", "ts_last", "ts_first_ce", "ts_last_ce")}
@@ -77,9 +78,11 @@ def child_pids(name: str) -> list[int]:
     """This process's children whose command name starts with `name`."""
     found = []
     for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        for pid in (task / "children").read_text().split():
-            if Path(f"/proc/{pid}/comm").read_text().startswith(name):
-                found.append(int(pid))
+        try:
+            found += [int(pid) for pid in (task / "children").read_text().split()
+                      if Path(f"/proc/{pid}/comm").read_text().startswith(name)]
+        except FileNotFoundError:  # a thread or child that ended meanwhile
+            continue
     return found
 
 
@@ -191,20 +194,25 @@ def sample_failure(at_s: int) -> Sample:
     return sample
 
 
-def records_stored(metrics: str) -> int:
-    """Rows of the record tables (not the detectors' events) the sink has committed."""
-    return sum(rows for table, rows in sink_rows(metrics).items() if table != "events")
-
-
-def sink_rows(metrics: str) -> dict[str, int]:
-    """Rows ingest's sink has committed in ClickHouse, by table (its /metrics); empty while it is not up."""
+def ingest_metrics(metrics: str) -> dict[str, float]:
+    """From ingest's /metrics: `sink:TABLE` rows committed in ClickHouse, `detect:TABLE` rows fed to the
+    detectors, `detect_lag` (how long the last message they took had waited in Kafka); empty while it is not up."""
     try:
         with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=2) as answer:
             text = answer.read().decode()
     except OSError:
         return {}
-    return {table: int(float(value))
-            for table, value in re.findall(r'fabricscope_sink_rows_total\{table="(\w+)"\} (\S+)', text)}
+    found = {f"{stage}:{table}": float(value) for stage, table, value in re.findall(
+        r'fabricscope_(sink|detector)_rows_total\{table="(\w+)"\} (\S+)', text)}
+    lag = re.search(r"^fabricscope_detector_lag_seconds (\S+)$", text, re.MULTILINE)
+    if lag:
+        found["detect_lag"] = float(lag.group(1))
+    return found
+
+
+def total(found: dict[str, float], stage: str) -> int:
+    """Rows of the record tables (not the detectors' events) at a stage: `sink` or `detector`."""
+    return int(sum(value for key, value in found.items() if key.startswith(f"{stage}:") and key != "sink:events"))
 
 
 class EventWatch:
@@ -243,7 +251,7 @@ class EventWatch:
                     produced += rows.num_rows
                     if needed is None and "fast_recovery" in rows.column("kind").to_pylist():
                         self.out_at, needed = time.monotonic(), produced
-            if needed is not None and sink_rows(self.metrics).get("events", 0) >= needed:
+            if needed is not None and ingest_metrics(self.metrics).get("sink:events", 0) >= needed:
                 self.stored_at = time.monotonic()
         consumer.close()
 
@@ -259,7 +267,10 @@ class Result:
     broker_rss_mb: float = 0.0
     ingest_rss_mb: float = 0.0
     ingest_rows_per_s: float = 0.0
-    ingest_behind_s: float = 0.0
+    ingest_behind_s: float | None = None
+    detector_rows_per_s: float = 0.0
+    detector_behind_s: float | None = None
+    detector_lag_max_s: float = 0.0
     detector_out_s: float | None = None
     detector_stored_s: float | None = None
     dashboard_rss_mb: float = 0.0
@@ -283,12 +294,22 @@ def run_size(leaves: int, spines: int, args: argparse.Namespace, scratch: Path) 
         (tansu,) = child_pids("tansu")
         ingest = subprocess.Popen(
             [sys.executable, "-m", "fabricscope.cli", "ingest", "--kafka", bus.bootstrap, "--topology",
-             str(topology_path), "--data-dir", str(data_dir), "--until-idle", str(args.idle_s), "--metrics", metrics],
+             str(topology_path), "--data-dir", str(data_dir), "--metrics", metrics],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         watch = EventWatch(bus, metrics).start()
         producer = Producer(bus).start()
         began = time.monotonic()
         converged_at = None
+        shown = began
+
+        def progress(at: str) -> dict[str, float]:
+            found = ingest_metrics(metrics)
+            result.detector_lag_max_s = max(result.detector_lag_max_s, found.get("detect_lag", 0.0))
+            print(f"  {result.size} {time.monotonic() - began:5.0f} s: {at}, sent {result.rows_sent:,}, in ClickHouse "
+                  f"{total(found, 'sink'):,}, through the detectors {total(found, 'detector'):,} (lag "
+                  f"{found.get('detect_lag', 0.0):.1f} s)", file=sys.stderr, flush=True)
+            return found
+
         try:
             for second in range(seconds):
                 due = began + second / args.speed
@@ -301,6 +322,9 @@ def run_size(leaves: int, spines: int, args: argparse.Namespace, scratch: Path) 
                     converged_at = began + (sample.converged_us - FABRIC_START_US) / 1e6 / args.speed
                 if second:  # the first second includes connecting
                     result.collector_lag_s = max(result.collector_lag_s, time.monotonic() - due)
+                if time.monotonic() - shown >= PROGRESS_S:
+                    progress(f"fabric second {second}")
+                    shown = time.monotonic()
                 if result.collector_lag_s > args.give_up_s:
                     result.failed = f"the collector fell {args.give_up_s:.0f} s behind real time at second {second}"
                     break
@@ -309,25 +333,35 @@ def run_size(leaves: int, spines: int, args: argparse.Namespace, scratch: Path) 
             producer.stop()
         sent_at = time.monotonic()
         result.collector_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        while ingest.poll() is None and records_stored(metrics) < result.rows_sent:
-            if time.monotonic() - sent_at > args.give_up_s:
-                stored = records_stored(metrics)
-                result.failed += (f"; ingest {args.give_up_s:.0f} s after the last record had committed "
-                                  f"{stored:,} of {result.rows_sent:,} records")
-                ingest.terminate()  # SIGTERM: it flushes what it holds and exits
+        stored = detected = 0
+        while ingest.poll() is None:
+            found = progress("all sent")
+            stored, detected = total(found, "sink"), total(found, "detector")
+            now = time.monotonic()
+            if result.ingest_behind_s is None and stored >= result.rows_sent:
+                result.ingest_behind_s = now - sent_at
+            if result.detector_behind_s is None and detected >= result.rows_sent:
+                result.detector_behind_s = now - sent_at
+            if result.ingest_behind_s is not None and result.detector_behind_s is not None and watch.stored_at:
                 break
-            time.sleep(0.2)
-        caught_up, committed = time.monotonic(), records_stored(metrics)
+            if now - sent_at > args.give_up_s:
+                result.failed += (f"; {args.give_up_s:.0f} s after the last record, {stored:,} of "
+                                  f"{result.rows_sent:,} records were in ClickHouse and {detected:,} through the "
+                                  "detectors")
+                break
+            time.sleep(min(PROGRESS_S, 1.0))
+        ended = time.monotonic()
+        ingest.terminate()  # SIGTERM: it flushes what it holds and exits
         _, status, usage = os.wait4(ingest.pid, 0)
         watch.stop()
         result.broker_rss_mb = peak_rss_mb(tansu)
     stderr = ingest.stderr.read() if ingest.stderr else ""
     result.ingest_rss_mb = usage.ru_maxrss / 1024
-    result.ingest_behind_s = caught_up - sent_at
-    if status != 0 and not result.failed:
-        result.failed = f"ingest exited {status}: {stderr.strip().splitlines()[-1:]}"
-        return result
-    result.ingest_rows_per_s = committed / (caught_up - began)
+    if status != 0:
+        result.failed += f"; ingest exited {status}: {stderr.strip().splitlines()[-1:]}"
+    sink_s = (result.ingest_behind_s if result.ingest_behind_s is not None else ended - sent_at) + sent_at - began
+    detect_s = (result.detector_behind_s if result.detector_behind_s is not None else ended - sent_at) + sent_at - began
+    result.ingest_rows_per_s, result.detector_rows_per_s = stored / sink_s, detected / detect_s
     if converged_at is not None and watch.out_at is not None:
         result.detector_out_s = watch.out_at - converged_at
     if converged_at is not None and watch.stored_at is not None:
@@ -340,6 +374,7 @@ def run_size(leaves: int, spines: int, args: argparse.Namespace, scratch: Path) 
         result.failed = f"dashboard: {err.strip().splitlines()[-1:]}"
         return result
     result.dashboard_p95_ms = json.loads(out.strip().splitlines()[-1])
+    result.dashboard_rss_mb = result.dashboard_p95_ms.pop("rss_mb")
     return result
 
 
@@ -370,18 +405,22 @@ def report(result: Result) -> None:
     def seconds(value: float | None) -> str:
         return "never" if value is None else f"{value:.2f} s"
 
-    rss = result.dashboard_p95_ms.pop("rss_mb", 0.0)
+    def behind(value: float | None) -> str:
+        return "not within --give-up-s" if value is None else f"{value:.1f} s"
+
     p95 = ", ".join(f"{name} {ms:.0f} ms" for name, ms in result.dashboard_p95_ms.items())
     print(f"{result.size}: {result.links:,} links, {result.rows_per_s_needed:,.0f} records/s of fabric time, "
           f"{result.rows_sent:,} sent\n"
           f"  collector (records) peak RSS {result.collector_rss_mb:,.0f} MB, at most {result.collector_lag_s:.2f} s "
           f"behind real time\n"
           f"  broker peak RSS {result.broker_rss_mb:,.0f} MB\n"
-          f"  ingest peak RSS {result.ingest_rss_mb:,.0f} MB, {result.ingest_rows_per_s:,.0f} rows/s, "
-          f"every record in ClickHouse {result.ingest_behind_s:.1f} s after the last was sent\n"
+          f"  ingest peak RSS {result.ingest_rss_mb:,.0f} MB; sink {result.ingest_rows_per_s:,.0f} rows/s, every "
+          f"record in ClickHouse {behind(result.ingest_behind_s)} after the last was sent; detectors "
+          f"{result.detector_rows_per_s:,.0f} rows/s, through every record {behind(result.detector_behind_s)} "
+          f"after, their lag at most {result.detector_lag_max_s:.1f} s\n"
           f"  detector latency: out {seconds(result.detector_out_s)}, readable in ClickHouse "
           f"{seconds(result.detector_stored_s)} after the convergence\n"
-          f"  dashboard peak RSS {rss:,.0f} MB, worst panel p95: {p95 or '-'}"
+          f"  dashboard peak RSS {result.dashboard_rss_mb:,.0f} MB, worst panel p95: {p95 or '-'}"
           + (f"\n  STOPPED: {result.failed.lstrip('; ')}" if result.failed else ""), flush=True)
 
 
@@ -392,7 +431,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, default=1.0, help="factor of real time (default %(default)s)")
     parser.add_argument("--flows", type=int, default=2, help="flows per link direction (default %(default)s)")
     parser.add_argument("--repeat", type=int, default=10, help="timed runs per dashboard panel and range")
-    parser.add_argument("--idle-s", type=float, default=8.0, help="ingest exits after this long without input")
     parser.add_argument("--give-up-s", type=float, default=60.0,
                         help="a size stops when the collector or ingest is this far behind (default %(default)s)")
     parser.add_argument("--dashboard", nargs=2, metavar=("DATA_DIR", "TOPOLOGY"), help=argparse.SUPPRESS)
