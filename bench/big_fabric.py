@@ -7,7 +7,7 @@ For each size (default 16×4, 32×8, 64×16 and 128×16 = 2,048 links, 4,096 hos
   records at real time (`--speed`): per link direction `--flows` RoCE flows exporting a row every second
   and a 10 ms link bin every 10 ms (a busy fabric: every bin filled). The generator cannot make packets
   for more than 9 spines (ERSPAN session = 10 × leaf + spine), so the records are built with numpy; the
-  collector's own cost is per packet, not per link (`bench.collector`). Half-way through, the records the
+  collector's own cost is per packet, not per link (`bench.collector`). At `--failure-s`, the records the
   real collector makes of `samples/link_failure.pcap` (a failure of leaf2-spine2, on the same link names
   and host prefixes as the big fabric's first 4 leaves, which carry nothing else) are shifted into the
   stream: the detector latency below is measured on that failure.
@@ -286,7 +286,7 @@ def run_size(leaves: int, spines: int, args: argparse.Namespace, scratch: Path) 
     seconds = round(args.minutes * 60)
     per_s = model.link_directions * (args.flows + BINS_PER_S)
     result = Result(f"{leaves}x{spines}", len(topology.links), per_s)
-    sample = sample_failure(seconds // 2)
+    sample = sample_failure(min(args.failure_s, seconds - 1))
     data_dir = scratch / f"store-{leaves}x{spines}"
     metrics = f"127.0.0.1:{free_port()}"
     with EmbeddedBroker() as broker:
@@ -430,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0, help="fabric time per size (default %(default)s)")
     parser.add_argument("--speed", type=float, default=1.0, help="factor of real time (default %(default)s)")
     parser.add_argument("--flows", type=int, default=2, help="flows per link direction (default %(default)s)")
+    parser.add_argument("--failure-s", type=int, default=10,
+                        help="fabric second the sample's failure is shifted to (default %(default)s)")
     parser.add_argument("--repeat", type=int, default=10, help="timed runs per dashboard panel and range")
     parser.add_argument("--give-up-s", type=float, default=60.0,
                         help="a size stops when the collector or ingest is this far behind (default %(default)s)")
