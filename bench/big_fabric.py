@@ -289,13 +289,14 @@ def run_size(leaves: int, spines: int, args: argparse.Namespace, scratch: Path) 
     sample = sample_failure(min(args.failure_s, seconds - 1))
     data_dir = scratch / f"store-{leaves}x{spines}"
     metrics = f"127.0.0.1:{free_port()}"
-    with EmbeddedBroker() as broker:
+    log = scratch / f"ingest-{leaves}x{spines}.log"  # a file: a pipe nobody reads would stall its logging
+    with EmbeddedBroker() as broker, log.open("w") as ingest_log:
         bus = broker.bus_config()
         (tansu,) = child_pids("tansu")
         ingest = subprocess.Popen(
             [sys.executable, "-m", "fabricscope.cli", "ingest", "--kafka", bus.bootstrap, "--topology",
              str(topology_path), "--data-dir", str(data_dir), "--metrics", metrics],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.DEVNULL, stderr=ingest_log)
         watch = EventWatch(bus, metrics).start()
         producer = Producer(bus).start()
         began = time.monotonic()
@@ -355,7 +356,7 @@ def run_size(leaves: int, spines: int, args: argparse.Namespace, scratch: Path) 
         _, status, usage = os.wait4(ingest.pid, 0)
         watch.stop()
         result.broker_rss_mb = peak_rss_mb(tansu)
-    stderr = ingest.stderr.read() if ingest.stderr else ""
+    stderr = log.read_text()
     result.ingest_rss_mb = usage.ru_maxrss / 1024
     if status != 0:
         result.failed += f"; ingest exited {status}: {stderr.strip().splitlines()[-1:]}"
