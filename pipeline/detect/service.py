@@ -155,21 +155,22 @@ class DetectorService:
         """One update per table for everything a poll brought: every update judges every link, so feeding
         a poll's messages (one per link and batch) one by one cost the links squared per batch."""
         by_table: dict[str, list[pa.Table]] = {}
+        skipped = 0
         for record in polled:
             table = self._tables[record.topic]
             try:
                 by_table.setdefault(table, []).append(codec.decode(table, record.value))
             except DecodeError as exc:
-                with self._lock:
-                    self.skipped += 1  # the sink sends it to the DLQ with the reason; here it is only skipped
+                skipped += 1  # the sink sends it to the DLQ with the reason; here it is only skipped
                 log.warning("skipped a %s message: %s", table, exc)
-        for table, parts in by_table.items():
-            decoded = pa.concat_tables(parts)
-            with self._lock:
-                self.rows[table] += decoded.num_rows
-            self._emit(self.detectors.update(table, codec.to_columns(decoded)), producer)
-        with self._lock:
+        batches = {table: pa.concat_tables(parts) for table, parts in by_table.items()}
+        with self._lock:  # counted together, so a reader never sees the rows without their messages
             self.messages += len(polled)
+            self.skipped += skipped
+            for table, decoded in batches.items():
+                self.rows[table] += decoded.num_rows
+        for table, decoded in batches.items():
+            self._emit(self.detectors.update(table, codec.to_columns(decoded)), producer)
 
     def _emit(self, events: list[Event], producer: Producer) -> None:
         if events:
