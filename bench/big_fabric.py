@@ -258,6 +258,8 @@ class EventWatch:
 
 @dataclass
 class Result:
+    """What one fabric size measured; None where a stage never caught up within --give-up-s."""
+
     size: str
     links: int
     rows_per_s_needed: float
@@ -333,6 +335,7 @@ def run_size(leaves: int, spines: int, args: argparse.Namespace, scratch: Path) 
         finally:
             producer.stop()
         sent_at = time.monotonic()
+        # this process's peak so far: sizes run smallest first, so it is the peak of this size's records
         result.collector_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         stored = detected = 0
         while ingest.poll() is None:
