@@ -33,7 +33,8 @@ def kafka_security(config_file: str | None) -> dict[str, Any]:
 
 @dataclass(frozen=True, kw_only=True)
 class ServicesConfig:
-    """`kafka`/`clickhouse` None: embedded. `migrate` brings the store's schema up to date on start."""
+    """`kafka`/`clickhouse` None: embedded. `migrate` brings the store's schema up to date on start, in its
+    ON CLUSTER form when `cluster` names the ClickHouse cluster (pipeline.cluster)."""
 
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     kafka: str | None = None
@@ -41,6 +42,7 @@ class ServicesConfig:
     kafka_security: Mapping[str, Any] = field(default_factory=dict)
     database: str | None = None
     migrate: bool = True
+    cluster: str | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, security: Mapping[str, Any] | None = None, *,
@@ -48,7 +50,7 @@ class ServicesConfig:
         """From the CLI's common options (--data-dir, --kafka, --clickhouse) and the `kafka:` security options
         of the run's Config."""
         return cls(data_dir=Path(args.data_dir), kafka=args.kafka, clickhouse=args.clickhouse,
-                   kafka_security=dict(security or {}), migrate=migrate)
+                   kafka_security=dict(security or {}), migrate=migrate, cluster=getattr(args, "cluster", None))
 
     def store_config(self) -> StoreConfig:
         return StoreConfig(dsn=self.clickhouse or embedded_dsn(self.data_dir), database=self.database,
@@ -74,7 +76,7 @@ class Services:
         self.store.open()
         try:
             if self.config.migrate:
-                migrate(self.store)
+                migrate(self.store, cluster=self.config.cluster)
             if self.config.kafka is None:
                 self.broker = EmbeddedBroker().start()
                 self._bus = self.broker.bus_config()

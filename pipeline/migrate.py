@@ -6,18 +6,23 @@ mismatch stops the migration. The raw tables' DDL (001) is rendered from records
 (`python -m pipeline.migrate > pipeline/migrations/001_raw_tables.sql`), the rollups' (006) from rollups.py
 (`python -m pipeline.migrate rollups > pipeline/migrations/006_rollup_cascade.sql`); the test suite checks the
 tables ClickHouse ends up with against both.
+
+On a ClickHouse cluster (`cluster=NAME`, `fabricscope ingest --cluster NAME`) the same files apply through
+pipeline.cluster: Replicated `_local` tables ON CLUSTER behind Distributed tables of the single-server names;
+`python -m pipeline.migrate --cluster NAME` prints those statements for review.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import re
-import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 from pipeline import records
+from pipeline.cluster import ClusterDDL
 from pipeline.errors import StoreError
 from pipeline.rollups import DEDUP_WINDOW, RETENTION_COLUMN, render_rollups
 from pipeline.store import Store
@@ -82,6 +87,10 @@ class Migration:
         chunks = re.split(r";\s*$", "\n".join(lines), flags=re.MULTILINE)
         return [chunk.strip() for chunk in chunks if chunk.strip()]
 
+    def cluster_statements(self, ddl: ClusterDDL) -> list[str]:
+        """The file's statements for a cluster; `ddl` carries what earlier migrations created."""
+        return [rewritten for statement in self.statements() for rewritten in ddl.rewrite(statement)]
+
 
 def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     """Every NNN_name.sql file in version order; a duplicate version is a packaging bug."""
@@ -97,27 +106,31 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return [found[version] for version in sorted(found)]
 
 
-def applied_migrations(store: Store) -> dict[int, str]:
-    """Version → checksum of the migrations already applied to the store's database."""
-    store.command(
+def applied_migrations(store: Store, ddl: ClusterDDL | None = None) -> dict[int, str]:
+    """Version → checksum of the migrations already applied to the store's database (or cluster)."""
+    store.command(ddl.migrations_table() if ddl is not None else (
         f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (version UInt32, name String, checksum String, "
         "applied_at DateTime64(6, 'UTC') DEFAULT now64(6)) ENGINE = MergeTree ORDER BY version"
-    )
+    ))
     result = store.query(f"SELECT version, any(checksum) FROM {MIGRATIONS_TABLE} GROUP BY version")
     return {int(version): str(checksum) for version, checksum in result.rows}
 
 
-def migrate(store: Store, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """Apply the migrations not yet applied, in order; returns those applied now (none: a no-op)."""
-    done = applied_migrations(store)
+def migrate(store: Store, directory: Path = MIGRATIONS_DIR, *, cluster: str | None = None) -> list[Migration]:
+    """Apply the migrations not yet applied, in order; returns those applied now (none: a no-op). With
+    `cluster`, their cluster form (every statement idempotent there too, so an applied one is rewritten
+    again only to learn the tables it created)."""
+    ddl = ClusterDDL(cluster) if cluster is not None else None
+    done = applied_migrations(store, ddl)
     applied: list[Migration] = []
     for migration in load_migrations(directory):
+        statements = migration.statements() if ddl is None else migration.cluster_statements(ddl)
         if migration.version in done:
             if done[migration.version] != migration.checksum:
                 raise StoreError(f"migration {migration.version:03d}_{migration.name} changed after it was applied; "
                                  "add a new migration instead")
             continue
-        for statement in migration.statements():
+        for statement in statements:
             store.command(statement)
         store.insert_rows(MIGRATIONS_TABLE, [(migration.version, migration.name, migration.checksum)],
                           column_names=("version", "name", "checksum"))
@@ -125,5 +138,21 @@ def migrate(store: Store, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return applied
 
 
+def main() -> None:
+    """Without options, migration 001 as rendered from records.py; `rollups`, migration 006 as rendered from
+    rollups.py; with --cluster, every migration's statements for that cluster."""
+    parser = argparse.ArgumentParser(prog="python -m pipeline.migrate", description=main.__doc__)
+    parser.add_argument("rendered", nargs="?", choices=("rollups",), help="print migration 006 instead of 001")
+    parser.add_argument("--cluster", metavar="NAME", help="print the ON CLUSTER form of every migration")
+    args = parser.parse_args()
+    if args.cluster is None:
+        print(render_rollups() if args.rendered else render_raw_tables(), end="")
+        return
+    ddl = ClusterDDL(args.cluster)
+    for migration in load_migrations():
+        print(f"-- {migration.version:03d}_{migration.name}")
+        print("".join(f"{statement};\n\n" for statement in migration.cluster_statements(ddl)), end="")
+
+
 if __name__ == "__main__":
-    print(render_rollups() if sys.argv[1:] == ["rollups"] else render_raw_tables(), end="")
+    main()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from fabricscope.options import option
 from pipeline.detect.service import DEFAULT_GROUP as DEFAULT_DETECT_GROUP
 from pipeline.detect.service import DetectorServiceConfig
+from pipeline.errors import InputError
 from pipeline.sink import SinkConfig
 
 if TYPE_CHECKING:
@@ -48,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topology", metavar="T", default=os.environ.get("FABRICSCOPE_TOPOLOGY"),
                         help="topology YAML: also run the detectors (consumer group fabricscope-detect), "
                         "events to the events topic")
+    parser.add_argument("--cluster", metavar="NAME", default=os.environ.get("FABRICSCOPE_CLICKHOUSE_CLUSTER"),
+                        help="the ClickHouse cluster (remote_servers name) to migrate ON CLUSTER: Replicated "
+                        "tables behind Distributed ones (needs --clickhouse)")
     parser.add_argument("--metrics", metavar="HOST:PORT", default=f"127.0.0.1:{METRICS_PORT}",
                         help="serve Prometheus /metrics (sink and detectors) here, 'off' for none "
                         "(default: %(default)s)")
@@ -61,6 +65,19 @@ def _detectors(config: Config) -> DetectorSet | None:
     from pipeline.topology import load_topology
 
     return DetectorSet(load_topology(config.topology), config.detectors)
+
+
+def _check_cluster(args: argparse.Namespace) -> None:
+    """--cluster needs a ClickHouse server (the embedded store is one process) and a name that stays quoted."""
+    from pipeline.cluster import check_cluster_name
+    from pipeline.errors import StoreError
+
+    if args.clickhouse is None:
+        raise InputError("--cluster", "needs --clickhouse: the embedded store is a single server")
+    try:
+        check_cluster_name(args.cluster)
+    except StoreError as exc:
+        raise InputError("--cluster", str(exc)) from exc
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -80,6 +97,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
     if args.metrics != "off":
         parse_listen(args.metrics, "--metrics")  # checked before anything starts
+    if args.cluster is not None:
+        _check_cluster(args)
     detectors = _detectors(config)
     stop = service_setup(config.service.log_level)
     with Services(ServicesConfig.from_args(args, config.kafka)) as services:

@@ -10,12 +10,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 from requirements import requires
 
 from fabricscope.cli import build_parser
 from fabricscope.commands import gnmi
 from fabricscope.config import Config, load_config
+from pipeline.bus import pipeline_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -23,8 +25,22 @@ TOPOLOGY = ROOT / "samples" / "topology.yaml"
 _DEFAULTED = re.compile(r"\$\{(\w+):?-([^}]*)\}")
 
 
-def _compose_services() -> dict[str, dict]:
-    return {name: spec for name, spec in yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"].items()
+COMPOSE_FILES = ("compose.yaml", "compose.cluster.yaml")
+# service → the command it runs, per compose file
+COMPOSE_COMMANDS = {
+    "compose.yaml": {"ingest": "ingest", "detect": "ingest", "dashboard": "dashboard", "capture": "capture",
+                     "sflow": "sflow", "snmp": "snmp", "gnmi": "gnmi"},
+    "compose.cluster.yaml": {"ingest": "ingest", "detect": "ingest", "dashboard": "dashboard",
+                             "capture-a": "capture", "capture-b": "capture"},
+}
+
+
+def _compose(file: str) -> dict:
+    return yaml.safe_load((DEPLOY / file).read_text())
+
+
+def _compose_services(file: str = "compose.yaml") -> dict[str, dict]:
+    return {name: spec for name, spec in _compose(file)["services"].items()
             if spec.get("image") == "fabricscope:latest"}
 
 
@@ -32,15 +48,49 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
-def test_every_compose_service_runs_a_command_fabricscope_accepts() -> None:
-    services = _compose_services()
-    assert set(services) == {"ingest", "dashboard", "capture", "sflow", "snmp", "gnmi"}
-    for name, spec in services.items():
-        argv = [_DEFAULTED.sub(lambda m: m.group(2), str(word)) for word in spec["command"]]
-        assert _parse(argv).command_name == name
+def _argv(spec: dict) -> list[str]:
+    return [_DEFAULTED.sub(lambda m: m.group(2), str(word)) for word in spec["command"]]
+
+
+@pytest.mark.parametrize("file", COMPOSE_FILES)
+def test_every_compose_service_runs_a_command_fabricscope_accepts(file: str) -> None:
+    services = _compose_services(file)
+    assert {name: _parse(_argv(spec)).command_name for name, spec in services.items()} == COMPOSE_COMMANDS[file]
+    for spec in services.values():
         for variable in spec["environment"]:
             assert variable.startswith("FABRICSCOPE_")
             assert any(variable in path.read_text() for path in (ROOT / "fabricscope").rglob("*.py")), variable
+
+
+@pytest.mark.parametrize("file", COMPOSE_FILES)
+def test_exactly_one_ingest_member_detects(file: str) -> None:
+    """The detectors need every link's records (a failure's evidence spans a leaf's links, which the topics
+    spread over partitions): one member runs them; the sink members get no topology."""
+    members = {name: spec for name, spec in _compose_services(file).items() if spec["command"][0] == "ingest"}
+    detecting = [name for name, spec in members.items()
+                 if spec["environment"].get("FABRICSCOPE_TOPOLOGY") or "--topology" in spec["command"]]
+    assert detecting == ["detect"]
+    assert "replicas" not in members["detect"].get("deploy", {})
+    assert not any("--group" in spec["command"] for spec in members.values())  # one sink group, detect in it
+
+
+def test_the_cluster_deployment_names_one_cluster_and_makes_room_for_its_members() -> None:
+    compose = _compose("compose.cluster.yaml")
+    services = _compose_services("compose.cluster.yaml")
+    cluster_xml = (DEPLOY / "clickhouse" / "cluster.xml").read_text()
+    for name in ("ingest", "detect"):
+        cluster = _parse(_argv(services[name])).cluster
+        assert f"<{cluster}>" in cluster_xml
+    shards = re.findall(r"<host>(\w+)</host>", cluster_xml.split("<zookeeper>")[0])
+    assert shards and all(host in compose["services"] for host in shards)
+    create = compose["services"]["topics"]["command"][0]
+    tables = re.search(r"for topic in ([\w ]+);", create).group(1).split()  # type: ignore[union-attr]
+    names = [f"fabricscope.{t}.v1{suffix}" for t in tables for suffix in ("", ".dlq")]
+    assert sorted(names) == sorted(pipeline_topics())
+    partitions = int(re.search(r"FABRICSCOPE_PARTITIONS:-(\d+)", create).group(1))  # type: ignore[union-attr]
+    assert partitions >= services["ingest"]["deploy"]["replicas"] + 1  # every member can own a partition
+    assert len([name for name, spec in compose["services"].items()
+                if spec.get("image", "").startswith("apache/kafka") and name != "topics"]) == 3
 
 
 def test_the_dockerfile_copies_what_exists() -> None:
