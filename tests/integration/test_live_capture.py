@@ -61,6 +61,13 @@ def leaf_spine_lab(lab: NetLab, leaves: int) -> tuple[list[tuple[str, str]], str
     return sources, capture
 
 
+def tcpreplay_each(lab: NetLab, sources: list[tuple[str, str]], pcaps: list[Path]) -> list[subprocess.Popen[str]]:
+    """One tcpreplay per leaf, each sending its leaf's capture out of its interface at RATE_PPS."""
+    return [lab.popen(leaf, ["tcpreplay", f"--intf1={send}", f"--pps={RATE_PPS}", str(pcap)],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for (leaf, send), pcap in zip(sources, pcaps, strict=True)]
+
+
 def split_by_leaf(pcap: Path, out: Path) -> list[Path]:
     """The sample's records in one pcap per leaf, keyed by the ERSPAN source 10.254.0.N (outer IPv4 source)."""
     with open_capture(pcap) as capture:
@@ -92,11 +99,7 @@ def test_replayed_sample_is_captured_whole_and_equals_truth(name: str, tmp_path:
         stop = threading.Event()
         steps = source.steps(stop)
         parts = [columns for table, columns in next(steps) if table == "flows"]  # the ring is open
-        replays = [
-            lab.popen(leaf, ["tcpreplay", f"--intf1={send}", f"--pps={RATE_PPS}", str(pcap)],
-                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            for (leaf, send), pcap in zip(sources, pcaps, strict=True)
-        ]
+        replays = tcpreplay_each(lab, sources, pcaps)
         deadline = time.monotonic() + WAIT_S
         for step in steps:
             parts += [columns for table, columns in step if table == "flows"]
@@ -158,11 +161,7 @@ def test_two_capture_workers_share_the_frames_by_flow_and_give_one_row_per_link_
             tables: dict[str, list[dict[str, np.ndarray]]] = defaultdict(list)
             for table, columns in next(steps):  # the workers' rings are open
                 tables[table].append(columns)
-            replays = [
-                lab.popen(leaf, ["tcpreplay", f"--intf1={send}", f"--pps={RATE_PPS}", str(pcap)],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                for (leaf, send), pcap in zip(sources, pcaps, strict=True)
-            ]
+            replays = tcpreplay_each(lab, sources, pcaps)
             deadline = time.monotonic() + WAIT_S
             for step in steps:
                 for table, columns in step:
