@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import socket
 import subprocess
 import sys
@@ -69,7 +68,8 @@ Columns = dict[str, np.ndarray]
 
 
 def peak_rss_mb(pid: int) -> float:
-    """VmHWM of a running process, in MB."""
+    """VmHWM of a running process, in MB. Not getrusage: on Linux its ru_maxrss keeps the parent's peak across
+    fork and exec, while VmHWM belongs to the process's own memory map."""
     status = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
 
@@ -289,6 +289,7 @@ def run_size(leaves: int, spines: int, args: argparse.Namespace, scratch: Path) 
     per_s = model.link_directions * (args.flows + BINS_PER_S)
     result = Result(f"{leaves}x{spines}", len(topology.links), per_s)
     sample = sample_failure(min(args.failure_s, seconds - 1))
+    Path("/proc/self/clear_refs").write_text("5")  # this size's peak, not an earlier size's or bench's
     data_dir = scratch / f"store-{leaves}x{spines}"
     metrics = f"127.0.0.1:{free_port()}"
     log = scratch / f"ingest-{leaves}x{spines}.log"  # a file: a pipe nobody reads would stall its logging
@@ -335,8 +336,8 @@ def run_size(leaves: int, spines: int, args: argparse.Namespace, scratch: Path) 
         finally:
             producer.stop()
         sent_at = time.monotonic()
-        # this process's peak so far: sizes run smallest first, so it is the peak of this size's records
-        result.collector_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # this process's peak since the size began (clear_refs above): the records of this size
+        result.collector_rss_mb = peak_rss_mb(os.getpid())
         stored = detected = 0
         while ingest.poll() is None:
             found = progress("all sent")
@@ -355,12 +356,12 @@ def run_size(leaves: int, spines: int, args: argparse.Namespace, scratch: Path) 
                 break
             time.sleep(min(PROGRESS_S, 1.0))
         ended = time.monotonic()
+        result.ingest_rss_mb = peak_rss_mb(ingest.pid)
         ingest.terminate()  # SIGTERM: it flushes what it holds and exits
-        _, status, usage = os.wait4(ingest.pid, 0)
+        status = ingest.wait()
         watch.stop()
         result.broker_rss_mb = peak_rss_mb(tansu)
     stderr = log.read_text()
-    result.ingest_rss_mb = usage.ru_maxrss / 1024
     if status != 0:
         result.failed += f"; ingest exited {status}: {stderr.strip().splitlines()[-1:]}"
     sink_s = (result.ingest_behind_s if result.ingest_behind_s is not None else ended - sent_at) + sent_at - began
@@ -401,7 +402,7 @@ def dashboard_p95(data_dir: str, topology_path: str, repeat: int) -> None:
         for name in DASHBOARD_RANGES:
             for run in panels(store, topology, end - RANGES[name], end, end).values():
                 worst[name] = max(worst.get(name, 0.0), measure(run, repeat)[1])
-    worst["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    worst["rss_mb"] = peak_rss_mb(os.getpid())
     print(json.dumps(worst))
 
 
@@ -428,7 +429,7 @@ def report(result: Result) -> None:
           + (f"\n  STOPPED: {result.failed.lstrip('; ')}" if result.failed else ""), flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def options() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="16x4,32x8,64x16,128x16", help="LEAVESxSPINES,... (default %(default)s)")
     parser.add_argument("--minutes", type=float, default=10.0, help="fabric time per size (default %(default)s)")
@@ -440,7 +441,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--give-up-s", type=float, default=60.0,
                         help="a size stops when the collector or ingest is this far behind (default %(default)s)")
     parser.add_argument("--dashboard", nargs=2, metavar=("DATA_DIR", "TOPOLOGY"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = options().parse_args(argv)
     if args.dashboard:
         dashboard_p95(*args.dashboard, args.repeat)
         return 0

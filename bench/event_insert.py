@@ -46,10 +46,8 @@ def feed(bus: BusConfig, stop: threading.Event) -> None:
     producer.stop()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=8)
-    args = parser.parse_args()
+def measure(events: int) -> list[float]:
+    """Print and return each event's seconds from Kafka to readable in ClickHouse."""
     with tempfile.TemporaryDirectory(prefix="fabricscope-bench-") as directory, EmbeddedBroker() as broker:
         config = StoreConfig(dsn=embedded_dsn(directory), database="bench", create_database=True)
         with Store(config) as store, Store(config) as reader:
@@ -64,7 +62,7 @@ def main() -> None:
             delays: list[float] = []
             try:
                 time.sleep(3)  # flows streaming, inserts in flight
-                for n in range(args.events):
+                for n in range(events):
                     event = make_event("fast_recovery", ts=T0 + n, ts_end=T0 + n + 1_000, severity="warning",
                                        link="leaf1-spine1", summary=f"bench event {n}")
                     sent = time.monotonic()
@@ -83,6 +81,13 @@ def main() -> None:
     print(f"event Kafka → readable in ClickHouse: {', '.join(f'{d:.2f}' for d in delays)} s; median "
           f"{statistics.median(delays):.2f} s, max {max(delays):.2f} s; {sink.stats.rows.get('flows', 0):,} flow rows "
           f"inserted meanwhile (load average {load})")
+    return delays
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=8)
+    measure(parser.parse_args().events)
 
 
 if __name__ == "__main__":

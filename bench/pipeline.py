@@ -33,6 +33,7 @@ from tests.pipeline_rows import random_flows  # noqa: E402
 
 LINKS = np.array([f"leaf{leaf}-spine{spine}" for leaf in range(1, 9) for spine in range(1, 5)], dtype=object)
 BATCH_FLOWS = 100_000
+BATCH_ROWS = 250_000  # the sink's rows per insert
 TARGET_ROWS_S = 300_000
 
 
@@ -41,8 +42,9 @@ def rate(rows: int, seconds: float) -> str:
 
 
 def end_to_end(broker: EmbeddedBroker, store: Store, batches: list[dict[str, np.ndarray]],
-               batch_rows: int) -> int:
-    """Run the pipeline over the batches and print its figures; the sink's mean rows per insert."""
+               batch_rows: int) -> tuple[float, int]:
+    """Run the pipeline over the batches and print its figures; rows/s end to end and the sink's mean rows
+    per insert."""
     total = sum(len(b["packets"]) for b in batches)
     sink = Sink(SinkConfig(batch_rows=batch_rows), bus=broker.bus_config(), store=store).start()
     while not sink.assigned():
@@ -79,7 +81,7 @@ def end_to_end(broker: EmbeddedBroker, store: Store, batches: list[dict[str, np.
           f"inserts of ~{per_insert:,} rows (insert thread), consumer blocked on inserts {stats.insert_wait_s:.2f} s")
     verdict = "meets" if total / elapsed >= TARGET_ROWS_S else "MISSES"
     print(f"  {verdict} the {TARGET_ROWS_S:,} rows/s target")
-    return per_insert
+    return total / elapsed, per_insert
 
 
 def inserts_alone(store: Store, batches: list[dict[str, np.ndarray]], batch_rows: int) -> None:
@@ -101,22 +103,28 @@ def inserts_alone(store: Store, batches: list[dict[str, np.ndarray]], batch_rows
               f"{batch_rows:,} rows per insert]")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--batch-rows", type=int, default=250_000, help="sink rows per insert")
-    args = parser.parse_args()
-    batches = [random_flows(min(BATCH_FLOWS, args.rows - start), seed=seed, links=LINKS,
+def measure(rows: int, batch_rows: int) -> float:
+    """Print every figure of one run; rows/s end to end."""
+    batches = [random_flows(min(BATCH_FLOWS, rows - start), seed=seed, links=LINKS,
                             start_us=(int(time.time()) - 3600) * 1_000_000)
-               for seed, start in enumerate(range(0, args.rows, BATCH_FLOWS))]
+               for seed, start in enumerate(range(0, rows, BATCH_FLOWS))]
     with tempfile.TemporaryDirectory(prefix="fabricscope-bench-") as directory, EmbeddedBroker() as broker:
         store = Store(StoreConfig(dsn=embedded_dsn(directory), database="bench", create_database=True)).open()
         try:
             migrate(store)
-            per_insert = end_to_end(broker, store, batches, args.batch_rows)
+            rows_s, per_insert = end_to_end(broker, store, batches, batch_rows)
             inserts_alone(store, batches, per_insert)
         finally:
             store.close()
+    return rows_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--batch-rows", type=int, default=BATCH_ROWS, help="sink rows per insert")
+    args = parser.parse_args()
+    measure(args.rows, args.batch_rows)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.collector import RECORDS_PER_MS, SCENARIO, TOPOLOGY, TSHARK_FIELDS, TSHARK_PACKETS, slice_pcap
@@ -61,6 +62,58 @@ def tshark_rate(capture: Path, tmp: Path) -> float:
     return TSHARK_PACKETS / (time.perf_counter() - began)
 
 
+@dataclass
+class WorkersFigures:
+    """Every run of `replay --out` with 1 and N workers, interleaved, and tshark on the same capture."""
+
+    packets: int
+    size_mb: float
+    workers: int
+    runs: dict[int, list[tuple[float, float]]]  # workers -> (wall s, CPU s) per run
+    startup: list[tuple[float, float]]
+    tshark: float  # pkts/s
+    rows: dict[int, list[str]]  # workers -> sorted flow rows of its last run
+
+    def best(self, workers: int) -> float:
+        return self.packets / min(wall for wall, _ in self.runs[workers])
+
+    @property
+    def rows_equal(self) -> bool:
+        return self.rows[1] == self.rows[self.workers]
+
+
+def measure(packets: int, workers: int, runs: int, tmp: Path) -> WorkersFigures:
+    capture, packets = generate_capture(tmp, packets)
+    empty = tmp / "empty.pcap"
+    slice_pcap(capture, empty, 0)
+    replay(capture, 1, tmp / "warm.jsonl")  # page cache and compiled scans warm
+    times: dict[int, list[tuple[float, float]]] = {1: [], workers: []}
+    startup: list[tuple[float, float]] = []
+    for _ in range(runs):
+        for count in times:
+            times[count].append(replay(capture, count, tmp / f"flows-{count}.jsonl"))
+        startup.append(replay(empty, 1, tmp / "empty.jsonl"))
+    rows = {count: sorted((tmp / f"flows-{count}.jsonl").read_text().splitlines()) for count in times}
+    return WorkersFigures(packets, capture.stat().st_size / 1e6, workers, times, startup, tshark_rate(capture, tmp),
+                          rows)
+
+
+def report(figures: WorkersFigures) -> None:
+    print(f"{figures.packets:,} packets, {figures.size_mb:,.0f} MB, ERSPAN II, {SNAPLEN}-byte inner snaplen")
+    for workers, runs in figures.runs.items():
+        rates = ", ".join(f"{figures.packets / wall:,.0f} ({cpu:.2f} s CPU)" for wall, cpu in runs)
+        print(f"  {workers} worker{'s' if workers > 1 else ''}: {rates} pkts/s (whole process, start-up included)")
+    print("  start-up (replay of an empty capture): "
+          + ", ".join(f"{wall:.2f} s ({cpu:.2f} s CPU)" for wall, cpu in figures.startup))
+    print(f"  tshark -T fields: {figures.tshark:,.0f} pkts/s (first {TSHARK_PACKETS:,} packets)")
+    one, many, n = figures.best(1), figures.best(figures.workers), figures.workers
+    print(f"  fastest: 1 worker {one:,.0f} pkts/s = {one / figures.tshark:,.1f}x tshark; {n} workers "
+          f"{many:,.0f} pkts/s = {many / figures.tshark:,.1f}x tshark, {many / one:.2f}x one worker "
+          f"(target >= {0.85 * n:.2f}x)")
+    print(f"  flow rows: 1 worker {len(figures.rows[1]):,}, {n} workers {len(figures.rows[n]):,}; "
+          f"{'equal' if figures.rows_equal else 'DIFFERENT'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--packets", type=int, default=PACKETS)
@@ -68,35 +121,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs of each, interleaved")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        capture, packets = generate_capture(tmp, args.packets)
-        empty = tmp / "empty.pcap"
-        slice_pcap(capture, empty, 0)
-        print(f"{packets:,} packets, {capture.stat().st_size / 1e6:,.0f} MB, ERSPAN II, {SNAPLEN}-byte inner snaplen")
-        replay(capture, 1, tmp / "warm.jsonl")  # page cache and compiled scans warm
-        times: dict[int, list[tuple[float, float]]] = {1: [], args.workers: []}
-        startup: list[tuple[float, float]] = []
-        for _ in range(args.runs):
-            for workers in times:
-                times[workers].append(replay(capture, workers, tmp / f"flows-{workers}.jsonl"))
-            startup.append(replay(empty, 1, tmp / "empty.jsonl"))
-        tshark = tshark_rate(capture, tmp)
-        best = {workers: packets / min(wall for wall, _ in runs) for workers, runs in times.items()}
-        for workers, runs in times.items():
-            rates = ", ".join(f"{packets / wall:,.0f} ({cpu:.2f} s CPU)" for wall, cpu in runs)
-            print(f"  {workers} worker{'s' if workers > 1 else ''}: {rates} pkts/s (whole process, start-up included)")
-        print("  start-up (replay of an empty capture): "
-              + ", ".join(f"{wall:.2f} s ({cpu:.2f} s CPU)" for wall, cpu in startup))
-        print(f"  tshark -T fields: {tshark:,.0f} pkts/s (first {TSHARK_PACKETS:,} packets)")
-        one, many = best[1], best[args.workers]
-        print(f"  fastest: 1 worker {one:,.0f} pkts/s = {one / tshark:,.1f}x tshark; {args.workers} workers "
-              f"{many:,.0f} pkts/s = {many / tshark:,.1f}x tshark, {many / one:.2f}x one worker "
-              f"(target >= {0.85 * args.workers:.2f}x)")
-        lines = {workers: sorted((tmp / f"flows-{workers}.jsonl").read_text().splitlines()) for workers in times}
-        same = lines[1] == lines[args.workers]
-        print(f"  flow rows: 1 worker {len(lines[1]):,}, {args.workers} workers {len(lines[args.workers]):,}; "
-              f"{'equal' if same else 'DIFFERENT'}")
-
+        report(measure(args.packets, args.workers, args.runs, Path(tmp_name)))
 
 if __name__ == "__main__":
     main()
