@@ -8,6 +8,7 @@ incident, lands in one Kafka partition, in order.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -84,9 +85,13 @@ def _ipc_bytes(rows: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def _chunks(rows: pa.Table, key: bytes, max_bytes: int) -> list[Message]:
+def _row_bytes(rows: pa.Table) -> float:
+    """Mean bytes a row takes, once per batch: `nbytes` walks every buffer, far too slow per key's slice."""
+    return max(1.0, rows.nbytes / max(1, rows.num_rows))
+
+
+def _chunks(rows: pa.Table, key: bytes, max_bytes: int, per_row: float) -> list[Message]:
     """Split rows into messages of at most max_bytes, halving a chunk whenever the estimate was short."""
-    per_row = max(1.0, rows.nbytes / max(1, rows.num_rows))
     step = max(1, int(max_bytes / _SCHEMA_MARGIN / per_row))
     messages: list[Message] = []
     start = 0
@@ -108,7 +113,7 @@ def encode(table: str, batch: Batch, *, max_bytes: int = MAX_MESSAGE_BYTES) -> l
     column = key_column(table)
     if column is None:
         rows = to_arrow(table, batch)
-        return _chunks(rows, b"", max_bytes) if rows.num_rows else []
+        return _chunks(rows, b"", max_bytes, _row_bytes(rows)) if rows.num_rows else []
     keys = pc.dictionary_encode(_key_array(batch, column))
     codes = keys.indices.to_numpy(zero_copy_only=False)
     order = np.argsort(codes, kind="stable")
@@ -122,10 +127,11 @@ def encode(table: str, batch: Batch, *, max_bytes: int = MAX_MESSAGE_BYTES) -> l
     bounds = np.flatnonzero(np.diff(sorted_codes)) + 1
     starts = np.concatenate(([0], bounds))
     ends = np.concatenate((bounds, [len(sorted_codes)]))
+    per_row = _row_bytes(rows)
     messages: list[Message] = []
     for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
         key = str(keys.dictionary[sorted_codes[start]].as_py()).encode()
-        messages.extend(_chunks(rows.slice(start, end - start), key, max_bytes))
+        messages.extend(_chunks(rows.slice(start, end - start), key, max_bytes, per_row))
     return messages
 
 
@@ -152,15 +158,22 @@ def decode(table: str, value: bytes) -> pa.Table:
     if version != str(records.SCHEMA_VERSION):
         raise DecodeError(f"schema version {version!r}, expected {records.SCHEMA_VERSION}")
     expected = records.arrow_schema(table)
-    if rows.schema.names != expected.names:
-        raise DecodeError(f"columns {rows.schema.names} differ from {expected.names}")
-    for field in expected:
-        got = rows.schema.field(field.name).type
-        if got != field.type:
-            raise DecodeError(f"column {field.name}: type {got}, expected {field.type}")
-        if not field.nullable and rows.column(field.name).null_count:
-            raise DecodeError(f"column {field.name}: nulls in a non-nullable column")
+    if not rows.schema.equals(expected):  # the detail only when it differs: this runs for every message
+        if rows.schema.names != expected.names:
+            raise DecodeError(f"columns {rows.schema.names} differ from {expected.names}")
+        for field in expected:
+            got = rows.schema.field(field.name).type
+            if got != field.type:
+                raise DecodeError(f"column {field.name}: type {got}, expected {field.type}")
+    for index in _not_nullable(table):
+        if rows.column(index).null_count:
+            raise DecodeError(f"column {expected.field(index).name}: nulls in a non-nullable column")
     return rows.replace_schema_metadata(expected.metadata)
+
+
+@functools.cache
+def _not_nullable(table: str) -> tuple[int, ...]:
+    return tuple(i for i, field in enumerate(records.arrow_schema(table)) if not field.nullable)
 
 
 def to_columns(rows: pa.Table) -> dict[str, np.ndarray]:

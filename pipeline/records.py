@@ -12,6 +12,7 @@ tables below; change a column here, together with a migration and its tests.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -216,8 +217,10 @@ def column_names(table: str) -> list[str]:
     return [column.name for column in TABLES[table]]
 
 
+@functools.cache
 def arrow_schema(table: str) -> pa.Schema:
-    """Arrow schema of a table; nullable only where ClickHouse is."""
+    """Arrow schema of a table; nullable only where ClickHouse is. Built once per table: every message
+    encoded and decoded is checked against it."""
     return pa.schema(
         [pa.field(c.name, c.arrow, nullable=c.clickhouse.startswith("Nullable")) for c in TABLES[table]],
         metadata={"fabricscope.table": table, "fabricscope.version": str(SCHEMA_VERSION)},
