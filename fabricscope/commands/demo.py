@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, config: Config) -> int:
     from collectors.collector import Collector, CollectorConfig
-    from collectors.replay import replay_batches
+    from collectors.replay import Pace, replay_batches
     from dashboards.app import dashboard_server
     from fabricscope.alerting import alerts_summary, build_notifier
     from fabricscope.packet_source import StorePackets
@@ -82,7 +82,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 collector = Collector(topology, CollectorConfig(job_names=config.jobs or scenario_jobs(outputs.truth),
                                                                 second_opinion=second_opinion_for(config)),
                                       recorder=recorder)
-                batches = replay_batches([outputs.pcap], speed=1.0, progress=False)
+                pace = Pace()
+                batches = replay_batches([outputs.pcap], speed=1.0, progress=False, pace=pace)
                 notifier = build_notifier(config, services.bus, f"fabricscope-demo-alerts-{played}")
                 summary = stream_to_store(
                     (step.tables() for step in collector.run(batches)),
@@ -96,8 +97,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
                     on_events=recorder.on_events if recorder is not None else None,
                 )
                 played += 1
-                print(f"fabricscope demo: cycle {played}: {summary}{alerts_summary(notifier)}", file=sys.stderr,
-                      flush=True)
+                print(f"fabricscope demo: cycle {played}: {summary}{alerts_summary(notifier)}; {pace}",
+                      file=sys.stderr, flush=True)
                 admin = Admin(services.bus)
                 admin.delete_topics(pipeline_topics())
                 admin.create_topics(pipeline_topics())

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from collectors.collector import Collector, CollectorConfig, Records
     from collectors.packets import PacketBatch
     from collectors.pcapfile import CaptureStats
+    from collectors.replay import Pace
     from collectors.workers import WorkerCollector
     from fabricscope.config import Config
     from pipeline.streaming import Step, TimedBatches
@@ -121,6 +122,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from collectors.collector import CollectorConfig
     from collectors.pcapfile import open_capture
     from collectors.recorder import remember_replayed, store_directory
+    from collectors.replay import Pace
     from collectors.workers import WorkerCollector
     from fabricscope.second_opinion import second_opinion_for
     from pipeline.recordfile import RecordFileWriter
@@ -140,7 +142,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         exporter=args.exporter, active_timeout_s=args.active_timeout, max_flows=max_flows, job_names=config.jobs,
         second_opinion=second_opinion_for(config, replay=True), wait_for_opinions=True,
     )
-    collector, records, reads = _collector(args, topology, collector_config, speed)
+    pace = Pace() if speed is not None else None
+    collector, records, reads = _collector(args, topology, collector_config, speed, pace)
     try:
         steps = (step.tables() for step in records)
         if args.out is not None:
@@ -160,19 +163,22 @@ def run(args: argparse.Namespace, config: Config) -> int:
     stats = collector.stats
     opinions = stats.opinions
     asked = f", Wireshark named {opinions.answered} of {opinions.dissected} unknown flows" if opinions.sampled else ""
+    paced = f", {pace}" if pace is not None and not isinstance(collector, WorkerCollector) else ""
     print(
         f"{stats.packets} packets, {_read_totals(reads).skipped_text()}, {stats.malformed} malformed packets, "
         f"{stats.unattributed} not attributed to a link, {stats.flows_exported_early} flow rows exported early "
-        f"(table full){asked}; {summary}",
+        f"(table full){asked}{paced}; {summary}",
         file=sys.stderr,
     )
     return 0
 
 
-def _collector(args: argparse.Namespace, topology: Topology, config: CollectorConfig, speed: float | None
+def _collector(args: argparse.Namespace, topology: Topology, config: CollectorConfig, speed: float | None,
+               pace: Pace | None
                ) -> tuple[Collector | WorkerCollector, Iterator[Records], list[tuple[str, CaptureStats]]]:
     """The collector --workers asks for (one: in this process, as ever), its records and the list the files'
-    read stats go to; several workers are forked here, before any thread starts."""
+    read stats go to; several workers are forked here, before any thread starts (each paces itself; `pace`
+    is kept by a collector in this process only)."""
     from collectors.collector import Collector
     from collectors.replay import replay_batches
     from collectors.workers import WorkerCollector, default_workers
@@ -184,7 +190,7 @@ def _collector(args: argparse.Namespace, topology: Topology, config: CollectorCo
         reads: list[tuple[str, CaptureStats]] = []
         collector = Collector(topology, config)
         return collector, collector.run(replay_batches(args.pcaps, speed=speed, progress=not args.no_progress,
-                                                       reads=reads)), reads
+                                                       reads=reads, pace=pace)), reads
 
     def batches_of(worker: int, reads: list[tuple[str, CaptureStats]]) -> Iterator[PacketBatch]:
         """Every worker reads every file; worker 0 draws the progress bar and keeps the read stats."""
