@@ -17,9 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.detect.engine import DetectorSet
+from pipeline.detect.link_status import LinkStatus
 from pipeline.errors import InputError
 
-FORMAT_VERSION = 2  # 2: fast recovery keeps per-flow state with coded links (pipeline/detect/fast_recovery.py)
+# 2: fast recovery keeps per-flow state with coded links (pipeline/detect/fast_recovery.py)
+# 3: link status keeps the rows it wrote, to rewrite them with an earlier report (pipeline/detect/link_status.py)
+FORMAT_VERSION = 3
+MIGRATED_VERSIONS = (2,)
 
 
 @dataclass
@@ -49,7 +53,9 @@ def load_checkpoint(path: Path) -> Checkpoint | None:
             version, checkpoint = pickle.load(source)
     except Exception as exc:  # a truncated or foreign file: say which, never start from half a state
         raise InputError(str(path), f"detector checkpoint unreadable ({exc}); remove it to start afresh") from exc
-    if version != FORMAT_VERSION or not isinstance(checkpoint, Checkpoint):
+    if version not in (FORMAT_VERSION, *MIGRATED_VERSIONS) or not isinstance(checkpoint, Checkpoint):
         raise InputError(str(path), f"detector checkpoint of format {version}, expected {FORMAT_VERSION}; "
                          "remove it to start afresh")
+    if version == 2:
+        checkpoint.detectors.link_status = LinkStatus.from_format_2(checkpoint.detectors.link_status)
     return checkpoint

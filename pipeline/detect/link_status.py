@@ -61,6 +61,19 @@ class LinkStatus:
         self._counter_flaps: dict[str, list[tuple[int, int]]] = {}  # link -> link_health's flaps (start, end)
         self._outages: dict[str, _Outage] = {}
 
+    @classmethod
+    def from_format_2(cls, old: LinkStatus) -> LinkStatus:
+        """The state a format-2 checkpoint held (report times, flaps, outage starts; not the rows written) in
+        this form: its reports still merge later ones, but are never rewritten."""
+        state = vars(old)
+        status = cls(state["config"])
+        status._reported = {key: [_Report(ts, None) for ts in times] for key, times in state["_reported"].items()}
+        status._counter_flaps = {link: list(flaps) for link, flaps in state["_flaps"].items()}
+        for link, down in state["_down"].items():
+            known = [report for report in status._reported.get(("link_down", link), []) if report.ts == down]
+            status._outages[link] = _Outage(known[0] if known else _Report(down, None))
+        return status
+
     def merge(self, events: list[Event]) -> list[Event]:
         out: list[Event] = []
         for event in events:

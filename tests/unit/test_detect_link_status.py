@@ -44,7 +44,8 @@ def test_counter_report_first_then_traffic_gives_one_down_and_one_up() -> None:
 def test_a_later_report_of_a_transition_is_not_written_again() -> None:
     status = LinkStatus()
     status.merge([failure(T0, T0 + 500 * MS)])
-    assert kinds(status.merge([counter_event("link_down", T0 + 77 * MS), counter_event("link_up", T0 + 577 * MS)])) == []
+    later = [counter_event("link_down", T0 + 77 * MS), counter_event("link_up", T0 + 577 * MS)]
+    assert kinds(status.merge(later)) == []
 
 
 def test_an_earlier_up_from_the_counters_retimes_the_up_and_makes_the_outage_a_flap() -> None:
