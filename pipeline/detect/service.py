@@ -26,7 +26,7 @@ from pipeline.bus import BusConfig, Consumer, Producer, Record
 from pipeline.detect.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from pipeline.detect.engine import INPUT_TABLES, DetectorSet, event_columns
 from pipeline.detect.events import Event
-from pipeline.errors import DecodeError
+from pipeline.errors import DecodeError, RebalancedError
 
 log = logging.getLogger("fabricscope.detect")
 
@@ -121,8 +121,8 @@ class DetectorService:
                             self.lag_s = max(0.0, time.time() - record.timestamp_ms / 1000)
                 self._feed(fresh, producer)
                 if unsaved and (checkpoint is None or time.monotonic() - saved >= self.config.checkpoint_s):
-                    self._commit(positions, consumer, producer)
-                    saved, unsaved = time.monotonic(), False
+                    unsaved = not self._commit(positions, consumer, producer)
+                    saved = time.monotonic()
             if checkpoint is None:
                 self._emit(self.detectors.flush(), producer)
             self._commit(positions, consumer, producer)
@@ -144,12 +144,22 @@ class DetectorService:
         finally:
             producer.stop()
 
-    def _commit(self, positions: dict[tuple[str, int], int], consumer: Consumer, producer: Producer) -> None:
-        """Events out first, then the state (checkpoint), then the offsets: never an offset past the state."""
+    def _commit(self, positions: dict[tuple[str, int], int], consumer: Consumer, producer: Producer) -> bool:
+        """Events out first, then the state (checkpoint), then the offsets of the partitions this member owns now:
+        never an offset past the state. False when nothing was committed because the group is rebalancing: the
+        next polls rejoin it, and the next commit takes what the member owns then. A partition that moved is
+        read by its next owner from its last committed offset; this member's state keeps what it had read of
+        it, and if the partition comes back, skips those records again (`positions`)."""
         producer.flush()
         if self.config.checkpoint is not None:
             save_checkpoint(self.config.checkpoint, Checkpoint(self.detectors, dict(positions)))
-        consumer.commit({TopicPartition(topic, partition): offset for (topic, partition), offset in positions.items()})
+        owned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        try:
+            consumer.commit({TopicPartition(*where): offset for where, offset in positions.items() if where in owned})
+        except RebalancedError as exc:
+            log.info("offsets not committed, the group is rebalancing (committed once it has rejoined): %s", exc)
+            return False
+        return bool(owned)
 
     def _feed(self, polled: list[Record], producer: Producer) -> None:
         """One update per table for everything a poll brought: every update judges every link, so feeding
