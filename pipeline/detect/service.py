@@ -48,6 +48,7 @@ class DetectorCounts:
     skipped: int
     open_incidents: int
     lag_s: float
+    waiting_rows: int = 0  # rows read that wait for the detectors' clock (pipeline/detect/watermark.py)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +76,7 @@ class DetectorService:
         self.messages = 0
         self.rows: Counter[str] = Counter()
         self.lag_s = 0.0
+        self.waiting_rows = 0
         self._lock = threading.Lock()
         self._tables = {records.topic(table): table for table in INPUT_TABLES}
         self._background = Background("fabricscope-detect", self.run, log)
@@ -95,7 +97,7 @@ class DetectorService:
         with self._lock:
             return DetectorCounts(rows=dict(self.rows), messages=self.messages, events=self.events,
                                   skipped=self.skipped, open_incidents=self.detectors.open_incidents,
-                                  lag_s=self.lag_s)
+                                  lag_s=self.lag_s, waiting_rows=self.waiting_rows)
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set. Then, with a checkpoint file, save the state as it is (open incidents
@@ -218,6 +220,8 @@ class DetectorService:
                 due.setdefault(self._tables[where[0]], []).append(codec.to_columns(decoded))
         for table, batch in self.watermark.release(now).items():
             due.setdefault(table, []).append(batch)
+        with self._lock:
+            self.waiting_rows = self.watermark.held_rows
         self._update({table: concat(parts) for table, parts in due.items()}, producer)
 
     def _update(self, batches: dict[str, Batch], producer: Producer) -> None:
