@@ -1,11 +1,13 @@
 """The detectors as a Kafka consumer-group member (`fabricscope ingest --topology T`): record topics in,
 events topic out.
 
-A thin loop around DetectorSet: poll, decode, feed, produce the events, and commit the offsets only once
-those events are acknowledged. With a checkpoint file (pipeline.detect.checkpoint), the detectors' state
-is saved every `checkpoint_s` before the offsets it covers are committed, and restored on start: an
-incident open across a restart, clean or killed, stays one incident. Without one, state lives in memory
-and a restart learns the fabric again from the records that follow.
+A thin loop around DetectorSet: poll, decode, feed (flow, link-bin and iteration rows through the clock
+of pipeline.detect.watermark, which holds a partition or collector read ahead until the others catch up),
+produce the events, and commit the offsets only once those events are acknowledged. With a checkpoint
+file (pipeline.detect.checkpoint), the detectors' state is saved every `checkpoint_s` before the offsets
+it covers are committed, and restored on start: an incident open across a restart, clean or killed,
+stays one incident. Without one, state lives in memory and a restart learns the fabric again from the
+records that follow.
 """
 
 from __future__ import annotations
