@@ -172,6 +172,10 @@ class DetectorMetrics(Collector):
                                 "how long the last message processed had waited in Kafka")
         lag.add_metric([], counts.lag_s)
         yield lag
+        waiting = GaugeMetricFamily("fabricscope_detector_rows_waiting",
+                                    "rows read that wait until every live source passed them (the detectors' clock)")
+        waiting.add_metric([], counts.waiting_rows)
+        yield waiting
 
 
 class AlertMetrics(Collector):

@@ -16,12 +16,18 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.codec import has_lz4, has_zstd
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from kafka.errors import (
+    CommitFailedError,
+    KafkaError,
+    RebalanceInProgressError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
 from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from pipeline import codec, records
-from pipeline.errors import BusError
+from pipeline.errors import BusError, RebalancedError
 
 DEFAULT_CLIENT_ID = "fabricscope"
 DEFAULT_PARTITIONS = 4
@@ -247,11 +253,14 @@ class Consumer:
         self._started().resume(*partitions)
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
-        """Commit the next offset to read per partition (last processed + 1)."""
+        """Commit the next offset to read per partition (last processed + 1). RebalancedError when the group is
+        rebalancing or rebalanced without this member: poll to rejoin, then commit what it owns after."""
         if not offsets:
             return
         try:
             self._started().commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
+        except (RebalanceInProgressError, CommitFailedError) as exc:
+            raise RebalancedError(f"kafka commit: {exc}") from exc
         except KafkaError as exc:
             raise _translate("commit", exc) from exc
 

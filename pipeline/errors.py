@@ -7,6 +7,7 @@
     ├── StoreError          ClickHouse refused or is unreachable (`retriable` says if a retry can help)
     │   └── StoreLockedError  the embedded data directory is held by another process
     ├── BusError            Kafka refused or is unreachable (`retriable` says if a retry can help)
+    │   └── RebalancedError  a commit fell in a group rebalance: nothing committed, poll to rejoin first
     ├── DecodeError         a Kafka message is not a valid record batch (it goes to the DLQ)
     ├── RefusedError        pipeline.alerts: a webhook did not take an alert (`retriable` says if a retry can help)
     └── SourceError         a live source could not read a switch (`retriable` says if the next try can help)
@@ -66,6 +67,14 @@ class BusError(FabricscopeError):
     def __init__(self, message: str, *, retriable: bool = False) -> None:
         super().__init__(message)
         self.retriable = retriable
+
+
+class RebalancedError(BusError):
+    """An offset commit was refused because the consumer group is rebalancing (or rebalanced without this
+    member): nothing was committed. Polling completes the rejoin; what the member owns after it may differ."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retriable=True)
 
 
 class DecodeError(FabricscopeError):

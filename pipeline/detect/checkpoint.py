@@ -1,7 +1,8 @@
 """The detectors' state on disk, so an incident open when `ingest` stops (or is killed) is the same incident
 after it starts again: not lost, not reported twice.
 
-A checkpoint is the whole DetectorSet and, per partition, the offset of the next record it has not seen.
+A checkpoint is the whole DetectorSet, per partition the offset of the next record it has not seen, and the
+rows read that wait for the detectors' clock (pipeline/detect/watermark.py).
 The service writes it before it commits those offsets to Kafka, so the committed offsets never pass the
 state: after a restart the consumer resumes at or before the checkpoint and the records the state already
 holds are skipped. The file is written whole and renamed into place, so a kill mid-write leaves the last
@@ -13,19 +14,26 @@ from __future__ import annotations
 
 import os
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.detect.engine import DetectorSet
+from pipeline.detect.link_status import LinkStatus
+from pipeline.detect.watermark import Watermark
 from pipeline.errors import InputError
 
-FORMAT_VERSION = 2  # 2: fast recovery keeps per-flow state with coded links (pipeline/detect/fast_recovery.py)
+# 2: fast recovery keeps per-flow state with coded links (pipeline/detect/fast_recovery.py)
+# 3: link status keeps the rows it wrote, to rewrite them with an earlier report (pipeline/detect/link_status.py),
+#    and the rows read that wait for the clock are saved with the detectors (pipeline/detect/watermark.py)
+FORMAT_VERSION = 3
+MIGRATED_VERSIONS = (2,)
 
 
 @dataclass
 class Checkpoint:
     detectors: DetectorSet
     offsets: dict[tuple[str, int], int]  # (topic, partition) -> next offset to read
+    watermark: Watermark = field(default_factory=Watermark)  # rows read that wait for the clock, and the clock
 
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
@@ -49,7 +57,10 @@ def load_checkpoint(path: Path) -> Checkpoint | None:
             version, checkpoint = pickle.load(source)
     except Exception as exc:  # a truncated or foreign file: say which, never start from half a state
         raise InputError(str(path), f"detector checkpoint unreadable ({exc}); remove it to start afresh") from exc
-    if version != FORMAT_VERSION or not isinstance(checkpoint, Checkpoint):
+    if version not in (FORMAT_VERSION, *MIGRATED_VERSIONS) or not isinstance(checkpoint, Checkpoint):
         raise InputError(str(path), f"detector checkpoint of format {version}, expected {FORMAT_VERSION}; "
                          "remove it to start afresh")
+    if version == 2:
+        checkpoint.detectors.link_status = LinkStatus.from_format_2(checkpoint.detectors.link_status)
+        checkpoint.watermark = Watermark()  # format 2 fed every row as read: none waits
     return checkpoint

@@ -99,6 +99,21 @@ def make_event(
     return row
 
 
+def revised(event: Event, *, updated: int, ts: int | None = None, ts_end: int | None = None,
+            details: dict[str, Any] | None = None, **columns: Any) -> Event:
+    """The incident's next row: the same `event_id` with `columns` changed, written at data time `updated`
+    but always after the row it revises, so the `incidents` view reads this one."""
+    row: Event = {**event, **columns}
+    if ts is not None:
+        row["ts"] = np.datetime64(int(ts), "us")
+    if ts_end is not None:
+        row["ts_end"] = np.datetime64(int(ts_end), "us")
+    if details is not None:
+        row["details"] = json.dumps(details, sort_keys=True, default=_json_default)
+    row["updated"] = np.datetime64(max(event_us(event, "updated") + 1, int(updated)), "us")
+    return row
+
+
 def incident_id(kind: str, *identity: Any) -> str:
     """A stable id for one incident: the same detector seeing the same incident gives the same id."""
     text = "\x1f".join(str(part) for part in (kind, *identity))

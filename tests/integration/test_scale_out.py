@@ -142,3 +142,9 @@ def test_two_collectors_and_three_ingest_members_on_one_broker(
         want = [event for event in truth["events"] if event["kind"] == kind]
         got = store.query("SELECT link FROM incidents WHERE kind = {kind:String}", parameters={"kind": kind}).rows
         assert [row[0] for row in got] == [event["link"] for event in want], kind
+    (local, remote, affected, recovered, lost), = store.query(
+        "SELECT local_convergence_ms, remote_convergence_ms, flows_affected, flows_recovered, packets_lost "
+        "FROM incidents WHERE kind = 'fast_recovery'").rows
+    want = next(event for event in truth["events"] if event["kind"] == "fast_recovery")
+    assert abs(local - want["local_convergence_ms"]) <= 0.05 and abs(remote - want["remote_convergence_ms"]) <= 0.05
+    assert (affected, recovered, lost) == (want["flows_affected"], want["flows_recovered"], want["packets_lost"])

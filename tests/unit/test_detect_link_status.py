@@ -3,7 +3,9 @@ outages are flaps."""
 
 from __future__ import annotations
 
-from pipeline.detect.events import Event, make_event
+import json
+
+from pipeline.detect.events import Event, event_us, latest_rows, make_event
 from pipeline.detect.link_status import LinkStatus, LinkStatusConfig
 
 T0 = 1_767_225_600_000_000
@@ -24,11 +26,50 @@ def kinds(events: list[Event]) -> list[tuple[str, int]]:
 
 
 def test_counter_report_first_then_traffic_gives_one_down_and_one_up() -> None:
+    """The counters' oper-down is written at once; the traffic's earlier failure time, known later, rewrites
+    the same incident, which readers then see timed by the traffic."""
     status = LinkStatus()
     first = status.merge([counter_event("link_down", T0 + 77 * MS)])
     later = status.merge([failure(T0, T0 + 127 * MS), counter_event("link_up", T0 + 177 * MS)])
     assert kinds(first) == [("link_down", T0 + 77 * MS)]
-    assert kinds(later) == [("fast_recovery", T0), ("link_up", T0 + 127 * MS)]
+    assert kinds(later) == [("fast_recovery", T0), ("link_down", T0), ("link_up", T0 + 127 * MS)]
+    rewrite = later[1]
+    assert rewrite["event_id"] == first[0]["event_id"] and rewrite["device"] == "leaf1"
+    assert event_us(rewrite, "updated") > event_us(first[0], "updated")
+    (down,) = [row for row in latest_rows(first + later) if row["kind"] == "link_down"]
+    assert event_us(down, "ts") == T0
+    assert [report["source"] for report in json.loads(down["details"])["reports"]] == ["counters", "traffic"]
+
+
+def test_a_later_report_of_a_transition_is_not_written_again() -> None:
+    status = LinkStatus()
+    status.merge([failure(T0, T0 + 500 * MS)])
+    later = [counter_event("link_down", T0 + 77 * MS), counter_event("link_up", T0 + 577 * MS)]
+    assert kinds(status.merge(later)) == []
+
+
+def test_an_earlier_up_from_the_counters_retimes_the_up_and_makes_the_outage_a_flap() -> None:
+    """The traffic sees the link back 270 ms after its failure (when flows return); the counters' on-change up
+    says 60 ms: the link_up is rewritten and the outage is a flap after all."""
+    status = LinkStatus()
+    traffic = status.merge([failure(T0, T0 + 270 * MS)])
+    counters = status.merge([counter_event("link_up", T0 + 60 * MS)])
+    assert kinds(counters) == [("link_up", T0 + 60 * MS), ("link_flap", T0)]
+    assert counters[0]["event_id"] == traffic[2]["event_id"]
+    assert event_us(counters[1], "ts_end") == T0 + 60 * MS
+
+
+def test_a_flap_is_retimed_with_its_outage() -> None:
+    """The counters report a brief outage on change before the traffic's evidence of its earlier start is in:
+    the flap they made is one incident, rewritten with the earlier down."""
+    status = LinkStatus()
+    counters = status.merge([counter_event("link_down", T0 + 20 * MS), counter_event("link_up", T0 + 60 * MS)])
+    assert kinds(counters) == [("link_down", T0 + 20 * MS), ("link_up", T0 + 60 * MS), ("link_flap", T0 + 20 * MS)]
+    traffic = status.merge([failure(T0, T0 + 90 * MS)])
+    assert kinds(traffic) == [("fast_recovery", T0), ("link_down", T0), ("link_flap", T0)]
+    flap = traffic[-1]
+    assert flap["event_id"] == counters[-1]["event_id"] and flap["value"] == 60.0
+    assert event_us(flap, "ts_end") == T0 + 60 * MS
 
 
 def test_brief_outage_seen_only_in_traffic_is_down_up_and_flap() -> None:
@@ -60,6 +101,8 @@ def test_an_outage_the_counters_report_on_change_is_a_flap_when_brief() -> None:
     status = LinkStatus()
     events = status.merge([failure(T0, T0 + 270 * MS), counter_event("link_down", T0 + 100),
                            counter_event("link_up", T0 + 60 * MS)])
-    assert [kind for kind, _ in kinds(events)] == ["fast_recovery", "link_down", "link_up", "link_flap"]
+    assert kinds(events) == [("fast_recovery", T0), ("link_down", T0), ("link_up", T0 + 270 * MS),
+                             ("link_up", T0 + 60 * MS), ("link_flap", T0)]
+    assert events[2]["event_id"] == events[3]["event_id"]  # one incident, timed by the counters' earlier up
     flap = events[-1]
     assert (int(flap["ts"].astype("int64")), int(flap["ts_end"].astype("int64"))) == (T0, T0 + 60 * MS)

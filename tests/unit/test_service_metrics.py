@@ -92,13 +92,15 @@ def test_sink_figures_become_counters() -> None:
 
 
 def test_detector_figures_become_counters_and_gauges() -> None:
-    counts = DetectorCounts(rows={"flows": 50}, messages=3, events=2, skipped=1, open_incidents=1, lag_s=0.4)
+    counts = DetectorCounts(rows={"flows": 50}, messages=3, events=2, skipped=1, open_incidents=1, lag_s=0.4,
+                            waiting_rows=7)
     service = SimpleNamespace(counts=lambda: counts)
     got = samples(generate_latest(registry_of(DetectorMetrics(service))))
     assert got[("fabricscope_detector_rows_total", (("table", "flows"),))] == 50
     assert got[("fabricscope_detector_events_total", ())] == 2
     assert got[("fabricscope_detector_skipped_total", ())] == 1
     assert got[("fabricscope_detector_open_incidents", ())] == 1
+    assert got[("fabricscope_detector_rows_waiting", ())] == 7
     assert got[("fabricscope_detector_lag_seconds", ())] == 0.4
 
 
