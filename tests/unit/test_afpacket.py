@@ -31,7 +31,7 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 SNAPLEN = 256
 SMALL_RING = {"block_bytes": 1 << 20, "blocks": 4, "timeout_ms": 50}
 SMALL_CAPTURE = {"block_bytes": 1 << 20, "ring_mb": 4, "timeout_ms": 50}  # the same ring as CaptureConfig
-WAIT_S = 10
+WAIT_S = 60  # a guard against a hang: each wait ends once every packet is in (an uncached walk compiles ~8 s)
 IFF_PROMISC = 0x100
 HEAD_RECORDS = 200
 
