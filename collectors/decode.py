@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from collectors import decode_walk, protocols
+from collectors import header_table as h
 from collectors.decode_walk import SLAB_APP_L4, SLAB_BTH, SLAB_L3, SLAB_L4
 from collectors.packets import DecodedPackets, PacketBatch
+from collectors.wire import column16, column24, column32
 from pipeline.addresses import V4_MAPPED_LO, v6_words
 from pipeline.topology import NO_LINK, UNKNOWN, VLAN_IDS, Topology
 
@@ -31,18 +33,6 @@ class DecodeStats:
     @property
     def malformed_total(self) -> int:
         return sum(self.malformed.values())
-
-
-def _be16(slab: np.ndarray, at: int) -> np.ndarray:
-    return (slab[at].astype(np.uint16) << 8) | slab[at + 1]
-
-
-def _be24(slab: np.ndarray, at: int) -> np.ndarray:
-    return (_be16(slab, at).astype(np.uint32) << 8) | slab[at + 2]
-
-
-def _be32(slab: np.ndarray, at: int) -> np.ndarray:
-    return (_be16(slab, at).astype(np.uint32) << 16) | _be16(slab, at + 2)
 
 
 class Decoder:
@@ -136,19 +126,23 @@ def _ip_fields(ok: np.ndarray, headers: decode_walk.Headers) -> tuple[np.ndarray
     l3 = headers.slab[SLAB_L3:SLAB_L4]  # the IPv4 header without options, the fixed IPv6 header, or ARP
     v4 = ok & (headers.ip_version == 4)
     v6 = ok & (headers.ip_version == 6)
-    arp = ok & (headers.ethertype == protocols.ETH_ARP) & (_be16(l3, 2) == protocols.ETH_IPV4) \
-        & (l3[4] == 6) & (l3[5] == 4)
+    arp = ok & (headers.ethertype == protocols.ETH_ARP) & (column16(l3, h.ARP_PROTOCOL_TYPE) == protocols.ETH_IPV4) \
+        & (l3[h.ARP_HARDWARE_LENGTH] == 6) & (l3[h.ARP_PROTOCOL_LENGTH] == 4)
     mapped = v4 | arp
-    src_lo = np.where(mapped, np.where(arp, _be32(l3, 14), _be32(l3, 12)).astype(np.uint64) | V4_MAPPED_LO, 0)
-    dst_lo = np.where(mapped, np.where(arp, _be32(l3, 24), _be32(l3, 16)).astype(np.uint64) | V4_MAPPED_LO, 0)
+    src = np.where(arp, column32(l3, h.ARP_SENDER_PROTOCOL), column32(l3, h.IPV4_SOURCE))
+    dst = np.where(arp, column32(l3, h.ARP_TARGET_PROTOCOL), column32(l3, h.IPV4_DESTINATION))
+    src_lo = np.where(mapped, src.astype(np.uint64) | V4_MAPPED_LO, 0)
+    dst_lo = np.where(mapped, dst.astype(np.uint64) | V4_MAPPED_LO, 0)
     src_hi = np.zeros(len(ok), dtype=np.uint64)
     dst_hi = np.zeros(len(ok), dtype=np.uint64)
     if v6.any():
         rows = np.flatnonzero(v6)
-        src_hi[rows], src_lo[rows] = v6_words(l3[8:24, rows].T)
-        dst_hi[rows], dst_lo[rows] = v6_words(l3[24:40, rows].T)
-    traffic_class = np.where(v4, l3[1], np.where(v6, ((l3[0] & 0x0F) << 4) | (l3[1] >> 4), 0)).astype(np.uint8)
-    ip_length = np.where(v4, _be16(l3, 2), np.where(v6, _be16(l3, 4).astype(np.int64) + 40, 0))
+        src_hi[rows], src_lo[rows] = v6_words(l3[h.IPV6_SOURCE : h.IPV6_SOURCE + 16, rows].T)
+        dst_hi[rows], dst_lo[rows] = v6_words(l3[h.IPV6_DESTINATION : h.IPV6_DESTINATION + 16, rows].T)
+    v6_class = (column16(l3, 0) >> 4) & 0xFF  # traffic class: the 8 bits after the version nibble
+    traffic_class = np.where(v4, l3[h.IPV4_TOS], np.where(v6, v6_class, 0)).astype(np.uint8)
+    ip_length = np.where(v4, column16(l3, h.IPV4_TOTAL_LENGTH),
+                         np.where(v6, column16(l3, h.IPV6_PAYLOAD_LENGTH).astype(np.int64) + h.IPV6_HEADER, 0))
     return src_hi, src_lo, dst_hi, dst_lo, traffic_class, ip_length
 
 
@@ -158,43 +152,45 @@ def _l4_fields(
     """TCP/UDP ports and TCP flags from the slab rows copied from `l4` (0 for other protocols and packets
     without an L4 header; the innermost L4 rows hold only the ports)."""
     ports = ok & (l4 >= 0) & ((proto == protocols.IP_TCP) | (proto == protocols.IP_UDP))
-    src = np.where(ports, _be16(slab, 0), 0).astype(np.uint16)
-    dst = np.where(ports, _be16(slab, 2), 0).astype(np.uint16)
+    src = np.where(ports, column16(slab, h.L4_SOURCE_PORT), 0).astype(np.uint16)
+    dst = np.where(ports, column16(slab, h.L4_DESTINATION_PORT), 0).astype(np.uint16)
     tcp = ports & (proto == protocols.IP_TCP)
-    flags = np.where(tcp, slab[13], 0).astype(np.uint8) if len(slab) > 13 else np.zeros(len(ok), dtype=np.uint8)
+    flags = np.where(tcp, slab[h.TCP_FLAGS], 0).astype(np.uint8) if len(slab) > h.TCP_FLAGS \
+        else np.zeros(len(ok), dtype=np.uint8)
     return src, dst, flags
 
 
 def _bth_fields(roce: np.ndarray, bth: np.ndarray) -> dict[str, np.ndarray]:
     """RoCEv2 BTH fields and the AETH syndrome (0xFF when the opcode carries no AETH) from the BTH slab rows."""
-    opcode = np.where(roce, bth[0], 0).astype(np.uint8)
+    opcode = np.where(roce, bth[h.BTH_OPCODE], 0).astype(np.uint8)
     with_aeth = roce & protocols.OPCODE_HAS_AETH[opcode]
     return {
         "bth_opcode": opcode,
-        "fecn": roce & ((bth[4] & 0x80) != 0),
-        "becn": roce & ((bth[4] & 0x40) != 0),
-        "dqpn": np.where(roce, _be24(bth, 5), 0).astype(np.uint32),
-        "psn": np.where(roce, _be24(bth, 9), 0).astype(np.uint32),
-        "aeth_syndrome": np.where(with_aeth, bth[protocols.BTH_HEADER], 0xFF).astype(np.uint8),
+        "fecn": roce & ((bth[h.BTH_FLAGS] & h.BTH_FECN_MASK) != 0),
+        "becn": roce & ((bth[h.BTH_FLAGS] & h.BTH_BECN_MASK) != 0),
+        "dqpn": np.where(roce, column24(bth, h.BTH_DESTINATION_QP), 0).astype(np.uint32),
+        "psn": np.where(roce, column24(bth, h.BTH_PSN), 0).astype(np.uint32),
+        "aeth_syndrome": np.where(with_aeth, bth[h.BTH_HEADER + h.AETH_SYNDROME], 0xFF).astype(np.uint8),
     }
 
 
 def _pfc_fields(ok: np.ndarray, headers: decode_walk.Headers) -> tuple[np.ndarray, np.ndarray]:
     """PFC class-enable vector and the 8 pause quanta of MAC-control frames with the PFC opcode."""
-    frame = headers.slab[SLAB_L3 : SLAB_L3 + protocols.PFC_FRAME]
-    pause = ok & (headers.ethertype == protocols.ETH_MAC_CONTROL) & (_be16(frame, 0) == protocols.PFC_OPCODE)
-    enable = np.where(pause, frame[3], 0).astype(np.uint8)
+    frame = headers.slab[SLAB_L3 : SLAB_L3 + h.PFC_FRAME]
+    pause = ok & (headers.ethertype == protocols.ETH_MAC_CONTROL) \
+        & (column16(frame, h.PFC_OPCODE_AT) == protocols.PFC_OPCODE)
+    enable = np.where(pause, frame[h.PFC_CLASS_ENABLE], 0).astype(np.uint8)
     quanta = np.zeros((len(ok), 8), dtype=np.uint16)
     rows = np.flatnonzero(pause)
     for priority in range(8):
-        quanta[rows, priority] = _be16(frame[:, rows], 4 + 2 * priority)
+        quanta[rows, priority] = column16(frame[:, rows], h.PFC_QUANTA + 2 * priority)
     return enable, quanta
 
 
 def _wire_len(batch: PacketBatch, ok: np.ndarray, headers: decode_walk.Headers, ip_length: np.ndarray) -> np.ndarray:
     """Original length of the monitored frame: the recorded length minus mirror encapsulation, or, when the
     capture or the mirror truncated the frame, the IP total length plus the L2 header."""
-    mirror_tag = np.where(headers.vlan_link >= 0, protocols.VLAN_TAG, 0)
+    mirror_tag = np.where(headers.vlan_link >= 0, h.VLAN_TAG, 0)
     encapsulation = headers.frame - batch.offset + mirror_tag
     recorded = batch.wirelen.astype(np.int64) - encapsulation
     from_ip = headers.l3 - headers.frame - mirror_tag + ip_length

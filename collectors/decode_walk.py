@@ -12,8 +12,10 @@ from dataclasses import dataclass, fields
 import numba
 import numpy as np
 
+from collectors import header_table as h
 from collectors import protocols as p
 from collectors.offsets import prefetch
+from collectors.wire import be16, be24
 
 # Malformed-packet reasons (`status`); 0 = ok.
 OK = 0
@@ -37,19 +39,14 @@ _AETH = p.OPCODE_HAS_AETH
 # The walk copies the bytes the numpy stage reads into a compact column-major "slab" while they are in
 # cache (slab[k, i] = byte k of packet i's header block): a gather per field over a batch of full frames would
 # miss the cache once per field, while each slab row is a contiguous column numpy reads at full speed.
-SLAB_L3 = 0  # 40 bytes from the IP/ARP/MAC-control header of the monitored frame
-SLAB_L4 = 40  # 14 bytes from its L4 header: ports and TCP flags
-SLAB_APP_L4 = 54  # 4 bytes from the innermost L4 header: ports
-SLAB_BTH = 58  # 13 bytes: the BTH and the AETH syndrome byte
-SLAB_WIDTH = 71
+SLAB_L3 = 0  # the fixed IPv6 header's length from the IP/ARP/MAC-control header of the monitored frame
+SLAB_L4 = SLAB_L3 + h.IPV6_HEADER  # its L4 header up to the TCP flags
+SLAB_APP_L4 = SLAB_L4 + h.TCP_FLAGS + 1  # the innermost L4 header's ports
+SLAB_BTH = SLAB_APP_L4 + h.L4_DESTINATION_PORT + 2  # the BTH and the AETH syndrome byte
+SLAB_WIDTH = SLAB_BTH + h.BTH_HEADER + h.AETH_SYNDROME + 1
 SLAB_TILE = 256  # packets copied row-wise into an L1-sized tile, then transposed into the slab
 PREFETCH_AHEAD = 8  # packets: the walk asks for the header lines of packet i + 8 while it decodes packet i
 PREFETCH_SPAN = 128  # bytes of headers prefetched per packet: ERSPAN II + Ethernet + IPv4 + UDP + BTH + AETH
-
-
-@numba.njit(cache=True, inline="always")
-def _be16(buf: np.ndarray, at: int) -> int:
-    return (int(buf[at]) << 8) | int(buf[at + 1])
 
 
 @numba.njit(cache=True)
@@ -60,57 +57,57 @@ def _frame(buf: np.ndarray, frame: int, end: int) -> tuple[int, int, int, int, i
     there is no L4 header to read (non-IP, non-first fragment); l4_end bounds L4 parsing (captured end, or
     the IP datagram's end when the frame carries Ethernet padding).
     """
-    if frame + p.ETH_HEADER > end:
+    if frame + h.ETH_HEADER > end:
         return SHORT_ETHERNET, 0, 0, 0, 0, -1, 0, 0, -1, end
-    ethertype = _be16(buf, frame + 12)
-    at = frame + p.ETH_HEADER
+    ethertype = be16(buf, frame + h.ETH_TYPE)
+    at = frame + h.ETH_HEADER
     tags = 0
     first_vid = 0
     last_vid = 0
     while ethertype == p.ETH_VLAN or ethertype == p.ETH_QINQ or ethertype == p.ETH_QINQ_OLD:
-        if at + p.VLAN_TAG > end or tags == p.MAX_VLAN_TAGS:
+        if at + h.VLAN_TAG > end or tags == p.MAX_VLAN_TAGS:
             return SHORT_ETHERNET, tags, first_vid, last_vid, ethertype, -1, 0, 0, -1, end
-        last_vid = _be16(buf, at) & 0x0FFF
+        last_vid = be16(buf, at) & h.VLAN_VID_MASK
         if tags == 0:
             first_vid = last_vid
-        ethertype = _be16(buf, at + 2)
-        at += p.VLAN_TAG
+        ethertype = be16(buf, at + h.VLAN_TYPE)
+        at += h.VLAN_TAG
         tags += 1
     l3 = at
     if ethertype == p.ETH_IPV4:
-        if l3 + 20 > end:
+        if l3 + h.IPV4_HEADER > end:
             return SHORT_IP, tags, first_vid, last_vid, ethertype, l3, 4, 0, -1, end
-        ihl = (int(buf[l3]) & 0x0F) * 4
-        total = _be16(buf, l3 + 2)
-        if int(buf[l3]) >> 4 != 4 or ihl < 20 or total < ihl:
+        ihl = (int(buf[l3]) & 0x0F) * 4  # IHL: 32-bit words
+        total = be16(buf, l3 + h.IPV4_TOTAL_LENGTH)
+        if int(buf[l3]) >> 4 != 4 or ihl < h.IPV4_HEADER or total < ihl:
             return BAD_IP_HEADER, tags, first_vid, last_vid, ethertype, l3, 4, 0, -1, end
         if l3 + ihl > end:
             return SHORT_IP, tags, first_vid, last_vid, ethertype, l3, 4, 0, -1, end
-        proto = int(buf[l3 + 9])
-        first_fragment = (_be16(buf, l3 + 6) & 0x1FFF) == 0
+        proto = int(buf[l3 + h.IPV4_PROTOCOL])
+        first_fragment = (be16(buf, l3 + h.IPV4_FRAGMENT) & h.IPV4_FRAGMENT_MASK) == 0
         return (OK, tags, first_vid, last_vid, ethertype, l3, 4, proto, l3 + ihl if first_fragment else -1,
                 min(end, l3 + total))
     if ethertype == p.ETH_IPV6:
-        if l3 + 40 > end:
+        if l3 + h.IPV6_HEADER > end:
             return SHORT_IP, tags, first_vid, last_vid, ethertype, l3, 6, 0, -1, end
         if int(buf[l3]) >> 4 != 6:
             return BAD_IP_HEADER, tags, first_vid, last_vid, ethertype, l3, 6, 0, -1, end
-        datagram_end = min(end, l3 + 40 + _be16(buf, l3 + 4))
-        proto = int(buf[l3 + 6])
-        at = l3 + 40
+        datagram_end = min(end, l3 + h.IPV6_HEADER + be16(buf, l3 + h.IPV6_PAYLOAD_LENGTH))
+        proto = int(buf[l3 + h.IPV6_NEXT_HEADER])
+        at = l3 + h.IPV6_HEADER
         for _ in range(p.MAX_IPV6_EXTENSIONS):
             if proto == p.IPV6_FRAGMENT:
-                if at + 8 > end:
+                if at + h.IPV6_FRAGMENT_HEADER > end:
                     return BAD_IPV6_EXTENSION, tags, first_vid, last_vid, ethertype, l3, 6, proto, -1, end
-                offset = _be16(buf, at + 2) >> 3
+                offset = be16(buf, at + h.IPV6_FRAGMENT_OFFSET) >> h.IPV6_FRAGMENT_SHIFT
                 proto = int(buf[at])
-                at += 8
+                at += h.IPV6_FRAGMENT_HEADER
                 if offset != 0:
                     return OK, tags, first_vid, last_vid, ethertype, l3, 6, proto, -1, datagram_end
             elif proto == p.IPV6_HOP_BY_HOP or proto == p.IPV6_ROUTING or proto == p.IPV6_DEST_OPTIONS:
-                if at + 8 > end:
+                if at + h.IPV6_EXTENSION > end:
                     return BAD_IPV6_EXTENSION, tags, first_vid, last_vid, ethertype, l3, 6, proto, -1, end
-                size = (int(buf[at + 1]) + 1) * 8
+                size = (int(buf[at + h.IPV6_EXTENSION_LENGTH]) + 1) * 8  # 8-octet units, the first not counted
                 proto = int(buf[at])
                 at += size
                 if at > end:
@@ -119,10 +116,12 @@ def _frame(buf: np.ndarray, frame: int, end: int) -> tuple[int, int, int, int, i
                 break
         return OK, tags, first_vid, last_vid, ethertype, l3, 6, proto, at, datagram_end
     short_arp = ethertype == p.ETH_ARP and (
-        l3 + 8 > end or (buf[l3 + 4] == 6 and buf[l3 + 5] == 4 and l3 + 28 > end)
+        l3 + h.ARP_FIXED > end
+        or (buf[l3 + h.ARP_HARDWARE_LENGTH] == 6 and buf[l3 + h.ARP_PROTOCOL_LENGTH] == 4
+            and l3 + h.ARP_IPV4_OVER_ETHERNET > end)
     )
     short_pfc = ethertype == p.ETH_MAC_CONTROL and (
-        l3 + 2 > end or (_be16(buf, l3) == p.PFC_OPCODE and l3 + p.PFC_FRAME > end)
+        l3 + 2 > end or (be16(buf, l3 + h.PFC_OPCODE_AT) == p.PFC_OPCODE and l3 + h.PFC_FRAME > end)
     )
     if short_arp or short_pfc:
         return SHORT_CONTROL, tags, first_vid, last_vid, ethertype, l3, 0, 0, -1, end
@@ -133,45 +132,45 @@ def _frame(buf: np.ndarray, frame: int, end: int) -> tuple[int, int, int, int, i
 def _l4_header(buf: np.ndarray, proto: int, l4: int, end: int) -> tuple[int, int]:
     """(status, payload start) of a TCP/UDP/ICMP header at `l4`; payload -1 for other protocols."""
     if proto == p.IP_TCP:
-        if l4 + 20 > end:
+        if l4 + h.TCP_HEADER > end:
             return SHORT_L4, -1
-        size = (int(buf[l4 + 12]) >> 4) * 4
-        if size < 20:
+        size = (int(buf[l4 + h.TCP_DATA_OFFSET]) >> 4) * 4  # data offset: 32-bit words
+        if size < h.TCP_HEADER:
             return BAD_TCP_OFFSET, -1
         if l4 + size > end:
             return SHORT_L4, -1
         return OK, l4 + size
     if proto == p.IP_UDP or proto == p.IP_ICMP or proto == p.IP_ICMPV6:
-        if l4 + 8 > end:
+        if l4 + h.UDP_HEADER > end:
             return SHORT_L4, -1
-        return OK, l4 + 8
+        return OK, l4 + h.UDP_HEADER
     return OK, -1
 
 
 @numba.njit(cache=True)
 def _erspan(buf: np.ndarray, gre: int, end: int) -> tuple[int, int, int]:
     """(status, session or -1, start of the mirrored frame or -1 when this GRE packet is not ERSPAN)."""
-    if gre + 4 > end:
+    if gre + h.GRE_HEADER > end:
         return SHORT_TUNNEL, -1, -1
-    flags = _be16(buf, gre)
-    kind = _be16(buf, gre + 2)
-    if (flags & 0x7) != 0 or (kind != p.ETH_ERSPAN_II and kind != p.ETH_ERSPAN_III):
+    flags = be16(buf, gre)
+    kind = be16(buf, gre + h.GRE_PROTOCOL)
+    if (flags & h.GRE_VERSION_MASK) != 0 or (kind != p.ETH_ERSPAN_II and kind != p.ETH_ERSPAN_III):
         return OK, -1, -1
-    at = gre + 4
+    at = gre + h.GRE_HEADER
     if flags & p.GRE_CHECKSUM:
-        at += 4
+        at += h.GRE_OPTION
     if flags & p.GRE_KEY:
-        at += 4
+        at += h.GRE_OPTION
     if flags & p.GRE_SEQUENCE:
-        at += 4
+        at += h.GRE_OPTION
     elif kind == p.ETH_ERSPAN_II:
         return (OK, -1, at) if at <= end else (SHORT_TUNNEL, -1, -1)  # type I: no ERSPAN header
-    size = p.ERSPAN_II_HEADER if kind == p.ETH_ERSPAN_II else p.ERSPAN_III_HEADER
+    size = h.ERSPAN_II_HEADER if kind == p.ETH_ERSPAN_II else h.ERSPAN_III_HEADER
     if at + size > end:
         return SHORT_TUNNEL, -1, -1
-    session = _be16(buf, at + 2) & p.ERSPAN_SESSION_MASK
-    if kind == p.ETH_ERSPAN_III and (buf[at + 11] & 1):
-        size += p.ERSPAN_III_PLATFORM
+    session = be16(buf, at + h.ERSPAN_SESSION) & h.ERSPAN_SESSION_MASK
+    if kind == p.ETH_ERSPAN_III and (buf[at + h.ERSPAN_III_FLAGS] & h.ERSPAN_III_OPTIONAL_MASK):
+        size += h.ERSPAN_III_PLATFORM
         if at + size > end:
             return SHORT_TUNNEL, -1, -1
     return OK, session, at + size
@@ -286,12 +285,12 @@ def walk(
             st, body = _l4_header(buf, prot, at4, l4_end)
             app_l4[i] = at4
             payload[i] = body
-            if st == OK and prot == p.IP_UDP and _be16(buf, at4 + 2) == p.UDP_VXLAN:
-                if body + p.VXLAN_HEADER > l4_end:
+            if st == OK and prot == p.IP_UDP and be16(buf, at4 + h.L4_DESTINATION_PORT) == p.UDP_VXLAN:
+                if body + h.VXLAN_HEADER > l4_end:
                     st = SHORT_TUNNEL
                 else:
-                    vni[i] = (_be16(buf, body + 4) << 8) | int(buf[body + 6])
-                    ist, _, _, _, _, _, _, iprot, i4, iend = _frame(buf, body + p.VXLAN_HEADER, l4_end)
+                    vni[i] = be24(buf, body + h.VXLAN_VNI)
+                    ist, _, _, _, _, _, _, iprot, i4, iend = _frame(buf, body + h.VXLAN_HEADER, l4_end)
                     app_proto[i] = iprot if ist == OK else 0
                     app_l4[i] = -1
                     payload[i] = -1
@@ -301,10 +300,11 @@ def walk(
                             app_l4[i] = i4
                             payload[i] = ibody
                             l4_end = iend
-        if st == OK and app_l4[i] >= 0 and app_proto[i] == p.IP_UDP and _be16(buf, app_l4[i] + 2) == p.UDP_ROCEV2:
+        app_port = be16(buf, app_l4[i] + h.L4_DESTINATION_PORT) if st == OK and app_l4[i] >= 0 else 0
+        if app_proto[i] == p.IP_UDP and app_port == p.UDP_ROCEV2:
             bth = payload[i]
-            if bth + p.BTH_HEADER > l4_end or (
-                _AETH[buf[bth]] and bth + p.BTH_HEADER + p.AETH_HEADER > l4_end
+            if bth + h.BTH_HEADER > l4_end or (
+                _AETH[buf[bth + h.BTH_OPCODE]] and bth + h.BTH_HEADER + h.AETH_HEADER > l4_end
             ):
                 st = SHORT_BTH
             else:

@@ -23,6 +23,7 @@ import numpy as np
 from collectors.offsets import MAX_CAPLEN
 from collectors.packets import PacketBatch
 from collectors.sflow_drops import reason_name
+from collectors.wire import be32
 from pipeline import records
 from pipeline.topology import Topology
 
@@ -156,20 +157,14 @@ MIN_DROP = 8 + DISCARDED_PACKET_FIXED
 
 
 @numba.njit(cache=True, inline="always")
-def _u32(buf: np.ndarray, p: int) -> int:
-    return int((np.int64(buf[p]) << 24) | (np.int64(buf[p + 1]) << 16) | (np.int64(buf[p + 2]) << 8)
-               | np.int64(buf[p + 3]))  # int64 in numba, as in offsets._u32
-
-
-@numba.njit(cache=True, inline="always")
 def _counter32(buf: np.ndarray, p: int) -> np.uint64:
-    value = _u32(buf, p)
+    value = be32(buf, p)
     return np.uint64(0) if value == UNKNOWN_32 else np.uint64(value)
 
 
 @numba.njit(cache=True, inline="always")
 def _counter64(buf: np.ndarray, p: int) -> np.uint64:
-    value = (np.uint64(_u32(buf, p)) << np.uint64(32)) | np.uint64(_u32(buf, p + 4))
+    value = (np.uint64(be32(buf, p)) << np.uint64(32)) | np.uint64(be32(buf, p + 4))
     return np.uint64(0) if value == np.uint64(UNKNOWN_64) else value
 
 
@@ -189,13 +184,13 @@ def _flow_sample(
     if end - p < (FLOW_SAMPLE_EXPANDED_FIXED if expanded else FLOW_SAMPLE_FIXED):
         return BAD_SAMPLE, n
     if expanded:
-        rate, count = _u32(buf, p + FSX_RATE), _u32(buf, p + FSX_RECORDS)
-        source_in = _interface(_u32(buf, p + FSX_INPUT_FORMAT), _u32(buf, p + FSX_INPUT_VALUE))
-        source_out = _interface(_u32(buf, p + FSX_OUTPUT_FORMAT), _u32(buf, p + FSX_OUTPUT_VALUE))
+        rate, count = be32(buf, p + FSX_RATE), be32(buf, p + FSX_RECORDS)
+        source_in = _interface(be32(buf, p + FSX_INPUT_FORMAT), be32(buf, p + FSX_INPUT_VALUE))
+        source_out = _interface(be32(buf, p + FSX_OUTPUT_FORMAT), be32(buf, p + FSX_OUTPUT_VALUE))
         q = p + FLOW_SAMPLE_EXPANDED_FIXED
     else:
-        rate, count = _u32(buf, p + FS_RATE), _u32(buf, p + FS_RECORDS)
-        word_in, word_out = _u32(buf, p + FS_INPUT), _u32(buf, p + FS_OUTPUT)  # format in the top 2 bits
+        rate, count = be32(buf, p + FS_RATE), be32(buf, p + FS_RECORDS)
+        word_in, word_out = be32(buf, p + FS_INPUT), be32(buf, p + FS_OUTPUT)  # format in the top 2 bits
         source_in = _interface(word_in >> 30, word_in & NO_INTERFACE)
         source_out = _interface(word_out >> 30, word_out & NO_INTERFACE)
         q = p + FLOW_SAMPLE_FIXED
@@ -206,7 +201,7 @@ def _flow_sample(
     for _ in range(count):
         if end - q < 8:
             return RECORD_PAST_END, first
-        fmt, length = _u32(buf, q), _u32(buf, q + 4)
+        fmt, length = be32(buf, q), be32(buf, q + 4)
         body = q + 8
         if length > end - body:
             return RECORD_PAST_END, first
@@ -215,8 +210,8 @@ def _flow_sample(
         else:
             if length < RAW_PACKET_HEADER_FIXED:
                 return BAD_RAW_HEADER, first
-            protocol, frame_length = _u32(buf, body + RH_PROTOCOL), _u32(buf, body + RH_FRAME_LENGTH)
-            stripped, header_length = _u32(buf, body + RH_STRIPPED), _u32(buf, body + RH_HEADER_LENGTH)
+            protocol, frame_length = be32(buf, body + RH_PROTOCOL), be32(buf, body + RH_FRAME_LENGTH)
+            stripped, header_length = be32(buf, body + RH_STRIPPED), be32(buf, body + RH_HEADER_LENGTH)
             wirelen = frame_length - stripped
             if header_length > length - RAW_PACKET_HEADER_FIXED or stripped > frame_length \
                     or wirelen > MAX_CAPLEN or header_length > wirelen:
@@ -251,14 +246,14 @@ def _counters_sample(
     fixed = COUNTERS_SAMPLE_EXPANDED_FIXED if expanded else COUNTERS_SAMPLE_FIXED
     if end - p < fixed:
         return BAD_SAMPLE, n
-    count = _u32(buf, p + fixed - 4)
+    count = be32(buf, p + fixed - 4)
     q = p + fixed
     first = n
     skipped = 0
     for _ in range(count):
         if end - q < 8:
             return RECORD_PAST_END, first
-        fmt, length = _u32(buf, q), _u32(buf, q + 4)
+        fmt, length = be32(buf, q), be32(buf, q + 4)
         body = q + 8
         if length > end - body:
             return RECORD_PAST_END, first
@@ -269,9 +264,9 @@ def _counters_sample(
                 return BAD_SAMPLE, first
             row = ct_values[n]
             row[:] = 0
-            row[CT_IFINDEX] = _u32(buf, body + IF_INDEX)
+            row[CT_IFINDEX] = be32(buf, body + IF_INDEX)
             row[CT_SPEED] = _counter64(buf, body + IF_SPEED)
-            row[CT_OPER_UP] = 1 if _u32(buf, body + IF_STATUS) & IF_STATUS_OPER_UP else 0
+            row[CT_OPER_UP] = 1 if be32(buf, body + IF_STATUS) & IF_STATUS_OPER_UP else 0
             row[CT_IN_OCTETS] = _counter64(buf, body + IF_IN_OCTETS)
             row[CT_IN_PKTS] = _counter32(buf, body + IF_IN_UCAST) \
                 + _counter32(buf, body + IF_IN_MULTICAST) + _counter32(buf, body + IF_IN_BROADCAST)
@@ -308,17 +303,17 @@ def _discarded_packet(
     """(malformed reason or -1, drop rows so far); its flow records are checked for framing only."""
     if end - p < DISCARDED_PACKET_FIXED or n == len(dr_datagram):
         return BAD_SAMPLE, n
-    reason, count = _u32(buf, p + DP_REASON), _u32(buf, p + DP_RECORDS)
+    reason, count = be32(buf, p + DP_REASON), be32(buf, p + DP_RECORDS)
     q = p + DISCARDED_PACKET_FIXED
     for _ in range(count):
-        if end - q < 8 or _u32(buf, q + 4) > end - q - 8:
+        if end - q < 8 or be32(buf, q + 4) > end - q - 8:
             return RECORD_PAST_END, n
-        q += 8 + _u32(buf, q + 4)
+        q += 8 + be32(buf, q + 4)
     dr_datagram[n] = d
     dr_values[n, DR_REASON] = reason
-    dr_values[n, DR_INPUT] = _u32(buf, p + DP_INPUT)
-    dr_values[n, DR_OUTPUT] = _u32(buf, p + DP_OUTPUT)
-    dr_values[n, DR_DROPS] = _u32(buf, p + DP_DROPS)
+    dr_values[n, DR_INPUT] = be32(buf, p + DP_INPUT)
+    dr_values[n, DR_OUTPUT] = be32(buf, p + DP_OUTPUT)
+    dr_values[n, DR_DROPS] = be32(buf, p + DP_DROPS)
     tallies[DROP_NOTIFICATIONS] += 1
     return -1, n + 1
 
@@ -344,10 +339,10 @@ def walk(
         dg_agent[d, :] = 0
         if end - p < 8:
             dg_status[d] = TRUNCATED
-        elif _u32(buf, p) != VERSION:
+        elif be32(buf, p) != VERSION:
             dg_status[d] = BAD_VERSION
         else:
-            address_type = _u32(buf, p + 4)
+            address_type = be32(buf, p + 4)
             size = 4 if address_type == ADDRESS_IP_V4 else 16 if address_type == ADDRESS_IP_V6 else \
                 0 if address_type == ADDRESS_UNKNOWN else -1
             if size < 0:
@@ -358,15 +353,15 @@ def walk(
                 dg_agent[d, 0] = 4 if size == 4 else 6 if size == 16 else 0
                 dg_agent[d, 1 : 1 + size] = buf[p + 8 : p + 8 + size]
                 p += 8 + size
-                dg_sub_agent[d] = _u32(buf, p)
-                dg_sequence[d] = _u32(buf, p + 4)
-                count = _u32(buf, p + 12)
+                dg_sub_agent[d] = be32(buf, p)
+                dg_sequence[d] = be32(buf, p + 4)
+                count = be32(buf, p + 12)
                 p += 16
                 for _ in range(count):
-                    if end - p < 8 or _u32(buf, p + 4) > end - p - 8:
+                    if end - p < 8 or be32(buf, p + 4) > end - p - 8:
                         dg_status[d] = SAMPLE_PAST_END
                         break
-                    data_format, length = _u32(buf, p), _u32(buf, p + 4)
+                    data_format, length = be32(buf, p), be32(buf, p + 4)
                     body, nxt = p + 8, p + 8 + length
                     reason = -1
                     if data_format in (FLOW_SAMPLE, FLOW_SAMPLE_EXPANDED):
