@@ -42,6 +42,7 @@ from collectors.header_table import (
 )
 from collectors.header_table import VLAN_TAG as VLAN_TAG_BYTES
 from collectors.packets import PacketBatch
+from collectors.protocols import LINKTYPE_ETHERNET
 from pipeline.errors import InputError
 
 DEFAULT_SNAPLEN = 65_535
@@ -49,7 +50,6 @@ DEFAULT_BLOCK_BYTES = 4 * 1024 * 1024
 DEFAULT_BLOCKS = 32
 DEFAULT_TIMEOUT_MS = 100
 MAX_SNAPLEN = 262_144
-LINKTYPE_ETHERNET = 1
 
 # <linux/if_packet.h>, <linux/if_ether.h>, <asm-generic/socket.h>
 ETH_P_ALL = 0x0003

@@ -8,6 +8,7 @@ frame's wire length (DESIGN.md section 5).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,15 +21,17 @@ from collectors.wire import column16, column24, column32
 from pipeline.addresses import V4_MAPPED_LO, v6_words
 from pipeline.topology import NO_LINK, UNKNOWN, VLAN_IDS, Topology
 
-LINKTYPE_ETHERNET = 1
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class DecodeStats:
-    """Packets seen and malformed packets by reason (decode_walk.MALFORMED_REASONS, without 'ok')."""
+    """Packets seen, malformed packets by reason (decode_walk.MALFORMED_REASONS, without 'ok') and packets of
+    link types the decoder does not open, by link type number (not malformed: nothing was wrong with them)."""
 
     packets: int = 0
     malformed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(decode_walk.MALFORMED_REASONS[1:], 0))
+    unsupported_linktypes: dict[int, int] = field(default_factory=dict)
 
     @property
     def malformed_total(self) -> int:
@@ -46,9 +49,11 @@ class Decoder:
         self._interface_links: dict[tuple[str, ...], np.ndarray] = {}
 
     def decode(self, batch: PacketBatch) -> DecodedPackets:
-        headers = decode_walk.locate(batch.data, batch.offset, batch.caplen, self._vlan_links)
-        if batch.linktype != LINKTYPE_ETHERNET:
-            headers.status[:] = decode_walk.UNSUPPORTED_LINKTYPE
+        if batch.linktype in protocols.LINKTYPES:
+            headers = decode_walk.locate(batch.data, batch.offset, batch.caplen, self._vlan_links, batch.linktype)
+        else:
+            headers = decode_walk.unsupported(len(batch))
+            self._unsupported(batch.linktype, len(batch))
         ok = headers.status == decode_walk.OK
         self._count(headers.status)
         src_hi, src_lo, dst_hi, dst_lo, traffic_class, ip_length = _ip_fields(ok, headers)
@@ -98,9 +103,16 @@ class Decoder:
 
     def _count(self, status: np.ndarray) -> None:
         self.stats.packets += len(status)
-        counts = np.bincount(status, minlength=len(decode_walk.MALFORMED_REASONS))
-        for reason, count in zip(decode_walk.MALFORMED_REASONS[1:], counts[1:], strict=True):
+        counts = np.bincount(status, minlength=decode_walk.UNSUPPORTED_LINKTYPE + 1)
+        for reason, count in zip(decode_walk.MALFORMED_REASONS[1:], counts[1:], strict=False):
             self.stats.malformed[reason] += int(count)
+
+    def _unsupported(self, linktype: int, packets: int) -> None:
+        """Counted by link type and logged once per link type: a file of another link layer is not damage."""
+        if linktype not in self.stats.unsupported_linktypes:
+            log.warning("link type %d is not supported (%s are): its packets are counted, not decoded", linktype,
+                        ", ".join(map(str, sorted(protocols.LINKTYPES))))
+        self.stats.unsupported_linktypes[linktype] = self.stats.unsupported_linktypes.get(linktype, 0) + packets
 
     def _links(self, batch: PacketBatch, session: np.ndarray, vlan_link: np.ndarray) -> np.ndarray:
         """Link index: ERSPAN session first, then a mirror VLAN, then the capture interface's name."""

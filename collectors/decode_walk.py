@@ -28,11 +28,12 @@ BAD_TCP_OFFSET = 6
 SHORT_TUNNEL = 7
 SHORT_BTH = 8
 SHORT_CONTROL = 9
-UNSUPPORTED_LINKTYPE = 10
+SHORT_LINK_HEADER = 10
 MALFORMED_REASONS = (
     "ok", "short_ethernet", "bad_ip_header", "short_ip", "bad_ipv6_extension", "short_l4", "bad_tcp_offset",
-    "short_tunnel", "short_bth", "short_control", "unsupported_linktype",
+    "short_tunnel", "short_bth", "short_control", "short_link_header",
 )
+UNSUPPORTED_LINKTYPE = len(MALFORMED_REASONS)  # a batch of a link type the walk does not open: not malformed
 
 _AETH = p.OPCODE_HAS_AETH
 
@@ -73,48 +74,94 @@ def _frame(buf: np.ndarray, frame: int, end: int) -> tuple[int, int, int, int, i
         ethertype = be16(buf, at + h.VLAN_TYPE)
         at += h.VLAN_TAG
         tags += 1
-    l3 = at
+    st, ethertype, l3, ip_version, proto, l4, l4_end = _network(buf, ethertype, at, end)
+    return st, tags, first_vid, last_vid, ethertype, l3, ip_version, proto, l4, l4_end
+
+
+@numba.njit(cache=True)
+def _link_header(buf: np.ndarray, start: int, end: int, linktype: int) -> tuple[int, int, int]:
+    """(status, EtherType of the network header, its start) after a non-Ethernet link header; raw IP has
+    none (the version nibble says which IP), PPP's protocol numbers are mapped to EtherTypes."""
+    if linktype == p.LINKTYPE_LINUX_SLL or linktype == p.LINKTYPE_LINUX_SLL2:
+        size = h.SLL_HEADER if linktype == p.LINKTYPE_LINUX_SLL else h.SLL2_HEADER
+        field = h.SLL_PROTOCOL if linktype == p.LINKTYPE_LINUX_SLL else h.SLL2_PROTOCOL
+        if start + size > end:
+            return SHORT_LINK_HEADER, 0, start
+        return OK, be16(buf, start + field), start + size
+    if linktype == p.LINKTYPE_CISCO_HDLC:
+        if start + h.HDLC_HEADER > end:
+            return SHORT_LINK_HEADER, 0, start
+        return OK, be16(buf, start + h.HDLC_PROTOCOL), start + h.HDLC_HEADER
+    if linktype == p.LINKTYPE_PPP or linktype == p.LINKTYPE_PPP_HDLC:
+        at = start
+        if start + h.PPP_HDLC_HEADER <= end and be16(buf, start) == p.PPP_ADDRESS_CONTROL:
+            at = start + h.PPP_PROTOCOL
+        if at + h.PPP_HDLC_HEADER - h.PPP_PROTOCOL > end:
+            return SHORT_LINK_HEADER, 0, start
+        protocol = be16(buf, at)
+        at += h.PPP_HDLC_HEADER - h.PPP_PROTOCOL
+        if protocol == p.PPP_IPV4:
+            return OK, p.ETH_IPV4, at
+        if protocol == p.PPP_IPV6:
+            return OK, p.ETH_IPV6, at
+        if protocol == p.PPP_MPLS:
+            return OK, p.ETH_MPLS, at
+        return OK, 0, at  # LCP, IPCP and the other control protocols: a non-IP frame
+    if start >= end:
+        return SHORT_LINK_HEADER, 0, start
+    version = int(buf[start]) >> 4
+    if linktype == p.LINKTYPE_IPV4 or (linktype != p.LINKTYPE_IPV6 and version == 4):
+        return OK, p.ETH_IPV4, start
+    if linktype == p.LINKTYPE_IPV6 or version == 6:
+        return OK, p.ETH_IPV6, start
+    return BAD_IP_HEADER, 0, start
+
+
+@numba.njit(cache=True)
+def _network(buf: np.ndarray, ethertype: int, l3: int, end: int) -> tuple[int, int, int, int, int, int, int]:
+    """The network header at `l3` of type `ethertype`: (status, ethertype, l3, ip_version, proto, l4, l4_end),
+    as in _frame."""
     if ethertype == p.ETH_IPV4:
         if l3 + h.IPV4_HEADER > end:
-            return SHORT_IP, tags, first_vid, last_vid, ethertype, l3, 4, 0, -1, end
+            return SHORT_IP, ethertype, l3, 4, 0, -1, end
         ihl = (int(buf[l3]) & 0x0F) * 4  # IHL: 32-bit words
         total = be16(buf, l3 + h.IPV4_TOTAL_LENGTH)
         if int(buf[l3]) >> 4 != 4 or ihl < h.IPV4_HEADER or total < ihl:
-            return BAD_IP_HEADER, tags, first_vid, last_vid, ethertype, l3, 4, 0, -1, end
+            return BAD_IP_HEADER, ethertype, l3, 4, 0, -1, end
         if l3 + ihl > end:
-            return SHORT_IP, tags, first_vid, last_vid, ethertype, l3, 4, 0, -1, end
+            return SHORT_IP, ethertype, l3, 4, 0, -1, end
         proto = int(buf[l3 + h.IPV4_PROTOCOL])
         first_fragment = (be16(buf, l3 + h.IPV4_FRAGMENT) & h.IPV4_FRAGMENT_MASK) == 0
-        return (OK, tags, first_vid, last_vid, ethertype, l3, 4, proto, l3 + ihl if first_fragment else -1,
+        return (OK, ethertype, l3, 4, proto, l3 + ihl if first_fragment else -1,
                 min(end, l3 + total))
     if ethertype == p.ETH_IPV6:
         if l3 + h.IPV6_HEADER > end:
-            return SHORT_IP, tags, first_vid, last_vid, ethertype, l3, 6, 0, -1, end
+            return SHORT_IP, ethertype, l3, 6, 0, -1, end
         if int(buf[l3]) >> 4 != 6:
-            return BAD_IP_HEADER, tags, first_vid, last_vid, ethertype, l3, 6, 0, -1, end
+            return BAD_IP_HEADER, ethertype, l3, 6, 0, -1, end
         datagram_end = min(end, l3 + h.IPV6_HEADER + be16(buf, l3 + h.IPV6_PAYLOAD_LENGTH))
         proto = int(buf[l3 + h.IPV6_NEXT_HEADER])
         at = l3 + h.IPV6_HEADER
         for _ in range(p.MAX_IPV6_EXTENSIONS):
             if proto == p.IPV6_FRAGMENT:
                 if at + h.IPV6_FRAGMENT_HEADER > end:
-                    return BAD_IPV6_EXTENSION, tags, first_vid, last_vid, ethertype, l3, 6, proto, -1, end
+                    return BAD_IPV6_EXTENSION, ethertype, l3, 6, proto, -1, end
                 offset = be16(buf, at + h.IPV6_FRAGMENT_OFFSET) >> h.IPV6_FRAGMENT_SHIFT
                 proto = int(buf[at])
                 at += h.IPV6_FRAGMENT_HEADER
                 if offset != 0:
-                    return OK, tags, first_vid, last_vid, ethertype, l3, 6, proto, -1, datagram_end
+                    return OK, ethertype, l3, 6, proto, -1, datagram_end
             elif proto == p.IPV6_HOP_BY_HOP or proto == p.IPV6_ROUTING or proto == p.IPV6_DEST_OPTIONS:
                 if at + h.IPV6_EXTENSION > end:
-                    return BAD_IPV6_EXTENSION, tags, first_vid, last_vid, ethertype, l3, 6, proto, -1, end
+                    return BAD_IPV6_EXTENSION, ethertype, l3, 6, proto, -1, end
                 size = (int(buf[at + h.IPV6_EXTENSION_LENGTH]) + 1) * 8  # 8-octet units, the first not counted
                 proto = int(buf[at])
                 at += size
                 if at > end:
-                    return BAD_IPV6_EXTENSION, tags, first_vid, last_vid, ethertype, l3, 6, proto, -1, end
+                    return BAD_IPV6_EXTENSION, ethertype, l3, 6, proto, -1, end
             else:
                 break
-        return OK, tags, first_vid, last_vid, ethertype, l3, 6, proto, at, datagram_end
+        return OK, ethertype, l3, 6, proto, at, datagram_end
     short_arp = ethertype == p.ETH_ARP and (
         l3 + h.ARP_FIXED > end
         or (buf[l3 + h.ARP_HARDWARE_LENGTH] == 6 and buf[l3 + h.ARP_PROTOCOL_LENGTH] == 4
@@ -124,8 +171,8 @@ def _frame(buf: np.ndarray, frame: int, end: int) -> tuple[int, int, int, int, i
         l3 + 2 > end or (be16(buf, l3 + h.PFC_OPCODE_AT) == p.PFC_OPCODE and l3 + h.PFC_FRAME > end)
     )
     if short_arp or short_pfc:
-        return SHORT_CONTROL, tags, first_vid, last_vid, ethertype, l3, 0, 0, -1, end
-    return OK, tags, first_vid, last_vid, ethertype, l3, 0, 0, -1, end
+        return SHORT_CONTROL, ethertype, l3, 0, 0, -1, end
+    return OK, ethertype, l3, 0, 0, -1, end
 
 
 @numba.njit(cache=True)
@@ -199,10 +246,8 @@ class Headers:
     slab: np.ndarray  # (SLAB_WIDTH, n) uint8, header bytes at the SLAB_* rows (zeros past the capture)
 
 
-def locate(data: np.ndarray, offset: np.ndarray, caplen: np.ndarray, vlan_links: np.ndarray) -> Headers:
-    """Run the compiled walk over one batch."""
-    n = len(offset)
-    headers = Headers(
+def _empty(n: int) -> Headers:
+    return Headers(
         status=np.zeros(n, dtype=np.uint8), session=np.empty(n, dtype=np.int16),
         vlan_link=np.empty(n, dtype=np.int16), frame=np.empty(n, dtype=np.int64), vlan=np.empty(n, dtype=np.uint16),
         ethertype=np.empty(n, dtype=np.uint16), l3=np.empty(n, dtype=np.int64),
@@ -211,7 +256,25 @@ def locate(data: np.ndarray, offset: np.ndarray, caplen: np.ndarray, vlan_links:
         payload=np.empty(n, dtype=np.int64), is_roce=np.empty(n, dtype=np.bool_),
         slab=np.empty((SLAB_WIDTH, n), dtype=np.uint8),
     )
-    walk(data, offset, caplen, vlan_links, *(getattr(headers, name.name) for name in fields(Headers)))
+
+
+def unsupported(n: int) -> Headers:
+    """Headers of `n` packets of a link type the walk does not open: every header absent."""
+    headers = _empty(n)
+    for name in fields(Headers):
+        getattr(headers, name.name).fill(0)
+    for column in (headers.session, headers.vlan_link, headers.l3, headers.l4, headers.app_l4, headers.payload):
+        column.fill(-1)
+    headers.status.fill(UNSUPPORTED_LINKTYPE)
+    return headers
+
+
+def locate(
+    data: np.ndarray, offset: np.ndarray, caplen: np.ndarray, vlan_links: np.ndarray, linktype: int
+) -> Headers:
+    """Run the compiled walk over one batch of one link type (one of protocols.LINKTYPES)."""
+    headers = _empty(len(offset))
+    walk(data, offset, caplen, vlan_links, linktype, *(getattr(headers, name.name) for name in fields(Headers)))
     return headers
 
 
@@ -221,6 +284,7 @@ def walk(
     offset: np.ndarray,
     caplen: np.ndarray,
     vlan_links: np.ndarray,
+    linktype: int,
     status: np.ndarray,
     session: np.ndarray,
     vlan_link: np.ndarray,
@@ -252,10 +316,20 @@ def walk(
                 prefetch(buf, min(ahead + line, last))  # type: ignore[call-arg]  # numba stubs: @intrinsic drops typingctx
         start = offset[i]
         end = start + caplen[i]
-        st, tags, first_vid, last_vid, etype, at3, ipver, prot, at4, l4_end = _frame(buf, start, end)
+        frame = start
+        if linktype == p.LINKTYPE_ETHERNET:
+            st, tags, first_vid, last_vid, etype, at3, ipver, prot, at4, l4_end = _frame(buf, start, end)
+        else:
+            tags, first_vid, last_vid = 0, 0, 0
+            st, etype, network = _link_header(buf, start, end, linktype)
+            if linktype == p.LINKTYPE_LINUX_SLL or linktype == p.LINKTYPE_LINUX_SLL2:
+                frame = network  # a pseudo-header the capture wrote, not bytes of the frame on the wire
+            at3, ipver, prot, at4, l4_end = network, 0, 0, -1, end
+            if st == OK:
+                st, etype, at3, ipver, prot, at4, l4_end = _network(buf, etype, network, end)
         session[i] = -1
         vlan_link[i] = -1
-        frame = start
+        mirrored = False
         if st == OK and prot == p.IP_GRE and at4 >= 0:
             gst, sess, inner = _erspan(buf, at4, l4_end)
             if gst != OK:
@@ -263,8 +337,9 @@ def walk(
             elif inner >= 0:
                 session[i] = sess
                 frame = inner
+                mirrored = True
                 st, tags, first_vid, last_vid, etype, at3, ipver, prot, at4, l4_end = _frame(buf, inner, end)
-        if frame == start and tags > 0 and vlan_links[first_vid] >= 0:
+        if not mirrored and tags > 0 and vlan_links[first_vid] >= 0:
             vlan_link[i] = vlan_links[first_vid]
             tags -= 1
             if tags == 0:

@@ -20,7 +20,7 @@ from scapy.contrib.mac_control import MACControlClassBasedFlowControl
 from scapy.contrib.roce import AETH, BTH, cnp
 from scapy.layers.inet import GRE, ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop
-from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
+from scapy.layers.l2 import ARP, CookedLinux, CookedLinuxV2, Dot1AD, Dot1Q, Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Packet, Raw
 from scapy.utils import wrpcap
@@ -189,6 +189,48 @@ def test_scapy_mix_matches_tshark(tmp_path: Path) -> None:
     path = tmp_path / "mix.pcap"
     frames = scapy_mix()
     wrpcap(str(path), frames)
+    assert cross_check(path) == len(frames)
+
+
+LINK_HEADERS: dict[int, bytes] = {  # link type -> the bytes before the network header, from each format's spec
+    9: b"\xff\x03\x00\x21",  # PPP with HDLC-like framing, IPv4
+    12: b"",
+    14: b"",
+    50: b"\xff\x03\x00\x21",
+    101: b"",
+    104: b"\x0f\x00\x08\x00",  # Cisco HDLC unicast, IPv4
+    113: bytes(CookedLinux(pkttype=0, lladdrtype=1, lladdrlen=6, src=b"\x02\0\0\0\0\1\0\0", proto=0x0800)),
+    228: b"",
+    276: bytes(CookedLinuxV2(proto=0x0800, ifindex=3, lladdrtype=1, lladdrlen=6, src=b"\x02\0\0\0\0\1\0\0")),
+}
+
+
+def link_datagrams() -> list[Packet]:
+    """IPv4 datagrams (BGP among them, as on the Cisco HDLC capture of issue 15) for the link types above."""
+    return [
+        IP(src="10.0.1.1", dst="10.0.2.2", tos=0x6A) / TCP(sport=179, dport=40000 + i, flags="PA")
+        / Raw(b"\xff" * 16 + b"\x00\x13\x04") if i % 2 else
+        IP(src="10.0.3.3", dst="10.0.4.4", tos=0x02) / UDP(sport=49152 + i, dport=4791) / BTH(opcode=0x0A, psn=i)
+        / Raw(b"\0" * 32)
+        for i in range(10)
+    ]
+
+
+@pytest.mark.parametrize("linktype", sorted(LINK_HEADERS))
+def test_link_types_match_tshark(tmp_path: Path, linktype: int) -> None:
+    path = tmp_path / f"link{linktype}.pcap"
+    frames = [Raw(LINK_HEADERS[linktype] + bytes(datagram)) for datagram in link_datagrams()]
+    wrpcap(str(path), frames, linktype=linktype)
+    assert all(":ip:" in f":{row['frame.protocols'][0]}:" for row in tshark_rows(path))  # tshark opened them too
+    assert cross_check(path) == len(frames)
+
+
+def test_raw_ipv6_link_type_matches_tshark(tmp_path: Path) -> None:
+    path = tmp_path / "link229.pcap"
+    frames = [Raw(bytes(IPv6(src="fd00::1", dst=f"fd00::{i + 2:x}", tc=0x2A) / TCP(sport=179, dport=50000 + i)))
+              for i in range(5)]
+    wrpcap(str(path), frames, linktype=229)
+    assert all(":ipv6:" in f":{row['frame.protocols'][0]}:" for row in tshark_rows(path))
     assert cross_check(path) == len(frames)
 
 

@@ -22,7 +22,7 @@ from scapy.layers.inet6 import (
     IPv6ExtHdrHopByHop,
     IPv6ExtHdrRouting,
 )
-from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
+from scapy.layers.l2 import ARP, CookedLinux, CookedLinuxV2, Dot1AD, Dot1Q, Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Packet, Raw
 
@@ -331,14 +331,68 @@ def test_malformed_frames_are_flagged_and_counted(tmp_path: Path) -> None:
     assert not decoded.is_roce[bad].any()
 
 
-def test_other_linktypes_are_not_decoded(tmp_path: Path) -> None:
-    path = tmp_path / "raw.pcap"
-    path.write_bytes(pcap_header(linktype=101) + pcap_record(1, bytes(IP() / UDP())))
+LINK_HEADERS: dict[int, bytes] = {  # link type -> header before an IPv4 datagram, built from each format's spec
+    1: bytes(Ether(**MAC, type=0x0800)),
+    9: b"\xff\x03\x00\x21",
+    12: b"",
+    14: b"",
+    50: b"\xff\x03\x00\x21",
+    101: b"",
+    104: b"\x0f\x00\x08\x00",
+    113: bytes(CookedLinux(proto=0x0800)),
+    228: b"",
+    276: bytes(CookedLinuxV2(proto=0x0800)),
+}
+
+
+@pytest.mark.parametrize("linktype", sorted(LINK_HEADERS))
+def test_link_types_are_opened(tmp_path: Path, linktype: int) -> None:
+    datagram = bytes(IP(src="10.0.1.1", dst="10.0.2.2", tos=0x6A) / UDP(sport=4000, dport=53) / Raw(b"q" * 20))
+    path = tmp_path / "link.pcap"
+    path.write_bytes(pcap_header(linktype=linktype) + pcap_record(1, LINK_HEADERS[linktype] + datagram))
     batches, _ = read_all(path)
     decoder = Decoder()
-    assert not Decoder().decode(batches[0]).ok.any()
+    decoded = decoder.decode(batches[0])
+    assert decoded.ok.tolist() == [True]
+    assert words_of("10.0.1.1") == (int(decoded.src_hi[0]), int(decoded.src_lo[0]))
+    assert words_of("10.0.2.2") == (int(decoded.dst_hi[0]), int(decoded.dst_lo[0]))
+    assert (int(decoded.src_port[0]), int(decoded.dst_port[0]), int(decoded.dscp[0])) == (4000, 53, 0x6A >> 2)
+    pseudo = linktype in (113, 276)  # the cooked headers are the capture's, not bytes on the wire
+    assert int(decoded.wire_len[0]) == len(datagram) + (0 if pseudo else len(LINK_HEADERS[linktype]))
+
+
+def test_raw_ipv6_link_type(tmp_path: Path) -> None:
+    datagram = bytes(IPv6(src="fd00::1", dst="fd00::2") / TCP(sport=1, dport=2))
+    path = tmp_path / "raw6.pcap"
+    path.write_bytes(pcap_header(linktype=229) + pcap_record(1, datagram))
+    batches, _ = read_all(path)
+    decoded = Decoder().decode(batches[0])
+    assert decoded.ok.tolist() == [True] and int(decoded.proto[0]) == 6
+
+
+def test_short_link_header_is_malformed(tmp_path: Path) -> None:
+    path = tmp_path / "short.pcap"
+    path.write_bytes(pcap_header(linktype=113) + pcap_record(1, b"\x00\x00\x00"))
+    batches, _ = read_all(path)
+    decoder = Decoder()
+    assert not decoder.decode(batches[0]).ok.any()
+    assert decoder.stats.malformed["short_link_header"] == 1
+
+
+def test_other_linktypes_are_counted_as_unsupported_not_malformed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "ieee80211.pcap"
+    path.write_bytes(pcap_header(linktype=105) + pcap_record(1, b"\x08\x00" * 20) + pcap_record(2, b"\x08" * 30))
+    batches, _ = read_all(path)
+    decoder = Decoder()
+    assert not decoder.decode(batches[0]).ok.any()
     decoder.decode(batches[0])
-    assert decoder.stats.malformed["unsupported_linktype"] == 1
+    assert decoder.stats.unsupported_linktypes == {105: 4}
+    assert decoder.stats.malformed_total == 0
+    assert [record.getMessage() for record in caplog.records if "link type 105" in record.getMessage()] == [
+        "link type 105 is not supported (1, 9, 12, 14, 50, 101, 104, 113, 228, 229, 276 are): its packets are "
+        "counted, not decoded"]
 
 
 def test_batch_of_many_mixed_frames_matches_one_by_one(tmp_path: Path, topology: Topology) -> None:
