@@ -22,6 +22,9 @@ from pipeline.addresses import V4_MAPPED_LO, v6_words
 from pipeline.topology import NO_LINK, UNKNOWN, VLAN_IDS, Topology
 
 log = logging.getLogger(__name__)
+SWITCH_CLOCK_TOLERANCE_NS = 1_000_000_000  # a switch timestamp further from the capture time is not trusted
+FCS_BYTES = 4
+MIN_FRAME = 60  # bytes of the smallest Ethernet frame without its FCS: shorter ones are padded to it
 
 
 @dataclass
@@ -61,18 +64,29 @@ class Decoder:
         app_src_port, app_dst_port, _ = _l4_fields(
             ok, headers.app_proto, headers.app_l4, headers.slab[SLAB_APP_L4:SLAB_BTH]
         )
+        outer = (src_hi, src_lo, dst_hi, dst_lo)
+        inner = ok & (headers.inner_l3 >= 0)  # a tunnel's inner flow is the flow; the outer endpoints are kept
+        proto = np.where(ok, headers.proto, 0).astype(np.uint8)
+        if inner.any():
+            src_hi, src_lo, dst_hi, dst_lo = _inner_addresses(inner, headers.inner_header, outer)
+            proto = np.where(inner, headers.app_proto, proto).astype(np.uint8)
+            src_port = np.where(inner, app_src_port, src_port).astype(np.uint16)
+            dst_port = np.where(inner, app_dst_port, dst_port).astype(np.uint16)
+        ts_ns, switch_timed = _packet_time(batch.ts_ns, ok, headers)
         bth = _bth_fields(ok & headers.is_roce, headers.slab[SLAB_BTH:])
         pfc_enable, pfc_quanta = _pfc_fields(ok, headers)
         link = self._links(batch, headers.session, headers.vlan_link)
         direction = np.full(len(batch), UNKNOWN, dtype=np.int8)
         if self.topology is not None:
-            direction = self.topology.directions(
-                link, self.topology.leaf_index(src_hi, src_lo), self.topology.leaf_index(dst_hi, dst_lo)
+            direction = self.topology.directions(  # the fabric's hosts are the outer endpoints of a tunnel
+                link, self.topology.leaf_index(outer[0], outer[1]), self.topology.leaf_index(outer[2], outer[3])
             )
         end = batch.offset + batch.caplen
         return DecodedPackets(
             ok=ok,
-            ts_ns=batch.ts_ns,
+            ts_ns=ts_ns,
+            capture_ts_ns=batch.ts_ns,
+            switch_timed=switch_timed,
             link=link,
             direction=direction,
             erspan_session=np.where(ok, headers.session, -1).astype(np.int16),
@@ -83,7 +97,11 @@ class Decoder:
             src_lo=src_lo,
             dst_hi=dst_hi,
             dst_lo=dst_lo,
-            proto=np.where(ok, headers.proto, 0).astype(np.uint8),
+            proto=proto,
+            outer_src_hi=np.where(inner, outer[0], 0).astype(np.uint64),
+            outer_src_lo=np.where(inner, outer[1], 0).astype(np.uint64),
+            outer_dst_hi=np.where(inner, outer[2], 0).astype(np.uint64),
+            outer_dst_lo=np.where(inner, outer[3], 0).astype(np.uint64),
             src_port=src_port,
             dst_port=dst_port,
             dscp=traffic_class >> 2,
@@ -131,6 +149,41 @@ class Decoder:
                              dtype=np.int16)
             self._interface_links[names] = table
         return table
+
+
+def _inner_addresses(
+    inner: np.ndarray, block: np.ndarray, outer: tuple[np.ndarray, ...]
+) -> tuple[np.ndarray, ...]:
+    """(src_hi, src_lo, dst_hi, dst_lo): the tunnel's inner IP addresses on `inner` rows (`block` holds the
+    inner IP headers row-major), the outer ones elsewhere."""
+    words = tuple(column.copy() for column in outer)
+    rows = np.flatnonzero(inner)
+    head = block[rows].T
+    v4 = (head[0] >> 4) == 4
+    for column, v4_at, v6_at in ((0, h.IPV4_SOURCE, h.IPV6_SOURCE), (2, h.IPV4_DESTINATION, h.IPV6_DESTINATION)):
+        hi, lo = v6_words(head[v6_at : v6_at + 16].T)
+        words[column][rows] = np.where(v4, 0, hi)
+        words[column + 1][rows] = np.where(v4, column32(head, v4_at).astype(np.uint64) | V4_MAPPED_LO, lo)
+    return words
+
+
+def _packet_time(capture_ns: np.ndarray, ok: np.ndarray, headers: decode_walk.Headers) -> tuple[np.ndarray, ...]:
+    """Packet time: the switch's ERSPAN III timestamp where it stamped the copy (100 µs, 100 ns or IEEE 1588
+    granularity), else the capture time; and which packets are switch-timed. The 32-bit stamp wraps (every
+    4.97 days, 429 s, or each second for IEEE 1588's nanoseconds), so it is placed in the period nearest the
+    capture time. A stamp further than SWITCH_CLOCK_TOLERANCE_NS from the capture time is a switch clock
+    that is not synchronised (or a switch that leaves the field 0): the capture time is kept."""
+    granularity = headers.switch_granularity.astype(np.int64)
+    unit = np.array(protocols.ERSPAN_GRANULARITY_NS, dtype=np.int64)[np.maximum(granularity, 0)]
+    stamped = ok & (granularity >= 0) & (unit > 0)
+    if not stamped.any():
+        return capture_ns, stamped
+    period = np.where(granularity == protocols.ERSPAN_GRANULARITY_1588, 1_000_000_000, unit << 32)
+    stamp = headers.switch_stamp * unit
+    half = period // 2
+    switch = capture_ns + np.mod(stamp - capture_ns + half, np.maximum(period, 1)) - half
+    timed = stamped & (np.abs(capture_ns - switch) <= SWITCH_CLOCK_TOLERANCE_NS)
+    return np.where(timed, switch, capture_ns), timed
 
 
 def _ip_fields(ok: np.ndarray, headers: decode_walk.Headers) -> tuple[np.ndarray, ...]:
@@ -201,11 +254,19 @@ def _pfc_fields(ok: np.ndarray, headers: decode_walk.Headers) -> tuple[np.ndarra
 
 def _wire_len(batch: PacketBatch, ok: np.ndarray, headers: decode_walk.Headers, ip_length: np.ndarray) -> np.ndarray:
     """Original length of the monitored frame: the recorded length minus mirror encapsulation, or, when the
-    capture or the mirror truncated the frame, the IP total length plus the L2 header."""
+    capture or the mirror truncated the frame, the IP total length plus the L2 header. An Ethernet frame
+    recorded with its FCS (mirror copies often keep it) counts as without: after an IP datagram, a trailer of
+    exactly FCS_BYTES on a frame needing no padding, or a padded minimum frame plus FCS_BYTES, is the FCS."""
     mirror_tag = np.where(headers.vlan_link >= 0, h.VLAN_TAG, 0)
     encapsulation = headers.frame - batch.offset + mirror_tag
     recorded = batch.wirelen.astype(np.int64) - encapsulation
     from_ip = headers.l3 - headers.frame - mirror_tag + ip_length
+    ip = headers.ip_version > 0
     truncated = (batch.caplen < batch.wirelen) | (recorded < from_ip)
-    wire = np.where((headers.ip_version > 0) & truncated, from_ip, recorded)
+    ethernet = (batch.linktype == protocols.LINKTYPE_ETHERNET) | (headers.session >= 0)
+    fcs = ethernet & ip & ~truncated & (
+        ((recorded - from_ip == FCS_BYTES) & (from_ip >= MIN_FRAME))
+        | ((recorded == MIN_FRAME + FCS_BYTES) & (from_ip < MIN_FRAME))
+    )
+    wire = np.where(ip & truncated, from_ip, recorded - np.where(fcs, FCS_BYTES, 0))
     return np.where(ok, np.maximum(wire, 0), 0).astype(np.uint32)

@@ -15,7 +15,7 @@ import numpy as np
 from collectors import header_table as h
 from collectors import protocols as p
 from collectors.offsets import prefetch
-from collectors.wire import be16, be24
+from collectors.wire import be16, be24, be32
 
 # Malformed-packet reasons (`status`); 0 = ok.
 OK = 0
@@ -34,6 +34,10 @@ MALFORMED_REASONS = (
     "short_tunnel", "short_bth", "short_control", "short_link_header",
 )
 UNSUPPORTED_LINKTYPE = len(MALFORMED_REASONS)  # a batch of a link type the walk does not open: not malformed
+
+CARRIES_NOTHING = 0  # what a tunnel carries (_tunnel), besides an EtherType
+CARRIES_ETHERNET = 1
+INNER_HEADER = h.IPV6_HEADER  # bytes kept of a tunnel's inner IP header: both addresses of IPv4 or IPv6
 
 _AETH = p.OPCODE_HAS_AETH
 
@@ -195,14 +199,38 @@ def _l4_header(buf: np.ndarray, proto: int, l4: int, end: int) -> tuple[int, int
 
 
 @numba.njit(cache=True)
-def _erspan(buf: np.ndarray, gre: int, end: int) -> tuple[int, int, int]:
-    """(status, session or -1, start of the mirrored frame or -1 when this GRE packet is not ERSPAN)."""
+def _erspan(buf: np.ndarray, gre: int, end: int) -> tuple[int, int, int, int, int]:
+    """(status, session or -1, start of the mirrored frame or -1 when this GRE packet is not ERSPAN, the ERSPAN
+    III timestamp or -1, its granularity or -1). Type I (protocol 0x88BE without a GRE sequence number, as
+    tshark reads it) has no ERSPAN header."""
     if gre + h.GRE_HEADER > end:
-        return SHORT_TUNNEL, -1, -1
+        return SHORT_TUNNEL, -1, -1, -1, -1
     flags = be16(buf, gre)
     kind = be16(buf, gre + h.GRE_PROTOCOL)
     if (flags & h.GRE_VERSION_MASK) != 0 or (kind != p.ETH_ERSPAN_II and kind != p.ETH_ERSPAN_III):
-        return OK, -1, -1
+        return OK, -1, -1, -1, -1
+    at = _gre_payload(flags, gre)
+    if not flags & p.GRE_SEQUENCE and kind == p.ETH_ERSPAN_II:
+        return (OK, -1, at, -1, -1) if at <= end else (SHORT_TUNNEL, -1, -1, -1, -1)
+    size = h.ERSPAN_II_HEADER if kind == p.ETH_ERSPAN_II else h.ERSPAN_III_HEADER
+    if at + size > end:
+        return SHORT_TUNNEL, -1, -1, -1, -1
+    session = be16(buf, at + h.ERSPAN_SESSION) & h.ERSPAN_SESSION_MASK
+    if kind == p.ETH_ERSPAN_II:
+        return OK, session, at + size, -1, -1
+    stamp = be32(buf, at + h.ERSPAN_III_TIMESTAMP)
+    flag_byte = int(buf[at + h.ERSPAN_III_FLAGS])
+    granularity = (flag_byte & h.ERSPAN_III_GRANULARITY_MASK) >> h.ERSPAN_III_GRANULARITY_SHIFT
+    if flag_byte & h.ERSPAN_III_OPTIONAL_MASK:
+        size += h.ERSPAN_III_PLATFORM
+        if at + size > end:
+            return SHORT_TUNNEL, -1, -1, -1, -1
+    return OK, session, at + size, stamp, granularity
+
+
+@numba.njit(cache=True, inline="always")
+def _gre_payload(flags: int, gre: int) -> int:
+    """Start of a GRE packet's payload: after the optional checksum, key and sequence number its flags announce."""
     at = gre + h.GRE_HEADER
     if flags & p.GRE_CHECKSUM:
         at += h.GRE_OPTION
@@ -210,17 +238,70 @@ def _erspan(buf: np.ndarray, gre: int, end: int) -> tuple[int, int, int]:
         at += h.GRE_OPTION
     if flags & p.GRE_SEQUENCE:
         at += h.GRE_OPTION
-    elif kind == p.ETH_ERSPAN_II:
-        return (OK, -1, at) if at <= end else (SHORT_TUNNEL, -1, -1)  # type I: no ERSPAN header
-    size = h.ERSPAN_II_HEADER if kind == p.ETH_ERSPAN_II else h.ERSPAN_III_HEADER
-    if at + size > end:
-        return SHORT_TUNNEL, -1, -1
-    session = be16(buf, at + h.ERSPAN_SESSION) & h.ERSPAN_SESSION_MASK
-    if kind == p.ETH_ERSPAN_III and (buf[at + h.ERSPAN_III_FLAGS] & h.ERSPAN_III_OPTIONAL_MASK):
-        size += h.ERSPAN_III_PLATFORM
-        if at + size > end:
-            return SHORT_TUNNEL, -1, -1
-    return OK, session, at + size
+    return at
+
+
+@numba.njit(cache=True)
+def _mpls(buf: np.ndarray, at: int, end: int) -> tuple[int, int, int, int]:
+    """(status, EtherType of what the label stack carries (IP by its version nibble, else 0), its start, the
+    bottom label)."""
+    label = 0
+    for _ in range(p.MAX_MPLS_LABELS):
+        if at + h.MPLS_ENTRY > end:
+            return SHORT_TUNNEL, 0, at, 0
+        label = be32(buf, at) >> h.MPLS_LABEL_SHIFT
+        bottom = buf[at + h.MPLS_BOTTOM] & h.MPLS_BOTTOM_MASK
+        at += h.MPLS_ENTRY
+        if bottom:
+            if at >= end:
+                return SHORT_TUNNEL, 0, at, label
+            version = int(buf[at]) >> 4
+            return OK, p.ETH_IPV4 if version == 4 else p.ETH_IPV6 if version == 6 else 0, at, label
+    return SHORT_TUNNEL, 0, at, label
+
+
+@numba.njit(cache=True)
+def _tunnel(buf: np.ndarray, proto: int, l4: int, body: int, end: int) -> tuple[int, int, int, int, bool]:
+    """What the L4 header at `l4` (its payload at `body`) tunnels: (status, CARRIES_NOTHING, CARRIES_ETHERNET or
+    the EtherType carried, where it starts, the tunnel id (VNI or GRE key) or -1, whether it is VXLAN)."""
+    if proto == p.IP_IPIP:
+        return OK, p.ETH_IPV4, l4, -1, False
+    if proto == p.IP_IPV6:
+        return OK, p.ETH_IPV6, l4, -1, False
+    if proto == p.IP_GRE:
+        if l4 + h.GRE_HEADER > end:
+            return SHORT_TUNNEL, CARRIES_NOTHING, -1, -1, False
+        flags = be16(buf, l4)
+        kind = be16(buf, l4 + h.GRE_PROTOCOL)
+        if (flags & h.GRE_VERSION_MASK) != 0 or not (
+            kind == p.ETH_TEB or kind == p.ETH_IPV4 or kind == p.ETH_IPV6 or kind == p.ETH_MPLS
+        ):
+            return OK, CARRIES_NOTHING, -1, -1, False
+        at = _gre_payload(flags, l4)
+        if at > end:
+            return SHORT_TUNNEL, CARRIES_NOTHING, -1, -1, False
+        key = -1
+        if flags & p.GRE_KEY:
+            key = be32(buf, l4 + h.GRE_HEADER + (h.GRE_OPTION if flags & p.GRE_CHECKSUM else 0))
+        return OK, CARRIES_ETHERNET if kind == p.ETH_TEB else kind, at, key, False
+    if proto == p.IP_UDP and body >= 0:
+        port = be16(buf, l4 + h.L4_DESTINATION_PORT)
+        if port == p.UDP_VXLAN:
+            if body + h.VXLAN_HEADER > end:
+                return SHORT_TUNNEL, CARRIES_NOTHING, -1, -1, False
+            return OK, CARRIES_ETHERNET, body + h.VXLAN_HEADER, be24(buf, body + h.VXLAN_VNI), True
+        if port == p.UDP_GENEVE:
+            if body + h.GENEVE_HEADER > end:
+                return SHORT_TUNNEL, CARRIES_NOTHING, -1, -1, False
+            size = h.GENEVE_HEADER + (int(buf[body]) & h.GENEVE_OPTIONS_LENGTH_MASK) * 4  # options: 4-byte words
+            kind = be16(buf, body + h.GENEVE_PROTOCOL)
+            if body + size > end:
+                return SHORT_TUNNEL, CARRIES_NOTHING, -1, -1, False
+            if kind != p.ETH_TEB and kind != p.ETH_IPV4 and kind != p.ETH_IPV6:
+                return OK, CARRIES_NOTHING, -1, -1, False
+            carries = CARRIES_ETHERNET if kind == p.ETH_TEB else kind
+            return OK, carries, body + size, be24(buf, body + h.GENEVE_VNI), False
+    return OK, CARRIES_NOTHING, -1, -1, False
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,12 +319,16 @@ class Headers:
     ip_version: np.ndarray  # uint8, 4, 6 or 0
     proto: np.ndarray  # uint8, IP protocol after IPv6 extension headers
     l4: np.ndarray  # int64, L4 header of the monitored frame (-1 for non-first fragments)
-    vni: np.ndarray  # uint32
-    app_proto: np.ndarray  # uint8, innermost (VXLAN inner, else monitored) IP protocol
+    vni: np.ndarray  # uint32, tunnel id: VXLAN/Geneve VNI, GRE key, MPLS bottom label (the innermost one), 0 if none
+    inner_l3: np.ndarray  # int64, the IP header of the tunnel's inner flow when that is the flow key, else -1
+    switch_stamp: np.ndarray  # int64, ERSPAN III timestamp (units of switch_granularity), -1 when none
+    switch_granularity: np.ndarray  # int8, ERSPAN III Gra field, -1 when none
+    app_proto: np.ndarray  # uint8, innermost (tunnel inner, else monitored) IP protocol
     app_l4: np.ndarray  # int64, innermost TCP/UDP/ICMP header
     payload: np.ndarray  # int64, innermost L4 payload (the BTH for RoCE)
     is_roce: np.ndarray  # bool, a complete BTH (and AETH where the opcode has one) is captured
     slab: np.ndarray  # (SLAB_WIDTH, n) uint8, header bytes at the SLAB_* rows (zeros past the capture)
+    inner_header: np.ndarray  # (n, INNER_HEADER) uint8, the bytes at inner_l3; only rows with inner_l3 >= 0 set
 
 
 def _empty(n: int) -> Headers:
@@ -252,9 +337,11 @@ def _empty(n: int) -> Headers:
         vlan_link=np.empty(n, dtype=np.int16), frame=np.empty(n, dtype=np.int64), vlan=np.empty(n, dtype=np.uint16),
         ethertype=np.empty(n, dtype=np.uint16), l3=np.empty(n, dtype=np.int64),
         ip_version=np.empty(n, dtype=np.uint8), proto=np.empty(n, dtype=np.uint8), l4=np.empty(n, dtype=np.int64),
-        vni=np.empty(n, dtype=np.uint32), app_proto=np.empty(n, dtype=np.uint8), app_l4=np.empty(n, dtype=np.int64),
+        vni=np.empty(n, dtype=np.uint32), inner_l3=np.empty(n, dtype=np.int64),
+        switch_stamp=np.empty(n, dtype=np.int64), switch_granularity=np.empty(n, dtype=np.int8),
+        app_proto=np.empty(n, dtype=np.uint8), app_l4=np.empty(n, dtype=np.int64),
         payload=np.empty(n, dtype=np.int64), is_roce=np.empty(n, dtype=np.bool_),
-        slab=np.empty((SLAB_WIDTH, n), dtype=np.uint8),
+        slab=np.empty((SLAB_WIDTH, n), dtype=np.uint8), inner_header=np.empty((n, INNER_HEADER), dtype=np.uint8),
     )
 
 
@@ -263,7 +350,8 @@ def unsupported(n: int) -> Headers:
     headers = _empty(n)
     for name in fields(Headers):
         getattr(headers, name.name).fill(0)
-    for column in (headers.session, headers.vlan_link, headers.l3, headers.l4, headers.app_l4, headers.payload):
+    for column in (headers.session, headers.vlan_link, headers.l3, headers.l4, headers.app_l4, headers.payload,
+                   headers.inner_l3, headers.switch_stamp, headers.switch_granularity):
         column.fill(-1)
     headers.status.fill(UNSUPPORTED_LINKTYPE)
     return headers
@@ -296,16 +384,23 @@ def walk(
     proto: np.ndarray,
     l4: np.ndarray,
     vni: np.ndarray,
+    inner_l3: np.ndarray,
+    switch_stamp: np.ndarray,
+    switch_granularity: np.ndarray,
     app_proto: np.ndarray,
     app_l4: np.ndarray,
     payload: np.ndarray,
     is_roce: np.ndarray,
     slab: np.ndarray,
+    inner_header: np.ndarray,
 ) -> None:
-    """Locate the monitored frame (after ERSPAN), its headers and the innermost (VXLAN) L4 flow of each packet.
+    """Locate the monitored frame (after ERSPAN), its headers, the tunnels it carries and the innermost L4 flow
+    of each packet.
 
     `frame_start` is the monitored frame's first byte; a mirror VLAN tag mapped in `vlan_links` is reported in
-    `vlan_link` and left out of `vlan`. Outputs are left at their "absent" values for malformed packets.
+    `vlan_link` and left out of `vlan`. Outputs are left at their "absent" values for malformed packets. The
+    IP header inside a tunnel (GRE, IP-in-IP, Geneve) becomes the flow key (`inner_l3`), unless a VXLAN
+    tunnel was crossed first: DESIGN.md labels that flow `vxlan` and keys it by the outer flow.
     """
     tile = np.empty((SLAB_TILE, SLAB_WIDTH), dtype=np.uint8)
     last = len(buf) - 1
@@ -329,13 +424,17 @@ def walk(
                 st, etype, at3, ipver, prot, at4, l4_end = _network(buf, etype, network, end)
         session[i] = -1
         vlan_link[i] = -1
+        switch_stamp[i] = -1
+        switch_granularity[i] = -1
         mirrored = False
         if st == OK and prot == p.IP_GRE and at4 >= 0:
-            gst, sess, inner = _erspan(buf, at4, l4_end)
+            gst, sess, inner, stamp, granularity = _erspan(buf, at4, l4_end)
             if gst != OK:
                 st = gst
             elif inner >= 0:
                 session[i] = sess
+                switch_stamp[i] = stamp
+                switch_granularity[i] = granularity
                 frame = inner
                 mirrored = True
                 st, tags, first_vid, last_vid, etype, at3, ipver, prot, at4, l4_end = _frame(buf, inner, end)
@@ -344,6 +443,12 @@ def walk(
             tags -= 1
             if tags == 0:
                 last_vid = 0
+        vni[i] = 0
+        if st == OK and (etype == p.ETH_MPLS or etype == p.ETH_MPLS_MULTICAST):
+            st, etype, at3, label = _mpls(buf, at3, end)
+            vni[i] = label
+            if st == OK:
+                st, etype, at3, ipver, prot, at4, l4_end = _network(buf, etype, at3, end)
         frame_start[i] = frame
         vlan[i] = last_vid if tags > 0 else 0
         ethertype[i] = etype
@@ -351,7 +456,7 @@ def walk(
         ip_version[i] = ipver
         proto[i] = prot
         l4[i] = at4
-        vni[i] = 0
+        inner_l3[i] = -1
         app_proto[i] = prot
         app_l4[i] = -1
         payload[i] = -1
@@ -360,21 +465,44 @@ def walk(
             st, body = _l4_header(buf, prot, at4, l4_end)
             app_l4[i] = at4
             payload[i] = body
-            if st == OK and prot == p.IP_UDP and be16(buf, at4 + h.L4_DESTINATION_PORT) == p.UDP_VXLAN:
-                if body + h.VXLAN_HEADER > l4_end:
-                    st = SHORT_TUNNEL
-                else:
-                    vni[i] = be24(buf, body + h.VXLAN_VNI)
-                    ist, _, _, _, _, _, _, iprot, i4, iend = _frame(buf, body + h.VXLAN_HEADER, l4_end)
-                    app_proto[i] = iprot if ist == OK else 0
-                    app_l4[i] = -1
-                    payload[i] = -1
-                    if ist == OK and i4 >= 0:
-                        lst, ibody = _l4_header(buf, iprot, i4, iend)
-                        if lst == OK:
-                            app_l4[i] = i4
-                            payload[i] = ibody
-                            l4_end = iend
+            keyed_inner = True  # until a VXLAN tunnel is crossed
+            outer_proto, outer_l4, outer_end = prot, at4, l4_end
+            for _ in range(p.MAX_TUNNELS):
+                if st != OK:
+                    break
+                tst, carried, inner, tunnel_id, vxlan = _tunnel(buf, outer_proto, outer_l4, payload[i], outer_end)
+                if tst != OK or carried == CARRIES_NOTHING:
+                    st = tst
+                    break
+                if tunnel_id >= 0:
+                    vni[i] = tunnel_id
+                ist, ietype, i3, iver, iprot, i4, iend = OK, carried, inner, 0, 0, -1, outer_end
+                if carried == CARRIES_ETHERNET:
+                    ist, _, _, _, ietype, i3, iver, iprot, i4, iend = _frame(buf, inner, outer_end)
+                parse_network = carried != CARRIES_ETHERNET
+                if ist == OK and (ietype == p.ETH_MPLS or ietype == p.ETH_MPLS_MULTICAST):
+                    ist, ietype, i3, label = _mpls(buf, i3, outer_end)
+                    vni[i] = label
+                    parse_network = True
+                if ist == OK and parse_network:
+                    ist, ietype, i3, iver, iprot, i4, iend = _network(buf, ietype, i3, outer_end)
+                app_proto[i] = iprot if ist == OK else 0
+                app_l4[i] = -1
+                payload[i] = -1
+                if ist != OK or iver == 0:
+                    break
+                keyed_inner = keyed_inner and not vxlan
+                if keyed_inner:
+                    inner_l3[i] = i3
+                if i4 < 0:
+                    break
+                lst, ibody = _l4_header(buf, iprot, i4, iend)
+                if lst != OK:
+                    break
+                app_l4[i] = i4
+                payload[i] = ibody
+                l4_end = iend
+                outer_proto, outer_l4, outer_end = iprot, i4, iend
         app_port = be16(buf, app_l4[i] + h.L4_DESTINATION_PORT) if st == OK and app_l4[i] >= 0 else 0
         if app_proto[i] == p.IP_UDP and app_port == p.UDP_ROCEV2:
             bth = payload[i]
@@ -390,6 +518,8 @@ def walk(
         _copy(buf, at4 if st == OK else -1, end, row, SLAB_L4, SLAB_APP_L4 - SLAB_L4)
         _copy(buf, app_l4[i] if st == OK else -1, end, row, SLAB_APP_L4, SLAB_BTH - SLAB_APP_L4)
         _copy(buf, payload[i] if is_roce[i] else -1, end, row, SLAB_BTH, SLAB_WIDTH - SLAB_BTH)
+        if st == OK and inner_l3[i] >= 0:
+            _copy(buf, inner_l3[i], end, inner_header[i], 0, INNER_HEADER)
         if i % SLAB_TILE == SLAB_TILE - 1 or i == len(offset) - 1:
             first = i - i % SLAB_TILE
             for k in range(SLAB_WIDTH):  # transpose the tile into the slab's columns, each a contiguous run

@@ -48,6 +48,8 @@ PFC_OPCODE = 0x0101  # MAC control: class-based flow control (802.1Qbb)
 IP_ICMP = 1
 IP_TCP = 6
 IP_UDP = 17
+IP_IPIP = 4  # IPv4 in IP
+IP_IPV6 = 41  # IPv6 in IP
 IP_GRE = 47
 IP_ICMPV6 = 58
 IPV6_HOP_BY_HOP = 0
@@ -59,11 +61,19 @@ MAX_IPV6_EXTENSIONS = 8
 # UDP ports
 UDP_VXLAN = 4789
 UDP_ROCEV2 = 4791
+UDP_GENEVE = 6081
 
 # GRE flags (RFC 2784/2890) and ERSPAN (draft-foschiano-erspan)
 GRE_CHECKSUM = 0x8000
 GRE_KEY = 0x2000
 GRE_SEQUENCE = 0x1000
+MAX_TUNNELS = 3  # tunnels opened inside one another
+
+# ERSPAN III timestamp granularity (the Gra field) and the length of one timestamp unit in ns; the 32-bit
+# field wraps, so a stamp is placed in the wrap period nearest the capture time (IEEE 1588: nanoseconds within
+# the second, placed in the nearest second, so the TAI-UTC offset of whole seconds does not matter)
+ERSPAN_GRANULARITY_NS = (100_000, 100, 1, 0)  # 100 µs, 100 ns, IEEE 1588, user-configurable (not used)
+ERSPAN_GRANULARITY_1588 = 2
 
 # RoCEv2 (IBTA annex A17): opcode families
 CNP_OPCODE = 0x81
