@@ -1,8 +1,9 @@
 """The variable-length part of decoding, compiled: one pass over a batch that finds where each header starts.
 
-VLAN stacks, IPv4 options, IPv6 extension chains, GRE/ERSPAN and VXLAN make header positions differ per
-packet, so a compiled walk locates them and validates lengths against caplen. Fixed-offset fields (addresses,
-ports, BTH, PFC quanta) are then read by numpy over the whole batch in collectors.decode.
+Link headers, VLAN stacks, MPLS labels, IPv4 options, IPv6 extension chains, GRE/ERSPAN and the tunnels (GRE,
+IP-in-IP, VXLAN, Geneve) make header positions differ per packet, so a compiled walk locates them and
+validates lengths against caplen. Fixed-offset fields (addresses, ports, BTH, PFC quanta) are then read by
+numpy over the whole batch in collectors.decode. Every offset and size comes from collectors.header_table.
 """
 
 from __future__ import annotations
