@@ -261,6 +261,15 @@ def _mpls(buf: np.ndarray, at: int, end: int) -> tuple[int, int, int, int]:
     return SHORT_TUNNEL, 0, at, label
 
 
+@numba.njit(cache=True, inline="always")
+def _may_tunnel(buf: np.ndarray, proto: int, l4: int) -> bool:
+    """Whether the L4 header at `l4` can carry a tunnel (most packets cannot: the walk's fast path)."""
+    if proto == p.IP_UDP:
+        port = be16(buf, l4 + h.L4_DESTINATION_PORT)
+        return port == p.UDP_VXLAN or port == p.UDP_GENEVE
+    return proto == p.IP_GRE or proto == p.IP_IPIP or proto == p.IP_IPV6
+
+
 @numba.njit(cache=True)
 def _tunnel(buf: np.ndarray, proto: int, l4: int, body: int, end: int) -> tuple[int, int, int, int, bool]:
     """What the L4 header at `l4` (its payload at `body`) tunnels: (status, CARRIES_NOTHING, CARRIES_ETHERNET or
@@ -469,7 +478,7 @@ def walk(
             keyed_inner = True  # until a VXLAN tunnel is crossed
             outer_proto, outer_l4, outer_end = prot, at4, l4_end
             for _ in range(p.MAX_TUNNELS):
-                if st != OK:
+                if st != OK or not _may_tunnel(buf, outer_proto, outer_l4):
                     break
                 tst, carried, inner, tunnel_id, vxlan = _tunnel(buf, outer_proto, outer_l4, payload[i], outer_end)
                 if tst != OK or carried == CARRIES_NOTHING:

@@ -306,9 +306,12 @@ class FlowTable:
         segments["bytes"] = np.add.reduceat(decoded.wire_len[rows], starts, dtype=np.uint64) * scale
         segments["psn_gaps"] = np.add.reduceat(gaps, starts)
         timed = decoded.switch_timed[rows]
-        segments["switch_timed"] = np.add.reduceat(timed, starts, dtype=np.uint64)
-        delay = np.where(timed, np.maximum(decoded.capture_ts_ns[rows] - decoded.ts_ns[rows], 0), 0)
-        segments["mirror_delay_ns"] = np.add.reduceat(delay, starts).astype(np.uint64)  # a switch clock ahead: 0
+        segments["switch_timed"] = np.zeros(len(starts), dtype=np.uint64)
+        segments["mirror_delay_ns"] = np.zeros(len(starts), dtype=np.uint64)
+        if timed.any():
+            segments["switch_timed"] = np.add.reduceat(timed, starts, dtype=np.uint64)
+            delay = np.where(timed, np.maximum(decoded.capture_ts_ns[rows] - decoded.ts_ns[rows], 0), 0)
+            segments["mirror_delay_ns"] = np.add.reduceat(delay, starts).astype(np.uint64)  # switch ahead: 0
         segments["row_first"] = np.minimum.reduceat(ts, starts)
         segments["row_last"] = np.maximum.reduceat(ts, starts)
         segments["row_interval"] = interval[starts]

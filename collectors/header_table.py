@@ -13,6 +13,12 @@ from types import MappingProxyType
 
 Table = tuple[tuple[str, int], ...]
 
+
+def _in_bytes(*fields: tuple[str, int]) -> Table:
+    """A table written with byte sizes (sFlow's XDR fields are whole 4- or 8-byte words) in bits."""
+    return tuple((name, size * 8) for name, size in fields)
+
+
 HEADERS: MappingProxyType[str, Table] = MappingProxyType({
     "ethernet": (("destination", 48), ("source", 48), ("ethertype", 16)),
     "dot1q": (("pcp", 3), ("dei", 1), ("vid", 12), ("ethertype", 16)),  # the tag after its TPID
@@ -82,6 +88,44 @@ HEADERS: MappingProxyType[str, Table] = MappingProxyType({
     ),
     "cisco_hdlc": (("address", 8), ("control", 8), ("protocol", 16)),
     "ppp_hdlc": (("address", 8), ("control", 8), ("protocol", 16)),  # PPP in HDLC-like framing (RFC 1662)
+    # sFlow v5 (sflow.org): a sample's fixed fields up to its first record, and the records the collector
+    # reads; sizes in bytes as the spec writes them (a list<> or opaque<> is its 4-byte count here)
+    "sflow_flow_sample": _in_bytes(
+        ("sequence_number", 4), ("source_id", 4), ("sampling_rate", 4), ("sample_pool", 4), ("drops", 4),
+        ("input", 4), ("output", 4), ("flow_records", 4),
+    ),
+    "sflow_counters_sample": _in_bytes(
+        ("sequence_number", 4), ("source_id", 4), ("counters", 4),
+    ),
+    "sflow_flow_sample_expanded": _in_bytes(
+        ("sequence_number", 4), ("source_id_type", 4), ("source_id_index", 4), ("sampling_rate", 4),
+        ("sample_pool", 4), ("drops", 4), ("input_format", 4), ("input_value", 4), ("output_format", 4),
+        ("output_value", 4), ("flow_records", 4),
+    ),
+    "sflow_counters_sample_expanded": _in_bytes(
+        ("sequence_number", 4), ("source_id_type", 4), ("source_id_index", 4), ("counters", 4),
+    ),
+    "sflow_discarded_packet": _in_bytes(
+        ("sequence_number", 4), ("source_id_type", 4), ("source_id_index", 4), ("drops", 4), ("inputifindex", 4),
+        ("outputifindex", 4), ("reason", 4), ("discard_records", 4),
+    ),
+    "sflow_raw_packet_header": _in_bytes(
+        ("header_protocol", 4), ("frame_length", 4), ("stripped", 4), ("header", 4),
+    ),
+    "sflow_if_counters": _in_bytes(
+        ("ifIndex", 4), ("ifType", 4), ("ifSpeed", 8), ("ifDirection", 4), ("ifStatus", 4), ("ifInOctets", 8),
+        ("ifInUcastPkts", 4), ("ifInMulticastPkts", 4), ("ifInBroadcastPkts", 4), ("ifInDiscards", 4),
+        ("ifInErrors", 4), ("ifInUnknownProtos", 4), ("ifOutOctets", 8), ("ifOutUcastPkts", 4),
+        ("ifOutMulticastPkts", 4), ("ifOutBroadcastPkts", 4), ("ifOutDiscards", 4), ("ifOutErrors", 4),
+        ("ifPromiscuousMode", 4),
+    ),
+    "sflow_ethernet_counters": _in_bytes(
+        ("dot3StatsAlignmentErrors", 4), ("dot3StatsFCSErrors", 4), ("dot3StatsSingleCollisionFrames", 4),
+        ("dot3StatsMultipleCollisionFrames", 4), ("dot3StatsSQETestErrors", 4), ("dot3StatsDeferredTransmissions", 4),
+        ("dot3StatsLateCollisions", 4), ("dot3StatsExcessiveCollisions", 4),
+        ("dot3StatsInternalMacTransmitErrors", 4), ("dot3StatsCarrierSenseErrors", 4), ("dot3StatsFrameTooLongs", 4),
+        ("dot3StatsInternalMacReceiveErrors", 4), ("dot3StatsSymbolErrors", 4),
+    ),
     "tpacket_block": (  # struct tpacket_block_desc + tpacket_hdr_v1 (host byte order)
         ("version", 32), ("offset_to_priv", 32), ("block_status", 32), ("num_pkts", 32),
         ("offset_to_first_pkt", 32), ("blk_len", 32),
