@@ -98,10 +98,7 @@ class Decoder:
             dst_hi=dst_hi,
             dst_lo=dst_lo,
             proto=proto,
-            outer_src_hi=np.where(inner, outer[0], 0).astype(np.uint64),
-            outer_src_lo=np.where(inner, outer[1], 0).astype(np.uint64),
-            outer_dst_hi=np.where(inner, outer[2], 0).astype(np.uint64),
-            outer_dst_lo=np.where(inner, outer[3], 0).astype(np.uint64),
+            **_outer_endpoints(inner, outer),
             src_port=src_port,
             dst_port=dst_port,
             dscp=traffic_class >> 2,
@@ -167,17 +164,26 @@ def _inner_addresses(
     return words
 
 
+def _outer_endpoints(inner: np.ndarray, outer: tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
+    """The tunnel endpoints of packets whose flow is a tunnel's inner flow, 0 for the others."""
+    names = ("outer_src_hi", "outer_src_lo", "outer_dst_hi", "outer_dst_lo")
+    if not inner.any():
+        return {name: np.zeros(len(inner), dtype=np.uint64) for name in names}
+    return {name: np.where(inner, words, 0).astype(np.uint64) for name, words in zip(names, outer, strict=True)}
+
+
 def _packet_time(capture_ns: np.ndarray, ok: np.ndarray, headers: decode_walk.Headers) -> tuple[np.ndarray, ...]:
     """Packet time: the switch's ERSPAN III timestamp where it stamped the copy (100 µs, 100 ns or IEEE 1588
     granularity), else the capture time; and which packets are switch-timed. The 32-bit stamp wraps (every
     4.97 days, 429 s, or each second for IEEE 1588's nanoseconds), so it is placed in the period nearest the
     capture time. A stamp further than SWITCH_CLOCK_TOLERANCE_NS from the capture time is a switch clock
     that is not synchronised (or a switch that leaves the field 0): the capture time is kept."""
-    granularity = headers.switch_granularity.astype(np.int64)
-    unit = np.array(protocols.ERSPAN_GRANULARITY_NS, dtype=np.int64)[np.maximum(granularity, 0)]
-    stamped = ok & (granularity >= 0) & (unit > 0)
+    stamped = headers.switch_granularity >= 0
     if not stamped.any():
         return capture_ns, stamped
+    granularity = headers.switch_granularity.astype(np.int64)
+    unit = np.array(protocols.ERSPAN_GRANULARITY_NS, dtype=np.int64)[np.maximum(granularity, 0)]
+    stamped &= ok & (unit > 0)
     period = np.where(granularity == protocols.ERSPAN_GRANULARITY_1588, 1_000_000_000, unit << 32)
     stamp = headers.switch_stamp * unit
     half = period // 2
@@ -254,7 +260,7 @@ def _pfc_fields(ok: np.ndarray, headers: decode_walk.Headers) -> tuple[np.ndarra
 
 def _wire_len(batch: PacketBatch, ok: np.ndarray, headers: decode_walk.Headers, ip_length: np.ndarray) -> np.ndarray:
     """Original length of the monitored frame: the recorded length minus mirror encapsulation, or, when the
-    capture or the mirror truncated the frame, the IP total length plus the L2 header. An Ethernet frame
+    capture or the mirror truncated the frame, the IP total length plus the L2 header. A frame
     recorded with its FCS (mirror copies often keep it) counts as without: after an IP datagram, a trailer of
     exactly FCS_BYTES on a frame needing no padding, or a padded minimum frame plus FCS_BYTES, is the FCS."""
     mirror_tag = np.where(headers.vlan_link >= 0, h.VLAN_TAG, 0)
@@ -263,10 +269,9 @@ def _wire_len(batch: PacketBatch, ok: np.ndarray, headers: decode_walk.Headers, 
     from_ip = headers.l3 - headers.frame - mirror_tag + ip_length
     ip = headers.ip_version > 0
     truncated = (batch.caplen < batch.wirelen) | (recorded < from_ip)
-    ethernet = (batch.linktype == protocols.LINKTYPE_ETHERNET) | (headers.session >= 0)
-    fcs = ethernet & ip & ~truncated & (
-        ((recorded - from_ip == FCS_BYTES) & (from_ip >= MIN_FRAME))
-        | ((recorded == MIN_FRAME + FCS_BYTES) & (from_ip < MIN_FRAME))
-    )
-    wire = np.where(ip & truncated, from_ip, recorded - np.where(fcs, FCS_BYTES, 0))
+    wire = np.where(ip & truncated, from_ip, recorded)
+    fcs = (recorded - from_ip == FCS_BYTES) | (recorded == MIN_FRAME + FCS_BYTES)
+    if fcs.any():  # rare unless the mirror keeps FCSs: the exact test only then
+        fcs &= ip & ~truncated & ((from_ip >= MIN_FRAME) == (recorded - from_ip == FCS_BYTES))
+        wire -= np.where(fcs, FCS_BYTES, 0)
     return np.where(ok, np.maximum(wire, 0), 0).astype(np.uint32)

@@ -122,7 +122,7 @@ def _link_header(buf: np.ndarray, start: int, end: int, linktype: int) -> tuple[
     return BAD_IP_HEADER, 0, start
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _network(buf: np.ndarray, ethertype: int, l3: int, end: int) -> tuple[int, int, int, int, int, int, int]:
     """The network header at `l3` of type `ethertype`: (status, ethertype, l3, ip_version, proto, l4, l4_end),
     as in _frame."""
