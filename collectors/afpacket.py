@@ -24,7 +24,25 @@ from types import TracebackType
 import numba
 import numpy as np
 
+from collectors.header_table import (
+    BLOCK_FIRST_PKT,
+    BLOCK_LEN,
+    BLOCK_NUM_PKTS,
+    BLOCK_STATUS,
+    ETH_TYPE,
+    PKT_LEN,
+    PKT_MAC,
+    PKT_NEXT,
+    PKT_NSEC,
+    PKT_SEC,
+    PKT_SNAPLEN,
+    PKT_STATUS,
+    PKT_VLAN_TCI,
+    PKT_VLAN_TPID,
+)
+from collectors.header_table import VLAN_TAG as VLAN_TAG_BYTES
 from collectors.packets import PacketBatch
+from collectors.protocols import LINKTYPE_ETHERNET
 from pipeline.errors import InputError
 
 DEFAULT_SNAPLEN = 65_535
@@ -32,7 +50,6 @@ DEFAULT_BLOCK_BYTES = 4 * 1024 * 1024
 DEFAULT_BLOCKS = 32
 DEFAULT_TIMEOUT_MS = 100
 MAX_SNAPLEN = 262_144
-LINKTYPE_ETHERNET = 1
 
 # <linux/if_packet.h>, <linux/if_ether.h>, <asm-generic/socket.h>
 ETH_P_ALL = 0x0003
@@ -56,12 +73,6 @@ TP_STATUS_VLAN_TPID_VALID = 1 << 6
 ETH_P_8021Q = 0x8100
 FRAME_BYTES = 2048  # tp_frame_size: V3 packs frames of any size into blocks; the kernel only checks it fits
 
-# struct tpacket_block_desc (version, offset_to_priv, then tpacket_hdr_v1) and struct tpacket3_hdr, in bytes.
-BLOCK_STATUS, BLOCK_NUM_PKTS, BLOCK_FIRST_PKT, BLOCK_LEN = 8, 12, 16, 20
-PKT_NEXT, PKT_SEC, PKT_NSEC, PKT_SNAPLEN, PKT_LEN, PKT_STATUS, PKT_MAC = 0, 4, 8, 12, 16, 20, 24
-PKT_VLAN_TCI, PKT_VLAN_TPID = 32, 36
-VLAN_TAG_BYTES = 4
-MAC_ADDRESS_BYTES = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,14 +319,14 @@ def _copy_frames(
             wire = int(np.int64(words[(pos + PKT_LEN) >> 2]))
             src = pos + halves[(pos + PKT_MAC) >> 1]
             offset[n] = at
-            if status & TP_STATUS_VLAN_VALID and length >= MAC_ADDRESS_BYTES:
+            if status & TP_STATUS_VLAN_VALID and length >= ETH_TYPE:
                 tpid = halves[(pos + PKT_VLAN_TPID) >> 1] if status & TP_STATUS_VLAN_TPID_VALID else ETH_P_8021Q
                 tci = words[(pos + PKT_VLAN_TCI) >> 2] & 0xFFFF
-                tag = at + MAC_ADDRESS_BYTES
-                data[at:tag] = ring[src : src + MAC_ADDRESS_BYTES]
+                tag = at + ETH_TYPE
+                data[at:tag] = ring[src : src + ETH_TYPE]
                 data[tag], data[tag + 1], data[tag + 2], data[tag + 3] = tpid >> 8, tpid & 0xFF, tci >> 8, tci & 0xFF
-                rest = length - MAC_ADDRESS_BYTES
-                data[tag + VLAN_TAG_BYTES : tag + VLAN_TAG_BYTES + rest] = ring[src + MAC_ADDRESS_BYTES : src + length]
+                rest = length - ETH_TYPE
+                data[tag + VLAN_TAG_BYTES : tag + VLAN_TAG_BYTES + rest] = ring[src + ETH_TYPE : src + length]
                 length += VLAN_TAG_BYTES
                 wire += VLAN_TAG_BYTES
             else:

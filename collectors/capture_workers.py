@@ -201,6 +201,8 @@ def _add_stats(total: CollectorStats, stats: CollectorStats) -> None:
     total.flows_exported_early += stats.flows_exported_early
     for reason, count in stats.malformed_by_reason.items():
         total.malformed_by_reason[reason] = total.malformed_by_reason.get(reason, 0) + count
+    for linktype, count in stats.unsupported_linktypes.items():
+        total.unsupported_linktypes[linktype] = total.unsupported_linktypes.get(linktype, 0) + count
     for name, value in vars(stats.opinions).items():
         setattr(total.opinions, name, getattr(total.opinions, name) + value)
 

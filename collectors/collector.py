@@ -65,7 +65,8 @@ class CollectorConfig:
 @dataclass
 class CollectorStats:
     """Running totals; `malformed` counts packets the decoder could not read (skipped, never fatal);
-    `flows_exported_early` the flow rows exported before their time because the flow table was full."""
+    `unsupported_linktypes` packets of link types it does not open, by number; `flows_exported_early` the flow
+    rows exported before their time because the flow table was full."""
 
     packets: int = 0
     malformed: int = 0
@@ -75,6 +76,7 @@ class CollectorStats:
     iteration_rows: int = 0
     flows_exported_early: int = 0
     malformed_by_reason: dict[str, int] = field(default_factory=dict)
+    unsupported_linktypes: dict[int, int] = field(default_factory=dict)
     opinions: OpinionStats = field(default_factory=OpinionStats)
 
 
@@ -252,6 +254,7 @@ class Collector:
         if self._shard is None or self._shard.index == 0:  # malformed packets are worker 0's
             self.stats.malformed = self._decoder.stats.malformed_total
             self.stats.malformed_by_reason = dict(self._decoder.stats.malformed)
+            self.stats.unsupported_linktypes = dict(self._decoder.stats.unsupported_linktypes)
         self.stats.unattributed += int(np.count_nonzero(decoded.ok & (decoded.link < 0)))
         early = self._flows.early_exports
         flows = self._flows.update(decoded, app=labels.app, confidence=labels.confidence, detail=labels.detail,

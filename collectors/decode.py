@@ -8,41 +8,37 @@ frame's wire length (DESIGN.md section 5).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from collectors import decode_walk, protocols
+from collectors import header_table as h
 from collectors.decode_walk import SLAB_APP_L4, SLAB_BTH, SLAB_L3, SLAB_L4
 from collectors.packets import DecodedPackets, PacketBatch
+from collectors.wire import column16, column24, column32
 from pipeline.addresses import V4_MAPPED_LO, v6_words
 from pipeline.topology import NO_LINK, UNKNOWN, VLAN_IDS, Topology
 
-LINKTYPE_ETHERNET = 1
+log = logging.getLogger(__name__)
+SWITCH_CLOCK_TOLERANCE_NS = 1_000_000_000  # a switch timestamp further from the capture time is not trusted
+FCS_BYTES = 4
+MIN_FRAME = 60  # bytes of the smallest Ethernet frame without its FCS: shorter ones are padded to it
 
 
 @dataclass
 class DecodeStats:
-    """Packets seen and malformed packets by reason (decode_walk.MALFORMED_REASONS, without 'ok')."""
+    """Packets seen, malformed packets by reason (decode_walk.MALFORMED_REASONS, without 'ok') and packets of
+    link types the decoder does not open, by link type number (not malformed: nothing was wrong with them)."""
 
     packets: int = 0
     malformed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(decode_walk.MALFORMED_REASONS[1:], 0))
+    unsupported_linktypes: dict[int, int] = field(default_factory=dict)
 
     @property
     def malformed_total(self) -> int:
         return sum(self.malformed.values())
-
-
-def _be16(slab: np.ndarray, at: int) -> np.ndarray:
-    return (slab[at].astype(np.uint16) << 8) | slab[at + 1]
-
-
-def _be24(slab: np.ndarray, at: int) -> np.ndarray:
-    return (_be16(slab, at).astype(np.uint32) << 8) | slab[at + 2]
-
-
-def _be32(slab: np.ndarray, at: int) -> np.ndarray:
-    return (_be16(slab, at).astype(np.uint32) << 16) | _be16(slab, at + 2)
 
 
 class Decoder:
@@ -56,9 +52,11 @@ class Decoder:
         self._interface_links: dict[tuple[str, ...], np.ndarray] = {}
 
     def decode(self, batch: PacketBatch) -> DecodedPackets:
-        headers = decode_walk.locate(batch.data, batch.offset, batch.caplen, self._vlan_links)
-        if batch.linktype != LINKTYPE_ETHERNET:
-            headers.status[:] = decode_walk.UNSUPPORTED_LINKTYPE
+        if batch.linktype in protocols.LINKTYPES:
+            headers = decode_walk.locate(batch.data, batch.offset, batch.caplen, self._vlan_links, batch.linktype)
+        else:
+            headers = decode_walk.unsupported(len(batch))
+            self._unsupported(batch.linktype, len(batch))
         ok = headers.status == decode_walk.OK
         self._count(headers.status)
         src_hi, src_lo, dst_hi, dst_lo, traffic_class, ip_length = _ip_fields(ok, headers)
@@ -66,18 +64,29 @@ class Decoder:
         app_src_port, app_dst_port, _ = _l4_fields(
             ok, headers.app_proto, headers.app_l4, headers.slab[SLAB_APP_L4:SLAB_BTH]
         )
+        outer = (src_hi, src_lo, dst_hi, dst_lo)
+        inner = ok & (headers.inner_l3 >= 0)  # a tunnel's inner flow is the flow; the outer endpoints are kept
+        proto = np.where(ok, headers.proto, 0).astype(np.uint8)
+        if inner.any():
+            src_hi, src_lo, dst_hi, dst_lo = _inner_addresses(inner, headers.inner_header, outer)
+            proto = np.where(inner, headers.app_proto, proto).astype(np.uint8)
+            src_port = np.where(inner, app_src_port, src_port).astype(np.uint16)
+            dst_port = np.where(inner, app_dst_port, dst_port).astype(np.uint16)
+        ts_ns, switch_timed = _packet_time(batch.ts_ns, ok, headers)
         bth = _bth_fields(ok & headers.is_roce, headers.slab[SLAB_BTH:])
         pfc_enable, pfc_quanta = _pfc_fields(ok, headers)
         link = self._links(batch, headers.session, headers.vlan_link)
         direction = np.full(len(batch), UNKNOWN, dtype=np.int8)
         if self.topology is not None:
-            direction = self.topology.directions(
-                link, self.topology.leaf_index(src_hi, src_lo), self.topology.leaf_index(dst_hi, dst_lo)
+            direction = self.topology.directions(  # the fabric's hosts are the outer endpoints of a tunnel
+                link, self.topology.leaf_index(outer[0], outer[1]), self.topology.leaf_index(outer[2], outer[3])
             )
         end = batch.offset + batch.caplen
         return DecodedPackets(
             ok=ok,
-            ts_ns=batch.ts_ns,
+            ts_ns=ts_ns,
+            capture_ts_ns=batch.ts_ns,
+            switch_timed=switch_timed,
             link=link,
             direction=direction,
             erspan_session=np.where(ok, headers.session, -1).astype(np.int16),
@@ -88,7 +97,8 @@ class Decoder:
             src_lo=src_lo,
             dst_hi=dst_hi,
             dst_lo=dst_lo,
-            proto=np.where(ok, headers.proto, 0).astype(np.uint8),
+            proto=proto,
+            **_outer_endpoints(inner, outer),
             src_port=src_port,
             dst_port=dst_port,
             dscp=traffic_class >> 2,
@@ -108,9 +118,16 @@ class Decoder:
 
     def _count(self, status: np.ndarray) -> None:
         self.stats.packets += len(status)
-        counts = np.bincount(status, minlength=len(decode_walk.MALFORMED_REASONS))
-        for reason, count in zip(decode_walk.MALFORMED_REASONS[1:], counts[1:], strict=True):
+        counts = np.bincount(status, minlength=decode_walk.UNSUPPORTED_LINKTYPE + 1)
+        for reason, count in zip(decode_walk.MALFORMED_REASONS[1:], counts[1:], strict=False):
             self.stats.malformed[reason] += int(count)
+
+    def _unsupported(self, linktype: int, packets: int) -> None:
+        """Counted by link type and logged once per link type: a file of another link layer is not damage."""
+        if linktype not in self.stats.unsupported_linktypes:
+            log.warning("link type %d is not supported (%s are): its packets are counted, not decoded", linktype,
+                        ", ".join(map(str, sorted(protocols.LINKTYPES))))
+        self.stats.unsupported_linktypes[linktype] = self.stats.unsupported_linktypes.get(linktype, 0) + packets
 
     def _links(self, batch: PacketBatch, session: np.ndarray, vlan_link: np.ndarray) -> np.ndarray:
         """Link index: ERSPAN session first, then a mirror VLAN, then the capture interface's name."""
@@ -131,24 +148,72 @@ class Decoder:
         return table
 
 
+def _inner_addresses(
+    inner: np.ndarray, block: np.ndarray, outer: tuple[np.ndarray, ...]
+) -> tuple[np.ndarray, ...]:
+    """(src_hi, src_lo, dst_hi, dst_lo): the tunnel's inner IP addresses on `inner` rows (`block` holds the
+    inner IP headers row-major), the outer ones elsewhere."""
+    words = tuple(column.copy() for column in outer)
+    rows = np.flatnonzero(inner)
+    head = block[rows].T
+    v4 = (head[0] >> 4) == 4
+    for column, v4_at, v6_at in ((0, h.IPV4_SOURCE, h.IPV6_SOURCE), (2, h.IPV4_DESTINATION, h.IPV6_DESTINATION)):
+        hi, lo = v6_words(head[v6_at : v6_at + 16].T)
+        words[column][rows] = np.where(v4, 0, hi)
+        words[column + 1][rows] = np.where(v4, column32(head, v4_at).astype(np.uint64) | V4_MAPPED_LO, lo)
+    return words
+
+
+def _outer_endpoints(inner: np.ndarray, outer: tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
+    """The tunnel endpoints of packets whose flow is a tunnel's inner flow, 0 for the others."""
+    names = ("outer_src_hi", "outer_src_lo", "outer_dst_hi", "outer_dst_lo")
+    if not inner.any():
+        return {name: np.zeros(len(inner), dtype=np.uint64) for name in names}
+    return {name: np.where(inner, words, 0).astype(np.uint64) for name, words in zip(names, outer, strict=True)}
+
+
+def _packet_time(capture_ns: np.ndarray, ok: np.ndarray, headers: decode_walk.Headers) -> tuple[np.ndarray, ...]:
+    """Packet time: the switch's ERSPAN III timestamp where it stamped the copy (100 µs, 100 ns or IEEE 1588
+    granularity), else the capture time; and which packets are switch-timed. The 32-bit stamp wraps (every
+    4.97 days, 429 s, or each second for IEEE 1588's nanoseconds), so it is placed in the period nearest the
+    capture time. A stamp further than SWITCH_CLOCK_TOLERANCE_NS from the capture time is a switch clock
+    that is not synchronised (or a switch that leaves the field 0): the capture time is kept."""
+    stamped = headers.switch_granularity >= 0
+    if not stamped.any():
+        return capture_ns, stamped
+    granularity = headers.switch_granularity.astype(np.int64)
+    unit = np.array(protocols.ERSPAN_GRANULARITY_NS, dtype=np.int64)[np.maximum(granularity, 0)]
+    stamped &= ok & (unit > 0)
+    period = np.where(granularity == protocols.ERSPAN_GRANULARITY_1588, 1_000_000_000, unit << 32)
+    stamp = headers.switch_stamp * unit
+    half = period // 2
+    switch = capture_ns + np.mod(stamp - capture_ns + half, np.maximum(period, 1)) - half
+    timed = stamped & (np.abs(capture_ns - switch) <= SWITCH_CLOCK_TOLERANCE_NS)
+    return np.where(timed, switch, capture_ns), timed
+
+
 def _ip_fields(ok: np.ndarray, headers: decode_walk.Headers) -> tuple[np.ndarray, ...]:
     """Addresses (IPv4 and ARP sender/target as v4-mapped words), traffic class and IP total length."""
     l3 = headers.slab[SLAB_L3:SLAB_L4]  # the IPv4 header without options, the fixed IPv6 header, or ARP
     v4 = ok & (headers.ip_version == 4)
     v6 = ok & (headers.ip_version == 6)
-    arp = ok & (headers.ethertype == protocols.ETH_ARP) & (_be16(l3, 2) == protocols.ETH_IPV4) \
-        & (l3[4] == 6) & (l3[5] == 4)
+    arp = ok & (headers.ethertype == protocols.ETH_ARP) & (column16(l3, h.ARP_PROTOCOL_TYPE) == protocols.ETH_IPV4) \
+        & (l3[h.ARP_HARDWARE_LENGTH] == 6) & (l3[h.ARP_PROTOCOL_LENGTH] == 4)
     mapped = v4 | arp
-    src_lo = np.where(mapped, np.where(arp, _be32(l3, 14), _be32(l3, 12)).astype(np.uint64) | V4_MAPPED_LO, 0)
-    dst_lo = np.where(mapped, np.where(arp, _be32(l3, 24), _be32(l3, 16)).astype(np.uint64) | V4_MAPPED_LO, 0)
+    src = np.where(arp, column32(l3, h.ARP_SENDER_PROTOCOL), column32(l3, h.IPV4_SOURCE))
+    dst = np.where(arp, column32(l3, h.ARP_TARGET_PROTOCOL), column32(l3, h.IPV4_DESTINATION))
+    src_lo = np.where(mapped, src.astype(np.uint64) | V4_MAPPED_LO, 0)
+    dst_lo = np.where(mapped, dst.astype(np.uint64) | V4_MAPPED_LO, 0)
     src_hi = np.zeros(len(ok), dtype=np.uint64)
     dst_hi = np.zeros(len(ok), dtype=np.uint64)
     if v6.any():
         rows = np.flatnonzero(v6)
-        src_hi[rows], src_lo[rows] = v6_words(l3[8:24, rows].T)
-        dst_hi[rows], dst_lo[rows] = v6_words(l3[24:40, rows].T)
-    traffic_class = np.where(v4, l3[1], np.where(v6, ((l3[0] & 0x0F) << 4) | (l3[1] >> 4), 0)).astype(np.uint8)
-    ip_length = np.where(v4, _be16(l3, 2), np.where(v6, _be16(l3, 4).astype(np.int64) + 40, 0))
+        src_hi[rows], src_lo[rows] = v6_words(l3[h.IPV6_SOURCE : h.IPV6_SOURCE + 16, rows].T)
+        dst_hi[rows], dst_lo[rows] = v6_words(l3[h.IPV6_DESTINATION : h.IPV6_DESTINATION + 16, rows].T)
+    v6_class = (column16(l3, 0) >> 4) & 0xFF  # traffic class: the 8 bits after the version nibble
+    traffic_class = np.where(v4, l3[h.IPV4_TOS], np.where(v6, v6_class, 0)).astype(np.uint8)
+    ip_length = np.where(v4, column16(l3, h.IPV4_TOTAL_LENGTH),
+                         np.where(v6, column16(l3, h.IPV6_PAYLOAD_LENGTH).astype(np.int64) + h.IPV6_HEADER, 0))
     return src_hi, src_lo, dst_hi, dst_lo, traffic_class, ip_length
 
 
@@ -158,46 +223,55 @@ def _l4_fields(
     """TCP/UDP ports and TCP flags from the slab rows copied from `l4` (0 for other protocols and packets
     without an L4 header; the innermost L4 rows hold only the ports)."""
     ports = ok & (l4 >= 0) & ((proto == protocols.IP_TCP) | (proto == protocols.IP_UDP))
-    src = np.where(ports, _be16(slab, 0), 0).astype(np.uint16)
-    dst = np.where(ports, _be16(slab, 2), 0).astype(np.uint16)
+    src = np.where(ports, column16(slab, h.L4_SOURCE_PORT), 0).astype(np.uint16)
+    dst = np.where(ports, column16(slab, h.L4_DESTINATION_PORT), 0).astype(np.uint16)
     tcp = ports & (proto == protocols.IP_TCP)
-    flags = np.where(tcp, slab[13], 0).astype(np.uint8) if len(slab) > 13 else np.zeros(len(ok), dtype=np.uint8)
+    flags = np.where(tcp, slab[h.TCP_FLAGS], 0).astype(np.uint8) if len(slab) > h.TCP_FLAGS \
+        else np.zeros(len(ok), dtype=np.uint8)
     return src, dst, flags
 
 
 def _bth_fields(roce: np.ndarray, bth: np.ndarray) -> dict[str, np.ndarray]:
     """RoCEv2 BTH fields and the AETH syndrome (0xFF when the opcode carries no AETH) from the BTH slab rows."""
-    opcode = np.where(roce, bth[0], 0).astype(np.uint8)
+    opcode = np.where(roce, bth[h.BTH_OPCODE], 0).astype(np.uint8)
     with_aeth = roce & protocols.OPCODE_HAS_AETH[opcode]
     return {
         "bth_opcode": opcode,
-        "fecn": roce & ((bth[4] & 0x80) != 0),
-        "becn": roce & ((bth[4] & 0x40) != 0),
-        "dqpn": np.where(roce, _be24(bth, 5), 0).astype(np.uint32),
-        "psn": np.where(roce, _be24(bth, 9), 0).astype(np.uint32),
-        "aeth_syndrome": np.where(with_aeth, bth[protocols.BTH_HEADER], 0xFF).astype(np.uint8),
+        "fecn": roce & ((bth[h.BTH_FLAGS] & h.BTH_FECN_MASK) != 0),
+        "becn": roce & ((bth[h.BTH_FLAGS] & h.BTH_BECN_MASK) != 0),
+        "dqpn": np.where(roce, column24(bth, h.BTH_DESTINATION_QP), 0).astype(np.uint32),
+        "psn": np.where(roce, column24(bth, h.BTH_PSN), 0).astype(np.uint32),
+        "aeth_syndrome": np.where(with_aeth, bth[h.BTH_HEADER + h.AETH_SYNDROME], 0xFF).astype(np.uint8),
     }
 
 
 def _pfc_fields(ok: np.ndarray, headers: decode_walk.Headers) -> tuple[np.ndarray, np.ndarray]:
     """PFC class-enable vector and the 8 pause quanta of MAC-control frames with the PFC opcode."""
-    frame = headers.slab[SLAB_L3 : SLAB_L3 + protocols.PFC_FRAME]
-    pause = ok & (headers.ethertype == protocols.ETH_MAC_CONTROL) & (_be16(frame, 0) == protocols.PFC_OPCODE)
-    enable = np.where(pause, frame[3], 0).astype(np.uint8)
+    frame = headers.slab[SLAB_L3 : SLAB_L3 + h.PFC_FRAME]
+    pause = ok & (headers.ethertype == protocols.ETH_MAC_CONTROL) \
+        & (column16(frame, h.PFC_OPCODE_AT) == protocols.PFC_OPCODE)
+    enable = np.where(pause, frame[h.PFC_CLASS_ENABLE], 0).astype(np.uint8)
     quanta = np.zeros((len(ok), 8), dtype=np.uint16)
     rows = np.flatnonzero(pause)
     for priority in range(8):
-        quanta[rows, priority] = _be16(frame[:, rows], 4 + 2 * priority)
+        quanta[rows, priority] = column16(frame[:, rows], h.PFC_QUANTA + 2 * priority)
     return enable, quanta
 
 
 def _wire_len(batch: PacketBatch, ok: np.ndarray, headers: decode_walk.Headers, ip_length: np.ndarray) -> np.ndarray:
     """Original length of the monitored frame: the recorded length minus mirror encapsulation, or, when the
-    capture or the mirror truncated the frame, the IP total length plus the L2 header."""
-    mirror_tag = np.where(headers.vlan_link >= 0, protocols.VLAN_TAG, 0)
+    capture or the mirror truncated the frame, the IP total length plus the L2 header. A frame
+    recorded with its FCS (mirror copies often keep it) counts as without: after an IP datagram, a trailer of
+    exactly FCS_BYTES on a frame needing no padding, or a padded minimum frame plus FCS_BYTES, is the FCS."""
+    mirror_tag = np.where(headers.vlan_link >= 0, h.VLAN_TAG, 0)
     encapsulation = headers.frame - batch.offset + mirror_tag
     recorded = batch.wirelen.astype(np.int64) - encapsulation
     from_ip = headers.l3 - headers.frame - mirror_tag + ip_length
+    ip = headers.ip_version > 0
     truncated = (batch.caplen < batch.wirelen) | (recorded < from_ip)
-    wire = np.where((headers.ip_version > 0) & truncated, from_ip, recorded)
+    wire = np.where(ip & truncated, from_ip, recorded)
+    fcs = (recorded - from_ip == FCS_BYTES) | (recorded == MIN_FRAME + FCS_BYTES)
+    if fcs.any():  # rare unless the mirror keeps FCSs: the exact test only then
+        fcs &= ip & ~truncated & ((from_ip >= MIN_FRAME) == (recorded - from_ip == FCS_BYTES))
+        wire -= np.where(fcs, FCS_BYTES, 0)
     return np.where(ok, np.maximum(wire, 0), 0).astype(np.uint32)

@@ -20,11 +20,11 @@ from typing import Any
 from collectors.decode import Decoder
 from collectors.packets import PacketBatch
 from collectors.pcapng_writer import PcapngWriter
+from collectors.protocols import CNP_OPCODE
 from pipeline.errors import InputError
 from pipeline.topology import DIRECTIONS, Topology
 
 INSTALL_TSHARK = "sudo apt-get install -y tshark"
-CNP_OPCODE = 0x81
 IP_LAYERS = ("ip", "ipv6")
 L4_LAYERS = ("tcp", "udp")
 

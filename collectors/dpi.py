@@ -24,10 +24,8 @@ from collectors.dpi_http2 import headers_frame, read_headers
 from collectors.dpi_payload import TCP, UDP, PayloadHead
 from collectors.dpi_rpc import RpcPorts
 from collectors.dpi_signatures import (
-    BTH_OPCODES,
     CERTAIN,
     CM_ATTRIBUTE_NAMES,
-    CNP_OPCODE,
     ETHERTYPES,
     GSI_QP,
     ICMP_PROTOCOLS,
@@ -41,9 +39,9 @@ from collectors.dpi_signatures import (
     cm_mad,
 )
 from collectors.packets import DecodedPackets
+from collectors.protocols import CNP_OPCODE, OPCODE_VALID, UDP_VXLAN
 from pipeline.labels import APP_CODE, APPS
 
-VXLAN_PORT = 4789
 VXLAN_BASE = np.float32(0.6)  # an outer VXLAN label with an inner flow; the inner confidence adds up to 0.4
 
 _SIGNATURE_APPS = np.array([APP_CODE[signature.app] for signature in SIGNATURES], dtype=np.uint8)
@@ -106,7 +104,7 @@ def _label_headers(data: np.ndarray, decoded: DecodedPackets, labels: PacketLabe
     _assign(labels, mac_control & (decoded.pfc_enable == 0), "pfc", PORT_ONLY)
     _assign(labels, ICMP_PROTOCOLS[decoded.app_proto], "icmp", CERTAIN)
     roce = decoded.is_roce
-    _assign(labels, roce & BTH_OPCODES[decoded.bth_opcode], "rocev2", CERTAIN)
+    _assign(labels, roce & OPCODE_VALID[decoded.bth_opcode], "rocev2", CERTAIN)
     _assign(labels, roce & (decoded.bth_opcode == CNP_OPCODE), "rocev2-cnp", CERTAIN)
     _label_rdma_cm(data, decoded, labels)
 
@@ -209,7 +207,7 @@ def _label_vxlan(decoded: DecodedPackets, labels: PacketLabels) -> None:
     The decoder decapsulates every well-formed UDP 4789 packet; `app_proto` stays 0 when the inner IP header
     was not captured, and then the detail stays empty and the confidence at its base.
     """
-    rows = np.flatnonzero(decoded.ok & (decoded.proto == UDP) & (decoded.dst_port == VXLAN_PORT))
+    rows = np.flatnonzero(decoded.ok & (decoded.proto == UDP) & (decoded.dst_port == UDP_VXLAN))
     if not len(rows):
         return
     inner_seen = decoded.app_proto[rows] != 0

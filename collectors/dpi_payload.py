@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from collectors.wire import column16, column24, column32
+
 WIDTH = 24  # bytes gathered per payload: the longest fixed-offset signature (ONC RPC call over TCP) reads 24
 WORDS = WIDTH // 8
 
@@ -75,13 +77,13 @@ class PayloadHead:
 
     def u16(self, i: int) -> np.ndarray:
         """Big-endian (network order) 16-bit field at byte `i`."""
-        return (self.byte[i].astype(np.uint32) << 8) | self.byte[i + 1]
+        return column16(self.byte, i)
 
     def u24(self, i: int) -> np.ndarray:
-        return (self.u16(i) << 8) | self.byte[i + 2]
+        return column24(self.byte, i)
 
     def u32(self, i: int) -> np.ndarray:
-        return (self.u16(i) << 16) | self.u16(i + 2)
+        return column32(self.byte, i)
 
     def u32le(self, i: int) -> np.ndarray:
         """Little-endian 32-bit field: torch's TCPStore and NVMe/TCP write host-order integers."""

@@ -208,7 +208,7 @@ class RpcPorts:
         """Read the portmapper calls and replies of a batch, in order (port 111, not inside VXLAN)."""
         rows = np.flatnonzero(
             decoded.ok
-            & (decoded.vni == 0)
+            & keyed_by_payload(decoded)
             & ((decoded.proto == TCP) | (decoded.proto == UDP))
             & ((decoded.dst_port == PORTMAPPER_PORT) | (decoded.src_port == PORTMAPPER_PORT))
             & (decoded.payload_caplen > 0)
@@ -258,7 +258,8 @@ class RpcPorts:
         if not self._ports:
             return
         rows = np.flatnonzero(
-            decoded.ok & (confidence < at) & (decoded.vni == 0) & ((decoded.proto == TCP) | (decoded.proto == UDP))
+            decoded.ok & (confidence < at) & keyed_by_payload(decoded)
+            & ((decoded.proto == TCP) | (decoded.proto == UDP))
         )
         if not len(rows):
             return
@@ -288,3 +289,10 @@ class RpcPorts:
             order = np.argsort(hashes)
             self._lookup = hashes[order], keys[order]
         return self._lookup
+
+
+def keyed_by_payload(decoded: DecodedPackets) -> np.ndarray:
+    """Packets whose flow key's ports are those of the payload DPI reads: not VXLAN, whose flow is the outer
+    one (the inner flow of other tunnels is the flow, so it qualifies)."""
+    return (decoded.src_port == decoded.app_src_port) & (decoded.dst_port == decoded.app_dst_port) \
+        & (decoded.proto == decoded.app_proto)

@@ -372,22 +372,7 @@ PORT_TABLES = _port_tables()
 ETHERTYPES: dict[int, str] = {0x0806: "arp", 0x88CC: "lldp"}
 MAC_CONTROL = 0x8808
 ICMP_PROTOCOLS = one_of(1, 58)
-CNP_OPCODE = 0x81
 
-
-def _bth_opcodes() -> np.ndarray:
-    """IBTA 9.2 BTH opcodes RoCEv2 carries: RC, UC, RD, UD and XRC operations (CNP is labelled separately)."""
-    valid = np.zeros(256, dtype=bool)
-    rc = [*range(0x00, 0x15), 0x16, 0x17, 0x1C, 0x1D]
-    valid[rc] = True
-    valid[0x20:0x2C] = True  # UC sends and writes
-    valid[0x40:0x56] = True  # RD
-    valid[[0x64, 0x65]] = True  # UD SEND_ONLY (with immediate)
-    valid[[0xA0 + op for op in rc]] = True  # XRC mirrors RC
-    return valid
-
-
-BTH_OPCODES = _bth_opcodes()
 
 # RDMA CM over RoCEv2: the GSI's MADs ride UD SEND_ONLY packets to QP 1, the MAD after the BTH and the DETH.
 GSI_QP = 1

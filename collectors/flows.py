@@ -47,6 +47,7 @@ DEFAULT_IDLE_TIMEOUT_S = 15.0  # longer than the gaps between collective iterati
 DEFAULT_PAUSE_MIN_MS = 1.0  # far above line-rate packet spacing, far below the compute time between iterations
 DEFAULT_PAUSE_FACTOR = 8.0
 BURST_START = "burst_start"
+TIME_CAPTURE, TIME_SWITCH = "capture", "switch"  # `time_source`: whose clock timed the row's packets
 IDLE_SWEEP_S = 1.0  # how often (packet time) idle flows are looked for
 DEFAULT_TABLE_MEMORY_MB = 128  # with export rows and DFI's window: < 1.2 GB peak RSS (bench/flow_memory.py)
 
@@ -56,13 +57,16 @@ KEY_FIELDS: tuple[tuple[str, str], ...] = (
     ("proto", "uint8"), ("vlan", "uint16"), ("vni", "uint32"), ("roce_qp", "uint32"),
 )
 FLAG_COUNTERS = ("ecn_ect", "ecn_ce", "cnp", "roce_write", "roce_read", "roce_send", "roce_ack", "naks")
-COUNTERS = ("packets", "bytes", *FLAG_COUNTERS, "psn_gaps")
+# switch_timed: packets timed by the switch (ERSPAN III); mirror_delay_ns: their capture time minus switch time, summed
+COUNTERS = ("packets", "bytes", *FLAG_COUNTERS, "psn_gaps", "switch_timed", "mirror_delay_ns")
+OUTER_FIELDS = ("outer_src_hi", "outer_src_lo", "outer_dst_hi", "outer_dst_lo")  # a tunnel's endpoints, per flow
 # The open row's fields besides COUNTERS: first/last packet time, the flow's 3rd-to-last packet time so far
 # (0 while it has fewer than 3 packets), the first/last RoCE PSN in the row (-1 while none) and whether the row
 # began a burst.
 ROW_FIELDS = ("row_first", "row_last", "row_tail", "row_psn_first", "row_psn_last", "row_burst")
 _FLOW_STATE: tuple[tuple[str, str, object], ...] = (  # per flow, kept across rows: (name, dtype, initial)
-    ("hash", "uint64", 0), ("dscp", "uint8", 0), ("app", "uint8", 0), ("confidence", "float32", 0),
+    ("hash", "uint64", 0), ("dscp", "uint8", 0), *((name, "uint64", 0) for name in OUTER_FIELDS),
+    ("app", "uint8", 0), ("confidence", "float32", 0),
     ("detail", "object", ""), ("last_psn", "int64", -1), ("ts_last", "int64", 0), ("ts_previous", "int64", 0),
     ("ts_third", "int64", 0), ("row_interval", "int64", -1), ("row_first", "int64", 0), ("row_last", "int64", 0),
     ("row_tail", "int64", 0), ("row_psn_first", "int64", -1), ("row_psn_last", "int64", -1),
@@ -284,6 +288,8 @@ class FlowTable:
             {name: column[flow_first] for name, column in keys.items()}, hashes[flow_first], exported
         )
         self._columns["dscp"][slots[new]] = decoded.dscp[rows[flow_first[new]]]
+        for name in OUTER_FIELDS:
+            self._columns[name][slots[new]] = getattr(decoded, name)[rows[flow_first[new]]]
         self.batch_new = order[flow_first[new]]
         if labels is not None:
             self._label(slots, flow_id, flow_first, labels, rows)
@@ -299,6 +305,13 @@ class FlowTable:
         segments["packets"] = np.diff(np.append(starts, len(rows))).astype(np.uint64) * scale
         segments["bytes"] = np.add.reduceat(decoded.wire_len[rows], starts, dtype=np.uint64) * scale
         segments["psn_gaps"] = np.add.reduceat(gaps, starts)
+        timed = decoded.switch_timed[rows]
+        segments["switch_timed"] = np.zeros(len(starts), dtype=np.uint64)
+        segments["mirror_delay_ns"] = np.zeros(len(starts), dtype=np.uint64)
+        if timed.any():
+            segments["switch_timed"] = np.add.reduceat(timed, starts, dtype=np.uint64)
+            delay = np.where(timed, np.maximum(decoded.capture_ts_ns[rows] - decoded.ts_ns[rows], 0), 0)
+            segments["mirror_delay_ns"] = np.add.reduceat(delay, starts).astype(np.uint64)  # switch ahead: 0
         segments["row_first"] = np.minimum.reduceat(ts, starts)
         segments["row_last"] = np.maximum.reduceat(ts, starts)
         segments["row_interval"] = interval[starts]
@@ -553,7 +566,7 @@ class FlowTable:
         return renumbered
 
     def _flow_values(self, slots: np.ndarray) -> dict[str, np.ndarray]:
-        names = [name for name, _ in KEY_FIELDS] + ["dscp", "app", "confidence", "detail"]
+        names = [name for name, _ in KEY_FIELDS] + ["dscp", *OUTER_FIELDS, "app", "confidence", "detail"]
         return {name: self._columns[name][slots] for name in names}
 
     def _take_rows(self, slots: np.ndarray) -> dict[str, np.ndarray]:
@@ -568,7 +581,8 @@ class FlowTable:
     def _rows(self, blocks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         """Concatenate export blocks into FLOWS columns."""
         blocks = [block for block in blocks if len(block["link"])]
-        names = [name for name, _ in KEY_FIELDS] + ["dscp", "app", "confidence", "detail", *COUNTERS, *ROW_FIELDS]
+        names = [name for name, _ in KEY_FIELDS] + ["dscp", *OUTER_FIELDS, "app", "confidence", "detail", *COUNTERS,
+                                                     *ROW_FIELDS]
         if len(blocks) == 1:
             merged = blocks[0]
         elif blocks:
@@ -600,6 +614,10 @@ class FlowTable:
             "ts_tail": (rows["row_tail"] // 1000).astype("datetime64[us]"),
             "psn_first": np.maximum(rows["row_psn_first"], 0).astype(np.uint32),
             "psn_last": np.maximum(rows["row_psn_last"], 0).astype(np.uint32),
+            "outer_src_ip": _ip_objects(rows["outer_src_hi"], rows["outer_src_lo"]),
+            "outer_dst_ip": _ip_objects(rows["outer_dst_hi"], rows["outer_dst_lo"]),
+            "time_source": np.where(rows["switch_timed"] > 0, TIME_SWITCH, TIME_CAPTURE).astype(object),
+            "mirror_delay_us": rows["mirror_delay_ns"] / np.maximum(rows["switch_timed"], 1) / 1000,
         }
         for name in ("src_port", "dst_port", "proto", "vlan", "vni", "dscp", "roce_qp", *COUNTERS):
             result[name] = rows[name]

@@ -15,10 +15,10 @@ import numba
 import numpy as np
 
 from collectors.packets import DecodedPackets
+from collectors.protocols import CNP_OPCODE
 from pipeline.records import LINK_BIN_US
 from pipeline.topology import DIRECTIONS, Topology
 
-CNP_OPCODE = 0x81
 ECN_CE = 3
 DEFAULT_LATENESS_US = 20_000
 _NO_CE = np.iinfo(np.int64).max

@@ -34,13 +34,17 @@ class PacketBatch:
 class DecodedPackets:
     """Per-packet columns of the monitored frame (after ERSPAN/GRE decapsulation), aligned with a PacketBatch.
 
-    IPs are v4-mapped IPv6 as (hi, lo) uint64 words (pipeline.addresses). For VXLAN the flow key is the
-    outer 5-tuple with `vni` set, while `app_*` and `payload_*` describe the innermost L4 flow for DPI.
+    IPs are v4-mapped IPv6 as (hi, lo) uint64 words (pipeline.addresses). Inside a GRE, IP-in-IP or Geneve
+    tunnel the flow key (addresses, ports, proto) is the inner flow's, with the tunnel's endpoints in
+    `outer_*`; for VXLAN the flow key is the outer 5-tuple (DESIGN.md labels that flow `vxlan`). Either way
+    `vni` holds the tunnel id and `app_*` and `payload_*` describe the innermost L4 flow for DPI.
     Fields a packet does not have are 0 (or -1 / 0xFF where 0 is a valid value, as noted).
     """
 
     ok: np.ndarray  # bool, False for malformed packets (counted and skipped by every later stage)
-    ts_ns: np.ndarray  # int64
+    ts_ns: np.ndarray  # int64, packet time: the switch's ERSPAN III timestamp where present, else capture time
+    capture_ts_ns: np.ndarray  # int64, when the collector's capture received the packet
+    switch_timed: np.ndarray  # bool, ts_ns is the switch's timestamp
     link: np.ndarray  # int16, index into Topology.links, -1 when not attributable
     direction: np.ndarray  # int8, pipeline.topology UNKNOWN/UP/DOWN
     erspan_session: np.ndarray  # int16, -1 when not mirrored via ERSPAN
@@ -52,12 +56,16 @@ class DecodedPackets:
     dst_hi: np.ndarray  # uint64
     dst_lo: np.ndarray  # uint64
     proto: np.ndarray  # uint8, IP protocol (0 for non-IP)
+    outer_src_hi: np.ndarray  # uint64, a tunnel's outer source when the flow is its inner flow, else 0
+    outer_src_lo: np.ndarray  # uint64
+    outer_dst_hi: np.ndarray  # uint64
+    outer_dst_lo: np.ndarray  # uint64
     src_port: np.ndarray  # uint16
     dst_port: np.ndarray  # uint16 (non-IP frames: 0; the flow key puts the EtherType here)
     dscp: np.ndarray  # uint8
     ecn: np.ndarray  # uint8, 0 not-ECT, 1 ECT(1), 2 ECT(0), 3 CE
     tcp_flags: np.ndarray  # uint8
-    vni: np.ndarray  # uint32, VXLAN VNI, 0 when none
+    vni: np.ndarray  # uint32, tunnel id: VXLAN/Geneve VNI, GRE key, MPLS bottom label; 0 when none
     is_roce: np.ndarray  # bool, RoCEv2 BTH present (UDP dport 4791)
     bth_opcode: np.ndarray  # uint8
     dqpn: np.ndarray  # uint32, BTH destination QP

@@ -21,10 +21,10 @@ import numpy as np
 
 from collectors import offsets
 from collectors.packets import PacketBatch
+from collectors.protocols import LINKTYPE_ETHERNET
 from pipeline.errors import InputError
 
 DEFAULT_BATCH_SIZE = 65_536
-LINKTYPE_ETHERNET = 1
 
 _PCAP_MAGICS = {  # first four bytes -> (big-endian, nanosecond resolution)
     b"\xd4\xc3\xb2\xa1": (False, False),

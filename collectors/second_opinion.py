@@ -51,7 +51,7 @@ PREFIX = "wireshark:"
 # layers that say no more than our own decoder: an answer is the highest layer not among them
 GENERIC_LAYERS = frozenset({
     "eth", "ethertype", "vlan", "llc", "ip", "ipv6", "udp", "tcp", "gre", "erspan", "vxlan", "data",
-    "data-text-lines", "media", "frame", "sll",
+    "data-text-lines", "media", "frame", "sll", "geneve", "mpls", "chdlc", "ppp", "raw",
 })
 _PCAP_HEADER = struct.Struct("<IHHiIII")  # magic (nanosecond), version 2.4, zone, sigfigs, snaplen, linktype
 _PCAP_NS_MAGIC = 0xA1B23C4D

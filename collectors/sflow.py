@@ -20,99 +20,59 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
+from collectors.header_table import offset, size
 from collectors.offsets import MAX_CAPLEN
 from collectors.packets import PacketBatch
 from collectors.sflow_drops import reason_name
+from collectors.wire import be32
 from pipeline import records
 from pipeline.topology import Topology
 
 VERSION = 5
 INTERFACE_PREFIX = "sflow:"
 
-# Field tables in the spec's order and with its names (bytes; a list<> or opaque<> is its 4-byte count here).
+# Field tables: collectors.header_table's sflow_* tables, in the spec's order and with its names.
 # A datagram: version, agent_address (type, then 0/4/16 bytes), sub_agent_id, sequence_number, uptime,
 # samples<>; each sample_record: data_format (enterprise << 12 | format), then its sample_data as an opaque.
 ADDRESS_UNKNOWN, ADDRESS_IP_V4, ADDRESS_IP_V6 = 0, 1, 2
 FLOW_SAMPLE = 1
-FLOW_SAMPLE_FIELDS = (
-    ("sequence_number", 4), ("source_id", 4), ("sampling_rate", 4), ("sample_pool", 4), ("drops", 4),
-    ("input", 4), ("output", 4), ("flow_records", 4),
-)
 COUNTERS_SAMPLE = 2
-COUNTERS_SAMPLE_FIELDS = (("sequence_number", 4), ("source_id", 4), ("counters", 4))
 FLOW_SAMPLE_EXPANDED = 3
-FLOW_SAMPLE_EXPANDED_FIELDS = (
-    ("sequence_number", 4), ("source_id_type", 4), ("source_id_index", 4), ("sampling_rate", 4),
-    ("sample_pool", 4), ("drops", 4), ("input_format", 4), ("input_value", 4), ("output_format", 4),
-    ("output_value", 4), ("flow_records", 4),
-)
 COUNTERS_SAMPLE_EXPANDED = 4
-COUNTERS_SAMPLE_EXPANDED_FIELDS = (
-    ("sequence_number", 4), ("source_id_type", 4), ("source_id_index", 4), ("counters", 4),
-)
 DISCARDED_PACKET = 5  # the dropped-packet extension
-DISCARDED_PACKET_FIELDS = (
-    ("sequence_number", 4), ("source_id_type", 4), ("source_id_index", 4), ("drops", 4), ("inputifindex", 4),
-    ("outputifindex", 4), ("reason", 4), ("discard_records", 4),
-)
 RAW_PACKET_HEADER = 1  # flow record
-RAW_PACKET_HEADER_FIELDS = (("header_protocol", 4), ("frame_length", 4), ("stripped", 4), ("header", 4))
 HEADER_PROTOCOL_ETHERNET = 1  # ETHERNET-ISO88023
 IF_COUNTERS = 1  # counter record: generic interface counters, 88 bytes
-IF_COUNTERS_FIELDS = (
-    ("ifIndex", 4), ("ifType", 4), ("ifSpeed", 8), ("ifDirection", 4), ("ifStatus", 4), ("ifInOctets", 8),
-    ("ifInUcastPkts", 4), ("ifInMulticastPkts", 4), ("ifInBroadcastPkts", 4), ("ifInDiscards", 4),
-    ("ifInErrors", 4), ("ifInUnknownProtos", 4), ("ifOutOctets", 8), ("ifOutUcastPkts", 4),
-    ("ifOutMulticastPkts", 4), ("ifOutBroadcastPkts", 4), ("ifOutDiscards", 4), ("ifOutErrors", 4),
-    ("ifPromiscuousMode", 4),
-)
 ETHERNET_COUNTERS = 2  # counter record: dot3Stats*, 13 x 4 bytes; dot3StatsFCSErrors is the second
-ETHERNET_COUNTERS_FIELDS = (
-    ("dot3StatsAlignmentErrors", 4), ("dot3StatsFCSErrors", 4), ("dot3StatsSingleCollisionFrames", 4),
-    ("dot3StatsMultipleCollisionFrames", 4), ("dot3StatsSQETestErrors", 4), ("dot3StatsDeferredTransmissions", 4),
-    ("dot3StatsLateCollisions", 4), ("dot3StatsExcessiveCollisions", 4),
-    ("dot3StatsInternalMacTransmitErrors", 4), ("dot3StatsCarrierSenseErrors", 4), ("dot3StatsFrameTooLongs", 4),
-    ("dot3StatsInternalMacReceiveErrors", 4), ("dot3StatsSymbolErrors", 4),
-)
-
-
-def _offsets(table: tuple[tuple[str, int], ...]) -> dict[str, int]:
-    result, at = {}, 0
-    for name, size in table:
-        result[name] = at
-        at += size
-    return result
-
-
-_FS, _FSX = _offsets(FLOW_SAMPLE_FIELDS), _offsets(FLOW_SAMPLE_EXPANDED_FIELDS)
-_DP, _RH = _offsets(DISCARDED_PACKET_FIELDS), _offsets(RAW_PACKET_HEADER_FIELDS)
-_IF, _ETH = _offsets(IF_COUNTERS_FIELDS), _offsets(ETHERNET_COUNTERS_FIELDS)
+_FS, _FSX, _DP = "sflow_flow_sample", "sflow_flow_sample_expanded", "sflow_discarded_packet"
+_RH, _IF, _ETH = "sflow_raw_packet_header", "sflow_if_counters", "sflow_ethernet_counters"
 # Offsets and sizes the compiled walk reads (numba freezes module-level ints, not dicts).
 FS_RATE, FS_INPUT, FS_OUTPUT, FS_RECORDS = (
-    _FS["sampling_rate"], _FS["input"], _FS["output"], _FS["flow_records"])
-FSX_RATE, FSX_INPUT_FORMAT, FSX_INPUT_VALUE = _FSX["sampling_rate"], _FSX["input_format"], _FSX["input_value"]
-FSX_OUTPUT_FORMAT, FSX_OUTPUT_VALUE, FSX_RECORDS = (
-    _FSX["output_format"], _FSX["output_value"], _FSX["flow_records"])
-DP_REASON, DP_RECORDS = _DP["reason"], _DP["discard_records"]
-DP_INPUT, DP_OUTPUT, DP_DROPS = _DP["inputifindex"], _DP["outputifindex"], _DP["drops"]
+    offset(_FS, "sampling_rate"), offset(_FS, "input"), offset(_FS, "output"), offset(_FS, "flow_records"))
+FSX_RATE, FSX_INPUT_FORMAT = offset(_FSX, "sampling_rate"), offset(_FSX, "input_format")
+FSX_INPUT_VALUE, FSX_OUTPUT_FORMAT = offset(_FSX, "input_value"), offset(_FSX, "output_format")
+FSX_OUTPUT_VALUE, FSX_RECORDS = offset(_FSX, "output_value"), offset(_FSX, "flow_records")
+DP_REASON, DP_RECORDS = offset(_DP, "reason"), offset(_DP, "discard_records")
+DP_INPUT, DP_OUTPUT, DP_DROPS = offset(_DP, "inputifindex"), offset(_DP, "outputifindex"), offset(_DP, "drops")
 DR_REASON, DR_INPUT, DR_OUTPUT, DR_DROPS = range(4)  # columns of the drop rows the walk writes
-RH_PROTOCOL, RH_FRAME_LENGTH, RH_STRIPPED, RH_HEADER_LENGTH = (
-    _RH["header_protocol"], _RH["frame_length"], _RH["stripped"], _RH["header"])
-IF_INDEX, IF_SPEED, IF_STATUS = _IF["ifIndex"], _IF["ifSpeed"], _IF["ifStatus"]
-IF_IN_OCTETS, IF_IN_UCAST, IF_IN_MULTICAST = _IF["ifInOctets"], _IF["ifInUcastPkts"], _IF["ifInMulticastPkts"]
-IF_IN_BROADCAST, IF_IN_DISCARDS, IF_IN_ERRORS = _IF["ifInBroadcastPkts"], _IF["ifInDiscards"], _IF["ifInErrors"]
-IF_OUT_OCTETS, IF_OUT_UCAST, IF_OUT_MULTICAST = _IF["ifOutOctets"], _IF["ifOutUcastPkts"], _IF["ifOutMulticastPkts"]
-IF_OUT_BROADCAST, IF_OUT_DISCARDS, IF_OUT_ERRORS = (
-    _IF["ifOutBroadcastPkts"], _IF["ifOutDiscards"], _IF["ifOutErrors"])
-ETH_FCS_ERRORS = _ETH["dot3StatsFCSErrors"]
-FLOW_SAMPLE_FIXED = sum(size for _, size in FLOW_SAMPLE_FIELDS)  # bytes up to the first flow record
-FLOW_SAMPLE_EXPANDED_FIXED = sum(size for _, size in FLOW_SAMPLE_EXPANDED_FIELDS)
-COUNTERS_SAMPLE_FIXED = sum(size for _, size in COUNTERS_SAMPLE_FIELDS)
-COUNTERS_SAMPLE_EXPANDED_FIXED = sum(size for _, size in COUNTERS_SAMPLE_EXPANDED_FIELDS)
-DISCARDED_PACKET_FIXED = sum(size for _, size in DISCARDED_PACKET_FIELDS)
-RAW_PACKET_HEADER_FIXED = sum(size for _, size in RAW_PACKET_HEADER_FIELDS)
-IF_COUNTERS_SIZE = sum(size for _, size in IF_COUNTERS_FIELDS)
-ETHERNET_COUNTERS_SIZE = sum(size for _, size in ETHERNET_COUNTERS_FIELDS)
+RH_PROTOCOL, RH_FRAME_LENGTH = offset(_RH, "header_protocol"), offset(_RH, "frame_length")
+RH_STRIPPED, RH_HEADER_LENGTH = offset(_RH, "stripped"), offset(_RH, "header")
+IF_INDEX, IF_SPEED, IF_STATUS = offset(_IF, "ifIndex"), offset(_IF, "ifSpeed"), offset(_IF, "ifStatus")
+IF_IN_OCTETS, IF_IN_UCAST = offset(_IF, "ifInOctets"), offset(_IF, "ifInUcastPkts")
+IF_IN_MULTICAST, IF_IN_BROADCAST = offset(_IF, "ifInMulticastPkts"), offset(_IF, "ifInBroadcastPkts")
+IF_IN_DISCARDS, IF_IN_ERRORS = offset(_IF, "ifInDiscards"), offset(_IF, "ifInErrors")
+IF_OUT_OCTETS, IF_OUT_UCAST = offset(_IF, "ifOutOctets"), offset(_IF, "ifOutUcastPkts")
+IF_OUT_MULTICAST, IF_OUT_BROADCAST = offset(_IF, "ifOutMulticastPkts"), offset(_IF, "ifOutBroadcastPkts")
+IF_OUT_DISCARDS, IF_OUT_ERRORS = offset(_IF, "ifOutDiscards"), offset(_IF, "ifOutErrors")
+ETH_FCS_ERRORS = offset(_ETH, "dot3StatsFCSErrors")
+FLOW_SAMPLE_FIXED = size(_FS)  # bytes up to the first flow record
+FLOW_SAMPLE_EXPANDED_FIXED = size(_FSX)
+COUNTERS_SAMPLE_FIXED = size("sflow_counters_sample")
+COUNTERS_SAMPLE_EXPANDED_FIXED = size("sflow_counters_sample_expanded")
+DISCARDED_PACKET_FIXED = size(_DP)
+RAW_PACKET_HEADER_FIXED = size(_RH)
+IF_COUNTERS_SIZE = size(_IF)
+ETHERNET_COUNTERS_SIZE = size(_ETH)
 IF_STATUS_OPER_UP = 2  # ifStatus bit 0 = ifAdminStatus up, bit 1 = ifOperStatus up
 NO_INTERFACE = 0x3FFFFFFF  # compact input/output: the packet came from / went to the agent itself
 UNKNOWN_32 = 0xFFFFFFFF  # a counter the agent does not have
@@ -156,20 +116,14 @@ MIN_DROP = 8 + DISCARDED_PACKET_FIXED
 
 
 @numba.njit(cache=True, inline="always")
-def _u32(buf: np.ndarray, p: int) -> int:
-    return int((np.int64(buf[p]) << 24) | (np.int64(buf[p + 1]) << 16) | (np.int64(buf[p + 2]) << 8)
-               | np.int64(buf[p + 3]))  # int64 in numba, as in offsets._u32
-
-
-@numba.njit(cache=True, inline="always")
 def _counter32(buf: np.ndarray, p: int) -> np.uint64:
-    value = _u32(buf, p)
+    value = be32(buf, p)
     return np.uint64(0) if value == UNKNOWN_32 else np.uint64(value)
 
 
 @numba.njit(cache=True, inline="always")
 def _counter64(buf: np.ndarray, p: int) -> np.uint64:
-    value = (np.uint64(_u32(buf, p)) << np.uint64(32)) | np.uint64(_u32(buf, p + 4))
+    value = (np.uint64(be32(buf, p)) << np.uint64(32)) | np.uint64(be32(buf, p + 4))
     return np.uint64(0) if value == np.uint64(UNKNOWN_64) else value
 
 
@@ -189,13 +143,13 @@ def _flow_sample(
     if end - p < (FLOW_SAMPLE_EXPANDED_FIXED if expanded else FLOW_SAMPLE_FIXED):
         return BAD_SAMPLE, n
     if expanded:
-        rate, count = _u32(buf, p + FSX_RATE), _u32(buf, p + FSX_RECORDS)
-        source_in = _interface(_u32(buf, p + FSX_INPUT_FORMAT), _u32(buf, p + FSX_INPUT_VALUE))
-        source_out = _interface(_u32(buf, p + FSX_OUTPUT_FORMAT), _u32(buf, p + FSX_OUTPUT_VALUE))
+        rate, count = be32(buf, p + FSX_RATE), be32(buf, p + FSX_RECORDS)
+        source_in = _interface(be32(buf, p + FSX_INPUT_FORMAT), be32(buf, p + FSX_INPUT_VALUE))
+        source_out = _interface(be32(buf, p + FSX_OUTPUT_FORMAT), be32(buf, p + FSX_OUTPUT_VALUE))
         q = p + FLOW_SAMPLE_EXPANDED_FIXED
     else:
-        rate, count = _u32(buf, p + FS_RATE), _u32(buf, p + FS_RECORDS)
-        word_in, word_out = _u32(buf, p + FS_INPUT), _u32(buf, p + FS_OUTPUT)  # format in the top 2 bits
+        rate, count = be32(buf, p + FS_RATE), be32(buf, p + FS_RECORDS)
+        word_in, word_out = be32(buf, p + FS_INPUT), be32(buf, p + FS_OUTPUT)  # format in the top 2 bits
         source_in = _interface(word_in >> 30, word_in & NO_INTERFACE)
         source_out = _interface(word_out >> 30, word_out & NO_INTERFACE)
         q = p + FLOW_SAMPLE_FIXED
@@ -206,7 +160,7 @@ def _flow_sample(
     for _ in range(count):
         if end - q < 8:
             return RECORD_PAST_END, first
-        fmt, length = _u32(buf, q), _u32(buf, q + 4)
+        fmt, length = be32(buf, q), be32(buf, q + 4)
         body = q + 8
         if length > end - body:
             return RECORD_PAST_END, first
@@ -215,8 +169,8 @@ def _flow_sample(
         else:
             if length < RAW_PACKET_HEADER_FIXED:
                 return BAD_RAW_HEADER, first
-            protocol, frame_length = _u32(buf, body + RH_PROTOCOL), _u32(buf, body + RH_FRAME_LENGTH)
-            stripped, header_length = _u32(buf, body + RH_STRIPPED), _u32(buf, body + RH_HEADER_LENGTH)
+            protocol, frame_length = be32(buf, body + RH_PROTOCOL), be32(buf, body + RH_FRAME_LENGTH)
+            stripped, header_length = be32(buf, body + RH_STRIPPED), be32(buf, body + RH_HEADER_LENGTH)
             wirelen = frame_length - stripped
             if header_length > length - RAW_PACKET_HEADER_FIXED or stripped > frame_length \
                     or wirelen > MAX_CAPLEN or header_length > wirelen:
@@ -251,14 +205,14 @@ def _counters_sample(
     fixed = COUNTERS_SAMPLE_EXPANDED_FIXED if expanded else COUNTERS_SAMPLE_FIXED
     if end - p < fixed:
         return BAD_SAMPLE, n
-    count = _u32(buf, p + fixed - 4)
+    count = be32(buf, p + fixed - 4)
     q = p + fixed
     first = n
     skipped = 0
     for _ in range(count):
         if end - q < 8:
             return RECORD_PAST_END, first
-        fmt, length = _u32(buf, q), _u32(buf, q + 4)
+        fmt, length = be32(buf, q), be32(buf, q + 4)
         body = q + 8
         if length > end - body:
             return RECORD_PAST_END, first
@@ -269,9 +223,9 @@ def _counters_sample(
                 return BAD_SAMPLE, first
             row = ct_values[n]
             row[:] = 0
-            row[CT_IFINDEX] = _u32(buf, body + IF_INDEX)
+            row[CT_IFINDEX] = be32(buf, body + IF_INDEX)
             row[CT_SPEED] = _counter64(buf, body + IF_SPEED)
-            row[CT_OPER_UP] = 1 if _u32(buf, body + IF_STATUS) & IF_STATUS_OPER_UP else 0
+            row[CT_OPER_UP] = 1 if be32(buf, body + IF_STATUS) & IF_STATUS_OPER_UP else 0
             row[CT_IN_OCTETS] = _counter64(buf, body + IF_IN_OCTETS)
             row[CT_IN_PKTS] = _counter32(buf, body + IF_IN_UCAST) \
                 + _counter32(buf, body + IF_IN_MULTICAST) + _counter32(buf, body + IF_IN_BROADCAST)
@@ -308,17 +262,17 @@ def _discarded_packet(
     """(malformed reason or -1, drop rows so far); its flow records are checked for framing only."""
     if end - p < DISCARDED_PACKET_FIXED or n == len(dr_datagram):
         return BAD_SAMPLE, n
-    reason, count = _u32(buf, p + DP_REASON), _u32(buf, p + DP_RECORDS)
+    reason, count = be32(buf, p + DP_REASON), be32(buf, p + DP_RECORDS)
     q = p + DISCARDED_PACKET_FIXED
     for _ in range(count):
-        if end - q < 8 or _u32(buf, q + 4) > end - q - 8:
+        if end - q < 8 or be32(buf, q + 4) > end - q - 8:
             return RECORD_PAST_END, n
-        q += 8 + _u32(buf, q + 4)
+        q += 8 + be32(buf, q + 4)
     dr_datagram[n] = d
     dr_values[n, DR_REASON] = reason
-    dr_values[n, DR_INPUT] = _u32(buf, p + DP_INPUT)
-    dr_values[n, DR_OUTPUT] = _u32(buf, p + DP_OUTPUT)
-    dr_values[n, DR_DROPS] = _u32(buf, p + DP_DROPS)
+    dr_values[n, DR_INPUT] = be32(buf, p + DP_INPUT)
+    dr_values[n, DR_OUTPUT] = be32(buf, p + DP_OUTPUT)
+    dr_values[n, DR_DROPS] = be32(buf, p + DP_DROPS)
     tallies[DROP_NOTIFICATIONS] += 1
     return -1, n + 1
 
@@ -344,10 +298,10 @@ def walk(
         dg_agent[d, :] = 0
         if end - p < 8:
             dg_status[d] = TRUNCATED
-        elif _u32(buf, p) != VERSION:
+        elif be32(buf, p) != VERSION:
             dg_status[d] = BAD_VERSION
         else:
-            address_type = _u32(buf, p + 4)
+            address_type = be32(buf, p + 4)
             size = 4 if address_type == ADDRESS_IP_V4 else 16 if address_type == ADDRESS_IP_V6 else \
                 0 if address_type == ADDRESS_UNKNOWN else -1
             if size < 0:
@@ -358,15 +312,15 @@ def walk(
                 dg_agent[d, 0] = 4 if size == 4 else 6 if size == 16 else 0
                 dg_agent[d, 1 : 1 + size] = buf[p + 8 : p + 8 + size]
                 p += 8 + size
-                dg_sub_agent[d] = _u32(buf, p)
-                dg_sequence[d] = _u32(buf, p + 4)
-                count = _u32(buf, p + 12)
+                dg_sub_agent[d] = be32(buf, p)
+                dg_sequence[d] = be32(buf, p + 4)
+                count = be32(buf, p + 12)
                 p += 16
                 for _ in range(count):
-                    if end - p < 8 or _u32(buf, p + 4) > end - p - 8:
+                    if end - p < 8 or be32(buf, p + 4) > end - p - 8:
                         dg_status[d] = SAMPLE_PAST_END
                         break
-                    data_format, length = _u32(buf, p), _u32(buf, p + 4)
+                    data_format, length = be32(buf, p), be32(buf, p + 4)
                     body, nxt = p + 8, p + 8 + length
                     reason = -1
                     if data_format in (FLOW_SAMPLE, FLOW_SAMPLE_EXPANDED):

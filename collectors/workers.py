@@ -174,6 +174,8 @@ class WorkerCollector:
         self.stats.flows_exported_early += stats.flows_exported_early
         for reason, count in stats.malformed_by_reason.items():
             self.stats.malformed_by_reason[reason] = self.stats.malformed_by_reason.get(reason, 0) + count
+        for linktype, count in stats.unsupported_linktypes.items():
+            self.stats.unsupported_linktypes[linktype] = self.stats.unsupported_linktypes.get(linktype, 0) + count
         for name, value in vars(stats.opinions).items():
             setattr(self.stats.opinions, name, getattr(self.stats.opinions, name) + value)
 

@@ -71,7 +71,7 @@ FLOWS: tuple[Column, ...] = (
     _u(16, "dst_port", "L4 destination port"),
     _u(8, "proto", "IP protocol number"),
     _u(16, "vlan", "802.1Q VLAN id of the monitored frame, 0 if untagged"),
-    _u(32, "vni", "VXLAN network identifier, 0 if none"),
+    _u(32, "vni", "tunnel id: VXLAN or Geneve network identifier, GRE key, MPLS bottom label; 0 if none"),
     _u(8, "dscp", "DSCP of the first packet"),
     _u(32, "roce_qp", "BTH destination QP, 0 if not RoCE"),
     _u(64, "packets", "packets (scaled by sampling_rate)"),
@@ -94,6 +94,12 @@ FLOWS: tuple[Column, ...] = (
     _ts("ts_tail", "time of the flow's 3rd-to-last packet on this link so far (fast recovery: >=3 packets in 10 ms)"),
     _u(32, "psn_first", "BTH PSN of the first RoCE packet in this row (packets lost across a failover)"),
     _u(32, "psn_last", "BTH PSN of the last RoCE packet in this row"),
+    *(replace(column, since=8) for column in (
+        _ip("outer_src_ip", "tunnel (GRE, IP-in-IP, Geneve) source endpoint when the row is its inner flow, else ::"),
+        _ip("outer_dst_ip", "tunnel destination endpoint when the row is its inner flow, else ::"),
+        _lc("time_source", "switch: packet times are the switch's ERSPAN III timestamps; capture: arrival times"),
+        _f("mirror_delay_us", "switch-timed packets: mean capture time minus switch time (the mirror path), else 0"),
+    )),
 )
 
 COUNTERS: tuple[Column, ...] = (
@@ -228,10 +234,13 @@ def arrow_schema(table: str) -> pa.Schema:
 
 
 def empty_columns(table: str, size: int) -> dict[str, np.ndarray]:
-    """Zeroed numpy columns of a table (object columns filled with '')."""
+    """Zeroed numpy columns of a table (address columns filled with ::, other object columns with '')."""
     result: dict[str, np.ndarray] = {}
     for column in TABLES[table]:
-        if column.numpy == "object":
+        if column.clickhouse == "IPv6":
+            result[column.name] = np.empty(size, dtype=object)
+            result[column.name][:] = [bytes(16)] * size  # np.full would strip the zero bytes to b''
+        elif column.numpy == "object":
             result[column.name] = np.full(size, "", dtype=object)
         else:
             result[column.name] = np.zeros(size, dtype=column.numpy)

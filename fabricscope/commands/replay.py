@@ -164,8 +164,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
     opinions = stats.opinions
     asked = f", Wireshark named {opinions.answered} of {opinions.dissected} unknown flows" if opinions.sampled else ""
     paced = f", {pace}" if pace is not None and not isinstance(collector, WorkerCollector) else ""
+    unsupported = "".join(f", {count} packets of unsupported link type {linktype}"
+                          for linktype, count in sorted(stats.unsupported_linktypes.items()))
     print(
-        f"{stats.packets} packets, {_read_totals(reads).skipped_text()}, {stats.malformed} malformed packets, "
+        f"{stats.packets} packets, {_read_totals(reads).skipped_text()}, {stats.malformed} malformed packets"
+        f"{unsupported}, "
         f"{stats.unattributed} not attributed to a link, {stats.flows_exported_early} flow rows exported early "
         f"(table full){asked}{paced}; {summary}",
         file=sys.stderr,

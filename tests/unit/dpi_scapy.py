@@ -75,7 +75,8 @@ DTYPES: dict[str, str] = {
     "tcp_flags": "uint8", "vni": "uint32", "is_roce": "bool", "bth_opcode": "uint8", "dqpn": "uint32",
     "psn": "uint32", "fecn": "bool", "becn": "bool", "aeth_syndrome": "uint8", "pfc_enable": "uint8",
     "app_proto": "uint8", "app_src_port": "uint16", "app_dst_port": "uint16", "payload_offset": "int64",
-    "payload_caplen": "int32",
+    "payload_caplen": "int32", "capture_ts_ns": "int64", "switch_timed": "bool", "outer_src_hi": "uint64",
+    "outer_src_lo": "uint64", "outer_dst_hi": "uint64", "outer_dst_lo": "uint64",
 }
 
 

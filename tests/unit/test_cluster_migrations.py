@@ -66,7 +66,7 @@ def test_materialized_views_stay_on_their_shard_and_alters_reach_both_tables() -
         named = re.findall(r"\b(?:TO|FROM)\s+(\w+)", view)
         assert named and all(name.endswith(LOCAL_SUFFIX) for name in named), view
     altered = [re.match(r"ALTER TABLE (\w+) ON CLUSTER", s) for s in statements if s.startswith("ALTER")]
-    assert sorted({m.group(1) for m in altered if m}) == ["events", "events_local"]
+    assert sorted({m.group(1) for m in altered if m}) == ["events", "events_local", "flows", "flows_local"]
     incidents = next(s for s in statements if s.startswith("CREATE VIEW IF NOT EXISTS incidents"))
     assert re.search(r"FROM events\b", incidents)  # the readers' view reads every shard
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +12,10 @@ import numpy as np
 import pytest
 from pcap_builders import pcap_header, pcap_record, pcapng_epb, pcapng_idb, pcapng_shb, read_all
 from scapy.contrib.erspan import ERSPAN_II, ERSPAN_III, ERSPAN_PlatformSpecific
+from scapy.contrib.geneve import GENEVE
 from scapy.contrib.lldp import LLDPDUChassisID, LLDPDUEndOfLLDPDU, LLDPDUPortID, LLDPDUTimeToLive
 from scapy.contrib.mac_control import MACControlClassBasedFlowControl
+from scapy.contrib.mpls import MPLS
 from scapy.contrib.roce import AETH, BTH, cnp
 from scapy.layers.inet import GRE, ICMP, IP, TCP, UDP, IPOption_RR
 from scapy.layers.inet6 import (
@@ -22,7 +26,7 @@ from scapy.layers.inet6 import (
     IPv6ExtHdrHopByHop,
     IPv6ExtHdrRouting,
 )
-from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
+from scapy.layers.l2 import ARP, CookedLinux, CookedLinuxV2, Dot1AD, Dot1Q, Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Packet, Raw
 
@@ -89,6 +93,8 @@ def check(
         "pfc_enable": 0, "pfc_quanta": [0] * 8, "app_proto": expected.get("proto", 0),
         "app_src_port": expected.get("src_port", 0), "app_dst_port": expected.get("dst_port", 0),
         "payload_offset": -1, "payload_caplen": 0, "ts_ns": 1_700_000_000_000_000_000,
+        "capture_ts_ns": 1_700_000_000_000_000_000, "switch_timed": False, "outer_src_hi": 0, "outer_src_lo": 0,
+        "outer_dst_hi": 0, "outer_dst_lo": 0,
     }
     if src is not None:
         want["src_hi"], want["src_lo"] = words_of(src)
@@ -164,6 +170,33 @@ def test_erspan_ii_roce_write(tmp_path: Path, topology: Topology) -> None:
           dqpn=0x12345, psn=0xFFFFFE, fecn=True, payload_at=payload_start(packet, UDP, 1))
 
 
+def test_erspan_type_i_and_erspan_ii_with_gre_key(tmp_path: Path, topology: Topology) -> None:
+    inner = roce_frame(0x0A, psn=3)
+    type_i = Ether(**MAC) / IP(src="192.0.2.1", dst="192.0.2.99") / GRE(proto=0x88BE) / inner
+    check(tmp_path, type_i, topology, wire_len=len(bytes(inner)), ethertype=0x0800, src="10.0.1.5",
+          dst="10.0.2.7", proto=17, src_port=49152, dst_port=4791, dscp=0x6A >> 2, ecn=2, is_roce=True,
+          bth_opcode=0x0A, dqpn=0x12345, psn=3, payload_at=payload_start(type_i, UDP, 1))
+    keyed = Ether(**MAC) / IP(src="192.0.2.1", dst="192.0.2.99") / GRE(key_present=1, key=7, seqnum_present=1,
+                                                                         chksum_present=1) \
+        / ERSPAN_II(session_id=11) / inner
+    check(tmp_path, keyed, topology, link=link_index(topology, "leaf1-spine1"), direction=UP, erspan_session=11,
+          wire_len=len(bytes(inner)), ethertype=0x0800, src="10.0.1.5", dst="10.0.2.7", proto=17,
+          src_port=49152, dst_port=4791, dscp=0x6A >> 2, ecn=2, is_roce=True, bth_opcode=0x0A, dqpn=0x12345,
+          psn=3, payload_at=payload_start(keyed, UDP, 1))
+
+
+@pytest.mark.parametrize("payload", [100, 2], ids=["full-size", "padded"])
+def test_mirror_copy_with_fcs_counts_the_frame_without_it(tmp_path: Path, topology: Topology, payload: int) -> None:
+    frame = bytes(Ether(**MAC) / IP(src="10.0.1.5", dst="10.0.2.7") / UDP(sport=5, dport=6) / Raw(b"a" * payload))
+    frame = frame.ljust(60, b"\0")  # padded to the minimum frame
+    with_fcs = frame + struct.pack("<I", zlib.crc32(frame))
+    mirrored = Ether(**MAC) / IP(src="192.0.2.1", dst="192.0.2.99") / GRE(seqnum_present=1) \
+        / ERSPAN_II(session_id=11) / Raw(with_fcs)
+    _, decoded, _ = decode(tmp_path, [mirrored, Ether(with_fcs), Ether(frame)], topology)
+    assert decoded.ok.all()
+    assert decoded.wire_len.tolist() == [len(frame)] * 3
+
+
 def test_erspan_iii_platform_subheader_ipv6_nak(tmp_path: Path, topology: Topology) -> None:
     bth = BTH(opcode=0x11, dqpn=77, psn=1000)
     inner = Ether(**MAC) / IPv6(src="fd00:0:0:3::1", dst="fd00:0:0:2::1", tc=0x03) \
@@ -174,6 +207,38 @@ def test_erspan_iii_platform_subheader_ipv6_nak(tmp_path: Path, topology: Topolo
           erspan_session=22, wire_len=len(bytes(inner)), ethertype=0x86DD, src="fd00:0:0:3::1",
           dst="fd00:0:0:2::1", proto=17, src_port=50000, dst_port=4791, ecn=3, is_roce=True, bth_opcode=0x11,
           dqpn=77, psn=1000, aeth_syndrome=0x61, payload_at=payload_start(packet, UDP, 1))
+
+
+CAPTURED_NS = 1_700_000_000_000_000_000  # the record time `decode` writes for the first frame
+
+
+@pytest.mark.parametrize(("granularity", "stamp", "switch_ns"), [
+    (1, (CAPTURED_NS - 5_000) // 100 % 2**32, CAPTURED_NS - 5_000),  # 100 ns units, 5 µs on the mirror path
+    (0, (CAPTURED_NS - 300_000) // 100_000 % 2**32, CAPTURED_NS - 300_000),  # 100 µs units
+    (2, (CAPTURED_NS - 42_000) % 1_000_000_000, CAPTURED_NS - 42_000),  # IEEE 1588: ns within the second
+], ids=["100ns", "100us", "ieee1588"])
+def test_erspan_iii_switch_timestamp_is_packet_time(
+    tmp_path: Path, topology: Topology, granularity: int, stamp: int, switch_ns: int
+) -> None:
+    inner = roce_frame(0x0A, psn=5)
+    packet = Ether(**MAC) / IP(src="192.0.2.1", dst="192.0.2.99") / GRE(seqnum_present=1) \
+        / ERSPAN_III(session_id=41, gra=granularity, timestamp=stamp) / inner
+    check(tmp_path, packet, topology, link=link_index(topology, "leaf4-spine1"), direction=UNKNOWN,
+          erspan_session=41, wire_len=len(bytes(inner)), ethertype=0x0800, src="10.0.1.5", dst="10.0.2.7",
+          proto=17, src_port=49152, dst_port=4791, dscp=0x6A >> 2, ecn=2, is_roce=True, bth_opcode=0x0A,
+          dqpn=0x12345, psn=5, payload_at=payload_start(packet, UDP, 1), ts_ns=switch_ns, switch_timed=True)
+
+
+@pytest.mark.parametrize(("granularity", "stamp"), [(1, 0), (1, 123_456), (3, 99)],
+                         ids=["not-stamped", "unsynchronised", "user-granularity"])
+def test_erspan_iii_untrusted_timestamp_keeps_capture_time(
+    tmp_path: Path, topology: Topology, granularity: int, stamp: int
+) -> None:
+    packet = Ether(**MAC) / IP(src="192.0.2.1", dst="192.0.2.99") / GRE(seqnum_present=1) \
+        / ERSPAN_III(session_id=41, gra=granularity, timestamp=stamp) / roce_frame(0x0A, psn=5)
+    _, decoded, _ = decode(tmp_path, [packet], topology)
+    assert decoded.ok[0] and not decoded.switch_timed[0]
+    assert int(decoded.ts_ns[0]) == int(decoded.capture_ts_ns[0]) == CAPTURED_NS
 
 
 def test_erspan_iii_without_subheader(tmp_path: Path, topology: Topology) -> None:
@@ -192,10 +257,52 @@ def test_erspan_type_i(tmp_path: Path) -> None:
           proto=1, payload_at=payload_start(packet, ICMP))
 
 
-def test_plain_gre_is_the_monitored_frame(tmp_path: Path) -> None:
-    packet = Ether(**MAC) / IP(src="192.0.2.1", dst="192.0.2.99") / GRE(proto=0x0800) \
-        / IP(src="10.0.0.1", dst="10.0.0.2") / UDP()
-    check(tmp_path, packet, ethertype=0x0800, src="192.0.2.1", dst="192.0.2.99", proto=47)
+def _outer(src: str, dst: str) -> dict[str, int]:
+    (src_hi, src_lo), (dst_hi, dst_lo) = words_of(src), words_of(dst)
+    return {"outer_src_hi": src_hi, "outer_src_lo": src_lo, "outer_dst_hi": dst_hi, "outer_dst_lo": dst_lo}
+
+
+def test_gre_inner_flow_is_the_flow(tmp_path: Path) -> None:
+    packet = Ether(**MAC) / IP(src="192.0.2.1", dst="192.0.2.99", tos=0x2A) / GRE(proto=0x0800) \
+        / IP(src="10.0.0.1", dst="10.0.0.2", tos=0xFC) / UDP(sport=7, dport=9)
+    check(tmp_path, packet, ethertype=0x0800, src="10.0.0.1", dst="10.0.0.2", proto=17, src_port=7, dst_port=9,
+          dscp=0x2A >> 2, ecn=2, payload_at=payload_start(packet, UDP), **_outer("192.0.2.1", "192.0.2.99"))
+
+
+def test_gre_transparent_ethernet_with_key(tmp_path: Path) -> None:
+    packet = Ether(**MAC) / IP(src="192.0.2.1", dst="192.0.2.99") / GRE(key_present=1, key=0xBEEF, proto=0x6558) \
+        / Ether(**MAC) / Dot1Q(vlan=5) / IPv6(src="fd00::1", dst="fd00::2") / TCP(sport=179, dport=40000, flags="S")
+    check(tmp_path, packet, ethertype=0x0800, src="fd00::1", dst="fd00::2", proto=6, src_port=179,
+          dst_port=40000, vni=0xBEEF, payload_at=payload_start(packet, TCP), **_outer("192.0.2.1", "192.0.2.99"))
+
+
+@pytest.mark.parametrize(("outer", "inner"), [
+    (IP(src="192.0.2.1", dst="192.0.2.2"), IP(src="10.1.0.1", dst="10.1.0.2")),
+    (IP(src="192.0.2.1", dst="192.0.2.2"), IPv6(src="fd00:1::1", dst="fd00:1::2")),
+    (IPv6(src="2001:db8::1", dst="2001:db8::2"), IP(src="10.1.0.1", dst="10.1.0.2")),
+    (IPv6(src="2001:db8::1", dst="2001:db8::2"), IPv6(src="fd00:1::1", dst="fd00:1::2")),
+], ids=["4in4", "6in4", "4in6", "6in6"])
+def test_ip_in_ip_inner_flow_is_the_flow(tmp_path: Path, outer: Packet, inner: Packet) -> None:
+    packet = Ether(**MAC) / outer / inner / UDP(sport=49152, dport=4791) / BTH(opcode=0x0A, dqpn=0x42, psn=7) \
+        / Raw(b"\0" * 32)
+    check(tmp_path, packet, ethertype=0x0800 if outer.version == 4 else 0x86DD, src=inner.src, dst=inner.dst,
+          proto=17, src_port=49152, dst_port=4791, is_roce=True, bth_opcode=0x0A, dqpn=0x42, psn=7,
+          payload_at=payload_start(packet, UDP), **_outer(outer.src, outer.dst))
+
+
+def test_geneve_inner_flow_is_the_flow(tmp_path: Path) -> None:
+    packet = Ether(**MAC) / IP(src="192.0.2.1", dst="192.0.2.99") / UDP(sport=50000, dport=6081) \
+        / GENEVE(vni=0x1234, proto=0x6558, optionlen=2, options=b"\x01\x02\x03\x04\x05\x06\x07\x08") \
+        / Ether(**MAC) / IP(src="172.16.0.1", dst="172.16.0.2") / TCP(sport=22, dport=60000, flags="A")
+    check(tmp_path, packet, ethertype=0x0800, src="172.16.0.1", dst="172.16.0.2", proto=6, src_port=22,
+          dst_port=60000, vni=0x1234, payload_at=payload_start(packet, TCP), **_outer("192.0.2.1", "192.0.2.99"))
+
+
+def test_mpls_label_stack_opens_to_ip(tmp_path: Path) -> None:
+    packet = Ether(**MAC) / MPLS(label=100, s=0) / MPLS(label=20001, s=1) / IP(src="10.0.0.1", dst="10.0.0.2",
+                                                                              tos=0x68) / UDP(sport=1, dport=2)
+    check(tmp_path, packet, ethertype=0x0800, src="10.0.0.1", dst="10.0.0.2", proto=17, src_port=1, dst_port=2,
+          dscp=0x68 >> 2, vni=20001, payload_at=payload_start(packet, UDP))
 
 
 def test_vxlan_keys_outer_and_describes_inner(tmp_path: Path) -> None:
@@ -331,14 +438,68 @@ def test_malformed_frames_are_flagged_and_counted(tmp_path: Path) -> None:
     assert not decoded.is_roce[bad].any()
 
 
-def test_other_linktypes_are_not_decoded(tmp_path: Path) -> None:
-    path = tmp_path / "raw.pcap"
-    path.write_bytes(pcap_header(linktype=101) + pcap_record(1, bytes(IP() / UDP())))
+LINK_HEADERS: dict[int, bytes] = {  # link type -> header before an IPv4 datagram, built from each format's spec
+    1: bytes(Ether(**MAC, type=0x0800)),
+    9: b"\xff\x03\x00\x21",
+    12: b"",
+    14: b"",
+    50: b"\xff\x03\x00\x21",
+    101: b"",
+    104: b"\x0f\x00\x08\x00",
+    113: bytes(CookedLinux(proto=0x0800)),
+    228: b"",
+    276: bytes(CookedLinuxV2(proto=0x0800)),
+}
+
+
+@pytest.mark.parametrize("linktype", sorted(LINK_HEADERS))
+def test_link_types_are_opened(tmp_path: Path, linktype: int) -> None:
+    datagram = bytes(IP(src="10.0.1.1", dst="10.0.2.2", tos=0x6A) / UDP(sport=4000, dport=53) / Raw(b"q" * 20))
+    path = tmp_path / "link.pcap"
+    path.write_bytes(pcap_header(linktype=linktype) + pcap_record(1, LINK_HEADERS[linktype] + datagram))
     batches, _ = read_all(path)
     decoder = Decoder()
-    assert not Decoder().decode(batches[0]).ok.any()
+    decoded = decoder.decode(batches[0])
+    assert decoded.ok.tolist() == [True]
+    assert words_of("10.0.1.1") == (int(decoded.src_hi[0]), int(decoded.src_lo[0]))
+    assert words_of("10.0.2.2") == (int(decoded.dst_hi[0]), int(decoded.dst_lo[0]))
+    assert (int(decoded.src_port[0]), int(decoded.dst_port[0]), int(decoded.dscp[0])) == (4000, 53, 0x6A >> 2)
+    pseudo = linktype in (113, 276)  # the cooked headers are the capture's, not bytes on the wire
+    assert int(decoded.wire_len[0]) == len(datagram) + (0 if pseudo else len(LINK_HEADERS[linktype]))
+
+
+def test_raw_ipv6_link_type(tmp_path: Path) -> None:
+    datagram = bytes(IPv6(src="fd00::1", dst="fd00::2") / TCP(sport=1, dport=2))
+    path = tmp_path / "raw6.pcap"
+    path.write_bytes(pcap_header(linktype=229) + pcap_record(1, datagram))
+    batches, _ = read_all(path)
+    decoded = Decoder().decode(batches[0])
+    assert decoded.ok.tolist() == [True] and int(decoded.proto[0]) == 6
+
+
+def test_short_link_header_is_malformed(tmp_path: Path) -> None:
+    path = tmp_path / "short.pcap"
+    path.write_bytes(pcap_header(linktype=113) + pcap_record(1, b"\x00\x00\x00"))
+    batches, _ = read_all(path)
+    decoder = Decoder()
+    assert not decoder.decode(batches[0]).ok.any()
+    assert decoder.stats.malformed["short_link_header"] == 1
+
+
+def test_other_linktypes_are_counted_as_unsupported_not_malformed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "ieee80211.pcap"
+    path.write_bytes(pcap_header(linktype=105) + pcap_record(1, b"\x08\x00" * 20) + pcap_record(2, b"\x08" * 30))
+    batches, _ = read_all(path)
+    decoder = Decoder()
+    assert not decoder.decode(batches[0]).ok.any()
     decoder.decode(batches[0])
-    assert decoder.stats.malformed["unsupported_linktype"] == 1
+    assert decoder.stats.unsupported_linktypes == {105: 4}
+    assert decoder.stats.malformed_total == 0
+    assert [record.getMessage() for record in caplog.records if "link type 105" in record.getMessage()] == [
+        "link type 105 is not supported (1, 9, 12, 14, 50, 101, 104, 113, 228, 229, 276 are): its packets are "
+        "counted, not decoded"]
 
 
 def test_batch_of_many_mixed_frames_matches_one_by_one(tmp_path: Path, topology: Topology) -> None:
@@ -349,5 +510,5 @@ def test_batch_of_many_mixed_frames_matches_one_by_one(tmp_path: Path, topology:
     for i, frame in enumerate(frames):
         _, alone, _ = decode(tmp_path, [frame], topology)
         for field in dataclasses.fields(alone):
-            if field.name not in ("payload_offset", "ts_ns"):
+            if field.name not in ("payload_offset", "ts_ns", "capture_ts_ns"):
                 assert np.array_equal(getattr(alone, field.name)[0], getattr(together, field.name)[i]), field.name

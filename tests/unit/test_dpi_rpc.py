@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 from dpi_samples import MOUNTD, NLM, getport_call, getport_reply, mount_reply, record_marked, rpc_reply
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import GRE, IP, TCP, UDP
 from scapy.layers.l2 import Ether
+from scapy.layers.vxlan import VXLAN
 from scapy.packet import Packet, Raw
 from scapy.utils import wrpcap
 
@@ -49,6 +50,24 @@ def test_a_port_learned_in_one_batch_labels_the_next(tmp_path: Path) -> None:
     assert classify(classifier, later, tmp_path / "b.pcap") == [
         ("nfs", "nlm"), ("nfs", "nlm"), ("unknown", ""), ("unknown", ""),  # other port; same port but UDP
     ]
+
+
+def in_gre(frame: Packet) -> Packet:
+    return Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / GRE(key_present=1, key=9, proto=0x0800) / frame[IP]
+
+
+def in_vxlan(frame: Packet) -> Packet:
+    return Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=61000, dport=4789) / VXLAN(vni=9) / frame
+
+
+def test_ports_are_learned_inside_a_tunnel_whose_inner_flow_is_the_flow_but_not_inside_vxlan(tmp_path: Path) -> None:
+    reply = [from_server(37345, record_marked(rpc_reply(9)), proto=6)]
+    learned = Classifier()
+    classify(learned, [in_gre(frame) for frame in exchange(1, NLM, 6, 37345)], tmp_path / "gre.pcap")
+    assert classify(learned, [in_gre(frame) for frame in reply], tmp_path / "gre-reply.pcap") == [("nfs", "nlm")]
+    outer = Classifier()
+    classify(outer, [in_vxlan(frame) for frame in exchange(1, NLM, 6, 37345)], tmp_path / "vxlan.pcap")
+    assert len(outer.rpc_ports) == 0
 
 
 def test_the_oldest_learned_port_goes_first(tmp_path: Path) -> None:

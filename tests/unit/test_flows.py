@@ -31,7 +31,8 @@ _DEFAULTS: dict[str, tuple[str, Any]] = {
     "dqpn": ("uint32", 7), "psn": ("uint32", 0), "fecn": ("bool", False), "becn": ("bool", False),
     "aeth_syndrome": ("uint8", 0xFF), "pfc_enable": ("uint8", 0), "app_proto": ("uint8", 17),
     "app_src_port": ("uint16", 49152), "app_dst_port": ("uint16", 4791), "payload_offset": ("int64", -1),
-    "payload_caplen": ("int32", 0),
+    "payload_caplen": ("int32", 0), "switch_timed": ("bool", False), "outer_src_hi": ("uint64", 0),
+    "outer_src_lo": ("uint64", 0), "outer_dst_hi": ("uint64", 0), "outer_dst_lo": ("uint64", 0),
 }
 
 
@@ -41,6 +42,8 @@ def packets(n: int, **columns: Any) -> DecodedPackets:
     for name, (dtype, default) in _DEFAULTS.items():
         values[name] = np.broadcast_to(np.asarray(columns.get(name, default), dtype=dtype), (n,)).copy()
     values["pfc_quanta"] = np.zeros((n, 8), dtype=np.uint16)
+    values["capture_ts_ns"] = np.broadcast_to(np.asarray(columns.get("capture_ts_ns", values["ts_ns"]),
+                                                         dtype=np.int64), (n,)).copy()
     return DecodedPackets(**values)
 
 
@@ -90,6 +93,23 @@ def test_rows_have_the_flows_columns_and_counters(topology: Topology) -> None:
     assert row["ts_tail"] == np.datetime64((T0 + 40) // 1000, "us")
     labels = (row["app"], row["app_detail"], row["traffic_class"], row["job"], row["confidence"])
     assert labels == ("unknown", "", "", "", 0)
+
+
+def test_rows_keep_tunnel_endpoints_and_say_whose_clock_timed_them(topology: Topology) -> None:
+    table = FlowTable(topology)
+    (outer_src_hi, outer_src_lo), (outer_dst_hi, outer_dst_lo) = words_of("192.0.2.1"), words_of("192.0.2.99")
+    tunnelled = packets(3, ts_ns=[T0 + 10, T0 + 20, T0 + 30], capture_ts_ns=[T0 + 4010, T0 + 6020, T0 + 8030],
+                        switch_timed=True, outer_src_hi=outer_src_hi, outer_src_lo=outer_src_lo,
+                        outer_dst_hi=outer_dst_hi, outer_dst_lo=outer_dst_lo)
+    plain = packets(2, ts_ns=[T0 + 40, T0 + 50], src_port=49153)
+    table.update(tunnelled)
+    table.update(plain)
+    first, second = rows_of(table.flush())
+    assert first["outer_src_ip"] == b"\0" * 10 + b"\xff\xff" + bytes([192, 0, 2, 1])
+    assert first["outer_dst_ip"] == b"\0" * 10 + b"\xff\xff" + bytes([192, 0, 2, 99])
+    assert (first["time_source"], first["mirror_delay_us"]) == ("switch", 6.0)  # (4 + 6 + 8) µs / 3
+    assert second["outer_src_ip"] == second["outer_dst_ip"] == b"\0" * 16
+    assert (second["time_source"], second["mirror_delay_us"]) == ("capture", 0.0)
 
 
 def test_flow_key_fields_separate_flows() -> None:

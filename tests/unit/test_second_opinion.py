@@ -107,6 +107,8 @@ def test_the_highest_layer_skips_what_we_know_already() -> None:
     assert highest_layer("eth:ethertype:ip:udp:sip") == "sip"
     assert highest_layer("eth:ethertype:ip:tcp:mbtcp:modbus") == "modbus"
     assert highest_layer("eth:ethertype:ip:gre:erspan:eth:ethertype:ip:udp:data") == ""
+    assert highest_layer("eth:ethertype:ip:udp:geneve:eth:ethertype:mpls:ip:tcp") == ""  # tunnels we open
+    assert highest_layer("chdlc:ip:tcp:bgp") == "bgp" and highest_layer("ppp:ipv6:udp") == ""
     assert highest_layer("eth:ethertype:ip:udp:snmp:_ws.malformed") == "snmp"
     assert best_answer(["eth:ethertype:ip:tcp", "eth:ethertype:ip:tcp:mqtt"]) == "mqtt"
     assert best_answer(["eth:ethertype:ip:tcp", ""]) == ""
