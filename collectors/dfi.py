@@ -63,7 +63,7 @@ class DfiConfig:
 @dataclass(frozen=True, slots=True)
 class FlowWindow:
     """Flow rows of a window: `rows` holds the ROW_COLUMNS as pipeline.records FLOWS fills them (IPs as
-    16-byte network-order bytes, times datetime64[us]); `bursts` the burst starts of each row."""
+    16-byte network-order bytes objects or V16 values, times datetime64[us]); `bursts` the burst starts of each row."""
 
     rows: Mapping[str, np.ndarray]
     bursts: BurstTrains
@@ -263,8 +263,9 @@ def _factorize(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _ip_words(addresses: np.ndarray) -> np.ndarray:
-    """(n, 2) uint64 words of 16-byte network-order addresses."""
-    return np.array(addresses.tolist(), dtype="S16").view(">u8").reshape(-1, 2).astype(np.uint64)
+    """(n, 2) uint64 words of 16-byte network-order addresses (bytes objects, or V16 as DFI's window keeps them)."""
+    fixed = addresses if addresses.dtype.kind == "V" else np.array(addresses.tolist(), dtype="S16")
+    return np.ascontiguousarray(fixed).view(">u8").reshape(-1, 2).astype(np.uint64)
 
 
 def _microseconds(times: np.ndarray) -> np.ndarray:

@@ -92,7 +92,7 @@ class DfiStream:
         label now and, when this moves packet time into a new interval, the held rows and new iterations."""
         released = _no_rows(FLOWS)
         if len(flows[BURST_START]):
-            self._pending.append({name: flows[name] for name in WINDOW_COLUMNS})
+            self._pending.append(_window_rows(flows))
             self._pending_rows += len(flows[BURST_START])
             labels = None if self._held else self._known.labels(flows)
             if labels is None:
@@ -114,7 +114,7 @@ class DfiStream:
         """Take the last rows (the flow table's flush), label every held row and export every iteration (end of
         input)."""
         if len(flows[BURST_START]):
-            self._pending.append({name: flows[name] for name in WINDOW_COLUMNS})
+            self._pending.append(_window_rows(flows))
             self._held.append(flows)
         return self._run(complete_before_us=np.iinfo(np.int64).max, now_us=np.iinfo(np.int64).max, final=True)
 
@@ -185,12 +185,28 @@ def _flow_keys(rows: Mapping[str, np.ndarray]) -> np.ndarray:
     """Each row's flow as DFI groups rows (addresses, ports, protocol, VNI, QP; not the link), one
     fixed-width byte string per row so keys sort and compare as one array."""
     count = len(rows["src_port"])
-    parts = [np.frombuffer(b"".join(rows[name].tolist()), dtype=np.uint8).reshape(count, 16)
-             for name in ("src_ip", "dst_ip")]
+    parts = [_address_bytes(rows[name]).reshape(count, 16) for name in ("src_ip", "dst_ip")]
     parts += [np.ascontiguousarray(rows[name]).view(np.uint8).reshape(count, rows[name].dtype.itemsize)
               for name in _KEY_COLUMNS]
     packed = np.ascontiguousarray(np.concatenate(parts, axis=1))
     return packed.view(f"V{packed.shape[1]}").ravel()
+
+
+def _address_bytes(addresses: np.ndarray) -> np.ndarray:
+    """The 16 bytes of each address, as uint8 (the flow table's bytes objects or the window's V16 values)."""
+    if addresses.dtype.kind == "V":
+        return np.ascontiguousarray(addresses).view(np.uint8)
+    return np.frombuffer(b"".join(addresses.tolist()), dtype=np.uint8)
+
+
+def _window_rows(flows: Columns) -> Columns:
+    """The WINDOW_COLUMNS of `flows`, addresses as V16 values: a bytes object per address would cost the window
+    four times the memory (and the window holds up to `max_rows` rows under a flood of flows)."""
+    rows = {name: flows[name] for name in WINDOW_COLUMNS}
+    for name in ("src_ip", "dst_ip"):
+        if rows[name].dtype.kind != "V":
+            rows[name] = np.array(rows[name].tolist(), dtype="S16").view("V16")
+    return rows
 
 
 def _labelled(flows: Columns, traffic_class: np.ndarray, job: np.ndarray) -> Columns:

@@ -35,7 +35,7 @@ from collectors.shard import Shard
 from pipeline.errors import InputError
 from pipeline.topology import Topology
 
-QUEUED_STEPS = 8  # per worker: how far it may run ahead of the merge
+QUEUED_STEPS = 2  # per worker: how far it may run ahead of the merge (each step held costs its rows' memory)
 # Every worker decodes every packet (a third of one collector's work) to find its own, so past a few workers
 # more of them add CPU and memory, not speed: the default stops here (an explicit --workers may go further).
 DEFAULT_MAX_WORKERS = 4
@@ -56,7 +56,10 @@ def default_workers() -> int:
 
 
 def shared_config(config: CollectorConfig, workers: int) -> CollectorConfig:
-    """Each of `workers` samples its share of Wireshark's second opinion: the rate divided among them."""
+    """Each of `workers` gets its share of what bounds them all: of `max_flows` (the bound is on the flows the
+    machine holds, not per process, so N workers take no more memory for their tables than one collector) and
+    of Wireshark's second opinion's sampling rate."""
+    config = dataclasses.replace(config, max_flows=-(-config.max_flows // workers))
     opinion = config.second_opinion
     if opinion is None:
         return config
