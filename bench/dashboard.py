@@ -102,6 +102,9 @@ def flow_batches(topology: Topology, rows: int, start: datetime, seed: int = 1) 
             "app_detail": _strings(("",), np.zeros(n)), "confidence": pa.array(np.ones(n, dtype=np.float32)),
             "sampling_rate": pa.array(np.ones(n, dtype=np.uint32)),
             "ts_tail": pa.array((ts_start + 998_000).astype("datetime64[us]"), type=schema.field("ts_tail").type),
+            "outer_src_ip": pa.array([bytes(16)] * n, type=pa.binary(16)),  # ::, no tunnel
+            "outer_dst_ip": pa.array([bytes(16)] * n, type=pa.binary(16)),
+            "time_source": _strings(("capture",), np.zeros(n)),
         }
         arrays = [columns.get(f.name) or pa.array(np.zeros(n, dtype=f.type.to_pandas_dtype()), type=f.type)
                   for f in schema]

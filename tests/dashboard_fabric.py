@@ -168,7 +168,8 @@ def flows(fabric: Fabric) -> pa.Table:
             row(t0, t0 + 999_000, link, direction, src, dst, dport, 300 + index if dport == 4791 else 0, app,
                 traffic_class, job, rate)
     columns: dict[str, object] = {name: [] for name in records.column_names("flows")}
-    defaults = {"exporter": "test", "app_detail": "", "confidence": 1.0, "sampling_rate": 1}
+    defaults = {"exporter": "test", "app_detail": "", "confidence": 1.0, "sampling_rate": 1,
+                "outer_src_ip": bytes(16), "outer_dst_ip": bytes(16), "time_source": "capture"}
     for item in out:
         for name in columns:
             columns[name].append(item.get(name, defaults.get(name, 0)))  # type: ignore[attr-defined]
