@@ -1,6 +1,6 @@
 """One `link_down` and one `link_up` per outage, timed by the earliest evidence: the switch's counters (oper
-status, polled) or the traffic (fast recovery's failure time, and the first packet on the link when it
-came back).
+status, polled) or the traffic (the failure time of a fast recovery that cut flows, and the first packet on
+the link when it came back).
 
 Polled counters miss an outage shorter than their interval (on-change reports, gNMI ON_CHANGE or traps,
 do not); traffic misses a link that carried nothing, and sees a link back only when flows return to it.
@@ -167,12 +167,19 @@ class LinkStatus:
     @staticmethod
     def _from_traffic(failure: Event, link: str, down: int) -> list[Event]:
         """The link_down (and link_up, once the link carried traffic again) that a fast_recovery implies, written
-        at the data time the failure's row was."""
+        at the data time the failure's row was.
+
+        Only a failure that cut flows shows the link going down in the traffic: one the counters' oper-down
+        found on a quiet link is timed by its last packet, which may be long before the fault (a link idle
+        between bursts), so it implies no link_down of its own (the counters' report stands). Traffic back on
+        the link shows it up either way."""
         back, device = json.loads(str(failure["details"])).get("link_back_us"), str(failure["device"])
         known = event_us(failure, "updated")
-        events = [make_event("link_down", ts=down, ts_end=down, severity="critical", link=link, device=device,
-                             summary=f"{link} down, seen in the traffic", details={"source": "traffic"},
-                             updated=max(down, known))]
+        events = []
+        if int(failure["flows_affected"]) > 0:
+            events.append(make_event("link_down", ts=down, ts_end=down, severity="critical", link=link,
+                                     device=device, summary=f"{link} down, seen in the traffic",
+                                     details={"source": "traffic"}, updated=max(down, known)))
         if back is not None:
             events.append(make_event("link_up", ts=back, ts_end=back, severity="info", link=link, device=device,
                                      summary=f"{link} up, traffic back", details={"source": "traffic"},

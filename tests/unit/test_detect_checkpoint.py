@@ -26,7 +26,7 @@ def detectors() -> DetectorSet:
 
 def failure(ts: int, back: int) -> Event:
     return make_event("fast_recovery", ts=ts, ts_end=ts, severity="warning", link=LINK, device="leaf1",
-                      summary="failed", details={"link_back_us": back})
+                      summary="failed", flows_affected=2, details={"link_back_us": back})
 
 
 def format_2_link_status(down: int) -> LinkStatus:

@@ -16,9 +16,9 @@ def counter_event(kind: str, ts: int, link: str = "leaf1-spine1") -> Event:
     return make_event(kind, ts=ts, ts_end=ts, severity="info", link=link, device="leaf1", summary=kind)
 
 
-def failure(ts: int, back: int | None, link: str = "leaf1-spine1") -> Event:
+def failure(ts: int, back: int | None, link: str = "leaf1-spine1", flows_affected: int = 3) -> Event:
     return make_event("fast_recovery", ts=ts, ts_end=ts, severity="warning", link=link, device="leaf1",
-                      summary="failed", details={"link_back_us": back})
+                      summary="failed", flows_affected=flows_affected, details={"link_back_us": back})
 
 
 def kinds(events: list[Event]) -> list[tuple[str, int]]:
@@ -39,6 +39,19 @@ def test_counter_report_first_then_traffic_gives_one_down_and_one_up() -> None:
     (down,) = [row for row in latest_rows(first + later) if row["kind"] == "link_down"]
     assert event_us(down, "ts") == T0
     assert [report["source"] for report in json.loads(down["details"])["reports"]] == ["counters", "traffic"]
+
+
+def test_a_failure_that_cut_no_flow_does_not_retime_the_counters_down() -> None:
+    """The soak's leaf3-spine2 at 08:09:56: the link was quiet between bursts, the counters' oper-down found
+    the failure, and fast_recovery (no flow affected) is timed by the link's last packet, 163.8 ms before the
+    fault. That packet shows the link up, not down: the link_down keeps the counters' time, and the traffic
+    back on the link still gives its up."""
+    status = LinkStatus()
+    down = status.merge([counter_event("link_down", T0 + 164 * MS)])
+    later = status.merge([failure(T0, T0 + 400 * MS, flows_affected=0)])
+    assert kinds(later) == [("fast_recovery", T0), ("link_up", T0 + 400 * MS)]
+    (row,) = [row for row in latest_rows(down + later) if row["kind"] == "link_down"]
+    assert event_us(row, "ts") == T0 + 164 * MS
 
 
 def test_a_later_report_of_a_transition_is_not_written_again() -> None:
