@@ -2,10 +2,16 @@
 
 The events topic can hold an incident's row more than once (the detectors re-emit what they had not
 checkpointed when they were killed) and out of order (an incident whose link changes is keyed to another
-partition). The ledger keeps, per incident, the newest row taken (`updated`, closed or not) and the labels
-its first alert gave it: a row no newer than that, or any row after the close, is not an alert. An incident
-first seen closed (it opened and closed within one detector batch) gives an open and a close, so every
-incident pages and resolves.
+partition). The ledger keeps, per incident, the newest row taken (`updated`, closed or not), the labels
+its first alert gave it and the COMPARED columns of the row last alerted: a row no newer than that is not
+an alert. An incident first seen closed (it opened and closed within one detector batch) gives an open and
+a close, so every incident pages and resolves.
+
+After the close, the detectors may still rewrite an incident (a link_down or link_up retimed by an earlier
+report, a flap retimed with its outage): a newer closed row that changes a MATERIAL column (times,
+convergence) is one `update`, so the page carries the incident's latest times; one that changes none of them,
+or an open row, is not an alert. A ledger saved by format 1 kept no columns for a closed incident: a newer
+row of one is taken as material, with nothing to list as changed.
 
 Two views: `taken` (queued, in memory) decides at intake; `done` (delivered or dead-lettered) is what
 `save` writes, so after a restart the rows consumed again and already done are recognised.
@@ -16,37 +22,55 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.alerts.body import Alert, EventRow, identity_labels
+from pipeline.alerts.body import MATERIAL, Alert, EventRow, changes, compared_values, identity_labels
 from pipeline.errors import InputError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 adds each step's compared columns and changes; 1 is read too
+READ_VERSIONS = (1, FORMAT_VERSION)
 MAX_CLOSED = 10_000  # closed incidents remembered per webhook: far more than a restart can replay
 
 
 @dataclass
 class Step:
-    """The newest alert of one incident a webhook took: its row's data time, its step (open, update,
-    close), its labels, and in `done` while the incident is open, its row (what is sent again on a resend)."""
+    """The newest alert of one incident a webhook took: its row's data time, its step (open, update, close;
+    `close` stays once the incident is closed, through the updates after it), its labels, the COMPARED
+    columns of its row (None: unknown, from a format-1 ledger), and in `done` while the incident is open, its
+    row and changes (what is sent again on a resend)."""
 
     updated: int
     state: str
     labels: dict[str, str]
     event: dict[str, Any] | None = None
+    values: dict[str, Any] | None = None
+    changed: dict[str, list[Any]] = field(default_factory=dict)
 
     @property
     def closed(self) -> bool:
         return self.state == "close"
 
     def dump(self) -> list[Any]:
-        return [self.updated, self.state, self.labels, self.event]
+        return [self.updated, self.state, self.labels, self.event, self.values, self.changed]
+
+    @classmethod
+    def load(cls, saved: list[Any]) -> Step:
+        """A step as `dump` wrote it, or as format 1 did (the first four fields)."""
+        updated, state, labels, event, *rest = saved
+        values = rest[0] if rest else compared_values(event) if event is not None else None
+        return cls(int(updated), str(state), dict(labels), event, values, dict(rest[1]) if rest else {})
 
     def alert(self) -> Alert | None:
         """The alert to send again while the incident is open."""
-        return None if self.closed or self.event is None else Alert(self.state, self.event, self.labels)
+        if self.closed or self.event is None:
+            return None
+        return Alert(self.state, self.event, self.labels, self.changed)
+
+    def material(self, event: EventRow) -> bool:
+        """Whether `event` changes a MATERIAL column of the row this step alerted (unknown: it does)."""
+        return self.values is None or any(self.values.get(name) != event[name] for name in MATERIAL)
 
 
 class Ledger:
@@ -57,24 +81,37 @@ class Ledger:
         self.taken: dict[str, Step] = dict(self.done)
 
     def alerts(self, event: EventRow) -> list[Alert]:
-        """The alerts one event row makes (none for a row already taken, older, or after the close)."""
+        """The alerts one event row makes: none for a row already taken or older, nor after the close unless
+        it is a closed row with a material change."""
         event_id = str(event["event_id"])
         closed = event["state"] == "closed"
         seen = self.taken.get(event_id)
-        if seen is not None and (seen.closed or (event["updated"], closed) <= (seen.updated, seen.closed)):
+        values = compared_values(event)
+        if seen is None:
+            labels = identity_labels(event)
+            _remember(self.taken, event_id, Step(event["updated"], "close" if closed else "open", labels,
+                                                 values=values))
+            if closed:
+                return [Alert("open", event, labels), Alert("close", event, labels)]
+            return [Alert("open", event, labels)]
+        if (event["updated"], closed) <= (seen.updated, seen.closed):
             return []
-        labels = seen.labels if seen is not None else identity_labels(event)
-        state = "close" if closed else "update" if seen is not None else "open"
-        _remember(self.taken, event_id, Step(event["updated"], state, labels))
-        if seen is None and closed:
-            return [Alert("open", event, labels), Alert("close", event, labels)]
-        return [Alert(state, event, labels)]
+        if seen.closed and not (closed and seen.material(event)):
+            return []
+        state = "close" if closed and not seen.closed else "update"
+        changed = changes(seen.values, event) if state == "update" and seen.values is not None else {}
+        _remember(self.taken, event_id, Step(event["updated"], "close" if closed else state, seen.labels,
+                                             values=values))
+        return [Alert(state, event, seen.labels, changed)]
 
     def finished(self, alert: Alert) -> None:
         """The alert was delivered or dead-lettered: it is not sent again."""
         event = alert.event
-        kept = None if alert.state == "close" else dict(event)
-        _remember(self.done, str(event["event_id"]), Step(event["updated"], alert.state, dict(alert.labels), kept))
+        step = Step(event["updated"], "close" if alert.closes else alert.state, dict(alert.labels),
+                    values=compared_values(event))
+        if not alert.closes:
+            step.event, step.changed = dict(event), dict(alert.changed)
+        _remember(self.done, str(event["event_id"]), step)
 
     def firing(self) -> list[Alert]:
         """The latest alert done of each open incident."""
@@ -96,13 +133,14 @@ def load_ledgers(path: Path, webhooks: Iterable[str]) -> dict[str, Ledger]:
     if path.is_file():
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
-            if document.get("version") != FORMAT_VERSION:
-                raise ValueError(f"format {document.get('version')}, expected {FORMAT_VERSION}")
+            if document.get("version") not in READ_VERSIONS:
+                raise ValueError(f"format {document.get('version')}, expected one of {READ_VERSIONS}")
             saved = document["webhooks"]
-        except (ValueError, KeyError, AttributeError, OSError) as exc:
+            return {name: Ledger({event_id: Step.load(step) for event_id, step in saved.get(name, {}).items()})
+                    for name in webhooks}
+        except (ValueError, TypeError, KeyError, AttributeError, OSError) as exc:
             raise InputError(str(path), f"alert ledger unreadable ({exc}); remove it to start afresh") from exc
-    return {name: Ledger({event_id: Step(int(step[0]), str(step[1]), dict(step[2]), step[3])
-                          for event_id, step in saved.get(name, {}).items()}) for name in webhooks}
+    return {name: Ledger() for name in webhooks}
 
 
 def save_ledgers(path: Path, ledgers: dict[str, Ledger]) -> None:

@@ -186,7 +186,7 @@ class Webhook:
         event_id = str(head.alert.event["event_id"])
         with self._lock:
             self._queue.popleft()
-            if head.alert.state == "close":
+            if head.alert.closes:
                 self._firing.pop(event_id, None)
             elif delivered and self.config.format == "alertmanager":
                 self._firing[event_id] = head.alert

@@ -8,6 +8,7 @@ Every wait polls for the expected state under a generous bound; nothing asserts 
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import re
 import urllib.request
@@ -16,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from alert_receiver import Receiver, wait_for
 
@@ -27,7 +29,8 @@ from pipeline.alerts.notifier import Notifier, NotifierConfig
 from pipeline.bus import BusConfig, Producer
 from pipeline.counterfile import read_counters
 from pipeline.detect.engine import DetectorSet, event_columns
-from pipeline.detect.events import Event, make_event
+from pipeline.detect.events import Event, event_us, iso, make_event, revised
+from pipeline.detect.link_status import LinkStatus
 from pipeline.sink import SinkConfig
 from pipeline.store import Store
 from pipeline.streaming import TimedBatches, stream_to_store
@@ -84,13 +87,30 @@ def keys(bodies: list[Any]) -> list[str]:
     return [body["dedupe_key"] for body in bodies]
 
 
+def micros(text: str) -> int:
+    """An ISO 8601 time of a body as µs since the epoch."""
+    return int(np.datetime64(text.removesuffix("Z"), "us").astype(np.int64))
+
+
+def retimed_link_down() -> tuple[Event, Event]:
+    """The link status detector's rows of one outage: the counters' oper-down at +77 ms, written at once and
+    closed, then the same incident rewritten at the traffic's earlier failure time (+0 ms)."""
+    status = LinkStatus()
+    (first,) = status.merge([make_event("link_down", ts=T0 + 77_000, ts_end=T0 + 77_000, severity="critical",
+                                        link="leaf2-spine1", device="leaf2", summary="leaf2-spine1 down")])
+    traffic = status.merge([make_event("fast_recovery", ts=T0, ts_end=T0, severity="warning", link="leaf2-spine1",
+                                       device="leaf2", summary="failed", details={"link_back_us": None})])
+    (rewrite,) = [event for event in traffic if event["kind"] == "link_down"]
+    return first, rewrite
+
+
 def rfc3339(text: str) -> datetime:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", text), text
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def test_a_replayed_sample_gives_one_open_and_one_close_per_incident(bus_config: BusConfig, clean_topics: list[str],
-                                                                      store: Store) -> None:
+def test_a_replayed_sample_gives_each_incident_one_open_one_close_and_its_latest_row(
+        bus_config: BusConfig, clean_topics: list[str], store: Store) -> None:
     manager, generic = Receiver().start(), Receiver().start()
     alerts = AlertsConfig(webhooks=(webhook(manager, "alertmanager", format="alertmanager"),
                                     webhook(generic, "json", format="json")))
@@ -105,14 +125,22 @@ def test_a_replayed_sample_gives_one_open_and_one_close_per_incident(bus_config:
     finally:
         manager.stop()
         generic.stop()
-    incidents = dict(store.query("SELECT event_id, kind FROM incidents WHERE state = 'closed'").rows)
+    latest = store.query("SELECT event_id, kind, toUnixTimestamp64Micro(ts), toUnixTimestamp64Micro(ts_end), "
+                         "convergence_ms FROM incidents WHERE state = 'closed'").rows
+    incidents = {event_id: kind for event_id, kind, *_ in latest}
     assert summary.events > len(incidents) >= 10  # some incidents have an open row before their close
     assert store.query("SELECT count() FROM incidents WHERE state = 'open'").rows == [(0,)]
 
     steps = streams(generic.bodies())
     assert set(steps) == set(incidents)
     for states in steps.values():
-        assert states[0] == "open" and states[-1] == "close" and set(states[1:-1]) <= {"update"}
+        closed_at = states.index("close")
+        assert states[0] == "open" and set(states[1:closed_at]) | set(states[closed_at + 1 :]) <= {"update"}
+    assert any(states[-1] == "update" for states in steps.values())  # the sample's link_down and link_up retimed
+    last = {body["event_id"]: body for body in generic.bodies()}  # each incident's page ends on its latest row
+    assert {event_id: (micros(last[event_id]["ts"]), micros(last[event_id]["ts_end"]),
+                       last[event_id]["convergence_ms"]) for event_id in incidents} == {
+        event_id: (ts, ts_end, convergence) for event_id, _, ts, ts_end, convergence in latest}
     assert len(keys(generic.bodies())) == len(set(keys(generic.bodies())))
     for body in generic.bodies():
         assert body["kind"] == incidents[body["event_id"]] and body["state"] in ("open", "closed")
@@ -131,9 +159,11 @@ def test_a_replayed_sample_gives_one_open_and_one_close_per_incident(bus_config:
         by_incident[alert["labels"]["event_id"]].append(alert)
     assert by_incident.keys() == incidents.keys()
     for stream in by_incident.values():
-        assert [a["annotations"]["state"] for a in stream] == steps[stream[0]["labels"]["event_id"]]
+        states = [a["annotations"]["state"] for a in stream]
+        assert states == steps[stream[0]["labels"]["event_id"]]
         assert all(a["labels"] == stream[0]["labels"] for a in stream)  # so the close resolves the open
-        assert ["endsAt" in a for a in stream] == [False] * (len(stream) - 1) + [True]
+        closed_at = states.index("close")  # it and the updates after it resolve: none fires the alert again
+        assert ["endsAt" in a for a in stream] == [False] * closed_at + [True] * (len(stream) - closed_at)
         assert rfc3339(stream[-1]["endsAt"]) >= rfc3339(stream[-1]["startsAt"])
     assert sum(sum(c.sent.values()) for c in notifier.counts().values()) == len(posted) + len(generic.bodies())
 
@@ -257,3 +287,75 @@ def test_a_restart_sends_what_was_left_and_nothing_twice(bus_config: BusConfig, 
     assert streams(receiver.bodies()) == {congestion("open", 50)["event_id"]: ["open", "update", "close"],
                                           link_down()["event_id"]: ["open", "close"]}
     assert second.counts()["ops"].sent == {"open": 1, "close": 2}
+
+
+def test_an_incident_retimed_after_its_close_is_one_update_and_nothing_twice_across_restarts(
+        bus_config: BusConfig, clean_topics: list[str], tmp_path: Path) -> None:
+    """The page follows the incident's latest row: the retime after the close goes out once, as an update of the
+    same incident saying what changed, through a receiver outage and two restarts that read the rows again; a
+    rewrite that changes nothing material sends nothing."""
+    receiver = Receiver().start()
+    alerts = AlertsConfig(webhooks=(webhook(receiver, "ops", kinds=("link_down",)),))
+    config = NotifierConfig(group=group(), ledger=tmp_path / "alerts.ledger", stop_grace_s=0.2)
+    first, rewrite = retimed_link_down()
+    said_again = revised(rewrite, updated=event_us(rewrite, "updated") + 1_000, summary="leaf2-spine1 down, again")
+    one = Notifier(alerts, config, bus=bus_config).start()
+    try:
+        produce(bus_config, first)
+        assert wait_for(lambda: len(receiver.bodies()) == 2)
+        receiver.status = 503
+        produce(bus_config, rewrite)
+        assert wait_for(lambda: receiver.refused >= 1)
+    finally:
+        one.stop()  # the update still queued: its message is not committed
+    assert one.counts()["ops"].sent == {"open": 1, "close": 1}
+    receiver.status = 200
+    produce(bus_config, first, rewrite, said_again)  # the detectors emitting again after a kill
+    two = Notifier(alerts, config, bus=bus_config).start()
+    try:
+        assert two.wait_delivered(4, timeout_s=60)  # the rewrite left uncommitted, and the three emitted again
+    finally:
+        two.stop()
+    produce(bus_config, first, rewrite, said_again)
+    three = Notifier(alerts, config, bus=bus_config).start()
+    try:
+        assert three.wait_delivered(3, timeout_s=60)
+    finally:
+        three.stop()
+        receiver.stop()
+    bodies = receiver.bodies()
+    assert streams(bodies) == {first["event_id"]: ["open", "close", "update"]}
+    assert len(set(keys(bodies))) == 3
+    update = bodies[-1]
+    assert (update["state"], micros(update["ts"]), micros(update["ts_end"])) == ("closed", T0, T0)
+    assert update["changed"] == {name: {"was": iso(T0 + 77_000), "now": iso(T0)} for name in ("ts", "ts_end")}
+    assert (two.counts()["ops"].sent, three.counts()["ops"].sent) == ({"update": 1}, {})
+    ledger = json.loads((tmp_path / "alerts.ledger").read_text())
+    assert ledger["webhooks"]["ops"][first["event_id"]][:2] == [event_us(rewrite, "updated"), "close"]
+
+
+def test_alertmanager_gets_a_retimed_incident_resolved_with_its_new_times_and_not_again(
+        bus_config: BusConfig, clean_topics: list[str]) -> None:
+    receiver = Receiver().start()
+    notifier = Notifier(AlertsConfig(webhooks=(webhook(receiver, "am", format="alertmanager", resend_s=0.1),)),
+                        NotifierConfig(group=group()), bus=bus_config).start()
+    first, rewrite = retimed_link_down()
+    firing = congestion("open", 50)
+
+    def sent(event_id: str) -> list[dict[str, Any]]:
+        return [body[0] for body in receiver.bodies() if body[0]["labels"]["event_id"] == event_id]
+
+    try:
+        produce(bus_config, first, rewrite, firing)
+        assert wait_for(lambda: len(sent(firing["event_id"])) >= 3)  # open, then resent: resend rounds ran
+        counts = notifier.counts()["am"]
+    finally:
+        notifier.stop()
+        receiver.stop()
+    stream = sent(first["event_id"])
+    assert [a["annotations"]["state"] for a in stream] == ["open", "close", "update"]
+    assert all(a["labels"] == stream[0]["labels"] for a in stream)
+    update = stream[-1]
+    assert (micros(update["startsAt"]), micros(update["endsAt"])) == (T0, T0)  # resolved, at the earlier time
+    assert json.loads(update["annotations"]["changed"])["ts"] == {"was": iso(T0 + 77_000), "now": iso(T0)}
+    assert counts.sent == {"open": 2, "close": 1, "update": 1}

@@ -1,12 +1,14 @@
 """The production path through the real broker: `replay --kafka` only produces, `ingest --topology` runs the
 sink and the detectors as consumer-group members, and `events` then lists the truth's fast recovery; the
-alert webhook of its config got each incident's open and close, and the ledger says so."""
+alert webhook of its config got each incident's open and close (and the update of the link_down the traffic
+retimed after its close), the last alert of each carrying the incident's latest time, and the ledger says so."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,10 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 FABRICSCOPE = [sys.executable, "-m", "fabricscope.cli"]
 
 pytestmark = pytest.mark.integration
+
+
+def instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def fabricscope(*args: str) -> str:
@@ -52,11 +58,16 @@ def test_replay_to_kafka_then_ingest_with_detectors(broker: str, clean_topics: l
     assert (got["flows_affected"], got["flows_recovered"], got["packets_lost"]) == (
         want["flows_affected"], want["flows_recovered"], want["packets_lost"])
 
-    incidents = json.loads(fabricscope("query", "SELECT event_id FROM incidents", "--format", "json",
+    incidents = json.loads(fabricscope("query", "SELECT event_id, kind, ts FROM incidents", "--format", "json",
                                        "--data-dir", data_dir))
     steps: dict[str, list[str]] = {}
     for body in receiver.bodies():
         steps.setdefault(body["event_id"], []).append(body["alert"])
-    assert steps == {incident["event_id"]: ["open", "close"] for incident in incidents}
+    retimed = {incident["event_id"] for incident in incidents if incident["kind"] == "link_down"}
+    assert len(retimed) == 1  # the counters' oper-down first, then the traffic's earlier failure time
+    assert steps == {incident["event_id"]: ["open", "close", *(["update"] if incident["event_id"] in retimed else [])]
+                     for incident in incidents}
+    last = {body["event_id"]: instant(body["ts"]) for body in receiver.bodies()}
+    assert last == {incident["event_id"]: instant(incident["ts"]) for incident in incidents}
     ledger = json.loads((tmp_path / "store" / "alerts" / "fabricscope-alerts.ledger").read_text())
     assert {event_id: step[1] for event_id, step in ledger["webhooks"]["ops"].items()} == dict.fromkeys(steps, "close")

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -48,6 +50,20 @@ def frames() -> list[bytes]:
     ]
 
 
+@contextmanager
+def replaying(lab: NetLab, namespace: str, send: str, pcap: Path) -> Iterator[None]:
+    """tcpreplay sends `pcap` while the body reads the ring. A ring nobody reads holds only `blocks` blocks, and the
+    kernel retires a block every `timeout_ms` even with a few frames in it: SMALL_RING keeps 4 x 50 ms of a trickle,
+    and a loaded machine stretches a replay past that (the kernel then drops, and counts it)."""
+    replay = lab.popen(namespace, ["tcpreplay", f"--intf1={send}", str(pcap)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        yield
+    finally:
+        _, errors = replay.communicate(timeout=WAIT_S)
+    assert replay.returncode == 0, errors
+
+
 def receive(ring: PacketRing, expected: int) -> list[PacketBatch]:
     """Batches until the kernel has handed over `expected` frames and all of them came out of the ring."""
     stop = threading.Event()
@@ -69,9 +85,8 @@ def test_ring_returns_exactly_the_frames_received(tmp_path: Path) -> None:
         with PacketRing(capture, snaplen=SNAPLEN, **SMALL_RING) as ring:
             before = time.time_ns()
             sendp(Ether(sent[0]), iface=capture, verbose=False)  # outgoing on the capture interface: ignored
-            done = lab.run(namespace, ["tcpreplay", f"--intf1={send}", str(pcap)])
-            assert done.returncode == 0, done.stderr
-            batches = receive(ring, len(sent))
+            with replaying(lab, namespace, send, pcap):
+                batches = receive(ring, len(sent))
             stats = ring.kernel_stats()
     got = [bytes(b.data[b.offset[i] : b.offset[i] + b.caplen[i]]) for b in batches for i in range(len(b))]
     assert got == [frame[:SNAPLEN] for frame in sent]
@@ -152,10 +167,10 @@ def test_capture_survives_a_link_flap_and_stops_when_the_interface_goes(tmp_path
             subprocess.run(["ip", "link", "set", capture, "down"], check=True)
             assert [len(next(batches)) for _ in range(3)] == [0, 0, 0]
             subprocess.run(["ip", "link", "set", capture, "up"], check=True)
-            assert lab.run(namespace, ["tcpreplay", f"--intf1={send}", str(pcap)]).returncode == 0
             kept, deadline = 0, time.monotonic() + WAIT_S
-            while kept < len(sent) and time.monotonic() < deadline:
-                kept += len(next(batches))
+            with replaying(lab, namespace, send, pcap):
+                while kept < len(sent) and time.monotonic() < deadline:
+                    kept += len(next(batches))
             assert kept == len(sent)
             subprocess.run(["ip", "link", "del", capture], check=True)
             with pytest.raises(InputError, match=f"{capture}: interface removed while capturing"):
@@ -210,12 +225,14 @@ def test_capture_source_exports_rows_while_the_link_is_quiet(tmp_path: Path) -> 
         stop = threading.Event()
         steps = source.steps(stop)
         next(steps)  # the ring is open
-        assert lab.run(namespace, ["tcpreplay", f"--intf1={send}", str(pcap)]).returncode == 0
         exported, deadline = 0, time.monotonic() + WAIT_S
-        for step in steps:
-            if stop.is_set():
-                continue  # the final flush
-            exported += sum(int(columns["packets"].sum()) for table, columns in step if table == "flows")
-            if exported >= HEAD_RECORDS or time.monotonic() > deadline:
-                stop.set()
-    assert exported == source.counts()["packets"] == HEAD_RECORDS
+        with replaying(lab, namespace, send, pcap):
+            for step in steps:
+                if stop.is_set():
+                    continue  # the final flush: its rows are not the ones this test is about
+                exported += sum(int(columns["packets"].sum()) for table, columns in step if table == "flows")
+                if exported >= HEAD_RECORDS or time.monotonic() > deadline:
+                    stop.set()
+    counts = source.counts()
+    assert (counts["kernel_drops"], counts["kernel_freezes"]) == (0, 0)
+    assert exported == counts["packets"] == HEAD_RECORDS

@@ -22,7 +22,8 @@ from pipeline.alerts.config import AlertsConfig, WebhookConfig
 from pipeline.alerts.ledger import Ledger, load_ledgers, save_ledgers
 from pipeline.alerts.webhook import Webhook
 from pipeline.detect.engine import event_columns
-from pipeline.detect.events import Event, make_event
+from pipeline.detect.events import Event, make_event, revised
+from pipeline.detect.link_status import LinkStatus
 from pipeline.errors import InputError
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -121,6 +122,91 @@ def test_the_ledger_saved_holds_what_was_done_not_what_was_queued(tmp_path: Path
     (tmp_path / "alerts.ledger").write_text("{")
     with pytest.raises(InputError, match="alert ledger unreadable"):
         load_ledgers(tmp_path / "alerts.ledger", ["pager"])
+
+
+def retimed_link_down() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The link status detector's two rows of one outage: the counters' oper-down at +77 ms, written at once
+    and closed, then the same incident rewritten at the traffic's earlier failure time, +0 ms."""
+    status = LinkStatus()
+    counters = status.merge([make_event("link_down", ts=T0 + 77_000, ts_end=T0 + 77_000, severity="critical",
+                                        link="leaf1-spine1", device="leaf1", summary="leaf1-spine1 down")])
+    traffic = status.merge([make_event("fast_recovery", ts=T0, ts_end=T0, severity="warning", link="leaf1-spine1",
+                                       device="leaf1", summary="failed", details={"link_back_us": None})])
+    (first,) = counters
+    (rewrite,) = [event for event in traffic if event["kind"] == "link_down"]
+    return rows(first)[0], rows(rewrite)[0]
+
+
+def grown_failure() -> list[dict[str, Any]]:
+    """An open fast recovery's first row and its next, which counts more packets lost."""
+    opened = failure("open", T0 + 2_000)
+    return rows(opened, revised(opened, updated=T0 + 5_000, packets_lost=9))
+
+
+def test_a_rewrite_after_the_close_is_one_update_that_says_what_changed() -> None:
+    first, rewrite = retimed_link_down()
+    assert rewrite["event_id"] == first["event_id"] and rewrite["state"] == first["state"] == "closed"
+    ledger = Ledger()
+    assert [a.state for a in ledger.alerts(first)] == ["open", "close"]
+    (update,) = ledger.alerts(rewrite)
+    assert (update.state, update.closes, update.event["ts"]) == ("update", True, T0)
+    assert update.changed == {"ts": [T0 + 77_000, T0], "ts_end": [T0 + 77_000, T0]}
+    assert update.labels == identity_labels(first)  # the same incident for Alertmanager
+    assert ledger.alerts(rewrite) == [] and ledger.alerts(first) == []  # each once, and nothing older
+    (again,) = rows(revised(rewrite, updated=T0 + 500_000, summary="leaf1-spine1 down, said again"))
+    assert ledger.alerts(again) == []  # written again, nothing material changed
+
+    posted = alertmanager_body(update)[0]
+    assert posted["annotations"]["state"] == "update" and posted["labels"] == identity_labels(first)
+    assert (posted["startsAt"], posted["endsAt"]) == ("2026-05-28T20:26:40.000000Z",) * 2  # stays resolved
+    assert json.loads(posted["annotations"]["changed"]) == {
+        name: {"was": "2026-05-28T20:26:40.077000Z", "now": "2026-05-28T20:26:40.000000Z"} for name in ("ts", "ts_end")}
+    body = json_body(update)
+    assert (body["alert"], body["state"], body["ts"]) == ("update", "closed", "2026-05-28T20:26:40.000000Z")
+    assert body["changed"]["ts"] == {"was": "2026-05-28T20:26:40.077000Z", "now": "2026-05-28T20:26:40.000000Z"}
+    assert body["dedupe_key"] == f"{first['event_id']}:update:{rewrite['updated']}"
+    assert "changed" not in json_body(Alert("close", first, {}))
+
+
+def test_an_update_while_open_lists_what_changed_and_is_resent_with_it(tmp_path: Path) -> None:
+    opened, grown = grown_failure()
+    ledger = Ledger()
+    ledger.alerts(opened)
+    (update,) = ledger.alerts(grown)
+    assert update.changed == {"packets_lost": [3, 9]} and not update.closes
+    ledger.finished(update)
+    save_ledgers(tmp_path / "alerts.ledger", {"pager": ledger})
+    assert load_ledgers(tmp_path / "alerts.ledger", ["pager"])["pager"].firing() == [update]
+
+
+def test_an_update_after_the_close_is_done_once_across_a_restart(tmp_path: Path) -> None:
+    first, rewrite = retimed_link_down()
+    ledger = Ledger()
+    for alert in ledger.alerts(first):
+        ledger.finished(alert)
+    (update,) = ledger.alerts(rewrite)
+    save_ledgers(tmp_path / "alerts.ledger", {"pager": ledger})  # the update queued, not delivered
+    queued = load_ledgers(tmp_path / "alerts.ledger", ["pager"])["pager"]
+    assert queued.alerts(first) == [] and queued.alerts(rewrite) == [update]
+    ledger.finished(update)
+    save_ledgers(tmp_path / "alerts.ledger", {"pager": ledger})
+    restored = load_ledgers(tmp_path / "alerts.ledger", ["pager"])["pager"]
+    assert restored.alerts(first) == [] and restored.alerts(rewrite) == [] and restored.firing() == []
+
+
+def test_a_format_1_ledger_is_read_and_a_rewrite_of_its_closed_incident_is_sent(tmp_path: Path) -> None:
+    """Format 1 kept only time, step and labels for a closed incident: a newer closed row cannot be told
+    immaterial, so it is sent (with nothing listed as changed); an open incident's row gives its columns."""
+    first, rewrite = retimed_link_down()
+    opened, grown = grown_failure()
+    path = tmp_path / "alerts.ledger"
+    path.write_text(json.dumps({"version": 1, "webhooks": {"pager": {
+        first["event_id"]: [first["updated"], "close", identity_labels(first), None],
+        opened["event_id"]: [opened["updated"], "open", identity_labels(opened), opened]}}}))
+    ledger = load_ledgers(path, ["pager"])["pager"]
+    assert ledger.alerts(first) == [] and ledger.alerts(opened) == []
+    assert [(a.state, a.changed) for a in ledger.alerts(rewrite)] == [("update", {})]
+    assert [(a.state, a.changed) for a in ledger.alerts(grown)] == [("update", {"packets_lost": [3, 9]})]
 
 
 def settle(text: str, tmp_path: Path) -> AlertsConfig:
