@@ -126,12 +126,13 @@ def test_the_ledger_saved_holds_what_was_done_not_what_was_queued(tmp_path: Path
 
 def retimed_link_down() -> tuple[dict[str, Any], dict[str, Any]]:
     """The link status detector's two rows of one outage: the counters' oper-down at +77 ms, written at once
-    and closed, then the same incident rewritten at the traffic's earlier failure time, +0 ms."""
+    and closed, then the same incident rewritten at the earlier time of a failure that cut flows, +0 ms."""
     status = LinkStatus()
     counters = status.merge([make_event("link_down", ts=T0 + 77_000, ts_end=T0 + 77_000, severity="critical",
                                         link="leaf1-spine1", device="leaf1", summary="leaf1-spine1 down")])
     traffic = status.merge([make_event("fast_recovery", ts=T0, ts_end=T0, severity="warning", link="leaf1-spine1",
-                                       device="leaf1", summary="failed", details={"link_back_us": None})])
+                                       device="leaf1", summary="failed", flows_affected=2,
+                                       details={"link_back_us": None})])
     (first,) = counters
     (rewrite,) = [event for event in traffic if event["kind"] == "link_down"]
     return rows(first)[0], rows(rewrite)[0]
