@@ -111,7 +111,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
             from pipeline.detect.service import DetectorService
 
             state = Path(args.data_dir) / "detectors" / f"{args.detect_group}.state"
-            detecting = DetectorService(DetectorServiceConfig(group=args.detect_group, checkpoint=state),
+            detecting = DetectorService(DetectorServiceConfig(group=args.detect_group, checkpoint=state,
+                                                              watermark=config.detectors.watermark),
                                         bus=services.bus, detectors=detectors)
             collectors.append(DetectorMetrics(detecting))
         notifier = build_notifier(config, services.bus, ALERTS_GROUP,

@@ -39,6 +39,8 @@ the config file (`--config FILE`). Bad values are rejected naming the file, line
 | fast_recovery | gap_factor | 2 | a flow is still sending, or cut, by this many times its own packet spacing |
 | link_status | same_within_ms | 1000 | counter and traffic reports of a link's down (or up) this close are one |
 | link_status | flap_max_ms | 100 | an outage seen in the traffic that ends within this is also a `link_flap` |
+| watermark | idle_s | 2.0 | `ingest`: a silent collector or empty partition stops holding the clock after this |
+| watermark | pause_ahead_ms | 2000.0 | `ingest`: a partition this far ahead of the clock is paused |
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from pipeline.detect.ecmp import EcmpConfig
 from pipeline.detect.fast_recovery import FastRecoveryConfig
 from pipeline.detect.link_health import LinkHealthConfig
 from pipeline.detect.link_status import LinkStatusConfig
+from pipeline.detect.watermark import WatermarkConfig
 from pipeline.errors import InputError
 from pipeline.yamlfile import LineDict, line_of, load_yaml
 
@@ -73,6 +76,7 @@ class DetectorConfig:
     collective: CollectiveConfig = field(default_factory=CollectiveConfig)
     fast_recovery: FastRecoveryConfig = field(default_factory=FastRecoveryConfig)
     link_status: LinkStatusConfig = field(default_factory=LinkStatusConfig)
+    watermark: WatermarkConfig = field(default_factory=WatermarkConfig)  # the detector service's, not a detector's
 
 
 def load_detector_config(path: str | Path) -> DetectorConfig:

@@ -42,12 +42,13 @@ def test_every_default_is_documented_in_the_docstring_and_readme() -> None:
 def test_overrides_from_the_detectors_section_others_ignored(tmp_path: Path) -> None:
     path = write(tmp_path, "kafka: {bootstrap: x}\ndetectors:\n  congestion:\n    ce_ratio: 0.1\n    min_ect: 20\n"
                            "    cnp_per_bin: 0\n"
-                           "  fast_recovery: {timeout_ms: 500}\n")
+                           "  fast_recovery: {timeout_ms: 500}\n  watermark: {idle_s: 10}\n")
     config = load_detector_config(path)
     assert (config.congestion.ce_ratio, config.congestion.min_ect) == (0.1, 20)
     assert config.fast_recovery.timeout_ms == 500.0 and isinstance(config.fast_recovery.timeout_ms, float)
     assert config.fast_recovery.window_ms == 10.0
     assert config.ecmp == DetectorConfig().ecmp
+    assert (config.watermark.idle_s, config.watermark.pause_ahead_ms) == (10.0, 2000.0)
     assert load_detector_config(write(tmp_path, "kafka: {}\n")) == DetectorConfig()
 
 
