@@ -99,7 +99,8 @@ def retimed_link_down() -> tuple[Event, Event]:
     (first,) = status.merge([make_event("link_down", ts=T0 + 77_000, ts_end=T0 + 77_000, severity="critical",
                                         link="leaf2-spine1", device="leaf2", summary="leaf2-spine1 down")])
     traffic = status.merge([make_event("fast_recovery", ts=T0, ts_end=T0, severity="warning", link="leaf2-spine1",
-                                       device="leaf2", summary="failed", details={"link_back_us": None})])
+                                       device="leaf2", summary="failed", flows_affected=2,
+                                       details={"link_back_us": None})])
     (rewrite,) = [event for event in traffic if event["kind"] == "link_down"]
     return first, rewrite
 
