@@ -217,13 +217,6 @@ class SflowSource:
             packets.update(collector.stats.malformed_by_reason)
         return {"malformed": self.decoder.stats.malformed, "malformed_packets": dict(packets)}
 
-    def unsupported_link_types(self) -> Mapping[int, int]:
-        """Sampled headers of link types the decoder does not open, by number (pipeline.source.LinkTypeCounts)."""
-        packets: Counter[int] = Counter()
-        for collector in self._collectors.copy().values():
-            packets.update(collector.stats.unsupported_linktypes)
-        return dict(packets)
-
     def close(self) -> None:
         self.stop()
 

@@ -9,7 +9,7 @@ dropped and queued figures, and a scrape turns both into metric families. Names:
     fabricscope_<count>_by_reason_total{source,reason}  the same count split by reason, for the sources that
                                                     give it (pipeline.source.ReasonCounts): malformed packets…
     fabricscope_unsupported_link_type_packets_total{source,linktype}  packets of link types the decoder does
-                                                    not open, by number (pipeline.source.LinkTypeCounts)
+                                                    not open, by number (pipeline.source.LinkTypeCounts: capture)
     fabricscope_records_sent_total{source,table}    rows acknowledged by Kafka (or sent to the embedded broker)
     fabricscope_records_dropped_total{source,table} rows dropped because the buffer was full while Kafka was away
     fabricscope_buffer_bytes{source,where}          encoded messages waiting, in memory and on disk
