@@ -155,6 +155,10 @@ class CaptureSource:
         """Malformed packets by the decoder's reason (pipeline.source.ReasonCounts)."""
         return {"malformed": dict(self._totals()[0].malformed_by_reason)}
 
+    def unsupported_link_types(self) -> Mapping[int, int]:
+        """Packets of link types the decoder does not open, by number (pipeline.source.LinkTypeCounts)."""
+        return dict(self._totals()[0].unsupported_linktypes)
+
     def _totals(self) -> tuple[CollectorStats, int]:
         """The collector's totals and the bytes captured: this process's, or the workers' added up."""
         if self._workers is not None:

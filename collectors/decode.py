@@ -105,6 +105,7 @@ class Decoder:
             ecn=traffic_class & 3,
             tcp_flags=tcp_flags,
             vni=np.where(ok, headers.vni, 0).astype(np.uint32),
+            vxlan=ok & headers.vxlan,
             is_roce=ok & headers.is_roce,
             **bth,
             pfc_enable=pfc_enable,

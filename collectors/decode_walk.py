@@ -331,6 +331,7 @@ class Headers:
     l4: np.ndarray  # int64, L4 header of the monitored frame (-1 for non-first fragments)
     vni: np.ndarray  # uint32, tunnel id: VXLAN/Geneve VNI, GRE key, MPLS bottom label (the innermost one), 0 if none
     inner_l3: np.ndarray  # int64, the IP header of the tunnel's inner flow when that is the flow key, else -1
+    vxlan: np.ndarray  # bool, a VXLAN tunnel was crossed (DPI labels the packet `vxlan`)
     switch_stamp: np.ndarray  # int64, ERSPAN III timestamp (units of switch_granularity), -1 when none
     switch_granularity: np.ndarray  # int8, ERSPAN III Gra field, -1 when none
     app_proto: np.ndarray  # uint8, innermost (tunnel inner, else monitored) IP protocol
@@ -347,7 +348,7 @@ def _empty(n: int) -> Headers:
         vlan_link=np.empty(n, dtype=np.int16), frame=np.empty(n, dtype=np.int64), vlan=np.empty(n, dtype=np.uint16),
         ethertype=np.empty(n, dtype=np.uint16), l3=np.empty(n, dtype=np.int64),
         ip_version=np.empty(n, dtype=np.uint8), proto=np.empty(n, dtype=np.uint8), l4=np.empty(n, dtype=np.int64),
-        vni=np.empty(n, dtype=np.uint32), inner_l3=np.empty(n, dtype=np.int64),
+        vni=np.empty(n, dtype=np.uint32), inner_l3=np.empty(n, dtype=np.int64), vxlan=np.empty(n, dtype=np.bool_),
         switch_stamp=np.empty(n, dtype=np.int64), switch_granularity=np.empty(n, dtype=np.int8),
         app_proto=np.empty(n, dtype=np.uint8), app_l4=np.empty(n, dtype=np.int64),
         payload=np.empty(n, dtype=np.int64), is_roce=np.empty(n, dtype=np.bool_),
@@ -395,6 +396,7 @@ def walk(
     l4: np.ndarray,
     vni: np.ndarray,
     inner_l3: np.ndarray,
+    vxlan_crossed: np.ndarray,
     switch_stamp: np.ndarray,
     switch_granularity: np.ndarray,
     app_proto: np.ndarray,
@@ -409,8 +411,9 @@ def walk(
 
     `frame_start` is the monitored frame's first byte; a mirror VLAN tag mapped in `vlan_links` is reported in
     `vlan_link` and left out of `vlan`. Outputs are left at their "absent" values for malformed packets. The
-    IP header inside a tunnel (GRE, IP-in-IP, Geneve) becomes the flow key (`inner_l3`), unless a VXLAN
-    tunnel was crossed first: DESIGN.md labels that flow `vxlan` and keys it by the outer flow.
+    innermost IP header inside tunnels (GRE, IP-in-IP, VXLAN, Geneve, MPLS) becomes the flow key (`inner_l3`);
+    a tunnel whose inner frame is not IP, or was cut before its IP header, leaves the outer flow as the key.
+    `vxlan_crossed` says a VXLAN tunnel was crossed, whatever it carried: DESIGN.md labels such packets `vxlan`.
     """
     tile = np.empty((SLAB_TILE, SLAB_WIDTH), dtype=np.uint8)
     last = len(buf) - 1
@@ -467,6 +470,7 @@ def walk(
         proto[i] = prot
         l4[i] = at4
         inner_l3[i] = -1
+        vxlan_crossed[i] = False
         app_proto[i] = prot
         app_l4[i] = -1
         payload[i] = -1
@@ -475,7 +479,6 @@ def walk(
             st, body = _l4_header(buf, prot, at4, l4_end)
             app_l4[i] = at4
             payload[i] = body
-            keyed_inner = True  # until a VXLAN tunnel is crossed
             outer_proto, outer_l4, outer_end = prot, at4, l4_end
             for _ in range(p.MAX_TUNNELS):
                 if st != OK or not _may_tunnel(buf, outer_proto, outer_l4):
@@ -486,6 +489,8 @@ def walk(
                     break
                 if tunnel_id >= 0:
                     vni[i] = tunnel_id
+                if vxlan:
+                    vxlan_crossed[i] = True
                 ist, ietype, i3, iver, iprot, i4, iend = OK, carried, inner, 0, 0, -1, outer_end
                 if carried == CARRIES_ETHERNET:
                     ist, _, _, _, ietype, i3, iver, iprot, i4, iend = _frame(buf, inner, outer_end)
@@ -501,9 +506,7 @@ def walk(
                 payload[i] = -1
                 if ist != OK or iver == 0:
                     break
-                keyed_inner = keyed_inner and not vxlan
-                if keyed_inner:
-                    inner_l3[i] = i3
+                inner_l3[i] = i3
                 if i4 < 0:
                     break
                 lst, ibody = _l4_header(buf, iprot, i4, iend)

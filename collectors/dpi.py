@@ -5,13 +5,15 @@ signatures over the first bytes of each payload, then well-known ports as a weak
 column arithmetic over the batch; Python runs per row only to extract a detail string (a TLS SNI, an SSH
 banner) on the few rows that carry one.
 
-A VXLAN packet's inner flow is classified with the same rules (the decoder puts the inner ports and payload
-in the `app_*`/`payload_*` columns), then the packet, whose flow key is the outer one, is labelled `vxlan`
-with the inner label in the detail ("inner=http"). Its confidence grows with the inner label's, so the flow
-table, which keeps the row of highest confidence per flow, keeps the packet that best names the inner app.
+A VXLAN packet's inner flow, which is its flow (keyed by the inner 5-tuple and the VNI), is classified with
+the same rules (the decoder puts the inner ports and payload in the `app_*`/`payload_*` columns), then
+labelled `vxlan` (DESIGN.md section 6) with the inner label in the detail ("inner=http"). Its confidence
+grows with the inner label's, so the flow table, which keeps the row of highest confidence per flow, keeps
+the packet that best names the inner app.
 
 `classify` reads each batch alone; a collector uses a `Classifier`, which also remembers across batches the
-ports the portmapper handed out (collectors.dpi_rpc) and labels the RPC traffic that goes to them.
+ports the portmapper handed out (collectors.dpi_rpc) and labels the RPC traffic that goes to them (inside
+VXLAN too, before the `vxlan` label is put on).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from collectors.dpi_signatures import (
     cm_mad,
 )
 from collectors.packets import DecodedPackets
-from collectors.protocols import CNP_OPCODE, OPCODE_VALID, UDP_VXLAN
+from collectors.protocols import CNP_OPCODE, OPCODE_VALID
 from pipeline.labels import APP_CODE, APPS
 
 VXLAN_BASE = np.float32(0.6)  # an outer VXLAN label with an inner flow; the inner confidence adds up to 0.4
@@ -63,13 +65,17 @@ class PacketLabels:
         return len(self.app)
 
 
-def classify(data: np.ndarray, decoded: DecodedPackets) -> PacketLabels:
-    """Label each packet of a decoded batch; `data` is the batch buffer `payload_offset` points into."""
+def classify(data: np.ndarray, decoded: DecodedPackets, rpc_ports: RpcPorts | None = None) -> PacketLabels:
+    """Label each packet of a decoded batch; `data` is the batch buffer `payload_offset` points into.
+    With `rpc_ports`, the batch's portmapper answers are learned and the traffic to learned ports labelled."""
     n = len(decoded)
     labels = PacketLabels(np.zeros(n, dtype=np.uint8), np.zeros(n, dtype=np.float32), np.full(n, "", dtype=object))
     _label_headers(data, decoded, labels)
     _label_payloads(data, decoded, labels)
     _label_ports(decoded, labels)
+    if rpc_ports is not None:
+        rpc_ports.learn(data, decoded)
+        rpc_ports.label(decoded, labels.app, labels.confidence, labels.detail, at=LIKELY)
     _label_vxlan(decoded, labels)
     labels.app[~decoded.ok] = 0
     labels.confidence[~decoded.ok] = 0
@@ -84,10 +90,7 @@ class Classifier:
         self.rpc_ports = rpc_ports if rpc_ports is not None else RpcPorts()
 
     def classify(self, data: np.ndarray, decoded: DecodedPackets) -> PacketLabels:
-        labels = classify(data, decoded)
-        self.rpc_ports.learn(data, decoded)
-        self.rpc_ports.label(decoded, labels.app, labels.confidence, labels.detail, at=LIKELY)
-        return labels
+        return classify(data, decoded, self.rpc_ports)
 
 
 def _assign(labels: PacketLabels, rows: np.ndarray, app: str, confidence: np.float32) -> None:
@@ -204,10 +207,10 @@ def _label_ports(decoded: DecodedPackets, labels: PacketLabels) -> None:
 def _label_vxlan(decoded: DecodedPackets, labels: PacketLabels) -> None:
     """Relabel VXLAN packets as `vxlan`, naming the inner label (and its detail) when the inner flow was decoded.
 
-    The decoder decapsulates every well-formed UDP 4789 packet; `app_proto` stays 0 when the inner IP header
-    was not captured, and then the detail stays empty and the confidence at its base.
+    The decoder decapsulates every well-formed UDP 4789 packet; `app_proto` stays 0 when the inner frame is
+    not IP or its IP header was not captured, and then the detail stays empty and the confidence at its base.
     """
-    rows = np.flatnonzero(decoded.ok & (decoded.proto == UDP) & (decoded.dst_port == UDP_VXLAN))
+    rows = np.flatnonzero(decoded.ok & decoded.vxlan)
     if not len(rows):
         return
     inner_seen = decoded.app_proto[rows] != 0

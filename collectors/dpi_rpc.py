@@ -205,7 +205,7 @@ class RpcPorts:
         return len(self._ports)
 
     def learn(self, data: np.ndarray, decoded: DecodedPackets) -> None:
-        """Read the portmapper calls and replies of a batch, in order (port 111, not inside VXLAN)."""
+        """Read the portmapper calls and replies of a batch, in order (port 111, in a tunnel's inner flow too)."""
         rows = np.flatnonzero(
             decoded.ok
             & keyed_by_payload(decoded)
@@ -292,7 +292,7 @@ class RpcPorts:
 
 
 def keyed_by_payload(decoded: DecodedPackets) -> np.ndarray:
-    """Packets whose flow key's ports are those of the payload DPI reads: not VXLAN, whose flow is the outer
-    one (the inner flow of other tunnels is the flow, so it qualifies)."""
+    """Packets whose flow key's ports are those of the payload DPI reads: a tunnel's inner flow is the flow, so
+    it qualifies, unless it is not IP (ARP inside VXLAN), which leaves the outer flow as the key."""
     return (decoded.src_port == decoded.app_src_port) & (decoded.dst_port == decoded.app_dst_port) \
         & (decoded.proto == decoded.app_proto)

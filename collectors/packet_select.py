@@ -1,7 +1,7 @@
 """Select mirrored packets by flow, link and time from capture files, through our own decoder.
 
 A packet is matched on what our flow rows mean: the monitored frame's 5-tuple after ERSPAN/GRE
-decapsulation (the outer one for VXLAN), the BTH destination QP, and the link the topology attributes
+decapsulation (a tunnel's inner one, VXLAN's too), the BTH destination QP, and the link the topology attributes
 the mirrored copy to. Each file's chunk index (collectors.packet_index) says which chunks can hold a match,
 so only those are decoded; the rest of the file is only walked record by record. The slice is the matching
 frames as captured, copied out of the files, in file order, at most `limit` of them.

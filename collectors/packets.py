@@ -34,9 +34,9 @@ class PacketBatch:
 class DecodedPackets:
     """Per-packet columns of the monitored frame (after ERSPAN/GRE decapsulation), aligned with a PacketBatch.
 
-    IPs are v4-mapped IPv6 as (hi, lo) uint64 words (pipeline.addresses). Inside a GRE, IP-in-IP or Geneve
-    tunnel the flow key (addresses, ports, proto) is the inner flow's, with the tunnel's endpoints in
-    `outer_*`; for VXLAN the flow key is the outer 5-tuple (DESIGN.md labels that flow `vxlan`). Either way
+    IPs are v4-mapped IPv6 as (hi, lo) uint64 words (pipeline.addresses). Inside a GRE, IP-in-IP, VXLAN,
+    Geneve or MPLS tunnel the flow key (addresses, ports, proto) is the inner flow's, with the tunnel's
+    endpoints in `outer_*`; a tunnel whose inner frame is not IP (ARP, LLDP) leaves the outer flow as the key.
     `vni` holds the tunnel id and `app_*` and `payload_*` describe the innermost L4 flow for DPI.
     Fields a packet does not have are 0 (or -1 / 0xFF where 0 is a valid value, as noted).
     """
@@ -66,6 +66,7 @@ class DecodedPackets:
     ecn: np.ndarray  # uint8, 0 not-ECT, 1 ECT(1), 2 ECT(0), 3 CE
     tcp_flags: np.ndarray  # uint8
     vni: np.ndarray  # uint32, tunnel id: VXLAN/Geneve VNI, GRE key, MPLS bottom label; 0 when none
+    vxlan: np.ndarray  # bool, carried in VXLAN (DPI labels it `vxlan`, naming the inner app in the detail)
     is_roce: np.ndarray  # bool, RoCEv2 BTH present (UDP dport 4791)
     bth_opcode: np.ndarray  # uint8
     dqpn: np.ndarray  # uint32, BTH destination QP
@@ -75,7 +76,7 @@ class DecodedPackets:
     aeth_syndrome: np.ndarray  # uint8, 0xFF when no AETH
     pfc_enable: np.ndarray  # uint8, PFC class-enable vector, 0 when not a PFC frame
     pfc_quanta: np.ndarray  # (n, 8) uint16 pause quanta per priority
-    app_proto: np.ndarray  # uint8, innermost IP protocol (== proto without VXLAN)
+    app_proto: np.ndarray  # uint8, innermost IP protocol (== proto unless a tunnel's inner frame is not IP)
     app_src_port: np.ndarray  # uint16, innermost L4 ports
     app_dst_port: np.ndarray  # uint16
     payload_offset: np.ndarray  # int64, start of the innermost L4 payload in the batch's `data`, -1 if none

@@ -8,6 +8,8 @@ dropped and queued figures, and a scrape turns both into metric families. Names:
                                                     second_opinion_sampled/dropped/dissected/answered/failed…
     fabricscope_<count>_by_reason_total{source,reason}  the same count split by reason, for the sources that
                                                     give it (pipeline.source.ReasonCounts): malformed packets…
+    fabricscope_unsupported_link_type_packets_total{source,linktype}  packets of link types the decoder does
+                                                    not open, by number (pipeline.source.LinkTypeCounts: capture)
     fabricscope_records_sent_total{source,table}    rows acknowledged by Kafka (or sent to the embedded broker)
     fabricscope_records_dropped_total{source,table} rows dropped because the buffer was full while Kafka was away
     fabricscope_buffer_bytes{source,where}          encoded messages waiting, in memory and on disk
@@ -53,7 +55,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from pipeline.errors import InputError
-from pipeline.source import ReasonCounts, Source
+from pipeline.source import LinkTypeCounts, ReasonCounts, Source
 
 if TYPE_CHECKING:  # the live sources import this module: no sink, detectors or Flask for them
     from dashboards.latency import RequestLatency
@@ -95,6 +97,13 @@ class SourceMetrics(Collector):
                 for reason, value in sorted(reasons.items()):
                     family.add_metric([name, reason], value)
                 yield family
+        if isinstance(self.source, LinkTypeCounts):
+            family = CounterMetricFamily("fabricscope_unsupported_link_type_packets",
+                                         f"packets of link types the {name} source does not decode, by number",
+                                         labels=["source", "linktype"])
+            for linktype, packets in sorted(self.source.unsupported_link_types().items()):
+                family.add_metric([name, str(linktype)], packets)
+            yield family
         sent = CounterMetricFamily("fabricscope_records_sent", "rows delivered to Kafka", labels=["source", "table"])
         dropped = CounterMetricFamily("fabricscope_records_dropped", "rows dropped with the buffer full",
                                       labels=["source", "table"])

@@ -95,7 +95,8 @@ FLOWS: tuple[Column, ...] = (
     _u(32, "psn_first", "BTH PSN of the first RoCE packet in this row (packets lost across a failover)"),
     _u(32, "psn_last", "BTH PSN of the last RoCE packet in this row"),
     *(replace(column, since=8) for column in (
-        _ip("outer_src_ip", "tunnel (GRE, IP-in-IP, Geneve) source endpoint when the row is its inner flow, else ::"),
+        _ip("outer_src_ip", "tunnel (GRE, IP-in-IP, VXLAN, Geneve) source endpoint when the row is its inner flow, "
+                            "else ::"),
         _ip("outer_dst_ip", "tunnel destination endpoint when the row is its inner flow, else ::"),
         _lc("time_source", "switch: packet times are the switch's ERSPAN III timestamps; capture: arrival times"),
         _f("mirror_delay_us", "switch-timed packets: mean capture time minus switch time (the mirror path), else 0"),

@@ -45,3 +45,13 @@ class ReasonCounts(Protocol):
     def counts_by_reason(self) -> Mapping[str, Mapping[str, int]]:
         """E.g. {"malformed_packets": {"truncated": 3, "bad_ip_header": 1}}: count name -> reason -> total."""
         ...
+
+
+@runtime_checkable
+class LinkTypeCounts(Protocol):
+    """A source that decodes captured frames: the packets of link types the decoder does not open, which are
+    counted, not malformed (a capture of another link layer is not damage)."""
+
+    def unsupported_link_types(self) -> Mapping[int, int]:
+        """Link type number (LINKTYPE_*) -> packets seen of it."""
+        ...

@@ -6,6 +6,7 @@ response packets) repeated `exchanges_per_s` times a second, with real protocol 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -205,23 +206,29 @@ def _icmp(b: _Builder, size: int) -> Conversation:
 
 
 def _vxlan(b: _Builder, size: int) -> Conversation:
-    """HTTP between two tenant VMs, carried between the hosts' VTEPs (UDP 4789, VNI from the scenario)."""
+    """HTTP between two tenant VMs, carried between the hosts' VTEPs (UDP 4789, VNI from the scenario). The
+    tenant flows are the flows (inner 5-tuple + VNI); the fabric routes and marks their VTEP-to-VTEP flows."""
     vni = b.item.params["vni"]
-    c2s = b.flow(True, b.ctx.flows.port(), frames.VXLAN_PORT, detail="inner=http", vni=vni)
-    s2c = b.flow(False, b.ctx.flows.port(), frames.VXLAN_PORT, detail="inner=http", vni=vni)
-    up, down = b.add(c2s), b.add(s2c)
+    vtep_c2s = b.flow(True, b.ctx.flows.port(), frames.VXLAN_PORT, vni=vni)
+    vtep_s2c = b.flow(False, b.ctx.flows.port(), frames.VXLAN_PORT, vni=vni)
     vm_client, vm_server = f"192.168.{vni % 250}.{b.client.leaf + 10}", f"192.168.{vni % 250}.{b.server.leaf + 100}"
     port = b.ctx.flows.port()
+    c2s = dataclasses.replace(vtep_c2s, src_ip=vm_client, dst_ip=vm_server, src_port=port, dst_port=80,
+                              proto=frames.IP_TCP, app_detail="inner=http", outer=vtep_c2s)
+    s2c = dataclasses.replace(vtep_s2c, src_ip=vm_server, dst_ip=vm_client, src_port=80, dst_port=port,
+                              proto=frames.IP_TCP, app_detail="inner=http", outer=vtep_s2c)
+    up, down = b.add(c2s), b.add(s2c)
     request = b"GET /v1/metrics HTTP/1.1\r\nHost: metrics.tenant.local\r\nUser-Agent: curl/8.5\r\n\r\n"
     body = bytes(size)
     response = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n" % size
-    inner_up = (Ether(src="02:aa:00:00:00:01", dst="02:aa:00:00:00:02") / IP(src=vm_client, dst=vm_server)
-                / TCP(sport=port, dport=80, flags="PA", seq=1, ack=1) / Raw(request))
-    inner_down = (Ether(src="02:aa:00:00:00:02", dst="02:aa:00:00:00:01") / IP(src=vm_server, dst=vm_client)
-                  / TCP(sport=80, dport=port, flags="PA", seq=1, ack=1) / Raw(response + body))
+    inner_up = (Ether(src="02:aa:00:00:00:01", dst="02:aa:00:00:00:02") / IP(src=c2s.src_ip, dst=c2s.dst_ip)
+                / TCP(sport=c2s.src_port, dport=c2s.dst_port, flags="PA", seq=1, ack=1) / Raw(request))
+    inner_down = (Ether(src="02:aa:00:00:00:02", dst="02:aa:00:00:00:01") / IP(src=s2c.src_ip, dst=s2c.dst_ip)
+                  / TCP(sport=s2c.src_port, dport=s2c.dst_port, flags="PA", seq=1, ack=1) / Raw(response + body))
     return Conversation(exchange=[
-        Step(up, b.templates.add(frames.vxlan(c2s, *b.macs(c2s), inner_up)), len(request)),
-        Step(down, b.templates.add(frames.vxlan(s2c, *b.macs(s2c), inner_down)), len(response) + size, 150_000),
+        Step(up, b.templates.add(frames.vxlan(vtep_c2s, *b.macs(vtep_c2s), inner_up)), len(request)),
+        Step(down, b.templates.add(frames.vxlan(vtep_s2c, *b.macs(vtep_s2c), inner_down)), len(response) + size,
+             150_000),
     ])
 
 

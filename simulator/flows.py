@@ -12,7 +12,8 @@ EPHEMERAL_PORT = 49152
 @dataclass(frozen=True, slots=True)
 class Flow:
     """A directional flow. Host flows are routed over the fabric; link-local flows (BGP, BFD, LLDP,
-    ARP, PFC) stay on `link`, sent by its leaf when `from_leaf`, else by its spine."""
+    ARP, PFC) stay on `link`, sent by its leaf when `from_leaf`, else by its spine. A tenant flow carried in
+    a tunnel (VXLAN) is keyed by its own 5-tuple and `vni`, and `outer` is the VTEP-to-VTEP flow carrying it."""
 
     src_ip: str
     dst_ip: str
@@ -31,10 +32,16 @@ class Flow:
     job: str = ""
     link: int = -1
     from_leaf: bool = True
+    outer: Flow | None = None
 
     @property
     def key(self) -> FlowKey:
         return (self.src_ip, self.dst_ip, self.src_port, self.dst_port, self.proto, self.vlan, self.vni)
+
+    @property
+    def fabric(self) -> Flow:
+        """The flow whose headers the fabric's switches read (ECMP hash, direction): the tunnel's, else this."""
+        return self.outer if self.outer is not None else self
 
     @property
     def routed(self) -> bool:

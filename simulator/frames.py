@@ -17,6 +17,7 @@ from simulator.flows import Flow
 
 ROCE_PORT = 4791
 VXLAN_PORT = 4789
+IP_TCP = 6
 ICRC = b"\x00\x00\x00\x00"
 LLDP_MAC = "01:80:c2:00:00:0e"
 PAUSE_MAC = "01:80:c2:00:00:01"

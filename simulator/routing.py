@@ -99,7 +99,7 @@ class Ecmp:
         }
 
     def _hash(self, flow: Flow, salt: str) -> int:
-        return zlib.crc32(f"{self.seed}|{salt}|{flow.key}".encode())
+        return zlib.crc32(f"{self.seed}|{salt}|{flow.fabric.key}".encode())
 
     def spine(self, flow: Flow) -> int:
         h = self._hash(flow, "ecmp")

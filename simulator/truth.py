@@ -85,6 +85,12 @@ def _psn_gaps(order: np.ndarray, group: np.ndarray, psn: np.ndarray) -> np.ndarr
     return np.bincount(group[order][1:], weights=gap, minlength=int(group.max()) + 1 if len(group) else 0)
 
 
+def _direction(cap: Capture, link: str, flow: Flow) -> str:
+    """As the collector judges it, from the addresses the fabric routes on (a tunnel's outer endpoints)."""
+    fabric = flow.fabric
+    return cap.topology.direction(link, fabric.src_ip, fabric.dst_ip) if fabric.src_ip != "::" else "unknown"
+
+
 def flows(cap: Capture, c: _Columns) -> list[dict[str, Any]]:
     group_id = c.link * c.n_keys + c.key
     groups, first_row, inverse = np.unique(group_id, return_index=True, return_inverse=True)
@@ -110,17 +116,18 @@ def flows(cap: Capture, c: _Columns) -> list[dict[str, Any]]:
     for g in range(n):
         flow = cap.flows[int(representative[g])]
         link = cap.fabric.links[int(groups[g] // c.n_keys)]
-        ip_flow = flow.src_ip != "::"
-        result.append({
-            "link": link.id,
-            "direction": cap.topology.direction(link.id, flow.src_ip, flow.dst_ip) if ip_flow else "unknown",
+        row = {
+            "link": link.id, "direction": _direction(cap, link.id, flow),
             "src_ip": flow.src_ip, "dst_ip": flow.dst_ip, "src_port": flow.src_port, "dst_port": flow.dst_port,
             "proto": flow.proto, "vlan": flow.vlan, "vni": flow.vni, "roce_qp": flow.roce_qp, "dscp": flow.dscp,
             "app": flow.app, "app_detail": flow.app_detail, "traffic_class": flow.traffic_class, "job": flow.job,
             "packets": int(packets[g]), "bytes": int(size[g]), "ecn_ect": int(ect[g]), "ecn_ce": int(ce[g]),
             "cnp": int(cnp[g]), "psn_gaps": int(gaps[g]),
             "first_ts_us": _us(first[g]), "last_ts_us": _us(last[g]),
-        })
+        }
+        if flow.outer is not None:
+            row.update(outer_src_ip=flow.outer.src_ip, outer_dst_ip=flow.outer.dst_ip)
+        result.append(row)
     result.sort(key=lambda f: (f["link"], f["first_ts_us"], f["src_ip"], f["dst_ip"], f["src_port"], f["dst_port"]))
     return result
 
@@ -162,8 +169,7 @@ def fast_recovery(cap: Capture, c: _Columns, down: LinkDown) -> dict[str, Any] |
     for key in affected:
         rows = np.flatnonzero(window & (c.key == key))
         flow = cap.flows[int(c.flow[rows[0]])]
-        direction = cap.topology.direction(fabric_link.id, flow.src_ip, flow.dst_ip) if flow.src_ip != "::" \
-            else "unknown"
+        direction = _direction(cap, fabric_link.id, flow)
         later = np.flatnonzero(after & (c.key == key)
                                & (cap.records.hop == (FIRST_HOP if direction == "up" else SECOND_HOP)))
         if direction == "unknown" or len(later) == 0:
@@ -290,7 +296,7 @@ def uplinks(cap: Capture, c: _Columns) -> np.ndarray:
     up = np.zeros(len(groups), dtype=bool)
     for g, group in enumerate(groups.tolist()):
         link, flow = cap.fabric.links[group // n_flows], cap.flows[group % n_flows]
-        up[g] = flow.src_ip != "::" and cap.topology.direction(link.id, flow.src_ip, flow.dst_ip) == "up"
+        up[g] = _direction(cap, link.id, flow) == "up"
     return np.where(up[inverse], c.link, -1)
 
 

@@ -2,8 +2,8 @@
 opcode/QP/PSN, ERSPAN session, VLAN, VNI and ARP addresses of the monitored frame must match on every packet.
 
 tshark prints every occurrence of a field (`-E occurrence=a`); `frame.protocols` says which occurrence
-belongs to the monitored frame: the first IP layer after the ERSPAN header (the outer one for VXLAN, whose
-flow key is the outer 5-tuple), and the L4 header right after it.
+belongs to the monitored frame: the first IP layer after the ERSPAN header (DSCP/ECN), and the flow key is
+that IP layer or, for VXLAN, the IP layer inside it (the tenant flow), with the L4 header right after it.
 """
 
 from __future__ import annotations
@@ -133,14 +133,18 @@ def expected_from_tshark(row: dict[str, list[str]]) -> dict[str, object]:
     family = layers[ip_at]
     k = layers[:ip_at].count(family)
     if family == "ip":
-        want["src"] = ipaddress.ip_address(row["ip.src"][k])
-        want["dst"] = ipaddress.ip_address(row["ip.dst"][k])
-        want["proto"] = int(row["ip.proto"][k])
         want["dscp"], want["ecn"] = int(row["ip.dsfield.dscp"][k]), int(row["ip.dsfield.ecn"][k])
     else:
-        want["src"] = ipaddress.ip_address(row["ipv6.src"][k])
-        want["dst"] = ipaddress.ip_address(row["ipv6.dst"][k])
         want["dscp"], want["ecn"] = int(row["ipv6.tclass.dscp"][k]), int(row["ipv6.tclass.ecn"][k])
+    if "vxlan" in layers[ip_at:]:  # a tenant flow is the flow: the IP layer VXLAN carries, when it carries one
+        vxlan_at = layers.index("vxlan", ip_at)
+        ip_at = next((i for i in range(vxlan_at + 1, len(layers)) if layers[i] in ("ip", "ipv6")), ip_at)
+        family = layers[ip_at]
+        k = layers[:ip_at].count(family)
+    want["src"] = ipaddress.ip_address(row[f"{family}.src"][k])
+    want["dst"] = ipaddress.ip_address(row[f"{family}.dst"][k])
+    if family == "ip":
+        want["proto"] = int(row["ip.proto"][k])
     l4_at = next((i for i in range(ip_at + 1, len(layers)) if not layers[i].startswith("ipv6.")), None)
     l4 = layers[l4_at] if l4_at is not None else ""
     if l4 in ("tcp", "udp"):
@@ -251,14 +255,15 @@ def test_raw_ipv6_link_type_matches_tshark(tmp_path: Path) -> None:
 
 TUNNEL_FIELDS = ("frame.protocols", "ip.src", "ip.dst", "ip.dsfield.dscp", "ip.dsfield.ecn", "ipv6.src", "ipv6.dst",
                  "ipv6.tclass.dscp", "ipv6.tclass.ecn", "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport",
-                 "gre.key", "geneve.vni", "mpls.label", "erspan.spanid", "infiniband.bth.destqp")
+                 "gre.key", "geneve.vni", "vxlan.vni", "mpls.label", "erspan.spanid", "infiniband.bth.destqp")
 TUNNEL_LAYERS = ("gre", "geneve", "vxlan", "mpls")
 
 
 def tunnel_frames() -> list[Packet]:
     """Every tunnel the walk opens, mirrored and not: GRE (IPv4, IPv6, transparent Ethernet with a key, MPLS),
-    IP-in-IP (4in4, 6in4, 4in6, 6in6), Geneve (Ethernet and IP payloads, with options), MPLS over Ethernet,
-    RoCE inside a tunnel, and a GRE tunnel mirrored through ERSPAN II."""
+    IP-in-IP (4in4, 6in4, 4in6, 6in6), Geneve (Ethernet and IP payloads, with options), VXLAN (IPv4 and IPv6
+    tenant flows, over IPv4 and IPv6, mirrored through ERSPAN II, and ARP inside: the outer flow), MPLS over
+    Ethernet, RoCE inside a tunnel, and a GRE tunnel mirrored through ERSPAN II."""
     v4 = IP(src="192.0.2.1", dst="192.0.2.99", tos=0x2A)
     v6 = IPv6(src="2001:db8::1", dst="2001:db8::99", tc=0x2A)
     frames: list[Packet] = []
@@ -282,6 +287,14 @@ def tunnel_frames() -> list[Packet]:
             Ether(**MAC) / v4 / UDP(sport=61000 + i, dport=6081)
             / GENEVE(vni=0x6000 + i, proto=0x0800, optionlen=1, options=b"\x01\x02\x03\x04") / inner4 / roce,
             Ether(**MAC) / MPLS(label=100, s=0) / MPLS(label=2000 + i, s=1) / inner4 / app,
+            Ether(**MAC) / v4 / UDP(sport=62000 + i, dport=4789) / VXLAN(vni=0x7000 + i) / Ether(**MAC) / inner4 / tcp,
+            Ether(**MAC) / v6 / UDP(sport=62000 + i, dport=4789) / VXLAN(vni=0x7100 + i) / Ether(**MAC) / inner6 / app,
+            Ether(**MAC) / v4 / UDP(sport=62000 + i, dport=4789) / VXLAN(vni=0x7200 + i) / Ether(**MAC) / inner4 / roce,
+            Ether(**MAC) / v4 / UDP(sport=62000 + i, dport=4789) / VXLAN(vni=0x7300 + i) / Ether(**MAC)
+            / ARP(psrc="10.1.0.1", pdst="10.1.0.200"),
+            Ether(**MAC) / IP(src="10.254.0.1", dst="198.51.100.10") / GRE(seqnum_present=1)
+            / ERSPAN_II(session_id=21) / Ether(**MAC) / v4 / UDP(sport=62000 + i, dport=4789)
+            / VXLAN(vni=0x7400 + i) / Ether(**MAC) / Dot1Q(vlan=7) / inner6 / tcp,
             Ether(**MAC) / IP(src="10.254.0.1", dst="198.51.100.10") / GRE(seqnum_present=1)
             / ERSPAN_II(session_id=11) / Ether(**MAC) / v4 / GRE(proto=0x0800) / inner4 / roce,
         ]
@@ -300,9 +313,10 @@ def tunnel_rows(path: Path) -> list[dict[str, list[str]]]:
 
 
 def expected_tunnel_flow(row: dict[str, list[str]]) -> dict[str, object]:
-    """As tshark sees it: the flow is the IP header after the last tunnel (GRE, IP-in-IP, Geneve, MPLS), its
-    L4 ports; the outer endpoints are the first IP header after any ERSPAN; the tunnel id is the innermost GRE
-    key, Geneve VNI or MPLS label; DSCP/ECN are the outer header's (the fabric marks it)."""
+    """As tshark sees it: the flow is the IP header after the last tunnel (GRE, IP-in-IP, Geneve, VXLAN,
+    MPLS), its L4 ports; the outer endpoints are the first IP header after any ERSPAN; the tunnel id is the
+    innermost GRE key, Geneve or VXLAN VNI or MPLS label; DSCP/ECN are the outer header's (the fabric marks
+    it). A tunnel carrying no IP (ARP inside VXLAN) leaves the outer flow as the flow."""
     layers = row["frame.protocols"][0].split(":")
     start = max((i for i, name in enumerate(layers) if name == "erspan"), default=-1)
     ips = [i for i in range(start + 1, len(layers)) if layers[i] in ("ip", "ipv6")]
@@ -314,11 +328,12 @@ def expected_tunnel_flow(row: dict[str, list[str]]) -> dict[str, object]:
     first, key = ips[0], ips[-1]
     l4 = layers[key + 1]
     tunnel_id = 0
-    for at in range(start + 1, key):
+    for at in range(start + 1, len(layers)):  # VXLAN carrying no IP still has its VNI in the row
         name = layers[at]
-        values = {"gre": row["gre.key"], "geneve": row["geneve.vni"], "mpls": row["mpls.label"]}.get(name, [])
+        values = {"gre": row["gre.key"], "geneve": row["geneve.vni"], "vxlan": row["vxlan.vni"],
+                  "mpls": row["mpls.label"]}.get(name, [])
         index = layers[:at].count(name) if name != "mpls" else -1  # one mpls layer per stack: its bottom label
-        if name in ("gre", "geneve", "mpls") and index < len(values):
+        if name in ("gre", "geneve", "vxlan", "mpls") and index < len(values):
             tunnel_id = int(values[index], 0) if name != "gre" or layers[at + 1] != "erspan" else tunnel_id
     family = layers[first]
     prefix = "ip.dsfield" if family == "ip" else "ipv6.tclass"
@@ -371,7 +386,7 @@ def test_tunnels_match_tshark(tmp_path: Path) -> None:
             mismatches.append((i + 1, row["frame.protocols"][0], {k: (got.get(k), want[k]) for k in want
                                                                  if got.get(k) != want[k]}))
     assert not mismatches, mismatches[:10]
-    assert int(decoded.is_roce.sum()) == sum(1 for row in rows if row["infiniband.bth.destqp"]) == 12
+    assert int(decoded.is_roce.sum()) == sum(1 for row in rows if row["infiniband.bth.destqp"]) == 15
 
 
 def sample_pcaps() -> list[Path]:

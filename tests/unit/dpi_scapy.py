@@ -34,7 +34,9 @@ def _ip_proto(layer: Packet) -> int:
 
 def _columns(frame: Packet) -> tuple[bytes, dict[str, int | bool], int, int, int]:
     """(frame bytes, its columns as if fully captured, payload start, end of the BTH, start of the inner L4
-    header of a VXLAN frame) from scapy's dissection."""
+    header of a VXLAN frame) from scapy's dissection. A VXLAN frame's flow key is its inner flow's; the
+    outer key is kept under `outer_proto`/`outer_src_port`/`outer_dst_port` for frames cut before the inner
+    L4 header, whose key stays the outer one."""
     raw = bytes(frame)
     packet = Ether(raw)
     row: dict[str, int | bool] = {"ethertype": int(packet.type)}
@@ -57,7 +59,13 @@ def _columns(frame: Packet) -> tuple[bytes, dict[str, int | bool], int, int, int
         payload_start = _offset_of(raw, inner) + header
     if VXLAN in packet:
         row["vni"] = int(packet[VXLAN].vni)
+        row["vxlan"] = True
         inner_l4_start = _offset_of(raw, l4s[-1]) if len(l4s) > 1 else len(raw)
+        row["outer_proto"], row["outer_src_port"], row["outer_dst_port"] = row["proto"], row["src_port"], \
+            row["dst_port"]
+        if len(ips) > 1:
+            row["proto"], row["src_port"], row["dst_port"] = row["app_proto"], row["app_src_port"], \
+                row["app_dst_port"]
     bth_end = _offset_of(raw, packet[BTH]) + BTH_LEN if BTH in packet else len(raw) + 1
     if BTH in packet:
         row["bth_opcode"] = int(packet[BTH].opcode)
@@ -72,7 +80,7 @@ DTYPES: dict[str, str] = {
     "ts_ns": "int64", "link": "int16", "direction": "int8", "erspan_session": "int16", "wire_len": "uint32",
     "vlan": "uint16", "ethertype": "uint16", "src_hi": "uint64", "src_lo": "uint64", "dst_hi": "uint64",
     "dst_lo": "uint64", "proto": "uint8", "src_port": "uint16", "dst_port": "uint16", "dscp": "uint8", "ecn": "uint8",
-    "tcp_flags": "uint8", "vni": "uint32", "is_roce": "bool", "bth_opcode": "uint8", "dqpn": "uint32",
+    "tcp_flags": "uint8", "vni": "uint32", "vxlan": "bool", "is_roce": "bool", "bth_opcode": "uint8", "dqpn": "uint32",
     "psn": "uint32", "fecn": "bool", "becn": "bool", "aeth_syndrome": "uint8", "pfc_enable": "uint8",
     "app_proto": "uint8", "app_src_port": "uint16", "app_dst_port": "uint16", "payload_offset": "int64",
     "payload_caplen": "int32", "capture_ts_ns": "int64", "switch_timed": "bool", "outer_src_hi": "uint64",
@@ -96,10 +104,13 @@ def decoded_batch(
         captured = raw[:cut]
         row = dict(full_row)
         if inner_l4_start and len(captured) < payload_start:
-            # As the decoder: a VXLAN inner flow cut inside its L4 header has no ports, inside IP no protocol.
-            row["app_src_port"] = row["app_dst_port"] = 0
+            # As the decoder: a VXLAN inner flow cut inside its L4 header has no ports; cut inside its IP
+            # header, no protocol, and the outer flow is the key.
+            row["app_src_port"] = row["app_dst_port"] = row["src_port"] = row["dst_port"] = 0
             if len(captured) < inner_l4_start:
                 row["app_proto"] = 0
+                row["proto"], row["src_port"], row["dst_port"] = row["outer_proto"], row["outer_src_port"], \
+                    row["outer_dst_port"]
         row["is_roce"] = len(captured) >= bth_end
         if len(captured) > payload_start:
             row["payload_offset"] = base + payload_start

@@ -4,11 +4,18 @@ after them, wait until packet time enters a new export interval; every record ta
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from pathlib import Path
 
 import numpy as np
 import pytest
 from pcap_builders import pcap_header, pcap_record
+from scapy.contrib.erspan import ERSPAN_II
+from scapy.contrib.roce import BTH
+from scapy.layers.inet import GRE, IP, TCP, UDP
+from scapy.layers.l2 import ARP, Ether
+from scapy.layers.vxlan import VXLAN
+from scapy.packet import Packet, Raw
 from test_flows import SECOND, T0, concat, packets
 
 from collectors.collector import Collector
@@ -154,3 +161,43 @@ def test_a_flood_of_new_flows_within_one_interval_is_released_in_runs_and_the_wi
     assert 0 < before_flush == table.early_exports  # released before the end of input, not held for it
     qp = np.concatenate([rows["roce_qp"] for rows in released])
     assert sorted(qp.tolist()) == list(range(flows))  # every flow's one packet, in exactly one row
+
+
+def test_vxlan_tenant_flows_are_flows_of_their_own(tmp_path: Path) -> None:
+    """Three tenant flows between one VTEP pair, on one outer 5-tuple and VNI, are three rows keyed by their
+    inner 5-tuples, labelled `vxlan` with the inner app, the VTEPs kept and the link, direction and ECN from
+    the outer path; RoCE inside keeps its QP and opcode counts; an ARP inside stays the outer flow."""
+    def tenant(inner: Packet) -> bytes:
+        return bytes(Ether() / IP(src="10.254.0.1", dst="198.51.100.10") / GRE(seqnum_present=1)
+                     / ERSPAN_II(session_id=11) / Ether() / IP(src="10.0.1.1", dst="10.0.4.4", tos=0x03)
+                     / UDP(sport=61000, dport=4789) / VXLAN(vni=5001) / Ether() / inner)
+
+    http = [tenant(IP(src="172.16.0.1", dst="172.16.0.2") / TCP(sport=port, dport=80, flags="PA")
+                   / Raw(b"GET / HTTP/1.1\r\n\r\n")) for port in (40000, 40001)]
+    roce = tenant(IP(src="172.16.0.1", dst="172.16.0.3") / UDP(sport=49152, dport=4791) / BTH(opcode=0x0A, dqpn=77)
+                  / Raw(bytes(32)))
+    arp = tenant(ARP(psrc="172.16.0.1", pdst="172.16.0.9"))
+    frames = [*http, *http, roce, roce, roce, arp]
+    path = tmp_path / "vxlan.pcap"
+    path.write_bytes(pcap_header(nano=True) + b"".join(pcap_record(T0 + i * 1000, f, nano=True)
+                                                       for i, f in enumerate(frames)))
+    steps = list(Collector(load_topology(SAMPLES / "topology.yaml")).run(replay_batches([path], progress=False)))
+    flows = {name: np.concatenate([step.flows[name] for step in steps]) for name in steps[0].flows}
+    rows = sorted(
+        (str(ipaddress.ip_address(bytes(flows["src_ip"][i])).ipv4_mapped),
+         str(ipaddress.ip_address(bytes(flows["dst_ip"][i])).ipv4_mapped), int(flows["src_port"][i]),
+         int(flows["dst_port"][i]), int(flows["vni"][i]), int(flows["roce_qp"][i]), int(flows["packets"][i]),
+         int(flows["roce_write"][i]), int(flows["ecn_ce"][i]), str(flows["app"][i]), str(flows["app_detail"][i]),
+         str(ipaddress.ip_address(bytes(flows["outer_src_ip"][i])).ipv4_mapped), str(flows["link"][i]),
+         str(flows["direction"][i]))
+        for i in range(len(flows["packets"]))
+    )
+    assert rows == [
+        ("10.0.1.1", "10.0.4.4", 61000, 4789, 5001, 0, 1, 0, 1, "vxlan", "", "None", "leaf1-spine1", "up"),
+        ("172.16.0.1", "172.16.0.2", 40000, 80, 5001, 0, 2, 0, 2, "vxlan", "inner=http", "10.0.1.1", "leaf1-spine1",
+         "up"),
+        ("172.16.0.1", "172.16.0.2", 40001, 80, 5001, 0, 2, 0, 2, "vxlan", "inner=http", "10.0.1.1", "leaf1-spine1",
+         "up"),
+        ("172.16.0.1", "172.16.0.3", 49152, 4791, 5001, 77, 3, 3, 3, "vxlan", "inner=rocev2", "10.0.1.1",
+         "leaf1-spine1", "up"),
+    ]

@@ -88,7 +88,8 @@ def check(
     want: dict[str, Any] = {
         "ok": True, "link": -1, "direction": UNKNOWN, "erspan_session": -1, "wire_len": len(bytes(packet)),
         "vlan": 0, "ethertype": 0, "src_hi": 0, "src_lo": 0, "dst_hi": 0, "dst_lo": 0, "proto": 0,
-        "src_port": 0, "dst_port": 0, "dscp": 0, "ecn": 0, "tcp_flags": 0, "vni": 0, "is_roce": False,
+        "src_port": 0, "dst_port": 0, "dscp": 0, "ecn": 0, "tcp_flags": 0, "vni": 0, "vxlan": False,
+        "is_roce": False,
         "bth_opcode": 0, "dqpn": 0, "psn": 0, "fecn": False, "becn": False, "aeth_syndrome": 0xFF,
         "pfc_enable": 0, "pfc_quanta": [0] * 8, "app_proto": expected.get("proto", 0),
         "app_src_port": expected.get("src_port", 0), "app_dst_port": expected.get("dst_port", 0),
@@ -305,22 +306,44 @@ def test_mpls_label_stack_opens_to_ip(tmp_path: Path) -> None:
           dscp=0x68 >> 2, vni=20001, payload_at=payload_start(packet, UDP))
 
 
-def test_vxlan_keys_outer_and_describes_inner(tmp_path: Path) -> None:
-    packet = Ether(**MAC) / IP(src="10.0.1.1", dst="10.0.4.4", tos=0x20) / UDP(sport=61000, dport=4789) \
-        / VXLAN(vni=0xABCDE) / Ether(**MAC) / IP(src="172.16.0.1", dst="172.16.0.2") \
-        / TCP(sport=443, dport=5555, flags="A") / Raw(b"hello")
-    check(tmp_path, packet, ethertype=0x0800, src="10.0.1.1", dst="10.0.4.4", proto=17, src_port=61000,
-          dst_port=4789, dscp=8, vni=0xABCDE, app_proto=6, app_src_port=443, app_dst_port=5555,
-          payload_at=payload_start(packet, TCP))
+def vxlan_frame(inner: Packet, outer: Packet | None = None, vni: int = 0xABCDE) -> Packet:
+    """`inner` (an Ethernet frame) between two VTEPs."""
+    return Ether(**MAC) / (outer or IP(src="10.0.1.1", dst="10.0.4.4", tos=0x21)) / UDP(sport=61000, dport=4789) \
+        / VXLAN(vni=vni) / inner
+
+
+@pytest.mark.parametrize(("outer", "inner"), [
+    (IP(src="10.0.1.1", dst="10.0.4.4", tos=0x21), IP(src="172.16.0.1", dst="172.16.0.2", tos=0xFC)),
+    (IPv6(src="fd00:0:0:1::1", dst="fd00:0:0:4::4", tc=0x21), IPv6(src="fd10::1", dst="fd10::2")),
+], ids=["4in4", "6in6"])
+def test_vxlan_inner_flow_is_the_flow(tmp_path: Path, outer: Packet, inner: Packet) -> None:
+    """Two tenant flows between one VTEP pair are two flows: the inner 5-tuple and the VNI key them, the VTEPs
+    are kept as the outer endpoints, and DSCP/ECN are the outer header's (the fabric marks it)."""
+    packet = vxlan_frame(Ether(**MAC) / inner / TCP(sport=443, dport=5555, flags="A") / Raw(b"hello"), outer)
+    check(tmp_path, packet, ethertype=0x0800 if outer.version == 4 else 0x86DD, src=inner.src, dst=inner.dst,
+          proto=6, src_port=443, dst_port=5555, dscp=8, ecn=1,
+          vni=0xABCDE, vxlan=True, payload_at=payload_start(packet, TCP), **_outer(outer.src, outer.dst))
 
 
 def test_vxlan_inner_roce(tmp_path: Path) -> None:
-    inner = roce_frame(0x04, dqpn=5, psn=17)
-    packet = Ether(**MAC) / IP(src="10.0.1.1", dst="10.0.4.4") / UDP(sport=61000, dport=4789) / VXLAN(vni=7) \
-        / inner
+    packet = vxlan_frame(roce_frame(0x04, dqpn=5, psn=17), vni=7)
+    check(tmp_path, packet, ethertype=0x0800, src="10.0.1.5", dst="10.0.2.7", proto=17, src_port=49152,
+          dst_port=4791, dscp=8, ecn=1, vni=7, vxlan=True, is_roce=True, bth_opcode=4, dqpn=5, psn=17,
+          payload_at=payload_start(packet, UDP, 2), **_outer("10.0.1.1", "10.0.4.4"))
+
+
+def test_vxlan_carrying_no_ip_keeps_the_outer_flow(tmp_path: Path) -> None:
+    packet = vxlan_frame(Ether(**MAC) / ARP(psrc="172.16.0.1", pdst="172.16.0.2"), vni=9)
     check(tmp_path, packet, ethertype=0x0800, src="10.0.1.1", dst="10.0.4.4", proto=17, src_port=61000,
-          dst_port=4789, vni=7, app_proto=17, app_src_port=49152, app_dst_port=4791, is_roce=True, bth_opcode=4,
-          dqpn=5, psn=17, payload_at=payload_start(packet, UDP, 2))
+          dst_port=4789, dscp=8, ecn=1, vni=9, vxlan=True, app_proto=0, app_src_port=0, app_dst_port=0)
+
+
+def test_vxlan_cut_before_the_inner_ip_header_keeps_the_outer_flow(tmp_path: Path) -> None:
+    packet = vxlan_frame(Ether(**MAC) / IP(src="172.16.0.1", dst="172.16.0.2") / TCP(sport=443, dport=5555))
+    inner_ip = len(bytes(packet)) - len(bytes(packet[VXLAN].payload[IP]))
+    check(tmp_path, packet, captured=inner_ip + 10, ethertype=0x0800, src="10.0.1.1", dst="10.0.4.4", proto=17,
+          src_port=61000, dst_port=4789, dscp=8, ecn=1, vni=0xABCDE, vxlan=True, app_proto=0, app_src_port=0,
+          app_dst_port=0)
 
 
 def test_cnp_helper_frame(tmp_path: Path) -> None:

@@ -60,14 +60,22 @@ def in_vxlan(frame: Packet) -> Packet:
     return Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=61000, dport=4789) / VXLAN(vni=9) / frame
 
 
-def test_ports_are_learned_inside_a_tunnel_whose_inner_flow_is_the_flow_but_not_inside_vxlan(tmp_path: Path) -> None:
+def test_ports_are_learned_inside_tunnels_whose_inner_flow_is_the_flow(tmp_path: Path) -> None:
+    """GRE and VXLAN alike: the inner flow is the flow. Inside VXLAN the label stays `vxlan` (DESIGN.md
+    section 6) and names the RPC program as the inner app."""
     reply = [from_server(37345, record_marked(rpc_reply(9)), proto=6)]
     learned = Classifier()
     classify(learned, [in_gre(frame) for frame in exchange(1, NLM, 6, 37345)], tmp_path / "gre.pcap")
     assert classify(learned, [in_gre(frame) for frame in reply], tmp_path / "gre-reply.pcap") == [("nfs", "nlm")]
-    outer = Classifier()
-    classify(outer, [in_vxlan(frame) for frame in exchange(1, NLM, 6, 37345)], tmp_path / "vxlan.pcap")
-    assert len(outer.rpc_ports) == 0
+    tenant = Classifier()
+    classify(tenant, [in_vxlan(frame) for frame in exchange(1, NLM, 6, 37345)], tmp_path / "vxlan.pcap")
+    assert len(tenant.rpc_ports) == 1
+    assert classify(tenant, [in_vxlan(frame) for frame in reply], tmp_path / "vxlan-reply.pcap") == [
+        ("vxlan", "inner=nfs nlm"),
+    ]
+    assert classify(Classifier(), [in_vxlan(frame) for frame in reply], tmp_path / "unlearned.pcap") == [
+        ("vxlan", "inner=unknown"),
+    ]
 
 
 def test_the_oldest_learned_port_goes_first(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """Sources + decoder + flow table on every committed sample: the flows equal the generator's ground truth
-(keys, packets, wire bytes, ECT, CE, CNP, PSN gaps, first-packet DSCP, first and last packet time)."""
+(keys, packets, wire bytes, ECT, CE, CNP, PSN gaps, first-packet DSCP, first and last packet time, and a
+tunnelled flow's outer endpoints: the VTEPs of a VXLAN tenant flow)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pipeline.topology import load_topology
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 KEY = ("link", "direction", "src_ip", "dst_ip", "src_port", "dst_port", "proto", "vlan", "vni", "roce_qp")
 SUMS = ("packets", "bytes", "ecn_ect", "ecn_ce", "cnp", "psn_gaps")
+OUTER = ("outer_src_ip", "outer_dst_ip")
 
 
 def _address(raw: bytes) -> str:
@@ -48,6 +50,8 @@ def collector_flows(pcap: Path) -> dict[tuple[object, ...], dict[str, int]]:
             first = int(rows["ts_start"][i].astype(np.int64))
             last = int(rows["ts_end"][i].astype(np.int64))
             flow.setdefault("dscp", int(rows["dscp"][i]))
+            for name in OUTER:
+                flow.setdefault(name, _address(rows[name][i]))
             flow["first_ts_us"] = min(flow.get("first_ts_us", first), first)
             flow["last_ts_us"] = max(flow.get("last_ts_us", last), last)
     return flows
@@ -67,6 +71,7 @@ def test_flows_equal_ground_truth(truth_path: Path) -> None:
     ours = collector_flows(truth_path.with_name(truth_path.name.replace(".truth.json", ".pcap")))
     expected = {
         tuple(flow[name] for name in KEY): {name: flow[name] for name in (*SUMS, "dscp", "first_ts_us", "last_ts_us")}
+        | {name: flow.get(name, "::") for name in OUTER}
         for flow in truth["flows"]
     }
     assert set(ours) == set(expected)

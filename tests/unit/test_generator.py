@@ -119,6 +119,10 @@ def test_every_session_and_label_present(small: tuple[Outputs, dict]) -> None:
     assert tls and all(f["app_detail"] == "checkpoints.storage.example.com" for f in tls)
     vxlan = [f for f in truth["flows"] if f["app"] == "vxlan"]
     assert vxlan and all(f["vni"] == 5001 and f["app_detail"] == "inner=http" for f in vxlan)
+    # tenant flows keyed by the inner 5-tuple, the VTEPs (fabric hosts) kept, direction from their path
+    assert all(f["proto"] == 6 and 80 in (f["src_port"], f["dst_port"]) and f["outer_src_ip"].startswith("10.0.")
+               and f["direction"] in ("up", "down") for f in vxlan)
+    assert all("outer_src_ip" not in f for f in truth["flows"] if f["app"] != "vxlan")
     assert {f["direction"] for f in truth["flows"] if f["app"] in ("bfd", "lldp", "arp", "pfc")} == {"unknown"}
     assert {f["direction"] for f in truth["flows"] if f["app"] == "rocev2"} == {"up", "down"}
     assert all(f["vlan"] == 42 for f in truth["flows"] if f["app"] == "unknown")

@@ -21,7 +21,8 @@ def decoded(ts_us: list[int], **columns: list[int]) -> DecodedPackets:
     values: dict[str, np.ndarray] = {}
     for field in dataclasses.fields(DecodedPackets):
         shape = (n, 8) if field.name == "pfc_quanta" else (n,)
-        dtype = {"ok": bool, "is_roce": bool, "fecn": bool, "becn": bool, "ts_ns": np.int64}.get(field.name, np.int64)
+        flags = {"ok", "is_roce", "fecn", "becn", "vxlan"}
+        dtype = bool if field.name in flags else np.int64
         values[field.name] = np.zeros(shape, dtype=dtype)
     values["ok"][:] = True
     values["ts_ns"] = np.array(ts_us, dtype=np.int64) * 1000

@@ -14,9 +14,12 @@ from prometheus_client import generate_latest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
+from scapy.utils import wrpcap
 from test_sflow import SAMPLES, datagram, flow_sample, plain, raw_packet_header
 
+from collectors.capture_source import CaptureConfig, CaptureSource
 from collectors.decode_walk import MALFORMED_REASONS as PACKET_REASONS
+from collectors.pcapfile import open_capture
 from collectors.sflow import MALFORMED_REASONS as SFLOW_REASONS
 from collectors.sflow import with_sflow_interfaces
 from collectors.sflow_source import SflowConfig, SflowSource
@@ -135,3 +138,26 @@ def test_metrics_split_a_real_sources_skips_by_reason() -> None:
         lines = [line for line in text.splitlines() if line.startswith(f"fabricscope_{key}_by_reason_total{{")]
         assert {line.split('reason="')[1].split('"')[0] for line in lines} == set(reasons)
         assert sum(float(line.rsplit(" ", 1)[1]) for line in lines) == counts[key] > 0
+
+
+def test_metrics_count_a_capture_sources_unsupported_link_types_by_number(tmp_path: Path) -> None:
+    """Issue 15: packets of a link type the decoder does not open are on /metrics by number, not malformed.
+    The capture source's collector is fed from files (one 802.11 capture, one Ethernet) instead of its ring."""
+    wifi, ethernet = tmp_path / "wifi.pcap", tmp_path / "ethernet.pcap"
+    wrpcap(str(wifi), [Raw(b"\x08\x00" + bytes(30))] * 3, linktype=105)
+    wrpcap(str(ethernet), [Ether() / IP(src="10.0.1.5", dst="10.0.2.7") / UDP()] * 2)
+    source = CaptureSource(load_topology(SAMPLES / "topology.yaml"), CaptureConfig(iface="lo"))
+    for path in (wifi, ethernet, wifi):
+        with open_capture(path) as capture:
+            for batch in capture:
+                source.collector.process(batch)
+    port = _free_port()
+    server = serve_metrics(f"127.0.0.1:{port}", source, Delivery())
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        server.shutdown()
+    lines = [line for line in text.splitlines() if line.startswith("fabricscope_unsupported_link_type_packets_total")]
+    assert lines == ['fabricscope_unsupported_link_type_packets_total{linktype="105",source="capture"} 6.0']
+    assert 'fabricscope_packets_total{source="capture"} 8.0' in text
+    assert 'fabricscope_malformed_total{source="capture"} 0.0' in text
