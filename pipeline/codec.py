@@ -45,6 +45,8 @@ def key_column(table: str) -> str | None:
 
 
 def _ip_array(values: np.ndarray) -> pa.Array:
+    if values.dtype == np.dtype(f"V{_IP_BYTES}"):
+        values = np.ascontiguousarray(values).view(np.uint8).reshape(-1, _IP_BYTES)
     if values.ndim == 2 and values.shape[1] == _IP_BYTES and values.dtype == np.uint8:
         data = pa.py_buffer(np.ascontiguousarray(values).tobytes())
         return pa.FixedSizeBinaryArray.from_buffers(pa.binary(_IP_BYTES), len(values), [None, data])
@@ -52,7 +54,7 @@ def _ip_array(values: np.ndarray) -> pa.Array:
 
 
 def to_arrow(table: str, batch: Batch) -> pa.Table:
-    """The batch as an Arrow table in records.py's schema; IPv6 columns may be (n, 16) uint8 arrays.
+    """The batch as an Arrow table in records.py's schema; IPv6 columns may be (n, 16) uint8 arrays or V16 values.
 
     Raises ValueError naming the column when a column is missing or cannot take the declared type: a
     malformed batch is a bug in the stage that built it, not bad user input.

@@ -31,7 +31,8 @@ def summed_flows(parts: list[Columns]) -> dict[tuple[object, ...], dict[str, int
 
 
 def _address(raw: bytes) -> str:
-    address = ipaddress.IPv6Address(raw)
+    """A row's address, whether a bytes object (read from Kafka) or a V16 value (the collector's own rows)."""
+    address = ipaddress.IPv6Address(bytes(raw))
     return str(address.ipv4_mapped or address)
 
 

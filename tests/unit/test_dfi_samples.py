@@ -25,8 +25,8 @@ KEY = ("link", "direction", "src_ip", "dst_ip", "src_port", "dst_port", "proto",
 LABELS = ("app", "app_detail", "traffic_class", "job")
 
 
-def _address(raw: bytes) -> str:
-    address = ipaddress.IPv6Address(raw)
+def _address(raw: np.void) -> str:
+    address = ipaddress.IPv6Address(bytes(raw))
     return str(address.ipv4_mapped or address)
 
 

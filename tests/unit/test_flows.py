@@ -54,9 +54,10 @@ def concat(*batches: DecodedPackets) -> DecodedPackets:
 
 
 def rows_of(*results: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    """Exported rows as dicts, in a stable order."""
+    """Exported rows as dicts, in a stable order; addresses (V16 columns) as bytes."""
     rows = [
-        {name: result[name][i] for name in result} for result in results for i in range(len(result["packets"]))
+        {name: bytes(result[name][i]) if result[name].dtype.kind == "V" else result[name][i] for name in result}
+        for result in results for i in range(len(result["packets"]))
     ]
     return sorted(rows, key=lambda r: (r["src_port"], r["dst_port"], r["roce_qp"], r["ts_start"], r["packets"]))
 

@@ -23,8 +23,8 @@ SUMS = ("packets", "bytes", "ecn_ect", "ecn_ce", "cnp", "psn_gaps")
 OUTER = ("outer_src_ip", "outer_dst_ip")
 
 
-def _address(raw: bytes) -> str:
-    address = ipaddress.IPv6Address(raw)
+def _address(raw: np.void) -> str:
+    address = ipaddress.IPv6Address(bytes(raw))
     return str(address.ipv4_mapped or address)
 
 

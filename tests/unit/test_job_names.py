@@ -103,7 +103,7 @@ def _jobs_of_rows(names: JobNames | None) -> dict[tuple[str, str], str]:
     for records in collector.run(replay_batches([SAMPLES / "combo.pcap"], progress=False)):
         rows = records.flows
         for i in np.flatnonzero(rows["job"] != ""):
-            pair = tuple(str(ipaddress.IPv6Address(rows[end][i]).ipv4_mapped) for end in ("src_ip", "dst_ip"))
+            pair = tuple(str(ipaddress.IPv6Address(bytes(rows[end][i])).ipv4_mapped) for end in ("src_ip", "dst_ip"))
             jobs[(pair[0], pair[1])] = str(rows["job"][i])
     return jobs
 
