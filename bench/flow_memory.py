@@ -66,28 +66,36 @@ def write_flood(path: Path, flows: int, *, strip_erspan: bool = False) -> None:
             out.write(records.tobytes())
 
 
-def tree_rss_kb(pid: int) -> int:
-    """Resident kB of `pid` and every descendant now (a process gone meanwhile counts 0)."""
-    total = 0
+def tree_memory_kb(pid: int) -> tuple[int, int]:
+    """Resident and proportional (PSS: a page shared by k processes counts 1/k in each) kB of `pid` and every
+    descendant now (a process gone meanwhile counts 0)."""
+    rss = pss = 0
     try:
-        total = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                     if line.startswith("VmRSS:"))
+        rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                   if line.startswith("VmRSS:"))
+        pss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+                   if line.startswith("Pss:"))
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except (OSError, StopIteration):
-        return total
-    return total + sum(tree_rss_kb(int(child)) for child in children)
+        return rss, pss
+    for child in children:
+        child_rss, child_pss = tree_memory_kb(int(child))
+        rss, pss = rss + child_rss, pss + child_pss
+    return rss, pss
 
 
-def peak_rss(command: list[str]) -> tuple[float, float, float, str]:
-    """Peak RSS in MB of the largest process (/usr/bin/time -v) and of the whole process tree (summed every
-    20 ms: `replay --workers N` forks its workers), wall seconds, and stderr."""
+def peak_rss(command: list[str]) -> tuple[float, float, float, float, str]:
+    """Peak RSS in MB of the largest process (/usr/bin/time -v), of the whole process tree (summed every 20 ms:
+    `replay --workers N` forks its workers) and its peak PSS sum (pages the forked workers share with their
+    parent counted once), wall seconds, and stderr."""
     start = time.monotonic()
     with tempfile.TemporaryFile("w+") as errors:
         process = subprocess.Popen(["/usr/bin/time", "-v", *command], stdout=subprocess.DEVNULL, stderr=errors,
                                    text=True)
-        tree_peak = 0
+        tree_peak = pss_peak = 0
         while process.poll() is None:
-            tree_peak = max(tree_peak, tree_rss_kb(process.pid))
+            rss, pss = tree_memory_kb(process.pid)
+            tree_peak, pss_peak = max(tree_peak, rss), max(pss_peak, pss)
             time.sleep(0.02)
         errors.seek(0)
         stderr = errors.read()
@@ -97,7 +105,7 @@ def peak_rss(command: list[str]) -> tuple[float, float, float, str]:
     match = RSS_LINE.search(stderr)
     if match is None:
         raise RuntimeError("no 'Maximum resident set size' from /usr/bin/time -v")
-    return int(match.group(1)) / 1024, tree_peak / 1024, wall, stderr
+    return int(match.group(1)) / 1024, tree_peak / 1024, pss_peak / 1024, wall, stderr
 
 
 def replay(pcap: Path, mode: str, work: Path, workers: int) -> list[str]:
@@ -116,19 +124,19 @@ def measure(flows: int, work: Path, modes: list[str], peer_flows: int, workers: 
     for mode in modes:
         for count in workers:
             shutil.rmtree(work / "store", ignore_errors=True)
-            rss, tree, wall, stderr = peak_rss(replay(mirrored, mode, work, count))
+            rss, tree, pss, wall, stderr = peak_rss(replay(mirrored, mode, work, count))
             early = SUMMARY_EARLY.search(stderr)
             verdict = "under" if tree < TARGET_MB else "OVER"
             print(f"  fabricscope replay {mode:<8} --workers {count}  {rss:>7,.0f} MB largest process, "
-                  f"{tree:>7,.0f} MB all processes  {wall:>6.1f} s   {early.group(1) if early else '?'} rows "
-                  f"exported early   {verdict} {TARGET_MB} MB", flush=True)
+                  f"{tree:>7,.0f} MB all processes (PSS {pss:>6,.0f})  {wall:>6.1f} s   "
+                  f"{early.group(1) if early else '?'} rows exported early   {verdict} {TARGET_MB} MB", flush=True)
             (work / f"flows.{mode}").unlink(missing_ok=True)
     shutil.rmtree(work / "store", ignore_errors=True)
     if shutil.which("ndpiReader") and flows <= peer_flows:
-        rss, wall, _ = peak_rss(["ndpiReader", "-q", "-i", str(inner)])
+        rss, _, _, wall, _ = peak_rss(["ndpiReader", "-q", "-i", str(inner)])
         print(f"  ndpiReader -i             {rss:>7,.0f} MB peak RSS  {wall:>6.1f} s", flush=True)
     if shutil.which("tshark") and flows <= peer_flows:
-        rss, wall, _ = peak_rss(["tshark", "-n", "-q", "-r", str(inner), "-z", "conv,udp"])
+        rss, _, _, wall, _ = peak_rss(["tshark", "-n", "-q", "-r", str(inner), "-z", "conv,udp"])
         print(f"  tshark -z conv,udp        {rss:>7,.0f} MB peak RSS  {wall:>6.1f} s", flush=True)
     mirrored.unlink()
     inner.unlink()
