@@ -7,7 +7,10 @@ ERSPAN encapsulation for the peers (they would see one GRE tunnel otherwise). Th
 its own under `/usr/bin/time -v` (its "Maximum resident set size" is the largest process's peak): `fabricscope
 replay` with `--out x.jsonl`, `--out x.parquet` and into the embedded store (broker + chdb), each with every
 `--workers` count asked for; beside the largest process, the peak of the whole process tree's RSS (workers,
-and the embedded broker in store mode) is sampled every 20 ms, and the target applies to it. And, up to
+and the embedded broker in store mode) is sampled every 20 ms, and the target applies to it (its PSS, read at each new peak, counts the pages the
+forked workers share once). Libraries installed minutes ago may map from the page cache in large folios and
+add ~80 MB of file-backed RSS to every process until the cache is dropped (`echo 1 >
+/proc/sys/vm/drop_caches`): measure a settled install. And, up to
 --peer-flows (their memory grows with every flow: ndpiReader took 3.5 GB for 1M, 5M would take most of a
 shared machine), `ndpiReader -i` and `tshark -q -z conv,udp` (its conversation table is a flow table
 too). Target (issue 13): under 1.2 GB for 1M and for 5M flows in every output mode.
@@ -66,36 +69,53 @@ def write_flood(path: Path, flows: int, *, strip_erspan: bool = False) -> None:
             out.write(records.tobytes())
 
 
-def tree_memory_kb(pid: int) -> tuple[int, int]:
-    """Resident and proportional (PSS: a page shared by k processes counts 1/k in each) kB of `pid` and every
-    descendant now (a process gone meanwhile counts 0)."""
-    rss = pss = 0
+def tree_rss_kb(pid: int) -> int:
+    """Resident kB of `pid` and every descendant now (a process gone meanwhile counts 0)."""
+    return sum(_status_kb(member, "VmRSS:") for member in _tree(pid))
+
+
+def tree_pss_kb(pid: int) -> int:
+    """Proportional kB (PSS: a page k processes share counts 1/k in each) of `pid` and every descendant now.
+    Reading it walks each process's page tables under its memory lock, so it is read only at a new RSS peak."""
+    total = 0
+    for member in _tree(pid):
+        try:
+            total += next(int(line.split()[1]) for line in Path(f"/proc/{member}/smaps_rollup").read_text()
+                          .splitlines() if line.startswith("Pss:"))
+        except (OSError, StopIteration):
+            continue
+    return total
+
+
+def _status_kb(pid: int, field: str) -> int:
     try:
-        rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                   if line.startswith("VmRSS:"))
-        pss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
-                   if line.startswith("Pss:"))
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                    if line.startswith(field))
     except (OSError, StopIteration):
-        return rss, pss
-    for child in children:
-        child_rss, child_pss = tree_memory_kb(int(child))
-        rss, pss = rss + child_rss, pss + child_pss
-    return rss, pss
+        return 0
+
+
+def _tree(pid: int) -> list[int]:
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return [pid]
+    return [pid, *(member for child in children for member in _tree(int(child)))]
 
 
 def peak_rss(command: list[str]) -> tuple[float, float, float, float, str]:
     """Peak RSS in MB of the largest process (/usr/bin/time -v), of the whole process tree (summed every 20 ms:
-    `replay --workers N` forks its workers) and its peak PSS sum (pages the forked workers share with their
-    parent counted once), wall seconds, and stderr."""
+    `replay --workers N` forks its workers) and its PSS sum at those peaks (pages the forked workers share with
+    their parent counted once), wall seconds, and stderr."""
     start = time.monotonic()
     with tempfile.TemporaryFile("w+") as errors:
         process = subprocess.Popen(["/usr/bin/time", "-v", *command], stdout=subprocess.DEVNULL, stderr=errors,
                                    text=True)
         tree_peak = pss_peak = 0
         while process.poll() is None:
-            rss, pss = tree_memory_kb(process.pid)
-            tree_peak, pss_peak = max(tree_peak, rss), max(pss_peak, pss)
+            rss = tree_rss_kb(process.pid)
+            if rss > tree_peak:
+                tree_peak, pss_peak = rss, max(pss_peak, tree_pss_kb(process.pid))
             time.sleep(0.02)
         errors.seek(0)
         stderr = errors.read()
