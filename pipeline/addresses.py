@@ -11,6 +11,8 @@ import ipaddress
 import numpy as np
 
 V4_MAPPED_LO = np.uint64(0x0000FFFF00000000)
+_V4_MAPPED_PREFIX = np.array([0] * 10 + [0xFF, 0xFF], dtype=np.uint8)
+_OCTETS = [str(octet) for octet in range(256)]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -53,9 +55,16 @@ def in_network(hi: np.ndarray, lo: np.ndarray, network: IPNetwork) -> np.ndarray
     return ((hi & np.uint64(mask_hi)) == np.uint64(net_hi)) & ((lo & np.uint64(mask_lo)) == np.uint64(net_lo))
 
 
-def to_strings(hi: np.ndarray, lo: np.ndarray) -> list[str]:
-    """Text form of each address (IPv4 shown as ::ffff:a.b.c.d, as ClickHouse's IPv6 type prints it)."""
-    return [str(ipaddress.IPv6Address((int(high) << 64) | int(low))) for high, low in zip(hi, lo, strict=True)]
+def to_texts(raw: np.ndarray) -> list[str]:
+    """Text form of (n, 16) uint8 network-order addresses: IPv4 as ::ffff:a.b.c.d, as ClickHouse's IPv6 type
+    prints it (Python 3.11's `ipaddress` writes ::ffff:a00:10b). IPv4-mapped and unspecified addresses, nearly
+    every row, come from a table of octets; the others from `ipaddress`."""
+    mapped = (raw[:, :12] == _V4_MAPPED_PREFIX).all(axis=1)
+    texts = [f"::ffff:{_OCTETS[a]}.{_OCTETS[b]}.{_OCTETS[c]}.{_OCTETS[d]}" if is_mapped else "::"
+             for is_mapped, (a, b, c, d) in zip(mapped.tolist(), raw[:, 12:].tolist(), strict=True)]
+    for index in np.flatnonzero(~mapped & raw.any(axis=1)).tolist():
+        texts[index] = str(ipaddress.IPv6Address(raw[index].tobytes()))
+    return texts
 
 
 def to_bytes16(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:

@@ -2,33 +2,69 @@
 
 Every batch goes to the file as it comes (a Parquet row group, or JSON lines), so the file grows during the
 run and the writer holds nothing between batches; JSON lines are built JSON_CHUNK_ROWS at a time, because a
-Python object per value of a whole batch would cost more memory than the batch itself.
+Python object per value of a whole batch would cost more memory than the batch itself. Addresses and times
+are turned into text a column at a time (an `ipaddress` object and a `datetime` per value made JSON lines
+four times slower than Parquet): addresses as ClickHouse prints them (IPv4 as ::ffff:a.b.c.d), times as
+`datetime.isoformat` writes them, with Z.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import codec, records
+from pipeline import addresses, codec, records
 from pipeline.errors import InputError
 
 SUFFIXES = (".parquet", ".jsonl", ".json")
 JSON_CHUNK_ROWS = 8192
+_ADDRESS_BYTES = 16
+_US_PER_S = 1_000_000
+
+
+def json_column(column: pa.ChunkedArray) -> list[Any]:
+    """A column's values as JSON-ready Python values: IPv6 addresses as text (IPv4 as ::ffff:a.b.c.d), times as
+    ISO 8601 with Z (no fraction on a whole second, as `isoformat` writes), anything else as Arrow gives it."""
+    kind = column.type
+    if not column.null_count:
+        if pa.types.is_fixed_size_binary(kind) and kind.byte_width == _ADDRESS_BYTES:
+            return _address_texts(column)
+        if pa.types.is_timestamp(kind) and kind.tz == "UTC":
+            return _utc_texts(column)
+    values = column.to_pylist()
+    if any(test(kind) for test in (pa.types.is_integer, pa.types.is_floating, pa.types.is_string, pa.types.is_boolean)):
+        return values
+    return [_json_value(value) for value in values]
 
 
 def _json_value(value: Any) -> Any:
-    if isinstance(value, bytes) and len(value) == 16:
-        return str(ipaddress.IPv6Address(value))
+    if isinstance(value, bytes) and len(value) == _ADDRESS_BYTES:
+        return addresses.to_texts(np.frombuffer(value, dtype=np.uint8).reshape(1, _ADDRESS_BYTES))[0]
     if hasattr(value, "isoformat"):
         return value.isoformat().replace("+00:00", "Z")
     return value
+
+
+def _address_texts(column: pa.ChunkedArray) -> list[str]:
+    raw = np.concatenate([
+        np.frombuffer(chunk.buffers()[1], dtype=np.uint8)[chunk.offset * _ADDRESS_BYTES:][:len(chunk) * _ADDRESS_BYTES]
+        for chunk in column.chunks
+    ])
+    return addresses.to_texts(raw.reshape(-1, _ADDRESS_BYTES))
+
+
+def _utc_texts(column: pa.ChunkedArray) -> list[str]:
+    micros = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
+    times = micros.astype("datetime64[us]")
+    texts = np.where(micros % _US_PER_S == 0, np.datetime_as_string(times, unit="s"),
+                     np.datetime_as_string(times, unit="us"))
+    return list(np.char.add(texts, "Z").tolist())
 
 
 class RecordFileWriter:
@@ -66,8 +102,8 @@ class RecordFileWriter:
         for start in range(0, rows.num_rows, JSON_CHUNK_ROWS):
             chunk = rows.slice(start, JSON_CHUNK_ROWS)
             lines = [
-                json.dumps({n: _json_value(v) for n, v in zip(names, row, strict=True)}) + "\n"
-                for row in zip(*(column.to_pylist() for column in chunk.columns), strict=True)
+                json.dumps(dict(zip(names, row, strict=True))) + "\n"
+                for row in zip(*(json_column(column) for column in chunk.columns), strict=True)
             ]
             self._text.write("".join(lines))
         self._text.flush()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pytest
 
 from collectors.collector import Collector, CollectorConfig
@@ -35,3 +38,29 @@ def test_jsonl_rows_are_in_the_file_as_soon_as_their_batch_is_written(
     assert batches > 2, "the sample gives rows in several steps"
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert sum(row["packets"] for row in rows) == collector.stats.packets - collector.stats.malformed
+
+
+def _address_text(packed: bytes) -> str:
+    """The standard library's text of an address, IPv4-mapped ones as ::ffff:a.b.c.d (ClickHouse's form)."""
+    address = ipaddress.IPv6Address(packed)
+    return f"::ffff:{address.ipv4_mapped}" if address.ipv4_mapped is not None else str(address)
+
+
+def test_jsonl_addresses_and_times_are_what_ipaddress_and_isoformat_write() -> None:
+    """Column-wise text equals the standard library's, value by value, over chunked and sliced columns (Arrow
+    keeps an offset in a slice) and the addresses a fast path could get wrong: IPv4-mapped with 0 and 255
+    octets, unspecified, loopback, IPv4-compatible, NAT64 and random ones."""
+    rng = np.random.default_rng(7)
+    shapes = ["::ffff:10.0.1.11", "::ffff:0.0.0.0", "::ffff:255.255.255.255", "::", "::1", "::1.2.3.4",
+              "64:ff9b::1.2.3.4", "2001:db8::1", "fe80::ffff:1", "ffff::"]
+    packed = [ipaddress.IPv6Address(text).packed for text in shapes] + [rng.bytes(16) for _ in range(200)]
+    addresses = pa.chunked_array([pa.array(packed[:7], pa.binary(16)), pa.array(packed[7:], pa.binary(16))])
+    micros = [0, 1_768_471_200_000_000, 1_768_471_200_004_963, 1_768_471_200_999_999,
+              *rng.integers(0, 2_000_000_000_000_000, 100).tolist()]
+    times = pa.chunked_array([pa.array(micros, pa.timestamp("us", tz="UTC"))]).slice(1)
+    for column in (addresses, addresses.slice(3, 150), times):
+        want = [_address_text(value) if isinstance(value, bytes)
+                else value.isoformat().replace("+00:00", "Z") for value in column.to_pylist()]
+        assert recordfile.json_column(column) == want
+    plain = pa.chunked_array([pa.array([1, 2, None], pa.uint64())])
+    assert recordfile.json_column(plain) == [1, 2, None]
