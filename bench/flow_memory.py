@@ -7,10 +7,10 @@ ERSPAN encapsulation for the peers (they would see one GRE tunnel otherwise). Th
 its own under `/usr/bin/time -v` (its "Maximum resident set size" is the largest process's peak): `fabricscope
 replay` with `--out x.jsonl`, `--out x.parquet` and into the embedded store (broker + chdb), each with every
 `--workers` count asked for; beside the largest process, the peak of the whole process tree's RSS (workers,
-and the embedded broker in store mode) is sampled every 20 ms, and the target applies to it (its PSS, read at each new peak, counts the pages the
-forked workers share once). Libraries installed minutes ago may map from the page cache in large folios and
-add ~80 MB of file-backed RSS to every process until the cache is dropped (`echo 1 >
-/proc/sys/vm/drop_caches`): measure a settled install. And, up to
+and the embedded broker in store mode) is sampled every 20 ms, and the target applies to it (its PSS, read
+at each new peak, counts the pages the forked workers share once). Libraries installed minutes ago may map
+from the page cache in large folios and add ~80 MB of file-backed RSS to every process until the cache is
+dropped (`echo 1 > /proc/sys/vm/drop_caches`): measure a settled install. And, up to
 --peer-flows (their memory grows with every flow: ndpiReader took 3.5 GB for 1M, 5M would take most of a
 shared machine), `ndpiReader -i` and `tshark -q -z conv,udp` (its conversation table is a flow table
 too). Target (issue 13): under 1.2 GB for 1M and for 5M flows in every output mode.
