@@ -4,7 +4,7 @@ Every batch goes to the file as it comes (a Parquet row group, or JSON lines), s
 run and the writer holds nothing between batches; JSON lines are built JSON_CHUNK_ROWS at a time, because a
 Python object per value of a whole batch would cost more memory than the batch itself. Addresses and times
 are turned into text a column at a time (an `ipaddress` object and a `datetime` per value made JSON lines
-four times slower than Parquet): addresses as ClickHouse prints them (IPv4 as ::ffff:a.b.c.d), times as
+five times slower than Parquet): addresses as ClickHouse prints them (IPv4 as ::ffff:a.b.c.d), times as
 `datetime.isoformat` writes them, with Z.
 """
 
