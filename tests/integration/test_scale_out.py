@@ -96,9 +96,12 @@ def test_two_collectors_and_three_ingest_members_on_one_broker(
         bus_config: BusConfig, clean_topics: list[str], store: Store, tmp_path: Path) -> None:
     group = f"scale-{tmp_path.name}"
     sinks = [Sink(SinkConfig(group=group, **SINK), bus=bus_config, store=store).start() for _ in range(MEMBERS)]
+    # The detecting member starts once both collectors have produced: the detectors' clock cannot wait for a
+    # collector it has not heard from, so one that starts later than the other by more than the watermark's
+    # idle_s (a loaded machine's interpreter start) has its rows fed late, and convergence is measured wrong
+    # (84.882 ms against 1.761 in one CI run). Found, not fixed: see pipeline/detect/README.md's limits.
     detecting = DetectorService(DetectorServiceConfig(group=f"{group}-detect"), bus=bus_config,
                                 detectors=DetectorSet(load_topology(SAMPLES / "topology.yaml")))
-    detecting.start()
     try:
         flows_topic = records.topic("flows")
         wait_until(lambda: all(s.assigned() for s in sinks)
@@ -113,9 +116,11 @@ def test_two_collectors_and_three_ingest_members_on_one_broker(
         for collector in collectors:
             _, err = collector.communicate(timeout=WAIT_S)
             assert collector.returncode == 0, err
+        detecting.start()
         produced = topic_messages(bus_config.bootstrap, "flows")
         produced_rows = sum(codec.decode("flows", value).num_rows for _, _, value in produced)
         wait_until(lambda: sum(s.stats.rows["flows"] for s in sinks) >= produced_rows, "the flow rows")
+        wait_until(lambda: detecting.counts().rows.get("flows", 0) >= produced_rows, "the detectors to read them")
         detecting.stop()  # no checkpoint: what the detectors hold is emitted (the input is complete)
         wait_until(lambda: sum(s.stats.rows["events"] for s in sinks) >= detecting.events, "the events")
     finally:
