@@ -26,6 +26,7 @@ import numpy as np
 
 from collectors.dfi_jobs import BurstTrains, JobConfig, clusters, is_collective
 from collectors.job_names import JobNames
+from pipeline.addresses import fixed16
 from pipeline.labels import TRAFFIC_CLASS_CODE
 
 OTHER, COLLECTIVE, P2P, BULK, INTERACTIVE, CONTROL = (
@@ -263,9 +264,8 @@ def _factorize(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _ip_words(addresses: np.ndarray) -> np.ndarray:
-    """(n, 2) uint64 words of 16-byte network-order addresses (bytes objects, or V16 as DFI's window keeps them)."""
-    fixed = addresses if addresses.dtype.kind == "V" else np.array(addresses.tolist(), dtype="S16")
-    return np.ascontiguousarray(fixed).view(">u8").reshape(-1, 2).astype(np.uint64)
+    """(n, 2) uint64 words of 16-byte network-order addresses."""
+    return fixed16(addresses).view(">u8").reshape(-1, 2).astype(np.uint64)
 
 
 def _microseconds(times: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ from collectors.dfi_jobs import BurstTrains
 from collectors.flows import BURST_START
 from collectors.iterations import IterationBuilder, IterationConfig
 from collectors.job_names import JobNameSource
+from pipeline.addresses import fixed16
 from pipeline.labels import TRAFFIC_CLASSES
 from pipeline.records import FLOWS, ITERATIONS, Column
 
@@ -185,18 +186,11 @@ def _flow_keys(rows: Mapping[str, np.ndarray]) -> np.ndarray:
     """Each row's flow as DFI groups rows (addresses, ports, protocol, VNI, QP; not the link), one
     fixed-width byte string per row so keys sort and compare as one array."""
     count = len(rows["src_port"])
-    parts = [_address_bytes(rows[name]).reshape(count, 16) for name in ("src_ip", "dst_ip")]
+    parts = [fixed16(rows[name]).view(np.uint8).reshape(count, 16) for name in ("src_ip", "dst_ip")]
     parts += [np.ascontiguousarray(rows[name]).view(np.uint8).reshape(count, rows[name].dtype.itemsize)
               for name in _KEY_COLUMNS]
     packed = np.ascontiguousarray(np.concatenate(parts, axis=1))
     return packed.view(f"V{packed.shape[1]}").ravel()
-
-
-def _address_bytes(addresses: np.ndarray) -> np.ndarray:
-    """The 16 bytes of each address, as uint8 (the flow table's bytes objects or the window's V16 values)."""
-    if addresses.dtype.kind == "V":
-        return np.ascontiguousarray(addresses).view(np.uint8)
-    return np.frombuffer(b"".join(addresses.tolist()), dtype=np.uint8)
 
 
 def _window_rows(flows: Columns) -> Columns:
@@ -204,8 +198,7 @@ def _window_rows(flows: Columns) -> Columns:
     four times the memory (and the window holds up to `max_rows` rows under a flood of flows)."""
     rows = {name: flows[name] for name in WINDOW_COLUMNS}
     for name in ("src_ip", "dst_ip"):
-        if rows[name].dtype.kind != "V":
-            rows[name] = np.array(rows[name].tolist(), dtype="S16").view("V16")
+        rows[name] = fixed16(rows[name])
     return rows
 
 

@@ -67,6 +67,14 @@ def to_texts(raw: np.ndarray) -> list[str]:
     return texts
 
 
+def fixed16(column: np.ndarray) -> np.ndarray:
+    """16-byte addresses as contiguous V16 values, whether they came as V16 values (the collector's rows) or as
+    bytes objects (rows decoded from Kafka)."""
+    if column.dtype.kind == "V":
+        return np.ascontiguousarray(column)
+    return np.ascontiguousarray(column, dtype="S16").view("V16")
+
+
 def to_bytes16(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     """(n, 16) uint8 network-order addresses, the layout ClickHouse's IPv6 type stores."""
     words = np.empty((len(hi), 2), dtype=">u8")

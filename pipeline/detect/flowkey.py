@@ -11,6 +11,7 @@ import ipaddress
 
 import numpy as np
 
+from pipeline.addresses import fixed16
 from pipeline.detect.events import Batch
 from pipeline.units import protocol_name
 
@@ -26,7 +27,7 @@ def flow_keys(batch: Batch) -> np.ndarray:
     n = len(batch["src_port"])
     keys = np.empty(n, dtype=FLOW_KEY)
     for name in FLOW_KEY.names or ():
-        keys[name] = _bytes16(batch[name]) if name in ("src_ip", "dst_ip") else batch[name]
+        keys[name] = fixed16(batch[name]).view("S16") if name in ("src_ip", "dst_ip") else batch[name]
     return keys.view(f"V{FLOW_KEY.itemsize}")
 
 
@@ -50,16 +51,8 @@ def flow_hashes(batch: Batch) -> np.ndarray:
 
 
 def _address_words(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    words = _bytes16(column).view("<u8").reshape(-1, 2)
+    words = fixed16(column).view("<u8").reshape(-1, 2)
     return words[:, 0], words[:, 1]
-
-
-def _bytes16(column: np.ndarray) -> np.ndarray:
-    """Addresses as contiguous S16 values, whether they came as bytes objects (from Kafka) or V16 values (from
-    the collector)."""
-    if column.dtype.kind == "V":
-        return np.ascontiguousarray(column).view("S16")
-    return np.ascontiguousarray(column, dtype="S16")
 
 
 def _mix(value: np.ndarray) -> np.ndarray:
