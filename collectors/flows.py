@@ -39,7 +39,7 @@ from collectors import protocols
 from collectors.packets import DecodedPackets
 from pipeline.addresses import to_bytes16
 from pipeline.labels import APPS
-from pipeline.records import column_names
+from pipeline.records import column_names, repeated
 from pipeline.topology import DIRECTIONS, Topology
 
 DEFAULT_ACTIVE_TIMEOUT_S = 1.0
@@ -48,6 +48,8 @@ DEFAULT_PAUSE_MIN_MS = 1.0  # far above line-rate packet spacing, far below the 
 DEFAULT_PAUSE_FACTOR = 8.0
 BURST_START = "burst_start"
 TIME_CAPTURE, TIME_SWITCH = "capture", "switch"  # `time_source`: whose clock timed the row's packets
+_TIME_SOURCES = np.array([TIME_CAPTURE, TIME_SWITCH], dtype=object)  # indexed, so rows share the two strs
+UNKNOWN_APP = APPS.index("unknown")
 IDLE_SWEEP_S = 1.0  # how often (packet time) idle flows are looked for
 DEFAULT_TABLE_MEMORY_MB = 128  # with export rows and DFI's window: < 1.2 GB peak RSS (bench/flow_memory.py)
 
@@ -598,25 +600,25 @@ class FlowTable:
         result: dict[str, np.ndarray] = {
             "ts_start": (rows["row_first"] // 1000).astype("datetime64[us]"),
             "ts_end": (rows["row_last"] // 1000).astype("datetime64[us]"),
-            "exporter": np.full(count, self.config.exporter, dtype=object),
+            "exporter": repeated(self.config.exporter, count),
             "link": self._link_names[link],
             "direction": self._directions[rows["direction"].astype(np.int64)],
             "leaf": self._leaf_names[link],
             "spine": self._spine_names[link],
             "src_ip": _ip_values(rows["src_hi"], rows["src_lo"]),
             "dst_ip": _ip_values(rows["dst_hi"], rows["dst_lo"]),
-            "app": np.where(rows["confidence"] > 0, self._app_names[rows["app"].astype(np.int64)], "unknown"),
+            "app": self._app_names[np.where(rows["confidence"] > 0, rows["app"].astype(np.int64), UNKNOWN_APP)],
             "app_detail": rows["detail"].astype(object),
-            "traffic_class": np.full(count, "", dtype=object),
+            "traffic_class": repeated("", count),
             "confidence": rows["confidence"].astype(np.float32),
-            "job": np.full(count, "", dtype=object),
+            "job": repeated("", count),
             "sampling_rate": np.full(count, self.config.sampling_rate, dtype=np.uint32),
             "ts_tail": (rows["row_tail"] // 1000).astype("datetime64[us]"),
             "psn_first": np.maximum(rows["row_psn_first"], 0).astype(np.uint32),
             "psn_last": np.maximum(rows["row_psn_last"], 0).astype(np.uint32),
             "outer_src_ip": _ip_values(rows["outer_src_hi"], rows["outer_src_lo"]),
             "outer_dst_ip": _ip_values(rows["outer_dst_hi"], rows["outer_dst_lo"]),
-            "time_source": np.where(rows["switch_timed"] > 0, TIME_SWITCH, TIME_CAPTURE).astype(object),
+            "time_source": _TIME_SOURCES[(rows["switch_timed"] > 0).astype(np.int64)],
             "mirror_delay_us": rows["mirror_delay_ns"] / np.maximum(rows["switch_timed"], 1) / 1000,
         }
         for name in ("src_port", "dst_port", "proto", "vlan", "vni", "dscp", "roce_qp", *COUNTERS):

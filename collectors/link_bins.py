@@ -16,7 +16,7 @@ import numpy as np
 
 from collectors.packets import DecodedPackets
 from collectors.protocols import CNP_OPCODE
-from pipeline.records import LINK_BIN_US
+from pipeline.records import LINK_BIN_US, repeated
 from pipeline.topology import DIRECTIONS, Topology
 
 ECN_CE = 3
@@ -175,7 +175,7 @@ class LinkBins:
         has_ce = bins.sums[:, _SUMS.index("roce_ce")] > 0
         columns: dict[str, np.ndarray] = {
             "ts": self._slot_start(keys).astype("datetime64[us]"),
-            "exporter": np.full(len(keys), self.config.exporter, dtype=object),
+            "exporter": repeated(self.config.exporter, len(keys)),
             "link": self._link_ids[link_index],
             "direction": self._directions[keys & 0x3],
             "leaf": self._leaves[link_index],

@@ -544,7 +544,7 @@ class SflowDecoder:
                                  for a, i in zip(device.tolist(), ifindex.tolist(), strict=True)], dtype=object)
         for index, name in enumerate(COUNTER_COLUMNS, start=CT_SPEED):
             rows[name] = values[:, index].astype(rows[name].dtype)
-        rows["source"] = np.full(len(datagram), "sflow", dtype=object)
+        rows["source"] = records.repeated("sflow", len(datagram))
         return rows
 
     def _drops(
@@ -567,5 +567,5 @@ class SflowDecoder:
         rows["reason_code"] = values[:, DR_REASON].astype(np.uint32)
         rows["reason"] = np.array([reason_name(code) for code in values[:, DR_REASON].tolist()], dtype=object)
         rows["unreported"] = values[:, DR_DROPS].astype(np.uint32)
-        rows["source"] = np.full(len(datagram), "sflow", dtype=object)
+        rows["source"] = records.repeated("sflow", len(datagram))
         return rows

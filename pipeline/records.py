@@ -234,6 +234,14 @@ def arrow_schema(table: str) -> pa.Schema:
     )
 
 
+def repeated(value: object, size: int) -> np.ndarray:
+    """An object column of `size` references to the one `value`: np.full (and np.where with a str) makes a
+    new str per element, ~60 bytes each in every process, queue and pickle the rows pass through."""
+    column = np.empty(size, dtype=object)
+    column.fill(value)
+    return column
+
+
 def empty_columns(table: str, size: int) -> dict[str, np.ndarray]:
     """Zeroed numpy columns of a table (address columns filled with ::, other object columns with '')."""
     result: dict[str, np.ndarray] = {}
@@ -242,7 +250,7 @@ def empty_columns(table: str, size: int) -> dict[str, np.ndarray]:
             result[column.name] = np.empty(size, dtype=object)
             result[column.name][:] = [bytes(16)] * size  # np.full would strip the zero bytes to b''
         elif column.numpy == "object":
-            result[column.name] = np.full(size, "", dtype=object)
+            result[column.name] = repeated("", size)
         else:
             result[column.name] = np.zeros(size, dtype=column.numpy)
     return result

@@ -240,8 +240,12 @@ class Store:
         return self.query(statement, parameters=parameters, settings=READONLY_SETTINGS, aware_times=True)
 
     def insert_arrow(self, table: str, rows: pa.Table, *, settings: Mapping[str, Any] | None = None) -> None:
-        """Insert an Arrow table whose columns carry the table's names."""
+        """Insert an Arrow table whose columns carry the table's names. The embedded engine's allocator
+        (jemalloc) keeps what an insert freed for seconds, ~220 MB after 250,000 flow rows, in this process;
+        purging it costs ~0.2 ms when there is nothing to give back."""
         self._call(f"insert into {table}", "insert_arrow", table, rows, settings=dict(settings or {}))
+        if self.config.embedded:
+            self._call("purge freed memory", "command", "SYSTEM JEMALLOC PURGE")
 
     def insert_rows(self, table: str, rows: Sequence[Sequence[Any]], *, column_names: Sequence[str],
                     settings: Mapping[str, Any] | None = None) -> None:

@@ -206,6 +206,22 @@ def test_ts_tail_is_the_third_to_last_packet_so_far() -> None:
     assert row["ts_tail"] == np.datetime64((T0 + 2000) // 1000, "us")
 
 
+def test_rows_share_one_str_object_per_distinct_value(topology: Topology) -> None:
+    """Every row's str is one of a few shared objects: a new str per row (np.full and np.where make them) cost
+    ~60 bytes per value in every process, queue and pickle a flood of rows passes through."""
+    table = FlowTable(topology, FlowTableConfig(exporter="c1"))
+    switch = packets(500, ts_ns=T0 + np.arange(500), src_port=1000 + np.arange(500), switch_timed=True)
+    capture = packets(500, ts_ns=T0 + np.arange(500), src_port=2000 + np.arange(500))
+    table.update(concat(switch, capture), app=np.full(1000, APP_CODE["rocev2"]),
+                 confidence=np.where(np.arange(1000) % 2 == 0, 0.9, 0.0).astype(np.float32))
+    result = table.flush()
+    for name, values in result.items():
+        if values.dtype == object:
+            assert len({id(value) for value in values}) == len(set(values)), name
+    assert set(result["app"]) == {"rocev2", "unknown"}
+    assert set(result["time_source"]) == {"switch", "capture"}
+
+
 def test_label_hook_keeps_the_most_confident_label() -> None:
     table = FlowTable()
     app = np.array([APP_CODE["unknown"], APP_CODE["rocev2"], APP_CODE["tls"]])
