@@ -124,9 +124,10 @@ class DfiStream:
             return Labelled.empty()
         parts = [self._window] if self._window is not None else []
         parts += self._pending
-        self._pending = []
-        self._pending_rows = 0
+        self._pending, self._pending_rows, self._window = [], 0, None
+        self._known = _KnownFlows.empty()  # replaced below: the old window, rows and keys go before the run
         window = _concat(parts)
+        del parts
         bursts = BurstTrains.from_rows(window["ts_start"].astype(np.int64), window[BURST_START])
         names = self.config.job_names.current() if self.config.job_names is not None else None
         classes = classify_flows(FlowWindow(window, bursts), self.config.dfi, names)
@@ -167,7 +168,7 @@ class _KnownFlows:
     @classmethod
     def of(cls, window: Columns, classes: FlowClasses) -> _KnownFlows:
         _, first = np.unique(classes.flow, return_index=True)
-        keys = _flow_keys({name: column[first] for name, column in window.items()})
+        keys = _flow_keys({name: window[name][first] for name in ("src_ip", "dst_ip", *_KEY_COLUMNS)})
         order = np.argsort(keys, kind="stable")
         return cls(keys[order], classes.traffic_class[first][order], classes.job[first][order])
 
