@@ -41,6 +41,8 @@ the config file (`--config FILE`). Bad values are rejected naming the file, line
 | link_status | flap_max_ms | 100 | an outage seen in the traffic that ends within this is also a `link_flap` |
 | watermark | idle_s | 2.0 | `ingest`: a silent collector or empty partition stops holding the clock after this |
 | watermark | pause_ahead_ms | 2000.0 | `ingest`: a partition this far ahead of the clock is paused |
+| watermark | collectors | [] | `ingest`: exporters the clock waits for before it first moves (started apart) |
+| watermark | collector_wait_s | 30.0 | `ingest`: how long a named collector not heard from yet is waited for |
 """
 
 from __future__ import annotations
@@ -117,6 +119,9 @@ def _section(source: str, name: str, settings: LineDict, default: Any) -> Any:
         if key not in fields:
             raise InputError(source, f"unknown setting '{where}' (known: {', '.join(fields)})", line=line)
         wanted = type(getattr(default, key))
+        if wanted is tuple:
+            values[key] = _names(source, where, value, line)
+            continue
         if isinstance(value, bool) or not isinstance(value, int | float) or (wanted is int and
                                                                                not isinstance(value, int)):
             raise InputError(source, f"'{where}' must be {'an integer' if wanted is int else 'a number'}", line=line)
@@ -130,3 +135,10 @@ def _section(source: str, name: str, settings: LineDict, default: Any) -> Any:
             raise InputError(source, f"'{where}' is a multiplier and must be at least 1, not {value}", line=line)
         values[key] = wanted(value)
     return dataclasses.replace(default, **values)
+
+
+def _names(source: str, where: str, value: Any, line: int | None) -> tuple[str, ...]:
+    """A list of names (the collectors the watermark waits for) as a tuple; anything else is bad input."""
+    if not isinstance(value, list) or not all(isinstance(name, str) and name for name in value):
+        raise InputError(source, f"'{where}' must be a list of names", line=line)
+    return tuple(value)

@@ -109,7 +109,7 @@ class DetectorService:
         restored = load_checkpoint(checkpoint) if checkpoint is not None else None
         if restored is not None:
             self.detectors, self.watermark = restored.detectors, restored.watermark
-            self.watermark.restarted(time.monotonic())
+            self.watermark.restarted(time.monotonic(), self.config.watermark)
             log.info("detectors restored from %s: %d incidents open, %d rows waiting for the clock", checkpoint,
                      self.detectors.open_incidents, self.watermark.held_rows)
         positions: dict[tuple[str, int], int] = dict(restored.offsets) if restored is not None else {}

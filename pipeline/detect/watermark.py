@@ -18,8 +18,11 @@ found nothing to read (the partition's end was reached; the broker's end offsets
 collector that restarts is such a source: the others go on without it after `idle_s`, and its rows after
 the restart (later in time) make it live again; a row older than the clock (re-sent from before the
 restart) is fed at once, as late as it is. A partition newly assigned holds the clock until it brings
-rows or is idle. Counters are not held: each port's oper status and error counters are judged on their
-own samples, and link status merges their reports with the traffic's whatever the order.
+rows or is idle. The clock cannot wait for a collector it has never heard from unless told its name: with
+`collectors` named, each table's clock stays put until every one of them has brought rows on it, or for
+`collector_wait_s` at most (a collector that starts late, or not at all). Counters are not held: each
+port's oper status and error counters are judged on their own samples, and link status merges their
+reports with the traffic's whatever the order.
 """
 
 from __future__ import annotations
@@ -40,8 +43,14 @@ _EARLIEST = int(np.iinfo(np.int64).min)
 
 @dataclass(frozen=True, kw_only=True)
 class WatermarkConfig:
+    """`collectors`: the exporters the clock waits for before it first moves, each until it is heard from
+    or `collector_wait_s` of wall time have passed since this detector service started (none named: only
+    the collectors heard from are waited for)."""
+
     idle_s: float = 2.0
     pause_ahead_ms: float = 2000.0
+    collectors: tuple[str, ...] = ()
+    collector_wait_s: float = 30.0
 
 
 @dataclass
@@ -72,21 +81,25 @@ class Watermark:
         self._clock: dict[str, int] = {}
         self._caught_up = _NEVER  # monotonic time of the latest poll that found nothing to read
         self._paused: set[Partition] = set()
+        self._started: float | None = None  # monotonic time of the first call that told the time
 
     @property
     def held_rows(self) -> int:
         return sum(len(next(iter(batch.values()))) for state in self._partitions.values() for batch in state.held)
 
-    def restarted(self, now: float) -> None:
-        """Restored from a checkpoint in a new process: its wall times meant nothing here, nothing is paused."""
+    def restarted(self, now: float, config: WatermarkConfig) -> None:
+        """Restored from a checkpoint in a new process: its wall times meant nothing here, nothing is paused,
+        and this start's settings apply."""
+        self.config = config
         for state in self._partitions.values():
             state.seen = now
-        self._caught_up, self._paused = _NEVER, set()
+        self._caught_up, self._paused, self._started = _NEVER, set(), now
 
     def assigned(self, partitions: set[Partition], now: float) -> dict[str, Batch]:
         """The member owns `partitions` now: one newly assigned holds the clock until it brings rows or is idle;
         one it no longer owns stops holding it, and what it held is released (this member's state covers
         it: the detectors take it late rather than never)."""
+        self._start(now)
         released: dict[str, list[Batch]] = {}
         for partition in [p for p in self._partitions if p not in partitions]:
             state = self._partitions.pop(partition)
@@ -99,6 +112,7 @@ class Watermark:
 
     def add(self, partition: Partition, batch: Batch, produced_ms: int, now: float) -> None:
         """Rows of one partition as polled (`produced_ms`: the producer time of the latest message)."""
+        self._start(now)
         table = _TABLES[partition[0]]
         state = self._partitions.setdefault(partition, _Partition(seen=now))
         state.seen, state.produced_ms = now, max(state.produced_ms, produced_ms)
@@ -163,7 +177,11 @@ class Watermark:
         return {table: concat(parts) for table, parts in held.items() if parts}
 
     def _advance(self, table: str, now: float) -> int:
-        """The table's clock: the least latest row time over its live sources; with none live, its latest."""
+        """The table's clock: the least latest row time over its live sources; with none live, its latest.
+        It stays where it is while a named collector has not been heard from on the table (within the wait)."""
+        self._start(now)
+        if self._awaited(table, now):
+            return self._clock.get(table, _EARLIEST)
         live: list[int] = []
         every: list[int] = []
         for partition, state in self._partitions.items():
@@ -180,6 +198,19 @@ class Watermark:
         clock = min(live) if live else max(every)
         self._clock[table] = max(clock, self._clock.get(table, clock))
         return self._clock[table]
+
+    def _start(self, now: float) -> None:
+        if self._started is None:
+            self._started = now
+
+    def _awaited(self, table: str, now: float) -> bool:
+        """Whether a collector of `config.collectors` is still awaited on `table`: not heard from on any of its
+        partitions, and the wait since the start not over."""
+        if not self.config.collectors or self._started is None or now - self._started >= self.config.collector_wait_s:
+            return False
+        heard = {exporter for partition, state in self._partitions.items() if _TABLES[partition[0]] == table
+                 for exporter in state.sources}
+        return not heard.issuperset(self.config.collectors)
 
     def _idle(self, partition: Partition, state: _Partition, source: _Source | None, now: float) -> bool:
         if partition in self._paused:

@@ -65,6 +65,40 @@ def test_a_silent_partition_is_idle_only_once_a_poll_found_nothing_to_read() -> 
     assert released_ms(watermark, 5.1) == [900, 1500]
 
 
+def test_a_named_collector_not_heard_from_yet_holds_the_clock() -> None:
+    """A collector starting later than the other by more than `idle_s` (a replay per collector, a slow start):
+    unnamed, the first one's rows are fed alone and an incident both saw half of is measured from half its
+    evidence; named, they wait for the second's."""
+    named, unnamed = Watermark(WatermarkConfig(idle_s=2.0, collectors=("c1", "c2"))), Watermark()
+    for watermark in (named, unnamed):
+        watermark.assigned({P0, P1}, now=0.0)
+        watermark.add(P0, rows("c1", 100, 900), produced_ms=10, now=0.0)
+        watermark.caught_up(5.0)
+    assert released_ms(unnamed, 5.0) == [100, 900]
+    assert released_ms(named, 5.0) == []
+    named.add(P1, rows("c2", 50, 800), produced_ms=5_010, now=5.0)
+    assert released_ms(named, 5.1) == [50, 100, 800]
+
+
+def test_a_named_collector_that_never_comes_holds_the_clock_for_the_wait_only() -> None:
+    watermark = Watermark(WatermarkConfig(collectors=("c1", "gone"), collector_wait_s=10.0))
+    watermark.add(P0, rows("c1", 100, 900), produced_ms=10, now=0.0)
+    assert released_ms(watermark, 0.0) == []
+    watermark.caught_up(9.9)
+    assert released_ms(watermark, 9.9) == []
+    assert released_ms(watermark, 10.0) == [100, 900]
+
+
+def test_a_restored_clock_takes_this_starts_settings_and_waits_afresh() -> None:
+    watermark = Watermark(WatermarkConfig(collectors=("c1", "c2"), collector_wait_s=1.0))
+    watermark.add(P0, rows("c1", 100), produced_ms=10, now=0.0)
+    assert released_ms(watermark, 5.0) == [100]  # the wait is over, c1 alone moves the clock
+    watermark.add(P0, rows("c1", 900), produced_ms=20, now=5.0)
+    watermark.restarted(100.0, WatermarkConfig(collectors=("c1", "c2"), collector_wait_s=30.0))
+    assert released_ms(watermark, 110.0) == []  # a new start: c2 is awaited again, for this start's 30 s
+    assert released_ms(watermark, 130.0) == [900]
+
+
 def test_a_newly_assigned_partition_holds_the_clock_until_it_is_idle() -> None:
     watermark = Watermark(WatermarkConfig(idle_s=2.0))
     watermark.assigned({P0, P1}, now=0.0)
