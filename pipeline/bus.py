@@ -14,7 +14,6 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.codec import has_lz4, has_zstd
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import (
     CommitFailedError,
@@ -45,15 +44,6 @@ FETCH_PARTITION_BYTES = 2 * MAX_REQUEST_BYTES
 Header = tuple[str, bytes]
 
 
-def default_compression() -> str | None:
-    """lz4 (fast, good on repeated link names), else zstd, else none: whichever library is installed."""
-    if has_lz4():
-        return "lz4"
-    if has_zstd():
-        return "zstd"
-    return None
-
-
 def pipeline_topics() -> list[str]:
     """Every record topic and its dead-letter topic."""
     return [name for table in records.TABLES for name in (records.topic(table), records.dlq_topic(table))]
@@ -66,7 +56,7 @@ class BusConfig:
     bootstrap: str
     client_id: str = DEFAULT_CLIENT_ID
     security: Mapping[str, Any] = field(default_factory=dict)
-    compression: str | None = field(default_factory=default_compression)
+    compression: str | None = None  # Kafka's own; the bodies come compressed by pipeline.codec
     idempotence: bool = True
     linger_ms: int = DEFAULT_LINGER_MS
     session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS
@@ -96,7 +86,7 @@ class Record:
 
 
 class Producer:
-    """acks=all, idempotent where the broker allows it, lz4/zstd compressed, batched."""
+    """acks=all, idempotent where the broker allows it, batched (the bodies are compressed already)."""
 
     def __init__(self, config: BusConfig) -> None:
         self.config = config

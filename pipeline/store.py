@@ -16,7 +16,7 @@ import re
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -241,18 +241,25 @@ class Store:
         return self.query(statement, parameters=parameters, settings=READONLY_SETTINGS, aware_times=True)
 
     def insert_arrow(self, table: str, rows: pa.Table, *, settings: Mapping[str, Any] | None = None) -> None:
-        """Insert an Arrow table whose columns carry the table's names.
+        """Insert an Arrow table whose columns carry the table's names."""
+        self.insert_stream(table, rows.schema, [rows], settings=settings)
+
+    def insert_stream(self, table: str, schema: pa.Schema, parts: Iterable[pa.Table], *,
+                      settings: Mapping[str, Any] | None = None) -> None:
+        """Insert the rows of `parts`, tables of `schema` taken one at a time, as one insert.
 
         The rows go as an Arrow stream spooled to a temporary file, which the client reads in pieces:
         `insert_arrow` serialises the whole table in memory and chdb's backend copies that into bytes before
-        writing its own file, two copies of the table at once (250,000 flow rows: 77 MB each). The embedded
-        engine's allocator (jemalloc) keeps what an insert freed for seconds, ~220 MB after 250,000 flow rows,
-        in this process; purging it costs ~0.2 ms when there is nothing to give back."""
+        writing its own file, two copies of the table at once (250,000 flow rows: 77 MB each); and `parts`
+        may be made as they are written (the sink decodes its messages here). The embedded engine's
+        allocator (jemalloc) keeps what an insert freed for seconds, ~220 MB after 250,000 flow rows, in this
+        process; purging it costs ~0.2 ms when there is nothing to give back."""
         with tempfile.TemporaryFile() as stream:
-            with pa.ipc.new_stream(stream, rows.schema) as writer:
-                writer.write_table(rows, max_chunksize=INSERT_CHUNK_ROWS)
+            with pa.ipc.new_stream(stream, schema) as writer:
+                for part in parts:
+                    writer.write_table(part, max_chunksize=INSERT_CHUNK_ROWS)
             stream.seek(0)
-            self._call(f"insert into {table}", "raw_insert", table, rows.column_names, stream, dict(settings or {}),
+            self._call(f"insert into {table}", "raw_insert", table, schema.names, stream, dict(settings or {}),
                        "ArrowStream")
         if self.config.embedded:
             self._call("purge freed memory", "command", "SYSTEM JEMALLOC PURGE")

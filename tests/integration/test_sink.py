@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -49,11 +49,12 @@ class FlakyStore(Store):
         super().__init__(store.config)
         self._client, self.failures = store._client, failures
 
-    def insert_arrow(self, table: str, rows: pa.Table, *, settings: Any = None) -> None:
+    def insert_stream(self, table: str, schema: pa.Schema, parts: Iterable[pa.Table], *,
+                      settings: Any = None) -> None:
         if self.failures > 0:
             self.failures -= 1
             raise StoreError("ClickHouse insert: connection refused (injected)", retriable=True)
-        super().insert_arrow(table, rows, settings=settings)
+        super().insert_stream(table, schema, parts, settings=settings)
 
 
 class Crash(BaseException):
@@ -67,8 +68,9 @@ class CrashAfterInsert(Store):
         super().__init__(store.config)
         self._client = store._client
 
-    def insert_arrow(self, table: str, rows: pa.Table, *, settings: Any = None) -> None:
-        super().insert_arrow(table, rows, settings=settings)
+    def insert_stream(self, table: str, schema: pa.Schema, parts: Iterable[pa.Table], *,
+                      settings: Any = None) -> None:
+        super().insert_stream(table, schema, parts, settings=settings)
         raise Crash
 
 
@@ -80,8 +82,9 @@ class RecordingStore(Store):
         self._client = store._client
         self.ranges: list[tuple[int, int, int]] = []
 
-    def insert_arrow(self, table: str, rows: pa.Table, *, settings: Any = None) -> None:
-        super().insert_arrow(table, rows, settings=settings)
+    def insert_stream(self, table: str, schema: pa.Schema, parts: Iterable[pa.Table], *,
+                      settings: Any = None) -> None:
+        super().insert_stream(table, schema, parts, settings=settings)
         _, partition, span, _ = settings["insert_deduplication_token"].rsplit("/", 3)
         first, end = span.split("-")
         self.ranges.append((int(partition), int(first), int(end)))
@@ -96,11 +99,12 @@ class HeldFlowsStore(Store):
         self.release = threading.Event()
         self.holding = threading.Event()
 
-    def insert_arrow(self, table: str, rows: pa.Table, *, settings: Any = None) -> None:
+    def insert_stream(self, table: str, schema: pa.Schema, parts: Iterable[pa.Table], *,
+                      settings: Any = None) -> None:
         if table == "flows":
             self.holding.set()
             self.release.wait(WAIT_S)
-        super().insert_arrow(table, rows, settings=settings)
+        super().insert_stream(table, schema, parts, settings=settings)
 
 
 def test_events_reach_clickhouse_while_a_flow_insert_is_in_flight(
