@@ -1,9 +1,9 @@
 """Kafka message bodies: a batch of records as Arrow IPC streams, ≤1 MiB each, keyed by link (events by incident).
 
 One message is one self-describing Arrow IPC stream (schema + record batches, buffers zstd-compressed) of a
-single table, so a consumer needs nothing but the bytes and records.py to check it. Rows are grouped by their key column
-(`link`, or `job` for tables without one; `event_id` for events) so that every row of a link, or of an
-incident, lands in one Kafka partition, in order.
+single table, so a consumer needs nothing but the bytes and records.py to check it. Rows are grouped by
+their key column (`link`, or `job` for tables without one; `event_id` for events) so that every row of a
+link, or of an incident, lands in one Kafka partition, in order.
 """
 
 from __future__ import annotations

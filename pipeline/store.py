@@ -249,11 +249,11 @@ class Store:
         """Insert the rows of `parts`, tables of `schema` taken one at a time, as one insert.
 
         The rows go as an Arrow stream spooled to a temporary file, which the client reads in pieces:
-        `insert_arrow` serialises the whole table in memory and chdb's backend copies that into bytes before
-        writing its own file, two copies of the table at once (250,000 flow rows: 77 MB each); and `parts`
-        may be made as they are written (the sink decodes its messages here). The embedded engine's
-        allocator (jemalloc) keeps what an insert freed for seconds, ~220 MB after 250,000 flow rows, in this
-        process; purging it costs ~0.2 ms when there is nothing to give back."""
+        clickhouse-connect's `insert_arrow` serialises the whole table in memory and chdb's backend copies it
+        into bytes before writing its own file: two copies of the table at once (250,000 flow rows: 77 MB
+        each). And `parts` may be made as they are written (the sink decodes its messages here). The embedded
+        engine's allocator (jemalloc) keeps what an insert freed for seconds, ~220 MB after 250,000 flow rows,
+        in this process; purging it costs ~0.2 ms when there is nothing to give back."""
         with tempfile.TemporaryFile() as stream:
             with pa.ipc.new_stream(stream, schema) as writer:
                 for part in parts:
