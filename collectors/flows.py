@@ -51,7 +51,9 @@ TIME_CAPTURE, TIME_SWITCH = "capture", "switch"  # `time_source`: whose clock ti
 _TIME_SOURCES = np.array([TIME_CAPTURE, TIME_SWITCH], dtype=object)  # indexed, so rows share the two strs
 UNKNOWN_APP = APPS.index("unknown")
 IDLE_SWEEP_S = 1.0  # how often (packet time) idle flows are looked for
-DEFAULT_TABLE_MEMORY_MB = 128  # with export rows and DFI's window: < 1.2 GB peak RSS (bench/flow_memory.py)
+# With export rows, DFI's window and the embedded store, < 1.2 GB for the process tree under a flood of 5M
+# flows with 2 workers (bench/flow_memory.py; 128 MB left it at 1,183-1,206 MB PSS).
+DEFAULT_TABLE_MEMORY_MB = 96
 
 KEY_FIELDS: tuple[tuple[str, str], ...] = (
     ("link", "int16"), ("direction", "int8"), ("src_hi", "uint64"), ("src_lo", "uint64"),

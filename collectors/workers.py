@@ -35,7 +35,9 @@ from collectors.shard import Shard
 from pipeline.errors import InputError
 from pipeline.topology import Topology
 
-QUEUED_STEPS = 2  # per worker: how far it may run ahead of the merge (each step held costs its rows' memory)
+# Per worker: how far it may run ahead of the merge; each step held costs its rows' memory, ~16 MB pickled and
+# as many unpickled for a 65,536-row step.
+QUEUED_STEPS = 1
 # Every worker decodes every packet (a third of one collector's work) to find its own, so past a few workers
 # more of them add CPU and memory, not speed: the default stops here (an explicit --workers may go further).
 DEFAULT_MAX_WORKERS = 4

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from collectors.collector import DEFAULT_EXPORTER, DEFAULT_MAX_FLOWS
+from collectors.flows import DEFAULT_TABLE_MEMORY_MB
 from fabricscope.metrics import Delivery, serve_metrics
 from fabricscope.options import option
 from pipeline.settings import IN_CODE, Origin, split_host_port
@@ -100,7 +101,7 @@ def add_max_flows_argument(parser: argparse.ArgumentParser | argparse._ArgumentG
     """--max-flows, for the commands that build a flow table (capture, sflow, replay)."""
     option(parser, ServiceConfig, "max_flows", "--max-flows", type=int, metavar="N",
            help="flows the flow table holds at most; past it the idlest are exported early (rows stay exact). "
-           "The default is sized for ~128 MB of table memory")
+           f"The default is sized for ~{DEFAULT_TABLE_MEMORY_MB} MB of table memory")
 
 
 def _announced(steps: Iterator[Step], message: str) -> Iterator[Step]:
