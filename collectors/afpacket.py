@@ -61,6 +61,8 @@ PACKET_IGNORE_OUTGOING = 23
 PACKET_FANOUT = 18
 PACKET_FANOUT_HASH = 0  # by the kernel's symmetric flow hash: both directions of a flow to one socket
 PACKET_FANOUT_FLAG_DEFRAG = 0x8000  # fragments reassembled first, so they hash as their flow
+PACKET_FANOUT_FLAG_UNIQUEID = 0x2000  # the kernel picks a group id no socket on the host uses (Linux 4.4+)
+NEW_FANOUT_GROUP = -1  # `fanout_group` asking for a new group of the kernel's choosing
 PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
 TPACKET_V3 = 2
@@ -105,7 +107,9 @@ def interface_index(iface: str) -> int:
 class PacketRing:
     """An AF_PACKET socket bound to one interface with a TPACKET_V3 receive ring (`blocks` x `block_bytes`),
     the interface in promiscuous mode while it is open (unless `promiscuous` is False). Sockets opened with the
-    same `fanout_group` on one interface share its frames by flow (PACKET_FANOUT_HASH): one per worker."""
+    same `fanout_group` on one interface share its frames by flow (PACKET_FANOUT_HASH): one per worker. The
+    first opens with NEW_FANOUT_GROUP and the kernel's id is then in `fanout_group`: an id chosen here could
+    be another capture's on the same interface, which would silently take a share of this one's frames."""
 
     def __init__(
         self,
@@ -170,9 +174,7 @@ class PacketRing:
             sock.setsockopt(SOL_PACKET, PACKET_RX_RING, request)
             sock.bind((self.iface, ETH_P_ALL))
             if self.fanout_group is not None:  # after bind: the group is per interface and protocol
-                mode = PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG
-                setting = struct.pack("I", (mode << 16) | (self.fanout_group & 0xFFFF))  # unsigned: past int's range
-                sock.setsockopt(SOL_PACKET, PACKET_FANOUT, setting)
+                self.fanout_group = self._join_fanout(sock, self.fanout_group)
         except OSError as exc:
             sock.close()
             if exc.errno in (errno.ENODEV, errno.ENXIO):
@@ -182,6 +184,15 @@ class PacketRing:
                 raise InputError(self.iface, reason) from None
             raise InputError(self.iface, f"cannot capture: {exc.strerror or exc}") from None
         return sock
+
+    @staticmethod
+    def _join_fanout(sock: socket.socket, group: int) -> int:
+        """Join fanout `group`, or make a new one (NEW_FANOUT_GROUP); the group's id."""
+        mode = PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG
+        if group == NEW_FANOUT_GROUP:
+            mode, group = mode | PACKET_FANOUT_FLAG_UNIQUEID, 0
+        sock.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack("I", (mode << 16) | (group & 0xFFFF)))
+        return int(sock.getsockopt(SOL_PACKET, PACKET_FANOUT)) & 0xFFFF
 
     def _attach_snaplen(self, sock: socket.socket) -> None:
         """`ret #snaplen`: the kernel copies at most snaplen bytes of each frame into the ring."""

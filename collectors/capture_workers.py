@@ -1,6 +1,7 @@
 """`capture --workers N`: N processes read one interface, the kernel sharing its frames among them by flow.
 
-Each worker opens its own ring in one PACKET_FANOUT_HASH group (collectors.afpacket), so the kernel gives all
+Each worker opens its own ring in one PACKET_FANOUT_HASH group (collectors.afpacket; the first worker has the
+kernel make it, with an id no other capture on the host uses, and the others join it), so the kernel gives all
 frames of a flow, both directions, to one worker, and runs decode, DPI, the flow table and the link bins over
 them. Their steps come here as they are ready (live workers do not move in step): the flow rows of all go
 through one DFI, and a link bin several workers hold a part of is added up here and released only once every
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
-import os
 import queue
 import signal
 import threading
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from collectors.afpacket import PacketRing, RingStats
+from collectors.afpacket import NEW_FANOUT_GROUP, PacketRing, RingStats
 from collectors.collector import Collector, CollectorConfig, CollectorStats, PacketStep, Records
 from collectors.link_bins import DEFAULT_LATENESS_US, LinkBins, LinkBinsConfig
 from collectors.workers import shared_config
@@ -81,10 +81,11 @@ class CaptureWorkers:
         self._stop = context.Event()
         self._queues = [context.Queue(QUEUED_STEPS) for _ in range(self.workers)]
         config = shared_config(self._config, self.workers)
-        group = os.getpid() & 0xFFFF  # fanout groups are per interface: unique among this host's captures
+        group = _FanoutGroup(context.Value("i", NEW_FANOUT_GROUP), context.Event())
         self._processes = [
             context.Process(target=_capture, name=f"fabricscope-capture-{index}", daemon=True,
-                            args=(self._topology, self._ring, config, group, self._stop, self._queues[index]))
+                            args=(self._topology, self._ring, config, group, index, self._stop,
+                                  self._queues[index]))
             for index in range(self.workers)
         ]
         for process in self._processes:
@@ -212,8 +213,30 @@ def _relay(shared: Event, local: threading.Event) -> None:
     local.set()
 
 
-def _capture(topology: Topology, settings: RingSettings, config: CollectorConfig, group: int, stop: Event,
-             out: Queue[Any]) -> None:
+@dataclasses.dataclass(frozen=True)
+class _FanoutGroup:
+    """The workers' fanout group: the first worker makes it (the kernel picks an id no other capture on this
+    host uses) and publishes its id; the others wait for it, then join."""
+
+    id: Any  # multiprocessing.Value("i"): NEW_FANOUT_GROUP until the first worker has made the group
+    made: Event
+
+    def join(self, index: int, stop: Event) -> int | None:
+        """The id worker `index` opens its ring with (None: stopped before the group was made)."""
+        if index == 0:
+            return NEW_FANOUT_GROUP
+        while not self.made.wait(POLL_S):
+            if stop.is_set():
+                return None
+        return int(self.id.value)
+
+    def made_as(self, group: int) -> None:
+        self.id.value = group
+        self.made.set()
+
+
+def _capture(topology: Topology, settings: RingSettings, config: CollectorConfig, group: _FanoutGroup, index: int,
+             stop: Event, out: Queue[Any]) -> None:
     """A worker: its ring's batches through its collector, each step sent with its bins' watermark and its
     totals; after `stop`, the rest of the ring and of the flow table, then ('done', totals)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -223,8 +246,14 @@ def _capture(topology: Topology, settings: RingSettings, config: CollectorConfig
     stopping = threading.Event()  # the ring waits on a thread event: set from the shared one
     threading.Thread(target=_relay, args=(stop, stopping), daemon=True).start()
     try:
+        fanout = group.join(index, stop)
+        if fanout is None:
+            out.put(("done", counts))
+            return
         with PacketRing(settings.iface, snaplen=settings.snaplen, block_bytes=settings.block_bytes,
-                        blocks=settings.blocks, timeout_ms=settings.timeout_ms, fanout_group=group) as ring:
+                        blocks=settings.blocks, timeout_ms=settings.timeout_ms, fanout_group=fanout) as ring:
+            if index == 0 and ring.fanout_group is not None:
+                group.made_as(ring.fanout_group)
             out.put(("ready", counts))
             for batch in ring.batches(stopping):
                 if len(batch):

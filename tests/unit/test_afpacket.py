@@ -19,7 +19,7 @@ from netns import NetLab, mirror_link, needs_netns, needs_tcpreplay
 from requirements import requires
 from scapy.all import IP, UDP, Dot1Q, Ether, IPv6, Raw, rdpcap, sendp, wrpcap
 
-from collectors.afpacket import PacketRing, RingStats
+from collectors.afpacket import NEW_FANOUT_GROUP, PacketRing, RingStats
 from collectors.capture_source import CaptureConfig, CaptureSource
 from collectors.collector import CollectorConfig
 from collectors.packets import PacketBatch
@@ -108,6 +108,20 @@ def test_quiet_interface_gives_empty_batches_until_stopped() -> None:
                 if len(seen) == 3:
                     stop.set()
     assert seen == [0, 0, 0]
+
+
+def test_a_new_fanout_group_is_never_another_captures() -> None:
+    """Two captures on one interface each make their own group (the kernel picks the id), and a worker that
+    joins by the id shares its capture's group. The id was `pid & 0xFFFF` before: two captures whose PIDs
+    agree in their low 16 bits would have split each other's frames without a word."""
+    with NetLab() as lab:
+        _, _, capture = mirror_link(lab)
+        with (PacketRing(capture, **SMALL_RING, fanout_group=NEW_FANOUT_GROUP) as first,
+              PacketRing(capture, **SMALL_RING, fanout_group=NEW_FANOUT_GROUP) as second):
+            assert first.fanout_group is not None and second.fanout_group is not None
+            assert first.fanout_group != second.fanout_group
+            with PacketRing(capture, **SMALL_RING, fanout_group=first.fanout_group) as joined:
+                assert joined.fanout_group == first.fanout_group
 
 
 def test_missing_interface_is_input_error_naming_it() -> None:
