@@ -38,6 +38,7 @@ from pipeline.topology import Topology
 
 QUEUED_STEPS = 64  # per worker: steps waiting for the merge (a ring wake-up each, at least every timeout)
 POLL_S = 0.05
+STOP_TIMEOUT_S = 5.0  # how long `stop` lets a worker drain before killing it
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -92,10 +93,17 @@ class CaptureWorkers:
             process.start()
 
     def stop(self) -> None:
+        """End the workers still running (an error downstream, or `steps` not read to its end). They ignore
+        SIGTERM, so `terminate` never ended them and this waited forever: they are asked through the stop
+        event (each drains its ring), then killed after STOP_TIMEOUT_S (one blocked on a queue nobody reads)."""
+        if self._stop is not None:
+            self._stop.set()
+        deadline = time.monotonic() + STOP_TIMEOUT_S
         for process in self._processes:
+            process.join(max(0.0, deadline - time.monotonic()))
             if process.is_alive():
-                process.terminate()
-            process.join()
+                process.kill()
+                process.join()
 
     def steps(self, stop: threading.Event) -> Iterator[Records]:
         """The merged records as the workers' steps come; after `stop`, every worker's last rows and bins."""

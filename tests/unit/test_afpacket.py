@@ -124,6 +124,19 @@ def test_a_new_fanout_group_is_never_another_captures() -> None:
                 assert joined.fanout_group == first.fanout_group
 
 
+def test_stopping_capture_workers_nobody_reads_ends_them() -> None:
+    """An error downstream stops the workers without reading their steps: they ignore SIGTERM, and `stop`
+    waited for them forever (it only sent SIGTERM)."""
+    with NetLab() as lab:
+        _, _, capture = mirror_link(lab)
+        source = CaptureSource(load_topology(SAMPLES / "topology.yaml"),
+                               CaptureConfig(iface=capture, **SMALL_CAPTURE), workers=2).start()
+        stopping = threading.Thread(target=source.stop, daemon=True)
+        stopping.start()
+        stopping.join(WAIT_S)
+        assert not stopping.is_alive(), "stop() did not return"
+
+
 def test_missing_interface_is_input_error_naming_it() -> None:
     with pytest.raises(InputError, match="fsnosuch0: no such network interface"):
         PacketRing("fsnosuch0")
