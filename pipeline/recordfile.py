@@ -26,6 +26,7 @@ SUFFIXES = (".parquet", ".jsonl", ".json")
 JSON_CHUNK_ROWS = 8192
 _ADDRESS_BYTES = 16
 _US_PER_S = 1_000_000
+_SECONDS_CHARS = len("2026-01-01T00:00:00")
 
 
 def json_column(column: pa.ChunkedArray) -> list[Any]:
@@ -61,10 +62,9 @@ def _address_texts(column: pa.ChunkedArray) -> list[str]:
 
 def _utc_texts(column: pa.ChunkedArray) -> list[str]:
     micros = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
-    times = micros.astype("datetime64[us]")
-    texts = np.where(micros % _US_PER_S == 0, np.datetime_as_string(times, unit="s"),
-                     np.datetime_as_string(times, unit="us"))
-    return list(np.char.add(texts, "Z").tolist())
+    texts = np.datetime_as_string(micros.astype("datetime64[us]"), unit="us")
+    whole = micros % _US_PER_S == 0  # to the second, where `isoformat` writes no fraction
+    return list(np.char.add(np.where(whole, texts.astype(f"U{_SECONDS_CHARS}"), texts), "Z").tolist())
 
 
 class RecordFileWriter:
