@@ -49,10 +49,45 @@ def network_mask(network: IPNetwork) -> tuple[int, int, int, int]:
     return base >> 64, base & full, mask >> 64, mask & full
 
 
-def in_network(hi: np.ndarray, lo: np.ndarray, network: IPNetwork) -> np.ndarray:
-    """Boolean column: which addresses fall inside `network`."""
-    net_hi, net_lo, mask_hi, mask_lo = network_mask(network)
-    return ((hi & np.uint64(mask_hi)) == np.uint64(net_hi)) & ((lo & np.uint64(mask_lo)) == np.uint64(net_lo))
+class PrefixTable:
+    """Which of several disjoint prefixes holds each address, and the value given for it (-1 for none).
+
+    Prefixes of one length are looked up together: the addresses are masked once and found by a binary
+    search among that length's networks, so a fabric of 128 leaves costs about what one of 8 does. Below a
+    /64 the search runs on the high word alone; from /64 on, on the low word among the networks that share a
+    high word.
+    """
+
+    def __init__(self, prefixes: list[tuple[IPNetwork, int]]) -> None:
+        groups: dict[tuple[int, int, int], list[tuple[int, int]]] = {}
+        for network, value in prefixes:
+            net_hi, net_lo, mask_hi, mask_lo = network_mask(network)
+            fixed_hi = net_hi if mask_lo else 0
+            groups.setdefault((mask_hi, mask_lo, fixed_hi), []).append((net_lo if mask_lo else net_hi, value))
+        self._groups = []
+        for (mask_hi, mask_lo, fixed_hi), entries in groups.items():
+            entries.sort()
+            keys = np.array([key for key, _ in entries], dtype=np.uint64)
+            values = np.array([value for _, value in entries], dtype=np.int64)
+            self._groups.append((np.uint64(mask_hi), np.uint64(mask_lo), np.uint64(fixed_hi), keys, values))
+
+    def lookup(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        """int64 column: the value of the prefix holding each address, -1 where none does. Only the addresses
+        between a length's first and last network are searched, so another family's prefixes (the fabric's
+        IPv6 ones on IPv4 traffic) cost two comparisons."""
+        result = np.full(len(hi), -1, dtype=np.int64)
+        for mask_hi, mask_lo, fixed_hi, keys, values in self._groups:
+            if mask_lo:
+                word = lo & mask_lo
+                near = ((hi & mask_hi) == fixed_hi) & (word >= keys[0]) & (word <= keys[-1])
+            else:
+                word = hi & mask_hi
+                near = (word >= keys[0]) & (word <= keys[-1])
+            rows = np.flatnonzero(near)
+            position = np.searchsorted(keys, word[rows])  # below len(keys): no word is above the last key
+            found = keys[position] == word[rows]
+            result[rows[found]] = values[position[found]]
+        return result
 
 
 def to_texts(raw: np.ndarray) -> list[str]:

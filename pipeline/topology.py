@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.addresses import IPNetwork, in_network
+from pipeline.addresses import IPNetwork, PrefixTable
 from pipeline.errors import TopologyError
 from pipeline.yamlfile import LineDict, LineList, line_of, load_yaml
 
@@ -64,9 +64,12 @@ class Topology:
     counter_ports: dict[tuple[str, str], str]
     source: str = ""
     _link_by_id: dict[str, Link] = field(init=False, repr=False)
+    _leaf_prefixes: PrefixTable = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_link_by_id", {link.id: link for link in self.links})
+        object.__setattr__(self, "_leaf_prefixes", PrefixTable(
+            [(network, index) for index, leaf in enumerate(self.leaves) for network in leaf.hosts]))
 
     # -- scalar lookups -------------------------------------------------------------------------
     def link(self, link_id: str) -> Link:
@@ -124,11 +127,7 @@ class Topology:
 
     def leaf_index(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
         """int16 column: index into `leaves` of the leaf each address sits behind, -1 if none."""
-        result = np.full(len(hi), -1, dtype=np.int16)
-        for index, leaf in enumerate(self.leaves):
-            for network in leaf.hosts:
-                result[in_network(hi, lo, network)] = index
-        return result
+        return self._leaf_prefixes.lookup(hi, lo).astype(np.int16)
 
     def link_leaf_index(self) -> np.ndarray:
         """int16[len(links)]: index into `leaves` of each link's leaf."""
