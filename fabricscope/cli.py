@@ -87,8 +87,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `fabricscope` console script: parse, read --config once, run the command."""
     from fabricscope.allocator import return_freed_memory
+    from fabricscope.blas import one_blas_thread
     from fabricscope.config import load_config
 
+    one_blas_thread()
     return_freed_memory()
     words = list(sys.argv[1:] if argv is None else argv)
     chosen = next((word for word in words if not word.startswith("-")), None)
