@@ -31,6 +31,7 @@ from collectors.flows import (
     FlowTable,
     FlowTableConfig,
 )
+from collectors.heap import before_batch
 from collectors.job_names import JobNameSource
 from collectors.link_bins import LinkBins, LinkBinsConfig
 from collectors.packets import DecodedPackets, PacketBatch
@@ -241,6 +242,7 @@ class Collector:
 
     def packet_step(self, batch: PacketBatch) -> PacketStep:
         """`process` before DFI: decode, DPI, flow table and link bins over one batch (this shard's packets of it)."""
+        before_batch()
         decoded = self._decoder.decode(batch)
         if self.recorder is not None:
             self.recorder.write(batch, decoded)

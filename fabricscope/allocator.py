@@ -4,7 +4,8 @@ The collector allocates and frees large numpy columns all the time (a batch's gr
 growth, DFI's window). glibc raises its mmap threshold after every large free, so later columns come from
 the heap, where the freed space stays resident; and each thread (the sink, the producer, the inserts) gets
 an arena of its own. A fixed threshold and two arenas cut a 1M-flow flood's peak RSS by ~70 MB in the
-embedded store (bench.flow_memory). Elsewhere than glibc this does nothing.
+embedded store (bench.flow_memory). A process that decodes packets raises the threshold above a batch's
+columns at its first batch (collectors.heap). Elsewhere than glibc this does nothing.
 
 Arrow's buffers (the sink's insert blocks, Parquet output) come from its own pool, mimalloc by default, which
 keeps what a 250,000-row insert freed: the embedded store's process held ~280 MB more at a 1M-flow flood's
