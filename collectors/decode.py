@@ -61,7 +61,7 @@ class Decoder:
         self._count(headers.status)
         src_hi, src_lo, dst_hi, dst_lo, traffic_class, ip_length = _ip_fields(ok, headers)
         src_port, dst_port, tcp_flags = _l4_fields(ok, headers.proto, headers.l4, headers.slab[SLAB_L4:SLAB_APP_L4])
-        app_src_port, app_dst_port, _ = _l4_fields(
+        app_src_port, app_dst_port, app_tcp_flags = _l4_fields(
             ok, headers.app_proto, headers.app_l4, headers.slab[SLAB_APP_L4:SLAB_BTH]
         )
         outer = (src_hi, src_lo, dst_hi, dst_lo)
@@ -72,6 +72,7 @@ class Decoder:
             proto = np.where(inner, headers.app_proto, proto).astype(np.uint8)
             src_port = np.where(inner, app_src_port, src_port).astype(np.uint16)
             dst_port = np.where(inner, app_dst_port, dst_port).astype(np.uint16)
+            tcp_flags = np.where(inner, app_tcp_flags, tcp_flags).astype(np.uint8)
         ts_ns, switch_timed = _packet_time(batch.ts_ns, ok, headers)
         bth = _bth_fields(ok & headers.is_roce, headers.slab[SLAB_BTH:])
         pfc_enable, pfc_quanta = _pfc_fields(ok, headers)
@@ -222,13 +223,12 @@ def _l4_fields(
     ok: np.ndarray, proto: np.ndarray, l4: np.ndarray, slab: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """TCP/UDP ports and TCP flags from the slab rows copied from `l4` (0 for other protocols and packets
-    without an L4 header; the innermost L4 rows hold only the ports)."""
+    without an L4 header)."""
     ports = ok & (l4 >= 0) & ((proto == protocols.IP_TCP) | (proto == protocols.IP_UDP))
     src = np.where(ports, column16(slab, h.L4_SOURCE_PORT), 0).astype(np.uint16)
     dst = np.where(ports, column16(slab, h.L4_DESTINATION_PORT), 0).astype(np.uint16)
     tcp = ports & (proto == protocols.IP_TCP)
-    flags = np.where(tcp, slab[h.TCP_FLAGS], 0).astype(np.uint8) if len(slab) > h.TCP_FLAGS \
-        else np.zeros(len(ok), dtype=np.uint8)
+    flags = np.where(tcp, slab[h.TCP_FLAGS], 0).astype(np.uint8)
     return src, dst, flags
 
 

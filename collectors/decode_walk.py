@@ -47,8 +47,8 @@ _AETH = p.OPCODE_HAS_AETH
 # miss the cache once per field, while each slab row is a contiguous column numpy reads at full speed.
 SLAB_L3 = 0  # the fixed IPv6 header's length from the IP/ARP/MAC-control header of the monitored frame
 SLAB_L4 = SLAB_L3 + h.IPV6_HEADER  # its L4 header up to the TCP flags
-SLAB_APP_L4 = SLAB_L4 + h.TCP_FLAGS + 1  # the innermost L4 header's ports
-SLAB_BTH = SLAB_APP_L4 + h.L4_DESTINATION_PORT + 2  # the BTH and the AETH syndrome byte
+SLAB_APP_L4 = SLAB_L4 + h.TCP_FLAGS + 1  # the innermost L4 header up to the TCP flags
+SLAB_BTH = SLAB_APP_L4 + h.TCP_FLAGS + 1  # the BTH and the AETH syndrome byte
 SLAB_WIDTH = SLAB_BTH + h.BTH_HEADER + h.AETH_SYNDROME + 1
 SLAB_TILE = 256  # packets copied row-wise into an L1-sized tile, then transposed into the slab
 PREFETCH_AHEAD = 8  # packets: the walk asks for the header lines of packet i + 8 while it decodes packet i

@@ -254,7 +254,8 @@ def test_raw_ipv6_link_type_matches_tshark(tmp_path: Path) -> None:
 
 
 TUNNEL_FIELDS = ("frame.protocols", "ip.src", "ip.dst", "ip.dsfield.dscp", "ip.dsfield.ecn", "ipv6.src", "ipv6.dst",
-                 "ipv6.tclass.dscp", "ipv6.tclass.ecn", "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport",
+                 "ipv6.tclass.dscp", "ipv6.tclass.ecn", "tcp.srcport", "tcp.dstport", "tcp.flags", "udp.srcport",
+                 "udp.dstport",
                  "gre.key", "geneve.vni", "vxlan.vni", "mpls.label", "erspan.spanid", "infiniband.bth.destqp")
 TUNNEL_LAYERS = ("gre", "geneve", "vxlan", "mpls")
 
@@ -269,7 +270,7 @@ def tunnel_frames() -> list[Packet]:
     frames: list[Packet] = []
     for i in range(3):
         app = UDP(sport=50000 + i, dport=53 + i) / Raw(b"x" * 20)
-        tcp = TCP(sport=179, dport=40000 + i, flags="PA") / Raw(b"\xff" * 16 + b"\x00\x13\x04")
+        tcp = TCP(sport=179, dport=40000 + i, flags=("PA", "S", "FA")[i]) / Raw(b"\xff" * 16 + b"\x00\x13\x04")
         inner4 = IP(src=f"10.1.0.{i + 1}", dst="10.1.0.200", tos=0xB8)
         inner6 = IPv6(src=f"fd00:1::{i + 1}", dst="fd00:1::200")
         roce = UDP(sport=49152 + i, dport=4791) / BTH(opcode=0x0A, dqpn=0x100 + i, psn=i) / Raw(b"\0" * 32)
@@ -314,9 +315,9 @@ def tunnel_rows(path: Path) -> list[dict[str, list[str]]]:
 
 def expected_tunnel_flow(row: dict[str, list[str]]) -> dict[str, object]:
     """As tshark sees it: the flow is the IP header after the last tunnel (GRE, IP-in-IP, Geneve, VXLAN,
-    MPLS), its L4 ports; the outer endpoints are the first IP header after any ERSPAN; the tunnel id is the
-    innermost GRE key, Geneve or VXLAN VNI or MPLS label; DSCP/ECN are the outer header's (the fabric marks
-    it). A tunnel carrying no IP (ARP inside VXLAN) leaves the outer flow as the flow."""
+    MPLS), its L4 ports and TCP flags; the outer endpoints are the first IP header after any ERSPAN; the
+    tunnel id is the innermost GRE key, Geneve or VXLAN VNI or MPLS label; DSCP/ECN are the outer header's
+    (the fabric marks it). A tunnel carrying no IP (ARP inside VXLAN) leaves the outer flow as the flow."""
     layers = row["frame.protocols"][0].split(":")
     start = max((i for i, name in enumerate(layers) if name == "erspan"), default=-1)
     ips = [i for i in range(start + 1, len(layers)) if layers[i] in ("ip", "ipv6")]
@@ -341,6 +342,7 @@ def expected_tunnel_flow(row: dict[str, list[str]]) -> dict[str, object]:
         "src": address(key, "src"), "dst": address(key, "dst"),
         "src_port": int(row[f"{l4}.srcport"][layers[: key + 1].count(l4)]),
         "dst_port": int(row[f"{l4}.dstport"][layers[: key + 1].count(l4)]),
+        "tcp_flags": int(row["tcp.flags"][layers[: key + 1].count(l4)], 0) if l4 == "tcp" else 0,
         "vni": tunnel_id,
         "dscp": int(row[f"{prefix}.dscp"][layers[:first].count(family)]),
         "ecn": int(row[f"{prefix}.ecn"][layers[:first].count(family)]),
@@ -359,7 +361,8 @@ def ours_tunnel(decoded: DecodedPackets, i: int) -> dict[str, object]:
 
     got: dict[str, object] = {
         "src": address(decoded.src_hi, decoded.src_lo), "dst": address(decoded.dst_hi, decoded.dst_lo),
-        "src_port": int(decoded.src_port[i]), "dst_port": int(decoded.dst_port[i]), "vni": int(decoded.vni[i]),
+        "src_port": int(decoded.src_port[i]), "dst_port": int(decoded.dst_port[i]),
+        "tcp_flags": int(decoded.tcp_flags[i]), "vni": int(decoded.vni[i]),
         "dscp": int(decoded.dscp[i]), "ecn": int(decoded.ecn[i]),
         "outer_src": address(decoded.outer_src_hi, decoded.outer_src_lo),
         "outer_dst": address(decoded.outer_dst_hi, decoded.outer_dst_lo),

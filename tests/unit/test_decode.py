@@ -274,7 +274,8 @@ def test_gre_transparent_ethernet_with_key(tmp_path: Path) -> None:
     packet = Ether(**MAC) / IP(src="192.0.2.1", dst="192.0.2.99") / GRE(key_present=1, key=0xBEEF, proto=0x6558) \
         / Ether(**MAC) / Dot1Q(vlan=5) / IPv6(src="fd00::1", dst="fd00::2") / TCP(sport=179, dport=40000, flags="S")
     check(tmp_path, packet, ethertype=0x0800, src="fd00::1", dst="fd00::2", proto=6, src_port=179,
-          dst_port=40000, vni=0xBEEF, payload_at=payload_start(packet, TCP), **_outer("192.0.2.1", "192.0.2.99"))
+          dst_port=40000, tcp_flags=0x02, vni=0xBEEF, payload_at=payload_start(packet, TCP),
+          **_outer("192.0.2.1", "192.0.2.99"))
 
 
 @pytest.mark.parametrize(("outer", "inner"), [
@@ -296,7 +297,8 @@ def test_geneve_inner_flow_is_the_flow(tmp_path: Path) -> None:
         / GENEVE(vni=0x1234, proto=0x6558, optionlen=2, options=b"\x01\x02\x03\x04\x05\x06\x07\x08") \
         / Ether(**MAC) / IP(src="172.16.0.1", dst="172.16.0.2") / TCP(sport=22, dport=60000, flags="A")
     check(tmp_path, packet, ethertype=0x0800, src="172.16.0.1", dst="172.16.0.2", proto=6, src_port=22,
-          dst_port=60000, vni=0x1234, payload_at=payload_start(packet, TCP), **_outer("192.0.2.1", "192.0.2.99"))
+          dst_port=60000, tcp_flags=0x10, vni=0x1234, payload_at=payload_start(packet, TCP),
+          **_outer("192.0.2.1", "192.0.2.99"))
 
 
 def test_mpls_label_stack_opens_to_ip(tmp_path: Path) -> None:
@@ -318,10 +320,11 @@ def vxlan_frame(inner: Packet, outer: Packet | None = None, vni: int = 0xABCDE) 
 ], ids=["4in4", "6in6"])
 def test_vxlan_inner_flow_is_the_flow(tmp_path: Path, outer: Packet, inner: Packet) -> None:
     """Two tenant flows between one VTEP pair are two flows: the inner 5-tuple and the VNI key them, the VTEPs
-    are kept as the outer endpoints, and DSCP/ECN are the outer header's (the fabric marks it)."""
-    packet = vxlan_frame(Ether(**MAC) / inner / TCP(sport=443, dport=5555, flags="A") / Raw(b"hello"), outer)
+    are kept as the outer endpoints, DSCP/ECN are the outer header's (the fabric marks it) and the TCP flags
+    the tenant's."""
+    packet = vxlan_frame(Ether(**MAC) / inner / TCP(sport=443, dport=5555, flags="PA") / Raw(b"hello"), outer)
     check(tmp_path, packet, ethertype=0x0800 if outer.version == 4 else 0x86DD, src=inner.src, dst=inner.dst,
-          proto=6, src_port=443, dst_port=5555, dscp=8, ecn=1,
+          proto=6, src_port=443, dst_port=5555, dscp=8, ecn=1, tcp_flags=0x18,
           vni=0xABCDE, vxlan=True, payload_at=payload_start(packet, TCP), **_outer(outer.src, outer.dst))
 
 
