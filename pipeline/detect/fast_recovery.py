@@ -243,6 +243,9 @@ class FastRecoveryDetector:
         if rows is None:
             return
         found: list[_Failure] = []
+        # Rebuilt from the holes still being judged: a link whose rows filled its hole (it resumed) no longer
+        # holds back the failures of other links through its spine (`_may_explain`), however its rows came.
+        self._undecided = {}
         moves = _moves(rows)
         order = np.lexsort((rows["ts_start"], rows["link"]))
         first = np.flatnonzero(np.r_[True, rows["link"][order][1:] != rows["link"][order][:-1]])

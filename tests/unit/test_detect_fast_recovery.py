@@ -132,6 +132,27 @@ def test_failure_measured_exactly_from_rows_split_across_batches() -> None:
     assert detector.flush() == []
 
 
+def test_a_link_that_resumed_does_not_hold_back_a_failure_through_its_spine() -> None:
+    """leaf3-spine1 looked silent when another collector's rows moved the watermark past its last row (a hole
+    still being judged, which may be the far side of a failure of spine1), then its rows resumed and filled
+    the hole: the leaf1-spine1 failure that follows is reported when its flows recovered, not held until
+    the end of input (a big-fabric run's second collector missed its event this way)."""
+    resumed = Flow("10.0.3.5", "10.0.4.5", 105)
+    elsewhere = Flow("10.0.4.7", "10.0.3.7", 107)
+    detector = FastRecoveryDetector()
+    first = [row(resumed, "leaf3-spine1", "up", T0, FAIL - 100 * MS),
+             row(elsewhere, "leaf4-spine2", "up", T0, FAIL - 40 * MS)]
+    assert detector.update(batch(first)) == []
+    until = FAIL + 1500 * MS
+    rest = [row(resumed, "leaf3-spine1", "up", FAIL - 100 * MS + 1, until),
+            row(elsewhere, "leaf4-spine2", "up", FAIL - 40 * MS + 1, until)]
+    event = only(detector.update(batch(before_failure() + after_failure(until) + rest)))
+    assert event["link"] == "leaf1-spine1" and event["ts"] == np.datetime64(FAIL, "us")
+    assert event["local_convergence_ms"] == pytest.approx(1.4)
+    assert event["remote_convergence_ms"] == pytest.approx(6.2)
+    assert detector.flush() == []
+
+
 def test_far_side_of_the_failed_spine_is_not_a_failure_of_its_own() -> None:
     detector = FastRecoveryDetector()
     events = detector.update(batch(before_failure() + after_failure(FAIL + 1500 * MS))) + detector.flush()
