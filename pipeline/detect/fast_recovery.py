@@ -306,7 +306,6 @@ class FastRecoveryDetector:
             if not evident and not settled:
                 self._undecided[link] = (self._links[code][2], last)
                 break
-            self._undecided.pop(link, None)
             judged = self._judged[link] = at
             if evident and failure is not None:
                 failures.append(failure)
