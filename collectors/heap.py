@@ -10,9 +10,10 @@ DFI's window and anything else larger are still mapped and given back whole. Onl
 (at their first batch): the parent that merges workers' steps and runs the sink kept ~60 MB more of the
 sink's freed buffers resident with it in a 5M-flow flood.
 
-Ordinary traffic leaves ~20 MB free in the heap between batches; a flood's steps (a full flow table
-exporting, DFI's window of its rows) may leave more, which glibc returns only when asked: past
-FREED_LIMIT_BYTES it is, before the next batch.
+This module is where the project talks to glibc's allocator (fabricscope.allocator sets its start-up
+values through `mallopt` here). Ordinary traffic leaves ~20 MB free in the heap between batches; a flood's
+steps (a full flow table exporting, DFI's window of its rows) may leave more, which glibc returns only when
+asked: past FREED_LIMIT_BYTES it is, before the next batch.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # malloc.h
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # malloc.h
 BATCH_THRESHOLD_BYTES = 1024 * 1024 + 4096
 FREED_LIMIT_BYTES = 32 * 1024 * 1024
 
@@ -31,11 +32,13 @@ class _MallInfo2(ctypes.Structure):
 
 
 def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc (it has mallopt), else None: elsewhere these settings do nothing."""
     name = ctypes.util.find_library("c")
     libc = ctypes.CDLL(name) if name else None
-    if libc is None or not all(hasattr(libc, f) for f in ("mallopt", "mallinfo2", "malloc_trim")):
-        return None  # not glibc 2.33+: nothing to ask
-    libc.mallinfo2.restype = _MallInfo2
+    if libc is None or not hasattr(libc, "mallopt"):
+        return None
+    if hasattr(libc, "mallinfo2"):  # glibc 2.33+
+        libc.mallinfo2.restype = _MallInfo2
     return libc
 
 
@@ -43,9 +46,15 @@ _LIBC = _glibc()
 _threshold_raised = False
 
 
+def mallopt(parameter: int, value: int) -> None:
+    """glibc's `mallopt` (fabricscope.allocator's settings at a command's start, and the batch threshold)."""
+    if _LIBC is not None:
+        _LIBC.mallopt(parameter, value)
+
+
 def freed_bytes() -> int:
-    """Bytes lying free in the heap's arenas (0 where that cannot be asked)."""
-    return int(_LIBC.mallinfo2().fordblks) if _LIBC is not None else 0
+    """Bytes lying free in the heap's arenas (0 where that cannot be asked: not glibc 2.33+)."""
+    return int(_LIBC.mallinfo2().fordblks) if _LIBC is not None and hasattr(_LIBC, "mallinfo2") else 0
 
 
 def before_batch(limit_bytes: int = FREED_LIMIT_BYTES) -> None:
@@ -53,11 +62,9 @@ def before_batch(limit_bytes: int = FREED_LIMIT_BYTES) -> None:
     the system if more than `limit_bytes` lie free. Once only: mallopt consolidates the heap, after which
     glibc trims its top, and a call every batch doubled the page faults."""
     global _threshold_raised
-    if _LIBC is None:
-        return
     if not _threshold_raised:
-        _LIBC.mallopt(M_MMAP_THRESHOLD, BATCH_THRESHOLD_BYTES)
-        _LIBC.mallopt(M_TRIM_THRESHOLD, FREED_LIMIT_BYTES)
+        mallopt(M_MMAP_THRESHOLD, BATCH_THRESHOLD_BYTES)
+        mallopt(M_TRIM_THRESHOLD, FREED_LIMIT_BYTES)
         _threshold_raised = True
-    if freed_bytes() > limit_bytes:
+    if _LIBC is not None and freed_bytes() > limit_bytes:
         _LIBC.malloc_trim(0)

@@ -15,13 +15,11 @@ ARROW_DEFAULT_MEMORY_POOL is kept.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 
-M_MMAP_THRESHOLD = -3  # malloc.h: fixed from here on (no dynamic raising)
-M_ARENA_MAX = -8
-MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's initial value, kept
+from collectors.heap import M_ARENA_MAX, M_MMAP_THRESHOLD, mallopt
+
+MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's initial value, kept: fixed from here on (no dynamic raising)
 ARENAS = 2
 
 
@@ -29,11 +27,5 @@ def return_freed_memory() -> None:
     """Set the mmap threshold and the arena count (before threads start, so they share the arenas), and
     Arrow's pool (read when pyarrow is first imported)."""
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    libc = ctypes.CDLL(name)
-    if not hasattr(libc, "mallopt"):
-        return
-    libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-    libc.mallopt(M_ARENA_MAX, ARENAS)
+    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+    mallopt(M_ARENA_MAX, ARENAS)
