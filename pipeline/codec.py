@@ -17,13 +17,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import records
+from pipeline import arrow_columns, records
 from pipeline.errors import DecodeError
 
 MAX_MESSAGE_BYTES = 1 << 20
 # An incident's rows share one key whatever link each names, so they stay in order on one partition.
 KEY_COLUMNS = ("event_id", "link", "job")
-_IP_BYTES = 16
 _SCHEMA_MARGIN = 1.25
 # Arrow compresses each buffer itself (zstd, built into pyarrow; Kafka's zstd needs a library kafka-python
 # lacks here): on a flood of distinct flows 32 bytes a flow row, against 44 with Kafka's lz4 over the
@@ -48,13 +47,10 @@ def key_column(table: str) -> str | None:
     return next((name for name in KEY_COLUMNS if name in names), None)
 
 
-def _ip_array(values: np.ndarray) -> pa.Array:
-    if values.dtype == np.dtype(f"V{_IP_BYTES}"):
-        values = np.ascontiguousarray(values).view(np.uint8).reshape(-1, _IP_BYTES)
-    if values.ndim == 2 and values.shape[1] == _IP_BYTES and values.dtype == np.uint8:
-        data = pa.py_buffer(np.ascontiguousarray(values).tobytes())
-        return pa.FixedSizeBinaryArray.from_buffers(pa.binary(_IP_BYTES), len(values), [None, data])
-    return pa.array(values, type=pa.binary(_IP_BYTES))
+@functools.cache
+def _buffer_dtypes(table: str) -> dict[str, np.dtype]:
+    """The table's fixed-width columns and the numpy dtype of their values in an Arrow buffer."""
+    return {column.name: np.dtype(column.numpy) for column in records.TABLES[table] if column.numpy != "object"}
 
 
 def to_arrow(table: str, batch: Batch) -> pa.Table:
@@ -70,15 +66,12 @@ def to_arrow(table: str, batch: Batch) -> pa.Table:
         except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise ValueError(f"{table}: {exc}") from exc
     arrays = []
+    dtypes = _buffer_dtypes(table)
     for field in schema:
         if field.name not in batch:
             raise ValueError(f"{table}.{field.name}: column missing from the batch")
-        values = np.asarray(batch[field.name])
         try:
-            if field.type == pa.binary(_IP_BYTES):
-                arrays.append(_ip_array(values))
-            else:
-                arrays.append(pa.array(values, type=field.type, from_pandas=field.nullable))
+            arrays.append(arrow_columns.column(np.asarray(batch[field.name]), field, dtypes.get(field.name)))
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
             raise ValueError(f"{table}.{field.name}: {exc}") from exc
     return pa.Table.from_arrays(arrays, schema=schema)
@@ -121,10 +114,10 @@ def encode(table: str, batch: Batch, *, max_bytes: int = MAX_MESSAGE_BYTES) -> l
         rows = to_arrow(table, batch)
         return _chunks(rows, b"", max_bytes, _row_bytes(rows)) if rows.num_rows else []
     keys = pc.dictionary_encode(_key_array(batch, column))
-    codes = keys.indices.to_numpy(zero_copy_only=False)
+    codes = arrow_columns.numpy_values(keys.indices, np.dtype(np.int32))  # dictionary_encode: int32 indices
     order = np.argsort(codes, kind="stable")
     if isinstance(batch, pa.Table):
-        rows = batch.take(pa.array(order))
+        rows = batch.take(arrow_columns.indices(order))
     else:  # reorder the numpy columns, far cheaper than an Arrow take over string columns
         rows = to_arrow(table, {name: np.asarray(values)[order] for name, values in batch.items()})
     if rows.num_rows == 0:
@@ -146,7 +139,7 @@ def _key_array(batch: Batch, column: str) -> pa.Array:
         return batch.column(column).combine_chunks()
     if column not in batch:
         raise ValueError(f"{column}: column missing from the batch")
-    return pa.array(np.asarray(batch[column]), type=pa.string())
+    return arrow_columns.column(np.asarray(batch[column]), pa.field(column, pa.string()), None)
 
 
 def decode(table: str, value: bytes) -> pa.Table:

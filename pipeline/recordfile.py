@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import addresses, codec, records
+from pipeline import addresses, arrow_columns, codec, records
 from pipeline.errors import InputError
 
 SUFFIXES = (".parquet", ".jsonl", ".json")
@@ -61,7 +61,7 @@ def _address_texts(column: pa.ChunkedArray) -> list[str]:
 
 
 def _utc_texts(column: pa.ChunkedArray) -> list[str]:
-    micros = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
+    micros = arrow_columns.numpy_values(column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()), np.dtype(np.int64))
     texts = np.datetime_as_string(micros.astype("datetime64[us]"), unit="us")
     whole = micros % _US_PER_S == 0  # to the second, where `isoformat` writes no fraction
     return list(np.char.add(np.where(whole, texts.astype(f"U{_SECONDS_CHARS}"), texts), "Z").tolist())
