@@ -1,11 +1,11 @@
 """Numpy record columns as Arrow arrays, built from buffers.
 
 `pa.array` asks pandas whether its argument is a Series before anything else (`to_numpy` too), and that
-first question imports pandas: a tenth of a second, the largest fixed cost of a short replay after numba, paid by every
-collector process for nothing. So the columns records.py declares go in as buffers: fixed-width values as
-they lie in memory, strings as one joined text and its offsets, addresses as 16-byte values, lists of
-strings as offsets over their strings. What none of these takes (values of another type, out of range)
-goes to `pa.array`, whose safe conversion and error messages stay the rule.
+first question imports pandas: a tenth of a second, the largest fixed cost of a short replay after numba,
+paid by every collector process for nothing. So the columns records.py declares go in as buffers:
+fixed-width values as they lie in memory, strings as one joined text and its offsets, addresses as 16-byte
+values, lists of strings as offsets over their strings. What none of these takes (values of another type,
+out of range) goes to `pa.array`, whose safe conversion and error messages stay the rule.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def _addresses(values: np.ndarray) -> pa.Array | None:
     if values.dtype == np.dtype(f"V{IP_BYTES}"):
         values = np.ascontiguousarray(values).view(np.uint8).reshape(-1, IP_BYTES)
     if values.ndim == 2 and values.shape[1] == IP_BYTES and values.dtype == np.uint8:
-        data = np.ascontiguousarray(values).tobytes()
+        data: bytes | np.ndarray = np.ascontiguousarray(values)  # the buffer itself, not a copy
     elif values.ndim == 1 and values.dtype == object:
         items = values.tolist()
         if not all(type(item) is bytes and len(item) == IP_BYTES for item in items):

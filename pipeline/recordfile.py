@@ -53,11 +53,8 @@ def _json_value(value: Any) -> Any:
 
 
 def _address_texts(column: pa.ChunkedArray) -> list[str]:
-    raw = np.concatenate([
-        np.frombuffer(chunk.buffers()[1], dtype=np.uint8)[chunk.offset * _ADDRESS_BYTES:][:len(chunk) * _ADDRESS_BYTES]
-        for chunk in column.chunks
-    ])
-    return addresses.to_texts(raw.reshape(-1, _ADDRESS_BYTES))
+    raw = arrow_columns.numpy_values(column, np.dtype(f"V{_ADDRESS_BYTES}"))
+    return addresses.to_texts(raw.view(np.uint8).reshape(-1, _ADDRESS_BYTES))
 
 
 def _utc_texts(column: pa.ChunkedArray) -> list[str]:
