@@ -1,12 +1,17 @@
 """Pipeline benchmark: 1M flow rows producer → tansu → sink → chdb, end to end and stage by stage.
 
+Two shapes of rows. `fabric`: as a collector exports a fabric, 100,000 flows on fixed links and address pairs
+(4,096 hosts), one row per flow and second, so a second holds 100k rows and the rollups fold them as they
+would in production; the target is judged on it. `random`: every row at a random time in an hour and between
+random addresses, so nearly every row is its own rollup row (the worst case the rollup views can meet).
+
 Prints rows/s end to end (from the first produce to the last row committed in ClickHouse), rows/s of
 chdb inserts alone (same rows, as many rows per insert as the sink's inserts had — one per partition range,
 so about batch_rows / partitions — into the migrated flows table with its rollup views, and into a bare
 MergeTree for comparison), and where the time went. The sink inserts in its own thread while it fetches
 and decodes the next batch, so its insert time overlaps the rest. Target: ≥300k rows/s end to end.
 
-    .venv/bin/python bench/pipeline.py [--rows 1000000] [--batch-rows 250000]
+    .venv/bin/python bench/pipeline.py [--rows 1000000] [--batch-rows 250000] [--shape fabric|random|both]
 """
 
 from __future__ import annotations
@@ -29,10 +34,12 @@ from pipeline.bus import Producer  # noqa: E402
 from pipeline.migrate import migrate  # noqa: E402
 from pipeline.sink import INSERT_SETTINGS, Sink, SinkConfig  # noqa: E402
 from pipeline.store import Store, StoreConfig, embedded_dsn  # noqa: E402
-from tests.pipeline_rows import random_flows  # noqa: E402
+from tests.pipeline_rows import fabric_flows, random_flows  # noqa: E402
 
 LINKS = np.array([f"leaf{leaf}-spine{spine}" for leaf in range(1, 9) for spine in range(1, 5)], dtype=object)
 BATCH_FLOWS = 100_000
+FABRIC_FLOWS = 100_000
+SHAPES = ("fabric", "random")
 BATCH_ROWS = 250_000  # the sink's rows per insert
 TARGET_ROWS_S = 300_000
 
@@ -103,11 +110,20 @@ def inserts_alone(store: Store, batches: list[dict[str, np.ndarray]], batch_rows
               f"{batch_rows:,} rows per insert]")
 
 
-def measure(rows: int, batch_rows: int) -> float:
+def shaped_batches(rows: int, shape: str) -> list[dict[str, np.ndarray]]:
+    """The bench's rows in batches of BATCH_FLOWS, in one of SHAPES."""
+    start_us = (int(time.time()) - 3600) * 1_000_000
+    if shape == "fabric":
+        return [fabric_flows(min(BATCH_FLOWS, rows - start), first_row=start, flows=FABRIC_FLOWS, links=LINKS,
+                             start_us=start_us) for start in range(0, rows, BATCH_FLOWS)]
+    return [random_flows(min(BATCH_FLOWS, rows - start), seed=seed, links=LINKS, start_us=start_us)
+            for seed, start in enumerate(range(0, rows, BATCH_FLOWS))]
+
+
+def measure(rows: int, batch_rows: int, shape: str = "fabric") -> float:
     """Print every figure of one run; rows/s end to end."""
-    batches = [random_flows(min(BATCH_FLOWS, rows - start), seed=seed, links=LINKS,
-                            start_us=(int(time.time()) - 3600) * 1_000_000)
-               for seed, start in enumerate(range(0, rows, BATCH_FLOWS))]
+    print(f"-- {shape} rows", flush=True)
+    batches = shaped_batches(rows, shape)
     with tempfile.TemporaryDirectory(prefix="fabricscope-bench-") as directory, EmbeddedBroker() as broker:
         store = Store(StoreConfig(dsn=embedded_dsn(directory), database="bench", create_database=True)).open()
         try:
@@ -123,8 +139,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch-rows", type=int, default=BATCH_ROWS, help="sink rows per insert")
+    parser.add_argument("--shape", choices=(*SHAPES, "both"), default="both", help="rows' shape (default: both)")
     args = parser.parse_args()
-    measure(args.rows, args.batch_rows)
+    for shape in SHAPES if args.shape == "both" else (args.shape,):
+        measure(args.rows, args.batch_rows, shape)
 
 
 if __name__ == "__main__":

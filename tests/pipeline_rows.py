@@ -43,6 +43,42 @@ def random_flows(
     return batch
 
 
+def fabric_flows(
+    rows: int, *, first_row: int = 0, flows: int = 100_000, hosts: int = 4096, seed: int = 0,
+    links: np.ndarray = LINKS, start_us: int = START_US
+) -> dict[str, np.ndarray]:
+    """Rows `first_row`.. of a fabric as the collector exports it: `flows` flows, each on one link and address
+    pair among `hosts` hosts, one row per flow and second (the active timeout), second after second; counters
+    random. Unlike random_flows, the rollups fold rows: a second holds `flows` rows, a pair recurs."""
+    batch = random_flows(rows, seed=seed + first_row + 1, links=links, start_us=start_us)
+    fabric = np.random.default_rng(seed)
+    link = fabric.integers(0, len(links), flows)
+    direction = fabric.integers(0, 2, flows)
+    app = fabric.integers(0, len(APPS), flows)
+    pair = fabric.integers(0, hosts, (flows, 2))
+    offset_us = fabric.integers(0, 1_000_000, flows)
+    index = np.arange(first_row, first_row + rows)
+    flow, second = index % flows, index // flows
+    start = start_us + second * 1_000_000 + offset_us[flow]
+    duration = batch["ts_end"] - batch["ts_start"]
+    batch["ts_start"] = start.astype("datetime64[us]")
+    batch["ts_end"] = batch["ts_start"] + duration
+    batch["link"] = links[link[flow]]
+    batch["leaf"] = np.array([name.split("-")[0] for name in links], dtype=object)[link[flow]]
+    batch["spine"] = np.array([name.split("-")[1] for name in links], dtype=object)[link[flow]]
+    batch["direction"] = np.array(["up", "down"], dtype=object)[direction[flow]]
+    batch["app"] = APPS[app[flow]]
+    for column, side in (("src_ip", 0), ("dst_ip", 1)):
+        host = pair[flow, side]
+        ips = np.zeros((rows, 16), dtype=np.uint8)
+        ips[:, 10:12] = 0xFF
+        ips[:, 12] = 10
+        ips[:, 14] = host >> 8
+        ips[:, 15] = host & 0xFF
+        batch[column] = ips
+    return batch
+
+
 def expected_sums(batches: list[dict[str, np.ndarray]]) -> tuple[int, ...]:
     """(rows, sum packets, sum bytes, sum ecn_ce, sum cnp) over the batches."""
     return (sum(len(b["packets"]) for b in batches),
