@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
@@ -33,6 +33,7 @@ READONLY_SETTINGS: Mapping[str, Any] = {"readonly": 1, "allow_ddl": 0}
 # Server error codes after which the same request may succeed: timeout, too many queries, socket timeout,
 # network, memory limit, too many parts, system error, keeper.
 RETRIABLE_CODES = frozenset({159, 202, 209, 210, 241, 252, 425, 999})
+_END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # Arrow IPC: continuation marker, length 0
 INSERT_CHUNK_ROWS = 65_536  # rows per record batch of an insert's stream (the engine squashes them again)
 _CODE = re.compile(r"Code: (\d+)")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -251,16 +252,33 @@ class Store:
         The rows go as an Arrow stream spooled to a temporary file, which the client reads in pieces:
         clickhouse-connect's `insert_arrow` serialises the whole table in memory and chdb's backend copies it
         into bytes before writing its own file: two copies of the table at once (250,000 flow rows: 77 MB
-        each). And `parts` may be made as they are written (the sink decodes its messages here). The embedded
-        engine's allocator (jemalloc) keeps what an insert freed for seconds, ~220 MB after 250,000 flow rows,
-        in this process; purging it costs ~0.2 ms when there is nothing to give back."""
+        each). And `parts` may be made as they are written."""
         with tempfile.TemporaryFile() as stream:
             with pa.ipc.new_stream(stream, schema) as writer:
                 for part in parts:
                     writer.write_table(part, max_chunksize=INSERT_CHUNK_ROWS)
-            stream.seek(0)
-            self._call(f"insert into {table}", "raw_insert", table, schema.names, stream, dict(settings or {}),
-                       "ArrowStream")
+            self._insert_file(table, schema, stream, settings)
+
+    def insert_batches(self, table: str, schema: pa.Schema, batches: Iterable[pa.ipc.Message], *,
+                       settings: Mapping[str, Any] | None = None) -> None:
+        """Insert Arrow IPC record batch messages of `schema` as they came, compressed bodies and all, as one
+        insert: the engine decodes them, so the sink neither decompresses its messages a second time nor
+        spools their rows decoded (250,000 flow rows: ~8 MB to the file instead of 77)."""
+        with tempfile.TemporaryFile() as stream:
+            stream.write(schema.serialize())
+            for batch in batches:
+                stream.write(batch.serialize())
+            stream.write(_END_OF_STREAM)
+            self._insert_file(table, schema, stream, settings)
+
+    def _insert_file(self, table: str, schema: pa.Schema, stream: IO[bytes],
+                     settings: Mapping[str, Any] | None) -> None:
+        """Insert the Arrow stream written to `stream`. The embedded engine's allocator (jemalloc) keeps what
+        an insert freed for seconds, ~220 MB after 250,000 flow rows, in this process; purging it costs
+        ~0.2 ms when there is nothing to give back."""
+        stream.seek(0)
+        self._call(f"insert into {table}", "raw_insert", table, schema.names, stream, dict(settings or {}),
+                   "ArrowStream")
         if self.config.embedded:
             self._call("purge freed memory", "command", "SYSTEM JEMALLOC PURGE")
 

@@ -49,12 +49,12 @@ class FlakyStore(Store):
         super().__init__(store.config)
         self._client, self.failures = store._client, failures
 
-    def insert_stream(self, table: str, schema: pa.Schema, parts: Iterable[pa.Table], *,
-                      settings: Any = None) -> None:
+    def insert_batches(self, table: str, schema: pa.Schema, batches: Iterable[pa.ipc.Message], *,
+                       settings: Any = None) -> None:
         if self.failures > 0:
             self.failures -= 1
             raise StoreError("ClickHouse insert: connection refused (injected)", retriable=True)
-        super().insert_stream(table, schema, parts, settings=settings)
+        super().insert_batches(table, schema, batches, settings=settings)
 
 
 class Crash(BaseException):
@@ -68,9 +68,9 @@ class CrashAfterInsert(Store):
         super().__init__(store.config)
         self._client = store._client
 
-    def insert_stream(self, table: str, schema: pa.Schema, parts: Iterable[pa.Table], *,
-                      settings: Any = None) -> None:
-        super().insert_stream(table, schema, parts, settings=settings)
+    def insert_batches(self, table: str, schema: pa.Schema, batches: Iterable[pa.ipc.Message], *,
+                       settings: Any = None) -> None:
+        super().insert_batches(table, schema, batches, settings=settings)
         raise Crash
 
 
@@ -82,9 +82,9 @@ class RecordingStore(Store):
         self._client = store._client
         self.ranges: list[tuple[int, int, int]] = []
 
-    def insert_stream(self, table: str, schema: pa.Schema, parts: Iterable[pa.Table], *,
-                      settings: Any = None) -> None:
-        super().insert_stream(table, schema, parts, settings=settings)
+    def insert_batches(self, table: str, schema: pa.Schema, batches: Iterable[pa.ipc.Message], *,
+                       settings: Any = None) -> None:
+        super().insert_batches(table, schema, batches, settings=settings)
         _, partition, span, _ = settings["insert_deduplication_token"].rsplit("/", 3)
         first, end = span.split("-")
         self.ranges.append((int(partition), int(first), int(end)))
@@ -99,12 +99,12 @@ class HeldFlowsStore(Store):
         self.release = threading.Event()
         self.holding = threading.Event()
 
-    def insert_stream(self, table: str, schema: pa.Schema, parts: Iterable[pa.Table], *,
-                      settings: Any = None) -> None:
+    def insert_batches(self, table: str, schema: pa.Schema, batches: Iterable[pa.ipc.Message], *,
+                       settings: Any = None) -> None:
         if table == "flows":
             self.holding.set()
             self.release.wait(WAIT_S)
-        super().insert_stream(table, schema, parts, settings=settings)
+        super().insert_batches(table, schema, batches, settings=settings)
 
 
 def test_events_reach_clickhouse_while_a_flow_insert_is_in_flight(

@@ -8,11 +8,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from pipeline_rows import expected_sums, random_flows, stored_sums
 
 from collectors.sflow import SflowDecoder
 from pipeline import codec, records
+from pipeline.detect.engine import event_columns
+from pipeline.detect.events import make_event
 from pipeline.errors import StoreError, StoreLockedError
 from pipeline.migrate import MIGRATIONS_TABLE, load_migrations, migrate, render_raw_tables
 from pipeline.store import Store, StoreConfig, embedded_dsn
@@ -67,6 +70,38 @@ def test_rollups_equal_raw_sums_after_a_duplicate_insert(store: Store) -> None:
     assert stored_sums(store) == expected
     for rollup in ROLLUPS:
         assert stored_sums(store, rollup) == expected, rollup
+
+
+def _same_rows(store: Store, table: str, other: str) -> bool:
+    differ = store.query(f"SELECT (SELECT count() FROM (SELECT * FROM {table} EXCEPT SELECT * FROM {other})) + "
+                         f"(SELECT count() FROM (SELECT * FROM {other} EXCEPT SELECT * FROM {table}))").rows
+    counts = store.query(f"SELECT (SELECT count() FROM {table}), (SELECT count() FROM {other})").rows[0]
+    return differ == [(0,)] and counts[0] == counts[1]
+
+
+@pytest.mark.parametrize("table", ["flows", "events"])
+def test_record_batches_inserted_as_they_came_equal_the_decoded_rows(store: Store, table: str) -> None:
+    if table == "flows":
+        batch = random_flows(20_000, seed=11)
+    else:
+        batch = event_columns([make_event("fast_recovery", ts=1_780_000_000_000_000 + i, ts_end=1_780_000_000_006_200,
+                                          severity="warning", link=f"leaf{i % 4 + 1}-spine1", summary=f"ünïcode {i}")
+                               for i in range(300)])
+    bodies = [m.value for m in codec.encode(table, batch, max_bytes=64 << 10)]  # compressed, as the sink gets them
+    assert len(bodies) > 3
+    schema = records.arrow_schema(table)
+    several = pa.BufferOutputStream()  # a producer's message may hold several uncompressed batches
+    with pa.ipc.new_stream(several, schema) as writer:
+        writer.write_table(codec.to_arrow(table, batch), max_chunksize=len(batch["link"]) // 5)
+    bodies.append(several.getvalue().to_pybytes())
+    store.insert_batches(table, schema, (b for body in bodies for b in codec.record_batches(body)))
+    store.command(f"CREATE TABLE decoded AS {table} ENGINE = MergeTree ORDER BY tuple()")
+    store.insert_stream("decoded", schema, (codec.decode(table, body) for body in bodies))
+    assert _same_rows(store, table, "decoded")
+    if table == "flows":
+        assert stored_sums(store) == expected_sums([random_flows(20_000, seed=11)] * 2)
+        for rollup in ROLLUPS:
+            assert stored_sums(store, rollup) == expected_sums([batch] * 2), rollup
 
 
 def test_sflow_drop_notifications_are_stored_with_their_reason(store: Store) -> None:
