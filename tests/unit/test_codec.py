@@ -32,6 +32,19 @@ def test_messages_are_bounded_and_keyed_by_their_rows_link() -> None:
         assert links == {message.key.decode()}
 
 
+def test_messages_are_filled_by_their_compressed_size() -> None:
+    """A key's rows fill messages up to the bound as encoded, not as their far larger Arrow size: every
+    message but the last of its key holds at least half the bound."""
+    batch = random_flows(40_000, seed=2)
+    messages = codec.encode("flows", batch, max_bytes=64 << 10)
+    by_key: dict[bytes, list[int]] = {}
+    for message in messages:
+        assert len(message.value) <= 64 << 10
+        by_key.setdefault(message.key, []).append(len(message.value))
+    assert all(size >= 32 << 10 for sizes in by_key.values() for size in sizes[:-1])
+    assert max(len(sizes) for sizes in by_key.values()) > 1
+
+
 def test_default_messages_fit_in_one_mebibyte() -> None:
     messages = codec.encode("flows", random_flows(60_000, seed=3))
     assert all(len(m.value) <= codec.MAX_MESSAGE_BYTES for m in messages)
