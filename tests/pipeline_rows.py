@@ -34,6 +34,8 @@ def random_flows(
     ips[:, 12:] = rng.integers(0, 256, (rows, 4), dtype=np.uint8)
     batch["src_ip"] = ips
     batch["dst_ip"] = ips[::-1].copy()
+    for column in ("outer_src_ip", "outer_dst_ip"):  # :: (no tunnel), as V16 values like the collector's
+        batch[column] = np.zeros(rows, dtype=f"V{ips.shape[1]}")
     batch["packets"] = rng.integers(1, 10_000, rows, dtype=np.uint64)
     batch["bytes"] = batch["packets"] * rng.integers(64, 4096, rows, dtype=np.uint64)
     batch["ecn_ect"] = batch["packets"]
