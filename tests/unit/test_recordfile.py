@@ -9,10 +9,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from pipeline_rows import random_flows
 
 from collectors.collector import Collector, CollectorConfig
 from collectors.pcapfile import open_capture
-from pipeline import recordfile
+from pipeline import codec, recordfile
+from pipeline.detect.engine import event_columns
+from pipeline.detect.events import make_event
 from pipeline.recordfile import RecordFileWriter
 from pipeline.topology import load_topology
 
@@ -64,3 +67,29 @@ def test_jsonl_addresses_and_times_are_what_ipaddress_and_isoformat_write() -> N
         assert recordfile.json_column(column) == want
     plain = pa.chunked_array([pa.array([1, 2, None], pa.uint64())])
     assert recordfile.json_column(plain) == [1, 2, None]
+
+
+def _dumped_lines(rows: pa.Table) -> list[str]:
+    """The lines json.dumps writes for each row's dict of JSON-ready values: what the file must hold."""
+    columns = [recordfile.json_column(column) for column in rows.columns]
+    return [json.dumps(dict(zip(rows.schema.names, row, strict=True))) for row in zip(*columns, strict=True)]
+
+
+def test_jsonl_lines_are_what_json_dumps_writes_for_every_kind_of_value(tmp_path: Path) -> None:
+    """Lines built a column at a time equal json.dumps of each row: big integers, floats (NaN and infinities),
+    booleans, nulls, non-ASCII, quoted and '%' text, lists, addresses and times, in flows and events."""
+    flows = random_flows(300, seed=5)
+    flows["app_detail"] = np.array(["ünï \"q\" \\ %s %", "", "\x01\t"] * 100, dtype=object)
+    flows["confidence"] = np.array([np.nan, np.inf, -np.inf, 0.5, 1e-7, 0.0] * 50, dtype=np.float32)
+    flows["bytes"] = np.full(300, 2**64 - 1, dtype=np.uint64)
+    events = event_columns([make_event("fast_recovery", ts=1_780_000_000_000_000 + i, ts_end=1_780_000_000_006_200,
+                                       severity="warning", link=f"leaf{i % 4 + 1}-spine1", summary=f"ünïcode %d {i}")
+                            for i in range(40)])
+    events["convergence_ms"] = np.array([np.nan, 2.204] * 20)  # nullable: NaN is null
+    for table, batch in (("flows", flows), ("events", events)):
+        out = tmp_path / f"{table}.jsonl"
+        with RecordFileWriter(out, table) as writer:
+            writer.write(batch)
+        rows = codec.to_arrow(table, batch)
+        assert out.read_text(encoding="utf-8").splitlines() == _dumped_lines(rows), table
+    assert rows["convergence_ms"].null_count == 20
