@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from collectors import decode_walk, protocols
+from collectors import decode_fields, decode_walk, protocols
 from collectors import header_table as h
 from collectors.decode_walk import SLAB_APP_L4, SLAB_BTH, SLAB_L3, SLAB_L4
 from collectors.packets import DecodedPackets, PacketBatch
@@ -23,8 +23,6 @@ from pipeline.topology import NO_LINK, UNKNOWN, VLAN_IDS, Topology
 
 log = logging.getLogger(__name__)
 SWITCH_CLOCK_TOLERANCE_NS = 1_000_000_000  # a switch timestamp further from the capture time is not trusted
-FCS_BYTES = 4
-MIN_FRAME = 60  # bytes of the smallest Ethernet frame without its FCS: shorter ones are padded to it
 
 
 @dataclass
@@ -196,26 +194,11 @@ def _packet_time(capture_ns: np.ndarray, ok: np.ndarray, headers: decode_walk.He
 
 def _ip_fields(ok: np.ndarray, headers: decode_walk.Headers) -> tuple[np.ndarray, ...]:
     """Addresses (IPv4 and ARP sender/target as v4-mapped words), traffic class and IP total length."""
-    l3 = headers.slab[SLAB_L3:SLAB_L4]  # the IPv4 header without options, the fixed IPv6 header, or ARP
-    v4 = ok & (headers.ip_version == 4)
-    v6 = ok & (headers.ip_version == 6)
-    arp = ok & (headers.ethertype == protocols.ETH_ARP) & (column16(l3, h.ARP_PROTOCOL_TYPE) == protocols.ETH_IPV4) \
-        & (l3[h.ARP_HARDWARE_LENGTH] == 6) & (l3[h.ARP_PROTOCOL_LENGTH] == 4)
-    mapped = v4 | arp
-    src = np.where(arp, column32(l3, h.ARP_SENDER_PROTOCOL), column32(l3, h.IPV4_SOURCE))
-    dst = np.where(arp, column32(l3, h.ARP_TARGET_PROTOCOL), column32(l3, h.IPV4_DESTINATION))
-    src_lo = np.where(mapped, src.astype(np.uint64) | V4_MAPPED_LO, 0)
-    dst_lo = np.where(mapped, dst.astype(np.uint64) | V4_MAPPED_LO, 0)
-    src_hi = np.zeros(len(ok), dtype=np.uint64)
-    dst_hi = np.zeros(len(ok), dtype=np.uint64)
-    if v6.any():
-        rows = np.flatnonzero(v6)
-        src_hi[rows], src_lo[rows] = v6_words(l3[h.IPV6_SOURCE : h.IPV6_SOURCE + 16, rows].T)
-        dst_hi[rows], dst_lo[rows] = v6_words(l3[h.IPV6_DESTINATION : h.IPV6_DESTINATION + 16, rows].T)
-    v6_class = (column16(l3, 0) >> 4) & 0xFF  # traffic class: the 8 bits after the version nibble
-    traffic_class = np.where(v4, l3[h.IPV4_TOS], np.where(v6, v6_class, 0)).astype(np.uint8)
-    ip_length = np.where(v4, column16(l3, h.IPV4_TOTAL_LENGTH),
-                         np.where(v6, column16(l3, h.IPV6_PAYLOAD_LENGTH).astype(np.int64) + h.IPV6_HEADER, 0))
+    n = len(ok)
+    src_hi, src_lo, dst_hi, dst_lo = (np.empty(n, dtype=np.uint64) for _ in range(4))
+    traffic_class, ip_length = np.empty(n, dtype=np.uint8), np.empty(n, dtype=np.int64)
+    decode_fields.ip_fields(ok, headers.ip_version, headers.ethertype, headers.slab[SLAB_L3:SLAB_L4],
+                            src_hi, src_lo, dst_hi, dst_lo, traffic_class, ip_length)
     return src_hi, src_lo, dst_hi, dst_lo, traffic_class, ip_length
 
 
@@ -260,19 +243,8 @@ def _pfc_fields(ok: np.ndarray, headers: decode_walk.Headers) -> tuple[np.ndarra
 
 
 def _wire_len(batch: PacketBatch, ok: np.ndarray, headers: decode_walk.Headers, ip_length: np.ndarray) -> np.ndarray:
-    """Original length of the monitored frame: the recorded length minus mirror encapsulation, or, when the
-    capture or the mirror truncated the frame, the IP total length plus the L2 header. A frame
-    recorded with its FCS (mirror copies often keep it) counts as without: after an IP datagram, a trailer of
-    exactly FCS_BYTES on a frame needing no padding, or a padded minimum frame plus FCS_BYTES, is the FCS."""
-    mirror_tag = np.where(headers.vlan_link >= 0, h.VLAN_TAG, 0)
-    encapsulation = headers.frame - batch.offset + mirror_tag
-    recorded = batch.wirelen.astype(np.int64) - encapsulation
-    from_ip = headers.l3 - headers.frame - mirror_tag + ip_length
-    ip = headers.ip_version > 0
-    truncated = (batch.caplen < batch.wirelen) | (recorded < from_ip)
-    wire = np.where(ip & truncated, from_ip, recorded)
-    fcs = (recorded - from_ip == FCS_BYTES) | (recorded == MIN_FRAME + FCS_BYTES)
-    if fcs.any():  # rare unless the mirror keeps FCSs: the exact test only then
-        fcs &= ip & ~truncated & ((from_ip >= MIN_FRAME) == (recorded - from_ip == FCS_BYTES))
-        wire -= np.where(fcs, FCS_BYTES, 0)
-    return np.where(ok, np.maximum(wire, 0), 0).astype(np.uint32)
+    """Original length of the monitored frame (decode_fields.wire_len says how)."""
+    wire = np.empty(len(ok), dtype=np.uint32)
+    decode_fields.wire_len(ok, batch.offset, batch.caplen, batch.wirelen, headers.frame, headers.l3,
+                           headers.vlan_link, headers.ip_version, ip_length, wire)
+    return wire

@@ -1,0 +1,92 @@
+"""The decoder's per-packet IP fields and wire length, each computed in one compiled pass over the batch.
+
+As numpy column operations (what collectors.decode did before) the two took ~40 whole-column passes, a
+sixth of the decoder's time after the walk; here each packet's fields are read from the slab (row k = byte k
+of every packet's L3 header) and written once. The rules are DESIGN.md section 5's, as decode.py states them.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from collectors import header_table as h
+from collectors import protocols
+from pipeline.addresses import V4_MAPPED_LO
+
+FCS_BYTES = 4
+MIN_FRAME = 60  # bytes of the smallest Ethernet frame without its FCS: shorter ones are padded to it
+
+
+@numba.njit(cache=True, inline="always")
+def _be16(rows: np.ndarray, at: int, i: int) -> np.int64:
+    return (np.int64(rows[at, i]) << 8) | np.int64(rows[at + 1, i])
+
+
+@numba.njit(cache=True, inline="always")
+def _be32(rows: np.ndarray, at: int, i: int) -> np.int64:
+    return (_be16(rows, at, i) << 16) | _be16(rows, at + 2, i)
+
+
+@numba.njit(cache=True, inline="always")
+def _be64(rows: np.ndarray, at: int, i: int) -> np.uint64:
+    return (np.uint64(_be32(rows, at, i)) << np.uint64(32)) | np.uint64(_be32(rows, at + 4, i))
+
+
+@numba.njit(cache=True, nogil=True)
+def ip_fields(ok: np.ndarray, ip_version: np.ndarray, ethertype: np.ndarray, l3: np.ndarray,
+              src_hi: np.ndarray, src_lo: np.ndarray, dst_hi: np.ndarray, dst_lo: np.ndarray,
+              traffic_class: np.ndarray, ip_length: np.ndarray) -> None:
+    """Addresses (IPv4 and ARP sender/target as v4-mapped words), traffic class and IP total length of each
+    packet from `l3`, the slab rows of its IPv4 header without options, fixed IPv6 header or ARP."""
+    for i in range(len(ok)):
+        src_hi[i] = src_lo[i] = dst_hi[i] = dst_lo[i] = 0
+        traffic_class[i] = 0
+        ip_length[i] = 0
+        if not ok[i]:
+            continue
+        v4, v6 = ip_version[i] == 4, ip_version[i] == 6
+        arp = (ethertype[i] == protocols.ETH_ARP and _be16(l3, h.ARP_PROTOCOL_TYPE, i) == protocols.ETH_IPV4
+               and l3[h.ARP_HARDWARE_LENGTH, i] == 6 and l3[h.ARP_PROTOCOL_LENGTH, i] == 4)
+        if arp:
+            src_lo[i] = np.uint64(_be32(l3, h.ARP_SENDER_PROTOCOL, i)) | V4_MAPPED_LO
+            dst_lo[i] = np.uint64(_be32(l3, h.ARP_TARGET_PROTOCOL, i)) | V4_MAPPED_LO
+        elif v4:
+            src_lo[i] = np.uint64(_be32(l3, h.IPV4_SOURCE, i)) | V4_MAPPED_LO
+            dst_lo[i] = np.uint64(_be32(l3, h.IPV4_DESTINATION, i)) | V4_MAPPED_LO
+        if v6:
+            src_hi[i] = _be64(l3, h.IPV6_SOURCE, i)
+            src_lo[i] = _be64(l3, h.IPV6_SOURCE + 8, i)
+            dst_hi[i] = _be64(l3, h.IPV6_DESTINATION, i)
+            dst_lo[i] = _be64(l3, h.IPV6_DESTINATION + 8, i)
+        if v4:
+            traffic_class[i] = l3[h.IPV4_TOS, i]
+            ip_length[i] = _be16(l3, h.IPV4_TOTAL_LENGTH, i)
+        elif v6:
+            traffic_class[i] = (_be16(l3, 0, i) >> 4) & 0xFF  # the 8 bits after the version nibble
+            ip_length[i] = _be16(l3, h.IPV6_PAYLOAD_LENGTH, i) + h.IPV6_HEADER
+
+
+@numba.njit(cache=True, nogil=True)
+def wire_len(ok: np.ndarray, offset: np.ndarray, caplen: np.ndarray, wirelen: np.ndarray, frame: np.ndarray,
+             l3: np.ndarray, vlan_link: np.ndarray, ip_version: np.ndarray, ip_length: np.ndarray,
+             out: np.ndarray) -> None:
+    """Original length of each monitored frame: the recorded length minus mirror encapsulation, or, when the
+    capture or the mirror truncated the frame, the IP total length plus the L2 header. A frame recorded with
+    its FCS (mirror copies often keep it) counts as without: after an IP datagram, a trailer of exactly
+    FCS_BYTES on a frame needing no padding, or a padded minimum frame plus FCS_BYTES, is the FCS."""
+    for i in range(len(ok)):
+        if not ok[i]:
+            out[i] = 0
+            continue
+        mirror_tag = h.VLAN_TAG if vlan_link[i] >= 0 else 0
+        recorded = np.int64(wirelen[i]) - (frame[i] - offset[i] + mirror_tag)
+        from_ip = l3[i] - frame[i] - mirror_tag + ip_length[i]
+        ip = ip_version[i] > 0
+        truncated = caplen[i] < wirelen[i] or recorded < from_ip
+        wire = from_ip if ip and truncated else recorded
+        trailer = recorded - from_ip == FCS_BYTES
+        if ip and not truncated and (trailer or recorded == MIN_FRAME + FCS_BYTES) \
+                and (from_ip >= MIN_FRAME) == trailer:
+            wire -= FCS_BYTES
+        out[i] = max(wire, 0)
