@@ -17,7 +17,7 @@ from collectors import decode_fields, decode_walk, protocols
 from collectors import header_table as h
 from collectors.decode_walk import SLAB_APP_L4, SLAB_BTH, SLAB_L3, SLAB_L4
 from collectors.packets import DecodedPackets, PacketBatch
-from collectors.wire import column16, column24, column32
+from collectors.wire import column16, column32
 from pipeline.addresses import V4_MAPPED_LO, v6_words
 from pipeline.topology import NO_LINK, UNKNOWN, VLAN_IDS, Topology
 
@@ -205,28 +205,22 @@ def _ip_fields(ok: np.ndarray, headers: decode_walk.Headers) -> tuple[np.ndarray
 def _l4_fields(
     ok: np.ndarray, proto: np.ndarray, l4: np.ndarray, slab: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """TCP/UDP ports and TCP flags from the slab rows copied from `l4` (0 for other protocols and packets
-    without an L4 header)."""
-    ports = ok & (l4 >= 0) & ((proto == protocols.IP_TCP) | (proto == protocols.IP_UDP))
-    src = np.where(ports, column16(slab, h.L4_SOURCE_PORT), 0).astype(np.uint16)
-    dst = np.where(ports, column16(slab, h.L4_DESTINATION_PORT), 0).astype(np.uint16)
-    tcp = ports & (proto == protocols.IP_TCP)
-    flags = np.where(tcp, slab[h.TCP_FLAGS], 0).astype(np.uint8)
+    """TCP/UDP ports and TCP flags (decode_fields.l4_fields)."""
+    n = len(ok)
+    src, dst, flags = np.empty(n, dtype=np.uint16), np.empty(n, dtype=np.uint16), np.empty(n, dtype=np.uint8)
+    decode_fields.l4_fields(ok, proto, l4, slab, src, dst, flags)
     return src, dst, flags
 
 
 def _bth_fields(roce: np.ndarray, bth: np.ndarray) -> dict[str, np.ndarray]:
-    """RoCEv2 BTH fields and the AETH syndrome (0xFF when the opcode carries no AETH) from the BTH slab rows."""
-    opcode = np.where(roce, bth[h.BTH_OPCODE], 0).astype(np.uint8)
-    with_aeth = roce & protocols.OPCODE_HAS_AETH[opcode]
-    return {
-        "bth_opcode": opcode,
-        "fecn": roce & ((bth[h.BTH_FLAGS] & h.BTH_FECN_MASK) != 0),
-        "becn": roce & ((bth[h.BTH_FLAGS] & h.BTH_BECN_MASK) != 0),
-        "dqpn": np.where(roce, column24(bth, h.BTH_DESTINATION_QP), 0).astype(np.uint32),
-        "psn": np.where(roce, column24(bth, h.BTH_PSN), 0).astype(np.uint32),
-        "aeth_syndrome": np.where(with_aeth, bth[h.BTH_HEADER + h.AETH_SYNDROME], 0xFF).astype(np.uint8),
-    }
+    """RoCEv2 BTH fields and the AETH syndrome (decode_fields.bth_fields)."""
+    n = len(roce)
+    fields = {"bth_opcode": np.empty(n, dtype=np.uint8), "fecn": np.empty(n, dtype=np.bool_),
+              "becn": np.empty(n, dtype=np.bool_), "dqpn": np.empty(n, dtype=np.uint32),
+              "psn": np.empty(n, dtype=np.uint32), "aeth_syndrome": np.empty(n, dtype=np.uint8)}
+    decode_fields.bth_fields(roce, bth, protocols.OPCODE_HAS_AETH, fields["bth_opcode"], fields["fecn"],
+                             fields["becn"], fields["dqpn"], fields["psn"], fields["aeth_syndrome"])
+    return fields
 
 
 def _pfc_fields(ok: np.ndarray, headers: decode_walk.Headers) -> tuple[np.ndarray, np.ndarray]:
