@@ -1,9 +1,10 @@
-"""Vectorised decoder: PacketBatch -> DecodedPackets, numpy over the whole batch after one compiled header walk.
+"""Vectorised decoder: PacketBatch -> DecodedPackets, over the whole batch after one compiled header walk.
 
 The walk (collectors.decode_walk) finds where each header starts and copies the header bytes into a compact
-column-major slab; this module reads the fixed-offset fields from it as whole-column numpy operations,
-attributes packets to links (ERSPAN session, mirror VLAN, then capture interface) and computes the monitored
-frame's wire length (DESIGN.md section 5).
+column-major slab; this module reads the fixed-offset fields from it (the IP, L4 and BTH fields and the
+monitored frame's wire length, DESIGN.md section 5, in compiled passes: collectors.decode_fields; the rarer
+ones as whole-column numpy operations) and attributes packets to links (ERSPAN session, mirror VLAN, then
+capture interface).
 """
 
 from __future__ import annotations
