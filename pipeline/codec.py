@@ -91,11 +91,15 @@ def _ipc_bytes(rows: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def _row_bytes(rows: pa.Table) -> float:
-    """Mean bytes a row takes in a message, once per batch from its first rows encoded (the stream's schema
-    counted in, so it errs large). Compressed, a flow row takes a tenth of its Arrow size: sized by the
-    latter, messages held a tenth of the rows they may, and every message costs its own encode and decode of
-    each column buffer."""
+def _row_bytes(rows: pa.Table, max_bytes: int) -> float:
+    """Mean bytes a row takes in a message, once per batch. A batch whose Arrow size fits in a message goes
+    whole whatever it encodes to, so its Arrow size is estimate enough (a replay at --speed 1 sends such
+    batches at every pause). Otherwise from the batch's first rows encoded (the stream's schema counted in,
+    so it errs large): compressed, a flow row takes a tenth of its Arrow size, and messages sized by the
+    latter held a tenth of the rows they may, each paying its own encode and decode of every column buffer."""
+    arrow_bytes = rows.nbytes
+    if arrow_bytes * _SCHEMA_MARGIN <= max_bytes:
+        return max(1.0, arrow_bytes / max(1, rows.num_rows))
     sample = rows.slice(0, _SAMPLE_ROWS)
     return max(1.0, len(_ipc_bytes(sample)) / max(1, sample.num_rows))
 
@@ -123,7 +127,7 @@ def encode(table: str, batch: Batch, *, max_bytes: int = MAX_MESSAGE_BYTES) -> l
     column = key_column(table)
     if column is None:
         rows = to_arrow(table, batch)
-        return _chunks(rows, b"", max_bytes, _row_bytes(rows)) if rows.num_rows else []
+        return _chunks(rows, b"", max_bytes, _row_bytes(rows, max_bytes)) if rows.num_rows else []
     keys = pc.dictionary_encode(_key_array(batch, column))
     codes = arrow_columns.numpy_values(keys.indices, np.dtype(np.int32))  # dictionary_encode: int32 indices
     order = np.argsort(codes, kind="stable")
@@ -137,7 +141,7 @@ def encode(table: str, batch: Batch, *, max_bytes: int = MAX_MESSAGE_BYTES) -> l
     bounds = np.flatnonzero(np.diff(sorted_codes)) + 1
     starts = np.concatenate(([0], bounds))
     ends = np.concatenate((bounds, [len(sorted_codes)]))
-    per_row = _row_bytes(rows)
+    per_row = _row_bytes(rows, max_bytes)
     messages: list[Message] = []
     for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
         key = str(keys.dictionary[sorted_codes[start]].as_py()).encode()
