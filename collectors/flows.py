@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from collectors import protocols
+from collectors import flow_segments, protocols
 from collectors.packets import DecodedPackets
 from pipeline.addresses import to_bytes16
 from pipeline.labels import APPS
@@ -146,25 +146,6 @@ def packet_keys(decoded: DecodedPackets, rows: np.ndarray) -> dict[str, np.ndarr
         "vni": decoded.vni[rows],
         "roce_qp": np.where(is_roce, decoded.dqpn[rows], 0).astype(np.uint32),
     }
-
-
-def packet_flags(decoded: DecodedPackets, rows: np.ndarray) -> np.ndarray:
-    """(len(rows), len(FLAG_COUNTERS)) booleans: which of the per-packet counters each packet adds 1 to."""
-    is_roce = decoded.is_roce[rows]
-    opcode = decoded.bth_opcode[rows]
-    family = np.where(is_roce, protocols.OPCODE_FAMILY[opcode], protocols.FAMILY_NONE)
-    ecn = decoded.ecn[rows]
-    syndrome = decoded.aeth_syndrome[rows]
-    flags = np.empty((len(rows), len(FLAG_COUNTERS)), dtype=np.bool_)
-    flags[:, 0] = ecn != 0
-    flags[:, 1] = ecn == 3
-    flags[:, 2] = is_roce & (opcode == protocols.CNP_OPCODE)
-    flags[:, 3] = family == protocols.FAMILY_WRITE
-    flags[:, 4] = family == protocols.FAMILY_READ
-    flags[:, 5] = family == protocols.FAMILY_SEND
-    flags[:, 6] = family == protocols.FAMILY_ACK
-    flags[:, 7] = is_roce & (syndrome != 0xFF) & ((syndrome & protocols.NAK_SYNDROME_MASK) == protocols.NAK_SYNDROME)
-    return flags
 
 
 class FlowTable:
@@ -304,11 +285,12 @@ class FlowTable:
         seg_start[1:] |= interval[1:] != interval[:-1]
         starts = np.flatnonzero(seg_start)
         scale = np.uint64(self.config.sampling_rate)
-        flags = np.add.reduceat(packet_flags(decoded, rows), starts, axis=0, dtype=np.uint64) * scale
+        counts, wire_bytes, psn_gaps, first, last, psn_first, psn_last = _segment_sums(decoded, rows, starts, ts, gaps)
+        flags = counts * scale
         segments = {name: flags[:, i] for i, name in enumerate(FLAG_COUNTERS)}
         segments["packets"] = np.diff(np.append(starts, len(rows))).astype(np.uint64) * scale
-        segments["bytes"] = np.add.reduceat(decoded.wire_len[rows], starts, dtype=np.uint64) * scale
-        segments["psn_gaps"] = np.add.reduceat(gaps, starts)
+        segments["bytes"] = wire_bytes * scale
+        segments["psn_gaps"] = psn_gaps
         timed = decoded.switch_timed[rows]
         segments["switch_timed"] = np.zeros(len(starts), dtype=np.uint64)
         segments["mirror_delay_ns"] = np.zeros(len(starts), dtype=np.uint64)
@@ -316,12 +298,11 @@ class FlowTable:
             segments["switch_timed"] = np.add.reduceat(timed, starts, dtype=np.uint64)
             delay = np.where(timed, np.maximum(decoded.capture_ts_ns[rows] - decoded.ts_ns[rows], 0), 0)
             segments["mirror_delay_ns"] = np.add.reduceat(delay, starts).astype(np.uint64)  # switch ahead: 0
-        segments["row_first"] = np.minimum.reduceat(ts, starts)
-        segments["row_last"] = np.maximum.reduceat(ts, starts)
+        segments["row_first"], segments["row_last"] = first, last
         segments["row_interval"] = interval[starts]
         stops = np.append(starts[1:], len(rows)) - 1
         segments["row_tail"] = self._tails(ts, flow_id, flow_first, slots, stops)
-        segments["row_psn_first"], segments["row_psn_last"] = _segment_psns(decoded, rows, starts)
+        segments["row_psn_first"], segments["row_psn_last"] = psn_first, psn_last
         segments["row_burst"] = burst[starts]
         seg_slot = slots[flow_id[starts]]
         last_of_flow = np.ones(len(starts), dtype=np.bool_)
@@ -685,11 +666,15 @@ def _in_order(keys: dict[str, np.ndarray], order: np.ndarray) -> tuple[dict[str,
     return ordered, same_key
 
 
-def _segment_psns(decoded: DecodedPackets, rows: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """PSN of the first and last RoCE packet (CNPs excluded: their PSN means nothing) of each segment, -1 if none."""
-    roce = decoded.is_roce[rows] & (decoded.bth_opcode[rows] != protocols.CNP_OPCODE)
-    position = np.arange(len(rows))
-    first = np.minimum.reduceat(np.where(roce, position, len(rows)), starts)
-    last = np.maximum.reduceat(np.where(roce, position, -1), starts)
-    psn = np.append(decoded.psn[rows].astype(np.int64), -1)
-    return psn[first], psn[last]
+def _segment_sums(decoded: DecodedPackets, rows: np.ndarray, starts: np.ndarray, ts: np.ndarray,
+                  gaps: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per segment: flag counts (FLAG_COUNTERS columns), wire bytes, PSN gaps, first and last packet time, and
+    the PSN of the first and last RoCE packet other than a CNP (-1 if none); collectors.flow_segments."""
+    count = len(starts)
+    counts = np.empty((count, len(FLAG_COUNTERS)), dtype=np.uint64)
+    wire_bytes, psn_gaps = np.empty(count, dtype=np.uint64), np.empty(count, dtype=np.uint64)
+    first, last, psn_first, psn_last = (np.empty(count, dtype=np.int64) for _ in range(4))
+    flow_segments.segment_sums(rows, starts, ts, gaps, decoded.ecn, decoded.is_roce, decoded.bth_opcode,
+                               decoded.aeth_syndrome, decoded.psn, decoded.wire_len, protocols.OPCODE_FAMILY,
+                               counts, wire_bytes, psn_gaps, first, last, psn_first, psn_last)
+    return counts, wire_bytes, psn_gaps, first, last, psn_first, psn_last
