@@ -20,9 +20,12 @@ the restart (later in time) make it live again; a row older than the clock (re-s
 restart) is fed at once, as late as it is. A partition newly assigned holds the clock until it brings
 rows or is idle. The clock cannot wait for a collector it has never heard from unless told its name: with
 `collectors` named, each table's clock stays put until every one of them has brought rows on it, or for
-`collector_wait_s` at most (a collector that starts late, or not at all). Counters are not held: each
-port's oper status and error counters are judged on their own samples, and link status merges their
-reports with the traffic's whatever the order.
+`collector_wait_s` at most (a collector that starts late, or not at all). A collector's first rows come on
+one partition while it writes to all, and the consumer reads each at its own pace: so every partition's
+idle time starts again then, and one that had gone quiet holds the clock until it brings rows or has been
+quiet for `idle_s` again (else the late collector's rows on it came after the clock had passed them).
+Counters are not held: each port's oper status and error counters are judged on their own samples, and
+link status merges their reports with the traffic's whatever the order.
 """
 
 from __future__ import annotations
@@ -118,6 +121,9 @@ class Watermark:
         state.seen, state.produced_ms = now, max(state.produced_ms, produced_ms)
         times = times_us(batch[TIME_COLUMNS[table]])
         exporters = batch["exporter"]
+        if not {str(exporter) for exporter in np.unique(exporters)} <= self._heard(table):
+            for other in self._partitions.values():  # a collector's first rows: it may be writing to them all
+                other.seen = max(other.seen, now)
         for exporter in np.unique(exporters):
             latest = int(times[exporters == exporter].max())
             source = state.sources.get(str(exporter))
@@ -208,9 +214,12 @@ class Watermark:
         partitions, and the wait since the start not over."""
         if not self.config.collectors or self._started is None or now - self._started >= self.config.collector_wait_s:
             return False
-        heard = {exporter for partition, state in self._partitions.items() if _TABLES[partition[0]] == table
-                 for exporter in state.sources}
-        return not heard.issuperset(self.config.collectors)
+        return not self._heard(table).issuperset(self.config.collectors)
+
+    def _heard(self, table: str) -> set[str]:
+        """The collectors whose rows of `table` came on any of its partitions."""
+        return {exporter for partition, state in self._partitions.items() if _TABLES[partition[0]] == table
+                for exporter in state.sources}
 
     def _idle(self, partition: Partition, state: _Partition, source: _Source | None, now: float) -> bool:
         if partition in self._paused:
