@@ -272,8 +272,11 @@ class FastRecoveryDetector:
         starts = rows["ts_start"][shown]
         hole = np.flatnonzero(starts[1:] > covered[:-1] + silence)
         judged = self._judged.get(link, np.iinfo(np.int64).min)
+        # Before `since` rows were pruned to each flow's latest (`_latest_of_settled`): holes there are gaps
+        # between the rows kept, not silences of the link, and were ruled out while every row was there.
+        since = self._open_from.get(code, np.iinfo(np.int64).min)
         if not self._downs.get(link):  # an oper-down may fall in a hole judged already; nothing else does
-            hole = hole[covered[hole] > judged]
+            hole = hole[(covered[hole] > judged) & (covered[hole] >= since)]
         holes: list[tuple[int, int | None]] = [(int(covered[i]), int(starts[i + 1])) for i in hole]
         holes.append((int(covered[-1]), None))
         unshown = part[~rows["dense"][part]] if len(dense) else part[:0]
@@ -290,7 +293,7 @@ class FastRecoveryDetector:
                 failures.append(failure)
                 judged = self._judged[link] = max(at, down)
         for at, until in holes:
-            if at <= judged:
+            if at <= judged or at < since:
                 continue
             last = self._last_packet(rows, unshown, at, until)
             if not final and watermark < last + silence:
@@ -309,7 +312,7 @@ class FastRecoveryDetector:
             judged = self._judged[link] = at
             if evident and failure is not None:
                 failures.append(failure)
-        self._open_from[code] = next((at for at, _ in holes if at > judged), int(covered[-1]))
+        self._open_from[code] = next((at for at, _ in holes if at > judged and at >= since), int(covered[-1]))
         return failures
 
     def _last_packet(self, rows: dict[str, np.ndarray], unshown: np.ndarray, at: int, until: int | None) -> int:

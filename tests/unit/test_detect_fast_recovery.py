@@ -363,6 +363,30 @@ def test_flows_moved_promptly_without_loss_are_an_ecmp_rehash_not_a_failure() ->
     assert detector.update(batch(rows)) + detector.flush() == []
 
 
+def test_rows_kept_as_a_flows_latest_leave_no_hole_where_the_link_had_traffic() -> None:
+    """The demo's phantom flap: a link elsewhere came back and ECMP moved F2 from leaf1-spine1 to spine2
+    at T0 + 972 ms, promptly, while F1 went on through leaf1-spine1. All rows arrive at once and show no
+    hole; once they are old, each flow keeps only its latest row per link, and F1's row across the move and
+    F2's first rows on spine2 are gone. That must not turn into a 28 ms silence with PSNs skipped."""
+    first = [
+        row(F1, "leaf1-spine1", "up", T0 + 900 * MS, T0 + 999_400, psn=(0, 99)),
+        row(F1, "leaf1-spine1", "up", T0 + 1_000_400, T0 + 1100 * MS, psn=(100, 199)),
+        row(F1, "leaf1-spine1", "up", T0 + 1_100_500, T0 + 1202 * MS, psn=(200, 301)),
+        row(F2, "leaf1-spine1", "up", T0 + 900 * MS, T0 + 972 * MS, psn=(0, 72)),
+        row(F2, "leaf1-spine2", "up", T0 + 973 * MS, T0 + 999_900, psn=(73, 99)),
+        row(F2, "leaf1-spine2", "up", T0 + 1_000_100, T0 + 1100 * MS, psn=(100, 199)),
+        row(F2, "leaf1-spine2", "up", T0 + 1_100_200, T0 + 1202 * MS, psn=(200, 301)),
+    ]
+    detector = FastRecoveryDetector()
+    assert detector.update(batch(first)) == []
+    for second in range(1, 4):
+        start, end = T0 + (1202 + 1000 * (second - 1)) * MS + 500, T0 + (1202 + 1000 * second) * MS
+        later = [row(F1, "leaf1-spine1", "up", start, end, psn=(302 * second, 302 * second + 300)),
+                 row(F2, "leaf1-spine2", "up", start, end, psn=(302 * second, 302 * second + 300))]
+        assert detector.update(batch(later)) == []
+    assert detector.flush() == []
+
+
 def test_a_link_still_carrying_its_own_session_inside_the_hole_has_not_failed() -> None:
     """Only the flows toward one leaf were cut (the remote half of that leaf's failure): leaf1-spine1's BFD
     went on, so the failure is not on this link."""
