@@ -98,7 +98,7 @@ def stream_to_store(
     sent: Counter[str] = Counter()
     try:
         try:
-            for table, batch in _interleave(steps, sources):
+            for table, batch in interleave_by_time(steps, sources):
                 if rows_of(batch):
                     _send(producer, table, batch, sent)
                     _send(producer, "events", _seen(event_columns(detectors.update(table, batch)), on_events), sent)
@@ -123,7 +123,8 @@ def stream_to_store(
     return StreamSummary(sent=sent, events=sent["events"])
 
 
-def _interleave(steps: Iterable[Step], sources: list[TimedBatches]) -> Iterator[tuple[str, Batch]]:
+def interleave_by_time(steps: Iterable[Step], sources: list[TimedBatches]) -> Iterator[tuple[str, Batch]]:
+    """Each step's batches, preceded by the side sources' rows up to the newest record time seen so far."""
     newest: int | None = None
     for step in steps:
         batches = list(step)

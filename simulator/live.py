@@ -78,20 +78,21 @@ class LiveFabric:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fabricscope-generate") as pool:
             start = time.time() + LEAD_S
-            upcoming = pool.submit(self._generate, 0, start)
+            upcoming = pool.submit(self.generate_cycle, 0, start)
             cycle = 0
             try:
                 while True:
                     outputs = upcoming.result()
                     start += self.cycle_s
                     cycle += 1
-                    upcoming = pool.submit(self._generate, cycle, start)
+                    upcoming = pool.submit(self.generate_cycle, cycle, start)
                     yield outputs
                     _remove(outputs)
             finally:
                 _remove(upcoming.result())
 
-    def _generate(self, cycle: int, start_s: float) -> Outputs:
+    def generate_cycle(self, cycle: int, start_s: float) -> Outputs:
+        """Cycle `cycle`'s files for a start at `start_s` (epoch seconds), as iterating makes them."""
         cycle_ms = self.cycle_s * 1000
         failure_ms = cycle_ms // 2 // JOB_PERIODS_LCM_MS * JOB_PERIODS_LCM_MS + 12.3  # inside a burst
         text = SCENARIO.format(
