@@ -21,6 +21,11 @@ from dataclasses import dataclass
 from pipeline.detect.events import Event, event_us, iso, make_event, ms_to_us, revised, times_us
 
 OUTAGE_KINDS = ("link_down", "link_up")
+# Reports kept per transition kind and link, the latest by time. Not a window of time behind the newest: the
+# sources' reports of one transition come out of time order by a batch or more (the traffic's only once fast
+# recovery has its evidence, up to its timeout later; counters are not held to the records' clock), so the
+# counters' report of the next outage must not drop the one the traffic's report of this outage merges into.
+REPORTS_KEPT = 64
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,12 +116,13 @@ class LinkStatus:
         """The transition this report is of (a new one unless one was reported within `same_within_ms`), and
         the row to write: the event itself when new, the written one retimed when this report is earlier."""
         window = ms_to_us(self.config.same_within_ms)
-        reports = self._reported[(kind, link)] = [other for other in self._reported.get((kind, link), [])
-                                                  if other.ts >= ts - 2 * window]  # bounded in a long run
+        reports = self._reported.setdefault((kind, link), [])
         known = next((other for other in reports if abs(ts - other.ts) <= window), None)
         if known is None:
             known = _Report(ts, event)
             reports.append(known)
+            if len(reports) > REPORTS_KEPT:  # bounded in a long run
+                reports.remove(min(reports, key=lambda other: other.ts))
             return known, [event]
         if ts >= known.ts:
             return known, []

@@ -119,3 +119,18 @@ def test_an_outage_the_counters_report_on_change_is_a_flap_when_brief() -> None:
     assert events[2]["event_id"] == events[3]["event_id"]  # one incident, timed by the counters' earlier up
     flap = events[-1]
     assert (int(flap["ts"].astype("int64")), int(flap["ts_end"].astype("int64"))) == (T0, T0 + 60 * MS)
+
+
+def test_the_traffics_reports_of_an_outage_merge_after_the_counters_reported_the_next_one() -> None:
+    """A bulk replay (fuzzed soak, seed 2): the counters' reports of two outages 5.6 s apart come first; the
+    traffic's failure of the first, known once its flows recovered, comes after them. Its down and up are
+    the first outage's, rewritten under the same incidents, not two more."""
+    status = LinkStatus()
+    counters = status.merge([counter_event("link_down", T0 + 59 * MS), counter_event("link_up", T0 + 2059 * MS),
+                             counter_event("link_down", T0 + 5659 * MS), counter_event("link_up", T0 + 7559 * MS)])
+    traffic = status.merge([failure(T0, T0 + 2041 * MS)])
+    assert kinds(traffic) == [("fast_recovery", T0), ("link_down", T0), ("link_up", T0 + 2041 * MS)]
+    assert {str(e["event_id"]) for e in traffic[1:]} <= {str(e["event_id"]) for e in counters}
+    rows = latest_rows(counters + traffic)
+    assert sorted(kinds([row for row in rows if row["kind"] != "fast_recovery"])) == [
+        ("link_down", T0), ("link_down", T0 + 5659 * MS), ("link_up", T0 + 2041 * MS), ("link_up", T0 + 7559 * MS)]
