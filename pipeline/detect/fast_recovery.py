@@ -354,8 +354,31 @@ class FastRecoveryDetector:
             last_seen=rows["ts_end"][carried],
             spacing=np.maximum((rows["ts_end"][carried] - rows["ts_tail"][carried]) // 2, 1),
         )
+        failure.affected &= ~self._left_before(failure)
         self._recover(failure)
         return failure
+
+    def _left_before(self, failure: _Failure) -> np.ndarray:
+        """Per flow: already on another link of the leaf (same direction) between its last packet on the
+        failed one and the failure. It moved while the link was up (an ECMP rehash: another link came back)
+        and was not cut; a flow the failure cut shows up elsewhere only after it."""
+        rows = self._rows
+        left = np.zeros(len(failure.flows), dtype=bool)
+        if rows is None or not len(failure.flows):
+            return left
+        early = np.flatnonzero((rows["ts_start"] <= failure.ts) & (rows["leaf"] == self._leaf_codes[failure.leaf])
+                               & (rows["link"] != self._link_codes[failure.link]))
+        for code, direction in enumerate(DIRECTIONS):
+            wanted = np.flatnonzero(failure.directions == direction)
+            found = early[rows["direction"][early] == code]
+            if not len(wanted) or not len(found):
+                continue
+            order = wanted[np.argsort(failure.flows[wanted])]
+            at = np.minimum(np.searchsorted(failure.flows[order], rows["flow"][found]), len(order) - 1)
+            same = failure.flows[order][at] == rows["flow"][found]
+            flow = order[at[same]]
+            left[flow[rows["ts_start"][found[same]] > failure.last_seen[flow]]] = True
+        return left
 
     def _recover(self, failure: _Failure) -> None:
         """Each affected flow's first row after the failure on another link of the leaf, same direction."""
