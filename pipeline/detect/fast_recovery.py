@@ -422,12 +422,12 @@ class FastRecoveryDetector:
         the timeout (the far side of that failure: its flows dropped at the spine until rerouted). When
         each explains the other, the one whose silence more flows left is the failure."""
         window = ms_to_us(self.config.timeout_ms)
-        moved = failure.flows[failure.recovered_at >= 0]
+        moved = _movers(failure)
         for other in self._recent:
             if (other is failure or other.link == failure.link or other.spine != failure.spine
                     or abs(other.ts - failure.ts) > window or not np.isin(moved, other.flows).all()):
                 continue
-            theirs = other.flows[other.recovered_at >= 0]
+            theirs = _movers(other)
             if not np.isin(theirs, failure.flows).all() or (len(moved), -failure.ts) < (len(theirs), -other.ts):
                 return True
         return False
@@ -637,6 +637,15 @@ def _moved_out(out: dict[str, np.ndarray], ts: int, until: int | None, timeout: 
     if until is not None:
         moved &= out["next"] < until
     return bool(moved.any())
+
+
+def _movers(failure: _Failure) -> np.ndarray:
+    """The flows that moved because of the failure: the affected ones seen elsewhere after it (a flow last on
+    the link a second before, seen elsewhere now, says nothing of the failure), or every flow seen
+    elsewhere when none of those was."""
+    moved = failure.recovered_at >= 0
+    affected = moved & failure.affected
+    return failure.flows[affected if affected.any() else moved]
 
 
 def _witnessed(ts_tail: np.ndarray, ts_end: np.ndarray, ts: int, until: int | None, window: int) -> np.ndarray:
