@@ -295,7 +295,7 @@ class FastRecoveryDetector:
         for at, until in holes:
             if at <= judged or at < since:
                 continue
-            last = self._last_packet(rows, unshown, at, until)
+            last = self._last_packet(rows, unshown, at, until, _moved_by(out, at))
             if not final and watermark < last + silence:
                 break
             moved = _moved_out(out, last, until, timeout)
@@ -315,20 +315,23 @@ class FastRecoveryDetector:
         self._open_from[code] = next((at for at, _ in holes if at > judged and at >= since), int(covered[-1]))
         return failures
 
-    def _last_packet(self, rows: dict[str, np.ndarray], unshown: np.ndarray, at: int, until: int | None) -> int:
-        """The link's last packet before a hole in its dense rows: `at`, or a later packet of a sparse flow
-        (BFD after the burst) that then fell silent for longer than its own spacing allows. A sparse row
-        ending just before the link came back spans the outage and its repair, and says nothing. Only rows
-        the holes were not drawn from (`unshown`: the sparse ones, when the link has dense rows) can end
-        inside one."""
+    def _last_packet(self, rows: dict[str, np.ndarray], unshown: np.ndarray, at: int, until: int | None,
+                     moved_by: int) -> int:
+        """The link's last packet before a hole in its dense rows: `at`, or a later packet of a sparse flow:
+        one (BFD after the burst) that then fell silent for longer than its own spacing allows, or the first
+        packet of a sparse row begun in the hole before any flow that left the link showed up elsewhere
+        (`moved_by`: the link had failed by then). A sparse row ending just before the link came back spans
+        the outage and its repair, and says nothing of its end. Only rows the holes were not drawn from
+        (`unshown`: the sparse ones, when the link has dense rows) can end or begin inside one."""
         if not len(unshown):
             return at
-        ends, tails = rows["ts_end"][unshown], rows["ts_tail"][unshown]
-        inside = ends > at
+        ends, tails, starts = rows["ts_end"][unshown], rows["ts_tail"][unshown], rows["ts_start"][unshown]
+        inside = (ends > at) & (ends < moved_by)
         if until is not None:
             spacing = np.where((tails > 0) & (tails < ends), (ends - tails) // 2, until - at)
             inside &= until - ends > self.config.gap_factor * spacing
-        return int(ends[inside].max()) if inside.any() else at
+        begun = starts[(starts > at) & (starts < moved_by)]
+        return max(at, int(ends[inside].max()) if inside.any() else at, int(begun.max()) if len(begun) else at)
 
     def _failure(self, rows: dict[str, np.ndarray], part: np.ndarray, code: int, ts: int, trigger: str,
                  until: int | None, *, empty_ok: bool = False) -> _Failure | None:
@@ -646,6 +649,13 @@ def _movers(failure: _Failure) -> np.ndarray:
     moved = failure.recovered_at >= 0
     affected = moved & failure.affected
     return failure.flows[affected if affected.any() else moved]
+
+
+def _moved_by(out: dict[str, np.ndarray], at: int) -> int:
+    """When the first flow that left the link at a hole starting at `at` showed up elsewhere (the int64 max
+    when none did yet)."""
+    arrived = out["next"][(out["end"] <= at) & (out["next"] > at)]
+    return int(arrived.min()) if len(arrived) else int(np.iinfo(np.int64).max)
 
 
 def _witnessed(ts_tail: np.ndarray, ts_end: np.ndarray, ts: int, until: int | None, window: int) -> np.ndarray:

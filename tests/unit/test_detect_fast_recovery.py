@@ -535,3 +535,18 @@ def test_a_far_side_is_not_a_failure_of_its_own_for_a_flow_it_carried_a_second_b
     events = latest_rows(detector.update(batch(rows)) + detector.flush())
     assert [e["link"] for e in events] == ["leaf1-spine1"]
 
+
+def test_a_sparse_row_begun_just_before_the_failure_times_it_and_does_not_keep_the_link_alive() -> None:
+    """Fuzzed soak, seed 61, bulk: a BFD packet crossed leaf1-spine1 0.3 ms after the burst's last packet and
+    just before the link went down; its row (packets hundreds of ms apart, the next after the repair)
+    begins in the hole. That packet is the link's last before the failure, not a sign it stayed up."""
+    rows = [
+        row(F1, "leaf1-spine1", "up", FAIL - 40 * MS, FAIL - 300, psn=(0, 133)),
+        control("leaf1-spine1", FAIL, FAIL + 900 * MS, interval=450 * MS),
+        row(F1, "leaf1-spine2", "up", FAIL + 1400, FAIL + 1500 * MS, psn=(140, 5000)),
+        row(F4, "leaf2-spine1", "up", T0, FAIL + 2600 * MS),
+    ]
+    detector = FastRecoveryDetector()
+    event = only(latest_rows(detector.update(batch(rows)) + detector.flush()))
+    assert (event["link"], event["ts"]) == ("leaf1-spine1", np.datetime64(FAIL, "us"))
+    assert event["local_convergence_ms"] == pytest.approx(1.4)
