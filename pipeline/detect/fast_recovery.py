@@ -49,6 +49,7 @@ _COLUMNS = ("link", "leaf", "direction", "key", "flow", "ts_start", "ts_end", "t
             "data", "dense")
 _DETAIL_FLOWS = 100
 _KEY = np.dtype(f"V{FLOW_KEY.itemsize}")
+_NEVER_MOVED = int(np.iinfo(np.int64).max)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -320,9 +321,9 @@ class FastRecoveryDetector:
         """The link's last packet before a hole in its dense rows: `at`, or a later packet of a sparse flow:
         one (BFD after the burst) that then fell silent for longer than its own spacing allows, or the first
         packet of a sparse row begun in the hole before any flow that left the link showed up elsewhere
-        (`moved_by`: the link had failed by then). A sparse row ending just before the link came back spans
-        the outage and its repair, and says nothing of its end. Only rows the holes were not drawn from
-        (`unshown`: the sparse ones, when the link has dense rows) can end or begin inside one."""
+        (`moved_by`: the link had failed by then; none when no flow left). A sparse row ending just before the
+        link came back spans the outage and its repair, and says nothing of its end. Only rows the holes were
+        not drawn from (`unshown`: the sparse ones, when the link has dense rows) can end or begin inside one."""
         if not len(unshown):
             return at
         ends, tails, starts = rows["ts_end"][unshown], rows["ts_tail"][unshown], rows["ts_start"][unshown]
@@ -330,7 +331,7 @@ class FastRecoveryDetector:
         if until is not None:
             spacing = np.where((tails > 0) & (tails < ends), (ends - tails) // 2, until - at)
             inside &= until - ends > self.config.gap_factor * spacing
-        begun = starts[(starts > at) & (starts < moved_by)]
+        begun = starts[(starts > at) & (starts < moved_by)] if moved_by < _NEVER_MOVED else starts[:0]
         return max(at, int(ends[inside].max()) if inside.any() else at, int(begun.max()) if len(begun) else at)
 
     def _failure(self, rows: dict[str, np.ndarray], part: np.ndarray, code: int, ts: int, trigger: str,
@@ -425,12 +426,12 @@ class FastRecoveryDetector:
         the timeout (the far side of that failure: its flows dropped at the spine until rerouted). When
         each explains the other, the one whose silence more flows left is the failure."""
         window = ms_to_us(self.config.timeout_ms)
-        moved = _movers(failure)
+        moved = failure.flows[failure.recovered_at >= 0]
         for other in self._recent:
             if (other is failure or other.link == failure.link or other.spine != failure.spine
                     or abs(other.ts - failure.ts) > window or not np.isin(moved, other.flows).all()):
                 continue
-            theirs = _movers(other)
+            theirs = other.flows[other.recovered_at >= 0]
             if not np.isin(theirs, failure.flows).all() or (len(moved), -failure.ts) < (len(theirs), -other.ts):
                 return True
         return False
@@ -642,20 +643,11 @@ def _moved_out(out: dict[str, np.ndarray], ts: int, until: int | None, timeout: 
     return bool(moved.any())
 
 
-def _movers(failure: _Failure) -> np.ndarray:
-    """The flows that moved because of the failure: the affected ones seen elsewhere after it (a flow last on
-    the link a second before, seen elsewhere now, says nothing of the failure), or every flow seen
-    elsewhere when none of those was."""
-    moved = failure.recovered_at >= 0
-    affected = moved & failure.affected
-    return failure.flows[affected if affected.any() else moved]
-
-
 def _moved_by(out: dict[str, np.ndarray], at: int) -> int:
-    """When the first flow that left the link at a hole starting at `at` showed up elsewhere (the int64 max
+    """When the first flow that left the link at a hole starting at `at` showed up elsewhere (`_NEVER_MOVED`
     when none did yet)."""
     arrived = out["next"][(out["end"] <= at) & (out["next"] > at)]
-    return int(arrived.min()) if len(arrived) else int(np.iinfo(np.int64).max)
+    return int(arrived.min()) if len(arrived) else _NEVER_MOVED
 
 
 def _witnessed(ts_tail: np.ndarray, ts_end: np.ndarray, ts: int, until: int | None, window: int) -> np.ndarray:
