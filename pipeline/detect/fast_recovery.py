@@ -49,7 +49,6 @@ _COLUMNS = ("link", "leaf", "direction", "key", "flow", "ts_start", "ts_end", "t
             "data", "dense")
 _DETAIL_FLOWS = 100
 _KEY = np.dtype(f"V{FLOW_KEY.itemsize}")
-_NEVER_MOVED = int(np.iinfo(np.int64).max)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -317,7 +316,7 @@ class FastRecoveryDetector:
         return failures
 
     def _last_packet(self, rows: dict[str, np.ndarray], unshown: np.ndarray, at: int, until: int | None,
-                     moved_by: int) -> int:
+                     moved_by: int | None) -> int:
         """The link's last packet before a hole in its dense rows: `at`, or a later packet of a sparse flow:
         one (BFD after the burst) that then fell silent for longer than its own spacing allows, or the first
         packet of a sparse row begun in the hole before any flow that left the link showed up elsewhere
@@ -327,12 +326,15 @@ class FastRecoveryDetector:
         if not len(unshown):
             return at
         ends, tails, starts = rows["ts_end"][unshown], rows["ts_tail"][unshown], rows["ts_start"][unshown]
-        inside = (ends > at) & (ends < moved_by)
+        inside = ends > at
+        begun = starts[:0]
+        if moved_by is not None:
+            inside &= ends < moved_by
+            begun = starts[(starts > at) & (starts < moved_by)]
         if until is not None:
             spacing = np.where((tails > 0) & (tails < ends), (ends - tails) // 2, until - at)
             inside &= until - ends > self.config.gap_factor * spacing
-        begun = starts[(starts > at) & (starts < moved_by)] if moved_by < _NEVER_MOVED else starts[:0]
-        return max(at, int(ends[inside].max()) if inside.any() else at, int(begun.max()) if len(begun) else at)
+        return int(max(ends[inside].max(initial=at), begun.max(initial=at)))
 
     def _failure(self, rows: dict[str, np.ndarray], part: np.ndarray, code: int, ts: int, trigger: str,
                  until: int | None, *, empty_ok: bool = False) -> _Failure | None:
@@ -366,22 +368,11 @@ class FastRecoveryDetector:
         """Per flow: already on another link of the leaf (same direction) between its last packet on the
         failed one and the failure. It moved while the link was up (an ECMP rehash: another link came back)
         and was not cut; a flow the failure cut shows up elsewhere only after it."""
-        rows = self._rows
         left = np.zeros(len(failure.flows), dtype=bool)
-        if rows is None or not len(failure.flows):
+        if self._rows is None:
             return left
-        early = np.flatnonzero((rows["ts_start"] <= failure.ts) & (rows["leaf"] == self._leaf_codes[failure.leaf])
-                               & (rows["link"] != self._link_codes[failure.link]))
-        for code, direction in enumerate(DIRECTIONS):
-            wanted = np.flatnonzero(failure.directions == direction)
-            found = early[rows["direction"][early] == code]
-            if not len(wanted) or not len(found):
-                continue
-            order = wanted[np.argsort(failure.flows[wanted])]
-            at = np.minimum(np.searchsorted(failure.flows[order], rows["flow"][found]), len(order) - 1)
-            same = failure.flows[order][at] == rows["flow"][found]
-            flow = order[at[same]]
-            left[flow[rows["ts_start"][found[same]] > failure.last_seen[flow]]] = True
+        flow, row = self._elsewhere(failure, self._rows["ts_start"] <= failure.ts)
+        left[flow[self._rows["ts_start"][row] > failure.last_seen[flow]]] = True
         return left
 
     def _recover(self, failure: _Failure) -> None:
@@ -390,24 +381,34 @@ class FastRecoveryDetector:
         if rows is None:
             return
         until = np.iinfo(np.int64).max if failure.until is None else failure.until
-        elsewhere = np.flatnonzero((rows["ts_start"] > failure.ts) & (rows["ts_start"] < until))
-        elsewhere = elsewhere[(rows["leaf"][elsewhere] == self._leaf_codes[failure.leaf])
-                              & (rows["link"][elsewhere] != self._link_codes[failure.link])]
+        flow, row = self._elsewhere(failure, (rows["ts_start"] > failure.ts) & (rows["ts_start"] < until))
+        order = np.lexsort((rows["ts_start"][row], flow))
+        flow, row = flow[order], row[order]
+        _, first = np.unique(flow, return_index=True)  # each flow's earliest row
+        flow, row = flow[first], row[first]
+        failure.recovered_at[flow] = rows["ts_start"][row]
+        failure.new_link[flow] = [self._links[code][0] for code in rows["link"][row].tolist()]
+        failure.psn_first[flow] = rows["psn_first"][row]
+
+    def _elsewhere(self, failure: _Failure, among: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rows (of `among`, a mask over the rows) of the failure's flows on another link of its leaf, in
+        the direction each had on the failed link: each flow's index in the failure and the row's index."""
+        rows = self._rows
+        assert rows is not None
+        candidates = np.flatnonzero(among & (rows["leaf"] == self._leaf_codes[failure.leaf])
+                                    & (rows["link"] != self._link_codes[failure.link]))
+        flows, found = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
         for code, direction in enumerate(DIRECTIONS):
-            wanted = failure.directions == direction
-            found = elsewhere[(rows["direction"][elsewhere] == code)
-                              & np.isin(rows["flow"][elsewhere], failure.flows[wanted])]
-            if not len(found):
+            wanted = np.flatnonzero(failure.directions == direction)
+            here = candidates[rows["direction"][candidates] == code]
+            if not len(wanted) or not len(here):
                 continue
-            found = found[np.lexsort((rows["ts_start"][found], rows["flow"][found]))]
-            flows, first = np.unique(rows["flow"][found], return_index=True)
-            index = dict(zip(flows.tolist(), found[first].tolist(), strict=True))
-            for i in np.flatnonzero(wanted):
-                row = index.get(int(failure.flows[i]))
-                if row is not None:
-                    failure.recovered_at[i] = rows["ts_start"][row]
-                    failure.new_link[i] = self._links[rows["link"][row]][0]
-                    failure.psn_first[i] = rows["psn_first"][row]
+            order = wanted[np.argsort(failure.flows[wanted])]
+            at = np.minimum(np.searchsorted(failure.flows[order], rows["flow"][here]), len(order) - 1)
+            same = failure.flows[order][at] == rows["flow"][here]
+            flows.append(order[at[same]])
+            found.append(here[same])
+        return np.concatenate(flows), np.concatenate(found)
 
     def _back_at(self, failure: _Failure) -> int | None:
         """When the failed link carried traffic again: the first start after the failure among its rows (its
@@ -643,11 +644,11 @@ def _moved_out(out: dict[str, np.ndarray], ts: int, until: int | None, timeout: 
     return bool(moved.any())
 
 
-def _moved_by(out: dict[str, np.ndarray], at: int) -> int:
-    """When the first flow that left the link at a hole starting at `at` showed up elsewhere (`_NEVER_MOVED`
-    when none did yet)."""
+def _moved_by(out: dict[str, np.ndarray], at: int) -> int | None:
+    """When the first flow that left the link at a hole starting at `at` showed up elsewhere (None while none
+    did)."""
     arrived = out["next"][(out["end"] <= at) & (out["next"] > at)]
-    return int(arrived.min()) if len(arrived) else _NEVER_MOVED
+    return int(arrived.min()) if len(arrived) else None
 
 
 def _witnessed(ts_tail: np.ndarray, ts_end: np.ndarray, ts: int, until: int | None, window: int) -> np.ndarray:
