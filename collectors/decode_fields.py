@@ -12,30 +12,11 @@ import numpy as np
 
 from collectors import header_table as h
 from collectors import protocols
+from collectors.wire import slab16, slab24, slab32, slab64
 from pipeline.addresses import V4_MAPPED_LO
 
 FCS_BYTES = 4
 MIN_FRAME = 60  # bytes of the smallest Ethernet frame without its FCS: shorter ones are padded to it
-
-
-@numba.njit(cache=True, inline="always")
-def _be16(rows: np.ndarray, at: int, i: int) -> np.int64:
-    return (np.int64(rows[at, i]) << 8) | np.int64(rows[at + 1, i])
-
-
-@numba.njit(cache=True, inline="always")
-def _be24(rows: np.ndarray, at: int, i: int) -> np.int64:
-    return (_be16(rows, at, i) << 8) | np.int64(rows[at + 2, i])
-
-
-@numba.njit(cache=True, inline="always")
-def _be32(rows: np.ndarray, at: int, i: int) -> np.int64:
-    return (_be16(rows, at, i) << 16) | _be16(rows, at + 2, i)
-
-
-@numba.njit(cache=True, inline="always")
-def _be64(rows: np.ndarray, at: int, i: int) -> np.uint64:
-    return (np.uint64(_be32(rows, at, i)) << np.uint64(32)) | np.uint64(_be32(rows, at + 4, i))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -51,25 +32,25 @@ def ip_fields(ok: np.ndarray, ip_version: np.ndarray, ethertype: np.ndarray, l3:
         if not ok[i]:
             continue
         v4, v6 = ip_version[i] == 4, ip_version[i] == 6
-        arp = (ethertype[i] == protocols.ETH_ARP and _be16(l3, h.ARP_PROTOCOL_TYPE, i) == protocols.ETH_IPV4
+        arp = (ethertype[i] == protocols.ETH_ARP and slab16(l3, h.ARP_PROTOCOL_TYPE, i) == protocols.ETH_IPV4
                and l3[h.ARP_HARDWARE_LENGTH, i] == 6 and l3[h.ARP_PROTOCOL_LENGTH, i] == 4)
         if arp:
-            src_lo[i] = np.uint64(_be32(l3, h.ARP_SENDER_PROTOCOL, i)) | V4_MAPPED_LO
-            dst_lo[i] = np.uint64(_be32(l3, h.ARP_TARGET_PROTOCOL, i)) | V4_MAPPED_LO
+            src_lo[i] = np.uint64(slab32(l3, h.ARP_SENDER_PROTOCOL, i)) | V4_MAPPED_LO
+            dst_lo[i] = np.uint64(slab32(l3, h.ARP_TARGET_PROTOCOL, i)) | V4_MAPPED_LO
         elif v4:
-            src_lo[i] = np.uint64(_be32(l3, h.IPV4_SOURCE, i)) | V4_MAPPED_LO
-            dst_lo[i] = np.uint64(_be32(l3, h.IPV4_DESTINATION, i)) | V4_MAPPED_LO
+            src_lo[i] = np.uint64(slab32(l3, h.IPV4_SOURCE, i)) | V4_MAPPED_LO
+            dst_lo[i] = np.uint64(slab32(l3, h.IPV4_DESTINATION, i)) | V4_MAPPED_LO
         if v6:
-            src_hi[i] = _be64(l3, h.IPV6_SOURCE, i)
-            src_lo[i] = _be64(l3, h.IPV6_SOURCE + 8, i)
-            dst_hi[i] = _be64(l3, h.IPV6_DESTINATION, i)
-            dst_lo[i] = _be64(l3, h.IPV6_DESTINATION + 8, i)
+            src_hi[i] = slab64(l3, h.IPV6_SOURCE, i)
+            src_lo[i] = slab64(l3, h.IPV6_SOURCE + 8, i)
+            dst_hi[i] = slab64(l3, h.IPV6_DESTINATION, i)
+            dst_lo[i] = slab64(l3, h.IPV6_DESTINATION + 8, i)
         if v4:
             traffic_class[i] = l3[h.IPV4_TOS, i]
-            ip_length[i] = _be16(l3, h.IPV4_TOTAL_LENGTH, i)
+            ip_length[i] = slab16(l3, h.IPV4_TOTAL_LENGTH, i)
         elif v6:
-            traffic_class[i] = (_be16(l3, 0, i) >> 4) & 0xFF  # the 8 bits after the version nibble
-            ip_length[i] = _be16(l3, h.IPV6_PAYLOAD_LENGTH, i) + h.IPV6_HEADER
+            traffic_class[i] = (slab16(l3, 0, i) >> 4) & 0xFF  # the 8 bits after the version nibble
+            ip_length[i] = slab16(l3, h.IPV6_PAYLOAD_LENGTH, i) + h.IPV6_HEADER
 
 
 @numba.njit(cache=True, nogil=True)
@@ -105,8 +86,8 @@ def l4_fields(ok: np.ndarray, proto: np.ndarray, l4: np.ndarray, slab: np.ndarra
     for i in range(len(ok)):
         src_port[i] = dst_port[i] = tcp_flags[i] = 0
         if ok[i] and l4[i] >= 0 and (proto[i] == protocols.IP_TCP or proto[i] == protocols.IP_UDP):
-            src_port[i] = _be16(slab, h.L4_SOURCE_PORT, i)
-            dst_port[i] = _be16(slab, h.L4_DESTINATION_PORT, i)
+            src_port[i] = slab16(slab, h.L4_SOURCE_PORT, i)
+            dst_port[i] = slab16(slab, h.L4_DESTINATION_PORT, i)
             if proto[i] == protocols.IP_TCP:
                 tcp_flags[i] = slab[h.TCP_FLAGS, i]
 
@@ -126,6 +107,6 @@ def bth_fields(roce: np.ndarray, bth: np.ndarray, has_aeth: np.ndarray, opcode: 
         opcode[i] = bth[h.BTH_OPCODE, i]
         fecn[i] = (bth[h.BTH_FLAGS, i] & h.BTH_FECN_MASK) != 0
         becn[i] = (bth[h.BTH_FLAGS, i] & h.BTH_BECN_MASK) != 0
-        dqpn[i] = _be24(bth, h.BTH_DESTINATION_QP, i)
-        psn[i] = _be24(bth, h.BTH_PSN, i)
+        dqpn[i] = slab24(bth, h.BTH_DESTINATION_QP, i)
+        psn[i] = slab24(bth, h.BTH_PSN, i)
         aeth_syndrome[i] = bth[h.BTH_HEADER + h.AETH_SYNDROME, i] if has_aeth[opcode[i]] else 0xFF

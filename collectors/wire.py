@@ -1,5 +1,6 @@
-"""The big-endian (network order) byte readers every decoder shares: compiled ones for the numba walks and
-whole-column ones for numpy over a slab (row k = byte k of every packet's header).
+"""The big-endian (network order) byte readers every decoder shares: compiled ones for the numba walks (over
+a buffer, or over one packet's column of a slab: row k = byte k of every packet's header) and whole-column
+ones for numpy over a slab.
 
 The compiled readers widen each byte to int64 before shifting: numba would make int() of a uint8 unsigned,
 and unsigned mixed with signed a float.
@@ -25,6 +26,27 @@ def be24(buf: np.ndarray, at: int) -> int:
 def be32(buf: np.ndarray, at: int) -> int:
     return int((np.int64(buf[at]) << 24) | (np.int64(buf[at + 1]) << 16) | (np.int64(buf[at + 2]) << 8)
                | np.int64(buf[at + 3]))
+
+
+@numba.njit(cache=True, inline="always")
+def slab16(rows: np.ndarray, at: int, i: int) -> np.int64:
+    """The 16-bit field at byte `at` of packet `i`'s header in a slab."""
+    return (np.int64(rows[at, i]) << 8) | np.int64(rows[at + 1, i])
+
+
+@numba.njit(cache=True, inline="always")
+def slab24(rows: np.ndarray, at: int, i: int) -> np.int64:
+    return (slab16(rows, at, i) << 8) | np.int64(rows[at + 2, i])
+
+
+@numba.njit(cache=True, inline="always")
+def slab32(rows: np.ndarray, at: int, i: int) -> np.int64:
+    return (slab16(rows, at, i) << 16) | slab16(rows, at + 2, i)
+
+
+@numba.njit(cache=True, inline="always")
+def slab64(rows: np.ndarray, at: int, i: int) -> np.uint64:
+    return (np.uint64(slab32(rows, at, i)) << np.uint64(32)) | np.uint64(slab32(rows, at + 4, i))
 
 
 def column16(rows: np.ndarray, at: int) -> np.ndarray:
