@@ -21,12 +21,15 @@ from pipeline.detect.engine import DetectorSet
 from pipeline.detect.link_status import LinkStatus
 from pipeline.detect.watermark import Watermark
 from pipeline.errors import InputError
+from pipeline.topology import Topology
 
 # 2: fast recovery keeps per-flow state with coded links (pipeline/detect/fast_recovery.py)
 # 3: link status keeps the rows it wrote, to rewrite them with an earlier report (pipeline/detect/link_status.py),
 #    and the rows read that wait for the clock are saved with the detectors (pipeline/detect/watermark.py)
-FORMAT_VERSION = 3
-MIGRATED_VERSIONS = (2,)
+# 4: fast recovery knows the leaves' host prefixes and the counters' recent outages, to tell a far side by where
+#    its flows go (pipeline/detect/fast_recovery.py)
+FORMAT_VERSION = 4
+MIGRATED_VERSIONS = (2, 3)
 
 
 @dataclass
@@ -47,9 +50,10 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     os.replace(temporary, path)
 
 
-def load_checkpoint(path: Path) -> Checkpoint | None:
-    """The last checkpoint, None when there is none. One of another version or unreadable is bad input
-    naming the file: remove it to start the detectors afresh."""
+def load_checkpoint(path: Path, topology: Topology | None) -> Checkpoint | None:
+    """The last checkpoint, None when there is none; one of an earlier format is brought up to this one
+    (`topology`: the member's, which older ones did not keep). One of another version or unreadable is bad
+    input naming the file: remove it to start the detectors afresh."""
     if not path.is_file():
         return None
     try:
@@ -63,4 +67,6 @@ def load_checkpoint(path: Path) -> Checkpoint | None:
     if version == 2:
         checkpoint.detectors.link_status = LinkStatus.from_format_2(checkpoint.detectors.link_status)
         checkpoint.watermark = Watermark()  # format 2 fed every row as read: none waits
+    if version < 4:
+        checkpoint.detectors.fast_recovery.restored_from_format_3(topology)
     return checkpoint

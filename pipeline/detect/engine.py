@@ -31,7 +31,7 @@ class DetectorSet:
         self.ecmp = EcmpDetector(topology, config.ecmp)
         self.congestion = CongestionDetector(config.congestion)
         self.collective = CollectiveDetector(config.collective)
-        self.fast_recovery = FastRecoveryDetector(config.fast_recovery)
+        self.fast_recovery = FastRecoveryDetector(config.fast_recovery, topology)
         self.link_status = LinkStatus(config.link_status)
         self.emitted = 0
         self._open: set[str] = set()

@@ -39,7 +39,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.detect.events import Batch, Event, make_event, ms_to_us, times_us
-from pipeline.detect.flowkey import FLOW_KEY, KEY_COLUMNS, describe, flow_hashes, flow_keys
+from pipeline.detect.flowkey import FLOW_KEY, KEY_COLUMNS, describe, endpoints, flow_hashes, flow_keys
+from pipeline.topology import Topology
 
 PSN_MODULO = 1 << 24
 DIRECTIONS = ("up", "down")
@@ -86,6 +87,7 @@ class _Failure:
     new_link: np.ndarray = field(init=False)
     psn_first: np.ndarray = field(init=False)
     updated: int = field(init=False, default=0)  # data time of the incident's latest row, 0 before the first
+    far_leaves: np.ndarray | None = field(init=False, default=None)  # see FastRecoveryDetector._far_leaves
 
     def __post_init__(self) -> None:
         self.recovered_at = np.full(len(self.keys), -1, dtype=np.int64)
@@ -108,12 +110,14 @@ class FastRecoveryDetector:
     `ts + timeout_ms`, or at `flush`.
     """
 
-    def __init__(self, config: FastRecoveryConfig | None = None) -> None:
+    def __init__(self, config: FastRecoveryConfig | None = None, topology: Topology | None = None) -> None:
         self.config = config or FastRecoveryConfig()
+        self.topology = topology  # the leaves' host prefixes: where each flow's far end is (`_far_leaves`)
         self._rows: dict[str, np.ndarray] | None = None  # compact: link, leaf and direction as codes
         self._judged: dict[str, int] = {}
         self._down_since: dict[str, int] = {}  # link -> start of the outage the counters show now
         self._downs: dict[str, list[int]] = {}  # link -> outage starts not judged yet
+        self._reported_downs: dict[str, list[int]] = {}  # link -> outage starts within the timeout, judged or not
         self._pending: list[_Failure] = []
         self._recent: list[_Failure] = []
         self._left: dict[str, set[int]] = {}  # link -> flow_hashes of the flows it carried when it failed
@@ -123,6 +127,12 @@ class FastRecoveryDetector:
         self._leaf_codes: dict[str, int] = {}
         self._open_from: dict[int, int] = {}  # link code -> no failure of the link yet to be found is earlier
         self._latest = np.iinfo(np.int64).min
+
+    def restored_from_format_3(self, topology: Topology | None) -> None:
+        """Bring the state a format-3 checkpoint held up to this one: it had no topology, and the counters'
+        earlier reports are not known (a far side is then told only by the failures judged from rows)."""
+        self.topology = topology
+        self._reported_downs = {}
 
     def observe_counters(self, counters: Batch) -> None:
         """Note when each link was reported operationally down (each outage once, however briefly: the up
@@ -137,6 +147,7 @@ class FastRecoveryDetector:
             elif link not in self._down_since:
                 self._down_since[link] = int(ts[row])
                 self._downs.setdefault(link, []).append(int(ts[row]))
+                self._reported_downs.setdefault(link, []).append(int(ts[row]))
 
     def update(self, flows: Batch) -> list[Event]:
         links = self._link_codes_of(flows)
@@ -423,19 +434,56 @@ class FastRecoveryDetector:
         return int(after.min()) if len(after) else None
 
     def _knock_on(self, failure: _Failure) -> bool:
-        """True when every flow that moved had been on another failed link through the same spine, within
-        the timeout (the far side of that failure: its flows dropped at the spine until rerouted). When
-        each explains the other, the one whose silence more flows left is the failure."""
+        """True when every flow that moved crossed another failed link through the same spine, within the
+        timeout (the far side of that failure: its flows dropped at the spine until rerouted). A flow crossed
+        it when it had been on that link, or when its far end is behind that link's leaf (the one way from
+        this leaf through the spine to it, whether or not that link is mirrored). A failure the counters
+        reported explains such a silence; when two silences each explain the other, the one more flows
+        left is the failure."""
         window = ms_to_us(self.config.timeout_ms)
-        moved = failure.flows[failure.recovered_at >= 0]
+        moved = failure.recovered_at >= 0
+        cut = moved & failure.affected if (moved & failure.affected).any() else moved
+        if cut.any() and all(self._reported_down(str(leaf), failure.spine, failure.ts)
+                             for leaf in set(self._far_leaves(failure)[cut].tolist())):
+            return True
         for other in self._recent:
             if (other is failure or other.link == failure.link or other.spine != failure.spine
-                    or abs(other.ts - failure.ts) > window or not np.isin(moved, other.flows).all()):
+                    or abs(other.ts - failure.ts) > window or not self._crossed(failure, other)[cut].all()):
                 continue
-            theirs = other.flows[other.recovered_at >= 0]
-            if not np.isin(theirs, failure.flows).all() or (len(moved), -failure.ts) < (len(theirs), -other.ts):
+            if other.trigger == "oper_down":
+                return True
+            theirs = other.recovered_at >= 0
+            if (not self._crossed(other, failure)[theirs].all()
+                    or (int(moved.sum()), -failure.ts) < (int(theirs.sum()), -other.ts)):
                 return True
         return False
+
+    def _reported_down(self, leaf: str, spine: str, ts: int) -> bool:
+        """Whether the counters reported a link between `leaf` and `spine` down from `window_ms` before `ts` to
+        the timeout after it (a report lags the failure by its polling): a failure the detector may never
+        judge from rows (a link not mirrored), whose far side a silence at `ts` still is."""
+        if self.topology is None or not leaf:
+            return False
+        earliest, latest = ts - ms_to_us(self.config.window_ms), ts + ms_to_us(self.config.timeout_ms)
+        return any(earliest <= down <= latest for link in self.topology.links
+                   if link.leaf == leaf and link.spine == spine for down in self._reported_downs.get(link.id, ()))
+
+    def _crossed(self, failure: _Failure, other: _Failure) -> np.ndarray:
+        """Per flow of `failure`: whether it crossed `other`'s link (see `_knock_on`)."""
+        return np.isin(failure.flows, other.flows) | (self._far_leaves(failure) == other.leaf)
+
+    def _far_leaves(self, failure: _Failure) -> np.ndarray:
+        """Per flow of the failure: the leaf at its far end (where an `up` flow goes, where a `down` one comes
+        from) by the topology's host prefixes; '' when not known. Looked up once per failure, and only for
+        the few failures a far side is asked of: the detectors never search prefixes per row."""
+        if failure.far_leaves is None:
+            far = np.full(len(failure.keys), "", dtype=object)
+            if self.topology is not None:
+                for i, (key, direction) in enumerate(zip(failure.keys, failure.directions, strict=True)):
+                    source, destination = endpoints(key)
+                    far[i] = self.topology.leaf_of(destination if direction == "up" else source) or ""
+            failure.far_leaves = far
+        return failure.far_leaves
 
     def _may_explain(self, failure: _Failure) -> bool:
         """Whether another link through the same spine fell silent first and is still being judged: if it
@@ -586,6 +634,8 @@ class FastRecoveryDetector:
             kept = (self._rows["ts_end"] >= keep_from) & self._latest_of_settled()
             self._rows = {c: self._rows[c][kept] for c in _COLUMNS}
         self._recent = [f for f in self._recent if f.ts >= horizon]
+        self._reported_downs = {link: kept for link, downs in self._reported_downs.items()
+                                if (kept := [down for down in downs if down >= horizon])}
 
     def _latest_of_settled(self) -> np.ndarray:
         """Per-flow state instead of rows: a flow's rows on a link that ended before every question still open

@@ -73,6 +73,12 @@ def describe(key: np.void) -> str:
     return text
 
 
+def endpoints(key: np.void) -> tuple[str, str]:
+    """The flow's source and destination addresses as text (IPv4 plain, not mapped)."""
+    row = np.frombuffer(key.tobytes(), dtype=FLOW_KEY)[0]
+    return _address(row["src_ip"]), _address(row["dst_ip"])
+
+
 def _address(raw: bytes) -> str:
     packed = raw.ljust(16, b"\0")
     address = ipaddress.IPv6Address(packed)

@@ -72,6 +72,7 @@ class DetectorService:
         self.config = config
         self.bus = bus
         self.detectors = detectors
+        self._topology = detectors.fast_recovery.topology  # what a checkpoint of an older format lacks
         self.watermark = Watermark(config.watermark)
         self.events = 0
         self.skipped = 0
@@ -106,7 +107,7 @@ class DetectorService:
         stay open and go on after the restart); without one, emit what the detectors still hold (a clean
         shutdown loses no episode that the data already showed)."""
         checkpoint = self.config.checkpoint
-        restored = load_checkpoint(checkpoint) if checkpoint is not None else None
+        restored = load_checkpoint(checkpoint, self._topology) if checkpoint is not None else None
         if restored is not None:
             self.detectors, self.watermark = restored.detectors, restored.watermark
             self.watermark.restarted(time.monotonic(), self.config.watermark)
@@ -160,7 +161,7 @@ class DetectorService:
             self._emit(self.detectors.flush(), producer)
             producer.flush()
             if self.config.checkpoint is not None:
-                restored = load_checkpoint(self.config.checkpoint)
+                restored = load_checkpoint(self.config.checkpoint, self._topology)
                 offsets = restored.offsets if restored is not None else {}
                 save_checkpoint(self.config.checkpoint, Checkpoint(self.detectors, offsets, self.watermark))
         finally:

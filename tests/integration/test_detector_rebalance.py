@@ -131,13 +131,13 @@ def test_the_detectors_go_on_through_a_rebalance_and_commit_every_record_they_ho
 
         def covered() -> bool:
             nonlocal state
-            state = load_checkpoint(checkpoint) if checkpoint.is_file() else None
+            state = load_checkpoint(checkpoint, None) if checkpoint.is_file() else None
             return state is not None and sum(state.offsets.values()) == sent
 
         wait_until(covered, "the checkpoint to cover every message")
     finally:
         service.stop()  # re-raises what made the service fail
-    state = load_checkpoint(checkpoint)
+    state = load_checkpoint(checkpoint, None)
     assert state is not None and sum(state.offsets.values()) == sent
     reader = Consumer(bus_config, group=group, topics=[records.topic("flows")]).start()
     try:

@@ -121,7 +121,7 @@ def test_an_incident_open_when_ingest_is_killed_is_the_same_incident_after_the_r
         deadline = time.monotonic() + 120
         state = None
         while time.monotonic() < deadline and first.poll() is None:
-            state = load_checkpoint(checkpoint) if checkpoint.is_file() else None
+            state = load_checkpoint(checkpoint, None) if checkpoint.is_file() else None
             if state is not None and sum(state.offsets.values()) == sent and state.detectors.open_incidents >= 1:
                 break
             time.sleep(0.5)

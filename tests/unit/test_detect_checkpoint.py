@@ -1,10 +1,13 @@
-"""The detectors' checkpoint: written whole, read back, a format-2 one migrated, anything else refused by name."""
+"""The detectors' checkpoint: written whole, read back, format-2 and format-3 ones migrated, anything else refused
+by name."""
 
 from __future__ import annotations
 
+import ipaddress
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline.detect.checkpoint import FORMAT_VERSION, Checkpoint, load_checkpoint, save_checkpoint
@@ -12,6 +15,7 @@ from pipeline.detect.engine import DetectorSet
 from pipeline.detect.events import Event, make_event
 from pipeline.detect.link_status import LinkStatus, LinkStatusConfig
 from pipeline.errors import InputError
+from pipeline.records import empty_columns
 from pipeline.topology import load_topology
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -20,13 +24,39 @@ MS = 1000
 LINK = "leaf1-spine1"
 
 
+TOPOLOGY = load_topology(SAMPLES / "topology.yaml")
+
+
 def detectors() -> DetectorSet:
-    return DetectorSet(load_topology(SAMPLES / "topology.yaml"))
+    return DetectorSet(TOPOLOGY)
 
 
 def failure(ts: int, back: int) -> Event:
     return make_event("fast_recovery", ts=ts, ts_end=ts, severity="warning", link=LINK, device="leaf1",
                       summary="failed", flows_affected=2, details={"link_back_us": back})
+
+
+def counters_down(link: str, ts: int) -> dict[str, np.ndarray]:
+    columns = empty_columns("counters", 1)
+    columns["ts"][0] = np.datetime64(ts, "us")
+    columns["device"][0], columns["ifname"][0], columns["link"][0] = link.split("-")[0], "Ethernet50", link
+    return columns
+
+
+def toward_leaf4(rows: list[tuple[str, int, int, tuple[int, int]]]) -> dict[str, np.ndarray]:
+    """Rows (link, first packet, last packet, PSNs) of one RoCE flow from leaf3 to leaf4, going up."""
+    columns = empty_columns("flows", len(rows))
+    for i, (link, start, end, psn) in enumerate(rows):
+        columns["link"][i], columns["direction"][i] = link, "up"
+        columns["leaf"][i], columns["spine"][i] = link.split("-")
+        columns["src_ip"][i] = ipaddress.IPv6Address("::ffff:10.0.3.1").packed
+        columns["dst_ip"][i] = ipaddress.IPv6Address("::ffff:10.0.4.1").packed
+        columns["src_port"][i], columns["dst_port"][i], columns["proto"][i], columns["roce_qp"][i] = 49152, 4791, 17, 7
+        columns["ts_start"][i], columns["ts_end"][i] = np.datetime64(start, "us"), np.datetime64(end, "us")
+        columns["ts_tail"][i] = np.datetime64(end - 300, "us")
+        columns["psn_first"][i], columns["psn_last"][i] = psn
+        columns["packets"][i] = columns["roce_write"][i] = 1000
+    return columns
 
 
 def format_2_link_status(down: int) -> LinkStatus:
@@ -42,7 +72,7 @@ def test_a_checkpoint_reads_back_as_written(tmp_path: Path) -> None:
     saved = detectors()
     saved.link_status.merge([failure(T0, T0 + 500 * MS)])
     save_checkpoint(path, Checkpoint(saved, {("fabricscope.flows.v1", 0): 7}))
-    restored = load_checkpoint(path)
+    restored = load_checkpoint(path, TOPOLOGY)
     assert restored is not None and restored.offsets == {("fabricscope.flows.v1", 0): 7}
     assert restored.detectors.link_status.merge([make_event(
         "link_down", ts=T0 + 77 * MS, ts_end=T0 + 77 * MS, severity="critical", link=LINK, summary="down")]) == []
@@ -57,11 +87,34 @@ def test_a_format_2_checkpoint_is_migrated_and_its_outage_goes_on(tmp_path: Path
     old.link_status = format_2_link_status(T0 + 77 * MS)
     with path.open("wb") as out:
         pickle.dump((2, Checkpoint(old, {})), out)
-    restored = load_checkpoint(path)
+    restored = load_checkpoint(path, TOPOLOGY)
     assert restored is not None and restored.watermark.held_rows == 0  # format 2 fed every row as read
     merged = restored.detectors.link_status.merge([failure(T0, T0 + 60 * MS)])
     assert [(str(e["kind"]), int(e["ts"].astype("int64"))) for e in merged] == [
         ("fast_recovery", T0), ("link_up", T0 + 60 * MS), ("link_flap", T0)]
+
+
+def test_a_format_3_checkpoint_gets_the_members_topology_for_the_far_side_rule(tmp_path: Path) -> None:
+    """Format 3 pickled fast recovery without the topology; the restored detector takes the member's."""
+    path = tmp_path / "detect.state"
+    old = detectors()
+    for name in ("topology", "_reported_downs"):
+        del old.fast_recovery.__dict__[name]
+    with path.open("wb") as out:
+        pickle.dump((3, Checkpoint(old, {("fabricscope.flows.v1", 0): 3})), out)
+    restored = load_checkpoint(path, TOPOLOGY)
+    assert restored is not None and restored.offsets == {("fabricscope.flows.v1", 0): 3}
+    assert restored.detectors.fast_recovery.topology is TOPOLOGY
+    # Its state is whole again: a silence of leaf3-spine2 whose flow toward leaf4 was cut while the counters
+    # reported leaf4-spine2 (not mirrored) down is that failure's far side, not a failure of leaf3-spine2
+    # (which a detector without the topology reports).
+    blind = detectors()
+    blind.fast_recovery.topology = None
+    for state, reported in ((restored.detectors, []), (blind, ["leaf3-spine2"])):
+        state.update("counters", counters_down("leaf4-spine2", T0 + 30 * MS))
+        events = state.update("flows", toward_leaf4([("leaf3-spine2", T0 - 500 * MS, T0, (0, 1000)),
+                                                     ("leaf3-spine1", T0 + 5 * MS, T0 + 2600 * MS, (1020, 9000))]))
+        assert [e["link"] for e in events + state.flush() if e["kind"] == "fast_recovery"] == reported
 
 
 @pytest.mark.parametrize("version", [1, FORMAT_VERSION + 1])
@@ -70,4 +123,4 @@ def test_a_checkpoint_of_another_format_is_refused_naming_the_file(tmp_path: Pat
     with path.open("wb") as out:
         pickle.dump((version, Checkpoint(detectors(), {})), out)
     with pytest.raises(InputError, match=r"detect\.state"):
-        load_checkpoint(path)
+        load_checkpoint(path, TOPOLOGY)

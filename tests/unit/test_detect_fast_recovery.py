@@ -6,6 +6,7 @@ import ipaddress
 import json
 import tracemalloc
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +14,10 @@ import pytest
 from pipeline.detect.events import EVENT_COLUMNS, latest_rows
 from pipeline.detect.fast_recovery import FastRecoveryConfig, FastRecoveryDetector, psn_skipped
 from pipeline.records import empty_columns
+from pipeline.topology import load_topology
 
 T0 = 1_700_000_000_000_000  # µs since the epoch
+TOPOLOGY = load_topology(Path(__file__).resolve().parents[2] / "samples" / "topology.yaml")
 MS = 1000
 
 
@@ -535,3 +538,55 @@ def test_a_sparse_row_begun_just_before_the_failure_times_it_and_does_not_keep_t
     event = only(latest_rows(detector.update(batch(rows)) + detector.flush()))
     assert (event["link"], event["ts"]) == ("leaf1-spine1", np.datetime64(FAIL, "us"))
     assert event["local_convergence_ms"] == pytest.approx(1.4)
+
+
+def test_a_flow_that_moved_long_after_its_last_packet_does_not_make_the_far_side_a_failure() -> None:
+    """leaf4-spine1 fails: the QP pair between leaf1 and leaf4 is cut on both ends of spine1 and rerouted
+    through spine2, skipping PSNs; leaf2's flow into leaf4 too. leaf1-spine1 had also carried a storage flow
+    to leaf3 that ended 400 ms before and whose next exchange went through spine2 (a fuzzed soak, seed 61):
+    it moved, but the silence did not cut it. The flows the silence cut all crossed leaf4-spine1, so
+    leaf1-spine1's silence is that failure's far side, not a failure of its own."""
+    there, back, storage = Flow("10.0.1.2", "10.0.4.1", 401), Flow("10.0.4.1", "10.0.1.2", 402), Flow(
+        "10.0.1.7", "10.0.3.7", 403)
+    into = Flow("10.0.2.5", "10.0.4.5", 404)
+    end = FAIL + 2600 * MS
+    rows = [
+        row(there, "leaf4-spine1", "down", T0, FAIL - 100, psn=(0, 1000)),
+        row(back, "leaf4-spine1", "up", T0, FAIL, psn=(0, 1000)),
+        row(into, "leaf4-spine1", "down", T0, FAIL - 200, psn=(0, 800)),
+        row(there, "leaf1-spine1", "up", T0, FAIL - 300, psn=(0, 1000)),
+        row(back, "leaf1-spine1", "down", T0, FAIL + 20, psn=(0, 1000)),
+        row(storage, "leaf1-spine1", "up", T0, T0 + 100 * MS, psn=(0, 50)),
+        row(there, "leaf1-spine2", "up", FAIL + 3 * MS, end, psn=(1010, 9000)),
+        row(there, "leaf4-spine2", "down", FAIL + 3200, end, psn=(1010, 9000)),
+        row(back, "leaf4-spine2", "up", FAIL + 2900, end, psn=(1008, 9000)),
+        row(back, "leaf1-spine2", "down", FAIL + 3100, end, psn=(1008, 9000)),
+        row(into, "leaf2-spine2", "up", FAIL + 4 * MS, end, psn=(806, 9000)),
+        row(into, "leaf4-spine2", "down", FAIL + 4200, end, psn=(806, 9000)),
+        row(storage, "leaf1-spine2", "up", FAIL + 14 * MS, FAIL + 20 * MS, psn=(51, 60)),
+        row(into, "leaf4-spine1", "down", FAIL + 60 * MS, end, psn=(9001, 20000)),
+        row(F4, "leaf1-spine1", "up", FAIL + 200 * MS, end),
+    ]
+    detector = FastRecoveryDetector()
+    events = latest_rows(detector.update(batch(rows)) + detector.flush())
+    assert [(e["link"], e["ts"], e["flows_affected"]) for e in events] == [
+        ("leaf4-spine1", np.datetime64(FAIL, "us"), 3)]
+
+
+def test_the_far_side_of_a_link_not_mirrored_is_not_a_failure_when_the_counters_report_it_down() -> None:
+    """Only leaf3's links are mirrored; leaf4-spine2 fails and its counters report it down 30 ms later. leaf3's
+    flow toward leaf4 is dropped at spine2 and rerouted through spine1, skipping PSNs: leaf3-spine2 fell silent
+    with a cut flow, but every flow it cut goes to leaf4 (the topology's host prefixes), whose link through
+    spine2 was reported down. Without the topology the detector cannot tell, and reports leaf3-spine2."""
+    toward, other = Flow("10.0.3.1", "10.0.4.1", 301), Flow("10.0.3.2", "10.0.2.2", 302)
+    rows = [
+        row(toward, "leaf3-spine2", "up", T0, FAIL, psn=(0, 1000)),
+        row(toward, "leaf3-spine1", "up", FAIL + 5 * MS, FAIL + 2600 * MS, psn=(1020, 9000)),
+        row(other, "leaf3-spine2", "up", FAIL + 300 * MS, FAIL + 2600 * MS, psn=(0, 9000)),
+    ]
+    down = counters("leaf4-spine2", FAIL + 30 * MS, up=False)
+    for topology, reported in ((TOPOLOGY, []), (None, ["leaf3-spine2"])):
+        detector = FastRecoveryDetector(topology=topology)
+        detector.observe_counters(down)
+        events = latest_rows(detector.update(batch(rows)) + detector.flush())
+        assert [e["link"] for e in events] == reported

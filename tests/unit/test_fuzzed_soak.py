@@ -2,8 +2,9 @@
 that starts later, on 2 or 3 spines, ERSPAN II or III) through the generator, the collector and the detectors,
 batched as the demo batches them and as a bulk replay does. No incident the truth does not list (a phantom or
 one incident split in two), and every injected fault that left evidence is found: a failure that cut flows or
-that a counter sample shows down, a congestion whose CE ratio crosses the threshold. Seeds 2 and 22 found a
-split link_down and a phantom fast_recovery; the others are fixed draws."""
+that a counter sample shows down, a congestion whose CE ratio crosses the threshold. Seeds 2, 22 and 61 found a
+split link_down, a phantom fast_recovery and a far side reported beside its failure; the others are fixed
+draws."""
 
 from __future__ import annotations
 
@@ -104,7 +105,7 @@ def evident(truth: dict, downs: dict[str, list[int]], ups: dict[str, list[int]])
     return truth["flows_interrupted"] > 0 or any(truth["failure_us"] <= t <= up for t in downs.get(truth["link"], []))
 
 
-@pytest.fixture(scope="module", params=[2, 22, 31, 47])
+@pytest.fixture(scope="module", params=[2, 22, 31, 47, 61])
 def fuzzed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Outputs:
     path = tmp_path_factory.mktemp("fuzz") / f"fuzz-{request.param}.scenario.yaml"
     path.write_text(scenario(request.param))
