@@ -57,6 +57,15 @@ class ServicesConfig:
                            create_database=self.migrate)
 
 
+def external_bus(config: ServicesConfig) -> BusConfig:
+    """The Kafka cluster --kafka names, its pipeline topics created if missing."""
+    if config.kafka is None:
+        raise ValueError("no --kafka: the embedded broker is started by Services")
+    bus = BusConfig(bootstrap=config.kafka, security=dict(config.kafka_security))
+    Admin(bus).create_topics(pipeline_topics())
+    return bus
+
+
 class Services:
     """Opens the store (migrated) and the bus (embedded broker started, topics created); stop() undoes both."""
 
@@ -81,8 +90,7 @@ class Services:
                 self.broker = EmbeddedBroker().start()
                 self._bus = self.broker.bus_config()
             else:
-                self._bus = BusConfig(bootstrap=self.config.kafka, security=dict(self.config.kafka_security))
-                Admin(self._bus).create_topics(pipeline_topics())
+                self._bus = external_bus(self.config)
         except BaseException:
             self.stop()
             raise

@@ -7,7 +7,9 @@ checkpoint their state under --data-dir (detectors/<group>.state), so an inciden
 is killed, goes on as the same incident after it starts again; with --until-idle the input is complete
 and they close what is open before it exits. With webhooks in the config's `alerts:` section it also
 delivers the events topic's incidents to them (pipeline.alerts), keeping under --data-dir which alerts
-went out (alerts/<group>.ledger) so a restart sends none twice.
+went out (alerts/<group>.ledger) so a restart sends none twice. With --no-sink it runs only the detectors,
+in a process of their own beside members that run the sink (which store and alert on their events): on a
+machine of several cores the two no longer share one interpreter.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topology", metavar="T", default=os.environ.get("FABRICSCOPE_TOPOLOGY"),
                         help="topology YAML: also run the detectors (consumer group fabricscope-detect), "
                         "events to the events topic")
+    parser.add_argument("--no-sink", action="store_true",
+                        help="run only the detectors (needs --topology and --kafka; no ClickHouse opened): a member "
+                        "of their own, in its own process, beside members that run the sink")
     parser.add_argument("--cluster", metavar="NAME", default=os.environ.get("FABRICSCOPE_CLICKHOUSE_CLUSTER"),
                         help="the ClickHouse cluster (remote_servers name) to migrate ON CLUSTER: Replicated "
                         "tables behind Distributed ones (needs --clickhouse)")
@@ -100,6 +105,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if args.cluster is not None:
         _check_cluster(args)
     detectors = _detectors(config)
+    if args.no_sink:
+        return _detect_only(args, config, detectors)
     stop = service_setup(config.service.log_level)
     with Services(ServicesConfig.from_args(args, config.kafka)) as services:
         if services.broker is not None:
@@ -144,4 +151,37 @@ def run(args: argparse.Namespace, config: Config) -> int:
         stats = sink.stats
     print(f"fabricscope ingest: {stats.messages} messages, rows {stats.rows}, {stats.dead_letters} to the DLQ",
           file=sys.stderr)
+    return 0
+
+
+def _detect_only(args: argparse.Namespace, config: Config, detectors: DetectorSet | None) -> int:
+    """`ingest --no-sink`: the detectors' consumer-group member alone, until SIGTERM or Ctrl-C (it then
+    checkpoints what it holds). Its events go to the events topic, which the members running the sink store
+    and alert on; it opens no store, so it runs beside them on the same --data-dir (its checkpoint is its own)."""
+    from fabricscope.lifecycle import service_setup
+    from fabricscope.metrics import DetectorMetrics, registry_of, serve_registry
+    from fabricscope.services import ServicesConfig, external_bus
+    from pipeline.detect.service import DetectorService
+
+    if detectors is None:
+        raise InputError("--no-sink", "needs --topology: without the sink, ingest runs only the detectors")
+    if args.kafka is None:
+        raise InputError("--no-sink", "needs --kafka: the members running the sink read the same broker")
+    if args.until_idle is not None:
+        raise InputError("--until-idle", "needs the sink: a member with --no-sink runs until it is stopped")
+    stop = service_setup(config.service.log_level)
+    state = Path(args.data_dir) / "detectors" / f"{args.detect_group}.state"
+    detecting = DetectorService(DetectorServiceConfig(group=args.detect_group, checkpoint=state,
+                                                      watermark=config.detectors.watermark),
+                                bus=external_bus(ServicesConfig.from_args(args, config.kafka)), detectors=detectors)
+    server = None if args.metrics == "off" else serve_registry(args.metrics, registry_of(DetectorMetrics(detecting)))
+    if server is not None:
+        print(f"fabricscope ingest: metrics on http://{args.metrics}/metrics", file=sys.stderr, flush=True)
+    try:
+        detecting.run(stop)
+    finally:
+        if server is not None:
+            server.shutdown()
+    counts = detecting.counts()
+    print(f"fabricscope ingest: detectors only, {counts.messages} messages, {counts.events} events", file=sys.stderr)
     return 0

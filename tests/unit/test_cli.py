@@ -135,3 +135,17 @@ def test_query_json_renders_system_tables(data_dir: Path) -> None:
     assert done.returncode == 0, done.stderr
     tables = json.loads(done.stdout)
     assert any(table["name"] == "flows" and len(table["uuid"]) == 36 for table in tables)
+
+
+@pytest.mark.parametrize(("extra", "named", "reason"), [
+    ((), "--no-sink", "needs --topology"),
+    (("--topology", str(SAMPLES / "topology.yaml")), "--no-sink", "needs --kafka"),
+    (("--topology", str(SAMPLES / "topology.yaml"), "--kafka", "127.0.0.1:9", "--until-idle", "5"), "--until-idle",
+     "needs the sink"),
+])
+def test_ingest_without_the_sink_needs_its_detectors_and_a_shared_broker(
+        tmp_path: Path, extra: tuple[str, ...], named: str, reason: str) -> None:
+    fresh = tmp_path / "fabricscope"
+    line = one_line_error(fabricscope("ingest", "--no-sink", "--data-dir", str(fresh), "--metrics", "off", *extra))
+    assert named in line and reason in line
+    assert not fresh.exists(), "nothing is opened before the input is checked"
