@@ -212,6 +212,8 @@ def to_columns(rows: pa.Table) -> dict[str, np.ndarray]:
             columns[field.name] = column.cast(pa.int64()).to_numpy().astype("datetime64[us]")
         elif pa.types.is_integer(field.type) or pa.types.is_floating(field.type):
             columns[field.name] = column.to_numpy(zero_copy_only=False)
+        elif pa.types.is_string(field.type) or pa.types.is_fixed_size_binary(field.type):
+            columns[field.name] = column.to_numpy(zero_copy_only=False)  # objects, without a Python list between
         else:
             columns[field.name] = np.array(column.to_pylist(), dtype=object)
     return columns
