@@ -12,8 +12,10 @@ For each size (default 16×4, 32×8, 64×16 and 128×16 = 2,048 links, 4,096 hos
   and host prefixes as the big fabric's first 4 leaves, which carry nothing else) are shifted into the
   stream: the detector latency below is measured on that failure.
 - **broker**: the embedded tansu (its peak RSS read from /proc before it stops);
-- **ingest**: `fabricscope ingest --kafka … --topology …` (sink + detectors, one member); its peak RSS from
-  wait4, the rows its sink committed and its detectors took (its /metrics) over the time they needed;
+- **ingest**: `fabricscope ingest --kafka …` (the sink) and `fabricscope ingest --kafka … --topology …
+  --no-sink` (the detectors), a member each in a process of its own, as a multi-core machine runs them; the
+  peak RSS of each, the rows the sink committed and the detectors took (their /metrics) over the time they
+  needed;
 - **dashboard**: then, on the store ingest filled, every panel's queries as `bench.dashboard` times them,
   p95 per range, in a process of its own.
 
@@ -47,6 +49,7 @@ import numpy as np
 
 from collectors.collector import Collector
 from collectors.replay import replay_batches
+from collectors.workers import available_cores
 from pipeline import records
 from pipeline.broker import EmbeddedBroker
 from pipeline.bus import BusConfig, Producer
@@ -72,6 +75,12 @@ def peak_rss_mb(pid: int) -> float:
     fork and exec, while VmHWM belongs to the process's own memory map."""
     status = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a running process so far (/proc/PID/stat, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def child_pids(name: str) -> list[int]:
@@ -268,6 +277,7 @@ class Result:
     collector_rss_mb: float = 0.0
     broker_rss_mb: float = 0.0
     ingest_rss_mb: float = 0.0
+    detectors_rss_mb: float = 0.0
     ingest_rows_per_s: float = 0.0
     ingest_behind_s: float | None = None
     detector_rows_per_s: float = 0.0
@@ -276,6 +286,8 @@ class Result:
     detector_out_s: float | None = None
     detector_stored_s: float | None = None
     dashboard_rss_mb: float = 0.0
+    cpu_s: dict[str, float] = field(default_factory=dict)  # process -> CPU seconds while the size ran
+    wall_s: float = 0.0
     dashboard_p95_ms: dict[str, float] = field(default_factory=dict)
     failed: str = ""
 
@@ -291,15 +303,17 @@ def run_size(leaves: int, spines: int, args: argparse.Namespace, scratch: Path) 
     sample = sample_failure(min(args.failure_s, seconds - 1))
     Path("/proc/self/clear_refs").write_text("5")  # this size's peak, not an earlier size's or bench's
     data_dir = scratch / f"store-{leaves}x{spines}"
-    metrics = f"127.0.0.1:{free_port()}"
+    metrics, detect_metrics = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     log = scratch / f"ingest-{leaves}x{spines}.log"  # a file: a pipe nobody reads would stall its logging
+    own_cpu = sum(os.times()[:2])
     with EmbeddedBroker() as broker, log.open("w") as ingest_log:
         bus = broker.bus_config()
         (tansu,) = child_pids("tansu")
-        ingest = subprocess.Popen(
-            [sys.executable, "-m", "fabricscope.cli", "ingest", "--kafka", bus.bootstrap, "--topology",
-             str(topology_path), "--data-dir", str(data_dir), "--metrics", metrics],
-            stdout=subprocess.DEVNULL, stderr=ingest_log)
+        command = [sys.executable, "-m", "fabricscope.cli", "ingest", "--kafka", bus.bootstrap, "--data-dir",
+                   str(data_dir)]
+        ingest = subprocess.Popen([*command, "--metrics", metrics], stdout=subprocess.DEVNULL, stderr=ingest_log)
+        detecting = subprocess.Popen([*command, "--no-sink", "--topology", str(topology_path), "--metrics",
+                                      detect_metrics], stdout=subprocess.DEVNULL, stderr=ingest_log)
         watch = EventWatch(bus, metrics).start()
         producer = Producer(bus).start()
         began = time.monotonic()
@@ -307,7 +321,7 @@ def run_size(leaves: int, spines: int, args: argparse.Namespace, scratch: Path) 
         shown = began
 
         def progress(at: str) -> dict[str, float]:
-            found = ingest_metrics(metrics)
+            found = {**ingest_metrics(metrics), **ingest_metrics(detect_metrics)}
             result.detector_lag_max_s = max(result.detector_lag_max_s, found.get("detect_lag", 0.0))
             print(f"  {result.size} {time.monotonic() - began:5.0f} s: {at}, sent {result.rows_sent:,}, in ClickHouse "
                   f"{total(found, 'sink'):,}, through the detectors {total(found, 'detector'):,} (lag "
@@ -339,7 +353,7 @@ def run_size(leaves: int, spines: int, args: argparse.Namespace, scratch: Path) 
         # this process's peak since the size began (clear_refs above): the records of this size
         result.collector_rss_mb = peak_rss_mb(os.getpid())
         stored = detected = 0
-        while ingest.poll() is None:
+        while ingest.poll() is None and detecting.poll() is None:
             found = progress("all sent")
             stored, detected = total(found, "sink"), total(found, "detector")
             now = time.monotonic()
@@ -356,14 +370,18 @@ def run_size(leaves: int, spines: int, args: argparse.Namespace, scratch: Path) 
                 break
             time.sleep(min(PROGRESS_S, 1.0))
         ended = time.monotonic()
-        result.ingest_rss_mb = peak_rss_mb(ingest.pid)
-        ingest.terminate()  # SIGTERM: it flushes what it holds and exits
-        status = ingest.wait()
+        result.ingest_rss_mb, result.detectors_rss_mb = peak_rss_mb(ingest.pid), peak_rss_mb(detecting.pid)
+        result.wall_s = ended - began
+        result.cpu_s = {"collector": sum(os.times()[:2]) - own_cpu, "broker": cpu_s(tansu), "sink": cpu_s(ingest.pid),
+                        "detectors": cpu_s(detecting.pid)}
+        for member in (ingest, detecting):
+            member.terminate()  # SIGTERM: it flushes (the sink) or checkpoints (the detectors) what it holds
+        statuses = [ingest.wait(), detecting.wait()]
         watch.stop()
         result.broker_rss_mb = peak_rss_mb(tansu)
     stderr = log.read_text()
-    if status != 0:
-        result.failed += f"; ingest exited {status}: {stderr.strip().splitlines()[-1:]}"
+    if any(statuses):
+        result.failed += f"; ingest exited {statuses} (sink, detectors): {stderr.strip().splitlines()[-1:]}"
     sink_s = (result.ingest_behind_s if result.ingest_behind_s is not None else ended - sent_at) + sent_at - began
     detect_s = (result.detector_behind_s if result.detector_behind_s is not None else ended - sent_at) + sent_at - began
     result.ingest_rows_per_s, result.detector_rows_per_s = stored / sink_s, detected / detect_s
@@ -414,17 +432,21 @@ def report(result: Result) -> None:
         return "not within --give-up-s" if value is None else f"{value:.1f} s"
 
     p95 = ", ".join(f"{name} {ms:.0f} ms" for name, ms in result.dashboard_p95_ms.items())
+    cpu = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result.cpu_s.items())
     print(f"{result.size}: {result.links:,} links, {result.rows_per_s_needed:,.0f} records/s of fabric time, "
           f"{result.rows_sent:,} sent\n"
           f"  collector (records) peak RSS {result.collector_rss_mb:,.0f} MB, at most {result.collector_lag_s:.2f} s "
           f"behind real time\n"
           f"  broker peak RSS {result.broker_rss_mb:,.0f} MB\n"
-          f"  ingest peak RSS {result.ingest_rss_mb:,.0f} MB; sink {result.ingest_rows_per_s:,.0f} rows/s, every "
-          f"record in ClickHouse {behind(result.ingest_behind_s)} after the last was sent; detectors "
+          f"  sink (ingest) peak RSS {result.ingest_rss_mb:,.0f} MB, {result.ingest_rows_per_s:,.0f} rows/s, every "
+          f"record in ClickHouse {behind(result.ingest_behind_s)} after the last was sent\n"
+          f"  detectors (ingest --no-sink) peak RSS {result.detectors_rss_mb:,.0f} MB, "
           f"{result.detector_rows_per_s:,.0f} rows/s, through every record {behind(result.detector_behind_s)} "
           f"after, their lag at most {result.detector_lag_max_s:.1f} s\n"
           f"  detector latency: out {seconds(result.detector_out_s)}, readable in ClickHouse "
           f"{seconds(result.detector_stored_s)} after the convergence\n"
+          f"  CPU over the {result.wall_s:.0f} s: {cpu}; {sum(result.cpu_s.values()) / result.wall_s:.2f} of "
+          f"{available_cores()} cores busy\n"
           f"  dashboard peak RSS {result.dashboard_rss_mb:,.0f} MB, worst panel p95: {p95 or '-'}"
           + (f"\n  STOPPED: {result.failed.lstrip('; ')}" if result.failed else ""), flush=True)
 

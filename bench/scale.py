@@ -88,9 +88,9 @@ def main() -> None:
         state = f"STOPPED: {fabric.failed.lstrip('; ')}" if fabric.failed else "kept real time"
         latency = "never" if fabric.detector_stored_s is None else f"{fabric.detector_stored_s:.2f} s"
         rows.append((f"big fabric {fabric.size} ({fabric.links:,} links)",
-                     f"{state}; ingest {fabric.ingest_rss_mb:,.0f} MB, detectors {fabric.detector_rows_per_s:,.0f} "
-                     f"rows/s, event in ClickHouse {latency} after convergence, dashboard p95 "
-                     f"{max(fabric.dashboard_p95_ms.values(), default=0):.0f} ms", "keeps real time"))
+                     f"{state}; sink {fabric.ingest_rss_mb:,.0f} MB, detectors {fabric.detectors_rss_mb:,.0f} MB and "
+                     f"{fabric.detector_rows_per_s:,.0f} rows/s, event in ClickHouse {latency} after convergence, "
+                     f"dashboard p95 {max(fabric.dashboard_p95_ms.values(), default=0):.0f} ms", "keeps real time"))
     width = max(len(name) for name, _, _ in rows)
     for name, figure, target in rows:
         print(f"  {name:<{width}}  {figure}  [target {target}]")
