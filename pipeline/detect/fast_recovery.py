@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.detect.events import Batch, Event, make_event, ms_to_us, times_us
-from pipeline.detect.flowkey import FLOW_KEY, KEY_COLUMNS, describe, endpoints, flow_hashes, flow_keys
+from pipeline.detect.flowkey import FLOW_KEY, KEY_COLUMNS, describe, far_addresses, flow_hashes, flow_keys
 from pipeline.topology import Topology
 
 PSN_MODULO = 1 << 24
@@ -434,12 +434,12 @@ class FastRecoveryDetector:
         return int(after.min()) if len(after) else None
 
     def _knock_on(self, failure: _Failure) -> bool:
-        """True when every flow that moved crossed another failed link through the same spine, within the
-        timeout (the far side of that failure: its flows dropped at the spine until rerouted). A flow crossed
-        it when it had been on that link, or when its far end is behind that link's leaf (the one way from
-        this leaf through the spine to it, whether or not that link is mirrored). A failure the counters
-        reported explains such a silence; when two silences each explain the other, the one more flows
-        left is the failure."""
+        """True when every flow the silence cut (its affected flows that moved; when none was sending, every
+        flow that moved) crossed another failed link through the same spine, within the timeout (the far side
+        of that failure: its flows dropped at the spine until rerouted). A flow crossed it when it had been on
+        that link, or when its far end is behind that link's leaf (the one way from this leaf through the
+        spine to it, whether or not that link is mirrored). A link the counters reported down explains such
+        a silence; when two silences each explain the other, the one more flows left is the failure."""
         window = ms_to_us(self.config.timeout_ms)
         moved = failure.recovered_at >= 0
         cut = moved & failure.affected if (moved & failure.affected).any() else moved
@@ -475,13 +475,14 @@ class FastRecoveryDetector:
     def _far_leaves(self, failure: _Failure) -> np.ndarray:
         """Per flow of the failure: the leaf at its far end (where an `up` flow goes, where a `down` one comes
         from) by the topology's host prefixes; '' when not known. Looked up once per failure, and only for
-        the few failures a far side is asked of: the detectors never search prefixes per row."""
+        the failures a far side is asked of: the detectors never search prefixes per row."""
         if failure.far_leaves is None:
             far = np.full(len(failure.keys), "", dtype=object)
-            if self.topology is not None:
-                for i, (key, direction) in enumerate(zip(failure.keys, failure.directions, strict=True)):
-                    source, destination = endpoints(key)
-                    far[i] = self.topology.leaf_of(destination if direction == "up" else source) or ""
+            if self.topology is not None and len(far):
+                addresses = far_addresses(failure.keys, failure.directions == "up")
+                leaves = self.topology.leaf_index(addresses[:, 0], addresses[:, 1])
+                names = np.array([leaf.name for leaf in self.topology.leaves] + [""], dtype=object)
+                far = names[np.where(leaves >= 0, leaves, len(names) - 1)]
             failure.far_leaves = far
         return failure.far_leaves
 

@@ -73,10 +73,12 @@ def describe(key: np.void) -> str:
     return text
 
 
-def endpoints(key: np.void) -> tuple[str, str]:
-    """The flow's source and destination addresses as text (IPv4 plain, not mapped)."""
-    row = np.frombuffer(key.tobytes(), dtype=FLOW_KEY)[0]
-    return _address(row["src_ip"]), _address(row["dst_ip"])
+def far_addresses(keys: np.ndarray, toward: np.ndarray) -> np.ndarray:
+    """(n, 2) uint64 (high, low) words of each flow's destination where `toward`, else of its source: the
+    form the topology's prefix table searches."""
+    rows = np.frombuffer(np.ascontiguousarray(keys).tobytes(), dtype=FLOW_KEY)
+    addresses = np.where(toward, rows["dst_ip"], rows["src_ip"]).astype("S16")
+    return np.frombuffer(addresses.tobytes(), dtype=">u8").reshape(-1, 2).astype(np.uint64)
 
 
 def _address(raw: bytes) -> str:

@@ -13,6 +13,7 @@ import pytest
 
 from pipeline.detect.events import EVENT_COLUMNS, latest_rows
 from pipeline.detect.fast_recovery import FastRecoveryConfig, FastRecoveryDetector, psn_skipped
+from pipeline.detect.flowkey import describe
 from pipeline.records import empty_columns
 from pipeline.topology import load_topology
 
@@ -590,3 +591,26 @@ def test_the_far_side_of_a_link_not_mirrored_is_not_a_failure_when_the_counters_
         detector.observe_counters(down)
         events = latest_rows(detector.update(batch(rows)) + detector.flush())
         assert [e["link"] for e in events] == reported
+
+
+def test_each_flows_far_leaf_is_where_it_goes_or_comes_from() -> None:
+    """The far leaf of an `up` flow is its destination's, of a `down` flow its source's, IPv4 or IPv6, by the
+    topology's host prefixes (as `Topology.leaf_of` reads them one address at a time); none for an address
+    behind no leaf."""
+    flows = [(Flow("10.0.1.1", "10.0.3.1", 1), "up"), (Flow("10.0.2.1", "10.0.1.3", 2), "down"),
+             (Flow("fd00:0:0:1::5", "fd00:0:0:4::9", 3), "up"), (Flow("10.0.1.1", "192.0.2.1", 4), "up")]
+    v4 = Flow("0.0.0.0", "0.0.0.0", 3)  # the IPv6 flow's row, its addresses set below
+    columns = batch([row(v4 if ":" in flow.src else flow, "leaf1-spine1", direction, T0, FAIL, psn=(0, 100))
+                     for flow, direction in flows])
+    columns["src_ip"][2] = ipaddress.IPv6Address(flows[2][0].src).packed
+    columns["dst_ip"][2] = ipaddress.IPv6Address(flows[2][0].dst).packed
+    detector = FastRecoveryDetector(topology=TOPOLOGY)
+    detector.update(columns)
+    assert detector._rows is not None
+    failure = detector._failure(detector._rows, np.arange(len(flows)), 0, FAIL, "silence", None)
+    assert failure is not None
+    got = {describe(key).split(" qp ")[1]: leaf for key, leaf in zip(failure.keys, detector._far_leaves(failure),
+                                                                      strict=True)}
+    assert got == {str(flow.qp): TOPOLOGY.leaf_of(flow.dst if direction == "up" else flow.src) or ""
+                   for flow, direction in flows}
+    assert got == {"1": "leaf3", "2": "leaf2", "3": "leaf4", "4": ""}
