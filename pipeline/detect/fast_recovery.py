@@ -117,7 +117,8 @@ class FastRecoveryDetector:
         self._judged: dict[str, int] = {}
         self._down_since: dict[str, int] = {}  # link -> start of the outage the counters show now
         self._downs: dict[str, list[int]] = {}  # link -> outage starts not judged yet
-        self._reported_downs: dict[str, list[int]] = {}  # link -> outage starts within the timeout, judged or not
+        # (leaf, spine) -> the counters' outage starts of its links within the timeout, judged or not
+        self._reported_downs: dict[tuple[str, str], list[int]] = {}
         self._pending: list[_Failure] = []
         self._recent: list[_Failure] = []
         self._left: dict[str, set[int]] = {}  # link -> flow_hashes of the flows it carried when it failed
@@ -147,7 +148,18 @@ class FastRecoveryDetector:
             elif link not in self._down_since:
                 self._down_since[link] = int(ts[row])
                 self._downs.setdefault(link, []).append(int(ts[row]))
-                self._reported_downs.setdefault(link, []).append(int(ts[row]))
+                self._note_reported_down(link, int(ts[row]))
+
+    def _note_reported_down(self, link: str, ts: int) -> None:
+        """Keep the outage by the leaf and spine the link joins (`_reported_down` asks by them); only with the
+        topology, which names them."""
+        if self.topology is None:
+            return
+        try:
+            joins = self.topology.link(link)
+        except KeyError:  # a port the counters map to no link of this topology
+            return
+        self._reported_downs.setdefault((joins.leaf, joins.spine), []).append(ts)
 
     def update(self, flows: Batch) -> list[Event]:
         links = self._link_codes_of(flows)
@@ -462,11 +474,8 @@ class FastRecoveryDetector:
         """Whether the counters reported a link between `leaf` and `spine` down from `window_ms` before `ts` to
         the timeout after it (a report lags the failure by its polling): a failure the detector may never
         judge from rows (a link not mirrored), whose far side a silence at `ts` still is."""
-        if self.topology is None or not leaf:
-            return False
         earliest, latest = ts - ms_to_us(self.config.window_ms), ts + ms_to_us(self.config.timeout_ms)
-        return any(earliest <= down <= latest for link in self.topology.links
-                   if link.leaf == leaf and link.spine == spine for down in self._reported_downs.get(link.id, ()))
+        return any(earliest <= down <= latest for down in self._reported_downs.get((leaf, spine), ()))
 
     def _crossed(self, failure: _Failure, other: _Failure) -> np.ndarray:
         """Per flow of `failure`: whether it crossed `other`'s link (see `_knock_on`)."""
@@ -635,7 +644,7 @@ class FastRecoveryDetector:
             kept = (self._rows["ts_end"] >= keep_from) & self._latest_of_settled()
             self._rows = {c: self._rows[c][kept] for c in _COLUMNS}
         self._recent = [f for f in self._recent if f.ts >= horizon]
-        self._reported_downs = {link: kept for link, downs in self._reported_downs.items()
+        self._reported_downs = {joins: kept for joins, downs in self._reported_downs.items()
                                 if (kept := [down for down in downs if down >= horizon])}
 
     def _latest_of_settled(self) -> np.ndarray:
