@@ -28,8 +28,10 @@ from pipeline.topology import Topology
 #    and the rows read that wait for the clock are saved with the detectors (pipeline/detect/watermark.py)
 # 4: fast recovery knows the leaves' host prefixes and the counters' recent outages, to tell a far side by where
 #    its flows go (pipeline/detect/fast_recovery.py)
-FORMAT_VERSION = 4
-MIGRATED_VERSIONS = (2, 3)
+# 5: fast recovery remembers which flows a failure moved off its far leaves' links, to tell their move back when
+#    it is repaired (pipeline/detect/fast_recovery.py)
+FORMAT_VERSION = 5
+MIGRATED_VERSIONS = (2, 3, 4)
 
 
 @dataclass
@@ -67,6 +69,6 @@ def load_checkpoint(path: Path, topology: Topology | None) -> Checkpoint | None:
     if version == 2:
         checkpoint.detectors.link_status = LinkStatus.from_format_2(checkpoint.detectors.link_status)
         checkpoint.watermark = Watermark()  # format 2 fed every row as read: none waits
-    if version < 4:
-        checkpoint.detectors.fast_recovery.restored_from_format_3(topology)
+    if version < FORMAT_VERSION:
+        checkpoint.detectors.fast_recovery.restored_from_format(version, topology)
     return checkpoint

@@ -122,6 +122,9 @@ class FastRecoveryDetector:
         self._pending: list[_Failure] = []
         self._recent: list[_Failure] = []
         self._left: dict[str, set[int]] = {}  # link -> flow_hashes of the flows it carried when it failed
+        # failed link -> (far leaf, its spine) -> flow_hashes of its flows whose far end is behind that leaf: they
+        # left that leaf's link through the spine too, and go back to it when the failed link is repaired
+        self._left_far: dict[str, dict[tuple[str, str], set[int]]] = {}
         self._undecided: dict[str, tuple[str, int]] = {}  # link -> (spine, start) of a hole still being judged
         self._link_codes: dict[str, int] = {}
         self._links: list[tuple[str, str, str]] = []  # by link code: (link, leaf, spine)
@@ -129,11 +132,15 @@ class FastRecoveryDetector:
         self._open_from: dict[int, int] = {}  # link code -> no failure of the link yet to be found is earlier
         self._latest = np.iinfo(np.int64).min
 
-    def restored_from_format_3(self, topology: Topology | None) -> None:
-        """Bring the state a format-3 checkpoint held up to this one: it had no topology, and the counters'
-        earlier reports are not known (a far side is then told only by the failures judged from rows)."""
-        self.topology = topology
-        self._reported_downs = {}
+    def restored_from_format(self, version: int, topology: Topology | None) -> None:
+        """Bring the state an older checkpoint held up to this one. Format 3 had no topology, and the counters'
+        earlier reports are not known (a far side is then told only by the failures judged from rows); before
+        format 5 the far sides' flows of earlier failures are not known (a flow going back to its link when
+        such a failure is repaired is then taken for a move of its own)."""
+        if version < 4:
+            self.topology = topology
+            self._reported_downs = {}
+        self._left_far = {}
 
     def observe_counters(self, counters: Batch) -> None:
         """Note when each link was reported operationally down (each outage once, however briefly: the up
@@ -282,6 +289,7 @@ class FastRecoveryDetector:
             self._pending.append(failure)
             self._recent.append(failure)
             self._left[failure.link] = set(failure.flows.tolist())
+            self._left_far[failure.link] = self._far_links_left(failure)
 
     def _judge_link(self, rows: dict[str, np.ndarray], code: int, part: np.ndarray, out: dict[str, np.ndarray],
                     watermark: int, *, final: bool) -> list[_Failure]:
@@ -505,11 +513,27 @@ class FastRecoveryDetector:
     def _forget(self, failure: _Failure) -> None:
         self._recent = [f for f in self._recent if f is not failure]
         self._left.pop(failure.link, None)
+        self._left_far.pop(failure.link, None)
+
+    def _far_links_left(self, failure: _Failure) -> dict[tuple[str, str], set[int]]:
+        """The failure's flows by the far leaf's link through its spine: a flow between this leaf and that one
+        crossed both links, and left both when the failure moved it to another spine."""
+        far = self._far_leaves(failure)
+        return {(str(leaf), failure.spine): set(failure.flows[far == leaf].tolist()) for leaf in set(far.tolist())
+                if leaf}
 
     def _returning(self, failure: _Failure) -> bool:
-        """True when every flow that moved went back to a link it had left when that link failed (repaired)."""
+        """True when every flow that moved went back to a link it had left when that link failed, or when the
+        link at the flow's far end through the same spine failed: that link was repaired, and ECMP spreads the
+        flows over its spine again (the move back belongs to that failure's incident)."""
         moved = np.flatnonzero(failure.recovered_at >= 0)
-        return all(int(failure.flows[i]) in self._left.get(str(failure.new_link[i]), ()) for i in moved)
+        return all(self._had_left(int(failure.flows[i]), str(failure.new_link[i])) for i in moved)
+
+    def _had_left(self, flow: int, link: str) -> bool:
+        if flow in self._left.get(link, ()):
+            return True
+        joins = self._links[self._link_codes[link]][1:]
+        return any(flow in far.get(joins, ()) for far in self._left_far.values())
 
     def _interrupted(self, failure: _Failure) -> np.ndarray:
         """Affected flows the failure cut, the ones convergence is measured on: recovered elsewhere after
@@ -619,6 +643,8 @@ class FastRecoveryDetector:
         ts_end = int(failure.recovered_at[recovered].max()) if back else failure.ts
         text = ", ".join(f"{name} {value:.3f} ms" for name, value in
                          (("local", converged["up"]), ("remote", converged["down"])) if value is not None)
+        # no flow cut: those it carried came back on their next burst (or none was sending), nothing to converge
+        outcome = f"converged {text}" if text else "no flow interrupted" if back == affected else "converged never"
         failure.updated = max(self._latest, failure.updated + 1)
         return make_event(
             "fast_recovery", ts=failure.ts, ts_end=ts_end, severity="warning" if back == affected else "critical",
@@ -626,8 +652,8 @@ class FastRecoveryDetector:
             local_convergence_ms=converged["up"], remote_convergence_ms=converged["down"],
             flows_affected=affected, flows_recovered=back, packets_lost=int(lost.sum()), value=convergence,
             state=state, updated=failure.updated,
-            summary=f"{failure.link} failed ({failure.trigger.replace('_', '-')}): converged "
-                    f"{text or 'never'}, {back}/{affected} flows recovered, {int(lost.sum())} "
+            summary=f"{failure.link} failed ({failure.trigger.replace('_', '-')}): {outcome}, "
+                    f"{back}/{affected} flows recovered, {int(lost.sum())} "
                     f"{'packet' if int(lost.sum()) == 1 else 'packets'} lost",
             details={"leaf": failure.leaf, "spine": failure.spine, "trigger": failure.trigger, "flows": flows,
                      "interrupted": int(interrupted.sum()),

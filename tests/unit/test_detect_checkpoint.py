@@ -1,5 +1,4 @@
-"""The detectors' checkpoint: written whole, read back, format-2 and format-3 ones migrated, anything else refused
-by name."""
+"""The detectors' checkpoint: written whole, read back, formats 2 to 4 migrated, anything else refused by name."""
 
 from __future__ import annotations
 
@@ -44,10 +43,11 @@ def counters_down(link: str, ts: int) -> dict[str, np.ndarray]:
 
 
 def toward_leaf4(rows: list[tuple[str, int, int, tuple[int, int]]]) -> dict[str, np.ndarray]:
-    """Rows (link, first packet, last packet, PSNs) of one RoCE flow from leaf3 to leaf4, going up."""
+    """Rows (link, first packet, last packet, PSNs) of one RoCE flow from leaf3 to leaf4: up on leaf3's links,
+    down on leaf4's."""
     columns = empty_columns("flows", len(rows))
     for i, (link, start, end, psn) in enumerate(rows):
-        columns["link"][i], columns["direction"][i] = link, "up"
+        columns["link"][i], columns["direction"][i] = link, "down" if link.startswith("leaf4-") else "up"
         columns["leaf"][i], columns["spine"][i] = link.split("-")
         columns["src_ip"][i] = ipaddress.IPv6Address("::ffff:10.0.3.1").packed
         columns["dst_ip"][i] = ipaddress.IPv6Address("::ffff:10.0.4.1").packed
@@ -98,7 +98,7 @@ def test_a_format_3_checkpoint_gets_the_members_topology_for_the_far_side_rule(t
     """Format 3 pickled fast recovery without the topology; the restored detector takes the member's."""
     path = tmp_path / "detect.state"
     old = detectors()
-    for name in ("topology", "_reported_downs"):
+    for name in ("topology", "_reported_downs", "_left_far"):
         del old.fast_recovery.__dict__[name]
     with path.open("wb") as out:
         pickle.dump((3, Checkpoint(old, {("fabricscope.flows.v1", 0): 3})), out)
@@ -115,6 +115,31 @@ def test_a_format_3_checkpoint_gets_the_members_topology_for_the_far_side_rule(t
         events = state.update("flows", toward_leaf4([("leaf3-spine2", T0 - 500 * MS, T0, (0, 1000)),
                                                      ("leaf3-spine1", T0 + 5 * MS, T0 + 2600 * MS, (1020, 9000))]))
         assert [e["link"] for e in events + state.flush() if e["kind"] == "fast_recovery"] == reported
+
+
+def test_a_format_4_checkpoint_learns_the_far_sides_of_the_failures_after_it(tmp_path: Path) -> None:
+    """Format 4 pickled fast recovery without the flows each failure moved off its far leaves' links. Restored,
+    it remembers them for the failures that follow: leaf4-spine2 fails between two messages of a flow from
+    leaf3, which comes back through spine1; when leaf4-spine2 is repaired 2 s later the flow goes back through
+    spine2, away from leaf3-spine1 for 5.5 ms (longer than its spacing allows). That is the move back of the
+    failure, not a failure of leaf3-spine1."""
+    path = tmp_path / "detect.state"
+    old = detectors()
+    del old.fast_recovery.__dict__["_left_far"]
+    with path.open("wb") as out:
+        pickle.dump((4, Checkpoint(old, {("fabricscope.flows.v1", 0): 3})), out)
+    restored = load_checkpoint(path, TOPOLOGY)
+    assert restored is not None and restored.detectors.fast_recovery.topology == TOPOLOGY  # its own, pickled
+    state, repair = restored.detectors, T0 + 2000 * MS
+    state.update("counters", counters_down("leaf4-spine2", T0 + 1 * MS))
+    events = state.update("flows", toward_leaf4([
+        ("leaf3-spine2", T0 - 500 * MS, T0 - 2 * MS, (0, 1000)),
+        ("leaf4-spine2", T0 - 500 * MS, T0 - 2 * MS, (0, 1000)),
+        ("leaf3-spine1", T0 + 15 * MS, repair - 3500, (1001, 5000)),
+        ("leaf4-spine1", T0 + 15 * MS, repair - 3400, (1001, 5000)),
+        ("leaf3-spine2", repair + 2000, repair + 2000 * MS, (5001, 9000)),
+        ("leaf4-spine2", repair + 2100, repair + 2000 * MS, (5001, 9000))]))
+    assert {e["link"] for e in events + state.flush() if e["kind"] == "fast_recovery"} == {"leaf4-spine2"}
 
 
 @pytest.mark.parametrize("version", [1, FORMAT_VERSION + 1])

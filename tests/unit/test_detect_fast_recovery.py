@@ -593,6 +593,36 @@ def test_the_far_side_of_a_link_not_mirrored_is_not_a_failure_when_the_counters_
         assert [e["link"] for e in events] == reported
 
 
+def test_a_flow_going_back_through_the_spine_when_the_far_link_is_repaired_is_no_failure() -> None:
+    """leaf2-spine1 fails between two exchanges of a storage flow from leaf4 into leaf2 (the counters report it
+    down); the flow comes back on its next exchange through spine2 (on leaf4-spine2 and leaf2-spine2). 2 s
+    later leaf2-spine1 is repaired and the flow goes back through spine1, away for 5.5 ms (longer than its
+    own spacing allows). leaf4-spine2 fell silent with the flow cut, but the flow went back to leaf4-spine1,
+    which it had left when leaf2-spine1 failed: the move back belongs to that failure (a repaired link of a
+    generated fabric, nvme-tcp beside the all-reduce). Without the topology the detector cannot tell where
+    the flow went, and reports leaf4-spine2."""
+    storage, other = Flow("10.0.4.1", "10.0.2.1", 501), Flow("10.0.4.2", "10.0.3.2", 502)
+    repair, end = FAIL + 2000 * MS, FAIL + 4000 * MS
+    rows = [
+        row(storage, "leaf4-spine1", "up", T0, FAIL - 2 * MS, psn=(0, 1000)),
+        row(storage, "leaf2-spine1", "down", T0, FAIL - 2 * MS, psn=(0, 1000)),
+        row(other, "leaf4-spine1", "up", T0, end, psn=(0, 90_000)),
+        row(storage, "leaf4-spine2", "up", FAIL + 15 * MS, repair - 3500, psn=(1001, 5000)),
+        row(storage, "leaf2-spine2", "down", FAIL + 15 * MS, repair - 3400, psn=(1001, 5000)),
+        row(storage, "leaf4-spine1", "up", repair + 2000, end, psn=(5001, 9000)),
+        row(storage, "leaf2-spine1", "down", repair + 2100, end, psn=(5001, 9000)),
+    ]
+    down, up = counters("leaf2-spine1", FAIL + 1 * MS, up=False), counters("leaf2-spine1", repair, up=True)
+    for topology, reported in ((TOPOLOGY, ["leaf2-spine1"]), (None, ["leaf2-spine1", "leaf4-spine2"])):
+        detector = FastRecoveryDetector(topology=topology)
+        detector.observe_counters(down)
+        detector.observe_counters(up)
+        events = latest_rows(detector.update(batch(rows)) + detector.flush())
+        assert sorted(str(e["link"]) for e in events) == reported
+        assert events[0]["summary"] == ("leaf2-spine1 failed (oper-down): no flow interrupted, 1/1 flows "
+                                        "recovered, 0 packets lost")  # the flow came back on its next exchange
+
+
 def test_each_flows_far_leaf_is_where_it_goes_or_comes_from() -> None:
     """The far leaf of an `up` flow is its destination's, of a `down` flow its source's, IPv4 or IPv6, by the
     topology's host prefixes (as `Topology.leaf_of` reads them one address at a time); none for an address
