@@ -62,6 +62,7 @@ class FastRecoveryConfig:
     lateness_ms: float = 50.0
     back_wait_ms: float = 100.0
     gap_factor: float = 2.0
+    mirror_skew_ms: float = 1.0
 
 
 @dataclass
@@ -88,11 +89,15 @@ class _Failure:
     psn_first: np.ndarray = field(init=False)
     updated: int = field(init=False, default=0)  # data time of the incident's latest row, 0 before the first
     far_leaves: np.ndarray | None = field(init=False, default=None)  # see FastRecoveryDetector._far_leaves
+    # each flow's last packet on the link at its far leaf through the same spine before it moved (see
+    # FastRecoveryDetector._far_last), -1 when it has none there
+    far_last: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         self.recovered_at = np.full(len(self.keys), -1, dtype=np.int64)
         self.new_link = np.full(len(self.keys), "", dtype=object)
         self.psn_first = np.zeros(len(self.keys), dtype=np.int64)
+        self.far_last = np.full(len(self.keys), -1, dtype=np.int64)
 
 
 class FastRecoveryDetector:
@@ -197,17 +202,23 @@ class FastRecoveryDetector:
     def _chunk(self, flows: Batch, link: np.ndarray) -> dict[str, np.ndarray]:
         """The rows as the detector keeps them: link, leaf and direction as small integer codes (a flood of
         rows must not cost a Unicode string per row and column), the flows that have not had 3 packets yet
-        merged into the time they cover (`_small_spans`)."""
+        merged into the time they cover (`_small_spans`). A flow the detector knows from another link keeps
+        its key even so: its first row on a link it moves to is where it recovered (a storage flow's
+        exchange of 2 packets; merged, its recovery would be read one exchange late)."""
         ts_start, ts_end, ts_tail = times_us(flows["ts_start"]), times_us(flows["ts_end"]), times_us(flows["ts_tail"])
         dense = self._dense(flows["packets"], ts_end - ts_start)
         small = (ts_tail == 0) & dense
+        hashes = flow_hashes(flows)
+        if small.any():
+            seen = [hashes[~small]] + ([self._rows["flow"]] if self._rows is not None else [])
+            small &= ~np.isin(hashes, np.concatenate(seen))
         big = {name: column[~small] for name, column in flows.items()}
         rows, names = pd.factorize(big["direction"])
         code_of = np.array([DIRECTIONS.index(name) if name in DIRECTIONS else _OTHER for name in map(str, names)],
                            dtype=np.int8)
         chunk = {
             "link": link[~small], "direction": code_of[rows] if len(names) else np.zeros(0, dtype=np.int8),
-            "key": flow_keys(big), "flow": flow_hashes(big), "ts_start": ts_start[~small], "ts_end": ts_end[~small],
+            "key": flow_keys(big), "flow": hashes[~small], "ts_start": ts_start[~small], "ts_end": ts_end[~small],
             "ts_tail": ts_tail[~small], "psn_first": big["psn_first"].astype(np.int32),
             "psn_last": big["psn_last"].astype(np.int32),
             "data": (big["roce_write"] + big["roce_read"] + big["roce_send"]) > 0, "dense": dense[~small],
@@ -420,6 +431,28 @@ class FastRecoveryDetector:
         failure.recovered_at[flow] = rows["ts_start"][row]
         failure.new_link[flow] = [self._links[code][0] for code in rows["link"][row].tolist()]
         failure.psn_first[flow] = rows["psn_first"][row]
+        self._far_last(failure)
+
+    def _far_last(self, failure: _Failure) -> None:
+        """Each flow's last packet, before it moved, on the link between its far leaf and the failure's spine:
+        the same packets seen one hop upstream (a flow into the leaf) or downstream (a flow leaving it). A flow
+        into the leaf still seen upstream after its last packet on the link was sending into the failure (its
+        packets were dropped on the way, `_in_transit`); a flow leaving it last seen downstream before its last
+        packet here was dropped beyond this link (`_dropped_beyond`). Only with the topology (far leaves)."""
+        rows = self._rows
+        far = self._far_leaves(failure)
+        if rows is None or not far.any():
+            return
+        codes = {(leaf, spine): code for code, (_, leaf, spine) in enumerate(self._links) if spine == failure.spine}
+        wanted = np.array([codes.get((str(leaf), failure.spine), -1) for leaf in far.tolist()], dtype=np.int64)
+        order = np.argsort(failure.flows, kind="stable")
+        candidates = np.flatnonzero(np.isin(rows["link"], wanted[wanted >= 0]) & np.isin(rows["flow"], failure.flows))
+        at = order[np.minimum(np.searchsorted(failure.flows[order], rows["flow"][candidates]), len(order) - 1)]
+        moved = np.where(failure.recovered_at >= 0, failure.recovered_at,
+                         np.iinfo(np.int64).max if failure.until is None else failure.until)
+        mine = (wanted[at] == rows["link"][candidates]) & (rows["ts_start"][candidates] < moved[at])
+        failure.far_last.fill(-1)
+        np.maximum.at(failure.far_last, at[mine], rows["ts_end"][candidates[mine]])
 
     def _elsewhere(self, failure: _Failure, among: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The rows (of `among`, a mask over the rows) of the failure's flows on another link of its leaf, in
@@ -459,12 +492,17 @@ class FastRecoveryDetector:
         of that failure: its flows dropped at the spine until rerouted). A flow crossed it when it had been on
         that link, or when its far end is behind that link's leaf (the one way from this leaf through the
         spine to it, whether or not that link is mirrored). A link the counters reported down explains such
-        a silence; when two silences each explain the other, the one more flows left is the failure."""
+        a silence, and so does the far leaf's link itself when it shows every cut flow's last packet earlier
+        than here (`_dropped_beyond`: it carried nothing of what they sent after, whether or not a failure of
+        its own was found); when two silences each explain the other, the one more flows left is the
+        failure."""
         window = ms_to_us(self.config.timeout_ms)
         moved = failure.recovered_at >= 0
         cut = moved & failure.affected if (moved & failure.affected).any() else moved
         if cut.any() and all(self._reported_down(str(leaf), failure.spine, failure.ts)
                              for leaf in set(self._far_leaves(failure)[cut].tolist())):
+            return True
+        if cut.any() and self._dropped_beyond(failure)[cut].all():
             return True
         for other in self._recent:
             if (other is failure or other.link == failure.link or other.spine != failure.spine
@@ -525,9 +563,51 @@ class FastRecoveryDetector:
     def _returning(self, failure: _Failure) -> bool:
         """True when every flow that moved went back to a link it had left when that link failed, or when the
         link at the flow's far end through the same spine failed: that link was repaired, and ECMP spreads the
-        flows over its spine again (the move back belongs to that failure's incident)."""
+        flows over its spine again (the move back belongs to that failure's incident). Also when every flow the
+        silence cut went back to the link it had come from within `timeout_ms`, just as that link carried
+        traffic again: a flap too brief to prove (its flows away no longer than their spacing allows), whose
+        move back is no failure of the link they passed through."""
+        cut = self._cut(failure)
+        if cut.any() and self._bounced(failure)[cut].all():
+            return True
         moved = np.flatnonzero(failure.recovered_at >= 0)
         return all(self._had_left(int(failure.flows[i]), str(failure.new_link[i])) for i in moved)
+
+    def _bounced(self, failure: _Failure) -> np.ndarray:
+        """Per flow: it had left the link it moved to within `timeout_ms` before the failure, and that link, or
+        the one between the flow's far leaf and the same spine (the one that flapped may be at the far end),
+        was silent from about when the flow left it to about when it came back (`window_ms` either way)."""
+        bounced = np.zeros(len(failure.flows), dtype=bool)
+        rows = self._rows
+        if rows is None:
+            return bounced
+        recent = (rows["ts_end"] >= failure.ts - ms_to_us(self.config.timeout_ms)) & (rows["ts_start"] <= failure.ts)
+        flow, row = self._elsewhere(failure, recent)
+        links = np.array([self._links[code][0] for code in rows["link"][row].tolist()], dtype=object)
+        mine = links == failure.new_link[flow]
+        left = np.full(len(failure.flows), -1, dtype=np.int64)
+        np.maximum.at(left, flow[mine], rows["ts_end"][row[mine]])
+        far = self._far_leaves(failure)
+        for i in np.flatnonzero(left >= 0).tolist():
+            code = self._link_codes[str(failure.new_link[i])]
+            spine = self._links[code][2]
+            far_code = next((c for c, (_, leaf, s) in enumerate(self._links) if leaf == far[i] and s == spine), None)
+            bounced[i] = any(self._silent(c, int(left[i]), int(failure.recovered_at[i]))
+                             for c in (code, far_code) if c is not None)
+        return bounced
+
+    def _silent(self, code: int, left: int, back: int) -> bool:
+        """Whether the link's dense rows have a hole of at least `silence_ms` from within `window_ms` after
+        `left` to within `window_ms` of `back` (the far end of a flow's path sees it a little after this
+        end does)."""
+        rows = self._rows
+        assert rows is not None
+        window = ms_to_us(self.config.window_ms)
+        on_link = np.flatnonzero((rows["link"] == code) & rows["dense"])
+        order = on_link[np.argsort(rows["ts_start"][on_link], kind="stable")]
+        starts, covered = rows["ts_start"][order], np.maximum.accumulate(rows["ts_end"][order])
+        hole = np.flatnonzero(starts[1:] > covered[:-1] + ms_to_us(self.config.silence_ms))
+        return bool(((covered[hole] <= left + window) & (np.abs(starts[hole + 1] - back) <= window)).any())
 
     def _had_left(self, flow: int, link: str) -> bool:
         if flow in self._left.get(link, ()):
@@ -542,7 +622,20 @@ class FastRecoveryDetector:
         ended their burst: they came back later, on their next one, with nothing lost (resumed after idle)."""
         recovered = failure.affected & (failure.recovered_at >= 0)
         prompt = failure.recovered_at - failure.last_seen <= ms_to_us(self.config.window_ms)
-        return recovered & (self._skipped(failure) | prompt)
+        return recovered & (self._skipped(failure) | prompt | self._in_transit(failure))
+
+    def _in_transit(self, failure: _Failure) -> np.ndarray:
+        """Flows into the leaf seen on their far leaf's link through the spine after their last packet here
+        (by more than `mirror_skew_ms`): still sending when the link failed, however long their sender took
+        to reroute them (a remote convergence slower than `window_ms`)."""
+        skew = ms_to_us(self.config.mirror_skew_ms)
+        return (failure.directions == "down") & (failure.far_last > failure.last_seen + skew)
+
+    def _dropped_beyond(self, failure: _Failure) -> np.ndarray:
+        """Flows leaving the leaf last seen on their far leaf's link through the spine before their last
+        packet here (by more than `mirror_skew_ms`): what they sent after it was lost beyond this link."""
+        skew = ms_to_us(self.config.mirror_skew_ms)
+        return (failure.directions == "up") & (failure.far_last >= 0) & (failure.far_last + skew < failure.last_seen)
 
     def _cut(self, failure: _Failure) -> np.ndarray:
         """Interrupted flows that show it themselves: PSNs skipped, or away from the link for longer than
@@ -562,20 +655,24 @@ class FastRecoveryDetector:
 
     def _evidence(self, rows: dict[str, np.ndarray], part: np.ndarray, failure: _Failure, watermark: int) -> bool:
         """Whether a silent hole of a link is a failure (DESIGN.md section 6: no event without evidence).
-        Not if the link carried anything inside it (a sparse flow's packet: it was alive). Yes if an
-        interrupted flow shows the cut itself (`_cut`). Between bursts, when no flow was sending: yes if
-        flows moved to another link of the leaf while a session of the link itself (BFD, LLDP, BGP:
-        neither `up` nor `down`, they never move), sending up to the failure, stayed silent for a hole
-        longer than its own packet spacing allows (a hole shorter than that says nothing of a session
-        that sends once a second, whatever its last exported row); an ECMP rehash moves flows but leaves
-        those, and a burst that ended is no silence of theirs."""
+        Not if the link carried anything inside it while its flows were moving (a sparse flow's packet
+        before `window_ms` past the first flow back elsewhere: it was alive; a packet later than that may
+        be the repaired link's, before its dense flows came back, and whether such a row has arrived when
+        the hole is judged depends on the exporter's timing). Yes if an interrupted flow shows the cut
+        itself (`_cut`). Between bursts, when no flow was sending: yes if flows moved to another link of the
+        leaf while a session of the link itself (BFD, LLDP, BGP: neither `up` nor `down`, they never move),
+        sending up to the failure, stayed silent for a hole longer than its own packet spacing allows (a
+        hole shorter than that says nothing of a session that sends once a second, whatever its last
+        exported row); an ECMP rehash moves flows but leaves those, and a burst that ended is no silence of
+        theirs."""
         end = watermark if failure.until is None else failure.until
+        movers = failure.recovered_at >= 0
+        alive_by = min(end, self._first_move(failure) + ms_to_us(self.config.window_ms)) if movers.any() else end
         starts = rows["ts_start"][part]
-        if ((starts > failure.ts) & (starts < end)).any():
+        if ((starts > failure.ts) & (starts < alive_by)).any():
             return False
         if self._cut(failure).any():
             return True
-        movers = failure.recovered_at >= 0
         if not movers.any():
             return False
         return self._session_fell_silent(rows, part, failure.ts, end)
@@ -598,8 +695,9 @@ class FastRecoveryDetector:
         waiting: list[_Failure] = []
         for failure in self._pending:
             self._recover(failure)
-            if failure.until is None:
-                failure.until = self._back_at(failure)
+            back = self._back_at(failure)  # a row of the link that arrived late may show it back earlier
+            if back is not None and (failure.until is None or back < failure.until):
+                failure.until = back
             if not failure.updated and failure.trigger == "silence":
                 if not final and self._may_explain(failure):
                     waiting.append(failure)
@@ -617,6 +715,22 @@ class FastRecoveryDetector:
                     events.append(self._event(failure, state="open"))
                 waiting.append(failure)
         self._pending = waiting
+        return events + self._back_earlier()
+
+    def _back_earlier(self) -> list[Event]:
+        """Failures closed already whose link a row that arrived since shows back earlier: written again with
+        that time. A flow that went on sending through the repaired link is exported only at the end of its
+        export interval (the collector's active timeout), after a burst that came back later closed the
+        failure; its row, in time order only within `timeout_ms`, is the link's return (and may make the
+        outage a flap)."""
+        events = []
+        for failure in self._recent:
+            if not failure.updated or failure.until is None or any(failure is f for f in self._pending):
+                continue
+            back = self._back_at(failure)
+            if back is not None and back < failure.until:
+                failure.until = back
+                events.append(self._event(failure, state="closed"))
         return events
 
     def _event(self, failure: _Failure, *, state: str) -> Event:

@@ -120,7 +120,7 @@ def test_a_format_3_checkpoint_gets_the_members_topology_for_the_far_side_rule(t
 def test_a_format_4_checkpoint_learns_the_far_sides_of_the_failures_after_it(tmp_path: Path) -> None:
     """Format 4 pickled fast recovery without the flows each failure moved off its far leaves' links. Restored,
     it remembers them for the failures that follow: leaf4-spine2 fails between two messages of a flow from
-    leaf3, which comes back through spine1; when leaf4-spine2 is repaired 2 s later the flow goes back through
+    leaf3, which comes back through spine1; when leaf4-spine2 is repaired 3 s later the flow goes back through
     spine2, away from leaf3-spine1 for 5.5 ms (longer than its spacing allows). That is the move back of the
     failure, not a failure of leaf3-spine1."""
     path = tmp_path / "detect.state"
@@ -130,7 +130,7 @@ def test_a_format_4_checkpoint_learns_the_far_sides_of_the_failures_after_it(tmp
         pickle.dump((4, Checkpoint(old, {("fabricscope.flows.v1", 0): 3})), out)
     restored = load_checkpoint(path, TOPOLOGY)
     assert restored is not None and restored.detectors.fast_recovery.topology == TOPOLOGY  # its own, pickled
-    state, repair = restored.detectors, T0 + 2000 * MS
+    state, repair = restored.detectors, T0 + 3000 * MS  # after more than timeout_ms
     state.update("counters", counters_down("leaf4-spine2", T0 + 1 * MS))
     events = state.update("flows", toward_leaf4([
         ("leaf3-spine2", T0 - 500 * MS, T0 - 2 * MS, (0, 1000)),
