@@ -37,6 +37,7 @@ the config file (`--config FILE`). Bad values are rejected naming the file, line
 | fast_recovery | lateness_ms | 50 | how late a dense flow's row may arrive after its last packet (README: ordering) |
 | fast_recovery | back_wait_ms | 100 | a recovered failure waits this long for its link to come back (a flap's end) |
 | fast_recovery | gap_factor | 2 | a flow is still sending, or cut, by this many times its own packet spacing |
+| fast_recovery | mirror_skew_ms | 1 | how far apart two links' mirrors may time one packet |
 | link_status | same_within_ms | 1000 | counter and traffic reports of a link's down (or up) this close are one |
 | link_status | flap_max_ms | 100 | an outage seen in the traffic that ends within this is also a `link_flap` |
 | watermark | idle_s | 2.0 | `ingest`: a silent collector or empty partition stops holding the clock after this |
