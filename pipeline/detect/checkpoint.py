@@ -30,8 +30,9 @@ from pipeline.topology import Topology
 #    its flows go (pipeline/detect/fast_recovery.py)
 # 5: fast recovery remembers which flows a failure moved off its far leaves' links, to tell their move back when
 #    it is repaired (pipeline/detect/fast_recovery.py)
-FORMAT_VERSION = 5
-MIGRATED_VERSIONS = (2, 3, 4)
+# 6: fast recovery keeps the pause before a flow's last pair of packets (pipeline/detect/fast_recovery.py)
+FORMAT_VERSION = 6
+MIGRATED_VERSIONS = (2, 3, 4, 5)
 
 
 @dataclass

@@ -46,9 +46,10 @@ PSN_MODULO = 1 << 24
 DIRECTIONS = ("up", "down")
 _DIRECTION_NAMES = np.array([*DIRECTIONS, "other"])
 _OTHER = len(DIRECTIONS)  # direction code of rows neither up nor down (sessions of the link itself, merged coverage)
-_COLUMNS = ("link", "leaf", "direction", "key", "flow", "ts_start", "ts_end", "ts_tail", "psn_first", "psn_last",
-            "data", "dense")
+_COLUMNS = ("link", "leaf", "direction", "key", "flow", "ts_start", "ts_end", "ts_tail", "pause", "psn_first",
+            "psn_last", "data", "dense")
 _DETAIL_FLOWS = 100
+_NEVER = np.iinfo(np.int64).max  # no such time yet
 _KEY = np.dtype(f"V{FLOW_KEY.itemsize}")
 
 
@@ -84,6 +85,8 @@ class _Failure:
     affected: np.ndarray
     last_seen: np.ndarray  # each flow's last packet on the link up to the failure
     spacing: np.ndarray  # its packet spacing there (from its last three packets)
+    pause: np.ndarray  # the pause before its last pair of packets there, 0 when not a pair (see `_pause`)
+    moved_before: np.ndarray = field(init=False)  # on another link of the leaf before the failure (`_left_before`)
     recovered_at: np.ndarray = field(init=False)
     new_link: np.ndarray = field(init=False)
     psn_first: np.ndarray = field(init=False)
@@ -92,6 +95,7 @@ class _Failure:
     # each flow's last packet on the link at its far leaf through the same spine before it moved (see
     # FastRecoveryDetector._far_last), -1 when it has none there
     far_last: np.ndarray = field(init=False)
+    incident_ts: int | None = field(init=False, default=None)  # `ts` when first written: the incident's identity
 
     def __post_init__(self) -> None:
         self.recovered_at = np.full(len(self.keys), -1, dtype=np.int64)
@@ -141,11 +145,19 @@ class FastRecoveryDetector:
         """Bring the state an older checkpoint held up to this one. Format 3 had no topology, and the counters'
         earlier reports are not known (a far side is then told only by the failures judged from rows); before
         format 5 the far sides' flows of earlier failures are not known (a flow going back to its link when
-        such a failure is repaired is then taken for a move of its own)."""
+        such a failure is repaired is then taken for a move of its own); before format 6 the rows kept no
+        pause before a pair (`_pause`), and the rows restored are taken for no pairs, and the failures restored
+        for none moved before them."""
         if version < 4:
             self.topology = topology
             self._reported_downs = {}
-        self._left_far = {}
+        if version < 5:
+            self._left_far = {}
+        if self._rows is not None:
+            self._rows["pause"] = np.zeros_like(self._rows["ts_tail"])
+        for failure in (*self._pending, *self._recent):
+            failure.pause = np.zeros(len(failure.flows), dtype=np.int64)
+            failure.moved_before = np.zeros(len(failure.flows), dtype=bool)
 
     def observe_counters(self, counters: Batch) -> None:
         """Note when each link was reported operationally down (each outage once, however briefly: the up
@@ -206,7 +218,7 @@ class FastRecoveryDetector:
         its key even so: its first row on a link it moves to is where it recovered (a storage flow's
         exchange of 2 packets; merged, its recovery would be read one exchange late)."""
         ts_start, ts_end, ts_tail = times_us(flows["ts_start"]), times_us(flows["ts_end"]), times_us(flows["ts_tail"])
-        dense = self._dense(flows["packets"], ts_end - ts_start)
+        dense = self._dense(flows["packets"], ts_end - ts_start, np.where(ts_tail > 0, ts_end - ts_tail, 0))
         small = (ts_tail == 0) & dense
         hashes = flow_hashes(flows)
         if small.any():
@@ -219,7 +231,8 @@ class FastRecoveryDetector:
         chunk = {
             "link": link[~small], "direction": code_of[rows] if len(names) else np.zeros(0, dtype=np.int8),
             "key": flow_keys(big), "flow": hashes[~small], "ts_start": ts_start[~small], "ts_end": ts_end[~small],
-            "ts_tail": ts_tail[~small], "psn_first": big["psn_first"].astype(np.int32),
+            "ts_tail": ts_tail[~small], "pause": _pause(big["packets"], ts_start[~small], ts_tail[~small]),
+            "psn_first": big["psn_first"].astype(np.int32),
             "psn_last": big["psn_last"].astype(np.int32),
             "data": (big["roce_write"] + big["roce_read"] + big["roce_send"]) > 0, "dense": dense[~small],
         }
@@ -236,6 +249,10 @@ class FastRecoveryDetector:
             self._links.append((link, leaf, spine))
             self._leaf_codes.setdefault(leaf, len(self._leaf_codes))
         return code
+
+    def _links_through(self, spine: str) -> dict[str, int]:
+        """Leaf -> the code of its link to `spine`, for the links rows have come from."""
+        return {leaf: code for code, (_, leaf, to) in enumerate(self._links) if to == spine}
 
     def _small_spans(self, link: np.ndarray, start: np.ndarray, end: np.ndarray) -> dict[str, np.ndarray]:
         """Rows of flows that have not had 3 packets yet (`ts_tail` 0) and are dense, kept only as the time they
@@ -258,16 +275,21 @@ class FastRecoveryDetector:
             "link": link[heads], "direction": np.full(count, _OTHER, dtype=np.int8), "key": np.zeros(count, dtype=_KEY),
             "flow": np.zeros(count, dtype=np.uint64), "ts_start": start[heads],
             "ts_end": np.maximum.reduceat(end, heads) if count else end[:0], "ts_tail": np.zeros(count, dtype=np.int64),
-            "psn_first": np.full(count, -1, dtype=np.int32), "psn_last": np.full(count, -1, dtype=np.int32),
+            "pause": np.zeros(count, dtype=np.int64), "psn_first": np.full(count, -1, dtype=np.int32),
+            "psn_last": np.full(count, -1, dtype=np.int32),
             "data": np.zeros(count, dtype=bool), "dense": np.ones(count, dtype=bool),
         }
 
-    def _dense(self, packets: np.ndarray, span: np.ndarray) -> np.ndarray:
-        """Rows whose packets are close enough to show a silence: one packet, or a mean spacing within
-        `silence_ms`. A sparse flow's row (BFD, keepalives) may span an outage and its repair, so it must
-        not hide the hole the dense flows leave."""
+    def _dense(self, packets: np.ndarray, span: np.ndarray, tail_span: np.ndarray) -> np.ndarray:
+        """Rows whose packets are close enough to show a silence: a mean spacing within `silence_ms`, over the
+        row's packets, or for a row of one packet over the flow's last three (`tail_span`, from its 3rd-to-last
+        packet to its last; 0 when it has had fewer: the one packet is dense). A sparse flow's row (BFD,
+        keepalives) may span an outage and its repair, so it must not hide the hole the dense flows leave; nor
+        may a keepalive's row of one packet, exported long after it (at the session's idle timeout), be taken
+        for the link back when it was the link's last packet before the failure."""
         packets = packets.astype(np.int64)
-        return (packets <= 1) | (span <= ms_to_us(self.config.silence_ms) * (packets - 1))
+        silence = ms_to_us(self.config.silence_ms)
+        return np.where(packets <= 1, tail_span <= 2 * silence, span <= silence * (packets - 1))
 
     def flush(self) -> list[Event]:
         """End of input: every row has arrived; declare what the data shows and emit every pending failure."""
@@ -329,7 +351,13 @@ class FastRecoveryDetector:
             at, until = next(((t, r) for t, r in holes if r is None or down < r))
             sparse = ends[(ends > at) & (ends <= down)]  # packets after the dense ones, before the report
             last = min(max(at, int(sparse.max()) if len(sparse) else at), down)
-            if last > judged:
+            declared = next((f for f in (*self._pending, *self._recent)
+                             if f.link == link and at <= f.ts and (until is None or f.ts < until)), None)
+            if declared is not None:  # the report confirms a failure of this hole
+                if last > declared.ts:
+                    failures.append(self._retimed(declared, rows, part, code, last, until))
+                judged = self._judged[link] = max(judged, at, down)
+            elif last > judged:
                 failure = self._failure(rows, part, code, last, "oper_down", until, empty_ok=True)
                 assert failure is not None  # empty_ok: oper-down needs no flow
                 failures.append(failure)
@@ -342,7 +370,10 @@ class FastRecoveryDetector:
                 break
             moved = _moved_out(out, last, until, timeout)
             if moved and not self._session_fell_silent(rows, part, last, watermark if until is None else until):
-                moved = _moved_out(out, last, until, timeout, since=last - ms_to_us(self.config.window_ms))
+                # a flow that may show the cut (`_cut`): affected, or slower but spaced within window_ms and
+                # still sending (its last packet within gap_factor spacings, its 3rd-to-last two before that)
+                showing = ms_to_us((self.config.gap_factor + 2) * self.config.window_ms)
+                moved = _moved_out(out, last, until, timeout, since=last - showing)
             failure = self._failure(rows, part, code, last, "silence", until) if moved else None
             evident = failure is not None and self._evidence(rows, part, failure, watermark)
             if evident and failure is not None and not final and watermark < self._first_move(failure):
@@ -356,6 +387,18 @@ class FastRecoveryDetector:
                 failures.append(failure)
         self._open_from[code] = next((at for at, _ in holes if at > judged and at >= since), int(covered[-1]))
         return failures
+
+    def _retimed(self, declared: _Failure, rows: dict[str, np.ndarray], part: np.ndarray, code: int, ts: int,
+                 until: int | None) -> _Failure:
+        """The failure `declared` from a silence, at the later last packet before the counters' report (a sparse
+        row that arrived after the silence was judged; a live exporter sends one long after): the same
+        incident, written again with the flows the link carried up to then."""
+        failure = self._failure(rows, part, code, ts, "oper_down", until, empty_ok=True)
+        assert failure is not None  # empty_ok
+        failure.incident_ts, failure.updated = declared.incident_ts, declared.updated
+        self._pending = [f for f in self._pending if f is not declared]
+        self._forget(declared)
+        return failure
 
     def _last_packet(self, rows: dict[str, np.ndarray], unshown: np.ndarray, at: int, until: int | None,
                      moved_by: int | None) -> int:
@@ -401,8 +444,10 @@ class FastRecoveryDetector:
                                 ms_to_us(self.config.window_ms)),
             last_seen=rows["ts_end"][carried],
             spacing=np.maximum((rows["ts_end"][carried] - rows["ts_tail"][carried]) // 2, 1),
+            pause=rows["pause"][carried],
         )
-        failure.affected &= ~self._left_before(failure)
+        failure.moved_before = self._left_before(failure)
+        failure.affected &= ~failure.moved_before
         self._recover(failure)
         return failure
 
@@ -443,8 +488,8 @@ class FastRecoveryDetector:
         far = self._far_leaves(failure)
         if rows is None or not far.any():
             return
-        codes = {(leaf, spine): code for code, (_, leaf, spine) in enumerate(self._links) if spine == failure.spine}
-        wanted = np.array([codes.get((str(leaf), failure.spine), -1) for leaf in far.tolist()], dtype=np.int64)
+        through = self._links_through(failure.spine)
+        wanted = np.array([through.get(str(leaf), -1) for leaf in far.tolist()], dtype=np.int64)
         order = np.argsort(failure.flows, kind="stable")
         candidates = np.flatnonzero(np.isin(rows["link"], wanted[wanted >= 0]) & np.isin(rows["flow"], failure.flows))
         at = order[np.minimum(np.searchsorted(failure.flows[order], rows["flow"][candidates]), len(order) - 1)]
@@ -476,15 +521,23 @@ class FastRecoveryDetector:
 
     def _back_at(self, failure: _Failure) -> int | None:
         """When the failed link carried traffic again: the first start after the failure among its rows (its
-        dense rows if it has any, as the silence rule reads them), None while there is none."""
+        dense rows if it has any, as the silence rule reads them), or after the counters' report of it down,
+        among all its rows (a keepalive's row of one packet is not dense, but once the link was reported
+        down any packet on it is its return; one before the report was among its last), None while there is
+        none."""
         rows = self._rows
         if rows is None:
             return None
         on_link = np.flatnonzero(rows["link"] == self._link_codes[failure.link])
         dense = on_link[rows["dense"][on_link]]
         shown = dense if len(dense) else on_link
-        after = rows["ts_start"][shown][rows["ts_start"][shown] > failure.ts]
-        return int(after.min()) if len(after) else None
+        starts = rows["ts_start"]
+        back = int(starts[shown][starts[shown] > failure.ts].min(initial=_NEVER))
+        reported = [down for down in self._reported_downs.get((failure.leaf, failure.spine), ())
+                    if failure.ts <= down < back]
+        if reported:
+            back = int(starts[on_link][starts[on_link] > max(reported)].min(initial=back))
+        return None if back == _NEVER else back
 
     def _knock_on(self, failure: _Failure) -> bool:
         """True when every flow the silence cut (its affected flows that moved; when none was sending, every
@@ -591,9 +644,9 @@ class FastRecoveryDetector:
         for i in np.flatnonzero(left >= 0).tolist():
             code = self._link_codes[str(failure.new_link[i])]
             spine = self._links[code][2]
-            far_code = next((c for c, (_, leaf, s) in enumerate(self._links) if leaf == far[i] and s == spine), None)
+            far_code = self._links_through(spine).get(str(far[i]), -1)
             bounced[i] = any(self._silent(c, int(left[i]), int(failure.recovered_at[i]))
-                             for c in (code, far_code) if c is not None)
+                             for c in (code, far_code) if c >= 0)
         return bounced
 
     def _silent(self, code: int, left: int, back: int) -> bool:
@@ -638,10 +691,22 @@ class FastRecoveryDetector:
         return (failure.directions == "up") & (failure.far_last >= 0) & (failure.far_last + skew < failure.last_seen)
 
     def _cut(self, failure: _Failure) -> np.ndarray:
-        """Interrupted flows that show it themselves: PSNs skipped, or away from the link for longer than
-        their own packet spacing allows (an ECMP rehash moves a flow within it, without loss)."""
-        away = failure.recovered_at - failure.last_seen > self.config.gap_factor * failure.spacing
-        return self._interrupted(failure) & (self._skipped(failure) | away)
+        """Flows that show the failure themselves: interrupted ones that skipped PSNs or were away from the
+        link for longer than their own packet spacing allows (an ECMP rehash moves a flow within it, without
+        loss), and flows too slow to be affected (a packet every few ms, fewer than 3 in `window_ms`) that
+        were still sending (their last packet within that allowance of the failure) and were away as long,
+        back elsewhere within `window_ms` of the allowance (as soon as the fabric converged, not on a later
+        burst); a flow spaced more than `window_ms` says nothing of it. A flow that sends pairs (a storage
+        exchange of 2 packets every 5 ms) is spaced by half its pause on average: away, it also missed more
+        than that pause by a spacing (the next pair of a flow rehashed leaves within its pause, give or take
+        the jitter; a pair lost leaves a gap of two pauses)."""
+        gap = failure.recovered_at - failure.last_seen
+        allowed = self.config.gap_factor * failure.spacing
+        away = (gap > allowed) & (gap > failure.pause + failure.spacing)
+        window = ms_to_us(self.config.window_ms)
+        slow = (~failure.affected & ~failure.moved_before & (failure.recovered_at >= 0) & (failure.spacing <= window)
+                & (failure.ts - failure.last_seen <= allowed) & (gap <= allowed + window))
+        return (self._interrupted(failure) & (self._skipped(failure) | away)) | (slow & away)
 
     @staticmethod
     def _skipped(failure: _Failure) -> np.ndarray:
@@ -679,12 +744,18 @@ class FastRecoveryDetector:
 
     def _session_fell_silent(self, rows: dict[str, np.ndarray], part: np.ndarray, ts: int, end: int) -> bool:
         """Whether a session of the link itself (neither up nor down), sending up to `ts`, stayed silent until
-        `end` for longer than its own packet spacing allows."""
+        `end` for longer than its own packet spacing allows: none of its packets known (a row's first,
+        3rd-to-last and last) came within that allowance after `ts`. A session's row that ends later may
+        span the hole with packets inside it (BFD every 300 ms is cut into rows only after 2.4 s)."""
         before = part[(rows["ts_end"][part] <= ts) & (rows["direction"][part] == _OTHER)]
         tail, last = rows["ts_tail"][before], rows["ts_end"][before]
-        spaced = (tail > 0) & (tail < last)
         allowed = self.config.gap_factor * (last - tail) // 2
-        return bool((spaced & (ts - last <= allowed) & (end - ts > allowed)).any())
+        silent = (tail > 0) & (tail < last) & (ts - last <= allowed) & (end - ts > allowed)
+        later = part[rows["ts_end"][part] > ts]
+        known = np.concatenate([rows[column][later] for column in ("ts_start", "ts_tail", "ts_end")])
+        flows = np.tile(rows["flow"][later], 3)
+        sessions = zip(rows["flow"][before][silent].tolist(), allowed[silent].tolist(), strict=True)
+        return any(not ((flows == flow) & (known > ts) & (known <= ts + allow)).any() for flow, allow in sessions)
 
     # -- emission ----------------------------------------------------------------------------------------
     def _emit(self, watermark: int, *, final: bool) -> list[Event]:
@@ -760,12 +831,15 @@ class FastRecoveryDetector:
         # no flow cut: those it carried came back on their next burst (or none was sending), nothing to converge
         outcome = f"converged {text}" if text else "no flow interrupted" if back == affected else "converged never"
         failure.updated = max(self._latest, failure.updated + 1)
+        if failure.incident_ts is None:
+            failure.incident_ts = failure.ts
         return make_event(
             "fast_recovery", ts=failure.ts, ts_end=ts_end, severity="warning" if back == affected else "critical",
             link=failure.link, device=failure.leaf, convergence_ms=convergence,
             local_convergence_ms=converged["up"], remote_convergence_ms=converged["down"],
             flows_affected=affected, flows_recovered=back, packets_lost=int(lost.sum()), value=convergence,
             state=state, updated=failure.updated,
+            identity=(failure.link, "unknown", failure.leaf, "", failure.incident_ts),
             summary=f"{failure.link} failed ({failure.trigger.replace('_', '-')}): {outcome}, "
                     f"{back}/{affected} flows recovered, {int(lost.sum())} "
                     f"{'packet' if int(lost.sum()) == 1 else 'packets'} lost",
@@ -834,8 +908,8 @@ def _moved_out(out: dict[str, np.ndarray], ts: int, until: int | None, timeout: 
     include one from such a row that happened before `until`. Without one, no flow of the hole moved and the
     hole is no failure: a flow seen elsewhere in the hole left the link after its carried row, and left it
     either by `ts` (a move here) or from a row of the link starting inside the hole (which says the link
-    was alive). With `since`: only a flow that could be affected, its 3rd-to-last packet there since then
-    (what evidence needs when no session of the link fell silent: a flow the failure cut)."""
+    was alive). With `since`: only a flow whose 3rd-to-last packet there is since then (what evidence needs when
+    no session of the link fell silent: a flow the failure cut)."""
     moved = (out["start"] <= ts) & (out["end"] >= ts - timeout)
     if since is not None:
         moved &= out["tail"] >= since
@@ -849,6 +923,12 @@ def _moved_by(out: dict[str, np.ndarray], at: int) -> int | None:
     did)."""
     arrived = out["next"][(out["end"] <= at) & (out["next"] > at)]
     return int(arrived.min()) if len(arrived) else None
+
+
+def _pause(packets: np.ndarray, start: np.ndarray, tail: np.ndarray) -> np.ndarray:
+    """Per row of 2 packets whose flow had a packet before them (`tail`, its 3rd-to-last): the time from that
+    packet to the row's first, the pause between the flow's last two pairs; 0 for other rows (see `_cut`)."""
+    return np.where((packets == 2) & (tail > 0) & (tail < start), start - tail, 0)
 
 
 def _witnessed(ts_tail: np.ndarray, ts_end: np.ndarray, ts: int, until: int | None, window: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The detectors' checkpoint: written whole, read back, formats 2 to 4 migrated, anything else refused by name."""
+"""The detectors' checkpoint: written whole, read back, formats 2 to 5 migrated, anything else refused by name."""
 
 from __future__ import annotations
 
@@ -140,6 +140,34 @@ def test_a_format_4_checkpoint_learns_the_far_sides_of_the_failures_after_it(tmp
         ("leaf3-spine2", repair + 2000, repair + 2000 * MS, (5001, 9000)),
         ("leaf4-spine2", repair + 2100, repair + 2000 * MS, (5001, 9000))]))
     assert {e["link"] for e in events + state.flush() if e["kind"] == "fast_recovery"} == {"leaf4-spine2"}
+
+
+def test_a_format_5_checkpoint_takes_the_rows_and_failures_it_kept_for_no_pairs(tmp_path: Path) -> None:
+    """Format 5 kept fast recovery's rows and failures without the pause before a flow's last pair of packets.
+    Restored, they are taken for no pairs, and the failure open across the restart goes on: leaf3-spine1 went
+    down after the flow's last packet there, and the flow is back through spine2 4.2 ms later with PSNs
+    skipped."""
+    path = tmp_path / "detect.state"
+    old = detectors()
+    old.update("counters", counters_down("leaf3-spine1", T0 + 1 * MS))
+    events = old.update("flows", toward_leaf4([("leaf3-spine1", T0 - 500 * MS, T0, (0, 1000)),
+                                               ("leaf4-spine1", T0 - 500 * MS, T0 + 10, (0, 1000)),
+                                               ("leaf2-spine2", T0 - 500 * MS, T0 + 100 * MS, (0, 1000))]))
+    assert [(e["kind"], e["state"]) for e in events if e["kind"] == "fast_recovery"] == [("fast_recovery", "open")]
+    recovery = old.fast_recovery
+    del recovery._rows["pause"]
+    for failure in recovery._pending:
+        del failure.__dict__["pause"]
+    with path.open("wb") as out:
+        pickle.dump((5, Checkpoint(old, {("fabricscope.flows.v1", 0): 2})), out)
+    restored = load_checkpoint(path, TOPOLOGY)
+    assert restored is not None
+    state = restored.detectors
+    assert [f.pause.tolist() for f in state.fast_recovery._pending] == [[0]]  # a failure not yet written reads it
+    events = state.update("flows", toward_leaf4([("leaf3-spine2", T0 + 4200, T0 + 2600 * MS, (1010, 9000)),
+                                                 ("leaf4-spine2", T0 + 4210, T0 + 2600 * MS, (1010, 9000))]))
+    assert [(e["link"], e["local_convergence_ms"], e["packets_lost"]) for e in events + state.flush()
+            if e["kind"] == "fast_recovery"] == [("leaf3-spine1", pytest.approx(4.2), 9)]
 
 
 @pytest.mark.parametrize("version", [1, FORMAT_VERSION + 1])

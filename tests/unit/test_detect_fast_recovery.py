@@ -51,12 +51,13 @@ class Row:
     end: int
     tail: int
     psn: tuple[int, int]
+    packets: int | None
 
 
 def row(flow: Flow, link: str, direction: str, start: int, end: int, *, tail: int | None = None,
-        psn: tuple[int, int] = (0, 0)) -> Row:
-    """A flow row; by default its 3rd-to-last packet is 300 µs before its last."""
-    return Row(flow, link, direction, start, end, end - 300 if tail is None else tail, psn)
+        psn: tuple[int, int] = (0, 0), packets: int | None = None) -> Row:
+    """A flow row; by default its 3rd-to-last packet is 300 µs before its last, and it holds 1000 packets."""
+    return Row(flow, link, direction, start, end, end - 300 if tail is None else tail, psn, packets)
 
 
 def batch(rows: list[Row]) -> dict[str, np.ndarray]:
@@ -71,7 +72,8 @@ def batch(rows: list[Row]) -> dict[str, np.ndarray]:
         columns["ts_end"][i] = np.datetime64(r.end, "us")
         columns["ts_tail"][i] = np.datetime64(r.tail, "us")
         columns["psn_first"][i], columns["psn_last"][i] = r.psn
-        columns["packets"][i] = 1000 if r.direction != "unknown" else (r.end - r.start) * 2 // (r.end - r.tail) + 1
+        columns["packets"][i] = (r.packets or 1000 if r.direction != "unknown"
+                                 else (r.end - r.start) * 2 // (r.end - r.tail) + 1)
         columns["roce_ack" if r.flow.acks else "roce_write"][i] = 1000
     return columns
 
@@ -225,6 +227,40 @@ def test_oper_down_before_the_last_mirrored_packet_sets_the_failure_time() -> No
     assert event["ts"] == np.datetime64(FAIL - 500, "us")
     assert event["local_convergence_ms"] == pytest.approx(1.9)
     assert json.loads(str(event["details"]))["trigger"] == "oper_down"
+
+
+def test_oper_down_after_a_late_sessions_packet_retimes_the_failure_it_confirms() -> None:
+    """leaf1-spine1's silence is a failure at F1's last packet. Then a BFD row arrives late (a live exporter
+    sends a sparse flow's row long after) with a packet 0.3 ms later, and the counters report the link down
+    at 1 ms: the same outage, one incident, now timed by that packet (a fuzzed soak with storage traffic,
+    seed 101, live-paced: written twice, a silence and an oper-down 0.3 ms apart)."""
+    detector = FastRecoveryDetector()
+    clock = [row(F4, "leaf2-spine1", "up", T0, FAIL + 400 * MS)]
+    events = detector.update(batch(before_failure()[:2] + after_failure(FAIL + 400 * MS)[:1] + clock))
+    assert [(e["state"], e["ts"]) for e in events] == [("closed", np.datetime64(FAIL, "us"))]
+    detector.observe_counters(counters("leaf1-spine1", FAIL + 1 * MS, up=False))
+    events += detector.update(batch([control("leaf1-spine1", T0, FAIL + 300),
+                                     row(F4, "leaf2-spine1", "up", FAIL + 400 * MS + 1, FAIL + 900 * MS)]))
+    event = only(latest_rows(events + detector.flush()))
+    assert (event["ts"], event["local_convergence_ms"]) == (np.datetime64(FAIL + 300, "us"), pytest.approx(1.1))
+
+
+def test_a_keepalive_exported_late_is_the_links_last_packet_not_the_link_back() -> None:
+    """The counters report leaf1-spine1 down and the failure is declared at F1's last packet. Then F1's row on
+    spine2 arrives, and with it the row of the link's BGP session, exported at its idle timeout: one keepalive
+    1.4 ms after F1's last packet, the one before it 2 s earlier. It is a sparse session's packet from before
+    the failure, not the link carrying traffic again (a fuzzed soak with storage traffic, seed 122,
+    live-paced: a link_up and a flap of 1.4 ms read from it)."""
+    detector = FastRecoveryDetector()
+    detector.observe_counters(counters("leaf1-spine1", FAIL + 50 * MS, up=False))
+    events = detector.update(batch([*before_failure()[:2], row(F4, "leaf2-spine1", "up", T0, FAIL + 100 * MS)]))
+    assert [e["state"] for e in events] == ["open"]
+    moved = row(F1, "leaf1-spine2", "up", FAIL + 4 * MS, FAIL + 400 * MS, psn=(1011, 5000))
+    bgp = row(Flow("10.254.0.1", "10.254.0.2", 0), "leaf1-spine1", "unknown", FAIL + 1400, FAIL + 1400,
+              tail=FAIL + 1400 - 2000 * MS)
+    events += detector.update(batch([moved, bgp, row(F4, "leaf2-spine1", "up", FAIL + 100 * MS + 1, FAIL + 900 * MS)]))
+    event = only(latest_rows(events + detector.flush()))
+    assert (event["ts"], json.loads(str(event["details"]))["link_back_us"]) == (np.datetime64(FAIL, "us"), None)
 
 
 def test_oper_down_with_traffic_gone_reports_no_flow_recovered() -> None:
@@ -447,6 +483,21 @@ def test_a_failure_between_bursts_needs_the_links_own_sessions_to_fall_silent() 
     assert FastRecoveryDetector().update(batch(rehashed)) == []
 
 
+def test_a_session_whose_running_row_spans_the_hole_did_not_fall_silent() -> None:
+    """The link's BFD sends every 300 ms; its latest row began before the hole and is still running across it
+    (a row is cut only after 8 spacings), its 3rd-to-last packet 116 ms into the hole. Its row before that
+    ended 484 ms before the hole: read alone, the session fell silent for longer than 2 spacings while F1's
+    next burst went to spine2 (a fuzzed soak's phantom, seed 71). It did not: the link was alive."""
+    burst = row(F1, "leaf1-spine1", "up", FAIL - 20 * MS, FAIL - 12 * MS, psn=(0, 50))
+    rows = [burst, row(F1, "leaf1-spine2", "up", FAIL + 30 * MS, FAIL + 38 * MS, psn=(51, 100)),
+            control("leaf1-spine1", FAIL - 1084 * MS, FAIL - 484 * MS, interval=300 * MS),
+            control("leaf1-spine1", FAIL - 184 * MS, FAIL + 716 * MS, interval=300 * MS),
+            row(F4, "leaf1-spine1", "up", FAIL + 666 * MS, FAIL + 2600 * MS),
+            row(F5, "leaf3-spine1", "up", T0, FAIL + 2600 * MS)]
+    detector = FastRecoveryDetector()
+    assert detector.update(batch(rows)) + detector.flush() == []
+
+
 def test_the_far_side_of_a_failure_declared_first_is_dropped_once_the_failure_is_known() -> None:
     """leaf4-spine2 fails between bursts: only its BFD shows it, 40 ms later. The next burst of leaf3's flow
     toward leaf4 is dropped at spine2 until leaf3 reroutes it through spine1, skipping PSNs: leaf3-spine2's
@@ -484,6 +535,24 @@ def test_oper_down_in_a_quiet_gap_is_a_failure_at_the_links_last_packet_even_whe
     assert [(e["link"], e["ts"], e["flows_affected"]) for e in events] == [
         ("leaf1-spine1", np.datetime64(last_session, "us"), 0)]
     assert json.loads(str(events[0]["details"]))["trigger"] == "oper_down"
+
+
+def test_a_keepalive_after_the_counters_report_the_link_down_is_the_link_back() -> None:
+    """Between jobs the counters report leaf1-spine1 down, and up 200 ms later. The link's BGP session sends a
+    keepalive a second, each exported as its own row of one packet; the first after the report is the link
+    back, 8 s before the next job's burst (the 30-minute soak's link_up was read 8 s late from that burst)."""
+    keepalive = Flow("10.254.0.1", "10.254.0.2", 0)
+    last, back = FAIL - 700 * MS, FAIL + 300 * MS
+    rows = [row(F1, "leaf1-spine1", "up", T0 - 1100 * MS, T0 - 1000 * MS, psn=(0, 900)),
+            row(keepalive, "leaf1-spine1", "unknown", last, last, tail=last - 2000 * MS),
+            row(keepalive, "leaf1-spine1", "unknown", back, back, tail=back - 2000 * MS),
+            row(F1, "leaf1-spine1", "up", FAIL + 8000 * MS, FAIL + 8100 * MS, psn=(901, 2000)),
+            row(F4, "leaf2-spine1", "up", T0, FAIL + 8200 * MS)]
+    detector = FastRecoveryDetector(topology=TOPOLOGY)
+    detector.observe_counters(counters("leaf1-spine1", FAIL, up=False))
+    detector.observe_counters(counters("leaf1-spine1", FAIL + 200 * MS, up=True))
+    event = only(latest_rows(detector.update(batch(rows)) + detector.flush()))
+    assert (event["ts"], json.loads(str(event["details"]))["link_back_us"]) == (np.datetime64(last, "us"), back)
 
 
 def small_flows(link: str, count: int, start: int, end: int) -> dict[str, np.ndarray]:
@@ -739,6 +808,50 @@ def test_the_far_side_of_a_flap_too_brief_to_prove_going_back_is_no_failure_eith
     ]
     detector = FastRecoveryDetector(topology=TOPOLOGY)
     assert detector.update(batch(rows)) + detector.flush() == []
+
+
+@pytest.mark.parametrize(("gap", "reported"), [(5100, []), (9900, ["leaf4-spine2"])], ids=["rehashed", "pair-lost"])
+def test_a_flow_sending_in_pairs_is_cut_only_when_it_missed_a_pair(gap: int, reported: list[str]) -> None:
+    """A storage flow from leaf4 into leaf1 sends an exchange of 2 packets 5 µs apart every 5 ms: each row
+    holds one exchange, its 3rd-to-last packet the previous exchange's first, so its mean spacing is half
+    its pause. leaf4 moves it from spine2 to spine1. Back 5.1 ms after its last pair (its next one, a little
+    late), it missed none: by its mean spacing it looked cut on leaf4-spine2 and on leaf1-spine2, and the
+    silence declared first, leaf1-spine2, was reported (a fuzzed soak with storage traffic, seed 93). Back
+    9.9 ms after, it lost a pair: leaf4-spine2 failed (its last packet first), with or without the topology."""
+    storage = Flow("10.0.4.1", "10.0.1.1", 0)
+    end = FAIL + 2600 * MS
+    rows = [
+        row(storage, "leaf4-spine2", "up", T0, FAIL - 5000, tail=FAIL - 10_000),
+        row(storage, "leaf4-spine2", "up", FAIL - 5, FAIL, tail=FAIL - 5005, packets=2),
+        row(storage, "leaf1-spine2", "down", T0 + 3, FAIL - 4997, tail=FAIL - 9997),
+        row(storage, "leaf1-spine2", "down", FAIL - 2, FAIL + 3, tail=FAIL - 5002, packets=2),
+        row(storage, "leaf4-spine1", "up", FAIL + gap, end),
+        row(storage, "leaf1-spine1", "down", FAIL + gap + 3, end),
+        row(F4, "leaf2-spine1", "up", T0, end),
+    ]
+    for topology in (TOPOLOGY, None):
+        detector = FastRecoveryDetector(topology=topology)
+        assert [e["link"] for e in latest_rows(detector.update(batch(rows)) + detector.flush())] == reported
+
+
+@pytest.mark.parametrize(("back_ms", "reported"), [(11, ["leaf1-spine1"]), (40, [])], ids=["converged", "next-burst"])
+def test_a_flow_too_slow_to_be_affected_still_shows_the_cut(back_ms: int, reported: list[str]) -> None:
+    """A storage flow from leaf2 into leaf1 sends a packet every 5.2 ms: fewer than 3 in `window_ms`, so it is
+    not affected and its convergence is not the fabric's. leaf1-spine1 falls silent after its last packet;
+    back through spine2 11 ms later, it missed a packet and came back as soon as the fabric converged: the
+    failure's evidence (a fuzzed soak with storage traffic, seed 9: leaf1-spine1 missed). Back 40 ms later,
+    it paused and came back on a later burst: no evidence."""
+    storage = Flow("10.0.2.1", "10.0.1.1", 0)
+    end = FAIL + 2600 * MS
+    rows = [
+        row(storage, "leaf1-spine1", "down", T0, FAIL, tail=FAIL - 10_400),
+        row(storage, "leaf1-spine2", "down", FAIL + back_ms * MS, end, tail=end - 10_400),
+        row(F4, "leaf2-spine1", "up", T0, end),
+    ]
+    detector = FastRecoveryDetector(topology=TOPOLOGY)
+    events = latest_rows(detector.update(batch(rows)) + detector.flush())
+    assert [(e["link"], e["flows_affected"], e["convergence_ms"]) for e in events] == [
+        (link, 0, None) for link in reported]
 
 
 def test_each_flows_far_leaf_is_where_it_goes_or_comes_from() -> None:
