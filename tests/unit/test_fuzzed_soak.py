@@ -5,7 +5,9 @@ one incident split in two), and every injected fault that left evidence is found
 that a counter sample shows down, a congestion whose CE ratio crosses the threshold. Seeds 2, 22 and 61 found a
 split link_down, a phantom fast_recovery and a far side reported beside its failure; the others are fixed
 draws. With continuous storage traffic added, seeds 0 and 4 reported the far side of a flap whose flows into the
-leaf took longer than `window_ms` to reroute, instead of the flap."""
+leaf took longer than `window_ms` to reroute, instead of the flap; paced, seed 101 wrote one failure as two
+incidents (the silence, and the counters' oper-down after a keepalive exported late) and seed 122 read a link_up
+from such a keepalive, the link's last packet."""
 
 from __future__ import annotations
 
@@ -114,7 +116,8 @@ def evident(truth: dict, downs: dict[str, list[int]], ups: dict[str, list[int]])
 
 
 @pytest.fixture(scope="module", params=[(2, False), (22, False), (31, False), (47, False), (61, False), (0, True),
-                                        (4, True)], ids=lambda p: f"{'storage-' if p[1] else ''}{p[0]}")
+                                        (4, True), (101, True), (122, True)],
+                ids=lambda p: f"{'storage-' if p[1] else ''}{p[0]}")
 def fuzzed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Outputs:
     seed, storage = request.param
     path = tmp_path_factory.mktemp("fuzz") / f"fuzz-{seed}.scenario.yaml"
