@@ -17,10 +17,10 @@ import multiprocessing
 import tempfile
 import threading
 from collections import OrderedDict
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from dashboards.packets import PacketListing, PacketRequest
 from pipeline.errors import FabricscopeError, InputError, one_line
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from multiprocessing.pool import Pool
+
     from collectors.packet_select import PacketStore, Selection, Slice
     from collectors.packets import PacketBatch
     from pipeline.store import Store
@@ -37,6 +40,7 @@ INDEX_DIR = "index"  # the replayed captures' indexes, shared with `fabricscope 
 MARGIN_S = 1.0  # around an incident, as `fabricscope packets --event` takes it by default
 SCAN_LIMIT = 50_000  # packets read to find the view's rows around the incident
 CACHED_LISTINGS = 16
+DISSECT_TIMEOUT_S = 60.0  # one slice; past it the dissector is taken for hung, killed and started again
 INCIDENT_SQL = "SELECT ts, ts_end, link FROM incidents WHERE event_id = {event_id:String} LIMIT 1"
 
 
@@ -71,7 +75,7 @@ class StorePackets:
         self._lock = threading.Lock()
         self._listings: OrderedDict[tuple[PacketRequest, int], Future[PacketListing]] = OrderedDict()
         self._requests = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fabricscope-packets")
-        self._dissector = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        self._dissector = _dissector()
 
     def pcapng(self, packet_request: PacketRequest) -> tuple[bytes, int]:
         from collectors.packet_select import DEFAULT_LIMIT
@@ -113,7 +117,7 @@ class StorePackets:
         cut = packet_store(self.data_dir, self.topology).select(selection)
         frames = _around(cut, event_ns, rows)
         try:
-            listed = self._dissector.submit(packet_rows, frames, self.topology).result() if len(frames) else []
+            listed = self._dissected(packet_rows, frames) if len(frames) else []
         except FabricscopeError:
             raise
         except Exception as exc:  # pyshark's and tshark's failures, translated at the boundary
@@ -123,6 +127,20 @@ class StorePackets:
         last_read = int(cut.frames.ts_ns[-1]) if len(cut) else None
         end_ns = selection.end_ns if event_ns is not None and not cut.capped else last_read
         return PacketListing(rows=listed, event_ns=event_ns, end_ns=end_ns, matched=len(cut), capped=cut.capped)
+
+    def _dissected(self, packet_rows: Callable[[PacketBatch, Topology], list[dict[str, Any]]],
+                   frames: PacketBatch) -> list[dict[str, Any]]:
+        """`frames` dissected in the dissector process. One that hangs (pyshark's asyncio children now and then
+        never return: the view then never filled, in the fresh-clone suite too) is killed, and the slice
+        dissected once more in a new one."""
+        for _ in range(2):
+            pending = self._dissector.apply_async(packet_rows, (frames, self.topology))
+            try:
+                return pending.get(timeout=DISSECT_TIMEOUT_S)
+            except multiprocessing.TimeoutError:
+                self._dissector.terminate()
+                self._dissector = _dissector()
+        raise FabricscopeError(f"Wireshark's dissection did not finish within {DISSECT_TIMEOUT_S:.0f} s, twice")
 
     def _selection(self, packet_request: PacketRequest, limit: int) -> tuple[Selection, int | None]:
         """The collectors' Selection for a request and the incident's time (None for a flow)."""
@@ -150,6 +168,11 @@ class StorePackets:
             raise InputError("event", f"no incident '{event_id}' in the store")
         ts, ts_end, link = rows[0]
         return _ns(ts), _ns(ts_end), str(link)
+
+
+def _dissector() -> Pool:
+    """A process of its own for dissection, spawned (not forked from a server with threads)."""
+    return multiprocessing.get_context("spawn").Pool(processes=1)
 
 
 def _around(cut: Slice, event_ns: int | None, count: int) -> PacketBatch:

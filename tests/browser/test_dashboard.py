@@ -50,6 +50,9 @@ pytestmark = pytest.mark.browser
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 WAIT_S = 60
+# a packets view waits for its slice dissected in a process of its own, killed and started again when it hangs
+# for fabricscope.packet_source.DISSECT_TIMEOUT_S (60 s): in the fresh-clone suite one hung past WAIT_S
+DISSECT_WAIT_S = 180
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 FABRICSCOPE = [sys.executable, "-m", "fabricscope.cli"]
 CONVERGENCE_TOLERANCE_MS = 0.05
@@ -323,6 +326,11 @@ def _background(driver: webdriver.Chrome, table_id: str, row: int) -> str:
         "return getComputedStyle(rows[arguments[1]].querySelector('td')).backgroundColor;", f"#{table_id}", row)
 
 
+def _wait_for_packets(driver: webdriver.Chrome) -> None:
+    """Until the packets view lists its dissected packets."""
+    WebDriverWait(driver, DISSECT_WAIT_S).until(lambda d: len(_column(d, "packets-table", "info")) > 1)
+
+
 def _open_packets(driver: webdriver.Chrome, table_id: str, kind: str) -> None:
     """Click the first row's `packets` link until the page's URL names a packets view of `kind` (event or flow)."""
     _click_cell_link(driver, table_id, PACKETS_LINK, f"packets={kind}")
@@ -367,7 +375,7 @@ def test_the_failure_opens_its_packets_and_the_pcap_is_what_fabricscope_packets_
         wait = WebDriverWait(browser, WAIT_S)
         wait.until(lambda d: failure["link"] in _column(d, "recovery-table", "link"))
         _open_packets(browser, "recovery-table", "event")
-        wait.until(lambda d: len(_column(d, "packets-table", "info")) > 1)
+        _wait_for_packets(browser)
         rows = _cells(browser, "packets-table", ("link", "ecn", "aeth", "psn", "mark", "info"))
         packets = [row for row in rows if row["mark"] != "gap"]
         assert len(packets) == VIEW_ROWS
@@ -399,7 +407,7 @@ def test_the_failure_opens_its_packets_and_the_pcap_is_what_fabricscope_packets_
         flow = _cells(browser, "flow-table", (*flow_keys, "ecn_ce", "psn_gaps", "cnp"))[0]
         _open_packets(browser, "flow-table", "flow")
         wait.until(lambda d: "flow " in browser.find_element(By.ID, "packets-summary").text)
-        wait.until(lambda d: len(_column(d, "packets-table", "info")) > 1)
+        _wait_for_packets(browser)
         flow_packets = [row for row in _cells(browser, "packets-table", (*flow_keys, "mark")) if row["mark"] != "gap"]
         assert flow_packets and all({key: row[key] for key in flow_keys} == {key: flow[key] for key in flow_keys}
                                     for row in flow_packets)
@@ -426,7 +434,7 @@ def test_a_congestion_incident_s_packets_show_their_ce_marks_highlighted(
         wait = WebDriverWait(browser, WAIT_S)
         wait.until(lambda d: len(_column(d, "congestion-table", "link")) > 0)
         _open_packets(browser, "congestion-table", "event")
-        wait.until(lambda d: len(_column(d, "packets-table", "info")) > 1)
+        _wait_for_packets(browser)
         rows = _cells(browser, "packets-table", ("link", "ecn", "cnp", "mark"))
         packets = [row for row in rows if row["mark"] != "gap"]
         assert {row["link"] for row in packets} == {congestion["link"]}
