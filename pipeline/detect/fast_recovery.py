@@ -751,6 +751,8 @@ class FastRecoveryDetector:
         tail, last = rows["ts_tail"][before], rows["ts_end"][before]
         allowed = self.config.gap_factor * (last - tail) // 2
         silent = (tail > 0) & (tail < last) & (ts - last <= allowed) & (end - ts > allowed)
+        if not silent.any():
+            return False
         later = part[rows["ts_end"][part] > ts]
         known = np.concatenate([rows[column][later] for column in ("ts_start", "ts_tail", "ts_end")])
         flows = np.tile(rows["flow"][later], 3)
