@@ -126,7 +126,7 @@ class DetectorService:
                 now = time.monotonic()
                 while assignments:
                     owned = {(tp.topic, tp.partition) for tp in assignments.pop(0)}
-                    self._update(self.watermark.assigned(owned, now), producer)
+                    unsaved = self._update(self.watermark.assigned(owned, now), producer) or unsaved
                     paused &= owned
                 for record in polled:
                     where = (record.topic, record.partition)
@@ -139,7 +139,7 @@ class DetectorService:
                             self.lag_s = max(0.0, time.time() - record.timestamp_ms / 1000)
                 if not polled:
                     self.watermark.caught_up(now)
-                self._feed(fresh, now, producer)
+                unsaved = self._feed(fresh, now, producer) or unsaved  # rows the clock let go change the state too
                 paused = self._pace(consumer, paused, now)
                 if unsaved and (checkpoint is None or time.monotonic() - saved >= self.config.checkpoint_s):
                     unsaved = not self._commit(positions, consumer, producer)
@@ -194,10 +194,11 @@ class DetectorService:
             return False
         return bool(owned)
 
-    def _feed(self, polled: list[Record], now: float, producer: Producer) -> None:
+    def _feed(self, polled: list[Record], now: float, producer: Producer) -> bool:
         """Counters straight to the detectors, the other rows through the clock (pipeline/detect/watermark.py);
         then one update per table for everything due: every update judges every link, so feeding a poll's
-        messages (one per link and batch) one by one cost the links squared per batch."""
+        messages (one per link and batch) one by one cost the links squared per batch. Whether the detectors
+        took rows: a poll with nothing new may still release rows held for the clock."""
         by_partition: dict[tuple[str, int], list[pa.Table]] = {}
         produced: dict[tuple[str, int], int] = {}
         skipped = 0
@@ -225,11 +226,13 @@ class DetectorService:
             due.setdefault(table, []).append(batch)
         with self._lock:
             self.waiting_rows = self.watermark.held_rows
-        self._update({table: concat(parts) for table, parts in due.items()}, producer)
+        return self._update({table: concat(parts) for table, parts in due.items()}, producer)
 
-    def _update(self, batches: dict[str, Batch], producer: Producer) -> None:
+    def _update(self, batches: dict[str, Batch], producer: Producer) -> bool:
+        """Feed the detectors; whether their state changed (and so is to be saved)."""
         for table, batch in batches.items():
             self._emit(self.detectors.update(table, batch), producer)
+        return bool(batches)
 
     def _emit(self, events: list[Event], producer: Producer) -> None:
         if events:

@@ -1,5 +1,6 @@
 """An incident open when `ingest` is killed is the same incident after it starts again: the detectors'
-checkpoint, through the real broker, the real `ingest` process and the real store.
+checkpoint, through the real broker, the real `ingest` process and the real store. And the checkpoint holds
+what the detectors took after the last record came: rows the clock let go once the partitions went quiet.
 
 A congestion episode of a generated capture spans the kill: the records before it are consumed by one
 `ingest`, which is killed with SIGKILL while the episode is open; the records after it are produced while
@@ -26,6 +27,9 @@ from pipeline.bus import BusConfig, Producer
 from pipeline.counterfile import read_counters
 from pipeline.detect.checkpoint import load_checkpoint
 from pipeline.detect.ecmp import EcmpConfig
+from pipeline.detect.engine import DetectorSet
+from pipeline.detect.service import DetectorService, DetectorServiceConfig
+from pipeline.detect.watermark import WatermarkConfig
 from pipeline.topology import load_topology
 from simulator.generator import generate
 from simulator.scenario import load_scenario
@@ -33,6 +37,9 @@ from simulator.scenario import load_scenario
 pytestmark = pytest.mark.integration
 
 FABRICSCOPE = [sys.executable, "-m", "fabricscope.cli"]
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+IDLE_S = 5.0  # longer than reading the whole sample takes: its rows are still held when the last one comes
+WAIT_S = 120
 SPLIT_MS = 2500  # inside the congestion episode (1000-3200 ms), more than the lateness bound after its start
 SCENARIO = """
 name: restart
@@ -126,7 +133,7 @@ def test_an_incident_open_when_ingest_is_killed_is_the_same_incident_after_the_r
                 break
             time.sleep(0.5)
         assert state is not None and sum(state.offsets.values()) == sent, log.read_text()
-        assert state.detectors.open_incidents >= 1  # the episode is open in the state that was saved
+        assert state.detectors.open_incidents >= 1, log.read_text()  # the episode is open in the state saved
     finally:
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=30)
@@ -142,3 +149,35 @@ def test_an_incident_open_when_ingest_is_killed_is_the_same_incident_after_the_r
     assert {row["event_id"] for row in rows} == {rows[0]["event_id"]}, rows  # one incident
     assert rows[0]["state"] == "open" and rows[-1]["state"] == "closed"  # opened before the kill, closed after
     assert int(rows[-1]["ts"]) == episode["ts_us"]
+
+
+def test_rows_the_clock_lets_go_after_the_last_record_are_in_the_saved_state(
+        bus_config: BusConfig, clean_topics: list[str], tmp_path: Path) -> None:
+    """Every record is read, and the state saved, while the clock still holds the rows of the links that sent
+    later than the failed one; the clock lets them go once the partitions have been quiet for `idle_s`. A
+    state saved only when records come keeps them held, and what the detectors made of them (an incident
+    opened) out of it, until the next record, which on a quiet fabric may be never."""
+    topology = load_topology(SAMPLES / "topology.yaml")
+    batches = [(table, columns) for step in Collector(topology).run(
+        replay_batches([SAMPLES / "link_failure.pcap"], progress=False)) for table, columns in step.tables()]
+    sent = send(bus_config, batches)
+    checkpoint = tmp_path / "detect.state"
+    detecting = DetectorService(
+        DetectorServiceConfig(group=f"detect-{tmp_path.name}", poll_timeout_ms=50, checkpoint=checkpoint,
+                              checkpoint_s=0.0, watermark=WatermarkConfig(idle_s=IDLE_S)),
+        bus=bus_config, detectors=DetectorSet(topology)).start()
+    try:
+        deadline = time.monotonic() + WAIT_S
+        states = []
+        while time.monotonic() < deadline:
+            state = load_checkpoint(checkpoint, topology) if checkpoint.is_file() else None
+            if state is not None and sum(state.offsets.values()) == sent:
+                states.append(state)
+                if state.watermark.held_rows == 0:
+                    break
+            time.sleep(0.1)
+        assert states, "the detectors never saved a state holding every record"
+        assert states[0].watermark.held_rows > 0  # the case this test is about: rows held when the last came
+        assert states[-1].watermark.held_rows == 0, "the rows the clock let go were never saved"
+    finally:
+        detecting.stop()
