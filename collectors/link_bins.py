@@ -2,8 +2,9 @@
 
 Bins are keyed by (link, direction, epoch-aligned 10 ms slot). A bin stays open until the capture's
 watermark (latest timestamp seen minus `lateness_us`) has passed its end, so packets of one bin that
-arrive in two batches are still counted once. Keys are grouped with numpy; the per-packet sums, minima and
-maxima into those groups are one compiled pass (ufunc.at per column cost ~5x more than the rest of the stage).
+arrive in two batches are still counted once. Keys are grouped through a table over the batch's slots and
+links (bin_groups); the per-packet sums, minima and maxima into those groups are one compiled pass (ufunc.at
+per column cost ~5x more than the rest of the stage).
 """
 
 from __future__ import annotations
@@ -154,8 +155,8 @@ class LinkBins:
     def _aggregate(p: DecodedPackets, keep: np.ndarray) -> _Bins:
         ts_us = p.ts_ns[keep] // 1000
         slot = ts_us // LINK_BIN_US
-        keys = (slot << 16) | (p.link[keep].astype(np.int64) << 2) | p.direction[keep].astype(np.int64)
-        unique, inverse = np.unique(keys, return_inverse=True)
+        lane = (p.link[keep].astype(np.int64) << 2) | p.direction[keep].astype(np.int64)
+        unique, inverse = bin_groups(slot, lane)
         bins = _Bins.empty(len(unique))
         bins.keys[:] = unique
         _accumulate(
@@ -191,6 +192,24 @@ class LinkBins:
         columns["sampling_rate"] = np.full(len(keys), rate, dtype=np.uint32)
         order = np.argsort(keys, kind="stable")
         return {name: column[order] for name, column in columns.items()}
+
+
+def bin_groups(slot: np.ndarray, lane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The bin keys (slot << 16 | lane) of the packets, sorted and unique, and each packet's index in them.
+    A batch spans few slots, so a table over its slots and lanes groups it in linear time; np.unique's sort of
+    every packet's key took ~0.3 s of a 3.8 s replay of 4M packets. A batch spread over many slots (a slow
+    live source) is sorted."""
+    first = int(slot.min())
+    lanes = int(lane.max()) + 1
+    cells = (int(slot.max()) - first + 1) * lanes
+    if cells > 4 * len(slot) + 65_536:
+        return np.unique((slot << 16) | lane, return_inverse=True)
+    cell = (slot - first) * lanes + lane
+    present = np.zeros(cells, dtype=np.bool_)
+    present[cell] = True
+    occupied = np.flatnonzero(present)
+    index = np.cumsum(present) - 1
+    return ((occupied // lanes + first) << 16) | (occupied % lanes), index[cell]
 
 
 @numba.njit(cache=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from collectors.link_bins import LinkBins, LinkBinsConfig
+from collectors.link_bins import LinkBins, LinkBinsConfig, bin_groups
 from collectors.packets import DecodedPackets
 from pipeline.topology import DOWN, UNKNOWN, UP, load_topology
 
@@ -96,3 +96,14 @@ def test_pfc_pauses_and_unattributed_or_malformed_packets() -> None:
     assert rows["packets"].tolist() == [2]
     assert rows["pfc_pause"].tolist() == [1]
     assert rows["pfc_quanta"].tolist() == [0xFFFF]
+
+
+def test_grouping_by_table_equals_sorting_whatever_the_batch_spans() -> None:
+    rng = np.random.default_rng(7)
+    for slots in (1, 3, 40, 100_000):  # few slots take the table, a batch spread wide the sort
+        slot = 178_000_000 + rng.integers(0, slots, 5_000)
+        lane = (rng.integers(0, 1024, 5_000) << 2) | rng.integers(0, 3, 5_000)
+        unique, inverse = bin_groups(slot, lane)
+        want_unique, want_inverse = np.unique((slot << 16) | lane, return_inverse=True)
+        assert np.array_equal(unique, want_unique)
+        assert np.array_equal(inverse, want_inverse)
