@@ -8,7 +8,8 @@ the packets on each of the leaf's uplinks in direction `up` (as the collector co
 without the mirror encapsulation; direction from the addresses, `up` when the source is behind the leaf).
 The uplinks in use are those that carried any such byte in the window; each one's share is its bytes
 over theirs. A window is judged when at least two uplinks are in use and their bytes total at least
-`min_bytes`; it is imbalanced when max |share − 1/n| over the n uplinks in use exceeds `threshold`.
+`min_bytes`; it is imbalanced when max |share − 1/n| over the n uplinks in use exceeds `threshold`, or
+`threshold` × `clear_fraction` while the leaf's imbalance is open (so one hovering at the threshold stays one).
 Windows holding a link failure count like any other: the failed uplink's share falls with the time it
 was down, so the failure may show as imbalance next to its fast_recovery and link_down events; an uplink
 down for the whole window carried nothing and is left out of n. The imbalanced windows of a leaf are one
@@ -37,6 +38,9 @@ class ImbalanceRule(Protocol):
 
     @property
     def min_bytes(self) -> int: ...
+
+    @property
+    def clear_fraction(self) -> float: ...
 
     @property
     def clear_windows(self) -> int: ...
@@ -90,7 +94,8 @@ def imbalance_events(ts_ns: np.ndarray, wire: np.ndarray, uplink: np.ndarray, li
             sizes = {link: per_window.get(window, {}).get(link, 0) for link in uplinks}
             shares = _shares(sizes)
             judged = len(shares) >= 2 and sum(sizes.values()) >= rule.min_bytes
-            if judged and _deviation(shares) > rule.threshold:
+            bar = rule.threshold * (rule.clear_fraction if open_run is not None else 1.0)
+            if judged and _deviation(shares) > bar:
                 if open_run is None:
                     open_run = _Run(window, window, 0.0, {})
                     runs.append(open_run)

@@ -9,6 +9,7 @@ the config file (`--config FILE`). Bad values are rejected naming the file, line
 | link_health | wrap_slack | 1.1 | a counter drop is a wrap only if the increase fits line rate × elapsed × this |
 | ecmp | window_ms | 1000 | epoch-aligned window over which uplink shares are measured |
 | ecmp | threshold | 0.15 | `ecmp_imbalance` when max \\|share − 1/n\\| exceeds this |
+| ecmp | clear_fraction | 0.67 | an open imbalance lasts while its deviation exceeds `threshold` × this |
 | ecmp | min_bytes | 1000000 | a leaf's up bytes in a window below this are not judged |
 | ecmp | lateness_ms | 1000 | how late a bin may arrive behind later bins of other links |
 | ecmp | clear_windows | 3 | an imbalance ends after this many judged, even windows in a row |
@@ -63,7 +64,7 @@ from pipeline.detect.watermark import WatermarkConfig
 from pipeline.errors import InputError
 from pipeline.yamlfile import LineDict, line_of, load_yaml
 
-_AT_MOST_ONE = {"threshold", "ce_ratio"}
+_AT_MOST_ONE = {"threshold", "ce_ratio", "clear_fraction"}
 _AT_LEAST_ONE = {"factor", "wrap_slack"}
 MAX_SETTING = 2**31 - 1  # no window or threshold is larger; beyond, int64 time arithmetic would overflow
 _ZERO_IS_OFF = {"cnp_per_bin", "pfc_per_bin"}

@@ -6,10 +6,13 @@ of the leaf's `up` bytes. An uplink that carried nothing in the window is left o
 window is link_down's and fast_recovery's news, not ECMP's), so n counts the uplinks in use; one that
 failed within the window keeps its smaller share.
 
-One sustained imbalance is one incident: windows that are not judged (too few bytes, one uplink in use)
+One sustained imbalance is one incident: it opens when the deviation exceeds `threshold` and lasts while
+it exceeds `threshold` × `clear_fraction`; windows that are not judged (too few bytes, one uplink in use)
 neither extend nor end it, and a balanced window or two between uneven ones do not split it; it ends after
 `clear_windows` balanced windows in a row or `idle_windows` unjudged ones. A deviation hovering at the
-threshold (the demo's leaf4 at 32-35% over a 3 s job period) was one event per crossing before.
+threshold (the demo's leaf4 at 32-35% over a 3 s job period) was one event per crossing before the
+balanced windows were counted, and one per congestion episode on its spine before the lower bar to stay
+open (63-65% in each window of the episode: it ended and opened again 8 s later).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class EcmpConfig:
 
     window_ms: float = 1000.0
     threshold: float = 0.15
+    clear_fraction: float = 0.67
     min_bytes: int = 1_000_000
     lateness_ms: float = 1000.0
     clear_windows: int = 3
@@ -118,7 +122,8 @@ class EcmpDetector:
                 shares = window_shares(uplink_bytes)
                 worst = deviation(shares)
                 judged = len(shares) >= 2 and sum(uplink_bytes.values()) >= self.config.min_bytes
-                if judged and worst > self.config.threshold:
+                bar = self.config.threshold * (self.config.clear_fraction if leaf in self._episodes else 1.0)
+                if judged and worst > bar:
                     events += self._uneven(leaf, window, worst, shares, uplink_bytes)
                 else:
                     events += self._even_or_quiet(leaf, window, judged)
