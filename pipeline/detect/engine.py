@@ -6,6 +6,8 @@ embedded replay and the Kafka consumer-group member (pipeline.detect.service) ru
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from pipeline import records
@@ -20,6 +22,10 @@ from pipeline.detect.link_status import LinkStatus
 from pipeline.topology import Topology
 
 INPUT_TABLES: tuple[str, ...] = ("flows", "link_bins", "iterations", "counters")
+DETECTORS = ("link_health", "ecmp", "congestion", "collective", "fast_recovery", "link_status")
+# Settings that shape the state held, kept from a restored state: ECMP numbers its pending and open windows by
+# `window_ms`, and each job's recent iterations are a queue of `baseline_window`.
+KEPT_ON_RESTORE = {"ecmp": ("window_ms",), "collective": ("baseline_window",)}
 
 
 class DetectorSet:
@@ -35,6 +41,25 @@ class DetectorSet:
         self.link_status = LinkStatus(config.link_status)
         self.emitted = 0
         self._open: set[str] = set()
+
+    def take_settings(self, configured: DetectorSet) -> list[str]:
+        """Give this state (restored from a checkpoint) the settings of `configured` (this start's configuration):
+        a checkpoint keeps what the detectors learned, the configuration decides their thresholds. Those of
+        KEPT_ON_RESTORE stay as they were. Returns each setting that changed, or that differs and was kept."""
+        changes: list[str] = []
+        for name in DETECTORS:
+            detector = getattr(self, name)
+            before, wanted = detector.config, getattr(configured, name).config
+            kept = {key: getattr(before, key) for key in KEPT_ON_RESTORE.get(name, ()) if
+                    getattr(before, key) != getattr(wanted, key)}
+            changes += [f"{name}.{key} stays {value} (not {getattr(wanted, key)}: it shapes the state restored; "
+                        "remove the checkpoint to change it)" for key, value in kept.items()]
+            after = dataclasses.replace(wanted, **kept)
+            changes += [f"{name}.{field.name} {getattr(before, field.name)} -> {getattr(after, field.name)}"
+                        for field in dataclasses.fields(after)
+                        if getattr(before, field.name) != getattr(after, field.name)]
+            detector.config = after
+        return changes
 
     @property
     def open_incidents(self) -> int:

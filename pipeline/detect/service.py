@@ -109,10 +109,13 @@ class DetectorService:
         checkpoint = self.config.checkpoint
         restored = load_checkpoint(checkpoint, self._topology) if checkpoint is not None else None
         if restored is not None:
+            changed = restored.detectors.take_settings(self.detectors)
             self.detectors, self.watermark = restored.detectors, restored.watermark
             self.watermark.restarted(time.monotonic(), self.config.watermark)
             log.info("detectors restored from %s: %d incidents open, %d rows waiting for the clock", checkpoint,
                      self.detectors.open_incidents, self.watermark.held_rows)
+            for change in changed:
+                log.warning("detector setting changed since the checkpoint: %s", change)
         positions: dict[tuple[str, int], int] = dict(restored.offsets) if restored is not None else {}
         assignments: list[set[TopicPartition]] = []
         consumer = Consumer(self.bus, group=self.config.group, topics=list(self._tables),

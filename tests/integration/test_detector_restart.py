@@ -1,6 +1,7 @@
 """An incident open when `ingest` is killed is the same incident after it starts again: the detectors'
-checkpoint, through the real broker, the real `ingest` process and the real store. And the checkpoint holds
-what the detectors took after the last record came: rows the clock let go once the partitions went quiet.
+checkpoint, through the real broker, the real `ingest` process and the real store; the restarted one takes
+the settings it is configured with, and says which changed. And the checkpoint holds what the detectors took
+after the last record came: rows the clock let go once the partitions went quiet.
 
 A congestion episode of a generated capture spans the kill: the records before it are consumed by one
 `ingest`, which is killed with SIGKILL while the episode is open; the records after it are produced while
@@ -92,13 +93,14 @@ def send(bus: BusConfig, batches: list[tuple[str, dict]]) -> int:
     return sent
 
 
-def ingest(broker: str, topology: Path, data_dir: Path, *extra: str) -> list[str]:
-    """`ingest` of the test's groups. The whole second part is in Kafka before it starts, and the consumer
-    may read one link's partition seconds ahead of another's: past the detectors' lateness bound, which
-    could end the episode by silence on the lagging link (a batch load's limit, stated in the detectors'
-    README). A long `idle_ms` keeps this test about the restart."""
+def ingest(broker: str, topology: Path, data_dir: Path, *extra: str, settings: str = "") -> list[str]:
+    """`ingest` of the test's groups, with `settings` added to the detectors' configuration. The whole second
+    part is in Kafka before it starts, and the consumer may read one link's partition seconds ahead of
+    another's: past the detectors' lateness bound, which could end the episode by silence on the lagging
+    link (a batch load's limit, stated in the detectors' README). A long `idle_ms` keeps this test about the
+    restart."""
     config = data_dir.parent / "ingest.yaml"
-    config.write_text("detectors:\n  congestion: {idle_ms: 60000}\n")
+    config.write_text(f"detectors:\n  congestion: {{idle_ms: 60000}}\n{settings}")
     return [*FABRICSCOPE, "ingest", "--kafka", broker, "--topology", str(topology), "--data-dir", str(data_dir),
             "--group", f"sink-{data_dir.parent.name}", "--detect-group", f"detect-{data_dir.parent.name}",
             "--config", str(config), *extra]
@@ -138,9 +140,11 @@ def test_an_incident_open_when_ingest_is_killed_is_the_same_incident_after_the_r
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=30)
     send(bus, after)
-    done = subprocess.run(ingest(broker, outputs.topology, data_dir, "--until-idle", "6", "--metrics", "off"),
+    done = subprocess.run(ingest(broker, outputs.topology, data_dir, "--until-idle", "6", "--metrics", "off",
+                                 settings="  link_health: {flap_transitions: 4}\n"),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+    assert "detector setting changed since the checkpoint: link_health.flap_transitions 3 -> 4" in done.stderr
     query = subprocess.run([*FABRICSCOPE, "query", "SELECT event_id, state, toUnixTimestamp64Micro(ts) AS ts "
                             "FROM events WHERE kind = 'congestion' ORDER BY updated", "--format", "json",
                             "--data-dir", str(data_dir)], capture_output=True, text=True, timeout=120)

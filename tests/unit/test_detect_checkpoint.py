@@ -10,6 +10,10 @@ import numpy as np
 import pytest
 
 from pipeline.detect.checkpoint import FORMAT_VERSION, Checkpoint, load_checkpoint, save_checkpoint
+from pipeline.detect.collective import CollectiveConfig
+from pipeline.detect.config import DetectorConfig
+from pipeline.detect.congestion import CongestionConfig
+from pipeline.detect.ecmp import EcmpConfig
 from pipeline.detect.engine import DetectorSet
 from pipeline.detect.events import Event, make_event
 from pipeline.detect.link_status import LinkStatus, LinkStatusConfig
@@ -76,6 +80,24 @@ def test_a_checkpoint_reads_back_as_written(tmp_path: Path) -> None:
     assert restored is not None and restored.offsets == {("fabricscope.flows.v1", 0): 7}
     assert restored.detectors.link_status.merge([make_event(
         "link_down", ts=T0 + 77 * MS, ts_end=T0 + 77 * MS, severity="critical", link=LINK, summary="down")]) == []
+
+
+def test_a_restored_state_takes_this_start_s_settings_but_keeps_those_its_state_is_shaped_by(tmp_path: Path) -> None:
+    path = tmp_path / "detect.state"
+    save_checkpoint(path, Checkpoint(detectors(), {}))
+    restored = load_checkpoint(path, TOPOLOGY)
+    assert restored is not None
+    configured = DetectorSet(TOPOLOGY, DetectorConfig(
+        ecmp=EcmpConfig(threshold=0.2, window_ms=2000.0), congestion=CongestionConfig(ce_ratio=0.1),
+        collective=CollectiveConfig(baseline_window=30)))
+    changes = restored.detectors.take_settings(configured)
+    assert (restored.detectors.ecmp.config.threshold, restored.detectors.congestion.config.ce_ratio) == (0.2, 0.1)
+    assert restored.detectors.ecmp.config.window_ms == 1000.0  # its pending windows are numbered by it
+    assert restored.detectors.collective.config.baseline_window == 20
+    assert [change.split(" (")[0] for change in changes] == [
+        "ecmp.window_ms stays 1000.0", "ecmp.threshold 0.15 -> 0.2", "congestion.ce_ratio 0.05 -> 0.1",
+        "collective.baseline_window stays 20"]
+    assert detectors().take_settings(detectors()) == []
 
 
 def test_a_format_2_checkpoint_is_migrated_and_its_outage_goes_on(tmp_path: Path) -> None:
