@@ -38,8 +38,8 @@ pytestmark = requires(shutil.which("pmacctd") is not None, "Debian pmacct is not
 VXLAN_PORT = 4789
 QUIET_S = 1.5  # pmacctd has finished when its log says so and no datagram came for this long
 # a run stops when its samples came and pmacctd went quiet; this only bounds a broken one (in the fresh-clone
-# suite the two-play test reached 40 s with one play's samples)
-DEADLINE_S = 90
+# suite the two-play test reached 40 s with one play's samples, and took 66 s to pass beside a running demo)
+DEADLINE_S = 180
 SIGMAS = 4
 
 
