@@ -25,14 +25,14 @@ if sys.argv[2] == "decoding":
 columns = [np.ones(65_536, dtype=np.int64) for _ in range(200)]
 del columns[:-1]
 before_free, before_rss = freed_bytes(), resident()
-before_batch(int(sys.argv[1]))
+before_batch(int(sys.argv[1]), every_s=float(sys.argv[3]))
 print(json.dumps([before_free, before_rss, freed_bytes(), resident()]))
 """
 
 
-def _flood(limit_bytes: int, process: str = "decoding") -> list[int]:
-    run = subprocess.run([sys.executable, "-c", FLOOD, str(limit_bytes), process], capture_output=True, text=True,
-                         check=True)
+def _flood(limit_bytes: int, process: str = "decoding", every_s: float = 0.0) -> list[int]:
+    run = subprocess.run([sys.executable, "-c", FLOOD, str(limit_bytes), process, str(every_s)], capture_output=True,
+                         text=True, check=True)
     return json.loads(run.stdout)
 
 
@@ -50,5 +50,12 @@ def test_freed_memory_past_the_limit_is_returned() -> None:
 
 def test_freed_memory_below_the_limit_stays_for_the_next_batch() -> None:
     before_free, before_rss, _, after_rss = _flood(256 * 1024 * 1024)
+    assert before_free > 90e6
+    assert abs(before_rss - after_rss) < 4e6
+
+
+def test_the_free_bytes_are_looked_at_once_in_every_s_at_most() -> None:
+    """The flood comes right after the first batch: within `every_s` of it, nothing is looked at or returned."""
+    before_free, before_rss, _, after_rss = _flood(64 * 1024 * 1024, every_s=3600.0)
     assert before_free > 90e6
     assert abs(before_rss - after_rss) < 4e6
