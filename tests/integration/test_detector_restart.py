@@ -39,7 +39,7 @@ pytestmark = pytest.mark.integration
 
 FABRICSCOPE = [sys.executable, "-m", "fabricscope.cli"]
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
-IDLE_S = 5.0  # longer than reading the whole sample takes: its rows are still held when the last one comes
+IDLE_S = 10.0  # far longer than reading the whole sample takes: its rows are still held when the last one comes
 WAIT_S = 120
 SPLIT_MS = 2500  # inside the congestion episode (1000-3200 ms), more than the lateness bound after its start
 SCENARIO = """
