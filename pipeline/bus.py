@@ -162,6 +162,21 @@ class _Listener(ConsumerRebalanceListener):
         self._on_assigned(set(assigned))
 
 
+def _free_parked_records(consumer: KafkaConsumer) -> None:
+    """Work around kafka-python 3.0 (up to 3.0.12 at least) losing a paused partition for good.
+
+    Its fetcher parks the records of a partition paused while they sit in line and hands them back after
+    resume() only while no records are in line (`_next_partition_records is None`). But the line keeps the
+    last partition's records once drained, so after any other partition's fetch it is never None again: the
+    parked partition is neither returned nor fetched again, and the consumer reads nothing more of it, with no
+    error. An empty line is what None means to the fetcher everywhere else, so it is set to None here before
+    each poll. Versions without the parking (2.x) have no `_paused_partition_records`: nothing changes."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    line = getattr(fetcher, "_next_partition_records", None)
+    if line is not None and not line and getattr(fetcher, "_paused_partition_records", None):
+        fetcher._next_partition_records = None  # type: ignore[union-attr]
+
+
 class Consumer:
     """A consumer-group member with manual commits: nothing is committed unless commit() is called."""
 
@@ -204,8 +219,10 @@ class Consumer:
 
     def poll(self, timeout_ms: int) -> list[Record]:
         """Next messages of the assigned partitions (also keeps the group membership alive)."""
+        consumer = self._started()
+        _free_parked_records(consumer)
         try:
-            polled = self._started().poll(timeout_ms=timeout_ms)
+            polled = consumer.poll(timeout_ms=timeout_ms)
         except KafkaError as exc:
             raise _translate("poll", exc) from exc
         return [
