@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import arrow_columns, records
+from pipeline import arrow_columns, ipc_header, records
 from pipeline.errors import DecodeError
 
 MAX_MESSAGE_BYTES = 1 << 20
@@ -164,13 +164,51 @@ def _key_array(batch: Batch, column: str) -> pa.Array:
 
 
 def decode(table: str, value: bytes) -> pa.Table:
-    """The rows of one message, checked against records.py; DecodeError says what is wrong."""
+    """The rows of one message, checked against records.py; DecodeError says what is wrong.
+
+    A consumer decodes every message, and a busy fabric sends one per link and table every export: its
+    fixed cost bounds a consumer before its rows do. So the schema message is checked once per distinct
+    bytes (a producer sends the same schema every time), the null counts come from each batch's header, and
+    the batches are read against records.py's schema itself (its metadata included)."""
+    reader = pa.BufferReader(pa.py_buffer(value))
+    expected = records.arrow_schema(table)
+    batches = []
     try:
-        reader = pa.ipc.open_stream(pa.py_buffer(value))
-        rows = reader.read_all()
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        _check_schema(table, pa.ipc.read_message(reader))
+        while (message := _next_message(reader)) is not None:
+            if message.type != "record batch":
+                raise DecodeError(f"a {message.type} message where record batches belong")
+            nulls = ipc_header.null_counts(message.metadata)
+            for node, index in _not_nullable_nodes(table):
+                if node >= len(nulls) or nulls[node]:
+                    raise DecodeError(f"column {expected.field(index).name}: nulls in a non-nullable column")
+            batches.append(pa.ipc.read_record_batch(message, expected))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, EOFError, ValueError) as exc:
         raise DecodeError(f"not an Arrow IPC stream: {exc}") from exc
-    metadata = rows.schema.metadata or {}
+    return pa.Table.from_batches(batches, schema=expected)
+
+
+def _next_message(reader: pa.BufferReader) -> pa.ipc.Message | None:
+    """The stream's next message, None at its end (the end-of-stream marker or the last byte)."""
+    try:
+        return pa.ipc.read_message(reader)
+    except EOFError:
+        return None
+
+
+# Per table, the schema message bytes last found to match records.py.
+_ACCEPTED_SCHEMAS: dict[str, bytes] = {}
+
+
+def _check_schema(table: str, message: pa.ipc.Message) -> None:
+    """The stream's schema message is `table`'s schema of this version, or DecodeError."""
+    if message.type != "schema":
+        raise DecodeError(f"the stream starts with a {message.type} message, not its schema")
+    header = message.metadata.to_pybytes()
+    if _ACCEPTED_SCHEMAS.get(table) == header:
+        return
+    schema = pa.ipc.read_schema(message)
+    metadata = schema.metadata or {}
     named = metadata.get(b"fabricscope.table", b"").decode(errors="replace")
     if named != table:
         raise DecodeError(f"message holds table {named!r}, expected {table!r}")
@@ -178,17 +216,14 @@ def decode(table: str, value: bytes) -> pa.Table:
     if version != str(records.SCHEMA_VERSION):
         raise DecodeError(f"schema version {version!r}, expected {records.SCHEMA_VERSION}")
     expected = records.arrow_schema(table)
-    if not rows.schema.equals(expected):  # the detail only when it differs: this runs for every message
-        if rows.schema.names != expected.names:
-            raise DecodeError(f"columns {rows.schema.names} differ from {expected.names}")
+    if not schema.equals(expected):
+        if schema.names != expected.names:
+            raise DecodeError(f"columns {schema.names} differ from {expected.names}")
         for field in expected:
-            got = rows.schema.field(field.name).type
-            if got != field.type:
-                raise DecodeError(f"column {field.name}: type {got}, expected {field.type}")
-    for index in _not_nullable(table):
-        if rows.column(index).null_count:
-            raise DecodeError(f"column {expected.field(index).name}: nulls in a non-nullable column")
-    return rows.replace_schema_metadata(expected.metadata)
+            got = schema.field(field.name)
+            if got.type != field.type:
+                raise DecodeError(f"column {field.name}: type {got.type}, expected {field.type}")
+    _ACCEPTED_SCHEMAS[table] = header  # names and types match: the batches read as records.py's schema
 
 
 def record_batches(value: bytes) -> Iterator[pa.ipc.Message]:
@@ -205,8 +240,14 @@ def record_batches(value: bytes) -> Iterator[pa.ipc.Message]:
 
 
 @functools.cache
-def _not_nullable(table: str) -> tuple[int, ...]:
-    return tuple(i for i, field in enumerate(records.arrow_schema(table)) if not field.nullable)
+def _not_nullable_nodes(table: str) -> tuple[tuple[int, int], ...]:
+    """(field node, column) of the table's non-nullable columns: a nested column's children take nodes too."""
+    nodes, node = [], 0
+    for index, field in enumerate(records.arrow_schema(table)):
+        if not field.nullable:
+            nodes.append((node, index))
+        node += ipc_header.node_count(field.type)
+    return tuple(nodes)
 
 
 def to_columns(rows: pa.Table) -> dict[str, np.ndarray]:

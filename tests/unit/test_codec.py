@@ -120,11 +120,24 @@ def test_a_changed_column_type_is_refused() -> None:
     table = codec.to_arrow("flows", random_flows(3))
     index = table.schema.get_field_index("packets")
     changed = table.set_column(index, pa.field("packets", pa.int32()), table["packets"].cast(pa.int32()))
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, changed.schema) as writer:
-        writer.write_table(changed)
     with pytest.raises(DecodeError, match="column packets: type int32"):
-        codec.decode("flows", sink.getvalue().to_pybytes())
+        codec.decode("flows", _stream(changed))
+
+
+def test_nulls_in_a_non_nullable_column_are_refused_by_name() -> None:
+    codec.decode("flows", codec.encode("flows", random_flows(3))[0].value)  # the schema is known from now on
+    table = codec.to_arrow("flows", random_flows(3))
+    index = table.schema.get_field_index("packets")
+    holed = table.set_column(index, table.schema.field(index), pa.array([1, None, 3], pa.uint64()))
+    with pytest.raises(DecodeError, match="column packets: nulls in a non-nullable column"):
+        codec.decode("flows", _stream(holed))
+
+
+def _stream(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
 
 
 def test_a_truncated_message_is_refused() -> None:
