@@ -25,20 +25,16 @@ MAX_MESSAGE_BYTES = 1 << 20
 KEY_COLUMNS = ("event_id", "link", "job")
 _SCHEMA_MARGIN = 1.25
 _SAMPLE_ROWS = 1024
-# Arrow compresses each buffer itself (zstd, built into pyarrow; Kafka's zstd needs a library kafka-python
-# lacks here): on a flood of distinct flows 32 bytes a flow row, against 44 with Kafka's lz4 over the
-# message, and the embedded broker keeps every message for its whole run. Readers decompress unasked.
-_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression=pa.Codec("zstd", 1))
-# Below this many rows a message goes uncompressed: zstd costs ~1 ms a message whatever its size (a context
-# per column buffer), while 16 flow rows compress from 9.2 to 6.8 KB. A replay at --speed 1 sends a few
-# rows per link every pause, and fell seconds behind real time compressing them.
-_COMPRESSED_MIN_ROWS = 64
-_PLAIN_IPC_OPTIONS = pa.ipc.IpcWriteOptions()
-# Below this many rows lz4: a message of one link's rows for a second (200 link bins) decodes in a quarter of
-# zstd's time (a context per column buffer either way, lz4's far cheaper), for 37% more bytes; above it zstd's
-# ratio pays (1,000 flow rows: 43 bytes a row against 83), and such messages are few.
+# Messages of this many rows and more: Arrow compresses each column buffer with zstd (built into pyarrow;
+# Kafka's zstd needs a library kafka-python lacks here), whose ratio then pays (a flood of distinct flows:
+# 32 bytes a flow row) and whose context per buffer (~1 ms a message) is spread over the rows; the sink hands
+# these bodies to ClickHouse still compressed. Smaller messages (a link's second of link bins, a few flow
+# rows per link at every pause) go plain: a context per column buffer cost each more than its rows (200
+# link bins decoded in 135 µs with lz4, 17 µs plain), and Kafka's lz4 (pipeline.bus) compresses a producer
+# batch of them at once, to fewer bytes than each alone (those link bins: 18 bytes a row against 50).
 _ZSTD_MIN_ROWS = 1024
-_LZ4_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression=pa.Codec("lz4"))
+_ZSTD_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression=pa.Codec("zstd", 1))
+_PLAIN_IPC_OPTIONS = pa.ipc.IpcWriteOptions()
 
 Batch: TypeAlias = Mapping[str, np.ndarray] | pa.Table
 
@@ -90,8 +86,7 @@ def to_arrow(table: str, batch: Batch) -> pa.Table:
 
 def _ipc_bytes(rows: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
-    options = (_IPC_OPTIONS if rows.num_rows >= _ZSTD_MIN_ROWS else _LZ4_IPC_OPTIONS
-               if rows.num_rows >= _COMPRESSED_MIN_ROWS else _PLAIN_IPC_OPTIONS)
+    options = _ZSTD_IPC_OPTIONS if rows.num_rows >= _ZSTD_MIN_ROWS else _PLAIN_IPC_OPTIONS
     with pa.ipc.new_stream(sink, rows.schema, options=options) as writer:
         writer.write_table(rows)
     return sink.getvalue().to_pybytes()
