@@ -20,13 +20,17 @@ _NODE_FIELDS = 2  # FieldNode: length, null_count
 
 
 def null_counts(metadata: pa.Buffer) -> tuple[int, ...]:
-    """The null count of every field node of a record batch message's header (`pa.ipc.Message.metadata`)."""
+    """The null count of every field node of a record batch message's header (`pa.ipc.Message.metadata`);
+    ValueError when the header holds no field nodes where they belong."""
     view = memoryview(metadata)
-    (message,) = struct.unpack_from("<I", view, 0)
-    header = _follow(view, message, _MESSAGE_HEADER)
-    nodes = _follow(view, header, _RECORD_BATCH_NODES)
-    (count,) = struct.unpack_from("<I", view, nodes)
-    values = struct.unpack_from(f"<{count * _NODE_FIELDS}q", view, nodes + 4)
+    try:
+        (message,) = struct.unpack_from("<I", view, 0)
+        header = _follow(view, message, _MESSAGE_HEADER)
+        nodes = _follow(view, header, _RECORD_BATCH_NODES)
+        (count,) = struct.unpack_from("<I", view, nodes)
+        values = struct.unpack_from(f"<{count * _NODE_FIELDS}q", view, nodes + 4)
+    except struct.error as exc:
+        raise ValueError(f"record batch header cut short: {exc}") from exc
     return values[1::_NODE_FIELDS]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pytest
 
 from pipeline import ipc_header
 
@@ -20,3 +21,8 @@ def test_null_counts_are_read_per_field_node_children_included() -> None:
     message = pa.ipc.read_message(reader)
     assert ipc_header.null_counts(message.metadata) == (1, 1, 2)  # links, its strings, packets
     assert [ipc_header.node_count(field.type) for field in schema] == [2, 1]
+
+
+def test_a_header_cut_short_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="cut short"):
+        ipc_header.null_counts(pa.py_buffer(b"\x08\x00"))
