@@ -40,6 +40,7 @@ RECONNECT_BACKOFF_MAX_MS = 5_000  # kafka-python's 30 s would leave a restarted 
 MAX_REQUEST_BYTES = codec.MAX_MESSAGE_BYTES + (64 << 10)
 PRODUCER_BATCH_BYTES = 1 << 20
 FETCH_PARTITION_BYTES = 2 * MAX_REQUEST_BYTES
+DEFAULT_POLL_RECORDS = 500  # kafka-python's: at most this many messages a poll returns
 
 Header = tuple[str, bytes]
 
@@ -188,10 +189,12 @@ class Consumer:
         topics: Sequence[str],
         on_assigned: Callable[[set[TopicPartition]], None] = lambda _: None,
         on_revoked: Callable[[set[TopicPartition]], None] = lambda _: None,
+        poll_records: int = DEFAULT_POLL_RECORDS,
     ) -> None:
         self.config = config
         self.group = group
         self.topics = list(topics)
+        self.poll_records = poll_records
         self._listener = _Listener(on_assigned, on_revoked)
         self._consumer: KafkaConsumer | None = None
 
@@ -206,6 +209,7 @@ class Consumer:
                 heartbeat_interval_ms=self.config.heartbeat_interval_ms,
                 request_timeout_ms=self.config.request_timeout_ms + self.config.session_timeout_ms,
                 max_partition_fetch_bytes=FETCH_PARTITION_BYTES,
+                max_poll_records=self.poll_records,
             )
             self._consumer.subscribe(self.topics, listener=self._listener)
         except KafkaError as exc:
