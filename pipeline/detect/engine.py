@@ -22,7 +22,8 @@ from pipeline.detect.link_status import LinkStatus
 from pipeline.topology import Topology
 
 INPUT_TABLES: tuple[str, ...] = ("flows", "link_bins", "iterations", "counters")
-DETECTORS = ("link_health", "ecmp", "congestion", "collective", "fast_recovery", "link_status")
+# The detectors DetectorConfig configures, by its field names (its watermark is the service's, not a detector's).
+DETECTORS = tuple(field.name for field in dataclasses.fields(DetectorConfig) if field.name != "watermark")
 # Settings that shape the state held, kept from a restored state: ECMP numbers its pending and open windows by
 # `window_ms`, and each job's recent iterations are a queue of `baseline_window`.
 KEPT_ON_RESTORE = {"ecmp": ("window_ms",), "collective": ("baseline_window",)}
