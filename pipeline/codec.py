@@ -132,10 +132,8 @@ def encode(table: str, batch: Batch, *, max_bytes: int = MAX_MESSAGE_BYTES) -> l
     keys = pc.dictionary_encode(_key_array(batch, column))
     codes = arrow_columns.numpy_values(keys.indices, np.dtype(np.int32))  # dictionary_encode: int32 indices
     order = np.argsort(codes, kind="stable")
-    if isinstance(batch, pa.Table):
-        rows = batch.take(arrow_columns.indices(order))
-    else:  # reorder the numpy columns, far cheaper than an Arrow take over string columns
-        rows = to_arrow(table, {name: np.asarray(values)[order] for name, values in batch.items()})
+    # Arrow's take over the built columns: half the time of reordering numpy's (object arrays of str most of all)
+    rows = to_arrow(table, batch).take(arrow_columns.indices(order))
     if rows.num_rows == 0:
         return []
     sorted_codes = codes[order]
