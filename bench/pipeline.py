@@ -11,7 +11,7 @@ so about batch_rows / partitions — into the migrated flows table with its roll
 MergeTree for comparison), and where the time went. The sink inserts in its own thread while it fetches
 and decodes the next batch, so its insert time overlaps the rest. Target: ≥300k rows/s end to end.
 
-    .venv/bin/python bench/pipeline.py [--rows 1000000] [--batch-rows 250000] [--shape fabric|random|both]
+    .venv/bin/python bench/pipeline.py [--rows 1000000] [--batch-rows 500000] [--shape fabric|random|both]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pipeline import codec, records  # noqa: E402
 from pipeline.broker import EmbeddedBroker  # noqa: E402
 from pipeline.bus import Producer  # noqa: E402
 from pipeline.migrate import migrate  # noqa: E402
-from pipeline.sink import INSERT_SETTINGS, Sink, SinkConfig  # noqa: E402
+from pipeline.sink import DEFAULT_BATCH_ROWS, INSERT_SETTINGS, Sink, SinkConfig  # noqa: E402
 from pipeline.store import Store, StoreConfig, embedded_dsn  # noqa: E402
 from tests.pipeline_rows import fabric_flows, random_flows  # noqa: E402
 
@@ -40,7 +40,6 @@ LINKS = np.array([f"leaf{leaf}-spine{spine}" for leaf in range(1, 9) for spine i
 BATCH_FLOWS = 100_000
 FABRIC_FLOWS = 100_000
 SHAPES = ("fabric", "random")
-BATCH_ROWS = 250_000  # the sink's rows per insert
 TARGET_ROWS_S = 300_000
 
 
@@ -138,7 +137,8 @@ def measure(rows: int, batch_rows: int, shape: str = "fabric") -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--batch-rows", type=int, default=BATCH_ROWS, help="sink rows per insert")
+    parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS,
+                        help="sink rows per insert (default: the sink's)")
     parser.add_argument("--shape", choices=(*SHAPES, "both"), default="both", help="rows' shape (default: both)")
     args = parser.parse_args()
     for shape in SHAPES if args.shape == "both" else (args.shape,):
