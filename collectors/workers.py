@@ -41,6 +41,10 @@ QUEUED_STEPS = 1
 # Every worker decodes every packet (a third of one collector's work) to find its own, so past a few workers
 # more of them add CPU and memory, not speed: the default stops here (an explicit --workers may go further).
 DEFAULT_MAX_WORKERS = 4
+# The cores the default leaves to this process, which merges the workers' steps (link bins, DFI, the output or
+# the embedded pipeline). On 2 cores, 2 workers ran at 0.81-1.09x one worker's speed in eight bench.workers
+# runs, for ~1.6x its CPU and ~200 MB more memory: the default there is one worker.
+MERGE_CORES = 1
 POLL_S = 1.0  # how often a wait for a worker checks that it is still alive
 
 # The capture each worker reads: called in the worker with its index and the list its reads go to.
@@ -53,8 +57,8 @@ def available_cores() -> int:
 
 
 def default_workers() -> int:
-    """`replay`'s workers when not asked: one per core, at most DEFAULT_MAX_WORKERS."""
-    return min(available_cores(), DEFAULT_MAX_WORKERS)
+    """`replay`'s workers when not asked: one per core but the merge's, at least 1, at most DEFAULT_MAX_WORKERS."""
+    return max(1, min(available_cores() - MERGE_CORES, DEFAULT_MAX_WORKERS))
 
 
 def shared_config(config: CollectorConfig, workers: int) -> CollectorConfig:

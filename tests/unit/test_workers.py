@@ -1,6 +1,7 @@
 """The collector over several processes (collectors.workers) gives the rows one collector gives: flows, link
 bins and iterations, sorted, on every sample, across a step back in time with malformed packets, and when
-the flow tables are drained in parts at the end; `replay --workers 2 --out` writes the file `--workers 1` does."""
+the flow tables are drained in parts at the end; `replay --workers 2 --out` writes the file `--workers 1` does;
+and replay's default number of workers leaves a core to the process that merges their steps."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from pcap_builders import pcap_header, pcap_record
 
 from collectors import collector as collector_module
+from collectors import workers as workers_module
 from collectors.collector import Collector, Records
 from collectors.decode import Decoder
 from collectors.packets import PacketBatch
@@ -139,3 +141,9 @@ def test_replay_out_with_two_workers_writes_the_rows_of_one(tmp_path: Path) -> N
                               "--topology", str(SAMPLES / "topology.yaml"), "--out", str(tmp_path / "x.jsonl"),
                               "--workers", "0"], capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and refused.stderr.strip() == "fabricscope replay: --workers: must be at least 1"
+
+
+@pytest.mark.parametrize(("cores", "workers"), [(1, 1), (2, 1), (3, 2), (5, 4), (64, 4)])
+def test_replays_default_leaves_the_merge_a_core(monkeypatch: pytest.MonkeyPatch, cores: int, workers: int) -> None:
+    monkeypatch.setattr(workers_module.os, "sched_getaffinity", lambda _pid: set(range(cores)))
+    assert workers_module.default_workers() == workers
