@@ -163,7 +163,7 @@ def test_mirror_vlan_attributes_and_is_not_counted(tmp_path: Path, topology: Top
 
 def test_erspan_ii_roce_write(tmp_path: Path, topology: Topology) -> None:
     inner = roce_frame(0x0A, fecn=1)
-    packet = Ether(**MAC) / IP(src="192.0.2.1", dst="192.0.2.99") / GRE(seqnum_present=1, seqence_number=9) \
+    packet = Ether(**MAC) / IP(src="192.0.2.1", dst="192.0.2.99") / GRE(seqnum_present=1, sequence_number=9) \
         / ERSPAN_II(session_id=11, vlan=5) / inner
     check(tmp_path, packet, topology, link=link_index(topology, "leaf1-spine1"), direction=UP,
           erspan_session=11, wire_len=len(bytes(inner)), ethertype=0x0800, src="10.0.1.5", dst="10.0.2.7",
