@@ -46,7 +46,8 @@ log = logging.getLogger("fabricscope.sink")
 DEFAULT_GROUP = "fabricscope-sink"
 # The most rows one insert takes when the sink is behind (inserts otherwise come every batch_wait_s): the
 # rollup views cost less a row in larger blocks (bench/pipeline.py, fabric rows: 500,000 gave 15% more rows/s
-# end to end than 250,000, for ~20 MB more at a 1M-flow flood's peak in bench/flow_memory.py).
+# end to end than 250,000). The price is memory while behind: ~20 MB more at a 1M-flow flood's peak
+# (bench/flow_memory.py), 925 -> 1,630 MB peak RSS in a sink far behind a 2,048-link fabric (bench/big_fabric.py).
 DEFAULT_BATCH_ROWS = 500_000
 DEFAULT_BATCH_WAIT_S = 0.5
 DEFAULT_POLL_TIMEOUT_MS = 200
