@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from collectors import flow_segments, protocols
+from collectors import flow_segments, protocols, radix
 from collectors.packets import DecodedPackets
 from pipeline.addresses import to_bytes16
 from pipeline.labels import APPS
@@ -653,7 +653,7 @@ def _hash_order(hashes: np.ndarray, interval: np.ndarray) -> tuple[np.ndarray, n
         return order, hashes[order]
     packed = (hashes >> shift) << shift
     packed |= (span.astype(np.uint64) << np.uint64(index_bits)) | np.arange(len(hashes), dtype=np.uint64)
-    packed.sort()
+    packed = radix.sorted_words(packed)
     return (packed & np.uint64((1 << index_bits) - 1)).astype(np.int64), packed >> shift
 
 
