@@ -113,9 +113,10 @@ class SflowSource:
             self._socket = None
 
     def steps(self, stop: threading.Event) -> Iterator[Step]:
-        """A step per tick (what quiet collectors' time ended when nothing arrived); after `stop`, every
-        collector's final flush. Unless the last drain filled the buffer, datagrams gather for `gather_s`
-        first, so a trickle costs a step per `gather_s`, not one per datagram. Starts the source if needed."""
+        """A step per tick (what quiet collectors' time ended when nothing arrived); after `stop`, the
+        datagrams the socket still holds and every collector's final flush. Unless the last drain filled the
+        buffer, datagrams gather for `gather_s` first, so a trickle costs a step per `gather_s`, not one per
+        datagram. Starts the source if needed."""
         sock = self.start()._socket
         assert sock is not None
         try:
@@ -131,9 +132,22 @@ class SflowSource:
                 offsets, lengths, arrivals = self._drain()
                 full = int(lengths.sum()) > len(self._buffer) - MAX_DATAGRAM  # as _drain stops
                 yield self._step(offsets, lengths, arrivals)
+            yield from self._held()
             yield [table for collector in self._collectors.values() for table in collector.finish().tables()]
         finally:
             self.stop()
+
+    def _held(self) -> Iterator[Step]:
+        """At stop, the datagrams the kernel already holds: sent before the stop, they would otherwise be lost
+        with nothing to count them (no later datagram shows their sequence gap). At most a receive buffer's
+        worth, so an agent that keeps sending cannot hold the stop off."""
+        drained = 0
+        while drained < self.receive_buffer:
+            offsets, lengths, arrivals = self._drain()
+            if not len(offsets):
+                return
+            drained += int(lengths.sum())
+            yield self._step(offsets, lengths, arrivals)
 
     def _drain(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Receive every datagram ready now (up to the buffer's room) without blocking."""

@@ -389,6 +389,21 @@ def test_source_turns_received_datagrams_into_flows_counters_and_drops() -> None
     }
 
 
+def test_datagrams_the_socket_holds_at_stop_are_decoded_before_the_final_flush() -> None:
+    """A graceful stop reads what the kernel already holds: sent before the stop, those datagrams would
+    otherwise be lost with nothing to count them (no later datagram shows their sequence gap)."""
+    source = SflowSource(load_topology(SAMPLES / "topology.yaml"), SflowConfig(listen="127.0.0.1:0")).start()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        for sequence in range(1, 201):
+            sender.sendto(datagram([flow_sample([raw_packet_header(plain())])], sequence=sequence),
+                          ("127.0.0.1", source.port))
+    stop = threading.Event()
+    stop.set()
+    flows = [columns for step in source.steps(stop) for table, columns in step if table == "flows"]
+    assert source.counts()["datagrams"] == 200
+    assert sum(int(part["packets"].sum()) for part in flows) == 200
+
+
 def test_a_quiet_agents_rows_leave_before_stop() -> None:
     """Packets are stamped on arrival: idle ticks move each collector's packet time on, ending its rows."""
     config = CollectorConfig(active_timeout_s=0.1, idle_timeout_s=0.1)
