@@ -119,7 +119,7 @@ def shaped_batches(rows: int, shape: str) -> list[dict[str, np.ndarray]]:
             for seed, start in enumerate(range(0, rows, BATCH_FLOWS))]
 
 
-def measure(rows: int, batch_rows: int, shape: str = "fabric") -> float:
+def measure(rows: int, shape: str = "fabric", batch_rows: int = DEFAULT_BATCH_ROWS) -> float:
     """Print every figure of one run; rows/s end to end."""
     print(f"-- {shape} rows", flush=True)
     batches = shaped_batches(rows, shape)
@@ -142,7 +142,7 @@ def main() -> None:
     parser.add_argument("--shape", choices=(*SHAPES, "both"), default="both", help="rows' shape (default: both)")
     args = parser.parse_args()
     for shape in SHAPES if args.shape == "both" else (args.shape,):
-        measure(args.rows, args.batch_rows, shape)
+        measure(args.rows, shape, args.batch_rows)
 
 
 if __name__ == "__main__":

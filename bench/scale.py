@@ -49,8 +49,7 @@ def main() -> None:
         collector = workers.measure(args.packets, args.workers, args.runs, Path(tmp))
     workers.report(collector)
     print("\n== 2. pipeline end to end", flush=True)
-    pipeline_rows_s = {shape: pipeline.measure(args.rows, pipeline.DEFAULT_BATCH_ROWS, shape)
-                       for shape in pipeline.SHAPES}
+    pipeline_rows_s = {shape: pipeline.measure(args.rows, shape) for shape in pipeline.SHAPES}
     print("\n== 3. detectors", flush=True)
     detector = detectors.measure()
     print("\n== 4. events through the sink under flow load", flush=True)
