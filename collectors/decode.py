@@ -1,7 +1,7 @@
 """Vectorised decoder: PacketBatch -> DecodedPackets, over the whole batch after one compiled header walk.
 
 The walk (collectors.decode_walk) finds where each header starts and copies the header bytes into a compact
-column-major slab; this module reads the fixed-offset fields from it (the IP, L4 and BTH fields and the
+block per packet; this module reads the fixed-offset fields from them (the IP, L4 and BTH fields and the
 monitored frame's wire length, DESIGN.md section 5, in compiled passes: collectors.decode_fields; the rarer
 ones as whole-column numpy operations) and attributes packets to links (ERSPAN session, mirror VLAN, then
 capture interface).
@@ -16,7 +16,7 @@ import numpy as np
 
 from collectors import decode_fields, decode_walk, protocols
 from collectors import header_table as h
-from collectors.decode_walk import SLAB_APP_L4, SLAB_BTH, SLAB_L3, SLAB_L4
+from collectors.decode_walk import BLOCK_APP_L4, BLOCK_BTH, BLOCK_L3, BLOCK_L4
 from collectors.packets import DecodedPackets, PacketBatch
 from collectors.wire import column16, column32
 from pipeline.addresses import V4_MAPPED_LO, v6_words
@@ -24,6 +24,12 @@ from pipeline.topology import NO_LINK, UNKNOWN, VLAN_IDS, Topology
 
 log = logging.getLogger(__name__)
 SWITCH_CLOCK_TOLERANCE_NS = 1_000_000_000  # a switch timestamp further from the capture time is not trusted
+HEADER_FIELDS: dict[str, type[np.generic]] = {  # decode_fields.header_fields' outputs, in its order
+    "src_hi": np.uint64, "src_lo": np.uint64, "dst_hi": np.uint64, "dst_lo": np.uint64, "traffic_class": np.uint8,
+    "ip_length": np.int64, "src_port": np.uint16, "dst_port": np.uint16, "tcp_flags": np.uint8,
+    "app_src_port": np.uint16, "app_dst_port": np.uint16, "app_tcp_flags": np.uint8, "bth_opcode": np.uint8,
+    "fecn": np.bool_, "becn": np.bool_, "dqpn": np.uint32, "psn": np.uint32, "aeth_syndrome": np.uint8,
+}
 
 
 @dataclass
@@ -58,22 +64,19 @@ class Decoder:
             self._unsupported(batch.linktype, len(batch))
         ok = headers.status == decode_walk.OK
         self._count(headers.status)
-        src_hi, src_lo, dst_hi, dst_lo, traffic_class, ip_length = _ip_fields(ok, headers)
-        src_port, dst_port, tcp_flags = _l4_fields(ok, headers.proto, headers.l4, headers.slab[SLAB_L4:SLAB_APP_L4])
-        app_src_port, app_dst_port, app_tcp_flags = _l4_fields(
-            ok, headers.app_proto, headers.app_l4, headers.slab[SLAB_APP_L4:SLAB_BTH]
-        )
-        outer = (src_hi, src_lo, dst_hi, dst_lo)
+        fields = _header_fields(ok, headers)
+        outer = tuple(fields[name] for name in ("src_hi", "src_lo", "dst_hi", "dst_lo"))
+        src_hi, src_lo, dst_hi, dst_lo = outer
+        src_port, dst_port, tcp_flags = fields["src_port"], fields["dst_port"], fields["tcp_flags"]
         inner = ok & (headers.inner_l3 >= 0)  # a tunnel's inner flow is the flow; the outer endpoints are kept
         proto = np.where(ok, headers.proto, 0).astype(np.uint8)
         if inner.any():
             src_hi, src_lo, dst_hi, dst_lo = _inner_addresses(inner, headers.inner_header, outer)
             proto = np.where(inner, headers.app_proto, proto).astype(np.uint8)
-            src_port = np.where(inner, app_src_port, src_port).astype(np.uint16)
-            dst_port = np.where(inner, app_dst_port, dst_port).astype(np.uint16)
-            tcp_flags = np.where(inner, app_tcp_flags, tcp_flags).astype(np.uint8)
+            src_port = np.where(inner, fields["app_src_port"], src_port).astype(np.uint16)
+            dst_port = np.where(inner, fields["app_dst_port"], dst_port).astype(np.uint16)
+            tcp_flags = np.where(inner, fields["app_tcp_flags"], tcp_flags).astype(np.uint8)
         ts_ns, switch_timed = _packet_time(batch.ts_ns, ok, headers)
-        bth = _bth_fields(ok & headers.is_roce, headers.slab[SLAB_BTH:])
         pfc_enable, pfc_quanta = _pfc_fields(ok, headers)
         link = self._links(batch, headers.session, headers.vlan_link)
         direction = np.full(len(batch), UNKNOWN, dtype=np.int8)
@@ -90,7 +93,7 @@ class Decoder:
             link=link,
             direction=direction,
             erspan_session=np.where(ok, headers.session, -1).astype(np.int16),
-            wire_len=_wire_len(batch, ok, headers, ip_length),
+            wire_len=_wire_len(batch, ok, headers, fields["ip_length"]),
             vlan=np.where(ok, headers.vlan, 0).astype(np.uint16),
             ethertype=np.where(ok, headers.ethertype, 0).astype(np.uint16),
             src_hi=src_hi,
@@ -101,18 +104,18 @@ class Decoder:
             **_outer_endpoints(inner, outer),
             src_port=src_port,
             dst_port=dst_port,
-            dscp=traffic_class >> 2,
-            ecn=traffic_class & 3,
+            dscp=fields["traffic_class"] >> 2,
+            ecn=fields["traffic_class"] & 3,
             tcp_flags=tcp_flags,
             vni=np.where(ok, headers.vni, 0).astype(np.uint32),
             vxlan=ok & headers.vxlan,
             is_roce=ok & headers.is_roce,
-            **bth,
+            **{name: fields[name] for name in ("bth_opcode", "fecn", "becn", "dqpn", "psn", "aeth_syndrome")},
             pfc_enable=pfc_enable,
             pfc_quanta=pfc_quanta,
             app_proto=np.where(ok, headers.app_proto, 0).astype(np.uint8),
-            app_src_port=app_src_port,
-            app_dst_port=app_dst_port,
+            app_src_port=fields["app_src_port"],
+            app_dst_port=fields["app_dst_port"],
             payload_offset=np.where(ok, headers.payload, -1),
             payload_caplen=np.where(ok & (headers.payload >= 0), end - headers.payload, 0).astype(np.int32),
         )
@@ -193,47 +196,29 @@ def _packet_time(capture_ns: np.ndarray, ok: np.ndarray, headers: decode_walk.He
     return np.where(timed, switch, capture_ns), timed
 
 
-def _ip_fields(ok: np.ndarray, headers: decode_walk.Headers) -> tuple[np.ndarray, ...]:
-    """Addresses (IPv4 and ARP sender/target as v4-mapped words), traffic class and IP total length."""
-    n = len(ok)
-    src_hi, src_lo, dst_hi, dst_lo = (np.empty(n, dtype=np.uint64) for _ in range(4))
-    traffic_class, ip_length = np.empty(n, dtype=np.uint8), np.empty(n, dtype=np.int64)
-    decode_fields.ip_fields(ok, headers.ip_version, headers.ethertype, headers.slab[SLAB_L3:SLAB_L4],
-                            src_hi, src_lo, dst_hi, dst_lo, traffic_class, ip_length)
-    return src_hi, src_lo, dst_hi, dst_lo, traffic_class, ip_length
-
-
-def _l4_fields(
-    ok: np.ndarray, proto: np.ndarray, l4: np.ndarray, slab: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """TCP/UDP ports and TCP flags (decode_fields.l4_fields)."""
-    n = len(ok)
-    src, dst, flags = np.empty(n, dtype=np.uint16), np.empty(n, dtype=np.uint16), np.empty(n, dtype=np.uint8)
-    decode_fields.l4_fields(ok, proto, l4, slab, src, dst, flags)
-    return src, dst, flags
-
-
-def _bth_fields(roce: np.ndarray, bth: np.ndarray) -> dict[str, np.ndarray]:
-    """RoCEv2 BTH fields and the AETH syndrome (decode_fields.bth_fields)."""
-    n = len(roce)
-    fields = {"bth_opcode": np.empty(n, dtype=np.uint8), "fecn": np.empty(n, dtype=np.bool_),
-              "becn": np.empty(n, dtype=np.bool_), "dqpn": np.empty(n, dtype=np.uint32),
-              "psn": np.empty(n, dtype=np.uint32), "aeth_syndrome": np.empty(n, dtype=np.uint8)}
-    decode_fields.bth_fields(roce, bth, protocols.OPCODE_HAS_AETH, fields["bth_opcode"], fields["fecn"],
-                             fields["becn"], fields["dqpn"], fields["psn"], fields["aeth_syndrome"])
+def _header_fields(ok: np.ndarray, headers: decode_walk.Headers) -> dict[str, np.ndarray]:
+    """IP addresses (IPv4 and ARP as v4-mapped words), traffic class, IP length, the ports and TCP flags of the
+    L4 header at `l4` and of the innermost one (app_*), and the RoCEv2 BTH fields with the AETH syndrome
+    (decode_fields.header_fields)."""
+    fields = {name: np.empty(len(ok), dtype=kind) for name, kind in HEADER_FIELDS.items()}
+    decode_fields.header_fields(ok, headers.block, BLOCK_L3, BLOCK_L4, BLOCK_APP_L4, BLOCK_BTH,
+                                headers.ip_version, headers.ethertype, headers.proto, headers.l4,
+                                headers.app_proto, headers.app_l4, headers.is_roce, protocols.OPCODE_HAS_AETH,
+                                *fields.values())
     return fields
 
 
 def _pfc_fields(ok: np.ndarray, headers: decode_walk.Headers) -> tuple[np.ndarray, np.ndarray]:
     """PFC class-enable vector and the 8 pause quanta of MAC-control frames with the PFC opcode."""
-    frame = headers.slab[SLAB_L3 : SLAB_L3 + h.PFC_FRAME]
-    pause = ok & (headers.ethertype == protocols.ETH_MAC_CONTROL) \
-        & (column16(frame, h.PFC_OPCODE_AT) == protocols.PFC_OPCODE)
-    enable = np.where(pause, frame[h.PFC_CLASS_ENABLE], 0).astype(np.uint8)
+    enable = np.zeros(len(ok), dtype=np.uint8)
     quanta = np.zeros((len(ok), 8), dtype=np.uint16)
-    rows = np.flatnonzero(pause)
+    control = np.flatnonzero(ok & (headers.ethertype == protocols.ETH_MAC_CONTROL))
+    frame = headers.block[control, BLOCK_L3 : BLOCK_L3 + h.PFC_FRAME].T  # row k: byte k of every such frame
+    pfc = column16(frame, h.PFC_OPCODE_AT) == protocols.PFC_OPCODE
+    rows, frame = control[pfc], frame[:, pfc]
+    enable[rows] = frame[h.PFC_CLASS_ENABLE]
     for priority in range(8):
-        quanta[rows, priority] = column16(frame[:, rows], h.PFC_QUANTA + 2 * priority)
+        quanta[rows, priority] = column16(frame, h.PFC_QUANTA + 2 * priority)
     return enable, quanta
 
 

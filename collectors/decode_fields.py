@@ -1,8 +1,11 @@
-"""The decoder's per-packet fields (IP, L4, BTH) and wire length, each group in one compiled pass over the batch.
+"""The decoder's per-packet fields (IP, L4, BTH) in one compiled pass over the walk's header blocks, and the
+wire length in another.
 
 As numpy column operations (what collectors.decode did before) they took ~70 whole-column passes, a third of
-the decoder's time after the walk; here each packet's fields are read from the slab (row k = byte k of every
-packet's header at that slab row) and written once. The wire length follows DESIGN.md section 5.
+the decoder's time after the walk; here each packet's fields are read from its header block (row i, the
+collectors.decode_walk.BLOCK_* columns) while it is in cache, and written once. The helpers return values
+and the pass stores them: given the output arrays to write instead, the same pass ran three times slower.
+The wire length follows DESIGN.md section 5.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import numpy as np
 
 from collectors import header_table as h
 from collectors import protocols
-from collectors.wire import slab16, slab24, slab32, slab64
+from collectors.wire import row16, row24, row32, row64
 from pipeline.addresses import V4_MAPPED_LO
 
 FCS_BYTES = 4
@@ -20,37 +23,71 @@ MIN_FRAME = 60  # bytes of the smallest Ethernet frame without its FCS: shorter 
 
 
 @numba.njit(cache=True, nogil=True)
-def ip_fields(ok: np.ndarray, ip_version: np.ndarray, ethertype: np.ndarray, l3: np.ndarray,
-              src_hi: np.ndarray, src_lo: np.ndarray, dst_hi: np.ndarray, dst_lo: np.ndarray,
-              traffic_class: np.ndarray, ip_length: np.ndarray) -> None:
-    """Addresses (IPv4 and ARP sender/target as v4-mapped words), traffic class and IP total length of each
-    packet from `l3`, the slab rows of its IPv4 header without options, fixed IPv6 header or ARP."""
+def header_fields(ok: np.ndarray, blocks: np.ndarray, l3_at: int, l4_at: int, app_l4_at: int, bth_at: int,
+                  ip_version: np.ndarray, ethertype: np.ndarray, proto: np.ndarray, l4: np.ndarray,
+                  app_proto: np.ndarray, app_l4: np.ndarray, roce: np.ndarray, has_aeth: np.ndarray,
+                  src_hi: np.ndarray, src_lo: np.ndarray, dst_hi: np.ndarray, dst_lo: np.ndarray,
+                  traffic_class: np.ndarray, ip_length: np.ndarray,
+                  src_port: np.ndarray, dst_port: np.ndarray, tcp_flags: np.ndarray,
+                  app_src_port: np.ndarray, app_dst_port: np.ndarray, app_tcp_flags: np.ndarray,
+                  opcode: np.ndarray, fecn: np.ndarray, becn: np.ndarray, dqpn: np.ndarray, psn: np.ndarray,
+                  aeth_syndrome: np.ndarray) -> None:
+    """Every packet's IP, L4 (outer and innermost) and BTH fields from its header block `blocks[i]`, whose IP
+    header starts at column `l3_at`, L4 headers at `l4_at` and `app_l4_at`, BTH at `bth_at`; 0 where the
+    packet is not `ok` or has no such header. Addresses of IPv4 and of ARP's sender and target are v4-mapped
+    words; the AETH syndrome is 0xFF where the opcode carries no AETH (`has_aeth` tells)."""
     for i in range(len(ok)):
-        src_hi[i] = src_lo[i] = dst_hi[i] = dst_lo[i] = 0
-        traffic_class[i] = 0
-        ip_length[i] = 0
-        if not ok[i]:
-            continue
-        v4, v6 = ip_version[i] == 4, ip_version[i] == 6
-        arp = (ethertype[i] == protocols.ETH_ARP and slab16(l3, h.ARP_PROTOCOL_TYPE, i) == protocols.ETH_IPV4
-               and l3[h.ARP_HARDWARE_LENGTH, i] == 6 and l3[h.ARP_PROTOCOL_LENGTH, i] == 4)
-        if arp:
-            src_lo[i] = np.uint64(slab32(l3, h.ARP_SENDER_PROTOCOL, i)) | V4_MAPPED_LO
-            dst_lo[i] = np.uint64(slab32(l3, h.ARP_TARGET_PROTOCOL, i)) | V4_MAPPED_LO
-        elif v4:
-            src_lo[i] = np.uint64(slab32(l3, h.IPV4_SOURCE, i)) | V4_MAPPED_LO
-            dst_lo[i] = np.uint64(slab32(l3, h.IPV4_DESTINATION, i)) | V4_MAPPED_LO
-        if v6:
-            src_hi[i] = slab64(l3, h.IPV6_SOURCE, i)
-            src_lo[i] = slab64(l3, h.IPV6_SOURCE + 8, i)
-            dst_hi[i] = slab64(l3, h.IPV6_DESTINATION, i)
-            dst_lo[i] = slab64(l3, h.IPV6_DESTINATION + 8, i)
-        if v4:
-            traffic_class[i] = l3[h.IPV4_TOS, i]
-            ip_length[i] = slab16(l3, h.IPV4_TOTAL_LENGTH, i)
-        elif v6:
-            traffic_class[i] = (slab16(l3, 0, i) >> 4) & 0xFF  # the 8 bits after the version nibble
-            ip_length[i] = slab16(l3, h.IPV6_PAYLOAD_LENGTH, i) + h.IPV6_HEADER
+        words = _ip(blocks, i, l3_at, ok[i], ip_version[i], ethertype[i])
+        src_hi[i], src_lo[i], dst_hi[i], dst_lo[i], traffic_class[i], ip_length[i] = words
+        src_port[i], dst_port[i], tcp_flags[i] = _l4(blocks, i, l4_at, ok[i] and l4[i] >= 0, proto[i])
+        app_src_port[i], app_dst_port[i], app_tcp_flags[i] = _l4(blocks, i, app_l4_at, ok[i] and app_l4[i] >= 0,
+                                                                  app_proto[i])
+        if ok[i] and roce[i]:
+            opcode[i] = blocks[i, bth_at + h.BTH_OPCODE]
+            fecn[i] = (blocks[i, bth_at + h.BTH_FLAGS] & h.BTH_FECN_MASK) != 0
+            becn[i] = (blocks[i, bth_at + h.BTH_FLAGS] & h.BTH_BECN_MASK) != 0
+            dqpn[i] = row24(blocks, i, bth_at + h.BTH_DESTINATION_QP)
+            psn[i] = row24(blocks, i, bth_at + h.BTH_PSN)
+            aeth_syndrome[i] = blocks[i, bth_at + h.BTH_HEADER + h.AETH_SYNDROME] if has_aeth[opcode[i]] else 0xFF
+        else:
+            opcode[i] = 0
+            fecn[i] = becn[i] = False
+            dqpn[i] = psn[i] = 0
+            aeth_syndrome[i] = 0xFF
+
+
+@numba.njit(cache=True, inline="always")
+def _ip(blocks: np.ndarray, i: int, at: int, ok: bool, ip_version: int,
+        ethertype: int) -> tuple[np.uint64, np.uint64, np.uint64, np.uint64, np.int64, np.int64]:
+    """(src_hi, src_lo, dst_hi, dst_lo, traffic class, IP total length) of an IPv4 header without options, a
+    fixed IPv6 header or an ARP message at blocks[i, at:]."""
+    zero, none = np.uint64(0), np.int64(0)
+    if not ok:
+        return zero, zero, zero, zero, none, none
+    if ip_version == 6:
+        return (row64(blocks, i, at + h.IPV6_SOURCE), row64(blocks, i, at + h.IPV6_SOURCE + 8),
+                row64(blocks, i, at + h.IPV6_DESTINATION), row64(blocks, i, at + h.IPV6_DESTINATION + 8),
+                (row16(blocks, i, at) >> 4) & 0xFF,  # the 8 bits after the version nibble
+                row16(blocks, i, at + h.IPV6_PAYLOAD_LENGTH) + h.IPV6_HEADER)
+    if ethertype == protocols.ETH_ARP and row16(blocks, i, at + h.ARP_PROTOCOL_TYPE) == protocols.ETH_IPV4 \
+            and blocks[i, at + h.ARP_HARDWARE_LENGTH] == 6 and blocks[i, at + h.ARP_PROTOCOL_LENGTH] == 4:
+        return (zero, np.uint64(row32(blocks, i, at + h.ARP_SENDER_PROTOCOL)) | V4_MAPPED_LO,
+                zero, np.uint64(row32(blocks, i, at + h.ARP_TARGET_PROTOCOL)) | V4_MAPPED_LO, none, none)
+    if ip_version == 4:
+        return (zero, np.uint64(row32(blocks, i, at + h.IPV4_SOURCE)) | V4_MAPPED_LO,
+                zero, np.uint64(row32(blocks, i, at + h.IPV4_DESTINATION)) | V4_MAPPED_LO,
+                np.int64(blocks[i, at + h.IPV4_TOS]), row16(blocks, i, at + h.IPV4_TOTAL_LENGTH))
+    return zero, zero, zero, zero, none, none
+
+
+@numba.njit(cache=True, inline="always")
+def _l4(blocks: np.ndarray, i: int, at: int, present: bool, proto: int) -> tuple[np.int64, np.int64, np.int64]:
+    """(source port, destination port, TCP flags) of the TCP or UDP header at blocks[i, at:]; zeros for other
+    protocols and when no L4 header is `present`."""
+    if present and (proto == protocols.IP_TCP or proto == protocols.IP_UDP):
+        flags = np.int64(blocks[i, at + h.TCP_FLAGS]) if proto == protocols.IP_TCP else np.int64(0)
+        return row16(blocks, i, at + h.L4_SOURCE_PORT), row16(blocks, i, at + h.L4_DESTINATION_PORT), flags
+    return np.int64(0), np.int64(0), np.int64(0)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -76,37 +113,3 @@ def wire_len(ok: np.ndarray, offset: np.ndarray, caplen: np.ndarray, wirelen: np
                 and (from_ip >= MIN_FRAME) == trailer:
             wire -= FCS_BYTES
         out[i] = max(wire, 0)
-
-
-@numba.njit(cache=True, nogil=True)
-def l4_fields(ok: np.ndarray, proto: np.ndarray, l4: np.ndarray, slab: np.ndarray,
-              src_port: np.ndarray, dst_port: np.ndarray, tcp_flags: np.ndarray) -> None:
-    """TCP/UDP ports and TCP flags from the slab rows copied from `l4` (0 for other protocols and packets
-    without an L4 header)."""
-    for i in range(len(ok)):
-        src_port[i] = dst_port[i] = tcp_flags[i] = 0
-        if ok[i] and l4[i] >= 0 and (proto[i] == protocols.IP_TCP or proto[i] == protocols.IP_UDP):
-            src_port[i] = slab16(slab, h.L4_SOURCE_PORT, i)
-            dst_port[i] = slab16(slab, h.L4_DESTINATION_PORT, i)
-            if proto[i] == protocols.IP_TCP:
-                tcp_flags[i] = slab[h.TCP_FLAGS, i]
-
-
-@numba.njit(cache=True, nogil=True)
-def bth_fields(roce: np.ndarray, bth: np.ndarray, has_aeth: np.ndarray, opcode: np.ndarray, fecn: np.ndarray,
-               becn: np.ndarray, dqpn: np.ndarray, psn: np.ndarray, aeth_syndrome: np.ndarray) -> None:
-    """RoCEv2 BTH fields and the AETH syndrome (0xFF when the opcode carries no AETH) from the BTH slab rows;
-    `has_aeth` tells by opcode."""
-    for i in range(len(roce)):
-        if not roce[i]:
-            opcode[i] = 0
-            fecn[i] = becn[i] = False
-            dqpn[i] = psn[i] = 0
-            aeth_syndrome[i] = 0xFF
-            continue
-        opcode[i] = bth[h.BTH_OPCODE, i]
-        fecn[i] = (bth[h.BTH_FLAGS, i] & h.BTH_FECN_MASK) != 0
-        becn[i] = (bth[h.BTH_FLAGS, i] & h.BTH_BECN_MASK) != 0
-        dqpn[i] = slab24(bth, h.BTH_DESTINATION_QP, i)
-        psn[i] = slab24(bth, h.BTH_PSN, i)
-        aeth_syndrome[i] = bth[h.BTH_HEADER + h.AETH_SYNDROME, i] if has_aeth[opcode[i]] else 0xFF

@@ -1,6 +1,6 @@
 """The big-endian (network order) byte readers every decoder shares: compiled ones for the numba walks (over
-a buffer, or over one packet's column of a slab: row k = byte k of every packet's header) and whole-column
-ones for numpy over a slab.
+a buffer, or over one packet's row of header blocks) and whole-column ones for numpy over rows of bytes
+(row k = byte k of every packet's header).
 
 The compiled readers widen each byte to int64 before shifting: numba would make int() of a uint8 unsigned,
 and unsigned mixed with signed a float.
@@ -29,24 +29,24 @@ def be32(buf: np.ndarray, at: int) -> int:
 
 
 @numba.njit(cache=True, inline="always")
-def slab16(rows: np.ndarray, at: int, i: int) -> np.int64:
-    """The 16-bit field at byte `at` of packet `i`'s header in a slab."""
-    return (np.int64(rows[at, i]) << 8) | np.int64(rows[at + 1, i])
+def row16(rows: np.ndarray, i: int, at: int) -> np.int64:
+    """The 16-bit field at byte `at` of packet `i`'s header block (row i of `rows`)."""
+    return (np.int64(rows[i, at]) << 8) | np.int64(rows[i, at + 1])
 
 
 @numba.njit(cache=True, inline="always")
-def slab24(rows: np.ndarray, at: int, i: int) -> np.int64:
-    return (slab16(rows, at, i) << 8) | np.int64(rows[at + 2, i])
+def row24(rows: np.ndarray, i: int, at: int) -> np.int64:
+    return (row16(rows, i, at) << 8) | np.int64(rows[i, at + 2])
 
 
 @numba.njit(cache=True, inline="always")
-def slab32(rows: np.ndarray, at: int, i: int) -> np.int64:
-    return (slab16(rows, at, i) << 16) | slab16(rows, at + 2, i)
+def row32(rows: np.ndarray, i: int, at: int) -> np.int64:
+    return (row16(rows, i, at) << 16) | row16(rows, i, at + 2)
 
 
 @numba.njit(cache=True, inline="always")
-def slab64(rows: np.ndarray, at: int, i: int) -> np.uint64:
-    return (np.uint64(slab32(rows, at, i)) << np.uint64(32)) | np.uint64(slab32(rows, at + 4, i))
+def row64(rows: np.ndarray, i: int, at: int) -> np.uint64:
+    return (np.uint64(row32(rows, i, at)) << np.uint64(32)) | np.uint64(row32(rows, i, at + 4))
 
 
 def column16(rows: np.ndarray, at: int) -> np.ndarray:
