@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING
 
 from collectors.collector import DEFAULT_EXPORTER, DEFAULT_MAX_FLOWS
 from collectors.flows import DEFAULT_TABLE_MEMORY_MB
-from fabricscope.metrics import Delivery, serve_metrics
 from fabricscope.options import option
 from pipeline.settings import IN_CODE, Origin, split_host_port
 from pipeline.source import Columns, Source, Step
 
 if TYPE_CHECKING:
     from fabricscope.config import Config
+    from fabricscope.metrics import Delivery
     from pipeline.bus import BusConfig
     from pipeline.event_feed import EventFeed
 
@@ -185,6 +185,7 @@ def run_source(args: argparse.Namespace, config: Config, source: Source) -> int:
     """Start `source` (a bad setting or a taken port stops here, before anything else), run it until
     SIGTERM/SIGINT, deliver its records, stop it and print what it counted; exit code 0."""
     from fabricscope.lifecycle import service_setup
+    from fabricscope.metrics import Delivery, serve_metrics  # prometheus_client only where a service runs
 
     service = config.service
     source.start()
