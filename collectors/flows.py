@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from collectors import flow_segments, protocols, radix
+from collectors import flow_segments, key_runs, protocols, radix
 from collectors.packets import DecodedPackets
 from pipeline.addresses import to_bytes16
 from pipeline.labels import APPS
@@ -263,14 +263,14 @@ class FlowTable:
         hashes = flow_hash(keys)
         ts = decoded.ts_ns[rows]
         interval = ts // self._active_ns
-        order, keys, flow_start = _group(keys, hashes, interval)
+        order, flow_start = _group(keys, hashes, interval)
         self.batch_hashes = hashes
         hashes, ts, interval = hashes[order], ts[order], interval[order]
         rows = rows[order]
         flow_id = np.cumsum(flow_start) - 1
         flow_first = np.flatnonzero(flow_start)
         slots, new = self._slots(
-            {name: column[flow_first] for name, column in keys.items()}, hashes[flow_first], exported
+            {name: column[order[flow_first]] for name, column in keys.items()}, hashes[flow_first], exported
         )
         self._columns["dscp"][slots[new]] = decoded.dscp[rows[flow_first[new]]]
         for name in OUTER_FIELDS:
@@ -628,16 +628,17 @@ def _ip_values(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
 
 def _group(
     keys: dict[str, np.ndarray], hashes: np.ndarray, interval: np.ndarray
-) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    """Sort order grouping packets by flow, then interval, then arrival; the keys in that order; and where
-    each flow starts. Sorting is by hash; if two different keys share the hash bits sorted on, the batch is
-    sorted by the keys themselves instead, so grouping is always exact."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sort order grouping packets by flow, then interval, then arrival; and where each flow starts in that
+    order. Sorting is by hash; if two different keys share the hash bits sorted on, the batch is sorted by the
+    keys themselves instead, so grouping is always exact."""
+    columns = tuple(keys[name] for name, _ in KEY_FIELDS)
     order, prefix = _hash_order(hashes, interval)
-    ordered, same_key = _in_order(keys, order)
+    same_key = key_runs.same_as_previous(columns, order)
     if (~same_key & (prefix[1:] == prefix[:-1])).any():
-        order = np.lexsort((interval, *(keys[name] for name, _ in reversed(KEY_FIELDS))))
-        ordered, same_key = _in_order(keys, order)
-    return order, ordered, np.concatenate(([True], ~same_key))
+        order = np.lexsort((interval, *reversed(columns)))
+        same_key = key_runs.same_as_previous(columns, order)
+    return order, np.concatenate(([True], ~same_key))
 
 
 def _hash_order(hashes: np.ndarray, interval: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -655,15 +656,6 @@ def _hash_order(hashes: np.ndarray, interval: np.ndarray) -> tuple[np.ndarray, n
     packed |= (span.astype(np.uint64) << np.uint64(index_bits)) | np.arange(len(hashes), dtype=np.uint64)
     packed = radix.sorted_words(packed)
     return (packed & np.uint64((1 << index_bits) - 1)).astype(np.int64), packed >> shift
-
-
-def _in_order(keys: dict[str, np.ndarray], order: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Key columns in `order`, and whether each row has the same key as the row before it."""
-    ordered = {name: column[order] for name, column in keys.items()}
-    same_key = np.ones(max(len(order) - 1, 0), dtype=np.bool_)
-    for column in ordered.values():
-        same_key &= column[1:] == column[:-1]
-    return ordered, same_key
 
 
 def _segment_sums(decoded: DecodedPackets, rows: np.ndarray, starts: np.ndarray, ts: np.ndarray,
