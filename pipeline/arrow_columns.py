@@ -37,6 +37,12 @@ def column(values: np.ndarray, field: pa.Field, dtype: np.dtype | None) -> pa.Ar
     return pa.array(values, type=field.type, from_pandas=field.nullable)
 
 
+def strings(texts: list[str]) -> pa.Array:
+    """Text as an Arrow string array, built from buffers."""
+    built = _strings(texts)  # type: ignore[arg-type]  # list is invariant: every str is an object
+    return built if built is not None else pa.array(texts, pa.string())
+
+
 def indices(order: np.ndarray) -> pa.Array:
     """Row numbers for `Table.take`."""
     data = np.ascontiguousarray(order, dtype=np.int64)
