@@ -80,7 +80,8 @@ def test_jsonl_lines_are_what_json_dumps_writes_for_every_kind_of_value(tmp_path
     booleans, nulls, non-ASCII, quoted and '%' text, lists, addresses and times, in flows and events."""
     flows = random_flows(300, seed=5)
     flows["app_detail"] = np.array(["ünï \"q\" \\ %s %", "", "\x01\t"] * 100, dtype=object)
-    flows["confidence"] = np.array([np.nan, np.inf, -np.inf, 0.5, 1e-7, 0.0] * 50, dtype=np.float32)
+    flows["confidence"] = np.array([np.nan, np.inf, -np.inf, 0.5, 1e-7, 0.0, -0.0, 1.0, 3e38, 0.1] * 30,
+                                   dtype=np.float32)  # -0.0 and 0.0 are two texts
     flows["bytes"] = np.full(300, 2**64 - 1, dtype=np.uint64)
     events = event_columns([make_event("fast_recovery", ts=1_780_000_000_000_000 + i, ts_end=1_780_000_000_006_200,
                                        severity="warning", link=f"leaf{i % 4 + 1}-spine1", summary=f"ünïcode %d {i}")
