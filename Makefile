@@ -25,7 +25,7 @@ test: $(BIN)/.installed system-deps
 	$(BIN)/python -m pytest -n auto --maxprocesses=4 --durations=20
 
 bench: $(BIN)/.installed system-deps
-	$(BIN)/python bench/collector.py
+	$(BIN)/python -m bench.collector
 
 clean:
 	rm -rf $(VENV) .fabricscope .pytest_cache
