@@ -149,3 +149,22 @@ def test_ingest_without_the_sink_needs_its_detectors_and_a_shared_broker(
     line = one_line_error(fabricscope("ingest", "--no-sink", "--data-dir", str(fresh), "--metrics", "off", *extra))
     assert named in line and reason in line
     assert not fresh.exists(), "nothing is opened before the input is checked"
+
+
+def test_the_process_entry_keeps_start_up_out_of_the_collector_and_a_callers_main_does_not(tmp_path: Path) -> None:
+    """Run as the process (no argv), main freezes what start-up made and collects as usual afterwards; called
+    with argv by another program, it leaves that program's collector as it was."""
+    replay = ["replay", str(SAMPLES / "mixed.pcap"), "--topology", str(SAMPLES / "mixed.topology.yaml"),
+              "--no-progress"]
+    script = (
+        "import gc, sys\n"
+        "from fabricscope.cli import main\n"
+        f"assert main({[*replay, '--out', str(tmp_path / 'called.jsonl')]!r}) == 0\n"
+        "print(gc.get_freeze_count(), gc.isenabled())\n"
+        f"sys.argv = ['fabricscope', *{[*replay, '--out', str(tmp_path / 'own.jsonl')]!r}]\n"
+        "assert main() == 0\n"
+        "print(gc.get_freeze_count() > 10_000, gc.isenabled())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.splitlines() == ["0 True", "True True"]
+    assert (tmp_path / "own.jsonl").read_bytes() == (tmp_path / "called.jsonl").read_bytes()
