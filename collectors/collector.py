@@ -36,7 +36,7 @@ from collectors.job_names import JobNameSource
 from collectors.link_bins import LinkBins, LinkBinsConfig
 from collectors.packets import DecodedPackets, PacketBatch
 from collectors.second_opinion import OpinionStats, SecondOpinionConfig, second_opinion
-from collectors.shard import Shard
+from collectors.shard_exchange import Shard
 from pipeline.topology import Topology
 
 Columns = dict[str, np.ndarray]
@@ -123,9 +123,9 @@ class Collector:
     """Stateful across batches (flows and bins span them); call `finish` once at the end of input. A
     `recorder` gets every batch beside the collector (after decoding, so it reuses the columns).
 
-    As worker `shard` of several (collectors.workers), it decodes every batch but keeps only its shard's
-    packets, moves packet time as the whole batch does, and hands out its steps unlabelled (`run_shard`): DFI
-    and the link bins' merge run where the workers' steps meet."""
+    As worker `shard` of several (collectors.workers), it decodes its share of every batch and keeps only its
+    shard's packets of all (collectors.shard_exchange), moves packet time as the whole batch does, and hands
+    out its steps unlabelled (`run_shard`): DFI and the link bins' merge run where the workers' steps meet."""
 
     def __init__(self, topology: Topology, config: CollectorConfig | None = None, *,
                  recorder: PacketSink | None = None, shard: Shard | None = None) -> None:
@@ -243,20 +243,21 @@ class Collector:
     def packet_step(self, batch: PacketBatch) -> PacketStep:
         """`process` before DFI: decode, DPI, flow table and link bins over one batch (this shard's packets of it)."""
         before_batch()
-        decoded = self._decoder.decode(batch)
-        if self.recorder is not None:
-            self.recorder.write(batch, decoded)
-        ok = decoded.ts_ns[decoded.ok]
-        now_ns = int(ok.max()) if len(ok) else None
-        binned = bool(np.any(decoded.ok & (decoded.link >= 0)))
         if self._shard is not None:
-            batch, decoded = self._shard.select(batch, decoded)
+            step = self._shard.decode(self._decoder, batch)
+            batch, decoded, now_ns, binned = step.batch, step.decoded, step.now_ns, step.binned
+        else:
+            decoded = self._decoder.decode(batch)
+            if self.recorder is not None:
+                self.recorder.write(batch, decoded)
+            ok = decoded.ts_ns[decoded.ok]
+            now_ns = int(ok.max()) if len(ok) else None
+            binned = bool(np.any(decoded.ok & (decoded.link >= 0)))
         labels = self._dpi.classify(batch.data, decoded)
         self.stats.packets += len(decoded)
-        if self._shard is None or self._shard.index == 0:  # malformed packets are worker 0's
-            self.stats.malformed = self._decoder.stats.malformed_total
-            self.stats.malformed_by_reason = dict(self._decoder.stats.malformed)
-            self.stats.unsupported_linktypes = dict(self._decoder.stats.unsupported_linktypes)
+        self.stats.malformed = self._decoder.stats.malformed_total  # a worker's: of the packets it decoded
+        self.stats.malformed_by_reason = dict(self._decoder.stats.malformed)
+        self.stats.unsupported_linktypes = dict(self._decoder.stats.unsupported_linktypes)
         self.stats.unattributed += int(np.count_nonzero(decoded.ok & (decoded.link < 0)))
         early = self._flows.early_exports
         flows = self._flows.update(decoded, app=labels.app, confidence=labels.confidence, detail=labels.detail,

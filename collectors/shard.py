@@ -4,46 +4,19 @@ Everything a worker keeps per flow (the flow table's rows, PSN and pause state, 
 samples) must see all of that flow's packets, on every link it crosses, so the key is the flow without the
 link and without direction: the two (address, port) ends as an unordered pair, the protocol, VLAN and VNI.
 Frames without IP (PFC pauses, LLDP, ARP) have no flow of their own and go by their link; malformed packets
-to worker 0, which alone counts them. What spans flows (link bins, DFI's jobs and iterations) is merged by
-whoever reads the workers (collectors.workers).
+to worker 0 (they are counted by the worker that decoded them, collectors.shard_exchange). What spans flows
+(link bins, DFI's jobs and iterations) is merged by whoever reads the workers (collectors.workers).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-
 import numpy as np
 
 from collectors import protocols
-from collectors.packets import DecodedPackets, PacketBatch
+from collectors.packets import DecodedPackets
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _FINAL = np.uint64(0xBF58476D1CE4E5B9)
-
-
-@dataclass(frozen=True, slots=True)
-class Shard:
-    """This process is worker `index` of `count`."""
-
-    index: int
-    count: int
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.index < self.count:
-            raise ValueError(f"shard {self.index} outside 0..{self.count - 1}")
-
-    def select(self, batch: PacketBatch, decoded: DecodedPackets) -> tuple[PacketBatch, DecodedPackets]:
-        """The packets of this shard, as a batch (on the same buffer) and its decoded columns."""
-        mine = np.flatnonzero(shard_of(decoded, self.count) == self.index)
-        sub_batch = dataclasses.replace(
-            batch, offset=batch.offset[mine], caplen=batch.caplen[mine], wirelen=batch.wirelen[mine],
-            ts_ns=batch.ts_ns[mine], interface=batch.interface[mine],
-        )
-        sub_decoded = DecodedPackets(**{
-            field.name: getattr(decoded, field.name)[mine] for field in dataclasses.fields(DecodedPackets)
-        })
-        return sub_batch, sub_decoded
 
 
 def _mixed(value: np.ndarray) -> np.ndarray:

@@ -1,8 +1,9 @@
 """The collector over N processes: `replay --workers N`.
 
-Every worker reads the same captures (the page cache holds them once) and decodes every packet, but keeps
-only the flows that hash to it (collectors.shard) for DPI, the flow table and the link bins, moving packet
-time as the whole batch does. Since all read the same batches, their steps line up one for one, and this
+Every worker reads the same captures (the page cache holds them once) and decodes a share of every batch; the
+workers swap the decoded rows through shared memory so that each keeps the flows that hash to it
+(collectors.shard, collectors.shard_exchange) for DPI, the flow table and the link bins, moving packet time
+as the whole batch does. Since all read the same batches, their steps line up one for one, and this
 process meets them step by step: it adds up the link bins several workers closed (LinkBins.merge) and runs
 DFI over the flow rows of all (jobs and iterations group hosts across flows), so the records are the ones a
 single collector gives. At the end of input each worker drains its own table, however many steps that
@@ -18,6 +19,7 @@ import dataclasses
 import multiprocessing
 import os
 import queue
+import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.context import ForkProcess
@@ -31,7 +33,7 @@ from collectors.flows import BURST_START
 from collectors.link_bins import LinkBins, LinkBinsConfig
 from collectors.packets import PacketBatch
 from collectors.pcapfile import CaptureStats
-from collectors.shard import Shard
+from collectors.shard_exchange import Shard, ShardExchange
 from pipeline.errors import InputError
 from pipeline.topology import Topology
 
@@ -98,9 +100,10 @@ class WorkerCollector:
         context = multiprocessing.get_context("fork")
         self._queues = [context.Queue(QUEUED_STEPS) for _ in range(self.workers)]
         config = shared_config(self.config, self.workers)
+        exchange = ShardExchange(self.workers, context.Barrier(self.workers))
         self._processes = [
             context.Process(target=_work, name=f"fabricscope-collector-{index}", daemon=True,
-                            args=(Shard(index, self.workers), self._topology, config, self._batches,
+                            args=(Shard(index, exchange), self._topology, config, self._batches,
                                   self._queues[index]))
             for index in range(self.workers)
         ]
@@ -121,12 +124,15 @@ class WorkerCollector:
             raise RuntimeError("WorkerCollector.run before start")
         try:
             yield from self._merge(self._processes, self._queues)
+        except _Aborted as aborted:
+            _raise_cause(self._processes, self._queues, told=aborted.process)
         finally:
             self.stop()
 
     def _merge(self, processes: list[ForkProcess], queues: list[Queue[Any]]) -> Iterator[Records]:
         while True:
-            steps = [_receive(process, worker_queue) for process, worker_queue in zip(processes, queues, strict=True)]
+            steps = [_receive(process, worker_queue, processes)
+                     for process, worker_queue in zip(processes, queues, strict=True)]
             if all(step is None for step in steps):
                 break
             if any(step is None for step in steps):
@@ -137,7 +143,7 @@ class WorkerCollector:
             else:
                 yield from self._flush([step for step in steps if step is not None], processes, queues)
         for process, worker_queue in zip(processes, queues, strict=True):
-            stats, reads = _receive_done(process, worker_queue)
+            stats, reads = _receive_done(process, worker_queue, processes)
             process.join()
             self._add_stats(stats)
             if not self.reads:
@@ -158,7 +164,7 @@ class WorkerCollector:
                 bins.append(current.link_bins)
                 drained = dataclasses.replace(current, link_bins=self._bins.merge([]))
                 yield from self._nonempty(self._labeller.label(drained))
-                current = _receive(process, worker_queue)
+                current = _receive(process, worker_queue, processes)
             if current is None:
                 raise RuntimeError("a collector worker ended without its final step")
             finals.append(current)
@@ -198,7 +204,8 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 def _work(shard: Shard, topology: Topology, config: CollectorConfig, batches: BatchSource,
           out: Queue[Any]) -> None:
-    """A worker's life: every step, then ('done', stats, reads); an error as ('input', ...) or ('internal', ...)."""
+    """A worker's life: every step, then ('done', stats, reads); an error as ('input', ...) or ('internal', ...),
+    after breaking the barrier the workers share so that the others stop, each telling ('aborted',)."""
     try:
         reads: list[tuple[str, CaptureStats]] = []
         collector = Collector(topology, config, shard=shard)
@@ -206,41 +213,74 @@ def _work(shard: Shard, topology: Topology, config: CollectorConfig, batches: Ba
             out.put(("step", step))
         out.put(("end",))
         out.put(("done", collector.stats, reads))
+    except threading.BrokenBarrierError:
+        out.put(("aborted",))
     except InputError as exc:
+        shard.exchange.abort()
         out.put(("input", exc.source, exc.reason, exc.line))
     except BaseException:  # whatever stops a worker is told to the parent, whole
+        shard.exchange.abort()
         out.put(("internal", traceback.format_exc()))
     finally:
         out.close()
         out.join_thread()
 
 
-def _message(process: ForkProcess, worker_queue: Queue[Any]) -> tuple[Any, ...]:
+class _Aborted(Exception):
+    """A worker stopped because another failed (the barrier they share broke): the cause is another's message."""
+
+    def __init__(self, process: ForkProcess) -> None:
+        super().__init__(process.name)
+        self.process = process
+
+
+def _message(process: ForkProcess, worker_queue: Queue[Any], peers: list[ForkProcess]) -> tuple[Any, ...]:
+    """The worker's next message; its error raised. While waiting, a worker killed (a peer too: the others
+    then wait for it at their barrier for ever) is an error."""
     while True:
         try:
             message: tuple[Any, ...] = worker_queue.get(timeout=POLL_S)
         except queue.Empty:
-            if not process.is_alive():
-                raise RuntimeError(f"{process.name} died (exit code {process.exitcode})") from None
+            killed = [peer for peer in peers if peer.exitcode not in (None, 0)]
+            if not process.is_alive() or killed:
+                dead = killed[0] if killed else process
+                raise RuntimeError(f"{dead.name} died (exit code {dead.exitcode})") from None
             continue
         if message[0] == "input":
             raise InputError(message[1], message[2], line=message[3])
         if message[0] == "internal":
             raise RuntimeError(f"{process.name} failed:\n{message[1]}")
+        if message[0] == "aborted":
+            raise _Aborted(process)
         return message
 
 
-def _receive(process: ForkProcess, worker_queue: Queue[Any]) -> PacketStep | None:
+def _raise_cause(processes: list[ForkProcess], queues: list[Queue[Any]], *, told: ForkProcess) -> None:
+    """Raise the error of the worker that broke the barrier (reading past the steps each still had queued);
+    `told` has told it was aborted."""
+    for process, worker_queue in zip(processes, queues, strict=True):
+        if process is told:
+            continue
+        try:
+            while _message(process, worker_queue, processes)[0] not in ("end", "done"):
+                pass
+        except _Aborted:
+            continue
+    raise RuntimeError("collector workers stopped at their barrier, and none told why")
+
+
+def _receive(process: ForkProcess, worker_queue: Queue[Any], peers: list[ForkProcess]) -> PacketStep | None:
     """The worker's next step, None at its end of input."""
-    message = _message(process, worker_queue)
+    message = _message(process, worker_queue, peers)
     return message[1] if message[0] == "step" else None
 
 
 Reads = list[tuple[str, CaptureStats]]
 
 
-def _receive_done(process: ForkProcess, worker_queue: Queue[Any]) -> tuple[CollectorStats, Reads]:
-    message = _message(process, worker_queue)
+def _receive_done(process: ForkProcess, worker_queue: Queue[Any],
+                  peers: list[ForkProcess]) -> tuple[CollectorStats, Reads]:
+    message = _message(process, worker_queue, peers)
     if message[0] != "done":
         raise RuntimeError(f"{process.name} sent {message[0]!r} where its totals belong")
     return message[1], message[2]

@@ -1,23 +1,30 @@
 """The collector over several processes (collectors.workers) gives the rows one collector gives: flows, link
-bins and iterations, sorted, on every sample, across a step back in time with malformed packets, and when
-the flow tables are drained in parts at the end; `replay --workers 2 --out` writes the file `--workers 1` does;
-and replay's default number of workers leaves a core to the process that merges their steps."""
+bins and iterations, sorted, on every sample, across a step back in time with malformed packets, when the
+flow tables are drained in parts at the end, and when batches cross the workers' shared memory in several
+rounds of uneven slices; a worker that fails or is killed stops the others and its cause is raised;
+`replay --workers 2 --out` writes the file `--workers 1` does; and replay's default number of workers leaves
+a core to the process that merges their steps."""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import os
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from pcap_builders import pcap_header, pcap_record
 
 from collectors import collector as collector_module
+from collectors import shard_exchange
 from collectors import workers as workers_module
-from collectors.collector import Collector, Records
+from collectors.collector import Collector, CollectorConfig, Records
 from collectors.decode import Decoder
 from collectors.packets import PacketBatch
 from collectors.pcapfile import CaptureStats
@@ -65,7 +72,7 @@ class Runs:
         assert self.many.reads == self.one_reads
 
 
-def one_and_many(pcap: Path, topology_path: Path) -> Runs:
+def one_and_many(pcap: Path, topology_path: Path, workers: int = WORKERS) -> Runs:
     topology = load_topology(topology_path)
     one, one_reads = Collector(topology), []
     one_rows = rows(one.run(replay_batches([pcap], progress=False, reads=one_reads)))
@@ -73,7 +80,7 @@ def one_and_many(pcap: Path, topology_path: Path) -> Runs:
     def batches(_: int, reads: list[tuple[str, CaptureStats]]) -> Iterator[PacketBatch]:
         return replay_batches([pcap], progress=False, reads=reads)
 
-    many = WorkerCollector(topology, one.config, workers=WORKERS, batches=batches).start()
+    many = WorkerCollector(topology, one.config, workers=workers, batches=batches).start()
     return Runs(one, one_rows, one_reads, many, rows(many.run()))
 
 
@@ -106,6 +113,50 @@ def test_tables_drained_in_parts_at_the_end_give_the_same_rows(monkeypatch: pyte
     """Each worker drains its own table, in as many steps as it needs (forked workers see the patched size)."""
     monkeypatch.setattr(collector_module, "FINISH_ROWS", 20)
     one_and_many(SAMPLES / "combo.pcap", SAMPLES / "combo.topology.yaml").assert_same()
+
+
+def test_batches_in_several_rounds_of_uneven_slices_give_the_same_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three workers share rounds of 1,000 packets (slices of 333 and 334): a 65,536-packet batch takes 66."""
+    monkeypatch.setattr(shard_exchange, "DEFAULT_BATCH_SIZE", 1_000)
+    one_and_many(SAMPLES / "combo.pcap", SAMPLES / "combo.topology.yaml", workers=3).assert_same()
+
+
+def failing_round(monkeypatch: pytest.MonkeyPatch, fail: Callable[[], None]) -> None:
+    """Worker 1 of 3 calls `fail` at its third round of 1,000 packets (the forked workers see the patches)."""
+    monkeypatch.setattr(shard_exchange, "DEFAULT_BATCH_SIZE", 1_000)
+    round_of = shard_exchange.ShardExchange._round_of
+    calls = itertools.count()
+
+    def patched(self: shard_exchange.ShardExchange, index: int, *args: Any) -> shard_exchange.ShardStep:
+        if index == 1 and next(calls) == 2:
+            fail()
+        return round_of(self, index, *args)
+
+    monkeypatch.setattr(shard_exchange.ShardExchange, "_round_of", patched)
+
+
+def run_three_workers(pcap: Path, topology_path: Path) -> None:
+    def batches(_: int, reads: list[tuple[str, CaptureStats]]) -> Iterator[PacketBatch]:
+        return replay_batches([pcap], progress=False, reads=reads)
+
+    collector = WorkerCollector(load_topology(topology_path), CollectorConfig(), workers=3, batches=batches).start()
+    for _ in collector.run():
+        pass
+
+
+def test_a_worker_that_fails_stops_the_others_and_its_error_is_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail() -> None:
+        raise ValueError("worker 1 broke")
+
+    failing_round(monkeypatch, fail)
+    with pytest.raises(RuntimeError, match=r"(?s)fabricscope-collector-1 failed:.*ValueError: worker 1 broke"):
+        run_three_workers(SAMPLES / "combo.pcap", SAMPLES / "combo.topology.yaml")
+
+
+def test_a_worker_killed_is_reported_while_the_others_wait_for_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    failing_round(monkeypatch, lambda: os.kill(os.getpid(), signal.SIGKILL))
+    with pytest.raises(RuntimeError, match=r"fabricscope-collector-1 died \(exit code -9\)"):
+        run_three_workers(SAMPLES / "combo.pcap", SAMPLES / "combo.topology.yaml")
 
 
 def test_both_directions_of_a_flow_go_to_one_worker_and_frames_without_ip_by_link() -> None:
