@@ -40,12 +40,13 @@ from pipeline.topology import Topology
 # Per worker: how far it may run ahead of the merge; each step held costs its rows' memory, ~16 MB pickled and
 # as many unpickled for a 65,536-row step.
 QUEUED_STEPS = 1
-# Every worker decodes every packet (a third of one collector's work) to find its own, so past a few workers
-# more of them add CPU and memory, not speed: the default stops here (an explicit --workers may go further).
+# Each worker decodes 1/N of the packets but still reads every batch, and one process merges the steps of
+# all (DFI, the output), so past a few workers more add CPU and memory, not speed; only 2 were ever measured
+# (2-core machines): the default stops here (an explicit --workers may go further).
 DEFAULT_MAX_WORKERS = 4
 # The cores the default leaves to this process, which merges the workers' steps (link bins, DFI, the output or
-# the embedded pipeline). On 2 cores, 2 workers ran at 0.81-1.09x one worker's speed in eight bench.workers
-# runs, for ~1.6x its CPU and ~200 MB more memory: the default there is one worker.
+# the embedded pipeline). On 2 cores, 2 workers ran at 1.11x one worker's speed in bench.workers (1.00-1.08x
+# before they shared the decoding), for ~1.45x its CPU and ~200 MB more memory: the default there is one worker.
 MERGE_CORES = 1
 POLL_S = 1.0  # how often a wait for a worker checks that it is still alive
 
