@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from collectors import flow_segments, key_runs, protocols, radix
+from collectors.flow_keys import KEY_FIELDS, flow_hash, packet_keys
 from collectors.packets import DecodedPackets
 from pipeline.addresses import to_bytes16
 from pipeline.labels import APPS
@@ -55,11 +56,6 @@ IDLE_SWEEP_S = 1.0  # how often (packet time) idle flows are looked for
 # flows with 2 workers (bench/flow_memory.py; 128 MB left it at 1,183-1,206 MB PSS).
 DEFAULT_TABLE_MEMORY_MB = 96
 
-KEY_FIELDS: tuple[tuple[str, str], ...] = (
-    ("link", "int16"), ("direction", "int8"), ("src_hi", "uint64"), ("src_lo", "uint64"),
-    ("dst_hi", "uint64"), ("dst_lo", "uint64"), ("src_port", "uint16"), ("dst_port", "uint16"),
-    ("proto", "uint8"), ("vlan", "uint16"), ("vni", "uint32"), ("roce_qp", "uint32"),
-)
 FLAG_COUNTERS = ("ecn_ect", "ecn_ce", "cnp", "roce_write", "roce_read", "roce_send", "roce_ack", "naks")
 # switch_timed: packets timed by the switch (ERSPAN III); mirror_delay_ns: their capture time minus switch time, summed
 COUNTERS = ("packets", "bytes", *FLAG_COUNTERS, "psn_gaps", "switch_timed", "mirror_delay_ns")
@@ -86,7 +82,6 @@ BYTES_PER_FLOW = (
 )
 DEFAULT_MAX_FLOWS = DEFAULT_TABLE_MEMORY_MB * 2**20 // BYTES_PER_FLOW
 _PSN_HALF = 1 << 23
-_MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,38 +109,6 @@ class FlowTableConfig:
             raise ValueError("sampling_rate must be >= 1")
         if self.pause_min_ms <= 0 or self.pause_factor < 1:
             raise ValueError("pause_min_ms must be > 0 and pause_factor >= 1")
-
-
-def flow_hash(columns: dict[str, np.ndarray]) -> np.ndarray:
-    """64-bit hash of the key columns (splitmix-style mixing; equal keys give equal hashes)."""
-    h = np.zeros(len(columns["link"]), dtype=np.uint64)
-    for name, _ in KEY_FIELDS:
-        h ^= columns[name].astype(np.uint64)
-        h *= _MIX
-        h ^= h >> np.uint64(31)
-    return h
-
-
-def packet_keys(decoded: DecodedPackets, rows: np.ndarray) -> dict[str, np.ndarray]:
-    """Flow key columns of the packets `rows`: non-IP frames key on the EtherType as dst_port, and RoCE
-    packets on their BTH destination QP."""
-    ethertype = decoded.ethertype[rows]
-    non_ip = (ethertype != protocols.ETH_IPV4) & (ethertype != protocols.ETH_IPV6)
-    is_roce = decoded.is_roce[rows]
-    return {
-        "link": decoded.link[rows],
-        "direction": decoded.direction[rows],
-        "src_hi": decoded.src_hi[rows],
-        "src_lo": decoded.src_lo[rows],
-        "dst_hi": decoded.dst_hi[rows],
-        "dst_lo": decoded.dst_lo[rows],
-        "src_port": np.where(non_ip, 0, decoded.src_port[rows]).astype(np.uint16),
-        "dst_port": np.where(non_ip, ethertype, decoded.dst_port[rows]).astype(np.uint16),
-        "proto": decoded.proto[rows],
-        "vlan": decoded.vlan[rows],
-        "vni": decoded.vni[rows],
-        "roce_qp": np.where(is_roce, decoded.dqpn[rows], 0).astype(np.uint32),
-    }
 
 
 class FlowTable:
