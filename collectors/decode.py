@@ -81,9 +81,7 @@ class Decoder:
         link = self._links(batch, headers.session, headers.vlan_link)
         direction = np.full(len(batch), UNKNOWN, dtype=np.int8)
         if self.topology is not None:
-            direction = self.topology.directions(  # the fabric's hosts are the outer endpoints of a tunnel
-                link, self.topology.leaf_index(outer[0], outer[1]), self.topology.leaf_index(outer[2], outer[3])
-            )
+            direction = self.topology.directions(link, *outer)  # a tunnel's outer endpoints are the fabric's hosts
         end = batch.offset + batch.caplen
         return DecodedPackets(
             ok=ok,

@@ -82,6 +82,12 @@ class PrefixTable:
                              result)
         return result
 
+    @property
+    def tables(self) -> tuple[np.ndarray, ...]:
+        """The search's arrays, in pipeline.prefix_search's order: mask_hi, mask_lo, fixed_hi, starts, keys,
+        values."""
+        return self._mask_hi, self._mask_lo, self._fixed_hi, self._starts, self._keys, self._values
+
 
 def to_texts(raw: np.ndarray) -> list[str]:
     """Text form of (n, 16) uint8 network-order addresses: IPv4 as ::ffff:a.b.c.d, as ClickHouse's IPv6 type

@@ -65,11 +65,15 @@ class Topology:
     source: str = ""
     _link_by_id: dict[str, Link] = field(init=False, repr=False)
     _leaf_prefixes: PrefixTable = field(init=False, repr=False, compare=False)
+    _link_leaves: np.ndarray = field(init=False, repr=False, compare=False)  # int16: each link's leaf index
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_link_by_id", {link.id: link for link in self.links})
         object.__setattr__(self, "_leaf_prefixes", PrefixTable(
             [(network, index) for index, leaf in enumerate(self.leaves) for network in leaf.hosts]))
+        positions = {leaf.name: i for i, leaf in enumerate(self.leaves)}
+        object.__setattr__(self, "_link_leaves", np.array([positions[link.leaf] for link in self.links],
+                                                          dtype=np.int16))
 
     # -- scalar lookups -------------------------------------------------------------------------
     def link(self, link_id: str) -> Link:
@@ -129,20 +133,21 @@ class Topology:
         """int16 column: index into `leaves` of the leaf each address sits behind, -1 if none."""
         return self._leaf_prefixes.lookup(hi, lo).astype(np.int16)
 
-    def link_leaf_index(self) -> np.ndarray:
-        """int16[len(links)]: index into `leaves` of each link's leaf."""
-        positions = {leaf.name: i for i, leaf in enumerate(self.leaves)}
-        return np.array([positions[link.leaf] for link in self.links], dtype=np.int16)
+    def directions(self, link_index: np.ndarray, src_hi: np.ndarray, src_lo: np.ndarray, dst_hi: np.ndarray,
+                   dst_lo: np.ndarray) -> np.ndarray:
+        """int8 column of UNKNOWN/UP/DOWN given link indexes and the address words of each packet's source and
+        destination: down where the destination sits behind the link's leaf, else up where the source does.
+        One compiled pass (pipeline.prefix_search), searching an address only when the answer needs it."""
+        from pipeline import prefix_search  # numba: only the processes that decode packets search
 
-    def directions(
-        self, link_index: np.ndarray, src_leaf: np.ndarray, dst_leaf: np.ndarray
-    ) -> np.ndarray:
-        """int8 column of UNKNOWN/UP/DOWN given link indexes and the leaf index of src and dst."""
-        known = link_index >= 0
-        leaf = np.where(known, self.link_leaf_index()[np.where(known, link_index, 0)], -2)
-        down = known & (dst_leaf == leaf)
-        up = known & ~down & (src_leaf == leaf)
-        return np.where(down, DOWN, np.where(up, UP, UNKNOWN)).astype(np.int8)
+        out = np.empty(len(link_index), dtype=np.int8)
+        src_hi, src_lo, dst_hi, dst_lo = (np.ascontiguousarray(words, dtype=np.uint64)
+                                          for words in (src_hi, src_lo, dst_hi, dst_lo))
+        mask_hi, mask_lo, fixed_hi, starts, keys, values = self._leaf_prefixes.tables
+        prefix_search.directions(np.ascontiguousarray(link_index, dtype=np.int16), self._link_leaves, src_hi, src_lo,
+                                 dst_hi, dst_lo, mask_hi, mask_lo, fixed_hi, starts, keys, values, (UNKNOWN, UP, DOWN),
+                                 out)
+        return out
 
 
 def load_topology(path: str | Path) -> Topology:

@@ -114,7 +114,7 @@ def test_direction_vectorised_matches_scalar(tmp_path: Path) -> None:
     link_index = np.array([topo.link(c[0]).index for c in cases] + [-1], dtype=np.int16)
     src = np.array([words_of(c[1]) for c in cases] + [words_of("10.0.1.1")], dtype=np.uint64)
     dst = np.array([words_of(c[2]) for c in cases] + [words_of("10.0.2.1")], dtype=np.uint64)
-    codes = topo.directions(link_index, topo.leaf_index(src[:, 0], src[:, 1]), topo.leaf_index(dst[:, 0], dst[:, 1]))
+    codes = topo.directions(link_index, src[:, 0], src[:, 1], dst[:, 0], dst[:, 1])
     names = {UNKNOWN: "unknown", UP: "up", DOWN: "down"}
     assert [names[int(c)] for c in codes] == [topo.direction(*c) for c in cases] + ["unknown"]
 
