@@ -69,7 +69,8 @@ class Decoder:
         src_hi, src_lo, dst_hi, dst_lo = outer
         src_port, dst_port, tcp_flags = fields["src_port"], fields["dst_port"], fields["tcp_flags"]
         inner = ok & (headers.inner_l3 >= 0)  # a tunnel's inner flow is the flow; the outer endpoints are kept
-        proto = np.where(ok, headers.proto, 0).astype(np.uint8)
+        walked = _walk_fields(batch, ok, headers, fields["traffic_class"])
+        proto = walked["proto"]
         if inner.any():
             src_hi, src_lo, dst_hi, dst_lo = _inner_addresses(inner, headers.inner_header, outer)
             proto = np.where(inner, headers.app_proto, proto).astype(np.uint8)
@@ -82,7 +83,6 @@ class Decoder:
         direction = np.full(len(batch), UNKNOWN, dtype=np.int8)
         if self.topology is not None:
             direction = self.topology.directions(link, *outer)  # a tunnel's outer endpoints are the fabric's hosts
-        end = batch.offset + batch.caplen
         return DecodedPackets(
             ok=ok,
             ts_ns=ts_ns,
@@ -90,32 +90,21 @@ class Decoder:
             switch_timed=switch_timed,
             link=link,
             direction=direction,
-            erspan_session=np.where(ok, headers.session, -1).astype(np.int16),
             wire_len=_wire_len(batch, ok, headers, fields["ip_length"]),
-            vlan=np.where(ok, headers.vlan, 0).astype(np.uint16),
-            ethertype=np.where(ok, headers.ethertype, 0).astype(np.uint16),
             src_hi=src_hi,
             src_lo=src_lo,
             dst_hi=dst_hi,
             dst_lo=dst_lo,
-            proto=proto,
             **_outer_endpoints(inner, outer),
             src_port=src_port,
             dst_port=dst_port,
-            dscp=fields["traffic_class"] >> 2,
-            ecn=fields["traffic_class"] & 3,
             tcp_flags=tcp_flags,
-            vni=np.where(ok, headers.vni, 0).astype(np.uint32),
-            vxlan=ok & headers.vxlan,
-            is_roce=ok & headers.is_roce,
             **{name: fields[name] for name in ("bth_opcode", "fecn", "becn", "dqpn", "psn", "aeth_syndrome")},
             pfc_enable=pfc_enable,
             pfc_quanta=pfc_quanta,
-            app_proto=np.where(ok, headers.app_proto, 0).astype(np.uint8),
             app_src_port=fields["app_src_port"],
             app_dst_port=fields["app_dst_port"],
-            payload_offset=np.where(ok, headers.payload, -1),
-            payload_caplen=np.where(ok & (headers.payload >= 0), end - headers.payload, 0).astype(np.int32),
+            **{**walked, "proto": proto},
         )
 
     def _count(self, status: np.ndarray) -> None:
@@ -204,6 +193,23 @@ def _header_fields(ok: np.ndarray, headers: decode_walk.Headers) -> dict[str, np
                                 headers.app_proto, headers.app_l4, headers.is_roce, protocols.OPCODE_HAS_AETH,
                                 *fields.values())
     return fields
+
+
+WALK_FIELDS: dict[str, type[np.generic]] = {  # decode_fields.walk_fields' outputs, in its order
+    "erspan_session": np.int16, "vlan": np.uint16, "ethertype": np.uint16, "proto": np.uint8, "vni": np.uint32,
+    "vxlan": np.bool_, "is_roce": np.bool_, "app_proto": np.uint8, "payload_offset": np.int64,
+    "payload_caplen": np.int32, "dscp": np.uint8, "ecn": np.uint8,
+}
+
+
+def _walk_fields(batch: PacketBatch, ok: np.ndarray, headers: decode_walk.Headers,
+                 traffic_class: np.ndarray) -> dict[str, np.ndarray]:
+    """The walk's own columns as DecodedPackets holds them (decode_fields.walk_fields)."""
+    walked = {name: np.empty(len(ok), dtype=kind) for name, kind in WALK_FIELDS.items()}
+    decode_fields.walk_fields(ok, batch.offset, batch.caplen, traffic_class, headers.session, headers.vlan,
+                              headers.ethertype, headers.proto, headers.vni, headers.vxlan, headers.is_roce,
+                              headers.app_proto, headers.payload, tuple(walked.values()))
+    return walked
 
 
 def _pfc_fields(ok: np.ndarray, headers: decode_walk.Headers) -> tuple[np.ndarray, np.ndarray]:
