@@ -15,7 +15,7 @@ import dataclasses
 import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -36,8 +36,10 @@ from collectors.job_names import JobNameSource
 from collectors.link_bins import LinkBins, LinkBinsConfig
 from collectors.packets import DecodedPackets, PacketBatch
 from collectors.second_opinion import OpinionStats, SecondOpinionConfig, second_opinion
-from collectors.shard_exchange import Shard
 from pipeline.topology import Topology
+
+if TYPE_CHECKING:  # only workers have a shard, and they import it (with the shared memory's imports)
+    from collectors.shard_exchange import Shard
 
 Columns = dict[str, np.ndarray]
 DEFAULT_EXPORTER = "fabricscope"

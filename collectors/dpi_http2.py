@@ -11,11 +11,14 @@ response are written; a later block that refers to an entry it did not define fa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from hpack import Decoder, HPACKError
 
 from collectors.dpi_payload import TCP, PayloadHead
+
+if TYPE_CHECKING:
+    from hpack import Decoder
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 3.4
 FRAME_HEADER = 9
@@ -53,6 +56,8 @@ class Http2Headers:
 def read_headers(payload: bytes) -> Http2Headers | None:
     """The first header block of the payload's frames that is whole and decodes to HTTP/2 pseudo-headers
     (":method", ":status"...); None when there is none. Frames run after the preface, if any."""
+    from hpack import Decoder  # only where a payload opens with HTTP/2 frames: not every replay's start-up
+
     position = len(PREFACE) if payload.startswith(PREFACE) else 0
     decoder = Decoder()
     while position + FRAME_HEADER <= len(payload):
@@ -82,6 +87,8 @@ def _header_block(body: bytes, flags: int) -> bytes:
 
 def _header_fields(decoder: Decoder, block: bytes) -> dict[str, str]:
     """The block's fields by name, or {} when it does not decode or has no pseudo-header."""
+    from hpack import HPACKError
+
     try:
         fields = decoder.decode(block)
     except (HPACKError, UnicodeDecodeError, IndexError, ValueError):

@@ -17,15 +17,17 @@ from collections.abc import Callable
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pipeline import addresses, arrow_columns, codec, records
 from pipeline.errors import InputError
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 SUFFIXES = (".parquet", ".jsonl", ".json")
 JSON_CHUNK_ROWS = 8192
@@ -126,6 +128,8 @@ class RecordFileWriter:
         self._text: IO[bytes] | None = None
         try:
             if self.path.suffix == ".parquet":
+                import pyarrow.parquet as pq  # 10 ms of start-up, for the files that are Parquet
+
                 self._parquet = pq.ParquetWriter(self.path, records.arrow_schema(table))
             else:
                 self._text = self.path.open("wb")  # JSON lines are ASCII: json.dumps escapes the rest
