@@ -44,8 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_max_flows_argument(parser)
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="collector processes, flows hashed to them; the records are the same as with one "
-                             "(default: one fewer than the cores, 1 to 4: each worker decodes every packet, and "
-                             "merging their steps takes a core)")
+                             "(default: one fewer than the cores, 1 to 4: each worker still reads every packet, "
+                             "and merging their steps takes a core)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_second_opinion_arguments(parser, replay=True)
 
