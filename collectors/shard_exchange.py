@@ -28,7 +28,8 @@ from collectors.pcapfile import DEFAULT_BATCH_SIZE
 from collectors.shard import shard_of
 
 ROUNDS = 2  # memory for two rounds, used alternately (see the module docstring)
-# Decoded columns: name, dtype, and the shape of one row (pfc_quanta holds 8 values a packet).
+# DecodedPackets' columns as the decoder makes them: name, dtype, and the shape of one row (pfc_quanta holds 8
+# values a packet). A test checks them against a decoded batch.
 _FIELDS: tuple[tuple[str, np.dtype, tuple[int, ...]], ...] = (
     ("ok", np.dtype(np.bool_), ()), ("ts_ns", np.dtype(np.int64), ()), ("capture_ts_ns", np.dtype(np.int64), ()),
     ("switch_timed", np.dtype(np.bool_), ()), ("link", np.dtype(np.int16), ()), ("direction", np.dtype(np.int8), ()),
@@ -143,7 +144,7 @@ class ShardExchange:
                  zip(slices, counts, ok, strict=True) if good.any()]
         binned = any(np.any(good & (part.columns["link"][:count] >= 0))
                      for part, count, good in zip(slices, counts, ok, strict=True))
-        rows = np.concatenate([bound + pick for bound, pick in zip(bounds, picks, strict=False)])
+        rows = np.concatenate([bound + pick for bound, pick in zip(bounds[:-1], picks, strict=True)])
         return ShardStep(_rows(batch, rows), DecodedPackets(**decoded), max(times) if times else None, binned)
 
 

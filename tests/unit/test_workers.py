@@ -26,7 +26,7 @@ from collectors import shard_exchange
 from collectors import workers as workers_module
 from collectors.collector import Collector, CollectorConfig, Records
 from collectors.decode import Decoder
-from collectors.packets import PacketBatch
+from collectors.packets import DecodedPackets, PacketBatch
 from collectors.pcapfile import CaptureStats
 from collectors.replay import replay_batches
 from collectors.shard import shard_of
@@ -157,6 +157,14 @@ def test_a_worker_killed_is_reported_while_the_others_wait_for_it(monkeypatch: p
     failing_round(monkeypatch, lambda: os.kill(os.getpid(), signal.SIGKILL))
     with pytest.raises(RuntimeError, match=r"fabricscope-collector-1 died \(exit code -9\)"):
         run_three_workers(SAMPLES / "combo.pcap", SAMPLES / "combo.topology.yaml")
+
+
+def test_the_shared_memory_holds_every_decoded_column_as_the_decoder_makes_it() -> None:
+    topology = load_topology(SAMPLES / "combo.topology.yaml")
+    decoded = Decoder(topology).decode(next(iter(replay_batches([SAMPLES / "combo.pcap"], progress=False))))
+    columns = {field.name: getattr(decoded, field.name) for field in dataclasses.fields(DecodedPackets)}
+    assert [(name, dtype, shape) for name, dtype, shape in shard_exchange._FIELDS] == [
+        (name, column.dtype, column.shape[1:]) for name, column in columns.items()]
 
 
 def test_both_directions_of_a_flow_go_to_one_worker_and_frames_without_ip_by_link() -> None:
