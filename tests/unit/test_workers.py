@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from pcap_builders import pcap_header, pcap_record
+from pcap_builders import pcap_header, pcap_record, pcapng_epb, pcapng_idb, pcapng_shb
 
 from collectors import collector as collector_module
 from collectors import shard_exchange
@@ -119,6 +119,27 @@ def test_batches_in_several_rounds_of_uneven_slices_give_the_same_rows(monkeypat
     """Three workers share rounds of 1,000 packets (slices of 333 and 334): a 65,536-packet batch takes 66."""
     monkeypatch.setattr(shard_exchange, "DEFAULT_BATCH_SIZE", 1_000)
     one_and_many(SAMPLES / "combo.pcap", SAMPLES / "combo.topology.yaml", workers=3).assert_same()
+
+
+def test_a_pcapng_of_two_link_types_with_garbage_frames_gives_the_same_rows(tmp_path: Path) -> None:
+    """What the generator never writes, through three workers: a pcapng whose frames come through an Ethernet
+    interface and, in runs, one of another link type (which the reader skips and counts), with random bytes
+    for every 50th frame. The rows, the malformed counts and the reads are those of one collector."""
+    batch = next(iter(replay_batches([SAMPLES / "combo.pcap"], progress=False)))
+    rng = np.random.default_rng(7)
+    data = bytearray(pcapng_shb() + pcapng_idb("eth0") + pcapng_idb("usb0", linktype=147))
+    for i in range(min(len(batch), 6000)):
+        start = int(batch.offset[i])
+        frame = bytes(batch.data[start : start + int(batch.caplen[i])])
+        if i % 50 == 0:
+            frame = rng.integers(0, 256, int(rng.integers(1, 80)), dtype=np.uint8).tobytes()
+        data += pcapng_epb(1 if i % 400 >= 380 else 0, int(batch.ts_ns[i]) // 1000, frame)
+    path = tmp_path / "mixed.pcapng"
+    path.write_bytes(bytes(data))
+    runs = one_and_many(path, SAMPLES / "combo.topology.yaml", workers=3)
+    assert runs.one.stats.malformed > 0 and runs.one.stats.packets == 5_700
+    assert runs.one_reads[0][1].skipped["other_linktype"] == 300
+    runs.assert_same()
 
 
 def failing_round(monkeypatch: pytest.MonkeyPatch, fail: Callable[[], None]) -> None:
