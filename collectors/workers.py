@@ -19,7 +19,9 @@ import dataclasses
 import multiprocessing
 import os
 import queue
+import signal
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.context import ForkProcess
@@ -49,6 +51,7 @@ DEFAULT_MAX_WORKERS = 4
 # before they shared the decoding), for ~1.45x its CPU and ~200 MB more memory: the default there is one worker.
 MERGE_CORES = 1
 POLL_S = 1.0  # how often a wait for a worker checks that it is still alive
+STOP_TIMEOUT_S = 5.0  # a terminated worker still running this much later is killed
 
 # The capture each worker reads: called in the worker with its index and the list its reads go to.
 BatchSource = Callable[[int, list[tuple[str, CaptureStats]]], Iterable[PacketBatch]]
@@ -113,11 +116,17 @@ class WorkerCollector:
         return self
 
     def stop(self) -> None:
-        """End the workers still running (input not read to its end: an error downstream, an interrupt)."""
+        """End the workers still running (input not read to its end: an error downstream, an interrupt). Each
+        is terminated, and killed if it has not ended STOP_TIMEOUT_S later."""
         for process in self._processes:
             if process.is_alive():
                 process.terminate()
-            process.join()
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for process in self._processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join()
 
     def run(self) -> Iterator[Records]:
         """The records of every step, as Collector.run yields them (non-empty steps only); `start` first."""
@@ -206,7 +215,10 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 def _work(shard: Shard, topology: Topology, config: CollectorConfig, batches: BatchSource,
           out: Queue[Any]) -> None:
     """A worker's life: every step, then ('done', stats, reads); an error as ('input', ...) or ('internal', ...),
-    after breaking the barrier the workers share so that the others stop, each telling ('aborted',)."""
+    after breaking the barrier the workers share so that the others stop, each telling ('aborted',). SIGTERM
+    ends it whatever handler the parent had when it forked: a handler that only asks a service to stop would
+    leave a worker waiting at the barrier for a peer that is gone."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         reads: list[tuple[str, CaptureStats]] = []
         collector = Collector(topology, config, shard=shard)
