@@ -1,5 +1,5 @@
 """What the flow table adds up per row segment (a flow's packets of one export interval, or of one burst), in
-one compiled pass over a batch's packets in flow order.
+one compiled pass over a batch's packets in flow order, and the PSN gaps it adds up, in another.
 
 As numpy (collectors.flows before) it took a gather of every packet column by the sort order, a packet-by-
 counter matrix of flags and seven `reduceat` passes; here each packet's columns are read through the order
@@ -12,6 +12,8 @@ import numba
 import numpy as np
 
 from collectors import protocols
+
+_PSN_HALF = 1 << 23  # a PSN step of half the 24-bit space or more is a step back
 
 
 @numba.njit(cache=True, nogil=True)
@@ -67,3 +69,30 @@ def segment_sums(rows: np.ndarray, starts: np.ndarray, ts: np.ndarray, gaps: np.
         last[k] = latest
         psn_first[k] = first_psn
         psn_last[k] = last_psn
+
+
+@numba.njit(cache=True, nogil=True)
+def psn_gaps(rows: np.ndarray, flow_id: np.ndarray, slots: np.ndarray, is_roce: np.ndarray, opcode: np.ndarray,
+             psn: np.ndarray, family_of: np.ndarray, last_psn: np.ndarray, gaps: np.ndarray) -> None:
+    """gaps[i]: PSN numbers skipped between the data packet at position i (packet rows[i]; positions grouped by
+    flow, flow_id[i] its flow, slots[flow] its table slot) and its flow's data packet before it: in this batch,
+    else last_psn[slot] (-1: none), which is left at the flow's last data PSN. 24-bit wrap; a step back counts 0;
+    ACKs, CNPs and other packets are not a sequence (0)."""
+    current = -1
+    before = np.int64(-1)
+    for i in range(len(rows)):
+        gaps[i] = 0
+        packet = rows[i]
+        family = family_of[opcode[packet]]
+        if not is_roce[packet] or family == protocols.FAMILY_NONE or family == protocols.FAMILY_ACK:
+            continue
+        slot = slots[flow_id[i]]
+        if flow_id[i] != current:
+            current = flow_id[i]
+            before = last_psn[slot]
+        value = np.int64(psn[packet])
+        delta = (value - before) & protocols.PSN_MASK
+        if before >= 0 and 0 < delta < _PSN_HALF:
+            gaps[i] = delta - 1
+        before = value
+        last_psn[slot] = value

@@ -81,7 +81,6 @@ BYTES_PER_FLOW = (
     + 2 * np.dtype(np.int64).itemsize
 )
 DEFAULT_MAX_FLOWS = DEFAULT_TABLE_MEMORY_MB * 2**20 // BYTES_PER_FLOW
-_PSN_HALF = 1 << 23
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,27 +370,10 @@ class FlowTable:
     ) -> np.ndarray:
         """PSN numbers skipped between consecutive data packets of each flow (24-bit wrap; a step back, as in a
         go-back-N retransmission, counts 0). ACKs and CNPs are not a sequence and do not take part. Not scaled
-        by sampling_rate: under sampling the gaps measure the sampling, not loss."""
-        gaps = np.zeros(len(rows), dtype=np.uint64)
-        family = protocols.OPCODE_FAMILY[decoded.bth_opcode[rows]]
-        data = np.flatnonzero(decoded.is_roce[rows] & (family != protocols.FAMILY_NONE)
-                              & (family != protocols.FAMILY_ACK))
-        if not len(data):
-            return gaps
-        psn = decoded.psn[rows[data]].astype(np.int64)
-        flow = flow_id[data]
-        first = np.ones(len(data), dtype=np.bool_)
-        first[1:] = flow[1:] != flow[:-1]
-        previous = np.empty(len(data), dtype=np.int64)
-        previous[1:] = psn[:-1]
-        last_psn = self._columns["last_psn"]
-        previous[first] = last_psn[slots[flow[first]]]
-        delta = (psn - previous) & protocols.PSN_MASK
-        skipped = np.where((previous >= 0) & (delta > 0) & (delta < _PSN_HALF), delta - 1, 0)
-        gaps[data] = skipped
-        last = np.ones(len(data), dtype=np.bool_)
-        last[:-1] = first[1:]
-        last_psn[slots[flow[last]]] = psn[last]
+        by sampling_rate: under sampling the gaps measure the sampling, not loss (collectors.flow_segments)."""
+        gaps = np.empty(len(rows), dtype=np.uint64)
+        flow_segments.psn_gaps(rows, flow_id, slots, decoded.is_roce, decoded.bth_opcode, decoded.psn,
+                               protocols.OPCODE_FAMILY, self._columns["last_psn"], gaps)
         return gaps
 
     def _tails(
