@@ -31,7 +31,7 @@ import numpy as np
 from collectors.afpacket import NEW_FANOUT_GROUP, PacketRing, RingStats
 from collectors.collector import Collector, CollectorConfig, CollectorStats, PacketStep, Records
 from collectors.link_bins import DEFAULT_LATENESS_US, LinkBins, LinkBinsConfig
-from collectors.workers import shared_config
+from collectors.workers import join_or_kill, shared_config
 from pipeline.errors import InputError
 from pipeline.records import LINK_BIN_US
 from pipeline.topology import Topology
@@ -98,12 +98,7 @@ class CaptureWorkers:
         event (each drains its ring), then killed after STOP_TIMEOUT_S (one blocked on a queue nobody reads)."""
         if self._stop is not None:
             self._stop.set()
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        for process in self._processes:
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.is_alive():
-                process.kill()
-                process.join()
+        join_or_kill(self._processes, STOP_TIMEOUT_S)
 
     def steps(self, stop: threading.Event) -> Iterator[Records]:
         """The merged records as the workers' steps come; after `stop`, every worker's last rows and bins."""

@@ -67,6 +67,16 @@ def default_workers() -> int:
     return max(1, min(available_cores() - MERGE_CORES, DEFAULT_MAX_WORKERS))
 
 
+def join_or_kill(processes: list[ForkProcess], timeout_s: float) -> None:
+    """Wait for the processes to end, `timeout_s` for all of them together; kill those still running then."""
+    deadline = time.monotonic() + timeout_s
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
 def shared_config(config: CollectorConfig, workers: int) -> CollectorConfig:
     """Each of `workers` gets its share of what bounds them all: of `max_flows` (the bound is on the flows the
     machine holds, not per process, so N workers take no more memory for their tables than one collector) and
@@ -121,12 +131,7 @@ class WorkerCollector:
         for process in self._processes:
             if process.is_alive():
                 process.terminate()
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        for process in self._processes:
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.is_alive():
-                process.kill()
-                process.join()
+        join_or_kill(self._processes, STOP_TIMEOUT_S)
 
     def run(self) -> Iterator[Records]:
         """The records of every step, as Collector.run yields them (non-empty steps only); `start` first."""
