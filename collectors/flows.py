@@ -163,7 +163,7 @@ class FlowTable:
     ) -> dict[str, np.ndarray]:
         """Add one decoded batch (malformed packets are ignored); return the rows this batch completed.
         `now_ns`: the newest packet of the whole batch when `decoded` is one worker's share of it
-        (collectors.shard), so packet time moves as it would with every packet here."""
+        (collectors.shard_exchange), so packet time moves as it would with every packet here."""
         if (app is None) != (confidence is None) or (detail is not None and app is None):
             raise ValueError("app and confidence (and detail) label the packets together: pass both or neither")
         rows = np.flatnonzero(decoded.ok)
