@@ -8,6 +8,7 @@ the pipeline topics start from empty ones (`clean_topics`).
 from __future__ import annotations
 
 import itertools
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +22,18 @@ from pipeline.store import Store, StoreConfig, embedded_dsn
 from pipeline.topology import Topology, load_topology
 
 _databases = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def restored_signal_handlers() -> Iterator[None]:
+    """SIGTERM and SIGINT as they were before the test: one that runs a service's main in-process leaves the
+    service's stop-event handlers behind otherwise (tests/unit/test_fuzz_inputs.py did), so Ctrl-C stops
+    nothing in that pytest worker and processes later tests fork there inherit a SIGTERM that ends nothing."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for signum, handler in saved.items():
+        if handler is not None:  # None: set outside Python, nothing to put back
+            signal.signal(signum, handler)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
