@@ -4,10 +4,11 @@ swap the decoded rows by flow.
 Every worker reads the same batches. Worker i decodes only the i-th of N contiguous slices of each, finds
 the worker each of those packets belongs to (collectors.shard), and writes the slice's decoded columns to
 memory all workers share (an anonymous mapping made before the fork). Once all have written (a barrier),
-each gathers its own packets from every slice, in packet order, and reads the whole batch's packet time from
-them. The memory holds two rounds, alternately: a worker that has passed round t's barrier has gathered round
-t-1 and every other worker has too, so writing round t+1 never overwrites rows still being read. A batch
-larger than one round (N × `rows`) goes through in several.
+each gathers its own packets from every slice, in packet order, and the whole batch's packet time from what
+each worker wrote beside its slice (its newest packet, and whether any had a link). The memory holds two
+rounds, alternately: a worker that has passed round t's barrier has gathered round t-1 and every other
+worker has too, so writing round t+1 never overwrites rows still being read. A batch larger than one round
+(N × `rows`) goes through in several.
 
 A worker that fails aborts the barrier, so the others stop (threading.BrokenBarrierError) rather than wait.
 """
@@ -49,6 +50,8 @@ _FIELDS: tuple[tuple[str, np.dtype, tuple[int, ...]], ...] = (
     ("payload_offset", np.dtype(np.int64), ()), ("payload_caplen", np.dtype(np.int32), ()),
 )
 _SHARD = np.dtype(np.int16)
+_SUMMARY = 2  # int64s before a slice's rows: its newest packet time and whether it binned
+NO_TIME = np.iinfo(np.int64).min  # a slice without a well-formed packet
 _BATCH_FIELDS = ("offset", "caplen", "wirelen", "ts_ns", "interface")
 
 
@@ -64,9 +67,12 @@ class ShardStep:
 
 
 class _Slice:
-    """One worker's decoded rows of one round, as arrays on the shared memory."""
+    """One worker's decoded rows of one round, as arrays on the shared memory, and what they say of packet
+    time: the newest well-formed packet's (NO_TIME: none) and whether any well-formed packet has a link."""
 
     def __init__(self, memory: mmap.mmap, offset: int, rows: int) -> None:
+        self.time = np.frombuffer(memory, np.int64, _SUMMARY, offset)  # [newest, binned]
+        offset += _SUMMARY * np.dtype(np.int64).itemsize
         self.columns: dict[str, np.ndarray] = {}
         for name, dtype, shape in _FIELDS:
             count = rows * int(np.prod(shape, dtype=np.int64))
@@ -76,8 +82,8 @@ class _Slice:
 
     @staticmethod
     def size(rows: int) -> int:
-        return rows * (sum(dtype.itemsize * int(np.prod(shape, dtype=np.int64)) for _, dtype, shape in _FIELDS)
-                       + _SHARD.itemsize)
+        return _SUMMARY * np.dtype(np.int64).itemsize + rows * (
+            sum(dtype.itemsize * int(np.prod(shape, dtype=np.int64)) for _, dtype, shape in _FIELDS) + _SHARD.itemsize)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +134,9 @@ class ShardExchange:
         for name, _, _ in _FIELDS:
             slices[index].columns[name][: stop - start] = getattr(mine, name)
         slices[index].shard[: stop - start] = shard_of(mine, self.workers)
+        good = mine.ok
+        slices[index].time[:] = (int(mine.ts_ns[good].max()) if good.any() else NO_TIME,
+                                 bool(np.any(good & (mine.link >= 0))))
         self._barrier.wait()
         counts = np.diff(bounds)
         picks = [np.flatnonzero(part.shard[:count] == index) for part, count in zip(slices, counts, strict=True)]
@@ -139,11 +148,8 @@ class ShardExchange:
                 np.take(part.columns[name], pick, axis=0, out=column[at : at + len(pick)], mode="clip")
                 at += len(pick)
             decoded[name] = column
-        ok = [part.columns["ok"][:count] for part, count in zip(slices, counts, strict=True)]
-        times = [int(part.columns["ts_ns"][:count][good].max()) for part, count, good in
-                 zip(slices, counts, ok, strict=True) if good.any()]
-        binned = any(np.any(good & (part.columns["link"][:count] >= 0))
-                     for part, count, good in zip(slices, counts, ok, strict=True))
+        times = [int(part.time[0]) for part in slices if part.time[0] != NO_TIME]
+        binned = any(bool(part.time[1]) for part in slices)
         rows = np.concatenate([bound + pick for bound, pick in zip(bounds[:-1], picks, strict=True)])
         return ShardStep(_rows(batch, rows), DecodedPackets(**decoded), max(times) if times else None, binned)
 
