@@ -77,9 +77,9 @@ class PrefixTable:
         from pipeline import prefix_search  # numba: only the processes that decode packets search
 
         result = np.empty(len(hi), dtype=np.int64)
+        mask_hi, mask_lo, fixed_hi, starts, keys, values = self.tables
         prefix_search.lookup(np.ascontiguousarray(hi, dtype=np.uint64), np.ascontiguousarray(lo, dtype=np.uint64),
-                             self._mask_hi, self._mask_lo, self._fixed_hi, self._starts, self._keys, self._values,
-                             result)
+                             mask_hi, mask_lo, fixed_hi, starts, keys, values, result)
         return result
 
     @property
